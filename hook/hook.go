@@ -1,0 +1,215 @@
+// Package hook is the runtime API of hookreg: the types that generated
+// registries and upgrade hooks import.
+//
+// An upgrade hook is a Go function with the signature of [Func]:
+//
+//	// UpgradeLibFoo re-keys the users table by client id.
+//	func UpgradeLibFoo(ctx context.Context, tx hook.Tx) error {
+//		users, err := tx.Table("users")
+//		if err != nil {
+//			return err
+//		}
+//		return users.Put([]byte("alice"), []byte(`{"role":"admin"}`))
+//	}
+//
+// The runtime calls it inside one store transaction together with the update
+// of the upgrade metadata, so a hook is either fully applied or not at all.
+// Hooks see only the store-neutral [Tx], [Table] and [Config] interfaces of
+// this package, never the types of a particular store (bbolt, etcd), so the
+// same hook runs on every store.
+//
+// A hook over a table too large for one transaction uses [EachBatch], which
+// commits its progress with every batch (see [Tx.Checkpoint]).
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+)
+
+// Func is the signature of an upgrade hook. A hook returns an error to stop
+// the upgrade; its transaction is then rolled back. A panic is treated as an
+// error.
+type Func func(ctx context.Context, tx Tx) error
+
+// Hook is one entry of a registry.
+type Hook struct {
+	// Num orders the hooks; a larger Num runs later.
+	Num int
+	// IntroducedIn is the release (a semantic version) that introduced the hook.
+	IntroducedIn string
+	// AllowOnline reports whether the hook may run on a live store.
+	AllowOnline bool
+	// Name is the hook function's name relative to the hook package,
+	// such as "UpgradeLibBaz" or "libfoo.UpgradeLibFoo".
+	Name string
+	// Digest is the code digest of the function and everything of the
+	// module it uses ("h1:" followed by base64 of a SHA-256).
+	Digest string
+	// Func is the hook itself.
+	Func Func
+}
+
+// Table is one table of ordered key/value records. Keys are non-empty byte
+// strings ordered bytewise.
+type Table interface {
+	// Name returns the table's name.
+	Name() string
+	// Get returns a copy of the value stored under key, or an error
+	// wrapping ErrNotFound when there is none.
+	Get(key []byte) ([]byte, error)
+	// Put stores value under key. The table keeps copies of both slices,
+	// so the caller may reuse them at once.
+	Put(key, value []byte) error
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(key []byte) error
+	// Scan calls fn for every record with a key >= start (all records
+	// when start is nil), in key order. The slices given to fn are valid
+	// only until fn returns. fn may modify the table; the scan continues
+	// after the last key it visited. Returning ErrStop from fn ends the
+	// scan without an error.
+	Scan(start []byte, fn func(key, value []byte) error) error
+}
+
+// Config is the view of the product's configuration files that a hook
+// receives: files addressed by slash-separated paths relative to the
+// configuration directory. In an online upgrade the view is read-only and
+// the write methods return an error wrapping ErrReadOnlyConfig.
+type Config interface {
+	// ReadFile returns the content of the file at path, or an error
+	// wrapping fs.ErrNotExist.
+	ReadFile(path string) ([]byte, error)
+	// WriteFile creates or replaces the file at path.
+	WriteFile(path string, data []byte, perm fs.FileMode) error
+	// Remove deletes the file at path.
+	Remove(path string) error
+	// List returns the paths of all files, sorted.
+	List() ([]string, error)
+}
+
+// Info describes the run a hook is part of.
+type Info struct {
+	// Num is the running hook's number.
+	Num int
+	// From is the data version before the hook ran.
+	From string
+	// To is the data version the hook upgrades to (its IntroducedIn).
+	To string
+	// Online reports whether the hook runs on a live store.
+	Online bool
+}
+
+// Tx is the store transaction a hook runs in.
+type Tx interface {
+	// Info describes the running hook and its versions.
+	Info() Info
+	// Table returns the named table, or an error wrapping ErrNoTable.
+	Table(name string) (Table, error)
+	// CreateTable creates the named table, or returns it if it exists.
+	CreateTable(name string) (Table, error)
+	// DropTable deletes the named table and all its records. Dropping a
+	// missing table is not an error.
+	DropTable(name string) error
+	// Tables returns the names of all tables, sorted.
+	Tables() ([]string, error)
+	// Config returns the configuration files.
+	Config() Config
+	// Checkpoint commits everything the hook has done so far together
+	// with progress, the hook's own resumption state under the given
+	// key, and continues in a new transaction. If the run stops before
+	// the hook returns, the next run calls the hook again and Progress
+	// returns what was saved. Table values obtained before a checkpoint
+	// stay usable after it. Most hooks use EachBatch instead.
+	Checkpoint(key string, progress []byte) error
+	// Progress returns what the last Checkpoint of this hook saved under
+	// key, and false when nothing was saved.
+	Progress(key string) ([]byte, bool, error)
+}
+
+// Errors returned by stores; test for them with errors.Is.
+var (
+	// ErrNotFound is returned by Table.Get for a missing key.
+	ErrNotFound = errors.New("key not found")
+	// ErrNoTable is returned by Tx.Table for a missing table.
+	ErrNoTable = errors.New("no such table")
+	// ErrReadOnlyConfig is returned by Config writes in online runs.
+	ErrReadOnlyConfig = errors.New("configuration is read-only in an online upgrade; make the hook offline (allow_online: false) to change configuration files")
+	// ErrStop ends a Scan early without an error.
+	ErrStop = errors.New("stop scan")
+)
+
+// DefaultBatchSize is the number of records EachBatch processes per
+// transaction when size is zero or negative.
+const DefaultBatchSize = 10000
+
+// EachBatch calls fn for every record of table in key order, committing
+// every size records together with the position reached (under the progress
+// key "batch:"+phase). When a run is interrupted, the next run resumes after
+// the last committed batch, so memory and transaction size stay bounded by
+// the batch size whatever the table size.
+//
+// A phase that has finished is skipped when the hook is called again, so a
+// hook may run several phases in a row. Code between phases may run again
+// after a crash and must be idempotent. A hook that must stay all-or-nothing
+// from the user's point of view reads the source table in batches, writes a
+// new table, and drops or replaces the source only after the last phase.
+//
+// fn must not modify the scanned table; write to another table instead.
+func EachBatch(ctx context.Context, tx Tx, phase, table string, size int, fn func(key, value []byte) error) error {
+	if size <= 0 {
+		size = DefaultBatchSize
+	}
+	progressKey := "batch:" + phase
+	state, ok, err := tx.Progress(progressKey)
+	if err != nil {
+		return fmt.Errorf("reading progress of phase %q: %w", phase, err)
+	}
+	var start []byte
+	if ok {
+		if len(state) > 0 && state[0] == batchDone {
+			return nil
+		}
+		if len(state) > 1 {
+			start = append(state[1:], 0) // the smallest key after the last one done
+		}
+	}
+	t, err := tx.Table(table)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := 0
+		var last []byte
+		err := t.Scan(start, func(k, v []byte) error {
+			if n == size {
+				return ErrStop
+			}
+			if err := fn(k, v); err != nil {
+				return err
+			}
+			last = append(last[:0], k...)
+			n++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n < size {
+			return tx.Checkpoint(progressKey, []byte{batchDone})
+		}
+		if err := tx.Checkpoint(progressKey, append([]byte{batchMore}, last...)); err != nil {
+			return err
+		}
+		start = append(last, 0)
+	}
+}
+
+const (
+	batchMore byte = 'm'
+	batchDone byte = 'd'
+)

@@ -1,0 +1,67 @@
+// Package cliflag parses command lines in the form both hookreg tools share:
+// flags may stand before or after the positional arguments, "-flag" and
+// "--flag" are the same, and "--" ends the flags.
+//
+//	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+//	store := fs.String("store", "", "the store")
+//	args, err := cliflag.Parse(fs, []string{"backup.tar.zst", "--store", "data.db"})
+//	// args == []string{"backup.tar.zst"}, *store == "data.db"
+package cliflag
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+)
+
+// ErrUsage marks errors in a command line; commands exit with status 2 on it.
+var ErrUsage = errors.New("usage")
+
+// UsageError is a command-line error: a bad flag, a missing or extra argument.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Is reports that a UsageError matches ErrUsage.
+func (e *UsageError) Is(target error) bool { return target == ErrUsage }
+
+// Usagef returns a UsageError with a formatted message.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Parse parses args with fs and returns the positional arguments, wherever
+// they stand among the flags. Errors wrap ErrUsage; flag.ErrHelp is
+// returned as is.
+func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &UsageError{Msg: err.Error()}
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// Exactly checks that there are exactly n positional arguments, naming them
+// in the error.
+func Exactly(args []string, names ...string) error {
+	switch {
+	case len(args) < len(names):
+		return Usagef("missing argument %s", names[len(args)])
+	case len(args) > len(names):
+		return Usagef("unexpected argument %q", args[len(names)])
+	}
+	return nil
+}
