@@ -1,0 +1,67 @@
+package registry
+
+import (
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/hookreg/hookreg/internal/diag"
+)
+
+// File is a parsed registry.yaml. Positions point into the file for
+// diagnostics.
+type File struct {
+	// Path is the file's name as given, used in diagnostics.
+	Path string
+	// Product names the product (default: the module path, filled in by
+	// the caller that knows it).
+	Product    string
+	ProductPos diag.Position
+	// Release is the release the tree builds, as written.
+	Release    string
+	ReleasePos diag.Position
+	// Package is the hook package directory relative to the registry
+	// (default "./hooks").
+	Package    string
+	PackagePos diag.Position
+	// MinDataVersion is the oldest data version upgraded ("" for none).
+	MinDataVersion    string
+	MinDataVersionPos diag.Position
+	// HooksPos is the position of the hooks key.
+	HooksPos diag.Position
+	// Hooks in file order: newest (largest num) first.
+	Hooks []Hook
+}
+
+// Hook is one entry of the hooks list.
+type Hook struct {
+	// Pos is the position of the list item (its first key).
+	Pos diag.Position
+
+	Num    int
+	NumPos diag.Position
+	// IntroducedIn as written; Version is its parse, nil when invalid.
+	IntroducedIn    string
+	Version         *semver.Version
+	IntroducedInPos diag.Position
+	AllowOnline     bool
+	AllowOnlinePos  diag.Position
+	// Func as written: "UpgradeLibBaz" or "libfoo.UpgradeLibFoo".
+	Func    string
+	FuncPos diag.Position
+	Doc     string
+	// Amendments, oldest first: the reviewed changes of a released hook.
+	Amendments []Amendment
+}
+
+// Amendment records one reviewed change of a released hook's code, written
+// by hookgen amend:
+//
+//	amendments:
+//	  - old: h1:...
+//	    new: h1:...
+//	    reason: fix CVE-2026-1234 in ACL parsing
+type Amendment struct {
+	Pos    diag.Position
+	Old    string
+	New    string
+	Reason string
+}

@@ -1,0 +1,71 @@
+package hookreg_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/hookgen"
+	"github.com/hookreg/hookreg/migrator"
+)
+
+var update = flag.Bool("update", false, "update testscript files in place when a cmp fails")
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"hookgen": func() {
+			os.Exit(hookgen.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		},
+		"migrator": func() {
+			os.Exit(migrator.Main(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		},
+	})
+}
+
+// TestScript runs testdata/script/*.txtar. The scripts see:
+//   - HOOKREG_ROOT: this module's directory, for a scratch module's
+//     "replace github.com/hookreg/hookreg => $HOOKREG_ROOT";
+//   - a git that depends on nothing of the host (fixed author, committer and
+//     dates, no system or global configuration);
+//   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
+//     GOPROXY=off, so scratch modules build offline.
+func TestScript(t *testing.T) {
+	root, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		UpdateScripts:       *update,
+		Setup: func(env *testscript.Env) error {
+			for _, kv := range [][2]string{
+				{"HOOKREG_ROOT", root},
+				{"GOCACHE", goEnv(t, "GOCACHE")},
+				{"GOMODCACHE", goEnv(t, "GOMODCACHE")},
+				{"GOPROXY", "off"},
+				{"GOFLAGS", "-mod=mod"},
+				{"GONOSUMDB", "*"},
+				{"GOTOOLCHAIN", "local"},
+				{"GIT_AUTHOR_NAME", "Hook Author"},
+				{"GIT_AUTHOR_EMAIL", "author@example.com"},
+				{"GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"},
+				{"GIT_COMMITTER_NAME", "Hook Committer"},
+				{"GIT_COMMITTER_EMAIL", "committer@example.com"},
+				{"GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"},
+				{"GIT_CONFIG_NOSYSTEM", "1"},
+				{"GIT_CONFIG_GLOBAL", "/dev/null"},
+				{"GIT_DIR", ""},
+				{"GIT_WORK_TREE", ""},
+			} {
+				env.Setenv(kv[0], kv[1])
+			}
+			return nil
+		},
+	})
+}
