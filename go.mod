@@ -8,6 +8,12 @@ require (
 )
 
 require (
+	github.com/dave/jennifer v1.7.1 // indirect
+	github.com/klauspost/compress v1.20.4 // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	golang.org/x/mod v0.42.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/tools v0.52.0 // indirect
 )
