@@ -4,9 +4,26 @@ FUZZTIME ?= 60s
 
 .PHONY: demo test generate check-generated lint fmt bench fuzz
 
-## demo: the main job end to end on the embedded store
+DEMO := demo
+MIGRATOR := bin/migrator
+
+## demo: the main job end to end on the embedded store: restore the oldest
+## release fixture, plan, back up, upgrade offline, restore the result, status
 demo:
-	$(GO) run ./internal/demo
+	$(GO) build -o $(MIGRATOR) ./cmd/migrator
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo '# 1. restore a backup made by release 4.4.0'
+	$(MIGRATOR) restore testdata/releases/4.4.0.tar.zst --store $(DEMO)/broker.db --config $(DEMO)/config
+	@echo '# 2. what an upgrade to this release would run'
+	$(MIGRATOR) plan --store $(DEMO)/broker.db
+	@echo '# 3. back up the old data and its configuration'
+	$(MIGRATOR) backup --store $(DEMO)/broker.db --config $(DEMO)/config --out $(DEMO)/before.tar.zst
+	@echo '# 4. upgrade the backup offline, in a child process, into a new backup'
+	$(MIGRATOR) upgrade --offline --in $(DEMO)/before.tar.zst --out $(DEMO)/after.tar.zst
+	$(MIGRATOR) verify $(DEMO)/after.tar.zst
+	@echo '# 5. restore the upgraded backup and show the status'
+	$(MIGRATOR) restore $(DEMO)/after.tar.zst --store $(DEMO)/broker.db --config $(DEMO)/config
+	$(MIGRATOR) status --store $(DEMO)/broker.db
 
 ## test: every test, the generated files' freshness and vet
 test: check-generated
