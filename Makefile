@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo test generate check-generated lint fmt bench fuzz
+.PHONY: demo test generate check-generated lint fmt bench fuzz release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -54,3 +54,8 @@ bench:
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRegistry$$' -fuzztime $(FUZZTIME) ./internal/registry
+
+## release: the release gate, then reproducible binaries in dist/$(VERSION) (see RELEASING.md)
+release:
+	@test -n "$(VERSION)" || { echo 'usage: make release VERSION=X.Y.Z' >&2; exit 2; }
+	$(GO) run ./internal/cmd/release --version $(VERSION)
