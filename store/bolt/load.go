@@ -1,0 +1,205 @@
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/hookreg/hookreg/store"
+)
+
+// Loader limits: a Loader commits when either is reached.
+const (
+	// LoadBatchRecords is the number of records per load transaction.
+	LoadBatchRecords = 10000
+	// LoadBatchBytes is the number of key and value bytes per load
+	// transaction.
+	LoadBatchBytes = 16 << 20
+)
+
+// Loader builds a new store file from a stream of records, many records per
+// transaction, so memory stays bounded by the batch whatever the data size.
+// Records of a table should come in ascending key order (as a backup holds
+// them); pages are then filled completely.
+//
+//	l, err := bolt.NewLoader("broker.db.new")
+//	if err != nil {
+//		return err
+//	}
+//	defer l.Abort()
+//	if err := l.Put("users", key, value); err != nil {
+//		return err
+//	}
+//	if err := l.Finish(); err != nil {
+//		return err
+//	}
+//	return bolt.Replace("broker.db.new", "broker.db")
+type Loader struct {
+	db      *bbolt.DB
+	path    string
+	tx      *bbolt.Tx
+	bucket  *bbolt.Bucket
+	name    string
+	records int
+	bytes   int
+	done    bool
+}
+
+// NewLoader creates the store file path, which must not exist.
+func NewLoader(path string) (*Loader, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating store %s: %w", path, err)
+	}
+	f.Close()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         DefaultTimeout,
+		NoSync:          true, // one sync in Finish
+		InitialMmapSize: DefaultInitialMmapSize,
+	})
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("creating store %s: %w", path, err)
+	}
+	return &Loader{db: db, path: path}, nil
+}
+
+// CreateTable creates an empty table; Put creates tables as needed, so this
+// is for tables without records.
+func (l *Loader) CreateTable(name string) error {
+	_, err := l.table(name)
+	return err
+}
+
+func (l *Loader) table(name string) (*bbolt.Bucket, error) {
+	if l.done {
+		return nil, fmt.Errorf("loading %s: %w", l.path, store.ErrTxClosed)
+	}
+	if l.bucket != nil && name == l.name {
+		return l.bucket, nil
+	}
+	if err := store.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("loading %s: %w", l.path, err)
+	}
+	if l.tx == nil {
+		tx, err := l.db.Begin(true)
+		if err != nil {
+			return nil, fmt.Errorf("loading %s: %w", l.path, err)
+		}
+		l.tx = tx
+	}
+	b, err := l.tx.CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: creating table %q: %w", l.path, name, err)
+	}
+	b.FillPercent = 1.0
+	l.bucket, l.name = b, name
+	return b, nil
+}
+
+// Put adds a record. Key and value are copied.
+func (l *Loader) Put(table string, key, value []byte) error {
+	b, err := l.table(table)
+	if err != nil {
+		return err
+	}
+	if len(key) == 0 {
+		return fmt.Errorf("loading %s: table %q: empty key", l.path, table)
+	}
+	if err := b.Put(append([]byte(nil), key...), append([]byte{}, value...)); err != nil {
+		return fmt.Errorf("loading %s: table %q: %w", l.path, table, err)
+	}
+	l.records++
+	l.bytes += len(key) + len(value)
+	if l.records >= LoadBatchRecords || l.bytes >= LoadBatchBytes {
+		return l.commit()
+	}
+	return nil
+}
+
+func (l *Loader) commit() error {
+	if l.tx == nil {
+		return nil
+	}
+	tx := l.tx
+	l.tx, l.bucket, l.name, l.records, l.bytes = nil, nil, "", 0, 0
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("loading %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Finish commits the last batch, syncs the file and its directory, and
+// closes the store. The file is then complete.
+func (l *Loader) Finish() error {
+	if l.done {
+		return fmt.Errorf("loading %s: %w", l.path, store.ErrTxClosed)
+	}
+	l.done = true
+	err := l.commit()
+	if err == nil {
+		err = l.db.Sync()
+	}
+	if cerr := l.db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(l.path))
+	}
+	if err != nil {
+		return fmt.Errorf("finishing %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Abort discards an unfinished load and removes the file; after Finish it
+// does nothing, so it can be deferred.
+func (l *Loader) Abort() error {
+	if l.done {
+		return nil
+	}
+	l.done = true
+	if l.tx != nil {
+		l.tx.Rollback()
+	}
+	err := l.db.Close()
+	if rerr := os.Remove(l.path); err == nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("discarding %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Replace moves the finished store file src over dst atomically: it syncs
+// src, renames it to dst (both in the same directory) and syncs the
+// directory. A crash leaves either the old dst or the new one. The caller
+// makes sure no process uses dst (by holding its lock or stopping the
+// product).
+func Replace(src, dst string) error {
+	if filepath.Dir(filepath.Clean(src)) != filepath.Dir(filepath.Clean(dst)) {
+		return fmt.Errorf("replacing %s: %s is in another directory", dst, src)
+	}
+	f, err := os.OpenFile(src, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("replacing %s: %w", dst, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("replacing %s: syncing %s: %w", dst, src, err)
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return fmt.Errorf("replacing %s: %w", dst, err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("replacing %s: %w", dst, err)
+	}
+	return nil
+}
