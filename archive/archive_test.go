@@ -1,0 +1,232 @@
+package archive_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/archive"
+)
+
+// record is one key/value pair of a table.
+type record struct{ key, value []byte }
+
+// content is everything an archive holds besides the manifest's scalars.
+type content struct {
+	tables map[string][]record
+	config map[string]configData
+}
+
+type configData struct {
+	mode fs.FileMode
+	data []byte
+}
+
+var created = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func (c content) manifest() archive.Manifest {
+	last := 100
+	m := archive.Manifest{
+		Created:         created,
+		Product:         "mqtt-broker",
+		Release:         "5.1.0",
+		RegistryDigest:  "h1:abc",
+		DataVersion:     "5.0.1",
+		LastUpgradeHook: &last,
+		Applied: []archive.AppliedHook{
+			{Num: 99, Digest: "h1:x", Release: "5.0.1", AppliedAt: created, Mode: "online"},
+			{Num: 100, Digest: "h1:y", Release: "5.1.0", AppliedAt: created, Mode: "offline", DigestMismatch: true},
+		},
+	}
+	for _, name := range sortedKeys(c.tables) {
+		t := archive.TableInfo{Name: name}
+		for _, r := range c.tables[name] {
+			t.Records++
+			t.Bytes += archive.RecordSize(r.key, r.value)
+		}
+		m.Tables = append(m.Tables, t)
+	}
+	for _, p := range sortedKeys(c.config) {
+		f := c.config[p]
+		m.Config = append(m.Config, archive.ConfigFile{Path: p, Mode: f.mode, Size: int64(len(f.data))})
+	}
+	return m
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// write writes c as an archive.
+func write(t testing.TB, c content, opts archive.Options) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := archive.NewWriter(&buf, c.manifest(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range sortedKeys(c.tables) {
+		if err := w.Table(name); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.tables[name] {
+			if err := w.Record(r.key, r.value); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range sortedKeys(c.config) {
+		if err := w.Config(p, c.config[p].mode, c.config[p].data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// read reads an archive back into a content.
+func read(data []byte) (*archive.Manifest, content, error) {
+	got := content{tables: map[string][]record{}, config: map[string]configData{}}
+	m, err := archive.Read(bytes.NewReader(data), archive.Handler{
+		Table: func(t archive.TableInfo) error {
+			got.tables[t.Name] = []record{}
+			return nil
+		},
+		Record: func(table string, key, value []byte) error {
+			got.tables[table] = append(got.tables[table], record{key, value})
+			return nil
+		},
+		Config: func(c archive.ConfigFile, data []byte) error {
+			got.config[c.Path] = configData{c.Mode, data}
+			return nil
+		},
+	})
+	return m, got, err
+}
+
+func randomBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.UintN(256))
+	}
+	return b
+}
+
+// randomTable returns n records with distinct random binary keys, sorted,
+// values of random lengths (some empty).
+func randomTable(r *rand.Rand, n, maxValue int) []record {
+	seen := map[string]bool{}
+	recs := []record{}
+	for len(recs) < n {
+		k := randomBytes(r, 1+r.IntN(40))
+		if seen[string(k)] {
+			continue
+		}
+		seen[string(k)] = true
+		v := []byte{}
+		if r.IntN(5) > 0 {
+			v = randomBytes(r, r.IntN(maxValue+1))
+		}
+		recs = append(recs, record{k, v})
+	}
+	sort.Slice(recs, func(i, j int) bool { return bytes.Compare(recs[i].key, recs[j].key) < 0 })
+	return recs
+}
+
+func sample(seed uint64) content {
+	r := rand.New(rand.NewPCG(seed, 1))
+	c := content{
+		tables: map[string][]record{
+			"_hookreg": {{[]byte("data_version"), []byte("5.0.1")}, {[]byte("last_upgrade_hook"), []byte("100")}},
+			"acl":      randomTable(r, 500, 300),
+			"empty":    {},
+			"users":    randomTable(r, 2000, 100),
+			"big":      {{[]byte("k"), randomBytes(r, 3000)}, {[]byte("l"), []byte{}}, {[]byte("m"), randomBytes(r, 10)}},
+		},
+		config: map[string]configData{
+			"broker.conf":      {0o644, []byte("listeners.tcp = 1883\n")},
+			"certs/server.key": {0o600, randomBytes(r, 700)},
+			"empty.conf":       {0o640, []byte{}},
+			"scripts/run.sh":   {0o755, []byte("#!/bin/sh\n")},
+		},
+	}
+	for i := range 20 {
+		c.tables[fmt.Sprintf("t%02d", i)] = randomTable(r, r.IntN(30), 20)
+	}
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	c := sample(1)
+	for _, opts := range []archive.Options{
+		{},
+		{Compression: archive.None},
+		{Compression: archive.Zstd, ChunkSize: 1000},
+		{Compression: archive.None, ChunkSize: 1},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", opts.Compression, opts.ChunkSize), func(t *testing.T) {
+			data := write(t, c, opts)
+			m, got, err := read(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := c.manifest()
+			want.Format = archive.FormatVersion
+			if !reflect.DeepEqual(*m, want) {
+				t.Errorf("manifest:\n got %+v\nwant %+v", *m, want)
+			}
+			if !reflect.DeepEqual(got, c) {
+				t.Errorf("content differs after the round trip")
+			}
+			vm, err := archive.Verify(bytes.NewReader(data))
+			if err != nil || !reflect.DeepEqual(vm, m) {
+				t.Errorf("Verify = %v, %v; want the manifest", vm, err)
+			}
+		})
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	c := sample(2)
+	for _, comp := range []archive.Compression{archive.Zstd, archive.None} {
+		a := write(t, c, archive.Options{Compression: comp})
+		b := write(t, c, archive.Options{Compression: comp})
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: two writes of the same content differ", comp)
+		}
+	}
+	if a, b := write(t, sample(2), archive.Options{}), write(t, sample(3), archive.Options{}); bytes.Equal(a, b) {
+		t.Error("different content gives the same bytes")
+	}
+}
+
+func TestParseCompression(t *testing.T) {
+	for _, s := range []string{"zstd", "none"} {
+		if c, err := archive.ParseCompression(s); err != nil || string(c) != s {
+			t.Errorf("ParseCompression(%q) = %q, %v", s, c, err)
+		}
+	}
+	if _, err := archive.ParseCompression("gzip"); err == nil {
+		t.Error("ParseCompression(gzip) succeeded")
+	}
+}
+
+func TestErrInvalid(t *testing.T) {
+	_, err := archive.Verify(bytes.NewReader([]byte("not an archive at all")))
+	if !errors.Is(err, archive.ErrInvalid) {
+		t.Fatalf("Verify(garbage) = %v, want ErrInvalid", err)
+	}
+}

@@ -1,0 +1,529 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Handler receives an archive's content as Read streams it. Every field is
+// optional. An error returned by a callback stops Read, which returns it
+// unchanged.
+//
+// Nothing a callback receives has been checked against SHA256SUMS yet (it
+// comes last): a caller that must not keep unchecked data runs Verify
+// first and discards its work when Read returns an error.
+type Handler struct {
+	// Manifest is called once, with the checked manifest, before anything else.
+	Manifest func(m Manifest) error
+	// Table is called for every table of the manifest, in order, before its
+	// records (also for an empty table).
+	Table func(t TableInfo) error
+	// Record is called for every record of the current table, in key
+	// order. The Reader does not reuse key and value: the caller may keep
+	// them (bbolt's Put does until the commit) but must not modify them.
+	Record func(table string, key, value []byte) error
+	// Config is called for every configuration file, in path order, after
+	// all tables. data stays valid after the call.
+	Config func(c ConfigFile, data []byte) error
+}
+
+// Reader limits beyond the member caps of the format.
+const (
+	// maxHeaderBytes caps the tar headers (PAX records included) and the
+	// padding read between two members.
+	maxHeaderBytes = 16 << 10
+	// maxTrailing caps the zero padding after the end of the tar stream
+	// (GNU tar pads to 10 KiB records).
+	maxTrailing = 64 << 10
+	// zstd decoder limits: enough for archives made with the zstd tool's
+	// default levels, far below the decoder's default of 64 GiB.
+	zstdMaxWindow = 32 << 20
+	zstdMaxMemory = 64 << 20
+)
+
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// Verify reads the whole archive from r and checks everything: the
+// structure, every member against its limits, the manifest against the
+// content (tables, record counts and sizes, configuration files) and every
+// checksum. It returns the manifest of a good archive.
+func Verify(r io.Reader) (*Manifest, error) {
+	return Read(r, Handler{})
+}
+
+// Read streams the archive from r to h, checking everything Verify checks
+// as it goes; memory stays bounded by the largest member. It returns the
+// manifest when the whole archive is good. Errors about the content wrap
+// ErrInvalid and name the member; an error reading r is returned wrapped
+// but does not.
+func Read(r io.Reader, h Handler) (*Manifest, error) {
+	src := &sourceReader{r: r}
+	br := bufio.NewReaderSize(src, 64<<10)
+	var data io.Reader = br
+	if magic, _ := br.Peek(len(zstdMagic)); bytes.Equal(magic, zstdMagic) {
+		zr, err := zstd.NewReader(br,
+			zstd.WithDecoderMaxWindow(zstdMaxWindow),
+			zstd.WithDecoderMaxMemory(zstdMaxMemory),
+			zstd.WithDecoderConcurrency(2))
+		if err != nil {
+			return nil, fmt.Errorf("reading archive: creating zstd decoder: %w", err)
+		}
+		defer zr.Close()
+		data = zr
+	}
+	ar := &reader{h: h, src: src, data: &countReader{r: data}, seen: map[string]bool{}, table: -1}
+	ar.tr = tar.NewReader(ar.data)
+	if err := ar.run(); err != nil {
+		return nil, err
+	}
+	return &ar.m, nil
+}
+
+// sourceReader remembers an error of the underlying reader, so that it is
+// not reported as a bad archive.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+// countReader counts the decompressed bytes.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type memberSum struct {
+	name string
+	sum  [sha256.Size]byte
+}
+
+type reader struct {
+	h    Handler
+	src  *sourceReader
+	data *countReader
+	tr   *tar.Reader
+	m    Manifest
+
+	seen map[string]bool
+	sums []memberSum
+	last string // the last member read
+
+	table   int // index of the current table in m.Tables; len(m.Tables) once the tables are done
+	chunks  int64
+	records int64
+	bytes   int64
+	lastKey []byte
+	config  int // next index in m.Config
+}
+
+// fail turns a stream error into the error to report: the source's own
+// error when reading the source failed, else an invalid archive.
+func (r *reader) fail(member string, err error) error {
+	if r.src.err != nil {
+		return fmt.Errorf("reading archive: %w", r.src.err)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return invalid(member, "truncated archive: %v", io.ErrUnexpectedEOF)
+	}
+	return invalid(member, "%w", err)
+}
+
+// next returns the next member's header, checked for what no member may
+// be, or io.EOF at the end of the tar stream.
+func (r *reader) next() (*tar.Header, error) {
+	before := r.data.n
+	hdr, err := r.tr.Next()
+	if err == io.EOF {
+		return nil, io.EOF
+	}
+	if err != nil {
+		where := "after the start"
+		if r.last != "" {
+			where = fmt.Sprintf("after member %q", r.last)
+		}
+		if r.src.err != nil {
+			return nil, fmt.Errorf("reading archive: %w", r.src.err)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, invalid("", "truncated archive %s", where)
+		}
+		return nil, invalid("", "reading the tar header %s: %w", where, err)
+	}
+	name := hdr.Name
+	if r.data.n-before > maxHeaderBytes {
+		return nil, invalid(name, "tar header of %d bytes exceeds %d", r.data.n-before, maxHeaderBytes)
+	}
+	if strings.HasPrefix(name, "/") {
+		return nil, invalid(name, "absolute path")
+	}
+	for _, e := range strings.Split(name, "/") {
+		if e == ".." {
+			return nil, invalid(name, "path traversal")
+		}
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+	case tar.TypeSymlink:
+		return nil, invalid(name, "symbolic link to %q", hdr.Linkname)
+	case tar.TypeLink:
+		return nil, invalid(name, "hard link to %q", hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock:
+		return nil, invalid(name, "device file")
+	case tar.TypeFifo:
+		return nil, invalid(name, "fifo")
+	case tar.TypeDir:
+		return nil, invalid(name, "directory member")
+	default:
+		return nil, invalid(name, "member of tar type %q (want a regular file)", hdr.Typeflag)
+	}
+	if r.seen[name] {
+		return nil, invalid(name, "duplicate member")
+	}
+	r.seen[name] = true
+	r.last = name
+	return hdr, nil
+}
+
+// body reads a member of a size already checked against its cap into a
+// new buffer and records its checksum.
+func (r *reader) body(hdr *tar.Header) ([]byte, error) {
+	buf := make([]byte, hdr.Size)
+	if _, err := io.ReadFull(r.tr, buf); err != nil {
+		return nil, r.fail(hdr.Name, err)
+	}
+	r.sums = append(r.sums, memberSum{name: hdr.Name, sum: sha256.Sum256(buf)})
+	return buf, nil
+}
+
+func (r *reader) run() error {
+	hdr, err := r.next()
+	if err == io.EOF {
+		return invalid("", "empty archive: %s is missing", ManifestName)
+	}
+	if err != nil {
+		return err
+	}
+	if hdr.Name != ManifestName {
+		return invalid(hdr.Name, "the first member must be %s", ManifestName)
+	}
+	if err := r.manifest(hdr); err != nil {
+		return err
+	}
+	for {
+		hdr, err := r.next()
+		if err == io.EOF {
+			return invalid("", "truncated archive: %s is missing after member %q", SumsName, r.last)
+		}
+		if err != nil {
+			return err
+		}
+		switch name := hdr.Name; {
+		case strings.HasPrefix(name, TablesDir):
+			err = r.chunk(hdr)
+		case strings.HasPrefix(name, ConfigDir):
+			err = r.configFile(hdr)
+		case name == SumsName:
+			return r.checksums(hdr)
+		default:
+			err = invalid(name, "unknown member")
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (r *reader) manifest(hdr *tar.Header) error {
+	if hdr.Size > MaxManifestSize {
+		return invalid(hdr.Name, "size %d exceeds %d", hdr.Size, MaxManifestSize)
+	}
+	data, err := r.body(hdr)
+	if err != nil {
+		return err
+	}
+	var version struct {
+		Format int `json:"format"`
+	}
+	if err := json.Unmarshal(data, &version); err != nil {
+		return invalid(hdr.Name, "malformed JSON: %w", err)
+	}
+	if version.Format != FormatVersion {
+		return invalid(hdr.Name, "unsupported format version %d (want %d)", version.Format, FormatVersion)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r.m); err != nil {
+		return invalid(hdr.Name, "malformed manifest: %w", err)
+	}
+	if dec.More() {
+		return invalid(hdr.Name, "malformed manifest: data after the JSON object")
+	}
+	if err := r.m.check(); err != nil {
+		return invalid(hdr.Name, "%w", err)
+	}
+	if r.h.Manifest != nil {
+		return r.h.Manifest(r.m)
+	}
+	return nil
+}
+
+// parseChunkName splits "tables/<table>/<n>.rec", accepting only the
+// canonical name the Writer gives.
+func parseChunkName(name string) (table string, n int64, ok bool) {
+	rest := name[len(TablesDir):]
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 || !strings.HasSuffix(rest, ".rec") {
+		return "", 0, false
+	}
+	table = rest[:i]
+	n, err := strconv.ParseInt(strings.TrimSuffix(rest[i+1:], ".rec"), 10, 64)
+	if err != nil || n < 1 || chunkName(table, n) != name {
+		return "", 0, false
+	}
+	return table, n, true
+}
+
+// startTable moves to table index i, ending the tables before it.
+func (r *reader) startTable(i int) error {
+	for r.table < i {
+		if err := r.endTable(); err != nil {
+			return err
+		}
+		r.table++
+		r.chunks, r.records, r.bytes = 0, 0, 0
+		r.lastKey = r.lastKey[:0]
+		if r.table < len(r.m.Tables) && r.h.Table != nil {
+			if err := r.h.Table(r.m.Tables[r.table]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// endTable checks the current table's content against the manifest.
+func (r *reader) endTable() error {
+	if r.table < 0 || r.table >= len(r.m.Tables) {
+		return nil
+	}
+	t := r.m.Tables[r.table]
+	if r.records != t.Records || r.bytes != t.Bytes {
+		member := r.last
+		if r.chunks > 0 {
+			member = chunkName(t.Name, r.chunks)
+		}
+		return invalid(member, "table %q has %d records in %d bytes, the manifest declares %d in %d", t.Name, r.records, r.bytes, t.Records, t.Bytes)
+	}
+	return nil
+}
+
+func (r *reader) tableIndex(name string) int {
+	for i, t := range r.m.Tables {
+		if t.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *reader) chunk(hdr *tar.Header) error {
+	name := hdr.Name
+	table, n, ok := parseChunkName(name)
+	if !ok {
+		return invalid(name, "unknown member (want %s<table>/<000001>.rec)", TablesDir)
+	}
+	i := r.tableIndex(table)
+	switch {
+	case i < 0:
+		return invalid(name, "table %q is not in the manifest", table)
+	case r.config > 0 || r.table >= len(r.m.Tables):
+		return invalid(name, "table member after the config files")
+	case i == r.table && n == r.chunks+1:
+	case i > r.table && n == 1:
+		if err := r.startTable(i); err != nil {
+			return err
+		}
+	default:
+		return invalid(name, "member out of order")
+	}
+	t := r.m.Tables[i]
+	switch {
+	case hdr.Size == 0:
+		return invalid(name, "empty chunk")
+	case hdr.Size > MaxChunkSize:
+		return invalid(name, "chunk of %d bytes exceeds %d", hdr.Size, MaxChunkSize)
+	case hdr.Size > t.Bytes-r.bytes:
+		return invalid(name, "table %q has more than the %d bytes the manifest declares", t.Name, t.Bytes)
+	}
+	buf, err := r.body(hdr)
+	if err != nil {
+		return err
+	}
+	r.chunks = n
+	inChunk := 0
+	for p := buf; len(p) > 0; {
+		klen, k := binary.Uvarint(p)
+		if k <= 0 || klen == 0 || klen > MaxKeySize || klen > uint64(len(p)-k) {
+			return invalid(name, "record %d: bad key length", r.records+1)
+		}
+		p = p[k:]
+		key := p[:klen:klen]
+		p = p[klen:]
+		vlen, k := binary.Uvarint(p)
+		if k <= 0 || vlen > MaxValueSize || vlen > uint64(len(p)-k) {
+			return invalid(name, "record %d (key %q): bad value length", r.records+1, key)
+		}
+		p = p[k:]
+		value := p[:vlen:vlen]
+		p = p[vlen:]
+		if r.records > 0 && bytes.Compare(key, r.lastKey) <= 0 {
+			return invalid(name, "record %d: key %q is not after %q", r.records+1, key, r.lastKey)
+		}
+		if r.records == t.Records {
+			return invalid(name, "table %q has more than the %d records the manifest declares", t.Name, t.Records)
+		}
+		r.records++
+		inChunk++
+		r.lastKey = append(r.lastKey[:0], key...)
+		if r.h.Record != nil {
+			if err := r.h.Record(t.Name, key, value); err != nil {
+				return err
+			}
+		}
+	}
+	if hdr.Size > ChunkSize && inChunk > 1 {
+		return invalid(name, "chunk of %d bytes with %d records exceeds %d", hdr.Size, inChunk, ChunkSize)
+	}
+	r.bytes += hdr.Size
+	return nil
+}
+
+func (r *reader) configFile(hdr *tar.Header) error {
+	name := hdr.Name
+	if err := r.startTable(len(r.m.Tables)); err != nil {
+		return err
+	}
+	p := strings.TrimPrefix(name, ConfigDir)
+	if r.config >= len(r.m.Config) || r.m.Config[r.config].Path != p {
+		for _, c := range r.m.Config {
+			if c.Path == p {
+				return invalid(name, "member out of order")
+			}
+		}
+		return invalid(name, "config file %q is not in the manifest", p)
+	}
+	c := r.m.Config[r.config]
+	if hdr.Mode&^int64(fs.ModePerm) != 0 {
+		return invalid(name, "mode %#o has more than permission bits", hdr.Mode)
+	}
+	if fs.FileMode(hdr.Mode) != c.Mode || hdr.Size != c.Size {
+		return invalid(name, "mode %v and size %d differ from the manifest's %v and %d", fs.FileMode(hdr.Mode), hdr.Size, c.Mode, c.Size)
+	}
+	data, err := r.body(hdr)
+	if err != nil {
+		return err
+	}
+	r.config++
+	if r.h.Config != nil {
+		return r.h.Config(c, data)
+	}
+	return nil
+}
+
+func (r *reader) checksums(hdr *tar.Header) error {
+	if err := r.startTable(len(r.m.Tables)); err != nil {
+		return err
+	}
+	if r.config < len(r.m.Config) {
+		return invalid(ConfigDir+r.m.Config[r.config].Path, "config file of the manifest is missing")
+	}
+	var want int64
+	for _, s := range r.sums {
+		want += int64(2*sha256.Size + 2 + len(s.name) + 1)
+	}
+	if hdr.Size > want {
+		return invalid(SumsName, "size %d exceeds the %d bytes its %d lines need", hdr.Size, want, len(r.sums))
+	}
+	buf := make([]byte, hdr.Size)
+	if _, err := io.ReadFull(r.tr, buf); err != nil {
+		return r.fail(SumsName, err)
+	}
+	lines := strings.SplitAfter(string(buf), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	for i, s := range r.sums {
+		if i >= len(lines) {
+			return invalid(SumsName, "member %q is not listed", s.name)
+		}
+		line := lines[i]
+		sum, path, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "  ")
+		digest, err := hex.DecodeString(sum)
+		if !strings.HasSuffix(line, "\n") || !ok || err != nil || len(digest) != sha256.Size || sum != strings.ToLower(sum) {
+			return invalid(SumsName, "line %d: malformed (want \"<sha256 hex>  <member>\")", i+1)
+		}
+		if path != s.name {
+			return invalid(SumsName, "line %d: lists %q where member %q is expected", i+1, path, s.name)
+		}
+		if !bytes.Equal(digest, s.sum[:]) {
+			return invalid(s.name, "checksum mismatch: SHA256SUMS has %s, the member has %x", sum, s.sum)
+		}
+	}
+	if len(lines) > len(r.sums) {
+		return invalid(SumsName, "line %d: lists %q, which is not a member", len(r.sums)+1, strings.TrimSpace(lines[len(r.sums)]))
+	}
+	if hdr, err := r.next(); err != io.EOF {
+		if err != nil {
+			return err
+		}
+		return invalid(hdr.Name, "member after %s", SumsName)
+	}
+	return r.trailing()
+}
+
+// trailing checks that only zero padding, and not much, follows the end of
+// the tar stream, and that the compressed stream ends properly.
+func (r *reader) trailing() error {
+	buf := make([]byte, 4096)
+	var total int64
+	for {
+		n, err := r.data.Read(buf)
+		total += int64(n)
+		if bytes.Count(buf[:n], []byte{0}) != n || total > maxTrailing {
+			return invalid("", "data after the end of the tar stream")
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return r.fail("", fmt.Errorf("after the end of the tar stream: %w", err))
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Options configure a Writer.
+type Options struct {
+	// Compression is Zstd (the default when empty) or None.
+	Compression Compression
+	// ChunkSize is the target chunk size, at most (and by default)
+	// ChunkSize; tests use small chunks to get many members.
+	ChunkSize int
+}
+
+// zstd settings: a fixed level, window and concurrency, so that the same
+// input gives the same bytes on every machine.
+const (
+	zstdLevel       = zstd.SpeedFastest
+	zstdWindow      = 4 << 20
+	zstdConcurrency = 1
+)
+
+// Writer writes an archive as a stream. Create it with NewWriter, then call
+// Table for every table of the manifest in order, Record for each of its
+// records in ascending key order, Config for every configuration file in
+// order, and Close. After an error, every later call returns that error.
+type Writer struct {
+	m         Manifest
+	zw        *zstd.Encoder
+	tw        *tar.Writer
+	modTime   time.Time
+	chunkSize int
+
+	table   int // index in m.Tables of the current table; -1 before the first
+	records int64
+	bytes   int64
+	chunks  int64
+	lastKey []byte
+	buf     []byte
+	config  int // next index in m.Config
+
+	sums bytes.Buffer
+	err  error
+}
+
+// NewWriter checks m, writes its MANIFEST.json to w and returns the Writer
+// for the rest. Closing the Writer does not close w.
+func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
+	m.Format = FormatVersion
+	if m.Created.IsZero() {
+		m.Created = time.Now()
+	}
+	m.Created = m.Created.UTC().Truncate(time.Second)
+	if m.Applied == nil {
+		m.Applied = []AppliedHook{}
+	}
+	if m.Tables == nil {
+		m.Tables = []TableInfo{}
+	}
+	if m.Config == nil {
+		m.Config = []ConfigFile{}
+	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("writing archive manifest: %w", err)
+	}
+	cs := opts.ChunkSize
+	if cs <= 0 || cs > ChunkSize {
+		cs = ChunkSize
+	}
+	aw := &Writer{m: m, modTime: m.Created, chunkSize: cs, table: -1}
+	switch opts.Compression {
+	case Zstd, "":
+		zw, err := zstd.NewWriter(w,
+			zstd.WithEncoderLevel(zstdLevel),
+			zstd.WithWindowSize(zstdWindow),
+			zstd.WithEncoderConcurrency(zstdConcurrency),
+			zstd.WithEncoderCRC(true))
+		if err != nil {
+			return nil, fmt.Errorf("creating zstd encoder: %w", err)
+		}
+		aw.zw = zw
+		aw.tw = tar.NewWriter(zw)
+	case None:
+		aw.tw = tar.NewWriter(w)
+	default:
+		return nil, fmt.Errorf("writing archive: unknown compression %q", opts.Compression)
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding archive manifest: %w", err)
+	}
+	if err := aw.member(ManifestName, 0o644, append(data, '\n')); err != nil {
+		return nil, err
+	}
+	return aw, nil
+}
+
+// member writes one member and records its checksum.
+func (w *Writer) member(name string, mode fs.FileMode, data []byte) error {
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     name,
+		Mode:     int64(mode),
+		Size:     int64(len(data)),
+		ModTime:  w.modTime,
+		Format:   tar.FormatPAX,
+	}
+	if err := w.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("writing archive member %q: %w", name, err)
+	}
+	if _, err := w.tw.Write(data); err != nil {
+		return fmt.Errorf("writing archive member %q: %w", name, err)
+	}
+	sum := sha256.Sum256(data)
+	fmt.Fprintf(&w.sums, "%s  %s\n", hex.EncodeToString(sum[:]), name)
+	return nil
+}
+
+func (w *Writer) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+	}
+	return err
+}
+
+// Table starts the records of the named table, which must be the next
+// table of the manifest. Every table of the manifest must be started, even
+// an empty one.
+func (w *Writer) Table(name string) error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.endTable(); err != nil {
+		return w.fail(err)
+	}
+	next := w.table + 1
+	if next >= len(w.m.Tables) || w.m.Tables[next].Name != name {
+		want := "no more tables"
+		if next < len(w.m.Tables) {
+			want = fmt.Sprintf("table %q", w.m.Tables[next].Name)
+		}
+		return w.fail(fmt.Errorf("writing archive: table %q is not the next table of the manifest (want %s)", name, want))
+	}
+	w.table = next
+	w.records, w.bytes, w.chunks = 0, 0, 0
+	w.lastKey = w.lastKey[:0]
+	return nil
+}
+
+// Record appends a record to the current table. Keys are non-empty, at most
+// MaxKeySize bytes and strictly ascending; values at most MaxValueSize
+// bytes. The Writer copies both slices.
+func (w *Writer) Record(key, value []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.table < 0 || w.table >= len(w.m.Tables) {
+		return w.fail(errors.New("writing archive: record outside a table"))
+	}
+	t := w.m.Tables[w.table]
+	switch {
+	case len(key) == 0:
+		return w.fail(fmt.Errorf("writing archive: table %q: empty key", t.Name))
+	case len(key) > MaxKeySize:
+		return w.fail(fmt.Errorf("writing archive: table %q: key of %d bytes exceeds %d", t.Name, len(key), MaxKeySize))
+	case len(value) > MaxValueSize:
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q: value of %d bytes exceeds %d", t.Name, key, len(value), MaxValueSize))
+	case w.records > 0 && bytes.Compare(key, w.lastKey) <= 0:
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q is not after %q", t.Name, key, w.lastKey))
+	case w.records >= t.Records:
+		return w.fail(fmt.Errorf("writing archive: table %q: more records than the %d of the manifest", t.Name, t.Records))
+	}
+	size := RecordSize(key, value)
+	if len(w.buf) > 0 && int64(len(w.buf))+size > int64(w.chunkSize) {
+		if err := w.flush(); err != nil {
+			return w.fail(err)
+		}
+	}
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(key)))
+	w.buf = append(w.buf, key...)
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(value)))
+	w.buf = append(w.buf, value...)
+	w.records++
+	w.bytes += size
+	w.lastKey = append(w.lastKey[:0], key...)
+	return nil
+}
+
+func (w *Writer) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	w.chunks++
+	err := w.member(chunkName(w.m.Tables[w.table].Name, w.chunks), 0o644, w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// endTable flushes the current table and checks it against the manifest.
+func (w *Writer) endTable() error {
+	if w.table < 0 || w.table >= len(w.m.Tables) {
+		return nil
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	t := w.m.Tables[w.table]
+	if w.records != t.Records || w.bytes != t.Bytes {
+		return fmt.Errorf("writing archive: table %q: wrote %d records in %d bytes, the manifest declares %d in %d", t.Name, w.records, w.bytes, t.Records, t.Bytes)
+	}
+	return nil
+}
+
+// endTables ends the tables before the config files or the end.
+func (w *Writer) endTables() error {
+	if err := w.endTable(); err != nil {
+		return err
+	}
+	if w.table+1 < len(w.m.Tables) {
+		return fmt.Errorf("writing archive: table %q of the manifest was not written", w.m.Tables[w.table+1].Name)
+	}
+	w.table = len(w.m.Tables)
+	return nil
+}
+
+// Config writes a configuration file, which must be the next one of the
+// manifest, with the same mode and size.
+func (w *Writer) Config(path string, mode fs.FileMode, data []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.config == 0 {
+		if err := w.endTables(); err != nil {
+			return w.fail(err)
+		}
+	}
+	if w.config >= len(w.m.Config) || w.m.Config[w.config].Path != path {
+		want := "no more config files"
+		if w.config < len(w.m.Config) {
+			want = fmt.Sprintf("%q", w.m.Config[w.config].Path)
+		}
+		return w.fail(fmt.Errorf("writing archive: config file %q is not the next config file of the manifest (want %s)", path, want))
+	}
+	c := w.m.Config[w.config]
+	if c.Mode != mode.Perm() || c.Size != int64(len(data)) {
+		return w.fail(fmt.Errorf("writing archive: config file %q: mode %v and size %d differ from the manifest's %v and %d", path, mode.Perm(), len(data), c.Mode, c.Size))
+	}
+	w.config++
+	if err := w.member(ConfigDir+path, c.Mode, data); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// Close checks that everything the manifest declares was written, writes
+// SHA256SUMS and ends the tar and zstd streams. It does not close the
+// underlying writer.
+func (w *Writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.config == 0 {
+		if err := w.endTables(); err != nil {
+			return w.fail(err)
+		}
+	}
+	if w.config < len(w.m.Config) {
+		return w.fail(fmt.Errorf("writing archive: config file %q of the manifest was not written", w.m.Config[w.config].Path))
+	}
+	if err := w.member(SumsName, 0o644, w.sums.Bytes()); err != nil {
+		return w.fail(err)
+	}
+	if err := w.tw.Close(); err != nil {
+		return w.fail(fmt.Errorf("writing archive: %w", err))
+	}
+	if w.zw != nil {
+		if err := w.zw.Close(); err != nil {
+			return w.fail(fmt.Errorf("writing archive: compressing: %w", err))
+		}
+	}
+	w.err = errors.New("writing archive: writer is closed")
+	return nil
+}
