@@ -1,11 +1,18 @@
 package hookgen
 
 import (
-	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/diag"
 )
+
+// ruleStale is the rule id of a generated file that differs from what
+// hookgen generate would write.
+const ruleStale = "stale"
 
 var checkCmd = &commandSpec{
 	name:    "check",
@@ -47,5 +54,31 @@ func (o *checkOptions) validate(args []string) error {
 }
 
 func (o *checkOptions) run(e *env) error {
-	return errors.New("hookgen check is not built yet")
+	c, ds, err := checkRegistry(o.registry)
+	if err != nil {
+		return err
+	}
+	if len(ds) == 0 {
+		dir := c.outDir("")
+		files, err := c.generate(dir)
+		if err != nil {
+			return err
+		}
+		wd, _ := os.Getwd()
+		for _, name := range sortedNames(files) {
+			path := filepath.Join(dir, name)
+			ok, err := same(path, files[name])
+			if err != nil {
+				return err
+			}
+			if !ok {
+				ds = append(ds, diag.Diagnostic{
+					Pos:     diag.Position{File: displayPath(wd, path)},
+					Rule:    ruleStale,
+					Message: fmt.Sprintf("generated file is stale or missing: run \"go generate ./...\" (or \"hookgen generate\") and commit %s", name),
+				})
+			}
+		}
+	}
+	return o.format.report(e, ds)
 }

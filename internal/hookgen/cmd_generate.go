@@ -1,8 +1,10 @@
 package hookgen
 
 import (
-	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
 )
@@ -47,5 +49,36 @@ func (o *generateOptions) validate(args []string) error {
 }
 
 func (o *generateOptions) run(e *env) error {
-	return errors.New("hookgen generate is not built yet")
+	c, ds, err := checkRegistry(o.registry)
+	if err != nil {
+		return err
+	}
+	if len(ds) > 0 {
+		text := formatFlag{format: "text"}
+		if err := text.report(e, ds); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s has findings: nothing generated: %w", c.file, errFindings)
+	}
+	dir := c.outDir(o.out)
+	files, err := c.generate(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return envError(fmt.Errorf("creating the output directory: %w", err))
+	}
+	for _, name := range sortedNames(files) {
+		path := filepath.Join(dir, name)
+		if ok, err := same(path, files[name]); err != nil || ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := writeFile(path, files[name]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

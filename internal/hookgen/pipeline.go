@@ -1,0 +1,167 @@
+package hookgen
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/hookreg/hookreg/internal/diag"
+	"github.com/hookreg/hookreg/internal/gen"
+	"github.com/hookreg/hookreg/internal/registry"
+)
+
+// checked is a registry read, checked and type-checked: what generate and
+// check work from.
+type checked struct {
+	// file is the registry file as shown in diagnostics; moduleDir the
+	// module that holds it.
+	file, moduleDir string
+	reg             *registry.File
+	funcs           *registry.Funcs
+}
+
+// readRegistry reads and parses the registry file and applies the rules of
+// registry.Check. An unreadable file is an environment error.
+func readRegistry(r registryFlag) (*checked, []diag.Diagnostic, error) {
+	file, moduleDir, err := r.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, envError(fmt.Errorf("reading the registry: %w", err))
+	}
+	f, ds := registry.Parse(file, data)
+	ds = append(ds, registry.Check(f)...)
+	return &checked{file: file, moduleDir: moduleDir, reg: f}, ds, nil
+}
+
+// checkRegistry is readRegistry followed by the type check of the hook
+// functions; a failure to load packages at all is an environment error.
+func checkRegistry(r registryFlag) (*checked, []diag.Diagnostic, error) {
+	c, ds, err := readRegistry(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	funcs, fds, err := registry.LoadFuncs(c.moduleDir, c.reg)
+	if err != nil {
+		return nil, nil, envError(err)
+	}
+	c.funcs = funcs
+	return c, relativize(append(ds, fds...)), nil
+}
+
+// relativize shows absolute file names of diagnostics (Go files of the
+// hook packages) relative to the working directory.
+func relativize(ds []diag.Diagnostic) []diag.Diagnostic {
+	wd, err := os.Getwd()
+	if err != nil {
+		return ds
+	}
+	for i := range ds {
+		if filepath.IsAbs(ds[i].Pos.File) {
+			ds[i].Pos.File = displayPath(wd, ds[i].Pos.File)
+		}
+	}
+	return ds
+}
+
+// outDir returns the output directory: out, or generated/ beside the
+// registry.
+func (c *checked) outDir(out string) string {
+	if out != "" {
+		return out
+	}
+	return filepath.Join(filepath.Dir(c.file), "generated")
+}
+
+// generate computes the code digests and the generated files for the
+// output directory dir; c must have no findings.
+func (c *checked) generate(dir string) (map[string][]byte, error) {
+	digests, err := c.funcs.Digests(c.reg)
+	if err != nil {
+		return nil, fmt.Errorf("computing code digests: %w", err)
+	}
+	in := gen.Input{
+		Package:        packageName(dir),
+		Source:         filepath.Base(c.file),
+		Product:        c.reg.Product,
+		Release:        c.reg.Release,
+		MinDataVersion: c.reg.MinDataVersion,
+	}
+	if in.Product == "" {
+		in.Product = c.funcs.Module
+	}
+	for i, h := range c.reg.Hooks {
+		fn := c.funcs.Funcs[i]
+		in.Hooks = append(in.Hooks, gen.Hook{
+			Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Func,
+			PkgPath: fn.Pkg().Path(), PkgName: fn.Pkg().Name(), Func: fn.Name(),
+			Digest: digests[i].Digest, Doc: h.Doc,
+		})
+	}
+	return gen.Generate(in)
+}
+
+// packageName is the package name of generated code in dir: the
+// directory's name when it is an identifier, else "generated".
+func packageName(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err == nil && token.IsIdentifier(filepath.Base(abs)) && !token.IsKeyword(filepath.Base(abs)) {
+		return filepath.Base(abs)
+	}
+	return "generated"
+}
+
+// sortedNames returns the file names of files in order.
+func sortedNames(files map[string][]byte) []string {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// same reports whether the file at path holds exactly data; a missing file
+// does not.
+func same(path string, data []byte) (bool, error) {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, envError(fmt.Errorf("reading %s: %w", path, err))
+	}
+	return bytes.Equal(old, data), nil
+}
+
+// writeFile writes data to path through a temporary file in the same
+// directory, renamed into place, so that the file is never partial.
+func writeFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

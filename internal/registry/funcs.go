@@ -1,0 +1,210 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"go/token"
+	"go/types"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/tools/go/packages"
+
+	"github.com/hookreg/hookreg/internal/codedigest"
+	"github.com/hookreg/hookreg/internal/diag"
+)
+
+// Rule ids of LoadFuncs: the hook functions.
+const (
+	RuleFuncPackage   = "func-package"
+	RuleFuncMissing   = "func-missing"
+	RuleFuncExported  = "func-exported"
+	RuleFuncKind      = "func-kind"
+	RuleFuncSignature = "func-signature"
+	RulePackageError  = "package-error"
+)
+
+// HookPkgPath is the import path of the runtime package that declares the
+// hook signature, hook.Func.
+const HookPkgPath = "github.com/hookreg/hookreg/hook"
+
+// LoadMode is the packages.Load mode of LoadFuncs: enough for the code
+// digests of internal/codedigest to follow declarations across the
+// module's packages.
+const LoadMode = codedigest.LoadMode
+
+// Funcs are the type-checked hook functions of a registry.
+type Funcs struct {
+	// Module is the module path of the module that holds the registry.
+	Module string
+	// PkgPath is the import path of the hook package.
+	PkgPath string
+	// Packages are the hook package, its sub-packages and the runtime
+	// package, with their dependencies reachable through Imports.
+	Packages []*packages.Package
+	// Funcs holds each hook's function, indexed like File.Hooks; nil where
+	// the function is missing or wrong.
+	Funcs []*types.Func
+}
+
+// LoadFuncs loads the hook package of f and its sub-packages from the
+// module in moduleDir once, with type information, and checks every hook's
+// func: its package exists (func-package) and compiles (package-error),
+// the name is declared (func-missing), exported (func-exported), a
+// function rather than a variable or method value (func-kind), with the
+// signature of hook.Func (func-signature), compared as types. Diagnostics
+// are at the func value in the registry, or at the compile error in the Go
+// file (an absolute path). The error is for a failure to load at all: no
+// go command, no module, a broken go.mod.
+func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
+	root := "./" + path.Clean(strings.TrimPrefix(f.Package, "./"))
+	cfg := &packages.Config{Mode: LoadMode, Dir: moduleDir}
+	pkgs, err := packages.Load(cfg, root, root+"/...", HookPkgPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
+	}
+	fs := &Funcs{Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks))}
+	var ds []diag.Diagnostic
+	byPath := make(map[string]*packages.Package, len(pkgs))
+	var hookPkg *packages.Package
+	for _, p := range pkgs {
+		byPath[p.PkgPath] = p
+		if p.PkgPath == HookPkgPath {
+			hookPkg = p
+		}
+	}
+	// The root pattern comes first; its package names the module and the
+	// hook package's import path, even when it failed to compile.
+	for _, p := range pkgs {
+		if p.Module != nil && p.Name != "" || p.Module != nil && len(p.GoFiles) > 0 {
+			fs.Module = p.Module.Path
+			break
+		}
+	}
+	if hookPkg == nil || hookPkg.Types == nil || hookPkg.Types.Scope().Lookup("Func") == nil {
+		return nil, nil, fmt.Errorf("loading the hook packages: the runtime package %s did not load", HookPkgPath)
+	}
+	if fs.Module == "" {
+		return nil, nil, fmt.Errorf("loading the hook packages %s: %s is not in a Go module", root, moduleDir)
+	}
+	fs.PkgPath = path.Join(fs.Module, strings.TrimPrefix(root, "./"))
+	hookSig := hookPkg.Types.Scope().Lookup("Func").Type().Underlying()
+	reported := make(map[string]bool)
+	for i := range f.Hooks {
+		h := &f.Hooks[i]
+		if h.FuncPos.Line == 0 || !validFunc(h.Func) {
+			continue
+		}
+		sub, name := SplitFunc(h.Func)
+		pkgPath := path.Join(fs.PkgPath, sub)
+		p := byPath[pkgPath]
+		if p == nil || len(p.GoFiles) == 0 && len(p.CompiledGoFiles) == 0 {
+			ds = append(ds, diag.Diagnostic{Pos: h.FuncPos, Rule: RuleFuncPackage, Hook: h.Num,
+				Message: fmt.Sprintf("func %q: no Go package %s (directory %s); create it or fix the name", h.Func, pkgPath, path.Join(root, sub))})
+			continue
+		}
+		if len(p.Errors) > 0 {
+			if !reported[p.PkgPath] {
+				reported[p.PkgPath] = true
+				ds = append(ds, packageErrors(p)...)
+			}
+			ds = append(ds, diag.Diagnostic{Pos: h.FuncPos, Rule: RulePackageError, Hook: h.Num,
+				Message: fmt.Sprintf("func %q: package %s does not compile (see its errors)", h.Func, pkgPath)})
+			continue
+		}
+		if !token.IsExported(name) {
+			ds = append(ds, diag.Diagnostic{Pos: h.FuncPos, Rule: RuleFuncExported, Hook: h.Num,
+				Message: fmt.Sprintf("func %q is not exported; hook functions start with an upper-case letter, such as %q", h.Func, strings.ToUpper(name[:1])+name[1:])})
+			continue
+		}
+		obj := p.Types.Scope().Lookup(name)
+		if obj == nil {
+			ds = append(ds, diag.Diagnostic{Pos: h.FuncPos, Rule: RuleFuncMissing, Hook: h.Num,
+				Message: fmt.Sprintf("func %q: package %s declares no %s", h.Func, pkgPath, name)})
+			continue
+		}
+		fn, ok := obj.(*types.Func)
+		if !ok {
+			ds = append(ds, diag.Diagnostic{Pos: h.FuncPos, Rule: RuleFuncKind, Hook: h.Num,
+				Message: fmt.Sprintf("func %q is a %s, not a function declaration; declare it as func %s(ctx context.Context, tx hook.Tx) error", h.Func, objectKind(obj), name)})
+			continue
+		}
+		if !types.Identical(fn.Type().Underlying(), hookSig) {
+			ds = append(ds, diag.Diagnostic{Pos: h.FuncPos, Rule: RuleFuncSignature, Hook: h.Num,
+				Message: fmt.Sprintf("func %q has signature %s, want the hook signature %s", h.Func, types.TypeString(fn.Type(), types.RelativeTo(p.Types)), types.TypeString(hookSig, types.RelativeTo(p.Types)))})
+			continue
+		}
+		fs.Funcs[i] = fn
+	}
+	return fs, ds, nil
+}
+
+func objectKind(obj types.Object) string {
+	switch obj.(type) {
+	case *types.Var:
+		return "variable"
+	case *types.Const:
+		return "constant"
+	case *types.TypeName:
+		return "type"
+	}
+	return "non-function"
+}
+
+// packageErrors turns the errors of a package that does not compile into
+// diagnostics at their Go positions.
+func packageErrors(p *packages.Package) []diag.Diagnostic {
+	var ds []diag.Diagnostic
+	for _, e := range p.Errors {
+		ds = append(ds, diag.Diagnostic{Pos: parsePos(e.Pos, p), Rule: RulePackageError,
+			Message: fmt.Sprintf("package %s: %s", p.PkgPath, e.Msg)})
+	}
+	return ds
+}
+
+// parsePos parses a go/packages error position FILE:LINE:COL; an error
+// without one is placed at the package's first file.
+func parsePos(s string, p *packages.Package) diag.Position {
+	parts := strings.Split(s, ":")
+	if len(parts) >= 3 {
+		line, err1 := strconv.Atoi(parts[len(parts)-2])
+		col, err2 := strconv.Atoi(parts[len(parts)-1])
+		if err1 == nil && err2 == nil {
+			return diag.Position{File: strings.Join(parts[:len(parts)-2], ":"), Line: line, Col: col}
+		}
+	}
+	if len(parts) >= 2 {
+		if line, err := strconv.Atoi(parts[len(parts)-1]); err == nil {
+			return diag.Position{File: strings.Join(parts[:len(parts)-1], ":"), Line: line}
+		}
+	}
+	file := s
+	if file == "" && len(p.GoFiles) > 0 {
+		file = p.GoFiles[0]
+	}
+	if file == "" {
+		file = p.PkgPath
+	}
+	return diag.Position{File: file, Line: 1}
+}
+
+// ErrNoFunc is returned by Digests for a hook whose function did not check.
+var ErrNoFunc = errors.New("hook function not checked")
+
+// Digests computes the code digest of every hook with internal/codedigest,
+// indexed like File.Hooks.
+func (fs *Funcs) Digests(f *File) ([]codedigest.Result, error) {
+	out := make([]codedigest.Result, len(f.Hooks))
+	for i, fn := range fs.Funcs {
+		if fn == nil {
+			return nil, fmt.Errorf("digest of hook %d (%s): %w", f.Hooks[i].Num, f.Hooks[i].Func, ErrNoFunc)
+		}
+		res, err := codedigest.Compute(fs.Packages, fn)
+		if err != nil {
+			return nil, fmt.Errorf("digest of hook %d (%s): %w", f.Hooks[i].Num, f.Hooks[i].Func, err)
+		}
+		out[i] = res
+	}
+	return out, nil
+}
