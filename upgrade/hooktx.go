@@ -1,0 +1,267 @@
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/store"
+)
+
+// hookTx is the hook.Tx a hook runs in. It wraps the current store
+// transaction, which Checkpoint replaces; table handles and the
+// configuration view resolve through it, so they stay valid.
+type hookTx struct {
+	st       store.Store
+	cur      store.Tx // nil after a failed Checkpoint
+	gen      int      // incremented by every Checkpoint
+	scanning int      // active Scans; Checkpoint is refused inside one
+	info     hook.Info
+	name     string
+	config   hook.Config
+}
+
+var _ hook.Tx = (*hookTx)(nil)
+
+func (h *hookTx) tx() (store.Tx, error) {
+	if h.cur == nil {
+		return nil, store.ErrTxClosed
+	}
+	return h.cur, nil
+}
+
+func (h *hookTx) Info() hook.Info { return h.info }
+
+func checkUserTable(name string) error {
+	if err := store.ValidateName(name); err != nil {
+		return err
+	}
+	if store.IsReserved(name) {
+		return fmt.Errorf("%w %q: names starting with \"_\" are reserved for hookreg", store.ErrBadName, name)
+	}
+	return nil
+}
+
+func (h *hookTx) Table(name string) (hook.Table, error) {
+	if err := checkUserTable(name); err != nil {
+		return nil, err
+	}
+	tx, err := h.tx()
+	if err != nil {
+		return nil, err
+	}
+	t, err := tx.Table(name)
+	if err != nil {
+		return nil, err
+	}
+	return &hookTable{h: h, name: name, gen: h.gen, t: t}, nil
+}
+
+func (h *hookTx) CreateTable(name string) (hook.Table, error) {
+	if err := checkUserTable(name); err != nil {
+		return nil, err
+	}
+	tx, err := h.tx()
+	if err != nil {
+		return nil, err
+	}
+	t, err := tx.CreateTable(name)
+	if err != nil {
+		return nil, err
+	}
+	return &hookTable{h: h, name: name, gen: h.gen, t: t}, nil
+}
+
+func (h *hookTx) DropTable(name string) error {
+	if err := checkUserTable(name); err != nil {
+		return err
+	}
+	tx, err := h.tx()
+	if err != nil {
+		return err
+	}
+	return tx.DropTable(name)
+}
+
+func (h *hookTx) Tables() ([]string, error) {
+	tx, err := h.tx()
+	if err != nil {
+		return nil, err
+	}
+	all, err := tx.Tables()
+	if err != nil {
+		return nil, err
+	}
+	names := all[:0]
+	for _, n := range all {
+		if !store.IsReserved(n) {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+func (h *hookTx) Config() hook.Config { return h.config }
+
+func (h *hookTx) progressKey(key string) ([]byte, error) {
+	if key == "" {
+		return nil, errors.New("empty progress key")
+	}
+	return []byte(progressPrefix(h.info.Num) + key), nil
+}
+
+func (h *hookTx) Checkpoint(key string, progress []byte) error {
+	k, err := h.progressKey(key)
+	if err != nil {
+		return err
+	}
+	if h.scanning > 0 {
+		return errors.New("checkpoint inside a Scan: checkpoint between scans (or use hook.EachBatch)")
+	}
+	tx, err := h.tx()
+	if err != nil {
+		return err
+	}
+	meta, err := tx.CreateTable(store.MetaTable)
+	if err != nil {
+		return fmt.Errorf("checkpoint %q: %w", key, err)
+	}
+	if err := meta.Put(k, progress); err != nil {
+		return fmt.Errorf("checkpoint %q: %w", key, err)
+	}
+	h.cur = nil
+	h.gen++
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("checkpoint %q: %w", key, err)
+	}
+	next, err := h.st.Begin(true)
+	if err != nil {
+		return fmt.Errorf("checkpoint %q: %w", key, err)
+	}
+	h.cur = next
+	return nil
+}
+
+func (h *hookTx) Progress(key string) ([]byte, bool, error) {
+	k, err := h.progressKey(key)
+	if err != nil {
+		return nil, false, err
+	}
+	tx, err := h.tx()
+	if err != nil {
+		return nil, false, err
+	}
+	meta, err := tx.Table(store.MetaTable)
+	if errors.Is(err, hook.ErrNoTable) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := meta.Get(k)
+	if errors.Is(err, hook.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
+// hookTable is a table handle that survives checkpoints: it reopens the
+// table in the current transaction when a checkpoint replaced it.
+type hookTable struct {
+	h    *hookTx
+	name string
+	gen  int
+	t    store.Table
+}
+
+func (t *hookTable) table() (store.Table, error) {
+	if t.gen == t.h.gen {
+		return t.t, nil
+	}
+	tx, err := t.h.tx()
+	if err != nil {
+		return nil, err
+	}
+	tt, err := tx.Table(t.name)
+	if err != nil {
+		return nil, err
+	}
+	t.t, t.gen = tt, t.h.gen
+	return tt, nil
+}
+
+func (t *hookTable) Name() string { return t.name }
+
+func (t *hookTable) Get(key []byte) ([]byte, error) {
+	tt, err := t.table()
+	if err != nil {
+		return nil, err
+	}
+	return tt.Get(key)
+}
+
+func (t *hookTable) Put(key, value []byte) error {
+	tt, err := t.table()
+	if err != nil {
+		return err
+	}
+	return tt.Put(key, value)
+}
+
+func (t *hookTable) Delete(key []byte) error {
+	tt, err := t.table()
+	if err != nil {
+		return err
+	}
+	return tt.Delete(key)
+}
+
+func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
+	tt, err := t.table()
+	if err != nil {
+		return err
+	}
+	t.h.scanning++
+	defer func() { t.h.scanning-- }()
+	return tt.Scan(start, fn)
+}
+
+// storeSource resolves configuration tables through the current
+// transaction of h.
+type storeSource struct{ h *hookTx }
+
+func (s storeSource) Table(name string) (store.Table, error) {
+	tx, err := s.h.tx()
+	if err != nil {
+		return nil, err
+	}
+	return tx.Table(name)
+}
+
+func (s storeSource) CreateTable(name string) (store.Table, error) {
+	tx, err := s.h.tx()
+	if err != nil {
+		return nil, err
+	}
+	return tx.CreateTable(name)
+}
+
+// readOnlyConfig is the configuration view of an online run: writes fail
+// the hook, naming it.
+type readOnlyConfig struct {
+	hook.Config
+	num  int
+	name string
+}
+
+func (c readOnlyConfig) WriteFile(path string, _ []byte, _ fs.FileMode) error {
+	return fmt.Errorf("hook %d (%s): writing configuration file %s: %w", c.num, c.name, path, hook.ErrReadOnlyConfig)
+}
+
+func (c readOnlyConfig) Remove(path string) error {
+	return fmt.Errorf("hook %d (%s): removing configuration file %s: %w", c.num, c.name, path, hook.ErrReadOnlyConfig)
+}

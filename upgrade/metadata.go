@@ -1,0 +1,227 @@
+package upgrade
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/store"
+)
+
+// Mode is how a hook was applied.
+type Mode string
+
+// Modes of an upgrade.
+const (
+	Online  Mode = "online"
+	Offline Mode = "offline"
+)
+
+// Metadata is the upgrade state of a store, kept in its [store.MetaTable]
+// table and carried by backups in MANIFEST.json.
+type Metadata struct {
+	// Product is the product whose data the store holds; empty in stores
+	// initialized before products were recorded.
+	Product string `json:"product,omitempty"`
+	// DataVersion is the semantic version of the data.
+	DataVersion string `json:"data_version"`
+	// LastUpgradeHook is the number of the last hook applied or skipped by
+	// init; nil for data from before hooks were tracked.
+	LastUpgradeHook *int `json:"last_upgrade_hook"`
+	// Applied holds one record per applied hook, in ascending Num order.
+	Applied []Applied `json:"applied"`
+}
+
+// Applied records one applied hook.
+type Applied struct {
+	Num int `json:"num"`
+	// Digest is the hook's code digest in the binary that applied it.
+	Digest string `json:"digest"`
+	// Release is the release of the migrator that applied it.
+	Release string `json:"release"`
+	// AppliedAt is the time it was committed, UTC, RFC 3339.
+	AppliedAt string `json:"applied_at"`
+	Mode      Mode   `json:"mode"`
+	// AllowDigestMismatch reports that the run went ahead with
+	// --allow-digest-mismatch over a changed applied hook.
+	AllowDigestMismatch bool `json:"allow_digest_mismatch,omitempty"`
+}
+
+// Keys of the metadata table.
+const (
+	keyProduct         = "product"
+	keyDataVersion     = "data_version"
+	keyLastUpgradeHook = "last_upgrade_hook"
+	prefixApplied      = "applied/"
+	prefixProgress     = "progress/"
+)
+
+// ErrNotInitialized is returned for a store without upgrade metadata.
+var ErrNotInitialized = errors.New("the store has no hookreg metadata: run \"migrator init\" for a fresh install, or restore a backup")
+
+func appliedKey(num int) []byte { return fmt.Appendf(nil, "%s%010d", prefixApplied, num) }
+
+func progressPrefix(num int) string { return fmt.Sprintf("%s%010d/", prefixProgress, num) }
+
+// ReadMetadata reads the upgrade metadata of the store tx belongs to, or
+// returns an error wrapping ErrNotInitialized.
+func ReadMetadata(tx store.TableSource) (Metadata, error) {
+	var m Metadata
+	t, err := tx.Table(store.MetaTable)
+	if errors.Is(err, hook.ErrNoTable) {
+		return m, ErrNotInitialized
+	}
+	if err != nil {
+		return m, fmt.Errorf("reading upgrade metadata: %w", err)
+	}
+	v, err := t.Get([]byte(keyDataVersion))
+	if errors.Is(err, hook.ErrNotFound) {
+		return m, ErrNotInitialized
+	}
+	if err != nil {
+		return m, fmt.Errorf("reading upgrade metadata: %w", err)
+	}
+	m.DataVersion = string(v)
+	if v, err := t.Get([]byte(keyProduct)); err == nil {
+		m.Product = string(v)
+	} else if !errors.Is(err, hook.ErrNotFound) {
+		return m, fmt.Errorf("reading upgrade metadata: %w", err)
+	}
+	if v, err := t.Get([]byte(keyLastUpgradeHook)); err == nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return m, fmt.Errorf("reading upgrade metadata: last_upgrade_hook %q is not a number", v)
+		}
+		m.LastUpgradeHook = &n
+	} else if !errors.Is(err, hook.ErrNotFound) {
+		return m, fmt.Errorf("reading upgrade metadata: %w", err)
+	}
+	err = t.Scan([]byte(prefixApplied), func(k, v []byte) error {
+		if !strings.HasPrefix(string(k), prefixApplied) {
+			return hook.ErrStop
+		}
+		var a Applied
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("record %s: %w", k, err)
+		}
+		m.Applied = append(m.Applied, a)
+		return nil
+	})
+	if err != nil {
+		return m, fmt.Errorf("reading upgrade metadata: %w", err)
+	}
+	return m, nil
+}
+
+// WriteMetadata replaces the product, data version, last upgrade hook and
+// applied records of the store tx belongs to; hook progress is kept.
+func WriteMetadata(tx store.TableSource, m Metadata) error {
+	t, err := tx.CreateTable(store.MetaTable)
+	if err != nil {
+		return fmt.Errorf("writing upgrade metadata: %w", err)
+	}
+	var del [][]byte
+	err = t.Scan([]byte(prefixApplied), func(k, _ []byte) error {
+		if !strings.HasPrefix(string(k), prefixApplied) {
+			return hook.ErrStop
+		}
+		del = append(del, append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("writing upgrade metadata: %w", err)
+	}
+	for _, k := range del {
+		if err := t.Delete(k); err != nil {
+			return fmt.Errorf("writing upgrade metadata: %w", err)
+		}
+	}
+	puts := [][2][]byte{{[]byte(keyDataVersion), []byte(m.DataVersion)}}
+	if m.Product != "" {
+		puts = append(puts, [2][]byte{[]byte(keyProduct), []byte(m.Product)})
+	}
+	if m.LastUpgradeHook != nil {
+		puts = append(puts, [2][]byte{[]byte(keyLastUpgradeHook), []byte(strconv.Itoa(*m.LastUpgradeHook))})
+	} else if err := t.Delete([]byte(keyLastUpgradeHook)); err != nil {
+		return fmt.Errorf("writing upgrade metadata: %w", err)
+	}
+	for _, a := range m.Applied {
+		v, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("writing upgrade metadata: %w", err)
+		}
+		puts = append(puts, [2][]byte{appliedKey(a.Num), v})
+	}
+	for _, kv := range puts {
+		if err := t.Put(kv[0], kv[1]); err != nil {
+			return fmt.Errorf("writing upgrade metadata: %w", err)
+		}
+	}
+	return nil
+}
+
+// recordApplied adds the metadata update of one applied hook to tx: its
+// record, last_upgrade_hook and the data version, and drops its progress.
+func recordApplied(tx store.Tx, a Applied, dataVersion string) error {
+	t, err := tx.CreateTable(store.MetaTable)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if err := t.Put(appliedKey(a.Num), v); err != nil {
+		return err
+	}
+	if err := t.Put([]byte(keyLastUpgradeHook), []byte(strconv.Itoa(a.Num))); err != nil {
+		return err
+	}
+	if err := t.Put([]byte(keyDataVersion), []byte(dataVersion)); err != nil {
+		return err
+	}
+	prefix := progressPrefix(a.Num)
+	return t.Scan([]byte(prefix), func(k, _ []byte) error {
+		if !strings.HasPrefix(string(k), prefix) {
+			return hook.ErrStop
+		}
+		return t.Delete(k)
+	})
+}
+
+// Init records a fresh install in st: the product, data_version = the
+// release and last_upgrade_hook = the largest hook number, so that no hook
+// of reg runs on it. It refuses a store that already has metadata.
+func Init(st store.Store, reg *hook.Registry) error {
+	tx, err := st.Begin(true)
+	if err != nil {
+		return fmt.Errorf("initializing the store: %w", err)
+	}
+	defer tx.Rollback()
+	m, err := ReadMetadata(tx)
+	switch {
+	case err == nil:
+		return &Refusal{Reason: fmt.Sprintf("the store is already initialized (data version %s); init is for a fresh install", m.DataVersion)}
+	case !errors.Is(err, ErrNotInitialized):
+		return fmt.Errorf("initializing the store: %w", err)
+	}
+	m = Metadata{Product: reg.Product, DataVersion: reg.Release}
+	if n := len(reg.Hooks); n > 0 {
+		last := reg.Hooks[n-1].Num
+		m.LastUpgradeHook = &last
+	}
+	if err := WriteMetadata(tx, m); err != nil {
+		return fmt.Errorf("initializing the store: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("initializing the store: %w", err)
+	}
+	return nil
+}
+
+// appliedAt formats t as an applied-hook time.
+func appliedAt(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -1,0 +1,189 @@
+package upgrade
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/hookreg/hookreg/hook"
+)
+
+// Refusal is an upgrade the engine will not run, with the reason and what
+// to do; the store is left untouched.
+type Refusal struct{ Reason string }
+
+func (r *Refusal) Error() string { return r.Reason }
+
+func refusef(format string, args ...any) *Refusal {
+	return &Refusal{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Plan is what an upgrade of some data to a registry's release would do. It
+// is computed from the metadata alone (see [PlanFor]), so a backup's
+// manifest plans as well as a store.
+type Plan struct {
+	Product string `json:"product"`
+	// Release is the release of the registry (the migrator).
+	Release string `json:"release"`
+	// DataVersion and LastUpgradeHook are the data's current state.
+	DataVersion     string `json:"data_version"`
+	LastUpgradeHook *int   `json:"last_upgrade_hook"`
+	// TargetVersion is the data version after the upgrade.
+	TargetVersion string `json:"target_version"`
+	// Pending are the hooks to run, in order.
+	Pending []Pending `json:"pending"`
+	// Applied are the data's applied-hook records.
+	Applied []Applied `json:"applied"`
+	// OnlineOK reports that every pending hook allows online.
+	OnlineOK bool `json:"online_ok"`
+	// DigestMismatches are applied hooks whose recorded digest differs
+	// from the binary's.
+	DigestMismatches []DigestMismatch `json:"digest_mismatches"`
+}
+
+// Pending is one hook an upgrade would run.
+type Pending struct {
+	Num          int    `json:"num"`
+	IntroducedIn string `json:"introduced_in"`
+	AllowOnline  bool   `json:"allow_online"`
+	Name         string `json:"name"`
+	// DataVersionAfter is the data version once the hook is applied.
+	DataVersionAfter string `json:"data_version_after"`
+
+	fn     hook.Func
+	digest string
+}
+
+// DigestMismatch is an applied hook that changed since it was applied.
+type DigestMismatch struct {
+	Num      int    `json:"num"`
+	Name     string `json:"name"`
+	Recorded string `json:"recorded"`
+	Binary   string `json:"binary"`
+}
+
+// PlanFor plans the upgrade of data with metadata meta to reg's release. It
+// returns a *Refusal, with the plan as far as it goes, when the data
+// belongs to another product, is newer than the release, has applied a hook
+// this release does not know (a downgrade), or is older than the registry's
+// MinDataVersion. Digest mismatches and offline hooks are reported in the
+// plan; [Plan.Check] turns them into refusals for a given run.
+func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
+	p := &Plan{
+		Product:          reg.Product,
+		Release:          reg.Release,
+		DataVersion:      meta.DataVersion,
+		LastUpgradeHook:  meta.LastUpgradeHook,
+		TargetVersion:    meta.DataVersion,
+		Pending:          []Pending{},
+		Applied:          meta.Applied,
+		OnlineOK:         true,
+		DigestMismatches: []DigestMismatch{},
+	}
+	if p.Applied == nil {
+		p.Applied = []Applied{}
+	}
+	if meta.Product != "" && meta.Product != reg.Product {
+		return p, refusef("the data belongs to product %q, this migrator upgrades %q", meta.Product, reg.Product)
+	}
+	release, err := semver.StrictNewVersion(reg.Release)
+	if err != nil {
+		return p, fmt.Errorf("registry release %q: %w", reg.Release, err)
+	}
+	data, err := semver.StrictNewVersion(meta.DataVersion)
+	if err != nil {
+		return p, refusef("the data version %q is not a semantic version: %v", meta.DataVersion, err)
+	}
+	if data.GreaterThan(release) {
+		return p, refusef("the data version %s is newer than this migrator's release %s: use the migrator of release %s or later", data, release, data)
+	}
+	maxNum := 0
+	if n := len(reg.Hooks); n > 0 {
+		maxNum = reg.Hooks[n-1].Num
+	}
+	if last := meta.LastUpgradeHook; last != nil && *last > maxNum {
+		return p, refusef("the data has applied hook %d, but the last hook this migrator (release %s) knows is %d: a downgrade; use the migrator of the release that wrote the data or later", *last, release, maxNum)
+	}
+	if reg.MinDataVersion != "" {
+		min, err := semver.StrictNewVersion(reg.MinDataVersion)
+		if err != nil {
+			return p, fmt.Errorf("registry min_data_version %q: %w", reg.MinDataVersion, err)
+		}
+		if data.LessThan(min) {
+			return p, refusef("the data version %s is older than %s, the oldest this release %s upgrades: upgrade through release %s first", data, min, release, min)
+		}
+	}
+	for _, a := range meta.Applied {
+		h, ok := reg.Lookup(a.Num)
+		if ok && a.Digest != h.Digest {
+			p.DigestMismatches = append(p.DigestMismatches, DigestMismatch{Num: a.Num, Name: h.Name, Recorded: a.Digest, Binary: h.Digest})
+		}
+	}
+	for _, h := range reg.Hooks {
+		if meta.LastUpgradeHook != nil {
+			if h.Num <= *meta.LastUpgradeHook {
+				continue
+			}
+		} else {
+			v, err := semver.StrictNewVersion(h.IntroducedIn)
+			if err != nil {
+				return p, fmt.Errorf("hook %d: introduced_in %q: %w", h.Num, h.IntroducedIn, err)
+			}
+			if !v.GreaterThan(data) {
+				continue
+			}
+		}
+		p.Pending = append(p.Pending, Pending{Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Name, fn: h.Func, digest: h.Digest})
+		p.OnlineOK = p.OnlineOK && h.AllowOnline
+	}
+	// The data version advances to a hook's version once no pending hook
+	// of that version is left, and to the release after the last hook;
+	// it never goes back.
+	cur := data
+	for i := range p.Pending {
+		next := release
+		if i+1 < len(p.Pending) {
+			v, err := semver.StrictNewVersion(p.Pending[i].IntroducedIn)
+			if err != nil {
+				return p, fmt.Errorf("hook %d: introduced_in %q: %w", p.Pending[i].Num, p.Pending[i].IntroducedIn, err)
+			}
+			next = v
+			if p.Pending[i+1].IntroducedIn == p.Pending[i].IntroducedIn {
+				next = cur
+			}
+		}
+		if next.GreaterThan(cur) {
+			cur = next
+		}
+		p.Pending[i].DataVersionAfter = cur.String()
+	}
+	if release.GreaterThan(cur) {
+		cur = release
+	}
+	p.TargetVersion = cur.String()
+	return p, nil
+}
+
+// Check returns a *Refusal when the plan may not run: online with a
+// pending hook that does not allow online (listing them), or over an
+// applied hook whose digest changed unless allowDigestMismatch.
+func (p *Plan) Check(online, allowDigestMismatch bool) error {
+	if len(p.DigestMismatches) > 0 && !allowDigestMismatch {
+		var b strings.Builder
+		for _, m := range p.DigestMismatches {
+			fmt.Fprintf(&b, "\n\thook %d (%s): applied with digest %s, this migrator has %s", m.Num, m.Name, m.Recorded, m.Binary)
+		}
+		return refusef("applied hooks changed since they were applied:%s\nrun with --allow-digest-mismatch to proceed knowingly (recorded in the metadata)", b.String())
+	}
+	if online && !p.OnlineOK {
+		var b strings.Builder
+		for _, h := range p.Pending {
+			if !h.AllowOnline {
+				fmt.Fprintf(&b, "\n\thook %d (%s, introduced in %s)", h.Num, h.Name, h.IntroducedIn)
+			}
+		}
+		return refusef("an online upgrade is refused: pending hooks do not allow online:%s\nback up the store and run \"migrator upgrade --offline\"", b.String())
+	}
+	return nil
+}
