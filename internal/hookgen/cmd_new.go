@@ -1,10 +1,22 @@
 package hookgen
 
 import (
+	"cmp"
 	"errors"
 	"flag"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/registry"
 )
 
 const (
@@ -54,9 +66,139 @@ func (o *newOptions) validate(args []string) error {
 		return err
 	}
 	o.name = args[0]
+	_, name := registry.SplitFunc(o.name)
+	if !registry.ValidFunc(o.name) || !token.IsExported(name) {
+		return cliflag.Usagef("NAME %q is not an exported function name such as UpgradeSessions or libsess.UpgradeSessions", o.name)
+	}
+	if o.version != "" {
+		if _, err := semver.StrictNewVersion(o.version); err != nil {
+			return cliflag.Usagef("--%s %q is not a semantic version MAJOR.MINOR.PATCH: %v", flagVersion, o.version, err)
+		}
+	}
 	return nil
 }
 
 func (o *newOptions) run(e *env) error {
-	return errors.New("hookgen new is not built yet")
+	c, ds, err := readRegistry(o.registry)
+	if err != nil {
+		return err
+	}
+	if len(ds) > 0 {
+		text := formatFlag{format: "text"}
+		if err := text.report(e, ds); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s has findings: fix them before adding a hook: %w", c.file, errFindings)
+	}
+	h, err := o.newHook(c.reg)
+	if err != nil {
+		return err
+	}
+	sub, name := registry.SplitFunc(h.Func)
+	dir := filepath.Join(filepath.Dir(c.file), filepath.FromSlash(c.reg.Package), filepath.FromSlash(sub))
+	pkgName, err := packageNameIn(dir, sub)
+	if err != nil {
+		return err
+	}
+	base := strings.ToLower(name)
+	funcCode, err := stubFunc(pkgName, name, h)
+	if err != nil {
+		return err
+	}
+	testCode, err := stubTest(pkgName, name, h)
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		path string
+		code []byte
+	}{
+		{filepath.Join(dir, base+".go"), funcCode},
+		{filepath.Join(dir, base+"_test.go"), testCode},
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f.path); err == nil {
+			return fmt.Errorf("adding hook %d: %s exists already; choose another name", h.Num, f.path)
+		}
+	}
+	data, err := os.ReadFile(c.file)
+	if err != nil {
+		return envError(fmt.Errorf("reading the registry: %w", err))
+	}
+	edited, err := registry.InsertHook(data, h)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("adding hook %d: %w", h.Num, err)
+	}
+	for _, f := range files {
+		if err := writeFile(f.path, f.code); err != nil {
+			return fmt.Errorf("adding hook %d: %w", h.Num, err)
+		}
+	}
+	if err := writeFile(c.file, edited); err != nil {
+		return fmt.Errorf("adding hook %d: %w", h.Num, err)
+	}
+	mode := "offline"
+	if h.AllowOnline {
+		mode = "online"
+	}
+	fmt.Fprintf(e.stderr, "hookgen: added hook %d %s (%s, %s) to %s\n", h.Num, h.Func, h.IntroducedIn, mode, c.file)
+	fmt.Fprintf(e.stderr, "hookgen: wrote %s and %s; write the hook and its test, then run \"go generate ./...\"\n", files[0].path, files[1].path)
+	return nil
+}
+
+// newHook returns the hook to add: the next number, the version (default:
+// the release), refusing what the registry rules would refuse.
+func (o *newOptions) newHook(f *registry.File) (registry.NewHook, error) {
+	h := registry.NewHook{Num: 1, IntroducedIn: cmp.Or(o.version, f.Release), AllowOnline: o.online, Func: o.name}
+	for _, old := range f.Hooks {
+		h.Num = max(h.Num, old.Num+1)
+		if old.Func == o.name {
+			return h, fmt.Errorf("adding hook: %s is already hook %d", o.name, old.Num)
+		}
+	}
+	v, err := semver.StrictNewVersion(h.IntroducedIn)
+	if err != nil {
+		return h, fmt.Errorf("adding hook %d: version %q: %w", h.Num, h.IntroducedIn, err)
+	}
+	release, err := semver.StrictNewVersion(f.Release)
+	if err == nil && v.GreaterThan(release) {
+		return h, cliflag.Usagef("--%s %s is newer than the release %s of %s", flagVersion, h.IntroducedIn, f.Release, f.Path)
+	}
+	if len(f.Hooks) > 0 && f.Hooks[0].Version != nil && v.LessThan(f.Hooks[0].Version) {
+		return h, cliflag.Usagef("--%s %s is older than the newest hook's %s; versions do not increase down the file", flagVersion, h.IntroducedIn, f.Hooks[0].IntroducedIn)
+	}
+	if v.Patch() > 0 && !o.online {
+		return h, cliflag.Usagef("hook %d is introduced in patch release %s: hooks of patch releases must run online; add --%s", h.Num, h.IntroducedIn, flagOnline)
+	}
+	return h, nil
+}
+
+// packageNameIn returns the package name of the Go files in dir, or, for a
+// new directory, the name the sub-package path sub suggests.
+func packageNameIn(dir, sub string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", envError(fmt.Errorf("reading the hook package: %w", err))
+	}
+	for _, ent := range entries {
+		if name := ent.Name(); strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") {
+			f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, name), nil, parser.PackageClauseOnly)
+			if err != nil {
+				return "", fmt.Errorf("reading the hook package: %w", err)
+			}
+			return f.Name.Name, nil
+		}
+	}
+	name := path.Base(sub)
+	if sub == "" {
+		name = filepath.Base(dir)
+	}
+	name = strings.ToLower(strings.NewReplacer("-", "", "_", "", ".", "").Replace(name))
+	if !token.IsIdentifier(name) || token.IsKeyword(name) {
+		return "", fmt.Errorf("adding hook: directory %s suggests no package name; create the package first", dir)
+	}
+	return name, nil
 }

@@ -134,7 +134,7 @@ func (c *checker) hooks() {
 			}
 		}
 		if h.FuncPos.Line > 0 {
-			if !validFunc(h.Func) {
+			if !ValidFunc(h.Func) {
 				c.errorf(h.FuncPos, RuleFuncSyntax, h.Num, "func %q is not NAME or PKG.NAME (such as \"UpgradeUsers\" or \"libfoo.UpgradeUsers\")", h.Func)
 			} else if first, ok := firstFunc[h.Func]; ok {
 				c.errorf(h.FuncPos, RuleFuncUnique, h.Num, "func %q is already hook %d (line %d); every hook has its own function", h.Func, first.Num, first.FuncPos.Line)
@@ -154,7 +154,9 @@ func SplitFunc(fn string) (pkg, name string) {
 	return "", fn
 }
 
-func validFunc(fn string) bool {
+// ValidFunc reports whether fn is a func value of registry.yaml: NAME or
+// PKG.NAME, PKG a slash-separated directory path below the hook package.
+func ValidFunc(fn string) bool {
 	pkg, name := SplitFunc(fn)
 	if !token.IsIdentifier(name) {
 		return false

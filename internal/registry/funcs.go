@@ -93,7 +93,7 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	reported := make(map[string]bool)
 	for i := range f.Hooks {
 		h := &f.Hooks[i]
-		if h.FuncPos.Line == 0 || !validFunc(h.Func) {
+		if h.FuncPos.Line == 0 || !ValidFunc(h.Func) {
 			continue
 		}
 		sub, name := SplitFunc(h.Func)
