@@ -39,7 +39,7 @@ func stubTest(pkgName, name string, h registry.NewHook) ([]byte, error) {
 	f.Comment(fmt.Sprintf("Test%s fails until hook %d and its test are written: replace it with a", name, h.Num))
 	f.Comment("test that seeds a store with data of the release before " + h.IntroducedIn + ", runs the hook")
 	f.Comment("in a transaction and checks every record it changed.")
-	f.Func().Id("Test"+name).Params(jen.Id("t").Op("*").Qual("testing", "T")).Block(
+	f.Func().Id("Test" + name).Params(jen.Id("t").Op("*").Qual("testing", "T")).Block(
 		jen.If(
 			jen.Err().Op(":=").Id(name).Call(jen.Qual("context", "Background").Call(), jen.Nil()),
 			jen.Err().Op("!=").Nil(),
