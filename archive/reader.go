@@ -48,6 +48,8 @@ const (
 	// maxTrailing caps the zero padding after the end of the tar stream
 	// (GNU tar pads to 10 KiB records).
 	maxTrailing = 64 << 10
+	// blockSize is the tar block size.
+	blockSize = 512
 	// zstd decoder limits: enough for archives made with the zstd tool's
 	// default levels, far below the decoder's default of 64 GiB.
 	zstdMaxWindow = 32 << 20
@@ -499,11 +501,15 @@ func (r *reader) checksums(hdr *tar.Header) error {
 	if len(lines) > len(r.sums) {
 		return invalid(SumsName, "line %d: lists %q, which is not a member", len(r.sums)+1, strings.TrimSpace(lines[len(r.sums)]))
 	}
+	end := (r.data.n+blockSize-1)/blockSize*blockSize + 2*blockSize
 	if hdr, err := r.next(); err != io.EOF {
 		if err != nil {
 			return err
 		}
 		return invalid(hdr.Name, "member after %s", SumsName)
+	}
+	if r.data.n < end {
+		return invalid("", "truncated archive: the end-of-archive blocks after %s are missing", SumsName)
 	}
 	return r.trailing()
 }

@@ -1,0 +1,221 @@
+package archive_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/hookreg/hookreg/archive"
+)
+
+func TestTruncated(t *testing.T) {
+	c := sample(4)
+	for _, comp := range []archive.Compression{archive.Zstd, archive.None} {
+		data := write(t, c, archive.Options{Compression: comp, ChunkSize: 2000})
+		step := max(1, len(data)/300)
+		for n := 0; n < len(data); n += step {
+			if _, err := archive.Verify(bytes.NewReader(data[:n])); !errors.Is(err, archive.ErrInvalid) {
+				t.Fatalf("%s cut at %d of %d bytes: Verify = %v, want ErrInvalid", comp, n, len(data), err)
+			}
+		}
+		for n := len(data) - 1100; n < len(data); n++ {
+			if _, err := archive.Verify(bytes.NewReader(data[:n])); !errors.Is(err, archive.ErrInvalid) {
+				t.Fatalf("%s cut at %d of %d bytes: Verify = %v, want ErrInvalid", comp, n, len(data), err)
+			}
+		}
+	}
+}
+
+// failingReader fails after n bytes, like a disk error.
+type failingReader struct {
+	r io.Reader
+	n int
+}
+
+var errDisk = errors.New("input/output error")
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errDisk
+	}
+	if len(p) > f.n {
+		p = p[:f.n]
+	}
+	n, err := f.r.Read(p)
+	f.n -= n
+	return n, err
+}
+
+func TestReadErrorIsNotInvalid(t *testing.T) {
+	data := write(t, sample(5), archive.Options{})
+	_, err := archive.Verify(&failingReader{bytes.NewReader(data), len(data) / 2})
+	if !errors.Is(err, errDisk) || errors.Is(err, archive.ErrInvalid) {
+		t.Fatalf("Verify = %v, want the read error, not ErrInvalid", err)
+	}
+}
+
+// TestTarTools checks the archive with the real tar, zstd and sha256sum.
+func TestTarTools(t *testing.T) {
+	for _, tool := range []string{"tar", "sha256sum"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	c := sample(6)
+	plain := write(t, c, archive.Options{Compression: archive.None, ChunkSize: 5000})
+	compressed := write(t, c, archive.Options{Compression: archive.Zstd, ChunkSize: 5000})
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"b.tar": plain, "b.tar.zst": compressed} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(dir, name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	list := strings.Fields(run(dir, "tar", "-tf", "b.tar"))
+	if list[0] != archive.ManifestName || list[len(list)-1] != archive.SumsName || !strings.HasPrefix(list[1], "tables/") {
+		t.Errorf("tar -tf lists %v", list)
+	}
+	var wantMembers []string
+	for _, m := range unpack(t, plain) {
+		wantMembers = append(wantMembers, m.hdr.Name)
+	}
+	if strings.Join(list, "\n") != strings.Join(wantMembers, "\n") {
+		t.Errorf("tar -tf lists\n%v\nwant\n%v", list, wantMembers)
+	}
+	x := filepath.Join(dir, "plain")
+	os.Mkdir(x, 0o755)
+	run(x, "tar", "-xf", "../b.tar")
+	run(x, "sha256sum", "--strict", "-c", archive.SumsName)
+	for p, f := range c.config {
+		got, err := os.ReadFile(filepath.Join(x, "config", p))
+		if err != nil || !bytes.Equal(got, f.data) {
+			t.Errorf("config/%s extracted by tar: %q, %v", p, got, err)
+		}
+	}
+
+	if _, err := exec.LookPath("zstd"); err != nil {
+		t.Log("zstd is not installed: the compressed archive is checked with tar only")
+		return
+	}
+	z := filepath.Join(dir, "zstd")
+	os.Mkdir(z, 0o755)
+	run(dir, "zstd", "-q", "-d", "b.tar.zst", "-o", "zstd.tar")
+	run(z, "tar", "-xf", "../zstd.tar")
+	run(z, "sha256sum", "--strict", "-c", archive.SumsName)
+	if got, err := os.ReadFile(filepath.Join(dir, "zstd.tar")); err != nil || !bytes.Equal(got, plain) {
+		t.Errorf("zstd -d gives another tar than the plain archive (%v)", err)
+	}
+	// An archive compressed by the zstd tool, at a high level, reads too.
+	run(dir, "zstd", "-q", "-19", "b.tar", "-o", "tool.tar.zst")
+	data, err := os.ReadFile(filepath.Join(dir, "tool.tar.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := read(data); err != nil || len(got.tables) != len(c.tables) {
+		t.Errorf("reading the archive compressed by zstd -19: %v", err)
+	}
+}
+
+// synthetic writes n records of 1 KiB values (deterministic, compressible
+// about 2:1) to w as one table.
+func synthetic(w io.Writer, n int, comp archive.Compression) error {
+	const valueSize = 1 << 10
+	key := func(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
+	value := make([]byte, valueSize)
+	fill := func(i int) {
+		x := uint64(i)*0x9e3779b97f4a7c15 + 1
+		for j := 0; j < len(value); j += 8 {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			binary.LittleEndian.PutUint64(value[j:], x&0x0f0f0f0f0f0f0f0f)
+		}
+	}
+	m := archive.Manifest{
+		Created: created, Product: "p", Release: "1.0.0", DataVersion: "1.0.0",
+		Tables: []archive.TableInfo{{Name: "t", Records: int64(n), Bytes: int64(n) * archive.RecordSize(key(0), value)}},
+	}
+	aw, err := archive.NewWriter(w, m, archive.Options{Compression: comp})
+	if err != nil {
+		return err
+	}
+	if err := aw.Table("t"); err != nil {
+		return err
+	}
+	for i := range n {
+		fill(i)
+		if err := aw.Record(key(i), value); err != nil {
+			return err
+		}
+	}
+	return aw.Close()
+}
+
+// TestMemoryBound streams 256 MiB of records through a Writer and a Reader
+// connected by a pipe and checks that the heap stays far below that.
+func TestMemoryBound(t *testing.T) {
+	const (
+		records = 256 << 10 // of 1 KiB: 256 MiB
+		bound   = 80 << 20
+	)
+	for _, comp := range []archive.Compression{archive.Zstd, archive.None} {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(synthetic(pw, records, comp)) }()
+		var peak uint64
+		var ms runtime.MemStats
+		n := 0
+		_, err := archive.Read(pr, archive.Handler{Record: func(table string, key, value []byte) error {
+			if n++; n%4096 == 0 {
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+			}
+			return nil
+		}})
+		pr.CloseWithError(err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != records {
+			t.Fatalf("%s: read %d records, want %d", comp, n, records)
+		}
+		t.Logf("%s: %d MiB streamed, peak heap in use %d MiB", comp, records>>10, peak>>20)
+		if peak > bound {
+			t.Errorf("%s: peak heap in use %d MiB exceeds %d MiB for %d MiB of records", comp, peak>>20, bound>>20, records>>10)
+		}
+	}
+}
+
+// TestZstdLimits checks the decoder refuses a frame whose window exceeds
+// its limit even when the content is tiny.
+func TestZstdLimits(t *testing.T) {
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf, zstd.WithWindowSize(128<<20), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(write(t, sample(7), archive.Options{Compression: archive.None}))
+	zw.Write(make([]byte, 40<<20))
+	zw.Close()
+	_, err = archive.Verify(&buf)
+	if !errors.Is(err, archive.ErrInvalid) {
+		t.Fatalf("Verify = %v, want ErrInvalid", err)
+	}
+}
