@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"go/token"
 	"go/types"
+	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
+	"golang.org/x/mod/modfile"
 	"golang.org/x/tools/go/packages"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
@@ -59,12 +62,20 @@ type Funcs struct {
 // go command, no module, a broken go.mod.
 func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	root := "./" + path.Clean(strings.TrimPrefix(f.Package, "./"))
+	gomod, err := os.ReadFile(filepath.Join(moduleDir, "go.mod"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading the hook packages: %w", err)
+	}
+	module := modfile.ModulePath(gomod)
+	if module == "" {
+		return nil, nil, fmt.Errorf("loading the hook packages: %s has no module path", filepath.Join(moduleDir, "go.mod"))
+	}
 	cfg := &packages.Config{Mode: LoadMode, Dir: moduleDir}
 	pkgs, err := packages.Load(cfg, root, root+"/...", HookPkgPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
 	}
-	fs := &Funcs{Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks))}
+	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks))}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
 	var hookPkg *packages.Package
@@ -74,19 +85,8 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 			hookPkg = p
 		}
 	}
-	// The root pattern comes first; its package names the module and the
-	// hook package's import path, even when it failed to compile.
-	for _, p := range pkgs {
-		if p.Module != nil && p.Name != "" || p.Module != nil && len(p.GoFiles) > 0 {
-			fs.Module = p.Module.Path
-			break
-		}
-	}
 	if hookPkg == nil || hookPkg.Types == nil || hookPkg.Types.Scope().Lookup("Func") == nil {
 		return nil, nil, fmt.Errorf("loading the hook packages: the runtime package %s did not load", HookPkgPath)
-	}
-	if fs.Module == "" {
-		return nil, nil, fmt.Errorf("loading the hook packages %s: %s is not in a Go module", root, moduleDir)
 	}
 	fs.PkgPath = path.Join(fs.Module, strings.TrimPrefix(root, "./"))
 	hookSig := hookPkg.Types.Scope().Lookup("Func").Type().Underlying()
@@ -132,13 +132,16 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		}
 		if !types.Identical(fn.Type().Underlying(), hookSig) {
 			ds = append(ds, diag.Diagnostic{Pos: h.FuncPos, Rule: RuleFuncSignature, Hook: h.Num,
-				Message: fmt.Sprintf("func %q has signature %s, want the hook signature %s", h.Func, types.TypeString(fn.Type(), types.RelativeTo(p.Types)), types.TypeString(hookSig, types.RelativeTo(p.Types)))})
+				Message: fmt.Sprintf("func %q has signature %s, want the hook signature %s", h.Func, types.TypeString(fn.Type(), byName), types.TypeString(hookSig, byName))})
 			continue
 		}
 		fs.Funcs[i] = fn
 	}
 	return fs, ds, nil
 }
+
+// byName qualifies types by package name, as they read in Go source.
+func byName(p *types.Package) string { return p.Name() }
 
 func objectKind(obj types.Object) string {
 	switch obj.(type) {

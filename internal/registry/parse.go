@@ -65,7 +65,11 @@ func Parse(path string, data []byte) (*File, []diag.Diagnostic) {
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
-		p.errorf(p.pos(&extra), RuleMultipleDoc, 0, "a second YAML document; the registry is one document")
+		at := &extra
+		if len(extra.Content) > 0 {
+			at = extra.Content[0]
+		}
+		p.errorf(p.pos(at), RuleMultipleDoc, 0, "a second YAML document; the registry is one document")
 	case !errors.Is(err, io.EOF):
 		p.syntax(err)
 	}
