@@ -1,0 +1,200 @@
+package lint
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/hookreg/hookreg/internal/diag"
+	"github.com/hookreg/hookreg/internal/registry"
+)
+
+// Rule ids of lint and audit.
+const (
+	RuleRemoved         = "immutable-removed"
+	RuleNum             = "immutable-num"
+	RuleVersion         = "immutable-version"
+	RuleOnline          = "immutable-online"
+	RuleFunc            = "immutable-func"
+	RuleCode            = "immutable-code"
+	RuleAmendment       = "immutable-amendment"
+	RuleInsertBelow     = "insert-below"
+	RuleReleasedVersion = "released-version"
+	RuleAmendInvalid    = "amend-invalid"
+	RuleRegistry        = "registry-invalid"
+)
+
+// snapshot is one version of the registry and the code digests of its
+// hooks (from hooks.sum, or computed from the code).
+type snapshot struct {
+	reg     *registry.File
+	digests map[int]string
+}
+
+// comparison says how to report what compare finds.
+type comparison struct {
+	// ref names the older version in messages: "v5.0.0", "commit 1a2b3c4".
+	ref string
+	// landed returns where a hook landed, for the related positions.
+	landed func(num int) []diag.Related
+	// changed names the declarations behind a code change of hook num
+	// ("" when unknown).
+	changed func(num int) string
+	// prefix starts every message ("commit 1a2b3c4 (subject): " in audit).
+	prefix string
+	// related is added to every finding (the offending commit in audit).
+	related []diag.Related
+}
+
+func (c *comparison) finding(ds *[]diag.Diagnostic, pos diag.Position, rule string, num int, format string, args ...any) {
+	d := diag.Diagnostic{Pos: pos, Rule: rule, Hook: num, Message: c.prefix + fmt.Sprintf(format, args...)}
+	if c.landed != nil && num != 0 {
+		d.Related = append(d.Related, c.landed(num)...)
+	}
+	d.Related = append(d.Related, c.related...)
+	*ds = append(*ds, d)
+}
+
+// compare returns the findings of cur against old: landed hooks removed
+// (unless retired below min_data_version), renumbered, edited, their code
+// changed without a matching amendment, their amendments rewritten; new
+// hooks inserted below landed ones; amendments that do not match.
+func compare(old, cur snapshot, c *comparison) []diag.Diagnostic {
+	var ds []diag.Diagnostic
+	oldByNum := make(map[int]*registry.Hook, len(old.reg.Hooks))
+	for i := range old.reg.Hooks {
+		oldByNum[old.reg.Hooks[i].Num] = &old.reg.Hooks[i]
+	}
+	curByNum := make(map[int]*registry.Hook, len(cur.reg.Hooks))
+	curByFunc := make(map[string]*registry.Hook, len(cur.reg.Hooks))
+	for i := range cur.reg.Hooks {
+		h := &cur.reg.Hooks[i]
+		curByNum[h.Num] = h
+		curByFunc[h.Func] = h
+	}
+	var minData *semver.Version
+	if cur.reg.MinDataVersion != "" {
+		minData, _ = semver.StrictNewVersion(cur.reg.MinDataVersion)
+	}
+	renumbered := make(map[int]bool)
+	for i := range old.reg.Hooks {
+		o := &old.reg.Hooks[i]
+		h := curByNum[o.Num]
+		if h == nil {
+			if n := curByFunc[o.Func]; n != nil && oldByNum[n.Num] == nil {
+				renumbered[n.Num] = true
+				c.finding(&ds, n.NumPos, RuleNum, o.Num, "num changed from %d to %d (func %q); a landed hook keeps its number: set num back to %d", o.Num, n.Num, o.Func, o.Num)
+				continue
+			}
+			if minData != nil && o.Version != nil && o.Version.LessThan(minData) {
+				continue
+			}
+			hint := fmt.Sprintf("a hook can be removed only once retired: set min_data_version above %q", o.IntroducedIn)
+			if minData != nil {
+				hint = fmt.Sprintf("only hooks introduced before min_data_version %q may be removed", cur.reg.MinDataVersion)
+			}
+			c.finding(&ds, cur.reg.HooksPos, RuleRemoved, o.Num, "removed (func %q, introduced_in %q) although it landed in %s; restore it: %s", o.Func, o.IntroducedIn, c.ref, hint)
+			continue
+		}
+		if h.IntroducedIn != o.IntroducedIn {
+			c.finding(&ds, h.IntroducedInPos, RuleVersion, o.Num, "introduced_in changed from %q to %q; a landed hook never changes: set it back to %q and add a new hook on top", o.IntroducedIn, h.IntroducedIn, o.IntroducedIn)
+		}
+		if h.AllowOnline != o.AllowOnline {
+			c.finding(&ds, h.AllowOnlinePos, RuleOnline, o.Num, "allow_online changed from %q to %q; a landed hook never changes: set it back to %t", fmt.Sprint(o.AllowOnline), fmt.Sprint(h.AllowOnline), o.AllowOnline)
+		}
+		if h.Func != o.Func {
+			c.finding(&ds, h.FuncPos, RuleFunc, o.Num, "func changed from %q to %q; a landed hook never changes: set it back to %q", o.Func, h.Func, o.Func)
+		}
+		if !amendmentsExtend(o.Amendments, h.Amendments) {
+			c.finding(&ds, h.Pos, RuleAmendment, o.Num, "amendments recorded in %s were changed or removed; amendments are append-only: restore them and add a new one with hookgen amend %d", c.ref, o.Num)
+			continue
+		}
+		c.code(&ds, o, h, old.digests[o.Num], cur.digests[o.Num])
+	}
+	top := -1
+	for i, h := range cur.reg.Hooks {
+		if oldByNum[h.Num] != nil {
+			if top < 0 {
+				top = i
+			}
+			continue
+		}
+		if top >= 0 && !renumbered[h.Num] {
+			landed := cur.reg.Hooks[top]
+			c.finding(&ds, h.NumPos, RuleInsertBelow, h.Num, "new hook stands below hook %d, which landed in %s; add new hooks at the top of the list with a num larger than %d", landed.Num, c.ref, maxNum(cur.reg))
+		}
+	}
+	return ds
+}
+
+// code checks the code digest of a landed hook: unchanged, or changed
+// through a chain of amendments from the old digest to the current one.
+func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest, curDigest string) {
+	if oldDigest == "" || curDigest == "" || algorithm(oldDigest) != algorithm(curDigest) {
+		// Nothing recorded, or digests of different algorithms:
+		// nothing to compare without false alarms.
+		return
+	}
+	added := h.Amendments[len(o.Amendments):]
+	for _, a := range added {
+		if a.Old == a.New || algorithm(a.Old) != algorithm(curDigest) || algorithm(a.New) != algorithm(curDigest) {
+			c.finding(ds, a.Pos, RuleAmendInvalid, h.Num, "amendment from %q to %q is not a change between two code digests of the hook; remove it and run hookgen amend %d --reason ...", a.Old, a.New, h.Num)
+			return
+		}
+	}
+	d := oldDigest
+	used := make([]bool, len(h.Amendments))
+	for i, a := range h.Amendments {
+		if a.Old == d {
+			d = a.New
+			used[i] = true
+		}
+	}
+	if d == curDigest {
+		for i, a := range added {
+			if !used[len(o.Amendments)+i] {
+				c.finding(ds, a.Pos, RuleAmendInvalid, h.Num, "amendment from %q to %q does not continue the chain from the digest at %s, %q, to the current code digest %q; remove it", a.Old, a.New, c.ref, oldDigest, curDigest)
+			}
+		}
+		return
+	}
+	if len(added) > 0 {
+		c.finding(ds, added[0].Pos, RuleAmendInvalid, h.Num, "amendments do not lead from the digest at %s, %q, to the current code digest %q (this one records old %q, new %q); remove them and run hookgen amend %d --reason ...", c.ref, oldDigest, curDigest, added[0].Old, added[0].New, h.Num)
+		return
+	}
+	what := ""
+	if c.changed != nil {
+		if s := c.changed(h.Num); s != "" {
+			what = "; changed: " + s
+		}
+	}
+	c.finding(ds, h.FuncPos, RuleCode, h.Num, "code of func %q changed since %s: digest %q is now %q%s; revert the change, or record a reviewed change with hookgen amend %d --reason \"...\"", h.Func, c.ref, oldDigest, curDigest, what, h.Num)
+}
+
+func amendmentsExtend(old, cur []registry.Amendment) bool {
+	if len(cur) < len(old) {
+		return false
+	}
+	for i, a := range old {
+		b := cur[i]
+		if a.Old != b.Old || a.New != b.New || a.Reason != b.Reason {
+			return false
+		}
+	}
+	return true
+}
+
+// algorithm returns a digest's algorithm prefix ("h1").
+func algorithm(digest string) string {
+	alg, _, _ := strings.Cut(digest, ":")
+	return alg
+}
+
+func maxNum(f *registry.File) int {
+	m := 0
+	for _, h := range f.Hooks {
+		m = max(m, h.Num)
+	}
+	return m
+}

@@ -1,0 +1,444 @@
+package lint
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/hookreg/hookreg/internal/codedigest"
+	"github.com/hookreg/hookreg/internal/diag"
+	"github.com/hookreg/hookreg/internal/gitx"
+	"github.com/hookreg/hookreg/internal/registry"
+	"github.com/hookreg/hookreg/internal/sumfile"
+)
+
+// Options say which registry to check.
+type Options struct {
+	// Registry is the registry file, as shown in diagnostics (relative
+	// to the working directory, or absolute).
+	Registry string
+	// ModuleDir is the directory of the module holding the hooks.
+	ModuleDir string
+	// Against are the references to compare with (lint); none means the
+	// defaults: the merge base with the default branch and every release
+	// tag.
+	Against []string
+}
+
+// ErrUnknownRef is returned for an --against reference that names no
+// commit.
+var ErrUnknownRef = errors.New("unknown reference")
+
+// SumPath returns the hooks.sum that belongs to a registry file:
+// generated/hooks.sum beside it.
+func SumPath(registryPath string) string {
+	return filepath.Join(filepath.Dir(registryPath), "generated", "hooks.sum")
+}
+
+// work is what Lint, Audit and Amend share: the repository and where the
+// registry and hooks.sum live in it.
+type work struct {
+	opts   Options
+	repo   *gitx.Repo
+	batch  *gitx.Batch
+	relReg string // slash path of registry.yaml in the repository
+	relSum string
+	tags   []gitx.Tag
+	// landedCache and refCache memoise git lookups per hook and commit.
+	landedCache map[int][]diag.Related
+	refCache    map[string]*refCode
+	tmpDirs     []string
+}
+
+// refCode is the loaded code of a reference, to name changed declarations.
+type refCode struct {
+	reg   *registry.File
+	funcs *registry.Funcs
+	err   error
+}
+
+func open(ctx context.Context, opts Options) (*work, error) {
+	abs, err := filepath.Abs(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("locating %s: %w", opts.Registry, err)
+	}
+	repo, err := gitx.Open(ctx, filepath.Dir(abs))
+	if err != nil {
+		return nil, err
+	}
+	if err := repo.CheckComplete(ctx); err != nil {
+		return nil, err
+	}
+	// The repository root as git prints it may differ from abs by
+	// symbolic links (/tmp on macOS); resolve both.
+	root, err := filepath.EvalSymlinks(repo.Root)
+	if err != nil {
+		return nil, fmt.Errorf("locating the repository: %w", err)
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return nil, fmt.Errorf("locating %s: %w", opts.Registry, err)
+	}
+	rel, err := filepath.Rel(root, filepath.Join(dir, filepath.Base(abs)))
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("%s is not inside the repository %s", opts.Registry, repo.Root)
+	}
+	tags, err := repo.ReleaseTags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &work{
+		opts:        opts,
+		repo:        repo,
+		relReg:      filepath.ToSlash(rel),
+		relSum:      filepath.ToSlash(SumPath(rel)),
+		tags:        tags,
+		landedCache: make(map[int][]diag.Related),
+		refCache:    make(map[string]*refCode),
+	}, nil
+}
+
+func (w *work) close() error {
+	var errs []error
+	if w.batch != nil {
+		errs = append(errs, w.batch.Close())
+	}
+	for _, d := range w.tmpDirs {
+		errs = append(errs, os.RemoveAll(d))
+	}
+	return errors.Join(errs...)
+}
+
+// read returns registry.yaml and hooks.sum at commit; reg is nil when the
+// registry did not exist there.
+func (w *work) read(ctx context.Context, commit string) (reg *registry.File, digests map[int]string, err error) {
+	if w.batch == nil {
+		if w.batch, err = w.repo.Batch(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	data, ok, err := w.batch.Read(commit + ":" + w.relReg)
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	reg, _ = registry.Parse(w.opts.Registry, data)
+	sum, ok, err := w.batch.Read(commit + ":" + w.relSum)
+	if err != nil {
+		return nil, nil, err
+	}
+	digests = make(map[int]string)
+	if ok {
+		lines, err := sumfile.Parse(w.relSum, sum)
+		if err == nil {
+			for _, l := range lines {
+				digests[l.Num] = l.Digest
+			}
+		}
+	}
+	return reg, digests, nil
+}
+
+// ref is a commit to compare with.
+type ref struct {
+	name, commit string
+}
+
+// refs returns the references: those given, or the merge base with the
+// default branch and every release tag, newest first.
+func (w *work) refs(ctx context.Context, cur *registry.File) ([]ref, error) {
+	var refs []ref
+	if len(w.opts.Against) > 0 {
+		for _, name := range w.opts.Against {
+			commit, err := w.repo.Resolve(ctx, name)
+			if errors.Is(err, gitx.ErrUnknownRevision) {
+				return nil, fmt.Errorf("--against %q: %w: no such commit, branch or tag in %s (fetch it, or check the name)", name, ErrUnknownRef, w.repo.Root)
+			}
+			if err != nil {
+				return nil, err
+			}
+			refs = append(refs, ref{name, commit})
+		}
+		return refs, nil
+	}
+	head, err := w.repo.Resolve(ctx, "HEAD")
+	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
+		return nil, err
+	}
+	branch, err := w.repo.DefaultBranch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if head != "" && branch != "" {
+		mb, err := w.repo.MergeBase(ctx, branch, head)
+		if err != nil {
+			return nil, err
+		}
+		if mb != "" {
+			short := strings.TrimPrefix(strings.TrimPrefix(branch, "refs/heads/"), "refs/remotes/")
+			refs = append(refs, ref{fmt.Sprintf("%s (merge base %.7s)", short, mb), mb})
+		}
+	}
+	if len(w.tags) == 0 {
+		if err := w.checkTags(ctx, cur); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range slices.Backward(w.tags) {
+		refs = append(refs, ref{t.Name, t.Commit})
+	}
+	return refs, nil
+}
+
+// checkTags reports a clone fetched without its tags: it has a remote, no
+// release tag, and a registry that lists hooks of earlier releases.
+func (w *work) checkTags(ctx context.Context, cur *registry.File) error {
+	release, err := parseVersion(cur.Release)
+	if err != nil {
+		return nil
+	}
+	for _, h := range cur.Hooks {
+		if h.Version == nil || !h.Version.LessThan(release) {
+			continue
+		}
+		remote, err := w.repo.HasRemotes(ctx)
+		if err != nil || !remote {
+			return err
+		}
+		return fmt.Errorf("%w: no release tags (v*) in %s, although hook %d was introduced in %q, before release %q: run %q, or name the references with --against", gitx.ErrIncomplete, w.repo.Root, h.Num, h.IntroducedIn, cur.Release, gitx.FetchAdvice)
+	}
+	return nil
+}
+
+// landed says where hook num landed: the first commit that added its num
+// line to the registry, and the first release tag that contains it.
+func (w *work) landed(ctx context.Context, num int) []diag.Related {
+	if r, ok := w.landedCache[num]; ok {
+		return r
+	}
+	var rel []diag.Related
+	out, err := w.repo.Run(ctx, "log", "--reverse", "--format=%H %s", fmt.Sprintf("-G^[[:space:]]*(-[[:space:]]*)?num:[[:space:]]*%d[[:space:]]*(#.*)?$", num), "HEAD", "--", w.relReg)
+	if err == nil {
+		if line, _, _ := strings.Cut(string(out), "\n"); line != "" {
+			commit, subject, _ := strings.Cut(line, " ")
+			msg := fmt.Sprintf("hook %d landed in commit %.12s %q", num, commit, subject)
+			if tags, err := w.repo.Contains(ctx, commit, w.tags); err == nil && len(tags) > 0 {
+				msg += ", first released in " + tags[0].Name
+			} else if err == nil {
+				msg += ", not released yet"
+			}
+			rel = append(rel, diag.Related{Pos: diag.Position{File: w.opts.Registry}, Message: msg})
+		}
+	}
+	w.landedCache[num] = rel
+	return rel
+}
+
+// changedDecls names the declarations behind a code change of hook num
+// since commit: the reference's tree is extracted and loaded, and its
+// declarations compared with cur's by name and hash.
+func (w *work) changedDecls(ctx context.Context, commit string, num int, cur []codedigest.Decl) string {
+	rc := w.refCache[commit]
+	if rc == nil {
+		rc = w.loadRef(ctx, commit)
+		w.refCache[commit] = rc
+	}
+	if rc.err != nil {
+		return fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, rc.err)
+	}
+	i := slices.IndexFunc(rc.reg.Hooks, func(h registry.Hook) bool { return h.Num == num })
+	if i < 0 || rc.funcs.Funcs[i] == nil {
+		return ""
+	}
+	res, err := codedigest.Compute(rc.funcs.Packages, rc.funcs.Funcs[i])
+	if err != nil {
+		return ""
+	}
+	return diffDecls(res.Decls, cur)
+}
+
+func (w *work) loadRef(ctx context.Context, commit string) *refCode {
+	dir, err := os.MkdirTemp("", "hookgen-lint-")
+	if err != nil {
+		return &refCode{err: err}
+	}
+	w.tmpDirs = append(w.tmpDirs, dir)
+	if err := w.repo.Extract(ctx, commit, dir); err != nil {
+		return &refCode{err: err}
+	}
+	regPath := filepath.Join(dir, filepath.FromSlash(w.relReg))
+	data, err := os.ReadFile(regPath)
+	if err != nil {
+		return &refCode{err: err}
+	}
+	reg, _ := registry.Parse(w.opts.Registry, data)
+	modRel, err := filepath.Rel(w.repo.Root, w.opts.ModuleDir)
+	if err != nil || !filepath.IsLocal(modRel) && modRel != "." {
+		modRel = filepath.Dir(filepath.FromSlash(w.relReg))
+	}
+	funcs, _, err := registry.LoadFuncs(filepath.Join(dir, modRel), reg)
+	if err != nil {
+		return &refCode{err: err}
+	}
+	return &refCode{reg: reg, funcs: funcs}
+}
+
+// diffDecls lists the declarations that differ between old and cur,
+// compared by Key (so a move between files is no change).
+func diffDecls(old, cur []codedigest.Decl) string {
+	oldBy := make(map[string]codedigest.Decl, len(old))
+	for _, d := range old {
+		oldBy[d.Key()] = d
+	}
+	var out []string
+	for _, d := range cur {
+		o, ok := oldBy[d.Key()]
+		switch {
+		case !ok:
+			out = append(out, d.Name+" (new)")
+		case o.Hash != d.Hash:
+			out = append(out, d.Name)
+		}
+		delete(oldBy, d.Key())
+	}
+	for _, d := range oldBy {
+		out = append(out, d.Name+" (no longer used)")
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+// Lint compares the working tree's registry and the code digests of its
+// hooks with registry.yaml and hooks.sum at each reference, and returns the
+// findings. The error is for what stops the comparison: not a git
+// repository, a shallow clone, an unknown reference, packages that do not
+// load.
+func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
+	data, err := os.ReadFile(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("reading the registry: %w", err)
+	}
+	cur, pds := registry.Parse(opts.Registry, data)
+	if len(pds) > 0 {
+		return pds, nil
+	}
+	w, err := open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := w.close(); err == nil && cerr != nil {
+			err = fmt.Errorf("cleaning up: %w", cerr)
+		}
+	}()
+	refs, err := w.refs(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	funcs, fds, err := registry.LoadFuncs(opts.ModuleDir, cur)
+	if err != nil {
+		return nil, err
+	}
+	ds = append(ds, fds...)
+	digests := make(map[int]string)
+	decls := make(map[int][]codedigest.Decl)
+	for i, fn := range funcs.Funcs {
+		if fn == nil {
+			continue
+		}
+		res, err := codedigest.Compute(funcs.Packages, fn)
+		if err != nil {
+			return nil, err
+		}
+		digests[cur.Hooks[i].Num] = res.Digest
+		decls[cur.Hooks[i].Num] = res.Decls
+	}
+	landedAnywhere := make(map[int]bool)
+	seen := make(map[string]bool)
+	for _, r := range refs {
+		if seen[r.commit] {
+			continue
+		}
+		seen[r.commit] = true
+		old, oldDigests, err := w.read(ctx, r.commit)
+		if err != nil {
+			return nil, err
+		}
+		if old == nil {
+			continue // no registry at r: nothing had landed
+		}
+		for _, h := range old.Hooks {
+			landedAnywhere[h.Num] = true
+		}
+		c := &comparison{
+			ref:     r.name,
+			landed:  func(num int) []diag.Related { return w.landed(ctx, num) },
+			changed: func(num int) string { return w.changedDecls(ctx, r.commit, num, decls[num]) },
+		}
+		ds = append(ds, compare(snapshot{old, oldDigests}, snapshot{cur, digests}, c)...)
+	}
+	ds = append(ds, w.releasedVersions(cur, landedAnywhere)...)
+	return dedupe(ds), nil
+}
+
+// releasedVersions flags new hooks introduced in a version that has
+// already been released: a release tag exists for it or a later version.
+func (w *work) releasedVersions(cur *registry.File, landed map[int]bool) []diag.Diagnostic {
+	if len(w.tags) == 0 {
+		return nil
+	}
+	newest := w.tags[len(w.tags)-1]
+	var ds []diag.Diagnostic
+	for _, h := range cur.Hooks {
+		if landed[h.Num] || h.Version == nil || h.Version.GreaterThan(newest.Version) {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(w.tags, h.Version, func(t gitx.Tag, v *semver.Version) int { return t.Version.Compare(v) })
+		tag := w.tags[i]
+		ds = append(ds, diag.Diagnostic{Pos: h.IntroducedInPos, Rule: RuleReleasedVersion, Hook: h.Num,
+			Message: fmt.Sprintf("introduced_in %q is a version already released (tag %s exists); shipped releases cannot gain hooks: introduce it in the next release, such as %q", h.IntroducedIn, tag.Name, nextRelease(cur, newest))})
+	}
+	return ds
+}
+
+// dedupe keeps the first finding of each position, rule and hook: the same
+// change seen from several references is reported once, against the first
+// (the merge base, then the newest tag).
+func dedupe(ds []diag.Diagnostic) []diag.Diagnostic {
+	type key struct {
+		pos  diag.Position
+		rule string
+		hook int
+	}
+	seen := make(map[key]bool)
+	out := ds[:0]
+	for _, d := range ds {
+		k := key{d.Pos, d.Rule, d.Hook}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, d)
+	}
+	slices.SortStableFunc(out, func(a, b diag.Diagnostic) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
+	return out
+}
+
+func parseVersion(v string) (*semver.Version, error) {
+	return semver.StrictNewVersion(v)
+}
+
+// nextRelease suggests the version of a new hook: the registry's release
+// when it is not released yet, else the patch after the newest tag.
+func nextRelease(cur *registry.File, newest gitx.Tag) string {
+	if r, err := parseVersion(cur.Release); err == nil && r.GreaterThan(newest.Version) {
+		return r.String()
+	}
+	return newest.Version.IncPatch().String()
+}
