@@ -1,22 +1,64 @@
 package hookgen
 
 import (
-	"errors"
+	"context"
 	"flag"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/lint"
 )
 
 var auditCmd = &commandSpec{
 	name:    "audit",
 	summary: "check every commit in the history of the registry",
-	usage:   "Usage: hookgen audit [--format text|json|github]",
-	new:     func() command { return &auditOptions{} },
+	usage: `
+Usage: hookgen audit [--registry FILE] [--format text|json|github]
+
+Audit checks every commit in the history of HEAD that changed registry.yaml
+or generated/hooks.sum against its parent (a merge against its first
+parent), with the rules of "hookgen lint": no landed hook removed (except
+retired below min_data_version), renumbered, edited or inserted below, and
+no hooks.sum digest changed without a matching amendment. Each finding names
+the offending commit; its position is in registry.yaml as it was at that
+commit. It is the tool for adopting hookreg on an existing repository and
+for CI on protected branches. History is read in batch (one git log, one
+git cat-file), so it stays fast on long histories.
+
+Example:
+
+	$ hookgen audit
+	registry.yaml:8:20: hook 10: commit 5d41402abc4b "tidy the registry": introduced_in changed from "0.9.0" to "1.0.0"; a landed hook never changes: set it back to "0.9.0" and add a new hook on top [immutable-version]
+		offending commit 5d41402abc4b2a76b9719d911017c592ae4c6f1e "tidy the registry"
+`,
+	new: func() command { return &auditOptions{} },
 }
 
 // auditOptions are the options of hookgen audit.
-type auditOptions struct{}
+type auditOptions struct {
+	registry registryFlag
+	format   formatFlag
+}
 
-func (o *auditOptions) flags(fs *flag.FlagSet) {}
+func (o *auditOptions) flags(fs *flag.FlagSet) {
+	o.registry.flags(fs)
+	o.format.flags(fs)
+}
 
-func (o *auditOptions) validate(args []string) error { return nil }
+func (o *auditOptions) validate(args []string) error {
+	if err := cliflag.Exactly(args); err != nil {
+		return err
+	}
+	return o.format.validate()
+}
 
-func (o *auditOptions) run(e *env) error { return errors.New("hookgen audit is not built yet") }
+func (o *auditOptions) run(e *env) error {
+	file, moduleDir, err := o.registry.resolve()
+	if err != nil {
+		return err
+	}
+	ds, err := lint.Audit(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir})
+	if err != nil {
+		return envError(err)
+	}
+	return o.format.report(e, ds)
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/diag"
 )
 
 const flagOut = "out"
@@ -54,9 +55,8 @@ func (o *generateOptions) run(e *env) error {
 		return err
 	}
 	if len(ds) > 0 {
-		text := formatFlag{format: "text"}
-		if err := text.report(e, ds); err != nil {
-			return err
+		if err := diag.Write(e.stderr, "text", ds); err != nil {
+			return fmt.Errorf("writing diagnostics: %w", err)
 		}
 		return fmt.Errorf("%s has findings: nothing generated: %w", c.file, errFindings)
 	}

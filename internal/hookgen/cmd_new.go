@@ -16,6 +16,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/diag"
 	"github.com/hookreg/hookreg/internal/registry"
 )
 
@@ -84,9 +85,8 @@ func (o *newOptions) run(e *env) error {
 		return err
 	}
 	if len(ds) > 0 {
-		text := formatFlag{format: "text"}
-		if err := text.report(e, ds); err != nil {
-			return err
+		if err := diag.Write(e.stderr, "text", ds); err != nil {
+			return fmt.Errorf("writing diagnostics: %w", err)
 		}
 		return fmt.Errorf("%s has findings: fix them before adding a hook: %w", c.file, errFindings)
 	}

@@ -81,7 +81,7 @@ func lookup(name string) *commandSpec {
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	err := dispatch(e, args)
-	if err != nil && !errors.Is(err, errFindings) {
+	if err != nil && err != errFindings {
 		fmt.Fprintf(stderr, "hookgen: %v\n", err)
 	}
 	return exitCode(err)
