@@ -23,6 +23,8 @@ func refusef(format string, args ...any) *Refusal {
 // is computed from the metadata alone (see [PlanFor]), so a backup's
 // manifest plans as well as a store.
 type Plan struct {
+	// Product is the data's product; empty when the metadata does not
+	// record one.
 	Product string `json:"product"`
 	// Release is the release of the registry (the migrator).
 	Release string `json:"release"`
@@ -71,7 +73,7 @@ type DigestMismatch struct {
 // plan; [Plan.Check] turns them into refusals for a given run.
 func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
 	p := &Plan{
-		Product:          reg.Product,
+		Product:          meta.Product,
 		Release:          reg.Release,
 		DataVersion:      meta.DataVersion,
 		LastUpgradeHook:  meta.LastUpgradeHook,

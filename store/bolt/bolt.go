@@ -84,6 +84,8 @@ func Open(path string, opts Options) (*Store, error) {
 	case statErr == nil:
 	case errors.Is(statErr, os.ErrNotExist) && opts.Create && !opts.ReadOnly:
 		created = true
+	case errors.Is(statErr, os.ErrNotExist):
+		return nil, fmt.Errorf("opening store %s: %w", path, os.ErrNotExist)
 	default:
 		return nil, fmt.Errorf("opening store %s: %w", path, statErr)
 	}

@@ -1,0 +1,139 @@
+package migrator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// Flag names shared by several commands.
+const (
+	flagStore = "store"
+	flagJSON  = "json"
+)
+
+// openMode is how openStore opens a store.
+type openMode int
+
+const (
+	openRead   openMode = iota // read-only, shared with other readers
+	openWrite                  // read-write, the store must exist
+	openCreate                 // read-write, created when missing
+)
+
+// openStore opens the store named by spec, a bbolt file path. A store held
+// by another process is a refused operation; a missing or unreadable one
+// is an environment error.
+func openStore(spec string, mode openMode) (store.Store, error) {
+	if spec == "" {
+		return nil, envErrorf("no store given")
+	}
+	if strings.HasPrefix(spec, "etcd://") {
+		return nil, envErrorf("store %s: etcd stores are not supported by this migrator yet; use a bbolt file path", spec)
+	}
+	st, err := bolt.Open(spec, bolt.Options{ReadOnly: mode == openRead, Create: mode == openCreate})
+	if errors.Is(err, store.ErrInUse) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, &envError{err: err}
+	}
+	return st, nil
+}
+
+// planReport is the output of status and plan.
+type planReport struct {
+	*upgrade.Plan
+	// Store or Backup names the data planned.
+	Store  string `json:"store,omitempty"`
+	Backup string `json:"backup,omitempty"`
+	// Refusal is why the upgrade would be refused; empty when it may run
+	// (offline at least; see OnlineOK).
+	Refusal string `json:"refusal,omitempty"`
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writePlanText writes r for people.
+func writePlanText(w io.Writer, r *planReport) {
+	p := r.Plan
+	last := "none"
+	if p.LastUpgradeHook != nil {
+		last = fmt.Sprint(*p.LastUpgradeHook)
+	}
+	fmt.Fprintf(w, "data version %s, last upgrade hook %s; release %s\n", p.DataVersion, last, p.Release)
+	if len(p.Applied) > 0 {
+		fmt.Fprintln(w, "applied:")
+		for _, a := range p.Applied {
+			note := ""
+			if a.AllowDigestMismatch {
+				note = "  (--allow-digest-mismatch)"
+			}
+			fmt.Fprintf(w, "  hook %3d  %-7s  by %s at %s  %s%s\n", a.Num, a.Mode, a.Release, a.AppliedAt, a.Digest, note)
+		}
+	}
+	for _, m := range p.DigestMismatches {
+		fmt.Fprintf(w, "changed since applied: hook %d (%s): applied with %s, this migrator has %s\n", m.Num, m.Name, m.Recorded, m.Binary)
+	}
+	if r.Refusal != "" {
+		fmt.Fprintf(w, "refused: %s\n", r.Refusal)
+		return
+	}
+	if len(p.Pending) == 0 {
+		if p.TargetVersion != p.DataVersion {
+			fmt.Fprintf(w, "no pending hooks; an upgrade records data version %s\n", p.TargetVersion)
+		} else {
+			fmt.Fprintln(w, "up to date: no pending hooks")
+		}
+		return
+	}
+	fmt.Fprintln(w, "pending, in order:")
+	for _, h := range p.Pending {
+		mode := "offline"
+		if h.AllowOnline {
+			mode = "online"
+		}
+		fmt.Fprintf(w, "  hook %3d  %-6s %-7s  %s\n", h.Num, h.IntroducedIn, mode, h.Name)
+	}
+	fmt.Fprintf(w, "after the upgrade: data version %s\n", p.TargetVersion)
+	if p.OnlineOK {
+		fmt.Fprintln(w, "online upgrade: allowed")
+		return
+	}
+	var offline []string
+	for _, h := range p.Pending {
+		if !h.AllowOnline {
+			offline = append(offline, fmt.Sprint(h.Num))
+		}
+	}
+	fmt.Fprintf(w, "online upgrade: refused, offline hooks %s: run \"migrator upgrade --offline\"\n", strings.Join(offline, ", "))
+}
+
+// planFor plans the upgrade of data with metadata meta. A refusal is
+// reported in the plan, not as an error.
+func planFor(e *env, meta upgrade.Metadata) (*planReport, error) {
+	p, err := upgrade.PlanFor(e.reg, meta)
+	r := &planReport{Plan: p}
+	var refusal *upgrade.Refusal
+	switch {
+	case errors.As(err, &refusal):
+		r.Refusal = refusal.Reason
+	case err != nil:
+		return nil, err
+	default:
+		if err := p.Check(false, false); errors.As(err, &refusal) {
+			r.Refusal = refusal.Reason
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,101 @@
+package migrator
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+func init() {
+	register(&commandSpec{
+		name:    "plan",
+		summary: "show what an upgrade of a store or a backup would run",
+		usage: `
+Usage: migrator plan (--store S | --backup FILE) [--json]
+
+Plans the upgrade of the store S (opened read-only) or of the backup FILE
+(from its manifest) to this release, without changing anything: the pending
+hooks in order, the data version after the upgrade, and whether an online
+upgrade is allowed. Exits 1 when the upgrade would be refused (another
+product, data newer than the release, a downgrade, data older than the
+oldest version this release upgrades, a changed applied hook), saying why.
+With --json, one JSON object as "migrator status --json" prints.
+
+Example:
+
+	$ migrator plan --store broker.db
+	data version 5.0.0, last upgrade hook 98; release 5.1.0
+	pending, in order:
+	  hook  99  5.0.1  online   libbar.UpgradeLibBar
+	  hook 100  5.1.0  offline  UpgradeLibBaz
+	after the upgrade: data version 5.1.0
+	online upgrade: refused, offline hooks 100: run "migrator upgrade --offline"
+`,
+		new: func() command { return &planOptions{} },
+	})
+}
+
+// flagBackup names a backup archive.
+const flagBackup = "backup"
+
+// backupMetadata reads the upgrade metadata of the backup archive at path
+// (from its manifest) for "plan --backup"; the backup commands set it.
+var backupMetadata func(e *env, path string) (upgrade.Metadata, error)
+
+type planOptions struct {
+	store  string
+	backup string
+	json   bool
+}
+
+func (o *planOptions) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file` to plan from its manifest")
+	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+}
+
+func (o *planOptions) validate(args []string) error {
+	if (o.store == "") == (o.backup == "") {
+		return cliflag.Usagef("give either --%s or --%s", flagStore, flagBackup)
+	}
+	return cliflag.Exactly(args)
+}
+
+// errRefused reports a refused plan whose reason was already printed.
+var errRefused = errors.New("the upgrade would be refused")
+
+func (o *planOptions) run(e *env) error {
+	var r *planReport
+	if o.backup != "" {
+		if backupMetadata == nil {
+			return envErrorf("planning from a backup is not available in this build")
+		}
+		meta, err := backupMetadata(e, o.backup)
+		if err != nil {
+			return err
+		}
+		if r, err = planFor(e, meta); err != nil {
+			return fmt.Errorf("%s: %w", o.backup, err)
+		}
+		r.Backup = o.backup
+	} else {
+		var err error
+		if r, err = storePlan(e, o.store); err != nil {
+			return err
+		}
+	}
+	if o.json {
+		if err := writeJSON(e.stdout, r); err != nil {
+			return err
+		}
+	} else {
+		writePlanText(e.stdout, r)
+	}
+	if r.Refusal != "" {
+		return errRefused
+	}
+	return nil
+}

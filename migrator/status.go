@@ -1,0 +1,92 @@
+package migrator
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+func init() {
+	register(&commandSpec{
+		name:    "status",
+		summary: "show a store's data version, applied and pending hooks",
+		usage: `
+Usage: migrator status --store S [--json]
+
+Shows the upgrade state of the store S, opened read-only: the product, the
+data version, the last upgrade hook, the applied hooks (digest, release,
+time, mode), the hooks this release would run, and whether an upgrade would
+be refused. With --json, one JSON object with release, data_version,
+last_upgrade_hook, pending, applied, online_ok (and refusal when refused).
+
+Example:
+
+	$ migrator status --store broker.db --json
+	{
+	  "product": "mqtt-broker",
+	  "release": "5.1.0",
+	  "data_version": "5.1.0",
+	  ...
+`,
+		new: func() command { return &statusOptions{} },
+	})
+}
+
+type statusOptions struct {
+	store string
+	json  bool
+}
+
+func (o *statusOptions) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+}
+
+func (o *statusOptions) validate(args []string) error {
+	if o.store == "" {
+		return cliflag.Usagef("--%s is required", flagStore)
+	}
+	return cliflag.Exactly(args)
+}
+
+func (o *statusOptions) run(e *env) error {
+	r, err := storePlan(e, o.store)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(e.stdout, r)
+	}
+	fmt.Fprintf(e.stdout, "store %s: product %s\n", o.store, productOf(r))
+	writePlanText(e.stdout, r)
+	return nil
+}
+
+// storePlan reads the metadata of the store at path, read-only, and plans
+// its upgrade.
+func storePlan(e *env, path string) (*planReport, error) {
+	st, err := openStore(path, openRead)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	meta, err := upgrade.ReadStoreMetadata(st)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r, err := planFor(e, meta)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r.Store = path
+	return r, nil
+}
+
+func productOf(r *planReport) string {
+	if r.Product == "" {
+		return "(not recorded)"
+	}
+	return r.Product
+}
