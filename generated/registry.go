@@ -14,7 +14,7 @@ import (
 var Registry = &hook.Registry{
 	Product: "mqtt-broker",
 	Release: "5.1.0",
-	Digest:  "h1:17tv9fpQ/mMu6A74XF6l8zTLGRYXvARseMOoxHwTuuo=",
+	Digest:  "h1:FzxkeKXS8tX9gpQk5WtvaYvNCdUXxeJsnXzS+pclEPc=",
 	Hooks: []hook.Hook{
 		// 98 libfoo.UpgradeLibFoo (5.0.0, offline): Key users by authenticator group; rename the acl_nomatch setting.
 		{
@@ -22,7 +22,7 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.0",
 			AllowOnline:  false,
 			Name:         "libfoo.UpgradeLibFoo",
-			Digest:       "h1:L5P27HwSmpayCrY8dplHIjhyLBjlAcWgxezRWdxzoiA=",
+			Digest:       "h1:jN31opiLekN6UkY2ilR8mpojtNyLp9opEa5Ji8zYs8U=",
 			Func:         libfoo.UpgradeLibFoo,
 		},
 		// 99 libbar.UpgradeLibBar (5.0.1, online): Record the password hash algorithm in every user.
@@ -31,7 +31,7 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.1",
 			AllowOnline:  true,
 			Name:         "libbar.UpgradeLibBar",
-			Digest:       "h1:h4LV6dvTVD5d/ywaYzihoOMDO6byrKcNIJs/8qvAz1w=",
+			Digest:       "h1:l7yhR9PX51Whdvf7QKMEPoxtU9dXltoKnsVBHbyFXXw=",
 			Func:         libbar.UpgradeLibBar,
 		},
 		// 100 UpgradeLibBaz (5.1.0, offline): Split ACL rules into one table per tenant.
@@ -40,7 +40,7 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.1.0",
 			AllowOnline:  false,
 			Name:         "UpgradeLibBaz",
-			Digest:       "h1:uEe/CfTwLQjIKlHMC8LL1TLtezKct4SoAxSkY2eA34I=",
+			Digest:       "h1:tHNR6FAypqOEAZI7xxa3zcuboBP2A9JYcjtBDFynqi0=",
 			Func:         hooks.UpgradeLibBaz,
 		},
 	},

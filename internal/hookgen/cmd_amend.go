@@ -1,22 +1,91 @@
 package hookgen
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/gitx"
+	"github.com/hookreg/hookreg/internal/lint"
 )
+
+const flagReason = "reason"
 
 var amendCmd = &commandSpec{
 	name:    "amend",
 	summary: "record a reviewed change of a released hook",
-	usage:   "Usage: hookgen amend NUM --reason TEXT",
-	new:     func() command { return &amendOptions{} },
+	usage: `
+Usage: hookgen amend NUM --reason TEXT [--registry FILE]
+
+Amend is the one reviewable way to change the code of a hook that has
+landed (a security fix): it appends an amendment to hook NUM in
+registry.yaml,
+
+	amendments:
+	  - old: h1:...   the hook's code digest at the references
+	  - new: h1:...   its code digest now
+	    reason: TEXT
+
+keeping the file's comments and layout. "hookgen lint" accepts a code change
+exactly when the amendments lead from a reference's digest to the current
+one. Make the change first, then amend, regenerate and commit both; review
+the amendment like any code change.
+
+Example:
+
+	$ hookgen amend 98 --reason "fix CVE-2026-1234 in ACL parsing"
+	hookgen: hook 98: recorded amendment from h1:2T4l...= (v5.0.0) to h1:Qm9v...= in registry.yaml
+	$ go generate ./... && hookgen lint
+`,
+	new: func() command { return &amendOptions{} },
 }
 
 // amendOptions are the options of hookgen amend.
-type amendOptions struct{}
+type amendOptions struct {
+	registry registryFlag
+	reason   string
+	num      int
+}
 
-func (o *amendOptions) flags(fs *flag.FlagSet) {}
+func (o *amendOptions) flags(fs *flag.FlagSet) {
+	o.registry.flags(fs)
+	fs.StringVar(&o.reason, flagReason, "", "why the released hook changes (`TEXT`, one line, required)")
+}
 
-func (o *amendOptions) validate(args []string) error { return nil }
+func (o *amendOptions) validate(args []string) error {
+	if err := cliflag.Exactly(args, "NUM"); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n <= 0 {
+		return cliflag.Usagef("NUM %q is not a hook number (a positive integer)", args[0])
+	}
+	o.num = n
+	if strings.TrimSpace(o.reason) == "" {
+		return cliflag.Usagef("--%s TEXT is required: say why the released hook changes", flagReason)
+	}
+	if strings.ContainsAny(o.reason, "\r\n") {
+		return cliflag.Usagef("--%s: the reason is one line", flagReason)
+	}
+	return nil
+}
 
-func (o *amendOptions) run(e *env) error { return errors.New("hookgen amend is not built yet") }
+func (o *amendOptions) run(e *env) error {
+	file, moduleDir, err := o.registry.resolve()
+	if err != nil {
+		return err
+	}
+	am, err := lint.Amend(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir}, o.num, o.reason)
+	if errors.Is(err, gitx.ErrNotRepository) || errors.Is(err, gitx.ErrIncomplete) {
+		return envError(err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "hookgen: hook %d: recorded amendment from %s (%s) to %s in %s\n", o.num, am.Old, am.Ref, am.New, file)
+	return nil
+}
