@@ -9,6 +9,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/internal/hookgen"
 	"github.com/hookreg/hookreg/migrator"
 )
@@ -23,6 +24,12 @@ func TestMain(m *testing.M) {
 		"migrator": func() {
 			os.Exit(migrator.Main(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 		},
+		"example": func() {
+			os.Exit(example.Main(generated.Registry, os.Args[1:], os.Stdout, os.Stderr))
+		},
+		"migrator-at": func() {
+			os.Exit(example.MigratorAt(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		},
 	})
 }
 
@@ -31,6 +38,9 @@ func TestMain(m *testing.M) {
 //     "replace github.com/hookreg/hookreg => $HOOKREG_ROOT";
 //   - a git that depends on nothing of the host (fixed author, committer and
 //     dates, no system or global configuration);
+//   - the commands "example" (build, verify, edit and dump stores of the
+//     example product) and "migrator-at RELEASE[:MIN] ..." (the migrator
+//     of another release) of internal/example;
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
 //     GOPROXY=off, so scratch modules build offline.
 func TestScript(t *testing.T) {

@@ -1,0 +1,192 @@
+package example
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/migrator"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// Main is the "example" command of the test scripts, which prepares and
+// inspects stores of the example product:
+//
+//	example build [--users N] [--rules M] RELEASE STORE   the data of RELEASE
+//	example verify [--users N] [--rules M] RELEASE STORE  check it is exactly that
+//	example meta STORE KEY=VALUE...                       edit the upgrade metadata
+//	example dump STORE                                    every table and record, quoted
+//
+// meta keys: product, data_version, last_upgrade_hook ("none" removes it)
+// and digest.NUM (the recorded digest of applied hook NUM). reg is the
+// registry build upgrades with.
+func Main(reg *hook.Registry, args []string, stdout, stderr io.Writer) int {
+	if err := run(reg, args, stdout); err != nil {
+		fmt.Fprintf(stderr, "example: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func run(reg *hook.Registry, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("missing command: build, verify, meta or dump")
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	size := Small
+	fs.IntVar(&size.Users, "users", Small.Users, "number of users")
+	fs.IntVar(&size.Rules, "rules", Small.Rules, "number of ACL rules")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	pos := fs.Args()
+	switch args[0] {
+	case "build":
+		if len(pos) != 2 {
+			return errors.New("usage: example build [--users N] [--rules M] RELEASE STORE")
+		}
+		st, err := bolt.Open(pos[1], bolt.Options{Create: true})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := Build(context.Background(), st, reg, pos[0], size); err != nil {
+			return err
+		}
+		return st.Close()
+	case "verify":
+		if len(pos) != 2 {
+			return errors.New("usage: example verify [--users N] [--rules M] RELEASE STORE")
+		}
+		return withTx(pos[1], false, func(tx store.Tx) error { return Verify(tx, pos[0], size) })
+	case "meta":
+		if len(pos) < 2 {
+			return errors.New("usage: example meta STORE KEY=VALUE...")
+		}
+		return withTx(pos[0], true, func(tx store.Tx) error { return editMeta(tx, pos[1:]) })
+	case "dump":
+		if len(pos) != 1 {
+			return errors.New("usage: example dump STORE")
+		}
+		return withTx(pos[0], false, func(tx store.Tx) error { return Dump(tx, stdout) })
+	}
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func withTx(path string, writable bool, fn func(store.Tx) error) error {
+	st, err := bolt.Open(path, bolt.Options{ReadOnly: !writable})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tx, err := st.Begin(writable)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+func editMeta(tx store.Tx, edits []string) error {
+	m, err := upgrade.ReadMetadata(tx)
+	if err != nil {
+		return err
+	}
+	for _, e := range edits {
+		k, v, ok := strings.Cut(e, "=")
+		if !ok {
+			return fmt.Errorf("%q: want KEY=VALUE", e)
+		}
+		switch {
+		case k == "product":
+			m.Product = v
+		case k == "data_version":
+			m.DataVersion = v
+		case k == "last_upgrade_hook" && v == "none":
+			m.LastUpgradeHook = nil
+		case k == "last_upgrade_hook":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%q: %w", e, err)
+			}
+			m.LastUpgradeHook = &n
+		case strings.HasPrefix(k, "digest."):
+			num, err := strconv.Atoi(strings.TrimPrefix(k, "digest."))
+			if err != nil {
+				return fmt.Errorf("%q: %w", e, err)
+			}
+			found := false
+			for i := range m.Applied {
+				if m.Applied[i].Num == num {
+					m.Applied[i].Digest, found = v, true
+				}
+			}
+			if !found {
+				return fmt.Errorf("%q: hook %d is not applied", e, num)
+			}
+		default:
+			return fmt.Errorf("%q: unknown key", e)
+		}
+	}
+	return upgrade.WriteMetadata(tx, m)
+}
+
+// Dump writes every table of tx and its records, one line each, with keys
+// and values quoted: a logical image of the store to compare.
+func Dump(tx store.Tx, w io.Writer) error {
+	names, err := tx.Tables()
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	for _, name := range names {
+		t, err := tx.Table(name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(bw, "table %s\n", name)
+		err = t.Scan(nil, func(k, v []byte) error {
+			_, err := fmt.Fprintf(bw, "%q %q\n", k, v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// MigratorAt is the "migrator-at" command of the test scripts: the migrator
+// of another release of the example product, with the hooks of reg
+// introduced up to that release, and optionally a minimum data version:
+//
+//	migrator-at RELEASE[:MIN_DATA_VERSION] COMMAND [args]
+func MigratorAt(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "migrator-at: usage: migrator-at RELEASE[:MIN_DATA_VERSION] COMMAND [args]")
+		return 2
+	}
+	release, min, _ := strings.Cut(args[0], ":")
+	r, err := Registry(reg, release)
+	if err != nil {
+		fmt.Fprintf(stderr, "migrator-at: %v\n", err)
+		return 2
+	}
+	r.MinDataVersion = min
+	r.Digest = r.ComputeDigest()
+	return migrator.Main(r, args[1:], stdin, stdout, stderr)
+}
