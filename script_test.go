@@ -1,9 +1,12 @@
 package hookreg_test
 
 import (
+	"errors"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -11,6 +14,7 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/internal/hookgen"
+	"github.com/hookreg/hookreg/internal/release"
 	"github.com/hookreg/hookreg/migrator"
 )
 
@@ -27,6 +31,9 @@ func TestMain(m *testing.M) {
 		"example": func() {
 			os.Exit(example.Main(generated.Registry, os.Args[1:], os.Stdout, os.Stderr))
 		},
+		"release": func() {
+			os.Exit(release.Main(os.Args[1:], os.Stdout, os.Stderr))
+		},
 		"migrator-at": func() {
 			os.Exit(example.MigratorAt(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 		},
@@ -41,6 +48,9 @@ func TestMain(m *testing.M) {
 //   - the commands "example" (build, verify, edit and dump stores of the
 //     example product) and "migrator-at RELEASE[:MIN] ..." (the migrator
 //     of another release) of internal/example;
+//   - "exits CODE PROG [ARGS...]": exec PROG and want exit status CODE
+//     (then stdout and stderr are checked as after exec);
+//   - "release" (internal/release: the program behind make release);
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
 //     GOPROXY=off, so scratch modules build offline.
 func TestScript(t *testing.T) {
@@ -53,6 +63,7 @@ func TestScript(t *testing.T) {
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
 		UpdateScripts:       *update,
+		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"exits": exits},
 		Setup: func(env *testscript.Env) error {
 			for _, kv := range [][2]string{
 				{"HOOKREG_ROOT", root},
@@ -78,4 +89,26 @@ func TestScript(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// exits runs "exits CODE PROG [ARGS...]": PROG must exit with status CODE.
+func exits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits CODE PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exits: bad status %q", args[0])
+	}
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) {
+			ts.Fatalf("exits: %v", err)
+		}
+		got = exitErr.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
 }
