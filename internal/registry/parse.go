@@ -175,16 +175,17 @@ func (p *parser) kind(n *yaml.Node, kind yaml.Kind, what, want string, hook int)
 	return false
 }
 
-// str returns the string value of a scalar, reporting other types. With
+// str returns the string value of a scalar and its position, reporting
+// other types (then the position is zero, so that Check skips it). With
 // anyScalar, plain scalars that YAML would read as numbers (such as a
 // version 5.1) are taken as written, to be judged by the version rules.
 func (p *parser) str(n *yaml.Node, what string, hook int, anyScalar bool) (string, diag.Position, bool) {
 	if !p.kind(n, yaml.ScalarNode, what, "a string", hook) {
-		return "", p.pos(n), false
+		return "", diag.Position{}, false
 	}
 	if n.Tag != "!!str" && !(anyScalar && (n.Tag == "!!int" || n.Tag == "!!float")) {
 		p.errorf(p.pos(n), RuleWrongType, hook, "%s is %s (%s), want a string", what, strconv.Quote(n.Value), strings.TrimPrefix(n.Tag, "!!"))
-		return "", p.pos(n), false
+		return "", diag.Position{}, false
 	}
 	return n.Value, p.pos(n), true
 }
@@ -246,13 +247,12 @@ func (p *parser) hook(item *yaml.Node) (Hook, bool) {
 	}
 	h := Hook{Pos: p.pos(item)}
 	if fd, ok := fields["num"]; ok {
-		h.NumPos = p.pos(fd.value)
 		if p.kind(fd.value, yaml.ScalarNode, "num", "an integer", num) {
 			n, err := strconv.Atoi(fd.value.Value)
 			if fd.value.Tag != "!!int" || err != nil {
-				p.errorf(h.NumPos, RuleWrongType, 0, "num %q is not a decimal integer", fd.value.Value)
+				p.errorf(p.pos(fd.value), RuleWrongType, 0, "num %q is not a decimal integer", fd.value.Value)
 			} else {
-				h.Num = n
+				h.Num, h.NumPos = n, p.pos(fd.value)
 			}
 		}
 	}
@@ -263,10 +263,11 @@ func (p *parser) hook(item *yaml.Node) (Hook, bool) {
 		}
 	}
 	if fd, ok := fields["allow_online"]; ok {
-		h.AllowOnlinePos = p.pos(fd.value)
 		if p.kind(fd.value, yaml.ScalarNode, "allow_online", "true or false", num) {
 			if fd.value.Tag != "!!bool" || fd.value.Decode(&h.AllowOnline) != nil {
-				p.errorf(h.AllowOnlinePos, RuleWrongType, num, "allow_online is %q, want true or false", fd.value.Value)
+				p.errorf(p.pos(fd.value), RuleWrongType, num, "allow_online is %q, want true or false", fd.value.Value)
+			} else {
+				h.AllowOnlinePos = p.pos(fd.value)
 			}
 		}
 	}

@@ -7,7 +7,8 @@ import (
 )
 
 // File is a parsed registry.yaml. Positions point into the file for
-// diagnostics.
+// diagnostics; a value's position is zero when its key is missing or the
+// value did not parse (Parse reported it), so Check skips it.
 type File struct {
 	// Path is the file's name as given, used in diagnostics.
 	Path string
