@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,11 @@ import (
 )
 
 func TestTruncated(t *testing.T) {
-	c := sample(4)
+	r := rand.New(rand.NewPCG(4, 1))
+	c := content{
+		tables: map[string][]record{"a": randomTable(r, 40, 50), "b": randomTable(r, 3, 5000), "c": {}},
+		config: map[string]configData{"x.conf": {0o600, []byte("x = 1\n")}},
+	}
 	for _, comp := range []archive.Compression{archive.Zstd, archive.None} {
 		data := write(t, c, archive.Options{Compression: comp, ChunkSize: 2000})
 		step := max(1, len(data)/300)

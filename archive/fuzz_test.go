@@ -1,0 +1,102 @@
+package archive_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/hookreg/hookreg/archive"
+)
+
+// FuzzReadArchive feeds arbitrary bytes to Read, seeded with valid and
+// hostile archives. Read must never panic; every error must wrap ErrInvalid
+// (the input is in memory, so no read fails); the configuration files it
+// accepts are written with plain path joins (no os.Root), and nothing may
+// appear outside the target directory; an accepted archive must verify
+// again and survive a rewrite unchanged.
+func FuzzReadArchive(f *testing.F) {
+	small := content{
+		tables: map[string][]record{
+			"_hookreg": {{[]byte("data_version"), []byte("5.0.1")}},
+			"a":        {{[]byte{0}, []byte{}}, {[]byte{1, 2}, []byte{0xff}}},
+			"e":        {},
+		},
+		config: map[string]configData{"a.conf": {0o644, []byte("x")}, "d/b.conf": {0o600, nil}},
+	}
+	f.Add(write(f, small, archive.Options{}))
+	f.Add(write(f, small, archive.Options{Compression: archive.None, ChunkSize: 4}))
+	for _, tc := range hostileCases() {
+		if data := tc.build(f, hostileBase(f)); len(data) <= 64<<10 {
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		target := filepath.Join(dir, "target")
+		if err := os.Mkdir(target, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		got := content{tables: map[string][]record{}, config: map[string]configData{}}
+		m, err := archive.Read(bytes.NewReader(data), archive.Handler{
+			Table: func(ti archive.TableInfo) error {
+				got.tables[ti.Name] = []record{}
+				return nil
+			},
+			Record: func(table string, key, value []byte) error {
+				got.tables[table] = append(got.tables[table], record{key, value})
+				return nil
+			},
+			Config: func(c archive.ConfigFile, data []byte) error {
+				got.config[c.Path] = configData{c.Mode, data}
+				p := filepath.Join(target, filepath.FromSlash(c.Path))
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					return err
+				}
+				return os.WriteFile(p, data, 0o600)
+			},
+		})
+		entries, rerr := os.ReadDir(dir)
+		if rerr != nil || len(entries) != 1 || entries[0].Name() != "target" {
+			t.Fatalf("after Read (%v), the parent of the target holds %v (%v)", err, entries, rerr)
+		}
+		if err != nil {
+			if !errors.Is(err, archive.ErrInvalid) {
+				t.Fatalf("Read = %v, want an error wrapping ErrInvalid", err)
+			}
+			return
+		}
+		if vm, err := archive.Verify(bytes.NewReader(data)); err != nil || !reflect.DeepEqual(vm, m) {
+			t.Fatalf("Read accepted the archive, Verify = %v, %v", vm, err)
+		}
+		var buf bytes.Buffer
+		w, err := archive.NewWriter(&buf, *m, archive.Options{Compression: archive.None})
+		if err != nil {
+			t.Fatalf("rewriting an accepted manifest: %v", err)
+		}
+		for _, ti := range m.Tables {
+			if err := w.Table(ti.Name); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range got.tables[ti.Name] {
+				if err := w.Record(r.key, r.value); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, c := range m.Config {
+			if err := w.Config(c.Path, c.Mode, got.config[c.Path].data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		m2, got2, err := read(buf.Bytes())
+		if err != nil || !reflect.DeepEqual(m2, m) || !reflect.DeepEqual(got2, got) {
+			t.Fatalf("the rewritten archive reads back differently: %v", err)
+		}
+	})
+}
