@@ -1,0 +1,52 @@
+// Package lint proves against git history that no landed upgrade hook
+// changed: the engine of "hookgen lint", "hookgen audit" and
+// "hookgen amend".
+//
+// [Lint] compares the working tree's registry.yaml, and the code digest of
+// every hook computed now (internal/codedigest), with registry.yaml and
+// generated/hooks.sum at each reference commit: by default the merge base
+// with the default branch and every release tag (v followed by a strict
+// semantic version); a reference without registry.yaml has nothing to
+// compare. [Audit] compares every commit in the history of those two files
+// with its parent. Both report diagnostics with positions in registry.yaml
+// and these rule ids:
+//
+//	immutable-removed    a landed hook removed; allowed only for hooks introduced
+//	                     before min_data_version (retirement)
+//	immutable-num        a landed hook renumbered (same func, another num)
+//	immutable-version    introduced_in changed
+//	immutable-online     allow_online changed
+//	immutable-func       func changed
+//	immutable-code       the code digest changed without amendments leading from
+//	                     the old digest to the new one; lint names the changed
+//	                     declarations by loading the reference's tree
+//	immutable-amendment  an amendment recorded at the reference changed or removed
+//	amend-invalid        an amendment added since the reference whose digests do
+//	                     not lead from the reference's digest to the current one
+//	insert-below         a new hook below a landed one
+//	released-version     (lint) a new hook introduced in a version that a release
+//	                     tag already shipped
+//	registry-invalid     (audit) a commit whose registry does not parse
+//
+// Findings name where the hook landed (lint: the first commit that added
+// its num line, and the first release tag containing that commit) or the
+// offending commit (audit). The same finding seen from several references
+// is reported once, against the first: the merge base, then the newest tag.
+//
+// A digest whose algorithm prefix differs between the two sides ("h1:"
+// against a future "h2:") is not compared, so that changing the algorithm
+// raises no false alarm. A shallow clone, or a clone with a remote, no
+// release tag and hooks of earlier releases, is an error wrapping
+// gitx.ErrIncomplete that says to run "git fetch --unshallow --tags".
+//
+// [Amend] appends an amendment {old, new, reason} to a hook in
+// registry.yaml, editing the text so that comments and layout stay.
+//
+// Example:
+//
+//	ds, err := lint.Lint(ctx, lint.Options{Registry: "registry.yaml", ModuleDir: "."})
+//	if err != nil {
+//		return err // not a git repository, a shallow clone, an unknown --against
+//	}
+//	return diag.Write(os.Stderr, "text", ds)
+package lint
