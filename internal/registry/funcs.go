@@ -3,6 +3,8 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
 	"go/token"
 	"go/types"
 	"os"
@@ -70,7 +72,7 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if module == "" {
 		return nil, nil, fmt.Errorf("loading the hook packages: %s has no module path", filepath.Join(moduleDir, "go.mod"))
 	}
-	cfg := &packages.Config{Mode: LoadMode, Dir: moduleDir}
+	cfg := &packages.Config{Mode: LoadMode, Dir: moduleDir, ParseFile: parseOutside(moduleDir)}
 	pkgs, err := packages.Load(cfg, root, root+"/...", HookPkgPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
@@ -138,6 +140,30 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		fs.Funcs[i] = fn
 	}
 	return fs, ds, nil
+}
+
+// parseOutside returns a packages.Config.ParseFile that drops the function
+// bodies of files outside moduleDir (the standard library, other modules):
+// type-checking them then costs their declarations only, which halves the
+// load time, and neither the hook checks nor the code digests (which cover
+// the module's own declarations) look inside them.
+func parseOutside(moduleDir string) func(*token.FileSet, string, []byte) (*ast.File, error) {
+	dir, err := filepath.Abs(moduleDir)
+	if err != nil {
+		dir = moduleDir
+	}
+	dir += string(filepath.Separator)
+	return func(fset *token.FileSet, filename string, src []byte) (*ast.File, error) {
+		f, err := parser.ParseFile(fset, filename, src, parser.AllErrors|parser.ParseComments)
+		if f != nil && !strings.HasPrefix(filename, dir) {
+			for _, d := range f.Decls {
+				if fd, ok := d.(*ast.FuncDecl); ok {
+					fd.Body = nil
+				}
+			}
+		}
+		return f, err
+	}
 }
 
 // byName qualifies types by package name, as they read in Go source.

@@ -16,7 +16,7 @@ import (
 	"github.com/hookreg/hookreg/internal/diag"
 )
 
-// Rule ids of the parser: malformed registry files.
+// Rule ids of Parse: malformed registry files.
 const (
 	RuleEmpty       = "empty-file"
 	RuleSyntax      = "yaml-syntax"
@@ -47,7 +47,7 @@ const DefaultPackage = "./hooks"
 // parsed, even when there are diagnostics, so that the rules of Check can
 // still run on it.
 func Parse(path string, data []byte) (*File, []diag.Diagnostic) {
-	p := &parser{f: &File{Path: path, Package: DefaultPackage}}
+	p := &fileParser{f: &File{Path: path, Package: DefaultPackage}}
 	p.tabs(data)
 	if len(p.ds) > 0 {
 		return p.f, p.ds
@@ -81,22 +81,22 @@ func Parse(path string, data []byte) (*File, []diag.Diagnostic) {
 	return p.f, p.ds
 }
 
-type parser struct {
+type fileParser struct {
 	f  *File
 	ds []diag.Diagnostic
 }
 
-func (p *parser) errorf(pos diag.Position, rule string, hook int, format string, args ...any) {
+func (p *fileParser) errorf(pos diag.Position, rule string, hook int, format string, args ...any) {
 	p.ds = append(p.ds, diag.Diagnostic{Pos: pos, Rule: rule, Hook: hook, Message: fmt.Sprintf(format, args...)})
 }
 
-func (p *parser) pos(n *yaml.Node) diag.Position {
+func (p *fileParser) pos(n *yaml.Node) diag.Position {
 	return diag.Position{File: p.f.Path, Line: max(n.Line, 1), Col: max(n.Column, 1)}
 }
 
 // tabs reports tabs in the indentation, which YAML forbids and which
 // yaml.v3 reports without a column.
-func (p *parser) tabs(data []byte) {
+func (p *fileParser) tabs(data []byte) {
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		indent := len(line) - len(bytes.TrimLeft(line, " \t"))
 		if col := bytes.IndexByte(line[:indent], '\t'); col >= 0 {
@@ -108,7 +108,7 @@ func (p *parser) tabs(data []byte) {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // syntax turns a yaml.v3 error into a diagnostic at the line it names.
-func (p *parser) syntax(err error) {
+func (p *fileParser) syntax(err error) {
 	msg := err.Error()
 	line := 1
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
@@ -127,7 +127,7 @@ type field struct {
 // mapping checks that n is a mapping with known, unique keys and returns
 // its fields by key. It reports the required keys that are missing at the
 // mapping's position.
-func (p *parser) mapping(n *yaml.Node, what string, hook int, known, required []string) map[string]field {
+func (p *fileParser) mapping(n *yaml.Node, what string, hook int, known, required []string) map[string]field {
 	if !p.kind(n, yaml.MappingNode, what, "a mapping", hook) {
 		return nil
 	}
@@ -157,7 +157,7 @@ func (p *parser) mapping(n *yaml.Node, what string, hook int, known, required []
 }
 
 // kind checks the node kind, refusing aliases, and reports a wrong type.
-func (p *parser) kind(n *yaml.Node, kind yaml.Kind, what, want string, hook int) bool {
+func (p *fileParser) kind(n *yaml.Node, kind yaml.Kind, what, want string, hook int) bool {
 	if n.Kind == kind && (kind != yaml.ScalarNode || n.Tag != "!!null") {
 		return true
 	}
@@ -179,7 +179,7 @@ func (p *parser) kind(n *yaml.Node, kind yaml.Kind, what, want string, hook int)
 // other types (then the position is zero, so that Check skips it). With
 // anyScalar, plain scalars that YAML would read as numbers (such as a
 // version 5.1) are taken as written, to be judged by the version rules.
-func (p *parser) str(n *yaml.Node, what string, hook int, anyScalar bool) (string, diag.Position, bool) {
+func (p *fileParser) str(n *yaml.Node, what string, hook int, anyScalar bool) (string, diag.Position, bool) {
 	if !p.kind(n, yaml.ScalarNode, what, "a string", hook) {
 		return "", diag.Position{}, false
 	}
@@ -190,7 +190,7 @@ func (p *parser) str(n *yaml.Node, what string, hook int, anyScalar bool) (strin
 	return n.Value, p.pos(n), true
 }
 
-func (p *parser) file(root *yaml.Node) {
+func (p *fileParser) file(root *yaml.Node) {
 	f := p.f
 	fields := p.mapping(root, "the registry", 0, fileKeys, []string{"release", "hooks"})
 	if fields == nil {
@@ -239,7 +239,7 @@ func hookNum(item *yaml.Node) int {
 	return 0
 }
 
-func (p *parser) hook(item *yaml.Node) (Hook, bool) {
+func (p *fileParser) hook(item *yaml.Node) (Hook, bool) {
 	num := hookNum(item)
 	fields := p.mapping(item, "a hook", num, hookKeys, []string{"num", "introduced_in", "allow_online", "func"})
 	if fields == nil {
@@ -287,7 +287,7 @@ func (p *parser) hook(item *yaml.Node) (Hook, bool) {
 	return h, true
 }
 
-func (p *parser) amendment(n *yaml.Node, num int) (Amendment, bool) {
+func (p *fileParser) amendment(n *yaml.Node, num int) (Amendment, bool) {
 	fields := p.mapping(n, "an amendment", num, amendmentKeys, amendmentKeys)
 	if fields == nil {
 		return Amendment{}, false
