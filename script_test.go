@@ -35,7 +35,12 @@ func TestMain(m *testing.M) {
 			os.Exit(release.Main(os.Args[1:], os.Stdout, os.Stderr))
 		},
 		"migrator-at": func() {
-			os.Exit(example.MigratorAt(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+			reg, args, err := example.RegistryAt(generated.Registry, os.Args[1:])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			os.Exit(migrator.Main(reg, args, os.Stdin, os.Stdout, os.Stderr))
 		},
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/hookreg/hookreg/hook"
-	"github.com/hookreg/hookreg/migrator"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
@@ -170,23 +169,23 @@ func Dump(tx store.Tx, w io.Writer) error {
 	return bw.Flush()
 }
 
-// MigratorAt is the "migrator-at" command of the test scripts: the migrator
-// of another release of the example product, with the hooks of reg
-// introduced up to that release, and optionally a minimum data version:
+// RegistryAt serves the "migrator-at" command of the test scripts, the
+// migrator of another release of the example product:
 //
 //	migrator-at RELEASE[:MIN_DATA_VERSION] COMMAND [args]
-func MigratorAt(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+//
+// It returns reg as of RELEASE (see [Registry]) with the minimum data
+// version, and the migrator's arguments.
+func RegistryAt(reg *hook.Registry, args []string) (*hook.Registry, []string, error) {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "migrator-at: usage: migrator-at RELEASE[:MIN_DATA_VERSION] COMMAND [args]")
-		return 2
+		return nil, nil, errors.New("migrator-at: usage: migrator-at RELEASE[:MIN_DATA_VERSION] COMMAND [args]")
 	}
 	release, min, _ := strings.Cut(args[0], ":")
 	r, err := Registry(reg, release)
 	if err != nil {
-		fmt.Fprintf(stderr, "migrator-at: %v\n", err)
-		return 2
+		return nil, nil, fmt.Errorf("migrator-at: %w", err)
 	}
 	r.MinDataVersion = min
 	r.Digest = r.ComputeDigest()
-	return migrator.Main(r, args[1:], stdin, stdout, stderr)
+	return r, args[1:], nil
 }
