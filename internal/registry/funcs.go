@@ -3,8 +3,6 @@ package registry
 import (
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
 	"go/token"
 	"go/types"
 	"os"
@@ -34,10 +32,16 @@ const (
 // hook signature, hook.Func.
 const HookPkgPath = "github.com/hookreg/hookreg/hook"
 
-// LoadMode is the packages.Load mode of LoadFuncs: enough for the code
-// digests of internal/codedigest to follow declarations across the
-// module's packages.
-const LoadMode = codedigest.LoadMode
+// listMode lists the packages the hook packages reach, without loading
+// them.
+const listMode = packages.NeedName | packages.NeedImports | packages.NeedDeps | packages.NeedModule
+
+// LoadMode is the mode of LoadFuncs's main load: the packages of the main
+// module that the hook packages reach are its roots, loaded from source
+// with syntax and type information, so that internal/codedigest follows
+// declarations across them; everything else (the standard library, other
+// modules) comes from export data, as it would for go vet.
+const LoadMode = codedigest.LoadMode &^ packages.NeedDeps
 
 // Funcs are the type-checked hook functions of a registry.
 type Funcs struct {
@@ -45,8 +49,9 @@ type Funcs struct {
 	Module string
 	// PkgPath is the import path of the hook package.
 	PkgPath string
-	// Packages are the hook package, its sub-packages and the runtime
-	// package, with their dependencies reachable through Imports.
+	// Packages are the packages of the main module that the hook packages
+	// reach, loaded from source, and the runtime package; their other
+	// dependencies, loaded from export data, are reachable through Imports.
 	Packages []*packages.Package
 	// Funcs holds each hook's function, indexed like File.Hooks; nil where
 	// the function is missing or wrong.
@@ -54,7 +59,9 @@ type Funcs struct {
 }
 
 // LoadFuncs loads the hook package of f and its sub-packages from the
-// module in moduleDir once, with type information, and checks every hook's
+// module in moduleDir, with every package of the module they reach, in
+// one type-checked load (after a go list of their dependencies; see
+// LoadMode), and checks every hook's
 // func: its package exists (func-package) and compiles (package-error),
 // the name is declared (func-missing), exported (func-exported), a
 // function rather than a variable or method value (func-kind), with the
@@ -72,21 +79,29 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if module == "" {
 		return nil, nil, fmt.Errorf("loading the hook packages: %s has no module path", filepath.Join(moduleDir, "go.mod"))
 	}
-	cfg := &packages.Config{Mode: LoadMode, Dir: moduleDir, ParseFile: parseOutside(moduleDir)}
-	pkgs, err := packages.Load(cfg, root, root+"/...", HookPkgPath)
+	listed, err := packages.Load(&packages.Config{Mode: listMode, Dir: moduleDir}, root, root+"/...", HookPkgPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing the hook packages %s: %w", root, err)
+	}
+	patterns := []string{root, HookPkgPath}
+	packages.Visit(listed, nil, func(p *packages.Package) {
+		if p.Module != nil && p.Module.Main {
+			patterns = append(patterns, p.PkgPath)
+		}
+	})
+	pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, patterns...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
 	}
 	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks))}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
-	var hookPkg *packages.Package
-	for _, p := range pkgs {
-		byPath[p.PkgPath] = p
-		if p.PkgPath == HookPkgPath {
-			hookPkg = p
+	packages.Visit(pkgs, nil, func(p *packages.Package) {
+		if _, ok := byPath[p.PkgPath]; !ok {
+			byPath[p.PkgPath] = p
 		}
-	}
+	})
+	hookPkg := byPath[HookPkgPath]
 	if hookPkg == nil || hookPkg.Types == nil || hookPkg.Types.Scope().Lookup("Func") == nil {
 		return nil, nil, fmt.Errorf("loading the hook packages: the runtime package %s did not load", HookPkgPath)
 	}
@@ -140,30 +155,6 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		fs.Funcs[i] = fn
 	}
 	return fs, ds, nil
-}
-
-// parseOutside returns a packages.Config.ParseFile that drops the function
-// bodies of files outside moduleDir (the standard library, other modules):
-// type-checking them then costs their declarations only, which halves the
-// load time, and neither the hook checks nor the code digests (which cover
-// the module's own declarations) look inside them.
-func parseOutside(moduleDir string) func(*token.FileSet, string, []byte) (*ast.File, error) {
-	dir, err := filepath.Abs(moduleDir)
-	if err != nil {
-		dir = moduleDir
-	}
-	dir += string(filepath.Separator)
-	return func(fset *token.FileSet, filename string, src []byte) (*ast.File, error) {
-		f, err := parser.ParseFile(fset, filename, src, parser.AllErrors|parser.ParseComments)
-		if f != nil && !strings.HasPrefix(filename, dir) {
-			for _, d := range f.Decls {
-				if fd, ok := d.(*ast.FuncDecl); ok {
-					fd.Body = nil
-				}
-			}
-		}
-		return f, err
-	}
 }
 
 // byName qualifies types by package name, as they read in Go source.
