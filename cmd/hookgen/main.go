@@ -1,5 +1,25 @@
-// Command hookgen checks an upgrade-hook registry and generates its typed Go
-// registry. Run "hookgen help" for the commands.
+// Command hookgen checks an upgrade-hook registry (registry.yaml) and
+// generates its typed Go registry.
+//
+//	hookgen generate [--registry FILE] [--out DIR]   write generated/registry.go and generated/hooks.sum
+//	hookgen check    [--registry FILE] [--format F]  the registry rules, the hook functions' types, stale generated files
+//	hookgen lint     [--against REF]... [--format F] no landed hook changed, against git history
+//	hookgen audit    [--format F]                    lint over every commit of the registry's history
+//	hookgen new      [--online] [--version V] NAME   add a hook on top, with a function and a test stub
+//	hookgen amend    NUM --reason TEXT               record a reviewed change of a released hook
+//
+// A new hook, from the module root:
+//
+//	$ hookgen new --online libsess.UpgradeSessions
+//	$ $EDITOR hooks/libsess/upgradesessions.go hooks/libsess/upgradesessions_test.go
+//	$ go generate ./...        # runs hookgen generate
+//	$ hookgen check
+//
+// Diagnostics have the go vet form, FILE:LINE:COL: hook N: message [rule-id];
+// --format json and --format github print them for machines. Exit status: 0
+// success, 1 findings or a failed operation, 2 usage or environment errors.
+// "hookgen help COMMAND" prints a command's flags and an example; the
+// package internal/hookgen documents the behaviour in full.
 package main
 
 import (

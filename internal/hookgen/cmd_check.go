@@ -23,8 +23,9 @@ Usage: hookgen check [--registry FILE] [--format text|json|github]
 Check reports every finding of the registry rules (numbers, versions, the
 online flag of patch-release hooks), of the hook functions (they exist, are
 exported and have the hook signature, checked with type information) and
-of the generated files (they are what "hookgen generate" would write now).
-Exit status 1 when there are findings.
+of the generated files (they are what "hookgen generate" would write now;
+compared only when the registry itself has no findings). Exit status 1 when
+there are findings.
 
 Example:
 
