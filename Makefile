@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo test generate check-generated lint fmt bench fuzz release
+.PHONY: demo test generate check-generated lint fmt bench fuzz fixtures release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -60,3 +60,8 @@ fuzz:
 release:
 	@test -n "$(VERSION)" || { echo 'usage: make release VERSION=X.Y.Z' >&2; exit 2; }
 	$(GO) run ./internal/cmd/release --version $(VERSION)
+
+## fixtures: write the missing release fixtures testdata/releases/<version>.tar.zst
+## and their SHA256SUMS lines; never overwrites a fixture (see internal/fixtures)
+fixtures:
+	$(GO) run ./internal/fixtures --dir testdata/releases

@@ -84,6 +84,8 @@ type commandSpec struct {
 	// example.
 	usage string
 	new   func() command
+	// hidden keeps an internal command out of "migrator help".
+	hidden bool
 }
 
 // order is the order of "migrator help"; a registered command missing
@@ -99,13 +101,13 @@ func register(s *commandSpec) { specs[s.name] = s }
 func commands() []*commandSpec {
 	var list []*commandSpec
 	for _, name := range order {
-		if s := specs[name]; s != nil {
+		if s := specs[name]; s != nil && !s.hidden {
 			list = append(list, s)
 		}
 	}
 	var rest []string
 	for name := range specs {
-		if !slices.Contains(order, name) {
+		if !slices.Contains(order, name) && !specs[name].hidden {
 			rest = append(rest, name)
 		}
 	}

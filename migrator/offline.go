@@ -1,0 +1,380 @@
+package migrator
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// offlineChild is the hidden subcommand the offline upgrade runs in its
+// child process.
+const offlineChild = "offline-child"
+
+func init() {
+	upgradeOffline = runOffline
+	register(&commandSpec{
+		name:    offlineChild,
+		summary: "the child process of \"upgrade --offline\" (internal)",
+		usage: `
+Usage: migrator offline-child --in FILE --out FILE --work DIR --report FILE --registry-digest D [--allow-digest-mismatch]
+
+Internal: the child process of "migrator upgrade --offline", which starts
+it. It restores FILE into an isolated store in DIR, runs every pending hook
+and backs the result up to --out, writing one JSON event per line to
+--report. Its standard input is a pipe from the parent; when it closes, the
+child removes DIR and exits.
+
+Example (what the parent runs):
+
+	migrator offline-child --in in.tar.zst --out DIR/result.tar.zst --work DIR --report DIR/report.jsonl --registry-digest h1:...
+`,
+		hidden: true,
+		new:    func() command { return &childOptions{} },
+	})
+}
+
+// offlineEvent is one line of the child's report.
+type offlineEvent struct {
+	// Event is "start" (a hook starts), "end" (it returned: Error is empty
+	// on success), "failed" (the run stopped), "done" (the result is
+	// written).
+	Event        string `json:"event"`
+	Num          int    `json:"num,omitempty"`
+	Name         string `json:"name,omitempty"`
+	IntroducedIn string `json:"introduced_in,omitempty"`
+	Error        string `json:"error,omitempty"`
+	// Env marks a failure that is an environment error (exit status 2).
+	Env    bool   `json:"env,omitempty"`
+	Millis int64  `json:"ms,omitempty"`
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+}
+
+// runOffline is "upgrade --offline": it re-executes this program as a
+// child process (the seed's temporary VM) in a private directory beside
+// the output, which restores the input into an isolated store, runs the
+// hooks and backs the result up. The parent then verifies the result,
+// reports every hook from the child's report, and renames the result into
+// place. The input is only read; on any failure there is no output file.
+func runOffline(e *env, o *upgradeOptions) error {
+	in, err := filepath.Abs(o.in)
+	if err != nil {
+		return envErrorf("input %s: %w", o.in, err)
+	}
+	inInfo, err := os.Stat(in)
+	if err != nil {
+		return envErrorf("opening backup: %w", err)
+	}
+	if outInfo, err := os.Stat(o.out); err == nil && os.SameFile(inInfo, outInfo) {
+		return cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
+	}
+	exe, err := selfExecutable()
+	if err != nil {
+		return envErrorf("finding this program to re-execute it: %w", err)
+	}
+	dir, base := filepath.Split(o.out)
+	if dir == "" {
+		dir = "."
+	}
+	work, err := os.MkdirTemp(dir, "."+base+".offline-*")
+	if err != nil {
+		return envErrorf("creating a private directory beside %s: %w", o.out, err)
+	}
+	defer os.RemoveAll(work)
+	result := filepath.Join(work, "result.tar.zst")
+	report := filepath.Join(work, "report.jsonl")
+	args := []string{offlineChild, "--in", in, "--out", result, "--work", work, "--report", report, "--registry-digest", e.reg.Digest}
+	if o.allowDigestMismatch {
+		args = append(args, "--"+flagAllowDigestMismatch)
+	}
+	if e.progress != nil {
+		fmt.Fprintf(e.progress, "upgrading %s offline in a child process\n", o.in)
+	}
+	cmd := exec.CommandContext(e.ctx, exe, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+	stdin, err := cmd.StdinPipe() // the child exits when it closes: when we die
+	if err != nil {
+		return envErrorf("starting the child process: %w", err)
+	}
+	defer stdin.Close()
+	childErr := &tailBuffer{max: 16 << 10}
+	cmd.Stderr = childErr
+	runErr := cmd.Run()
+	events, repErr := readReport(report)
+	if repErr != nil {
+		return fmt.Errorf("reading the child's report: %w", repErr)
+	}
+	if err := reportHooks(e.stdout, events); err != nil {
+		return err
+	}
+	last := offlineEvent{}
+	if len(events) > 0 {
+		last = events[len(events)-1]
+	}
+	switch {
+	case last.Event == "failed" && last.Env:
+		return envErrorf("%s; nothing was written to %s", last.Error, o.out)
+	case last.Event == "failed":
+		return fmt.Errorf("%s; nothing was written to %s", last.Error, o.out)
+	case runErr != nil || last.Event != "done":
+		why := "ended without a result"
+		if runErr != nil {
+			why = runErr.Error()
+		}
+		if s := strings.TrimSpace(childErr.String()); s != "" {
+			fmt.Fprintf(e.stderr, "%s\n", s)
+		}
+		if last.Event == "start" {
+			return fmt.Errorf("the child process crashed (%s) while running hook %d (%s); nothing was written to %s", why, last.Num, last.Name, o.out)
+		}
+		if e.ctx.Err() != nil {
+			return fmt.Errorf("interrupted (%s); nothing was written to %s", why, o.out)
+		}
+		return fmt.Errorf("the child process failed (%s); nothing was written to %s", why, o.out)
+	}
+	m, err := checkResult(e.reg, result)
+	if err != nil {
+		return fmt.Errorf("the child's result: %w; nothing was written to %s", err, o.out)
+	}
+	if err := os.Rename(result, o.out); err != nil {
+		return envErrorf("moving the result to %s: %w", o.out, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", o.in, o.out, last.From, m.DataVersion)
+	return nil
+}
+
+// checkResult verifies the child's archive and that nothing is left pending.
+func checkResult(reg *hook.Registry, path string) (*archive.Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, err := verifyArchive(f, path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := upgrade.PlanFor(reg, manifestMetadata(m))
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Pending) > 0 || m.DataVersion != p.TargetVersion {
+		return nil, fmt.Errorf("data version %s with %d hooks still pending", m.DataVersion, len(p.Pending))
+	}
+	return m, nil
+}
+
+// reportHooks prints the outcome of every hook the child ran.
+func reportHooks(w io.Writer, events []offlineEvent) error {
+	for _, ev := range events {
+		if ev.Event != "end" {
+			continue
+		}
+		if ev.Error != "" {
+			fmt.Fprintf(w, "hook %d (%s, %s): failed after %s: %s\n", ev.Num, ev.Name, ev.IntroducedIn, time.Duration(ev.Millis)*time.Millisecond, ev.Error)
+		} else {
+			fmt.Fprintf(w, "hook %d (%s, %s): applied in %s\n", ev.Num, ev.Name, ev.IntroducedIn, time.Duration(ev.Millis)*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// readReport reads the child's events; a missing report is no events.
+func readReport(path string) ([]offlineEvent, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var events []offlineEvent
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var ev offlineEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			// A line cut short by a crash ends the report.
+			break
+		}
+		events = append(events, ev)
+	}
+	return events, sc.Err()
+}
+
+// selfExecutable returns the path to re-execute this program. It is
+// os.Executable, unless the program was started under another name than
+// the file's (a test runner that installs one binary under several command
+// names and dispatches on os.Args[0], as testscript does): then os.Args[0]
+// found in PATH, so that the child runs the same command.
+func selfExecutable() (string, error) {
+	exe, err := os.Executable()
+	if err == nil && filepath.Base(exe) == filepath.Base(os.Args[0]) {
+		return exe, nil
+	}
+	if p, lerr := exec.LookPath(os.Args[0]); lerr == nil {
+		return filepath.Abs(p)
+	}
+	return exe, err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// childOptions are the flags of the hidden child command.
+type childOptions struct {
+	in, out, work, report string
+	registryDigest        string
+	allowDigestMismatch   bool
+}
+
+func (o *childOptions) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade")
+	fs.StringVar(&o.out, flagOut, "", "the `file` to write the result to")
+	fs.StringVar(&o.work, "work", "", "the private `directory` of the run")
+	fs.StringVar(&o.report, "report", "", "the `file` to write events to")
+	fs.StringVar(&o.registryDigest, "registry-digest", "", "the parent's registry `digest`")
+	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed over changed applied hooks")
+}
+
+func (o *childOptions) validate(args []string) error {
+	if o.in == "" || o.out == "" || o.work == "" || o.report == "" {
+		return cliflag.Usagef("--in, --out, --work and --report are required")
+	}
+	return cliflag.Exactly(args)
+}
+
+func (o *childOptions) run(e *env) error {
+	rep, err := os.OpenFile(o.report, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return envErrorf("creating the report: %w", err)
+	}
+	defer rep.Close()
+	var mu sync.Mutex
+	emit := func(ev offlineEvent) {
+		line, _ := json.Marshal(ev)
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Write(append(line, '\n'))
+	}
+	// The parent holds our standard input open; when it dies, stop and
+	// leave nothing behind.
+	go func() {
+		io.Copy(io.Discard, e.stdin)
+		os.RemoveAll(o.work)
+		os.Exit(3)
+	}()
+	err = o.upgrade(e, emit)
+	if err != nil {
+		var ee *envError
+		emit(offlineEvent{Event: "failed", Error: err.Error(), Env: errors.As(err, &ee)})
+		return err
+	}
+	return nil
+}
+
+func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {
+	if o.registryDigest != e.reg.Digest {
+		return envErrorf("the re-executed migrator has registry %s, the parent %s: run the offline upgrade with a migrator binary", e.reg.Digest, o.registryDigest)
+	}
+	storePath := filepath.Join(o.work, "store.db")
+	m, err := Restore(e.reg, o.in, storePath, RestoreOptions{})
+	if err != nil {
+		return err
+	}
+	st, err := bolt.Open(storePath, bolt.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg := observed(e.reg, emit)
+	res, err := upgrade.Run(e.ctx, st, reg, upgrade.Options{AllowDigestMismatch: o.allowDigestMismatch})
+	if err != nil {
+		var he *upgrade.HookError
+		if errors.As(err, &he) {
+			return fmt.Errorf("offline upgrade of %s: %w", o.in, err)
+		}
+		var refusal *upgrade.Refusal
+		if errors.As(err, &refusal) {
+			return fmt.Errorf("offline upgrade of %s: refused: %w", o.in, err)
+		}
+		return fmt.Errorf("offline upgrade of %s: %w", o.in, err)
+	}
+	if _, err := WriteBackupFile(st, e.reg, o.out, BackupOptions{Compression: archive.Zstd}); err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	emit(offlineEvent{Event: "done", From: m.DataVersion, To: res.To})
+	return nil
+}
+
+// observed returns reg with every hook wrapped to report its start and end
+// to emit, so that the parent names the hook that was running when the
+// child crashed. Names, versions and digests are unchanged.
+func observed(reg *hook.Registry, emit func(offlineEvent)) *hook.Registry {
+	r := *reg
+	r.Hooks = make([]hook.Hook, len(reg.Hooks))
+	for i, h := range reg.Hooks {
+		fn := h.Func
+		h.Func = func(ctx context.Context, tx hook.Tx) (err error) {
+			emit(offlineEvent{Event: "start", Num: h.Num, Name: h.Name, IntroducedIn: h.IntroducedIn})
+			start := time.Now()
+			defer func() {
+				ev := offlineEvent{Event: "end", Num: h.Num, Name: h.Name, IntroducedIn: h.IntroducedIn, Millis: time.Since(start).Milliseconds()}
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panic: %v", p)
+				}
+				if err != nil {
+					ev.Error = err.Error()
+				}
+				emit(ev)
+			}()
+			return fn(ctx, tx)
+		}
+		r.Hooks[i] = h
+	}
+	return &r
+}

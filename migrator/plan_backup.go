@@ -1,0 +1,28 @@
+package migrator
+
+import (
+	"os"
+
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+func init() {
+	backupMetadata = planBackup
+}
+
+// planBackup reads the upgrade metadata of the backup at path for "plan
+// --backup": it verifies the whole archive first (every checksum, the
+// structure, the manifest against the content), so a plan is never made
+// from a damaged backup, then returns what its manifest records.
+func planBackup(e *env, path string) (upgrade.Metadata, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return upgrade.Metadata{}, envErrorf("opening backup: %w", err)
+	}
+	defer f.Close()
+	m, err := verifyArchive(f, path)
+	if err != nil {
+		return upgrade.Metadata{}, err
+	}
+	return manifestMetadata(m), nil
+}

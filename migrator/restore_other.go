@@ -1,0 +1,8 @@
+//go:build !linux
+
+package migrator
+
+import "errors"
+
+// exchange has no atomic form here: swapIn falls back to two renames.
+func exchange(a, b string) error { return errors.ErrUnsupported }
