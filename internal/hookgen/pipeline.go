@@ -42,11 +42,17 @@ func readRegistry(r registryFlag) (*checked, []diag.Diagnostic, error) {
 }
 
 // checkRegistry is readRegistry followed by the type check of the hook
-// functions; a failure to load packages at all is an environment error.
+// functions (skipped when the package path itself is wrong); a failure to
+// load packages at all is an environment error. Generate only from a
+// result without findings.
 func checkRegistry(r registryFlag) (*checked, []diag.Diagnostic, error) {
 	c, ds, err := readRegistry(r)
 	if err != nil {
 		return nil, nil, err
+	}
+	if slices.ContainsFunc(ds, func(d diag.Diagnostic) bool { return d.Rule == registry.RulePackagePath }) {
+		// Without a hook package there are no functions to check.
+		return c, ds, nil
 	}
 	funcs, fds, err := registry.LoadFuncs(c.moduleDir, c.reg)
 	if err != nil {

@@ -148,12 +148,13 @@ func TestInsertHook(t *testing.T) {
 
 func TestLoadFuncsRepository(t *testing.T) {
 	root := filepath.Join("..", "..")
-	data, err := os.ReadFile(filepath.Join(root, "registry.yaml"))
+	path := filepath.Join(root, "registry.yaml")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, ds := parseCheck(string(data))
-	if len(ds) > 0 {
+	f, ds := registry.Parse(path, data)
+	if ds = append(ds, registry.Check(f)...); len(ds) > 0 {
 		t.Fatal(ds)
 	}
 	funcs, ds, err := registry.LoadFuncs(root, f)
