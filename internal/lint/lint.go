@@ -383,28 +383,56 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		}
 		ds = append(ds, compare(snapshot{old, oldDigests}, snapshot{cur, digests}, c)...)
 	}
-	ds = append(ds, w.releasedVersions(cur, landedAnywhere)...)
-	return dedupe(ds), nil
+	rds, err := w.releasedVersions(ctx, cur, landedAnywhere)
+	if err != nil {
+		return nil, err
+	}
+	return dedupe(append(ds, rds...)), nil
 }
 
 // releasedVersions flags new hooks introduced in a version that has
-// already been released: a release tag exists for it or a later version.
-func (w *work) releasedVersions(cur *registry.File, landed map[int]bool) []diag.Diagnostic {
+// already been released: a release tag exists for it or a later version,
+// and the hook is in none of those tags' registries.
+func (w *work) releasedVersions(ctx context.Context, cur *registry.File, landed map[int]bool) ([]diag.Diagnostic, error) {
 	if len(w.tags) == 0 {
-		return nil
+		return nil, nil
 	}
 	newest := w.tags[len(w.tags)-1]
 	var ds []diag.Diagnostic
+	tagHooks := make(map[string]map[int]bool)
 	for _, h := range cur.Hooks {
 		if landed[h.Num] || h.Version == nil || h.Version.GreaterThan(newest.Version) {
 			continue
 		}
 		i, _ := slices.BinarySearchFunc(w.tags, h.Version, func(t gitx.Tag, v *semver.Version) int { return t.Version.Compare(v) })
-		tag := w.tags[i]
+		shipped := false
+		for _, t := range w.tags[i:] {
+			nums, ok := tagHooks[t.Commit]
+			if !ok {
+				reg, _, err := w.read(ctx, t.Commit)
+				if err != nil {
+					return nil, err
+				}
+				nums = make(map[int]bool)
+				if reg != nil {
+					for _, th := range reg.Hooks {
+						nums[th.Num] = true
+					}
+				}
+				tagHooks[t.Commit] = nums
+			}
+			if nums[h.Num] {
+				shipped = true
+				break
+			}
+		}
+		if shipped {
+			continue
+		}
 		ds = append(ds, diag.Diagnostic{Pos: h.IntroducedInPos, Rule: RuleReleasedVersion, Hook: h.Num,
-			Message: fmt.Sprintf("introduced_in %q is a version already released (tag %s exists); shipped releases cannot gain hooks: introduce it in the next release, such as %q", h.IntroducedIn, tag.Name, nextRelease(cur, newest))})
+			Message: fmt.Sprintf("introduced_in %q is a version already released (tag %s exists); shipped releases cannot gain hooks: introduce it in the next release, such as %q", h.IntroducedIn, w.tags[i].Name, nextRelease(cur, newest))})
 	}
-	return ds
+	return ds, nil
 }
 
 // dedupe keeps the first finding of each position, rule and hook: the same
