@@ -95,7 +95,7 @@ func (o *newOptions) run(e *env) error {
 		return err
 	}
 	sub, name := registry.SplitFunc(h.Func)
-	dir := filepath.Join(filepath.Dir(c.file), filepath.FromSlash(c.reg.Package), filepath.FromSlash(sub))
+	dir := filepath.Join(c.moduleDir, filepath.FromSlash(c.reg.Package), filepath.FromSlash(sub))
 	pkgName, err := packageNameIn(dir, sub)
 	if err != nil {
 		return err
@@ -145,7 +145,8 @@ func (o *newOptions) run(e *env) error {
 		mode = "online"
 	}
 	fmt.Fprintf(e.stderr, "hookgen: added hook %d %s (%s, %s) to %s\n", h.Num, h.Func, h.IntroducedIn, mode, c.file)
-	fmt.Fprintf(e.stderr, "hookgen: wrote %s and %s; write the hook and its test, then run \"go generate ./...\"\n", files[0].path, files[1].path)
+	wd, _ := os.Getwd()
+	fmt.Fprintf(e.stderr, "hookgen: wrote %s and %s; write the hook and its test, then run \"go generate ./...\"\n", displayPath(wd, files[0].path), displayPath(wd, files[1].path))
 	return nil
 }
 

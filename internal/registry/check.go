@@ -42,7 +42,7 @@ const (
 //     allow_online: true, so that patch upgrades can always run hot;
 //   - func-syntax: func is NAME or PKG.NAME, PKG a slash-separated path
 //     below the hook package; func-unique: no function is two hooks;
-//   - package-path: package is a relative path below the registry's directory;
+//   - package-path: package is a relative path inside the module (from its root);
 //   - product: product, when given, is not empty.
 //
 // Values the parser could not read (reported by Parse) are skipped here.
@@ -88,7 +88,7 @@ func (c *checker) file() {
 	}
 	if f.PackagePos.Line > 0 {
 		if cleaned := path.Clean(f.Package); path.IsAbs(f.Package) || cleaned == ".." || strings.HasPrefix(cleaned, "../") || strings.Contains(f.Package, `\`) {
-			c.errorf(f.PackagePos, RulePackagePath, 0, "package %q is not a relative path below the registry's directory, such as \"./hooks\"", f.Package)
+			c.errorf(f.PackagePos, RulePackagePath, 0, "package %q is not a relative path inside the module, such as \"./hooks\"", f.Package)
 		}
 	}
 	release := c.version("release", f.Release, f.ReleasePos, 0)

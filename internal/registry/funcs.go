@@ -70,10 +70,7 @@ type Funcs struct {
 // file (an absolute path). The error is for a failure to load at all: no
 // go command, no module, a broken go.mod.
 func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
-	root, err := packageDir(moduleDir, f)
-	if err != nil {
-		return nil, nil, err
-	}
+	root := "./" + path.Clean(strings.TrimPrefix(f.Package, "./"))
 	gomod, err := os.ReadFile(filepath.Join(moduleDir, "go.mod"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the hook packages: %w", err)
@@ -158,24 +155,6 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		fs.Funcs[i] = fn
 	}
 	return fs, ds, nil
-}
-
-// packageDir returns the hook package directory of f, which is relative to
-// the registry file, as a "./" pattern relative to moduleDir.
-func packageDir(moduleDir string, f *File) (string, error) {
-	regDir, err := filepath.Abs(filepath.Dir(f.Path))
-	if err != nil {
-		return "", fmt.Errorf("locating the hook package: %w", err)
-	}
-	modDir, err := filepath.Abs(moduleDir)
-	if err != nil {
-		return "", fmt.Errorf("locating the hook package: %w", err)
-	}
-	rel, err := filepath.Rel(modDir, filepath.Join(regDir, filepath.FromSlash(f.Package)))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("locating the hook package: %s is outside the module %s", f.Package, modDir)
-	}
-	return "./" + filepath.ToSlash(rel), nil
 }
 
 // byName qualifies types by package name, as they read in Go source.

@@ -19,8 +19,9 @@ type File struct {
 	// Release is the release the tree builds, as written.
 	Release    string
 	ReleasePos diag.Position
-	// Package is the hook package directory relative to the registry
-	// (default "./hooks").
+	// Package is the hook package directory relative to the module root
+	// (default "./hooks"), the same as relative to the registry when the
+	// registry is at the module root, as usual.
 	Package    string
 	PackagePos diag.Position
 	// MinDataVersion is the oldest data version upgraded ("" for none).
