@@ -1,0 +1,456 @@
+package migrator_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/migrator"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// envMigrator makes the test binary run as the migrator (with the registry
+// it names: see testRegistry), so that tests run the real command in real
+// child processes, and the offline upgrade re-executes the same binary.
+const envMigrator = "HOOKREG_TEST_MIGRATOR"
+
+func init() {
+	if name := os.Getenv(envMigrator); name != "" {
+		os.Exit(migrator.Main(testRegistry(name), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+}
+
+// testRegistry returns the example registry, or with name "fail",
+// "crash" or "slow" the example registry of a release 5.2.0 with a hook
+// 101 that fails, kills its own process, or sleeps.
+func testRegistry(name string) *hook.Registry {
+	if name == "example" {
+		return generated.Registry
+	}
+	r := *generated.Registry
+	r.Release = "5.2.0"
+	fn := func(ctx context.Context, tx hook.Tx) error { return errors.New("boom") }
+	switch name {
+	case "crash":
+		fn = func(ctx context.Context, tx hook.Tx) error {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	case "slow":
+		fn = func(ctx context.Context, tx hook.Tx) error {
+			time.Sleep(100 * time.Millisecond)
+			return nil
+		}
+	}
+	r.Hooks = append(slices.Clone(r.Hooks), hook.Hook{Num: 101, IntroducedIn: "5.2.0", Name: "Upgrade" + name, Digest: "h1:test", Func: fn})
+	r.Digest = r.ComputeDigest()
+	return &r
+}
+
+// migratorCmd returns the migrator with registry name as a child process.
+func migratorCmd(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), envMigrator+"="+name)
+	return cmd
+}
+
+// runMigrator runs the migrator and returns its exit status and output.
+func runMigrator(t testing.TB, name string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := migratorCmd(t, name, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// buildStore writes the example data of release into a new store file.
+func buildStore(t testing.TB, path, release string, size example.Size) {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := example.Build(context.Background(), st, generated.Registry, release, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storeDigest returns a digest of every table and record of the store
+// file path, or an error when it cannot be opened or read.
+func storeDigest(path string) (string, error) {
+	st, err := bolt.Open(path, bolt.Options{ReadOnly: true})
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	if err := st.Check(); err != nil {
+		return "", err
+	}
+	tx, err := st.Begin(false)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	return txDigest(tx, nil)
+}
+
+// txDigest digests every table of tx but those of skip.
+func txDigest(tx store.Tx, skip []string) (string, error) {
+	names, err := tx.Tables()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, name := range names {
+		if slices.Contains(skip, name) {
+			continue
+		}
+		t, err := tx.Table(name)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "table %q\n", name)
+		err = t.Scan(nil, func(k, v []byte) error {
+			fmt.Fprintf(h, "%q %q\n", k, v)
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// dirDigest digests the files, modes and contents below dir.
+func dirDigest(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(h, "%s %v\n", rel, info.Mode())
+		if d.Type().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%q\n", data)
+		}
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+func fileSum(t testing.TB, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// names lists the entries of dir.
+func names(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestBackupRoundTripBinary backs up tables of arbitrary binary records
+// (empty values, all byte values, large values) and a configuration
+// directory with nested files and modes, restores them, and checks both
+// bit-exactly.
+func TestBackupRoundTripBinary(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	st, err := bolt.Open(src, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := upgrade.Init(st, generated.Registry); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bin", "empty-values", "big", "no-records"} {
+		tb, err := tx.CreateTable(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{"bin": 3000, "empty-values": 100, "big": 3}[name]
+		for range n {
+			k := make([]byte, 1+rng.IntN(40))
+			for i := range k {
+				k[i] = byte(rng.UintN(256))
+			}
+			var v []byte
+			switch name {
+			case "bin":
+				v = make([]byte, rng.IntN(300))
+			case "big":
+				v = make([]byte, 5<<20+rng.IntN(1000))
+			}
+			for i := range v {
+				v[i] = byte(rng.UintN(256))
+			}
+			if err := tb.Put(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "etc")
+	for p, mode := range map[string]fs.FileMode{"broker.json": 0o644, "certs/key.pem": 0o600, "certs/ca/root.pem": 0o640, "bin/hook.sh": 0o755, "empty": 0o444} {
+		path := filepath.Join(cfg, p)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("content of "+p+"\x00\xff"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "b.tar.zst")
+	m, err := migrator.WriteBackupFile(st, generated.Registry, out, migrator.BackupOptions{ConfigDir: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Config) != 5 || len(m.Tables) != 5 {
+		t.Fatalf("manifest has %d config files and %d tables, want 5 and 5", len(m.Config), len(m.Tables))
+	}
+	dst, dstCfg := filepath.Join(dir, "dst.db"), filepath.Join(dir, "etc2")
+	if _, err := migrator.Restore(generated.Registry, out, dst, migrator.RestoreOptions{ConfigDir: dstCfg}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := storeDigest(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := storeDigest(dst); err != nil || got != want {
+		t.Errorf("restored store digest %s (%v), want %s", got, err, want)
+	}
+	want, _ = dirDigest(cfg)
+	if got, err := dirDigest(dstCfg); err != nil || got != want {
+		t.Errorf("restored configuration differs (%v)", err)
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{"b.tar.zst", "dst.db", "etc", "etc2", "src.db"}) {
+		t.Errorf("directory holds %q: litter from the backup or restore", got)
+	}
+}
+
+// TestBackupRefusesSymlink checks that a link in the configuration
+// directory is refused and that no file is left behind.
+func TestBackupRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	st, err := bolt.Open(src, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := upgrade.Init(st, generated.Registry); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "etc")
+	os.Mkdir(cfg, 0o755)
+	if err := os.Symlink("/etc/passwd", filepath.Join(cfg, "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = migrator.WriteBackupFile(st, generated.Registry, filepath.Join(dir, "b.tar"), migrator.BackupOptions{ConfigDir: cfg})
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("passwd is a symbolic link")) {
+		t.Fatalf("backup error %v, want a refused symbolic link", err)
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{"etc", "src.db"}) {
+		t.Errorf("directory holds %q after a failed backup", got)
+	}
+}
+
+// TestBackupConcurrentWriters backs up a store while writers keep changing
+// two tables together in one transaction each; the restored copy must keep
+// the invariant (both tables equal), the writers must keep going during the
+// backup, and the test reports their longest stall.
+func TestBackupConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	st, err := bolt.Open(filepath.Join(dir, "src.db"), bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := upgrade.Init(st, generated.Registry); err != nil {
+		t.Fatal(err)
+	}
+	put := func(i int, v []byte) error {
+		tx, err := st.Begin(true)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		for _, name := range []string{"left", "right"} {
+			tb, err := tx.CreateTable(name)
+			if err != nil {
+				return err
+			}
+			if err := tb.Put(fmt.Appendf(nil, "%08d", i), v); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}
+	// Preload: a backup that takes long enough to overlap many writes.
+	const preload = 100000
+	for b := 0; b < preload; b += 10000 {
+		tx, err := st.Begin(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"left", "right"} {
+			tb, _ := tx.CreateTable(name)
+			for i := b; i < b+10000; i++ {
+				if err := tb.Put(fmt.Appendf(nil, "%08d", i), bytes.Repeat([]byte{'x'}, 100)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		stop     atomic.Bool
+		inBackup atomic.Bool
+		writes   atomic.Int64 // writes committed while the backup ran
+		maxStall atomic.Int64
+		wg       sync.WaitGroup
+		werr     = make(chan error, 2)
+	)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; !stop.Load(); n++ {
+				i := w*1000000 + n%20000
+				start := time.Now()
+				if err := put(i, fmt.Appendf(nil, "writer %d round %d", w, n)); err != nil {
+					werr <- err
+					return
+				}
+				if inBackup.Load() {
+					writes.Add(1)
+					d := int64(time.Since(start))
+					for old := maxStall.Load(); d > old && !maxStall.CompareAndSwap(old, d); old = maxStall.Load() {
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	out := filepath.Join(dir, "b.tar")
+	inBackup.Store(true)
+	start := time.Now()
+	m, err := migrator.WriteBackupFile(st, generated.Registry, out, migrator.BackupOptions{Compression: archive.None})
+	took := time.Since(start)
+	inBackup.Store(false)
+	stop.Store(true)
+	wg.Wait()
+	close(werr)
+	for err := range werr {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var records int64
+	for _, tb := range m.Tables {
+		records += tb.Records
+	}
+	t.Logf("backup of %d records took %s; %d writes committed meanwhile; longest writer stall %s",
+		records, took.Round(time.Millisecond), writes.Load(), time.Duration(maxStall.Load()).Round(time.Microsecond))
+	if writes.Load() == 0 {
+		t.Errorf("no write committed during the backup: writers were blocked")
+	}
+	dst := filepath.Join(dir, "dst.db")
+	if _, err := migrator.Restore(generated.Registry, out, dst, migrator.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rst, err := bolt.Open(dst, bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rst.Close()
+	tx, err := rst.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var digests [2]string
+	for i, name := range []string{"left", "right"} {
+		tb, err := tx.Table(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		tb.Scan(nil, func(k, v []byte) error {
+			fmt.Fprintf(h, "%q %q\n", k, v)
+			return nil
+		})
+		digests[i] = hex.EncodeToString(h.Sum(nil))
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("restored tables left and right differ: the backup was not one snapshot")
+	}
+}

@@ -1,0 +1,248 @@
+package migrator_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/migrator"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// fixtures lists the committed release fixtures.
+func fixtures(t *testing.T) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("..", "testdata", "releases", "*.tar.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) < len(example.Releases) {
+		t.Fatalf("found fixtures %q, want one per release of %q (run make fixtures)", paths, example.Releases)
+	}
+	return paths
+}
+
+// TestOfflineUpgradeFixtures is the fixture upgrade matrix: every release
+// fixture is upgraded offline, in a child process, to this release, and the
+// result must be exactly the example data upgraded in-process through all
+// hooks. The input must not change.
+func TestOfflineUpgradeFixtures(t *testing.T) {
+	dir := t.TempDir()
+	expected := filepath.Join(dir, "expected.db")
+	buildStore(t, expected, generated.Registry.Release, example.Small)
+	want := metaFreeDigest(t, expected)
+	for _, fixture := range fixtures(t) {
+		release := strings.TrimSuffix(filepath.Base(fixture), ".tar.zst")
+		t.Run(release, func(t *testing.T) {
+			before := fileSum(t, fixture)
+			out := filepath.Join(t.TempDir(), "out.tar.zst")
+			code, stdout, stderr := runMigrator(t, "example", "upgrade", "--offline", "--in", fixture, "--out", out)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+			}
+			if got := fileSum(t, fixture); got != before {
+				t.Errorf("the fixture changed")
+			}
+			p, err := upgrade.PlanFor(generated.Registry, metadataOf(t, fixture))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range p.Pending {
+				if !strings.Contains(stdout, "hook "+strconv.Itoa(h.Num)+" ") {
+					t.Errorf("the report does not name hook %d:\n%s", h.Num, stdout)
+				}
+			}
+			got := filepath.Join(t.TempDir(), "got.db")
+			if _, err := migrator.Restore(generated.Registry, out, got, migrator.RestoreOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := bolt.Open(got, bolt.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			tx, err := st.Begin(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if err := example.Verify(tx, generated.Registry.Release, example.Small); err != nil {
+				t.Error(err)
+			}
+			if d, err := txDigest(tx, []string{store.MetaTable}); err != nil || d != want {
+				t.Errorf("upgraded data differ from the example data upgraded in-process (%v)", err)
+			}
+			meta, err := upgrade.ReadMetadata(tx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var nums []int
+			for _, a := range meta.Applied {
+				nums = append(nums, a.Num)
+			}
+			if meta.DataVersion != "5.1.0" || meta.LastUpgradeHook == nil || *meta.LastUpgradeHook != 100 || !slices.Equal(nums, []int{98, 99, 100}) {
+				t.Errorf("metadata %+v, want data version 5.1.0, last hook 100, hooks 98, 99, 100 applied", meta)
+			}
+		})
+	}
+}
+
+// metadataOf returns the metadata a backup's manifest records.
+func metadataOf(t *testing.T, path string) upgrade.Metadata {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := migrator.Restore(generated.Registry, path, filepath.Join(dir, "m.db"), migrator.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(filepath.Join(dir, "m.db"), bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	meta, err := upgrade.ReadStoreMetadata(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta
+}
+
+func metaFreeDigest(t *testing.T, path string) string {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tx, err := st.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	d, err := txDigest(tx, []string{store.MetaTable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestOfflineHookFailure: a failing hook and a hook that kills the child
+// are reported with the hook named, exit status 1, no output and nothing
+// left beside it.
+func TestOfflineHookFailure(t *testing.T) {
+	in := fixtures(t)[0]
+	for name, want := range map[string]string{
+		"fail":  "hook 101 (Upgradefail) failed, its transaction was rolled back: boom; nothing was written to",
+		"crash": "the child process crashed (signal: killed) while running hook 101 (Upgradecrash); nothing was written to",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out.tar.zst")
+			code, stdout, stderr := runMigrator(t, name, "upgrade", "--offline", "--in", in, "--out", out)
+			if code != 1 || !strings.Contains(stderr, want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", code, stderr, want)
+			}
+			if !strings.Contains(stdout, "hook 100 (UpgradeLibBaz, 5.1.0): applied") {
+				t.Errorf("stdout does not report the hooks applied before:\n%s", stdout)
+			}
+			if got := names(t, dir); len(got) != 0 {
+				t.Errorf("left %q beside the output", got)
+			}
+		})
+	}
+}
+
+// TestOfflineCrash kills "upgrade --offline" with SIGKILL at many moments:
+// the input never changes, there is never an output file, and the child
+// process, left without its parent, removes the private directory.
+func TestOfflineCrash(t *testing.T) {
+	in := fixtures(t)[0]
+	before := fileSum(t, in)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.tar.zst")
+	took := timeRun(t, migratorCmd(t, "slow", "upgrade", "--offline", "--in", in, "--out", out))
+	if err := os.Remove(out); err != nil {
+		t.Fatalf("the uninterrupted run left no output: %v", err)
+	}
+	const kills = 12
+	finished, litter := 0, 0
+	for i := range kills {
+		delay := took * time.Duration(i) / kills
+		if killAfter(t, migratorCmd(t, "slow", "upgrade", "--offline", "--in", in, "--out", out), delay) {
+			finished++
+			os.Remove(out)
+			continue
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("kill %d after %s: an output file exists", i, delay)
+		}
+		litter += waitEmpty(t, dir)
+	}
+	if got := fileSum(t, in); got != before {
+		t.Errorf("the input changed")
+	}
+	t.Logf("%d kills over %s (an uninterrupted run), %d runs finished first, %d private directories left by a parent killed before its child started", kills, took.Round(time.Millisecond), finished, litter)
+}
+
+// timeRun runs cmd and returns how long it took.
+func timeRun(t *testing.T, cmd *exec.Cmd) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return time.Since(start)
+}
+
+// killAfter starts cmd and kills it with SIGKILL after d; it reports
+// whether cmd finished first.
+func killAfter(t *testing.T, cmd *exec.Cmd, d time.Duration) bool {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return cmd.ProcessState.Success()
+	case <-time.After(d):
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+	return cmd.ProcessState.Success()
+}
+
+// waitEmpty waits until dir is empty: the child of a killed parent
+// removes the private directory. A parent killed before it started the
+// child leaves its private directory (and only that): waitEmpty removes
+// it and counts it.
+func waitEmpty(t *testing.T, dir string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for len(names(t, dir)) > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	left := names(t, dir)
+	for _, name := range left {
+		if !strings.HasPrefix(name, ".out.tar.zst.offline-") {
+			t.Fatalf("%s holds %q", dir, left)
+		}
+		os.RemoveAll(filepath.Join(dir, name))
+	}
+	return len(left)
+}
