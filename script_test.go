@@ -2,6 +2,7 @@ package hookreg_test
 
 import (
 	"errors"
+	"fmt"
 	"flag"
 	"os"
 	"os/exec"
