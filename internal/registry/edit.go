@@ -43,6 +43,10 @@ func InsertHook(data []byte, h NewHook) ([]byte, error) {
 		return nil, errors.New("inserting hook: the registry has no hooks list")
 	}
 	lines := bytes.SplitAfter(data, []byte("\n"))
+	eol := "\n"
+	if bytes.HasSuffix(lines[0], []byte("\r\n")) {
+		eol = "\r\n"
+	}
 	switch {
 	case list.Kind == yaml.SequenceNode && len(list.Content) > 0 && list.Style&yaml.FlowStyle == 0:
 		first := list.Content[0]
@@ -52,7 +56,7 @@ func InsertHook(data []byte, h NewHook) ([]byte, error) {
 		if strings.TrimSpace(prefix) != "-" {
 			return nil, fmt.Errorf("inserting hook %d: line %d: the first hook is not a block list item", h.Num, first.Line)
 		}
-		item := []byte(itemText(h, prefix, strings.Repeat(" ", len(prefix))))
+		item := []byte(itemText(h, prefix, strings.Repeat(" ", len(prefix)), eol))
 		return splice(lines, first.Line-1, item, false), nil
 	case list.Kind == yaml.SequenceNode && len(list.Content) == 0 || list.Kind == yaml.ScalarNode && list.Tag == "!!null":
 		keyLine := string(bytes.TrimRight(lines[key.Line-1], "\r\n"))
@@ -67,20 +71,20 @@ func InsertHook(data []byte, h NewHook) ([]byte, error) {
 		} else if rest != "" {
 			return nil, fmt.Errorf("inserting hook %d: line %d: cannot edit %q", h.Num, key.Line, keyLine)
 		}
-		text := head + ":" + comment + "\n" + itemText(h, indent+"  - ", indent+"    ")
+		text := head + ":" + comment + eol + itemText(h, indent+"  - ", indent+"    ", eol)
 		return splice(lines, key.Line-1, []byte(text), true), nil
 	}
 	return nil, fmt.Errorf("inserting hook %d: line %d: hooks is not a block list; write it as \"hooks:\" followed by \"  - num: ...\" items", h.Num, key.Line)
 }
 
 // itemText is the YAML of a list item: first its prefix ("  - "), then
-// each further key indented by indent.
-func itemText(h NewHook, prefix, indent string) string {
+// each further key indented by indent; lines end with eol, the file's.
+func itemText(h NewHook, prefix, indent, eol string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%snum: %d\n", prefix, h.Num)
-	fmt.Fprintf(&b, "%sintroduced_in: %s\n", indent, h.IntroducedIn)
-	fmt.Fprintf(&b, "%sallow_online: %s\n", indent, strconv.FormatBool(h.AllowOnline))
-	fmt.Fprintf(&b, "%sfunc: %s\n", indent, h.Func)
+	fmt.Fprintf(&b, "%snum: %d%s", prefix, h.Num, eol)
+	fmt.Fprintf(&b, "%sintroduced_in: %s%s", indent, h.IntroducedIn, eol)
+	fmt.Fprintf(&b, "%sallow_online: %s%s", indent, strconv.FormatBool(h.AllowOnline), eol)
+	fmt.Fprintf(&b, "%sfunc: %s%s", indent, h.Func, eol)
 	return b.String()
 }
 

@@ -140,6 +140,11 @@ func TestInsertHook(t *testing.T) {
 			t.Errorf("InsertHook accepted %q", data)
 		}
 	}
+	crlf := strings.ReplaceAll(valid, "\n", "\r\n")
+	out, err = registry.InsertHook([]byte(crlf), h)
+	if err != nil || string(out) != strings.ReplaceAll(want, "\n", "\r\n") {
+		t.Errorf("CRLF registry: %q, %v", out, err)
+	}
 	out, err = registry.InsertHook([]byte("release: 1.0.0\nhooks:\n"), h)
 	if err != nil || string(out) != "release: 1.0.0\nhooks:\n  - num: 101\n    introduced_in: 5.1.0\n    allow_online: true\n    func: libsess.UpgradeSessions\n" {
 		t.Errorf("empty hooks: %q, %v", out, err)
