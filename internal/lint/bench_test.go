@@ -1,0 +1,213 @@
+package lint_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/internal/lint"
+	"github.com/hookreg/hookreg/internal/registry"
+)
+
+// gitEnv is a host-independent git environment.
+func gitEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GIT_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_AUTHOR_NAME=a", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z",
+		"GIT_COMMITTER_NAME=c", "GIT_COMMITTER_EMAIL=c@example.com", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z")
+}
+
+func gitCmd(tb testing.TB, dir string, stdin io.Reader, args ...string) {
+	tb.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv()
+	cmd.Stdin = stdin
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func hookItem(n int) string {
+	return fmt.Sprintf("  - num: %d\n    introduced_in: 1.0.0\n    allow_online: true\n    func: UpgradeH%d\n", n, n)
+}
+
+func sumLine(n int) string {
+	return fmt.Sprintf("%d UpgradeH%d h1:%043d=\n", n, n, n)
+}
+
+// historyRepo builds, with git fast-import, a repository of n commits, the
+// k-th adding hook k on top of registry.yaml and its line to hooks.sum.
+func historyRepo(b *testing.B, n int) string {
+	dir := b.TempDir()
+	gitCmd(b, dir, nil, "init", "-q", "-b", "main")
+	pr, pw := io.Pipe()
+	go func() {
+		w := bufio.NewWriterSize(pw, 1<<20)
+		var items []string // newest last
+		var sum strings.Builder
+		for k := 1; k <= n; k++ {
+			items = append(items, hookItem(k))
+			sum.WriteString(sumLine(k))
+			var reg strings.Builder
+			reg.WriteString("release: 1.0.0\nhooks:\n")
+			for i := len(items) - 1; i >= 0; i-- {
+				reg.WriteString(items[i])
+			}
+			msg := fmt.Sprintf("add hook %d", k)
+			fmt.Fprintf(w, "commit refs/heads/main\nmark :%d\ncommitter c <c@example.com> %d +0000\ndata %d\n%s\n", k, 1767225600+k, len(msg), msg)
+			if k > 1 {
+				fmt.Fprintf(w, "from :%d\n", k-1)
+			}
+			fmt.Fprintf(w, "M 100644 inline registry.yaml\ndata %d\n%s\n", reg.Len(), reg.String())
+			fmt.Fprintf(w, "M 100644 inline generated/hooks.sum\ndata %d\n%s\n", sum.Len(), sum.String())
+		}
+		w.WriteString("done\n")
+		pw.CloseWithError(w.Flush())
+	}()
+	gitCmd(b, dir, pr, "fast-import", "--quiet", "--done")
+	return dir
+}
+
+// BenchmarkAudit runs lint.Audit (hookgen audit) on a history of 5,000
+// commits each adding one hook, beside "git log -p" of the same files in
+// the same run; ratio = audit time / git log -p time (goal <= 2).
+func BenchmarkAudit(b *testing.B) {
+	dir := historyRepo(b, 5000)
+	opts := lint.Options{Registry: filepath.Join(dir, "registry.yaml"), ModuleDir: dir}
+	var auditTime, logTime time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		ds, err := lint.Audit(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ds) != 0 {
+			b.Fatalf("audit of a clean history found %v", ds[0].Text())
+		}
+		auditTime += time.Since(start)
+
+		start = time.Now()
+		cmd := exec.Command("git", "log", "-p", "--", "registry.yaml", "generated/hooks.sum")
+		cmd.Dir = dir
+		cmd.Env = gitEnv()
+		cmd.Stdout = io.Discard
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		logTime += time.Since(start)
+	}
+	b.ReportMetric(auditTime.Seconds()/float64(b.N), "audit-s")
+	b.ReportMetric(logTime.Seconds()/float64(b.N), "gitlog-s")
+	b.ReportMetric(float64(auditTime)/float64(logTime), "ratio")
+}
+
+// BenchmarkLint runs lint.Lint (hookgen lint) on a 2,000-hook registry
+// against one release tag, and reports where the time goes: loading and
+// type-checking the packages, computing the digests, and the rest (git,
+// parsing, comparing).
+func BenchmarkLint(b *testing.B) {
+	const n = 2000
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	b.Setenv("GOFLAGS", "-mod=mod")
+	b.Setenv("GOPROXY", "off")
+	b.Setenv("GOWORK", "off")
+	var reg, src strings.Builder
+	reg.WriteString("release: 1.0.0\nhooks:\n")
+	for k := n; k >= 1; k-- {
+		reg.WriteString(hookItem(k))
+	}
+	src.WriteString("package hooks\n\nimport (\n\t\"context\"\n\n\t\"github.com/hookreg/hookreg/hook\"\n)\n\nfunc helper(tx hook.Tx, name string) error {\n\t_, err := tx.Table(name)\n\treturn err\n}\n")
+	for k := 1; k <= n; k++ {
+		fmt.Fprintf(&src, "\n// UpgradeH%d is hook %d.\nfunc UpgradeH%d(ctx context.Context, tx hook.Tx) error { return helper(tx, %q) }\n", k, k, k, fmt.Sprint("t", k))
+	}
+	files := map[string]string{
+		"go.mod":         fmt.Sprintf("module example.com/big\n\ngo 1.26\n\nrequire github.com/hookreg/hookreg v0.0.0\n\nreplace github.com/hookreg/hookreg => %s\n", root),
+		"registry.yaml":  reg.String(),
+		"hooks/hooks.go": src.String(),
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f, ds := registry.Parse("registry.yaml", []byte(reg.String()))
+	if len(ds) > 0 {
+		b.Fatal(ds[0].Text())
+	}
+	funcs, ds, err := registry.LoadFuncs(dir, f)
+	if err != nil || len(ds) > 0 {
+		b.Fatalf("loading: %v %v", err, ds)
+	}
+	digests, err := funcs.Digests(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum strings.Builder
+	for k := 1; k <= n; k++ {
+		fmt.Fprintf(&sum, "%d UpgradeH%d %s\n", k, k, digests[n-k].Digest)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "generated"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "generated", "hooks.sum"), []byte(sum.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	gitCmd(b, dir, nil, "init", "-q", "-b", "main")
+	gitCmd(b, dir, nil, "add", "-A")
+	gitCmd(b, dir, nil, "commit", "-q", "-m", "2000 hooks")
+	gitCmd(b, dir, nil, "tag", "v1.0.0")
+	b.Chdir(dir)
+
+	var total, load, digest time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		ds, err := lint.Lint(context.Background(), lint.Options{Registry: "registry.yaml", ModuleDir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ds) > 0 {
+			b.Fatalf("lint of an unchanged registry found %s", ds[0].Text())
+		}
+		total += time.Since(start)
+
+		start = time.Now()
+		funcs, _, err := registry.LoadFuncs(dir, f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		load += time.Since(start)
+		start = time.Now()
+		if _, err := funcs.Digests(f); err != nil {
+			b.Fatal(err)
+		}
+		digest += time.Since(start)
+	}
+	per := func(d time.Duration) float64 { return d.Seconds() / float64(b.N) }
+	b.ReportMetric(per(total), "lint-s")
+	b.ReportMetric(per(load), "load-s")
+	b.ReportMetric(per(digest), "digests-s")
+	b.ReportMetric(per(total-load-digest), "rest-s")
+}
