@@ -139,24 +139,42 @@ func TestTarTools(t *testing.T) {
 	}
 }
 
-// synthetic writes n records of 1 KiB values (deterministic, compressible
-// about 2:1) to w as one table.
-func synthetic(w io.Writer, n int, comp archive.Compression) error {
-	const valueSize = 1 << 10
-	key := func(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
-	value := make([]byte, valueSize)
-	fill := func(i int) {
-		x := uint64(i)*0x9e3779b97f4a7c15 + 1
-		for j := 0; j < len(value); j += 8 {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			binary.LittleEndian.PutUint64(value[j:], x&0x0f0f0f0f0f0f0f0f)
+// synth generates deterministic records: 8-byte big-endian keys and 1 KiB
+// JSON-like values with random identifiers, which zstd compresses about
+// 3:1 (as it does records of the example product).
+type synth struct {
+	key   [8]byte
+	value [1 << 10]byte
+}
+
+// record returns record i; the slices are reused by the next call.
+func (s *synth) record(i int) (key, value []byte) {
+	binary.BigEndian.PutUint64(s.key[:], uint64(i))
+	x := uint64(i)*0x9e3779b97f4a7c15 + 1
+	const hexDigits = "0123456789abcdef"
+	var piece []byte
+	for off := 0; off < len(s.value); off += copy(s.value[off:], piece) {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		piece = append(piece[:0], `{"client":"c-`...)
+		for j := range 12 {
+			piece = append(piece, hexDigits[x>>(4*j)&15])
 		}
+		piece = append(piece, `","topic":"site/`...)
+		piece = append(piece, hexDigits[x>>48&15], hexDigits[x>>52&15])
+		piece = append(piece, `/#","allow":true},`...)
 	}
+	return s.key[:], s.value[:]
+}
+
+// synthetic writes n records of synth to w as one table.
+func synthetic(w io.Writer, n int, comp archive.Compression) error {
+	var s synth
+	k, v := s.record(0)
 	m := archive.Manifest{
 		Created: created, Product: "p", Release: "1.0.0", DataVersion: "1.0.0",
-		Tables: []archive.TableInfo{{Name: "t", Records: int64(n), Bytes: int64(n) * archive.RecordSize(key(0), value)}},
+		Tables: []archive.TableInfo{{Name: "t", Records: int64(n), Bytes: int64(n) * archive.RecordSize(k, v)}},
 	}
 	aw, err := archive.NewWriter(w, m, archive.Options{Compression: comp})
 	if err != nil {
@@ -166,8 +184,7 @@ func synthetic(w io.Writer, n int, comp archive.Compression) error {
 		return err
 	}
 	for i := range n {
-		fill(i)
-		if err := aw.Record(key(i), value); err != nil {
+		if err := aw.Record(s.record(i)); err != nil {
 			return err
 		}
 	}
