@@ -1,0 +1,126 @@
+package migrator_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/migrator"
+	"github.com/hookreg/hookreg/store/bolt"
+)
+
+// waitRegistry has one online hook that writes a record, says "ready" on
+// stdout and waits for its context to end.
+var waitRegistry = &hook.Registry{Product: "p", Release: "1.0.1", Hooks: []hook.Hook{{
+	Num: 1, IntroducedIn: "1.0.1", AllowOnline: true, Name: "Wait",
+	Func: func(ctx context.Context, tx hook.Tx) error {
+		t, err := tx.CreateTable("t")
+		if err != nil {
+			return err
+		}
+		if err := t.Put([]byte("k"), []byte("v")); err != nil {
+			return err
+		}
+		os.Stdout.WriteString("ready\n")
+		<-ctx.Done()
+		return ctx.Err()
+	},
+}}}
+
+func run(args ...string) (int, string, string) {
+	return migratorMain(waitRegistry, args...)
+}
+
+// initAt records an install of release 1.0.0 of waitRegistry's product.
+func initAt(t *testing.T, path string) {
+	t.Helper()
+	old := &hook.Registry{Product: "p", Release: "1.0.0"}
+	if code, _, stderr := migratorMain(old, "init", "--store", path); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+}
+
+func migratorMain(reg *hook.Registry, args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := migrator.Main(reg, args, strings.NewReader(""), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestStoreInUse: a second migrator on a store fails within seconds,
+// saying so, instead of waiting for the first.
+func TestStoreInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	initAt(t, path)
+	holder, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	for _, args := range [][]string{
+		{"upgrade", "--online", "--store", path},
+		{"status", "--store", path},
+	} {
+		start := time.Now()
+		code, _, stderr := run(args...)
+		if code != 1 || !strings.Contains(stderr, "store is in use by another process") {
+			t.Errorf("%s: exit %d, %s", args[0], code, stderr)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: gave up after %s", args[0], d)
+		}
+	}
+}
+
+const signalChildEnv = "HOOKREG_SIGNAL_CHILD"
+
+// TestSignalStopsCleanly sends SIGTERM and SIGINT to a migrator process in
+// the middle of a hook: it exits 1 naming the hook, the hook's transaction
+// is rolled back, and a later run finds the hook still pending.
+func TestSignalStopsCleanly(t *testing.T) {
+	if path := os.Getenv(signalChildEnv); path != "" {
+		os.Exit(migrator.Main(waitRegistry, []string{"upgrade", "--online", "--store", path}, os.Stdin, os.Stdout, os.Stderr))
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "s.db")
+			initAt(t, path)
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSignalStopsCleanly$", "-test.count=1")
+			cmd.Env = append(os.Environ(), signalChildEnv+"="+path)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			if err != nil || line != "ready\n" {
+				cmd.Process.Kill()
+				t.Fatalf("the child said %q, %v", line, err)
+			}
+			cmd.Process.Signal(sig)
+			err = cmd.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("the child ended with %v", err)
+			}
+			want := "migrator: upgrade: " + path + ": hook 1 (Wait) failed, its transaction was rolled back: context canceled; what is committed stays, run the upgrade again to resume\n"
+			if stderr.String() != want {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+			}
+			code, out, _ := run("status", "--store", path)
+			if code != 0 || !strings.Contains(out, "data version 1.0.0, last upgrade hook none") || !strings.Contains(out, "hook   1  1.0.1  online   Wait") {
+				t.Errorf("status after the signal: %d\n%s", code, out)
+			}
+		})
+	}
+}
