@@ -13,8 +13,8 @@
 //
 // The records, as release 4.4.0 wrote them:
 //
-//	users  "acme@device-000001" → {"is_superuser":false,"password_hash":"9f86…","salt":"c0ff…"}
-//	acl    "00000001"           → {"action":"publish","permission":"allow","topic":"devices/000001/#","username":"acme@device-000001"}
+//	users  "acme@device-000004" → {"is_superuser":false,"password_hash":"9f86…","salt":"c0ff…"}
+//	acl    "00000001"           → {"username":"acme@device-000007","topic":"devices/000007/#","action":"subscribe","permission":"allow"}
 //
 // A hook is a plain function of the hook runtime: it reads and writes tables
 // through [hook.Tx] and never sees the store behind it. Copy these.

@@ -7,7 +7,9 @@
 // broker.json (held in the store's configuration table, as an offline
 // upgrade sees it). [Build] produces the data of a later release: 4.4.0
 // upgraded with the hooks introduced up to that release. [Verify] checks
-// that a store holds exactly the data of a release.
+// that a store holds exactly the data of a release, and [Dump] writes a
+// store's logical content for comparisons. [Main] and [RegistryAt] serve
+// the "example" and "migrator-at" commands of the test scripts.
 //
 //	st, err := bolt.Open("broker.db", bolt.Options{Create: true})
 //	if err != nil {
