@@ -26,8 +26,8 @@ landed (a security fix): it appends an amendment to hook NUM in
 registry.yaml,
 
 	amendments:
-	  - old: h1:...   the hook's code digest at the references
-	  - new: h1:...   its code digest now
+	  - old: h1:...        # the hook's code digest at the references
+	    new: h1:...        # its code digest now
 	    reason: TEXT
 
 keeping the file's comments and layout. "hookgen lint" accepts a code change

@@ -18,14 +18,15 @@ var checkCmd = &commandSpec{
 	name:    "check",
 	summary: "check registry.yaml, the hook functions and that generated/ is current",
 	usage: `
-Usage: hookgen check [--registry FILE] [--format text|json|github]
+Usage: hookgen check [--registry FILE] [--out DIR] [--format text|json|github]
 
 Check reports every finding of the registry rules (numbers, versions, the
 online flag of patch-release hooks), of the hook functions (they exist, are
 exported and have the hook signature, checked with type information) and
 of the generated files (they are what "hookgen generate" would write now;
 compared only when the registry itself has no findings). Exit status 1 when
-there are findings.
+there are findings. --out names the directory of the generated files when
+they were generated with --out.
 
 Example:
 
@@ -39,11 +40,13 @@ Example:
 // checkOptions are the options of hookgen check.
 type checkOptions struct {
 	registry registryFlag
+	out      string
 	format   formatFlag
 }
 
 func (o *checkOptions) flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
+	fs.StringVar(&o.out, flagOut, "", "the `DIR` of the generated files (default: generated/ beside the registry)")
 	o.format.flags(fs)
 }
 
@@ -60,7 +63,7 @@ func (o *checkOptions) run(e *env) error {
 		return err
 	}
 	if len(ds) == 0 {
-		dir := c.outDir("")
+		dir := c.outDir(o.out)
 		files, err := c.generate(dir)
 		if err != nil {
 			return err
@@ -68,11 +71,11 @@ func (o *checkOptions) run(e *env) error {
 		wd, _ := os.Getwd()
 		for _, name := range sortedNames(files) {
 			path := filepath.Join(dir, name)
-			ok, err := same(path, files[name])
+			current, err := same(path, files[name])
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if !current {
 				ds = append(ds, diag.Diagnostic{
 					Pos:     diag.Position{File: displayPath(wd, path)},
 					Rule:    ruleStale,

@@ -70,10 +70,11 @@ func (o *generateOptions) run(e *env) error {
 	}
 	for _, name := range sortedNames(files) {
 		path := filepath.Join(dir, name)
-		if ok, err := same(path, files[name]); err != nil || ok {
-			if err != nil {
-				return err
-			}
+		unchanged, err := same(path, files[name])
+		if err != nil {
+			return err
+		}
+		if unchanged {
 			continue
 		}
 		if err := writeFile(path, files[name]); err != nil {

@@ -5,7 +5,7 @@
 // Usage:
 //
 //	hookgen generate [--registry FILE] [--out DIR]
-//	hookgen check    [--registry FILE] [--format text|json|github]
+//	hookgen check    [--registry FILE] [--out DIR] [--format text|json|github]
 //	hookgen lint     [--against REF]... [--format text|json|github]
 //	hookgen audit    [--format text|json|github]
 //	hookgen new      [--online] [--version V] NAME
