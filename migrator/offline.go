@@ -77,12 +77,22 @@ func runOffline(e *env, o *upgradeOptions) error {
 	if err != nil {
 		return envErrorf("input %s: %w", o.in, err)
 	}
-	inInfo, err := os.Stat(in)
+	f, err := os.Open(in)
+	if err != nil {
+		return envErrorf("opening backup: %w", err)
+	}
+	defer f.Close()
+	inInfo, err := f.Stat()
 	if err != nil {
 		return envErrorf("opening backup: %w", err)
 	}
 	if outInfo, err := os.Stat(o.out); err == nil && os.SameFile(inInfo, outInfo) {
 		return cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
+	}
+	// Refuse what the child would refuse before starting it: a damaged
+	// backup, another product's data, data this release cannot upgrade.
+	if _, err := verifyBackup(e.reg, f, o.in); err != nil {
+		return err
 	}
 	exe, err := selfExecutable()
 	if err != nil {
