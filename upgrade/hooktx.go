@@ -3,6 +3,7 @@ package upgrade
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 
 	"github.com/hookreg/hookreg/hook"
@@ -20,6 +21,7 @@ type hookTx struct {
 	info     hook.Info
 	name     string
 	config   hook.Config
+	log      io.Writer // Options.Log
 }
 
 var _ hook.Tx = (*hookTx)(nil)
@@ -140,6 +142,9 @@ func (h *hookTx) Checkpoint(key string, progress []byte) error {
 		return fmt.Errorf("checkpoint %q: %w", key, err)
 	}
 	h.cur = next
+	if h.log != nil {
+		fmt.Fprintf(h.log, "hook %d (%s): checkpoint %d (%s)\n", h.info.Num, h.name, h.gen, key)
+	}
 	return nil
 }
 

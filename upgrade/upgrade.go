@@ -68,7 +68,8 @@ type Options struct {
 	// Now returns the time recorded for an applied hook; time.Now when
 	// nil.
 	Now func() time.Time
-	// Log receives one line per hook started and applied; nil is quiet.
+	// Log receives a line when a hook starts, checkpoints and is applied;
+	// nil is quiet.
 	Log io.Writer
 }
 
@@ -188,7 +189,7 @@ func runHook(ctx context.Context, st store.Store, p Pending, info hook.Info, opt
 	if err != nil {
 		return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err)
 	}
-	h := &hookTx{st: st, cur: tx, info: info, name: p.Name}
+	h := &hookTx{st: st, cur: tx, info: info, name: p.Name, log: opts.Log}
 	if opts.Online {
 		cfg := opts.Config
 		if cfg == nil {
