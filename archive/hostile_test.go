@@ -202,6 +202,9 @@ func hostileCases() []hostileCase {
 		{"directory", resum(func(_ testing.TB, ms []member) []member {
 			return insert(ms, 1, special("config/", tar.TypeDir, ""))
 		}), `member "config/": directory member`},
+		{"pax-global-header", resum(func(_ testing.TB, ms []member) []member {
+			return insert(ms, 1, member{tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "global", PAXRecords: map[string]string{"path": "x"}}, nil})
+		}), `member "x": member of tar type 'g' (want a regular file)`},
 		{"duplicate-member", resum(func(_ testing.TB, ms []member) []member {
 			i := index(ms, "config/app.conf")
 			return insert(ms, i+1, ms[i])
