@@ -318,3 +318,29 @@ func TestConfigView(t *testing.T) {
 		t.Error("config record format byte")
 	}
 }
+
+func TestEmptyValueRoundTrips(t *testing.T) {
+	st := open(t, filepath.Join(t.TempDir(), "s.db"))
+	tx := begin(t, st, true)
+	tb, err := tx.CreateTable("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Put([]byte("k"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Put(nil, []byte("v")); err == nil {
+		t.Error("an empty key was accepted")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	rtx := begin(t, st, false)
+	rt, err := rtx.Table("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rt.Get([]byte("k")); err != nil || len(v) != 0 {
+		t.Errorf("Get of an empty value = %q, %v", v, err)
+	}
+}
