@@ -3,6 +3,7 @@ package hookgen
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,6 +96,23 @@ func TestGenerateKeepsUnchangedFiles(t *testing.T) {
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") {
 			t.Errorf("temporary file %s left behind", e.Name())
+		}
+	}
+}
+
+// TestIndependentOfGenerated checks that hookgen builds without generated/
+// and hooks/: "go generate" must be able to repair a generated registry
+// that no longer compiles (a hook renamed, a signature changed).
+func TestIndependentOfGenerated(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./cmd/hookgen")
+	cmd.Dir = filepath.Join("..", "..")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for dep := range strings.FieldsSeq(string(out)) {
+		if dep == "github.com/hookreg/hookreg/generated" || dep == "github.com/hookreg/hookreg/hooks" || strings.HasPrefix(dep, "github.com/hookreg/hookreg/hooks/") {
+			t.Errorf("cmd/hookgen depends on %s", dep)
 		}
 	}
 }
