@@ -163,8 +163,12 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts BackupOptions)
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
+	created := opts.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
 	m := archive.Manifest{
-		Created:         opts.Created,
+		Created:         created,
 		Product:         meta.Product,
 		Release:         reg.Release,
 		RegistryDigest:  reg.Digest,

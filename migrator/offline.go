@@ -26,6 +26,13 @@ import (
 // child process.
 const offlineChild = "offline-child"
 
+// Flag names of the child command.
+const (
+	flagWork           = "work"
+	flagReport         = "report"
+	flagRegistryDigest = "registry-digest"
+)
+
 func init() {
 	upgradeOffline = runOffline
 	register(&commandSpec{
@@ -109,7 +116,7 @@ func runOffline(e *env, o *upgradeOptions) error {
 	defer os.RemoveAll(work)
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
-	args := []string{offlineChild, "--in", in, "--out", result, "--work", work, "--report", report, "--registry-digest", e.reg.Digest}
+	args := []string{offlineChild, "--" + flagIn, in, "--" + flagOut, result, "--" + flagWork, work, "--" + flagReport, report, "--" + flagRegistryDigest, e.reg.Digest}
 	if o.allowDigestMismatch {
 		args = append(args, "--"+flagAllowDigestMismatch)
 	}
@@ -131,9 +138,7 @@ func runOffline(e *env, o *upgradeOptions) error {
 	if repErr != nil {
 		return fmt.Errorf("reading the child's report: %w", repErr)
 	}
-	if err := reportHooks(e.stdout, events); err != nil {
-		return err
-	}
+	reportHooks(e.stdout, events)
 	last := offlineEvent{}
 	if len(events) > 0 {
 		last = events[len(events)-1]
@@ -195,7 +200,7 @@ func checkResult(reg *hook.Registry, path string) (*archive.Manifest, error) {
 }
 
 // reportHooks prints the outcome of every hook the child ran.
-func reportHooks(w io.Writer, events []offlineEvent) error {
+func reportHooks(w io.Writer, events []offlineEvent) {
 	for _, ev := range events {
 		if ev.Event != "end" {
 			continue
@@ -206,7 +211,6 @@ func reportHooks(w io.Writer, events []offlineEvent) error {
 			fmt.Fprintf(w, "hook %d (%s, %s): applied in %s\n", ev.Num, ev.Name, ev.IntroducedIn, time.Duration(ev.Millis)*time.Millisecond)
 		}
 	}
-	return nil
 }
 
 // readReport reads the child's events; a missing report is no events.
@@ -282,15 +286,15 @@ type childOptions struct {
 func (o *childOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade")
 	fs.StringVar(&o.out, flagOut, "", "the `file` to write the result to")
-	fs.StringVar(&o.work, "work", "", "the private `directory` of the run")
-	fs.StringVar(&o.report, "report", "", "the `file` to write events to")
-	fs.StringVar(&o.registryDigest, "registry-digest", "", "the parent's registry `digest`")
+	fs.StringVar(&o.work, flagWork, "", "the private `directory` of the run")
+	fs.StringVar(&o.report, flagReport, "", "the `file` to write events to")
+	fs.StringVar(&o.registryDigest, flagRegistryDigest, "", "the parent's registry `digest`")
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed over changed applied hooks")
 }
 
 func (o *childOptions) validate(args []string) error {
 	if o.in == "" || o.out == "" || o.work == "" || o.report == "" {
-		return cliflag.Usagef("--in, --out, --work and --report are required")
+		return cliflag.Usagef("--%s, --%s, --%s and --%s are required", flagIn, flagOut, flagWork, flagReport)
 	}
 	return cliflag.Exactly(args)
 }
@@ -341,10 +345,6 @@ func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {
 	reg := observed(e.reg, emit)
 	res, err := upgrade.Run(e.ctx, st, reg, upgrade.Options{AllowDigestMismatch: o.allowDigestMismatch})
 	if err != nil {
-		var he *upgrade.HookError
-		if errors.As(err, &he) {
-			return fmt.Errorf("offline upgrade of %s: %w", o.in, err)
-		}
 		var refusal *upgrade.Refusal
 		if errors.As(err, &refusal) {
 			return fmt.Errorf("offline upgrade of %s: refused: %w", o.in, err)

@@ -280,7 +280,7 @@ func (b *build) load(r io.Reader, m *archive.Manifest, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if got.Created != m.Created || got.DataVersion != m.DataVersion || len(got.Tables) != len(m.Tables) {
+	if !got.Created.Equal(m.Created) || got.DataVersion != m.DataVersion || len(got.Tables) != len(m.Tables) {
 		return errors.New("the backup changed while it was being restored")
 	}
 	if err := b.loader.Finish(); err != nil {
