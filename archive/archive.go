@@ -46,6 +46,18 @@
 // Read returns an error: Read re-checks everything, because the file may
 // change between the passes.
 //
+// Limits: a chunk is at most [MaxChunkSize] (one record of the largest key
+// and value), MANIFEST.json at most [MaxManifestSize], a configuration file
+// at most [MaxConfigSize], SHA256SUMS at most the size its lines need, tar
+// headers at most 16 KiB, and what follows the end of the tar stream at most
+// 64 KiB of zeros. The zstd decoder's window and memory are capped (32 MiB,
+// 64 MiB, instead of the library's 64 GiB), and the decompressed bytes of
+// each table are counted against the size the manifest declares, so the
+// bytes an archive decompresses to are bounded by what its manifest
+// declares, which a caller can check (free space) before writing anything.
+// A Reader holds one member at a time plus about 100 bytes per member read
+// (its name and checksum, for SHA256SUMS).
+//
 //	m, err := archive.Verify(f) // every checksum, the structure, the counts
 //	...
 //	f.Seek(0, io.SeekStart)
@@ -218,7 +230,7 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// ValidTableName reports whether name is a valid table name: 1 to 128 bytes
+// ValidTableName returns an error unless name is a valid table name: 1 to 128 bytes
 // of [A-Za-z0-9._-], optionally after a leading "_" (reserved tables), and
 // not "." or "..".
 func ValidTableName(name string) error {
@@ -238,7 +250,7 @@ func ValidTableName(name string) error {
 	return nil
 }
 
-// ValidConfigPath reports whether p is a valid configuration file path: a
+// ValidConfigPath returns an error unless p is a valid configuration file path: a
 // relative, slash-separated path without "." or ".." elements, empty
 // elements, backslashes or control characters, at most 1024 bytes.
 func ValidConfigPath(p string) error {
