@@ -125,6 +125,10 @@ func TestTarTools(t *testing.T) {
 	run(dir, "zstd", "-q", "-d", "b.tar.zst", "-o", "zstd.tar")
 	run(z, "tar", "-xf", "../zstd.tar")
 	run(z, "sha256sum", "--strict", "-c", archive.SumsName)
+	tz := filepath.Join(dir, "tar-zstd")
+	os.Mkdir(tz, 0o755)
+	run(tz, "tar", "--zstd", "-xf", "../b.tar.zst")
+	run(tz, "sha256sum", "--strict", "-c", archive.SumsName)
 	if got, err := os.ReadFile(filepath.Join(dir, "zstd.tar")); err != nil || !bytes.Equal(got, plain) {
 		t.Errorf("zstd -d gives another tar than the plain archive (%v)", err)
 	}
