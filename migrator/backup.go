@@ -1,6 +1,7 @@
 package migrator
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"flag"
@@ -250,7 +251,7 @@ func WriteBackupFile(st store.Store, reg *hook.Registry, path string, opts Backu
 		return nil, err
 	}
 	defer f.abort()
-	m, err := Backup(st, reg, f, opts)
+	m, err := backupAsync(st, reg, f.File, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +260,33 @@ func WriteBackupFile(st store.Store, reg *hook.Registry, path string, opts Backu
 	}
 	return m, nil
 }
+
+// backupAsync is Backup with the writes to f in another goroutine, so
+// that reading the store and encoding overlap with the file system's work:
+// a double buffer of writeBuffer bytes.
+func backupAsync(st store.Store, reg *hook.Registry, f *os.File, opts BackupOptions) (*archive.Manifest, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		// Hide f's ReadFrom, which would copy through a small buffer.
+		_, err := io.CopyBuffer(struct{ io.Writer }{f}, pr, make([]byte, writeBuffer))
+		pr.CloseWithError(err)
+		done <- err
+	}()
+	bw := bufio.NewWriterSize(pw, writeBuffer)
+	m, err := Backup(st, reg, bw, opts)
+	if err == nil {
+		err = bw.Flush()
+	}
+	pw.CloseWithError(err)
+	if werr := <-done; err == nil && werr != nil {
+		err = fmt.Errorf("writing %s: %w", f.Name(), werr)
+	}
+	return m, err
+}
+
+// writeBuffer is the size of each half of backupAsync's double buffer.
+const writeBuffer = 1 << 20
 
 func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
 	out := make([]archive.AppliedHook, 0, len(applied))
