@@ -454,3 +454,28 @@ func TestBackupConcurrentWriters(t *testing.T) {
 		t.Errorf("restored tables left and right differ: the backup was not one snapshot")
 	}
 }
+
+// A product backs up its own store with its registry, and restores it.
+func ExampleWriteBackupFile() {
+	st, err := bolt.Open("broker.db", bolt.Options{ReadOnly: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer st.Close()
+	m, err := migrator.WriteBackupFile(st, generated.Registry, "broker.tar.zst", migrator.BackupOptions{ConfigDir: "etc/broker"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("backed up data version", m.DataVersion)
+}
+
+func ExampleRestore() {
+	m, err := migrator.Restore(generated.Registry, "broker.tar.zst", "broker.db", migrator.RestoreOptions{ConfigDir: "etc/broker"})
+	if err != nil {
+		fmt.Println(err) // the old store and configuration are untouched
+		return
+	}
+	fmt.Println("restored data version", m.DataVersion)
+}
