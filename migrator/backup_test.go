@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -400,9 +401,22 @@ func TestBackupConcurrentWriters(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond)
 	out := filepath.Join(dir, "b.tar")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	inBackup.Store(true)
 	start := time.Now()
-	m, err := migrator.WriteBackupFile(st, generated.Registry, out, migrator.BackupOptions{Compression: archive.None})
+	// The first write (the manifest) comes after the read transaction
+	// began: hold it until the writers have committed, so that they
+	// certainly write during the backup.
+	m, err := migrator.Backup(st, generated.Registry, &gateWriter{w: f, wait: func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for writes.Load() < 20 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}}, migrator.BackupOptions{Compression: archive.None})
 	took := time.Since(start)
 	inBackup.Store(false)
 	stop.Store(true)
@@ -420,8 +434,8 @@ func TestBackupConcurrentWriters(t *testing.T) {
 	}
 	t.Logf("backup of %d records took %s; %d writes committed meanwhile; longest writer stall %s",
 		records, took.Round(time.Millisecond), writes.Load(), time.Duration(maxStall.Load()).Round(time.Microsecond))
-	if writes.Load() == 0 {
-		t.Errorf("no write committed during the backup: writers were blocked")
+	if writes.Load() < 20 {
+		t.Errorf("%d writes committed during the backup, want 20: writers were blocked", writes.Load())
 	}
 	dst := filepath.Join(dir, "dst.db")
 	if _, err := migrator.Restore(generated.Registry, out, dst, migrator.RestoreOptions{}); err != nil {
@@ -453,6 +467,18 @@ func TestBackupConcurrentWriters(t *testing.T) {
 	if digests[0] != digests[1] {
 		t.Errorf("restored tables left and right differ: the backup was not one snapshot")
 	}
+}
+
+// gateWriter calls wait before its first write.
+type gateWriter struct {
+	w    io.Writer
+	wait func()
+	once sync.Once
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	g.once.Do(g.wait)
+	return g.w.Write(p)
 }
 
 // A product backs up its own store with its registry, and restores it.
