@@ -205,6 +205,11 @@ func hostileCases() []hostileCase {
 		{"pax-global-header", resum(func(_ testing.TB, ms []member) []member {
 			return insert(ms, 1, member{tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "global", PAXRecords: map[string]string{"path": "x"}}, nil})
 		}), `member "x": member of tar type 'g' (want a regular file)`},
+		{"huge-tar-header", resum(func(_ testing.TB, ms []member) []member {
+			ms[1].hdr.Format = tar.FormatPAX
+			ms[1].hdr.PAXRecords = map[string]string{"comment": strings.Repeat("x", 20000)}
+			return ms
+		}), `member "tables/a/000001.rec": tar header of 21593 bytes exceeds 16384`},
 		{"duplicate-member", resum(func(_ testing.TB, ms []member) []member {
 			i := index(ms, "config/app.conf")
 			return insert(ms, i+1, ms[i])
