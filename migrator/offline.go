@@ -133,7 +133,12 @@ func runOffline(e *env, o *upgradeOptions) error {
 	defer stdin.Close()
 	childErr := &tailBuffer{max: 16 << 10}
 	cmd.Stderr = childErr
-	runErr := cmd.Run()
+	runErr := cmd.Start()
+	if runErr == nil {
+		stopFollow := followReport(report, e.progress)
+		runErr = cmd.Wait()
+		stopFollow()
+	}
 	events, repErr := readReport(report)
 	if repErr != nil {
 		return fmt.Errorf("reading the child's report: %w", repErr)
@@ -210,6 +215,41 @@ func reportHooks(w io.Writer, events []offlineEvent) {
 		} else {
 			fmt.Fprintf(w, "hook %d (%s, %s): applied in %s\n", ev.Num, ev.Name, ev.IntroducedIn, time.Duration(ev.Millis)*time.Millisecond)
 		}
+	}
+}
+
+// followReport shows the hooks the child starts on w (a terminal) while it
+// runs, reading its report as it grows; the returned function stops it.
+// With a nil w it does nothing.
+func followReport(path string, w io.Writer) (stop func()) {
+	if w == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		shown := 0
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			events, _ := readReport(path)
+			for _, ev := range events[min(shown, len(events)):] {
+				if ev.Event == "start" {
+					fmt.Fprintf(w, "running hook %d (%s, %s)\n", ev.Num, ev.Name, ev.IntroducedIn)
+				}
+			}
+			shown = max(shown, len(events))
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
 	}
 }
 
