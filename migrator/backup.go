@@ -37,8 +37,8 @@ carries them the same way, and then --config must be omitted.
 
 The archive is written to a temporary file beside FILE, synced and renamed
 into place: FILE is never partial, even when the backup is killed. An
-existing FILE is replaced. The archive is zstd-compressed unless
---compress none.
+existing FILE is replaced. FILE gets mode 0600: it holds the product's
+data. The archive is zstd-compressed unless --compress none.
 
 Example:
 

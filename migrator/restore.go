@@ -34,8 +34,10 @@ content); a backup of another product, or of data newer than this release
 built beside the old one, re-checked as it streams in, opened and checked
 (bbolt's consistency check), synced, and swapped in with an atomic rename;
 then DIR the same way (built beside it, swapped in). A failure at any point
-leaves the old store and the old configuration exactly as they were. A
-store in use by another process is refused.
+leaves the old store and the old configuration exactly as they were; a
+restore killed between the two swaps leaves the new store with the old
+configuration, and running it again completes it. A store in use by
+another process is refused.
 
 Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
