@@ -1,0 +1,86 @@
+package lint
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hookreg/hookreg/internal/registry"
+)
+
+const baseReg = `min_data_version: 0.1.0
+release: 1.0.0
+hooks:
+  - num: 20
+    introduced_in: 1.0.0
+    allow_online: false
+    func: UpgradeB
+  - num: 10
+    introduced_in: 0.9.0
+    allow_online: false
+    func: UpgradeA
+    amendments:
+      - old: h1:a
+        new: h1:b
+        reason: first fix
+`
+
+func parse(t *testing.T, data string) *registry.File {
+	t.Helper()
+	f, ds := registry.Parse("registry.yaml", []byte(data))
+	if len(ds) > 0 {
+		t.Fatalf("parse: %v", ds[0].Text())
+	}
+	return f
+}
+
+// TestCompare checks each rule by position and rule id.
+func TestCompare(t *testing.T) {
+	oldDigests := map[int]string{20: "h1:x", 10: "h1:b"}
+	for _, tc := range []struct {
+		name    string
+		reg     string
+		digests map[int]string
+		want    []string // "line:col rule"
+	}{
+		{"unchanged", baseReg, oldDigests, nil},
+		{"retired below min_data_version", `min_data_version: 1.0.0
+release: 1.0.0
+hooks:
+  - num: 20
+    introduced_in: 1.0.0
+    allow_online: false
+    func: UpgradeB
+`, map[int]string{20: "h1:x"}, nil},
+		{"digest of another algorithm", baseReg, map[int]string{20: "h2:y", 10: "h1:b"}, nil},
+		{"code changed", baseReg, map[int]string{20: "h1:y", 10: "h1:b"}, []string{"7:11 immutable-code"}},
+		{"amended", baseReg + "      - old: h1:b\n        new: h1:c\n        reason: second fix\n", map[int]string{20: "h1:x", 10: "h1:c"}, nil},
+		{"amendment off the chain", baseReg + "      - old: h1:q\n        new: h1:b\n        reason: forged\n", oldDigests, []string{"16:9 amend-invalid"}},
+		{"amendment to the wrong digest", baseReg + "      - old: h1:b\n        new: h1:z\n        reason: forged\n", map[int]string{20: "h1:x", 10: "h1:c"}, []string{"16:9 amend-invalid"}},
+		{"amendment without a change", baseReg + "      - old: h1:b\n        new: h1:b\n        reason: nothing\n", oldDigests, []string{"16:9 amend-invalid"}},
+		{"recorded amendment rewritten", replace(t, baseReg, "reason: first fix", "reason: better words"), oldDigests, []string{"8:5 immutable-amendment"}},
+		{"renumbered", replace(t, baseReg, "num: 20", "num: 21"), oldDigests, []string{"4:10 immutable-num"}},
+		{"inserted below", replace(t, baseReg, "  - num: 10\n", "  - num: 15\n    introduced_in: 1.0.0\n    allow_online: false\n    func: UpgradeC\n  - num: 10\n"), oldDigests, []string{"8:10 insert-below"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := snapshot{parse(t, baseReg), oldDigests}
+			cur := snapshot{parse(t, tc.reg), tc.digests}
+			var got []string
+			for _, d := range compare(old, cur, &comparison{ref: "v1.0.0"}) {
+				got = append(got, fmt.Sprintf("%d:%d %s", d.Pos.Line, d.Pos.Col, d.Rule))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("findings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func replace(t *testing.T, s, old, new string) string {
+	t.Helper()
+	if !strings.Contains(s, old) {
+		t.Fatalf("no %q", old)
+	}
+	return strings.Replace(s, old, new, 1)
+}
