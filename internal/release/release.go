@@ -61,7 +61,8 @@ type Options struct {
 	Dir string
 	// Version is the release, X.Y.Z.
 	Version string
-	// Dist is the directory the release goes into, as Dist/Version.
+	// Dist is the directory the release goes into, as Dist/Version
+	// (default "dist" below Dir).
 	Dist string
 	// Targets to build; the default is Targets.
 	Targets []Target
@@ -140,6 +141,9 @@ func Run(ctx context.Context, opts Options) error {
 		return &envError{err}
 	}
 	opts.Dir = dir
+	if opts.Dist == "" {
+		opts.Dist = "dist"
+	}
 	if !filepath.IsAbs(opts.Dist) {
 		opts.Dist = filepath.Join(dir, opts.Dist)
 	}

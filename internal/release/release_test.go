@@ -28,7 +28,7 @@ func TestRelease(t *testing.T) {
 	t.Chdir(src)
 	version := registryRelease(t, src)
 	host := Target{runtime.GOOS, runtime.GOARCH}
-	if err := Run(context.Background(), Options{Dir: src, Version: version, Targets: []Target{host}}); err != nil {
+	if err := Run(context.Background(), Options{Dir: src, Version: version, Targets: []Target{host}, Log: t.Output()}); err != nil {
 		t.Fatal(err)
 	}
 	dist := filepath.Join(src, "dist", version)
