@@ -21,10 +21,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "backup",
-		summary: "write a consistent backup of a store and its configuration",
-		usage: `
+	register(&spec{
+		Name:    "backup",
+		Summary: "write a consistent backup of a store and its configuration",
+		Usage: `
 Usage: migrator backup --store S [--config DIR] [--compress zstd|none] --out FILE
 
 Writes one archive FILE (see DESIGN.md §6) holding every table of the store
@@ -45,7 +45,7 @@ Example:
 	$ migrator backup --store broker.db --config etc/broker --out broker-5.0.1.tar.zst
 	backed up broker.db to broker-5.0.1.tar.zst: data version 5.0.1, 3 tables, 120 records, 1 config file
 `,
-		new: func() command { return &backupOptions{} },
+		New: func() command { return &backupOptions{} },
 	})
 }
 
@@ -61,14 +61,14 @@ type backupOptions struct {
 	out      string
 }
 
-func (o *backupOptions) flags(fs *flag.FlagSet) {
+func (o *backupOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to include")
 	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "compression: zstd or none")
 	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write")
 }
 
-func (o *backupOptions) validate(args []string) error {
+func (o *backupOptions) Validate(args []string) error {
 	switch {
 	case o.store == "":
 		return cliflag.Usagef("--%s is required", flagStore)
@@ -81,7 +81,7 @@ func (o *backupOptions) validate(args []string) error {
 	return cliflag.Exactly(args)
 }
 
-func (o *backupOptions) run(e *env) error {
+func (o *backupOptions) Run(e *env) error {
 	comp, _ := archive.ParseCompression(o.compress)
 	if o.config != "" {
 		if info, err := os.Stat(o.config); err != nil {

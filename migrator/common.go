@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
@@ -42,7 +43,7 @@ func openStore(spec string, mode openMode) (store.Store, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, &envError{err: err}
+		return nil, cliflag.Env(err)
 	}
 	return st, nil
 }

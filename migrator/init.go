@@ -9,10 +9,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "init",
-		summary: "record a fresh install in a store",
-		usage: `
+	register(&spec{
+		Name:    "init",
+		Summary: "record a fresh install in a store",
+		Usage: `
 Usage: migrator init --store S
 
 Records a fresh install of this release in the store S (a bbolt file,
@@ -25,7 +25,7 @@ Example:
 	$ migrator init --store broker.db
 	initialized broker.db: product mqtt-broker, data version 5.1.0, last upgrade hook 100
 `,
-		new: func() command { return &initOptions{} },
+		New: func() command { return &initOptions{} },
 	})
 }
 
@@ -33,18 +33,18 @@ type initOptions struct {
 	store string
 }
 
-func (o *initOptions) flags(fs *flag.FlagSet) {
+func (o *initOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
 }
 
-func (o *initOptions) validate(args []string) error {
+func (o *initOptions) Validate(args []string) error {
 	if o.store == "" {
 		return cliflag.Usagef("--%s is required", flagStore)
 	}
 	return cliflag.Exactly(args)
 }
 
-func (o *initOptions) run(e *env) error {
+func (o *initOptions) Run(e *env) error {
 	st, err := openStore(o.store, openCreate)
 	if err != nil {
 		return err

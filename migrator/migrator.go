@@ -43,18 +43,16 @@ package migrator
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/subcmd"
 )
 
 // env is what a command runs with.
@@ -68,25 +66,10 @@ type env struct {
 	progress io.Writer
 }
 
-// command is one subcommand: an options struct that declares its flags,
-// validates the positional arguments and runs.
-type command interface {
-	flags(fs *flag.FlagSet)
-	validate(args []string) error
-	run(e *env) error
-}
-
-// commandSpec describes a subcommand for dispatch and help.
-type commandSpec struct {
-	name    string
-	summary string
-	// usage is the full help text: the synopsis, the flags' meaning and an
-	// example.
-	usage string
-	new   func() command
-	// hidden keeps an internal command out of "migrator help".
-	hidden bool
-}
+type (
+	command = subcmd.Command[*env]
+	spec    = subcmd.Spec[*env]
+)
 
 // order is the order of "migrator help"; a registered command missing
 // here is listed after these.
@@ -94,20 +77,21 @@ var order = []string{"version", "init", "status", "plan", "upgrade", "backup", "
 
 // specs holds the commands; each command's file registers its spec from
 // an init function.
-var specs = map[string]*commandSpec{}
+var specs = map[string]*spec{}
 
-func register(s *commandSpec) { specs[s.name] = s }
+func register(s *spec) { specs[s.Name] = s }
 
-func commands() []*commandSpec {
-	var list []*commandSpec
+// commands returns every command, hidden ones included, in help order.
+func commands() []*spec {
+	var list []*spec
 	for _, name := range order {
-		if s := specs[name]; s != nil && !s.hidden {
+		if s := specs[name]; s != nil {
 			list = append(list, s)
 		}
 	}
 	var rest []string
 	for name := range specs {
-		if !slices.Contains(order, name) && !specs[name].hidden {
+		if !slices.Contains(order, name) {
 			rest = append(rest, name)
 		}
 	}
@@ -118,15 +102,9 @@ func commands() []*commandSpec {
 	return list
 }
 
-// envError is an environment error: exit status 2.
-type envError struct{ err error }
-
-func (e *envError) Error() string { return e.err.Error() }
-func (e *envError) Unwrap() error { return e.err }
-
 // envErrorf returns an environment error (exit status 2).
 func envErrorf(format string, args ...any) error {
-	return &envError{err: fmt.Errorf(format, args...)}
+	return cliflag.Env(fmt.Errorf(format, args...))
 }
 
 // Main runs the migrator for reg with args (without the program name) and
@@ -139,22 +117,17 @@ func Main(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.
 	if isTerminal(stderr) {
 		e.progress = stderr
 	}
-	err := dispatch(e, args)
+	program := &subcmd.Program[*env]{
+		Name:       "migrator",
+		Summary:    "migrator backs up, restores and upgrades the product's store with its upgrade hooks.",
+		Commands:   commands(),
+		WrapErrors: true,
+	}
+	err := program.Run(e, stdout, stderr, args)
 	if err != nil {
 		fmt.Fprintf(stderr, "migrator: %v\n", err)
 	}
-	return exitCode(err)
-}
-
-func exitCode(err error) int {
-	var ee *envError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, cliflag.ErrUsage), errors.As(err, &ee):
-		return 2
-	}
-	return 1
+	return cliflag.ExitCode(err)
 }
 
 // isTerminal reports whether w is a terminal (a character device).
@@ -165,75 +138,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-func dispatch(e *env, args []string) error {
-	if len(args) == 0 {
-		writeOverview(e.stderr)
-		return cliflag.Usagef("missing command")
-	}
-	name, args := args[0], args[1:]
-	switch name {
-	case "help", "-h", "-help", "--help":
-		return help(e, args)
-	}
-	spec := specs[name]
-	if spec == nil {
-		return cliflag.Usagef("unknown command %q (run \"migrator help\")", name)
-	}
-	cmd := spec.new()
-	fs := flag.NewFlagSet("migrator "+spec.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cmd.flags(fs)
-	pos, err := cliflag.Parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		writeUsage(e.stdout, spec, fs)
-		return nil
-	}
-	if err == nil {
-		err = cmd.validate(pos)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w (run \"migrator help %s\")", spec.name, err, spec.name)
-	}
-	if err := cmd.run(e); err != nil {
-		return fmt.Errorf("%s: %w", spec.name, err)
-	}
-	return nil
-}
-
-func help(e *env, args []string) error {
-	switch len(args) {
-	case 0:
-		writeOverview(e.stdout)
-		return nil
-	case 1:
-		spec := specs[args[0]]
-		if spec == nil {
-			return cliflag.Usagef("unknown command %q (run \"migrator help\")", args[0])
-		}
-		fs := flag.NewFlagSet("migrator "+spec.name, flag.ContinueOnError)
-		spec.new().flags(fs)
-		writeUsage(e.stdout, spec, fs)
-		return nil
-	}
-	return cliflag.Usagef("help takes at most one command, got %d", len(args))
-}
-
-func writeOverview(w io.Writer) {
-	fmt.Fprint(w, "migrator backs up, restores and upgrades the product's store with its upgrade hooks.\n\nUsage: migrator COMMAND [flags] [args]\n\nCommands:\n")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-	}
-	fmt.Fprint(w, "\nRun \"migrator help COMMAND\" or \"migrator COMMAND --help\" for a command's flags and an example.\n")
-}
-
-func writeUsage(w io.Writer, spec *commandSpec, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "%s\n", strings.TrimSpace(spec.usage))
-	var flags strings.Builder
-	fs.SetOutput(&flags)
-	fs.PrintDefaults()
-	if flags.Len() > 0 {
-		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
-	}
 }

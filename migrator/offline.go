@@ -35,10 +35,10 @@ const (
 
 func init() {
 	upgradeOffline = runOffline
-	register(&commandSpec{
-		name:    offlineChild,
-		summary: "the child process of \"upgrade --offline\" (internal)",
-		usage: `
+	register(&spec{
+		Name:    offlineChild,
+		Summary: "the child process of \"upgrade --offline\" (internal)",
+		Usage: `
 Usage: migrator offline-child --in FILE --out FILE --work DIR --report FILE --registry-digest D [--allow-digest-mismatch]
 
 Internal: the child process of "migrator upgrade --offline", which starts
@@ -51,8 +51,8 @@ Example (what the parent runs):
 
 	migrator offline-child --in in.tar.zst --out DIR/result.tar.zst --work DIR --report DIR/report.jsonl --registry-digest h1:...
 `,
-		hidden: true,
-		new:    func() command { return &childOptions{} },
+		Hidden: true,
+		New:    func() command { return &childOptions{} },
 	})
 }
 
@@ -323,7 +323,7 @@ type childOptions struct {
 	allowDigestMismatch   bool
 }
 
-func (o *childOptions) flags(fs *flag.FlagSet) {
+func (o *childOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade")
 	fs.StringVar(&o.out, flagOut, "", "the `file` to write the result to")
 	fs.StringVar(&o.work, flagWork, "", "the private `directory` of the run")
@@ -332,14 +332,14 @@ func (o *childOptions) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed over changed applied hooks")
 }
 
-func (o *childOptions) validate(args []string) error {
+func (o *childOptions) Validate(args []string) error {
 	if o.in == "" || o.out == "" || o.work == "" || o.report == "" {
 		return cliflag.Usagef("--%s, --%s, --%s and --%s are required", flagIn, flagOut, flagWork, flagReport)
 	}
 	return cliflag.Exactly(args)
 }
 
-func (o *childOptions) run(e *env) error {
+func (o *childOptions) Run(e *env) error {
 	rep, err := os.OpenFile(o.report, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return envErrorf("creating the report: %w", err)
@@ -361,7 +361,7 @@ func (o *childOptions) run(e *env) error {
 	}()
 	err = o.upgrade(e, emit)
 	if err != nil {
-		var ee *envError
+		var ee *cliflag.EnvError
 		emit(offlineEvent{Event: "failed", Error: err.Error(), Env: errors.As(err, &ee)})
 		return err
 	}

@@ -10,10 +10,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "plan",
-		summary: "show what an upgrade of a store or a backup would run",
-		usage: `
+	register(&spec{
+		Name:    "plan",
+		Summary: "show what an upgrade of a store or a backup would run",
+		Usage: `
 Usage: migrator plan (--store S | --backup FILE) [--json]
 
 Plans the upgrade of the store S (opened read-only) or of the backup FILE
@@ -34,7 +34,7 @@ Example:
 	after the upgrade: data version 5.1.0
 	online upgrade: refused, offline hooks 100: run "migrator upgrade --offline"
 `,
-		new: func() command { return &planOptions{} },
+		New: func() command { return &planOptions{} },
 	})
 }
 
@@ -51,13 +51,13 @@ type planOptions struct {
 	json   bool
 }
 
-func (o *planOptions) flags(fs *flag.FlagSet) {
+func (o *planOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
 	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file` to plan from its manifest")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
-func (o *planOptions) validate(args []string) error {
+func (o *planOptions) Validate(args []string) error {
 	if (o.store == "") == (o.backup == "") {
 		return cliflag.Usagef("give either --%s or --%s", flagStore, flagBackup)
 	}
@@ -67,7 +67,7 @@ func (o *planOptions) validate(args []string) error {
 // errRefused reports a refused plan whose reason was already printed.
 var errRefused = errors.New("the upgrade would be refused")
 
-func (o *planOptions) run(e *env) error {
+func (o *planOptions) Run(e *env) error {
 	var r *planReport
 	if o.backup != "" {
 		if backupMetadata == nil {

@@ -20,10 +20,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "restore",
-		summary: "replace a store and its configuration with a verified backup",
-		usage: `
+	register(&spec{
+		Name:    "restore",
+		Summary: "replace a store and its configuration with a verified backup",
+		Usage: `
 Usage: migrator restore FILE --store S [--config DIR]
 
 Restores the backup FILE into the store S (a bbolt file, created when
@@ -51,7 +51,7 @@ Example:
 	restored broker-4.4.0.tar.zst to broker.db: data version 4.4.0, 3 tables, 140 records, 1 config file
 	pending hooks: 98, 99, 100 (see "migrator plan --store broker.db")
 `,
-		new: func() command { return &restoreOptions{} },
+		New: func() command { return &restoreOptions{} },
 	})
 }
 
@@ -61,12 +61,12 @@ type restoreOptions struct {
 	config string
 }
 
-func (o *restoreOptions) flags(fs *flag.FlagSet) {
+func (o *restoreOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store to replace: a bbolt file `path`")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to replace")
 }
 
-func (o *restoreOptions) validate(args []string) error {
+func (o *restoreOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args, "FILE"); err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func (o *restoreOptions) validate(args []string) error {
 	return nil
 }
 
-func (o *restoreOptions) run(e *env) error {
+func (o *restoreOptions) Run(e *env) error {
 	m, err := Restore(e.reg, o.file, o.store, RestoreOptions{ConfigDir: o.config, Progress: e.progress})
 	if err != nil {
 		return err

@@ -9,10 +9,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "status",
-		summary: "show a store's data version, applied and pending hooks",
-		usage: `
+	register(&spec{
+		Name:    "status",
+		Summary: "show a store's data version, applied and pending hooks",
+		Usage: `
 Usage: migrator status --store S [--json]
 
 Shows the upgrade state of the store S, opened read-only: the product, the
@@ -30,7 +30,7 @@ Example:
 	  "data_version": "5.1.0",
 	  ...
 `,
-		new: func() command { return &statusOptions{} },
+		New: func() command { return &statusOptions{} },
 	})
 }
 
@@ -39,19 +39,19 @@ type statusOptions struct {
 	json  bool
 }
 
-func (o *statusOptions) flags(fs *flag.FlagSet) {
+func (o *statusOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
-func (o *statusOptions) validate(args []string) error {
+func (o *statusOptions) Validate(args []string) error {
 	if o.store == "" {
 		return cliflag.Usagef("--%s is required", flagStore)
 	}
 	return cliflag.Exactly(args)
 }
 
-func (o *statusOptions) run(e *env) error {
+func (o *statusOptions) Run(e *env) error {
 	r, err := storePlan(e, o.store)
 	if err != nil {
 		return err

@@ -12,10 +12,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "upgrade",
-		summary: "run the pending hooks: online on a store, or offline on a backup",
-		usage: `
+	register(&spec{
+		Name:    "upgrade",
+		Summary: "run the pending hooks: online on a store, or offline on a backup",
+		Usage: `
 Usage: migrator upgrade --store S --online [--config DIR] [--allow-digest-mismatch]
        migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch]
 
@@ -45,7 +45,7 @@ Example:
 	$ migrator upgrade --store broker.db --online
 	upgraded broker.db from data version 5.0.0 to 5.0.1: hook 99
 `,
-		new: func() command { return &upgradeOptions{} },
+		New: func() command { return &upgradeOptions{} },
 	})
 }
 
@@ -72,7 +72,7 @@ type upgradeOptions struct {
 	allowDigestMismatch bool
 }
 
-func (o *upgradeOptions) flags(fs *flag.FlagSet) {
+func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store to upgrade online: a bbolt file `path`")
 	fs.BoolVar(&o.online, flagOnline, false, "upgrade the live store --store in place")
 	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the backup --in into the backup --out")
@@ -82,7 +82,7 @@ func (o *upgradeOptions) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed although an applied hook's code changed (recorded)")
 }
 
-func (o *upgradeOptions) validate(args []string) error {
+func (o *upgradeOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args); err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (o *upgradeOptions) validate(args []string) error {
 	return nil
 }
 
-func (o *upgradeOptions) run(e *env) error {
+func (o *upgradeOptions) Run(e *env) error {
 	if o.offline {
 		if upgradeOffline == nil {
 			return envErrorf("offline upgrades are not available in this build")

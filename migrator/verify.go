@@ -13,10 +13,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "verify",
-		summary: "check a backup archive: checksums, structure, manifest against content",
-		usage: `
+	register(&spec{
+		Name:    "verify",
+		Summary: "check a backup archive: checksums, structure, manifest against content",
+		Usage: `
 Usage: migrator verify FILE
 
 Reads the backup archive FILE (zstd-compressed or plain tar) to the end and
@@ -42,7 +42,7 @@ Example:
 	config files:
 	  broker.json  -rw-r--r--  212 bytes
 `,
-		new: func() command { return &verifyOptions{} },
+		New: func() command { return &verifyOptions{} },
 	})
 }
 
@@ -50,9 +50,9 @@ type verifyOptions struct {
 	file string
 }
 
-func (o *verifyOptions) flags(fs *flag.FlagSet) {}
+func (o *verifyOptions) Flags(fs *flag.FlagSet) {}
 
-func (o *verifyOptions) validate(args []string) error {
+func (o *verifyOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args, "FILE"); err != nil {
 		return err
 	}
@@ -60,15 +60,15 @@ func (o *verifyOptions) validate(args []string) error {
 	return nil
 }
 
-func (o *verifyOptions) run(e *env) error {
+func (o *verifyOptions) Run(e *env) error {
 	f, err := os.Open(o.file)
 	if err != nil {
-		return &envError{err: err}
+		return cliflag.Env(err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return &envError{err: err}
+		return cliflag.Env(err)
 	}
 	if !info.Mode().IsRegular() {
 		return envErrorf("%s is not a regular file", o.file)
@@ -85,7 +85,7 @@ func (o *verifyOptions) run(e *env) error {
 	case errors.Is(err, archive.ErrInvalid):
 		return fmt.Errorf("%s: %w", o.file, err)
 	case err != nil:
-		return &envError{err: fmt.Errorf("%s: %w", o.file, err)}
+		return cliflag.Env(fmt.Errorf("%s: %w", o.file, err))
 	}
 	writeVerifySummary(e.stdout, o.file, m)
 	return nil

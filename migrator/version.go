@@ -9,10 +9,10 @@ import (
 )
 
 func init() {
-	register(&commandSpec{
-		name:    "version",
-		summary: "print the release, product, registry digest and hooks",
-		usage: `
+	register(&spec{
+		Name:    "version",
+		Summary: "print the release, product, registry digest and hooks",
+		Usage: `
 Usage: migrator version [--json]
 
 Prints the release this migrator upgrades to, the product, the registry
@@ -26,7 +26,7 @@ Example:
 	migrator 5.1.0, product mqtt-broker, registry h1:Qm9v...
 	  hook  98  5.0.0  offline  h1:3x...  libfoo.UpgradeLibFoo
 `,
-		new: func() command { return &versionOptions{} },
+		New: func() command { return &versionOptions{} },
 	})
 }
 
@@ -34,11 +34,11 @@ type versionOptions struct {
 	json bool
 }
 
-func (o *versionOptions) flags(fs *flag.FlagSet) {
+func (o *versionOptions) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
-func (o *versionOptions) validate(args []string) error {
+func (o *versionOptions) Validate(args []string) error {
 	return cliflag.Exactly(args)
 }
 
@@ -61,7 +61,7 @@ type versionHook struct {
 	Digest       string `json:"digest"`
 }
 
-func (o *versionOptions) run(e *env) error {
+func (o *versionOptions) Run(e *env) error {
 	r := versionReport{
 		Release:        e.reg.Release,
 		Product:        e.reg.Product,

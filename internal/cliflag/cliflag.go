@@ -65,3 +65,33 @@ func Exactly(args []string, names ...string) error {
 	}
 	return nil
 }
+
+// EnvError marks an error of the environment rather than of the input: an
+// unreadable file, not a git repository, packages that do not load. Commands
+// exit with status 2 on it.
+type EnvError struct{ Err error }
+
+func (e *EnvError) Error() string { return e.Err.Error() }
+func (e *EnvError) Unwrap() error { return e.Err }
+
+// Env marks err as an environment error; nil stays nil.
+func Env(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &EnvError{Err: err}
+}
+
+// ExitCode maps a command's error to the exit status both tools use: 0
+// success, 2 a usage or environment error, 1 anything else (findings, a
+// refused or failed operation).
+func ExitCode(err error) int {
+	var envErr *EnvError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrUsage), errors.As(err, &envErr):
+		return 2
+	}
+	return 1
+}

@@ -15,10 +15,10 @@ import (
 
 const flagReason = "reason"
 
-var amendCmd = &commandSpec{
-	name:    "amend",
-	summary: "record a reviewed change of a released hook",
-	usage: `
+var amendCmd = &spec{
+	Name:    "amend",
+	Summary: "record a reviewed change of a released hook",
+	Usage: `
 Usage: hookgen amend NUM --reason TEXT [--registry FILE]
 
 Amend is the one reviewable way to change the code of a hook that has
@@ -41,7 +41,7 @@ Example:
 	hookgen: hook 98: recorded amendment from h1:2T4l...= (v5.0.0) to h1:Qm9v...= in registry.yaml
 	$ go generate ./... && hookgen lint
 `,
-	new: func() command { return &amendOptions{} },
+	New: func() command { return &amendOptions{} },
 }
 
 // amendOptions are the options of hookgen amend.
@@ -51,12 +51,12 @@ type amendOptions struct {
 	num      int
 }
 
-func (o *amendOptions) flags(fs *flag.FlagSet) {
+func (o *amendOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	fs.StringVar(&o.reason, flagReason, "", "why the released hook changes (`TEXT`, one line, required)")
 }
 
-func (o *amendOptions) validate(args []string) error {
+func (o *amendOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args, "NUM"); err != nil {
 		return err
 	}
@@ -74,14 +74,14 @@ func (o *amendOptions) validate(args []string) error {
 	return nil
 }
 
-func (o *amendOptions) run(e *env) error {
+func (o *amendOptions) Run(e *env) error {
 	file, moduleDir, err := o.registry.resolve()
 	if err != nil {
 		return err
 	}
 	am, err := lint.Amend(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir}, o.num, o.reason)
 	if errors.Is(err, gitx.ErrNotRepository) || errors.Is(err, gitx.ErrIncomplete) {
-		return envError(err)
+		return cliflag.Env(err)
 	}
 	if err != nil {
 		return err

@@ -8,10 +8,10 @@ import (
 	"github.com/hookreg/hookreg/internal/lint"
 )
 
-var auditCmd = &commandSpec{
-	name:    "audit",
-	summary: "check every commit in the history of the registry",
-	usage: `
+var auditCmd = &spec{
+	Name:    "audit",
+	Summary: "check every commit in the history of the registry",
+	Usage: `
 Usage: hookgen audit [--registry FILE] [--format text|json|github]
 
 Audit checks every commit in the history of HEAD that changed registry.yaml
@@ -30,7 +30,7 @@ Example:
 	registry.yaml:8:20: hook 10: commit 5d41402abc4b "tidy the registry": introduced_in changed from "0.9.0" to "1.0.0"; a landed hook never changes: set it back to "0.9.0" and add a new hook on top [immutable-version]
 		offending commit 5d41402abc4b2a76b9719d911017c592ae4c6f1e "tidy the registry"
 `,
-	new: func() command { return &auditOptions{} },
+	New: func() command { return &auditOptions{} },
 }
 
 // auditOptions are the options of hookgen audit.
@@ -39,26 +39,26 @@ type auditOptions struct {
 	format   formatFlag
 }
 
-func (o *auditOptions) flags(fs *flag.FlagSet) {
+func (o *auditOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	o.format.flags(fs)
 }
 
-func (o *auditOptions) validate(args []string) error {
+func (o *auditOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args); err != nil {
 		return err
 	}
 	return o.format.validate()
 }
 
-func (o *auditOptions) run(e *env) error {
+func (o *auditOptions) Run(e *env) error {
 	file, moduleDir, err := o.registry.resolve()
 	if err != nil {
 		return err
 	}
 	ds, err := lint.Audit(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir})
 	if err != nil {
-		return envError(err)
+		return cliflag.Env(err)
 	}
 	return o.format.report(e, ds)
 }

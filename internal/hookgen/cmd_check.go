@@ -14,10 +14,10 @@ import (
 // hookgen generate would write.
 const ruleStale = "stale"
 
-var checkCmd = &commandSpec{
-	name:    "check",
-	summary: "check registry.yaml, the hook functions and that generated/ is current",
-	usage: `
+var checkCmd = &spec{
+	Name:    "check",
+	Summary: "check registry.yaml, the hook functions and that generated/ is current",
+	Usage: `
 Usage: hookgen check [--registry FILE] [--out DIR] [--format text|json|github]
 
 Check reports every finding of the registry rules (numbers, versions, the
@@ -34,7 +34,7 @@ Example:
 	registry.yaml:12:5: hook 99: num 99 is not smaller than the num 100 above it (line 7); numbers decrease down the file [num-order]
 	generated/registry.go: generated file is stale: run "go generate ./..." [stale]
 `,
-	new: func() command { return &checkOptions{} },
+	New: func() command { return &checkOptions{} },
 }
 
 // checkOptions are the options of hookgen check.
@@ -44,20 +44,20 @@ type checkOptions struct {
 	format   formatFlag
 }
 
-func (o *checkOptions) flags(fs *flag.FlagSet) {
+func (o *checkOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	fs.StringVar(&o.out, flagOut, "", "the `DIR` of the generated files (default: generated/ beside the registry)")
 	o.format.flags(fs)
 }
 
-func (o *checkOptions) validate(args []string) error {
+func (o *checkOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args); err != nil {
 		return err
 	}
 	return o.format.validate()
 }
 
-func (o *checkOptions) run(e *env) error {
+func (o *checkOptions) Run(e *env) error {
 	c, ds, err := checkRegistry(o.registry)
 	if err != nil {
 		return err

@@ -12,10 +12,10 @@ import (
 
 const flagOut = "out"
 
-var generateCmd = &commandSpec{
-	name:    "generate",
-	summary: "write generated/registry.go and generated/hooks.sum from registry.yaml",
-	usage: `
+var generateCmd = &spec{
+	Name:    "generate",
+	Summary: "write generated/registry.go and generated/hooks.sum from registry.yaml",
+	Usage: `
 Usage: hookgen generate [--registry FILE] [--out DIR]
 
 Generate checks registry.yaml (its rules and the hook functions' types) and
@@ -31,7 +31,7 @@ Example (what "go generate ./..." runs at the module root):
 	 M generated/hooks.sum
 	 M generated/registry.go
 `,
-	new: func() command { return &generateOptions{} },
+	New: func() command { return &generateOptions{} },
 }
 
 // generateOptions are the options of hookgen generate.
@@ -40,16 +40,16 @@ type generateOptions struct {
 	out      string
 }
 
-func (o *generateOptions) flags(fs *flag.FlagSet) {
+func (o *generateOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	fs.StringVar(&o.out, flagOut, "", "the output `DIR` (default: generated/ beside the registry)")
 }
 
-func (o *generateOptions) validate(args []string) error {
+func (o *generateOptions) Validate(args []string) error {
 	return cliflag.Exactly(args)
 }
 
-func (o *generateOptions) run(e *env) error {
+func (o *generateOptions) Run(e *env) error {
 	c, ds, err := checkRegistry(o.registry)
 	if err != nil {
 		return err
@@ -66,7 +66,7 @@ func (o *generateOptions) run(e *env) error {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return envError(fmt.Errorf("creating the output directory: %w", err))
+		return cliflag.Env(fmt.Errorf("creating the output directory: %w", err))
 	}
 	for _, name := range sortedNames(files) {
 		path := filepath.Join(dir, name)

@@ -11,10 +11,10 @@ import (
 
 const flagAgainst = "against"
 
-var lintCmd = &commandSpec{
-	name:    "lint",
-	summary: "prove against git history that no landed hook changed",
-	usage: `
+var lintCmd = &spec{
+	Name:    "lint",
+	Summary: "prove against git history that no landed hook changed",
+	Usage: `
 Usage: hookgen lint [--against REF]... [--registry FILE] [--format text|json|github]
 
 Lint compares registry.yaml and the code of its hooks with registry.yaml and
@@ -54,7 +54,7 @@ Example:
 		registry.yaml: hook 98 landed in commit 1a2b3c4d5e6f "Add libfoo upgrade", first released in v5.0.0
 	$ hookgen lint --against origin/release-5.0 --format github
 `,
-	new: func() command { return &lintOptions{} },
+	New: func() command { return &lintOptions{} },
 }
 
 // lintOptions are the options of hookgen lint.
@@ -77,27 +77,27 @@ func (l *refList) Set(v string) error {
 	return nil
 }
 
-func (o *lintOptions) flags(fs *flag.FlagSet) {
+func (o *lintOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	o.format.flags(fs)
 	fs.Var(&o.against, flagAgainst, "compare with the commit `REF` (repeatable; default: the merge base with the default branch and every release tag)")
 }
 
-func (o *lintOptions) validate(args []string) error {
+func (o *lintOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args); err != nil {
 		return err
 	}
 	return o.format.validate()
 }
 
-func (o *lintOptions) run(e *env) error {
+func (o *lintOptions) Run(e *env) error {
 	file, moduleDir, err := o.registry.resolve()
 	if err != nil {
 		return err
 	}
 	ds, err := lint.Lint(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir, Against: o.against})
 	if err != nil {
-		return envError(err)
+		return cliflag.Env(err)
 	}
 	return o.format.report(e, ds)
 }

@@ -25,10 +25,10 @@ const (
 	flagVersion = "version"
 )
 
-var newCmd = &commandSpec{
-	name:    "new",
-	summary: "add a hook on top of registry.yaml, with a function and a test stub",
-	usage: `
+var newCmd = &spec{
+	Name:    "new",
+	Summary: "add a hook on top of registry.yaml, with a function and a test stub",
+	Usage: `
 Usage: hookgen new [--online] [--version V] [--registry FILE] NAME
 
 New adds hook NAME on top of registry.yaml with the next number, keeping the
@@ -45,7 +45,7 @@ Example:
 	hookgen: wrote hooks/libsess/upgradesessions.go and hooks/libsess/upgradesessions_test.go
 	$ go generate ./...
 `,
-	new: func() command { return &newOptions{} },
+	New: func() command { return &newOptions{} },
 }
 
 // newOptions are the options of hookgen new.
@@ -56,13 +56,13 @@ type newOptions struct {
 	name     string
 }
 
-func (o *newOptions) flags(fs *flag.FlagSet) {
+func (o *newOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	fs.BoolVar(&o.online, flagOnline, false, "allow the hook to run on a live store")
 	fs.StringVar(&o.version, flagVersion, "", "the release `V` that introduces the hook (default: the registry's release)")
 }
 
-func (o *newOptions) validate(args []string) error {
+func (o *newOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args, "NAME"); err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func (o *newOptions) validate(args []string) error {
 	return nil
 }
 
-func (o *newOptions) run(e *env) error {
+func (o *newOptions) Run(e *env) error {
 	c, ds, err := readRegistry(o.registry)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func (o *newOptions) run(e *env) error {
 	}
 	data, err := os.ReadFile(c.file)
 	if err != nil {
-		return envError(fmt.Errorf("reading the registry: %w", err))
+		return cliflag.Env(fmt.Errorf("reading the registry: %w", err))
 	}
 	edited, err := registry.InsertHook(data, h)
 	if err != nil {
@@ -182,7 +182,7 @@ func (o *newOptions) newHook(f *registry.File) (registry.NewHook, error) {
 func packageNameIn(dir, sub string) (string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", envError(fmt.Errorf("reading the hook package: %w", err))
+		return "", cliflag.Env(fmt.Errorf("reading the hook package: %w", err))
 	}
 	for _, ent := range entries {
 		if name := ent.Name(); strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") {

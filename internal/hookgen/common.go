@@ -32,7 +32,7 @@ func (r *registryFlag) flags(fs *flag.FlagSet) {
 func (r *registryFlag) resolve() (file, moduleDir string, err error) {
 	wd, err := os.Getwd()
 	if err != nil {
-		return "", "", envError(fmt.Errorf("finding the working directory: %w", err))
+		return "", "", cliflag.Env(fmt.Errorf("finding the working directory: %w", err))
 	}
 	if r.path != "" {
 		abs := r.path
@@ -58,11 +58,11 @@ func findModuleRoot(dir string) (string, error) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			return d, nil
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return "", envError(fmt.Errorf("finding the module root: %w", err))
+			return "", cliflag.Env(fmt.Errorf("finding the module root: %w", err))
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", envError(fmt.Errorf("finding the module root: no go.mod in %s or any parent directory", dir))
+			return "", cliflag.Env(fmt.Errorf("finding the module root: no go.mod in %s or any parent directory", dir))
 		}
 		d = parent
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/diag"
 	"github.com/hookreg/hookreg/internal/gen"
 	"github.com/hookreg/hookreg/internal/registry"
@@ -34,7 +35,7 @@ func readRegistry(r registryFlag) (*checked, []diag.Diagnostic, error) {
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, nil, envError(fmt.Errorf("reading the registry: %w", err))
+		return nil, nil, cliflag.Env(fmt.Errorf("reading the registry: %w", err))
 	}
 	f, ds := registry.Parse(file, data)
 	ds = append(ds, registry.Check(f)...)
@@ -56,7 +57,7 @@ func checkRegistry(r registryFlag) (*checked, []diag.Diagnostic, error) {
 	}
 	funcs, fds, err := registry.LoadFuncs(c.moduleDir, c.reg)
 	if err != nil {
-		return nil, nil, envError(err)
+		return nil, nil, cliflag.Env(err)
 	}
 	c.funcs = funcs
 	return c, relativize(append(ds, fds...)), nil
@@ -142,7 +143,7 @@ func same(path string, data []byte) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, envError(fmt.Errorf("reading %s: %w", path, err))
+		return false, cliflag.Env(fmt.Errorf("reading %s: %w", path, err))
 	}
 	return bytes.Equal(old, data), nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/hookgen"
 	"github.com/hookreg/hookreg/internal/registry"
 )
@@ -24,7 +25,7 @@ func (g *gate) registryRelease(ctx context.Context) error {
 	path := filepath.Join(g.opts.Dir, "registry.yaml")
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return &envError{fmt.Errorf("reading registry: %w", err)}
+		return cliflag.Env(fmt.Errorf("reading registry: %w", err))
 	}
 	f, diags := registry.Parse("registry.yaml", data)
 	if len(diags) > 0 {

@@ -110,23 +110,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Log = stderr
-	if err := Run(context.Background(), opts); err != nil {
+	err = Run(context.Background(), opts)
+	if err != nil {
 		fmt.Fprintf(stderr, "release: %v\n", err)
-		var envErr *envError
-		if errors.As(err, &envErr) || errors.Is(err, cliflag.ErrUsage) {
-			return 2
-		}
-		return 1
 	}
-	return 0
+	return cliflag.ExitCode(err)
 }
-
-// envError is a failure of the environment (not a git repository, git or
-// go missing): exit status 2.
-type envError struct{ err error }
-
-func (e *envError) Error() string { return e.err.Error() }
-func (e *envError) Unwrap() error { return e.err }
 
 // Run checks the gate and builds the release.
 func Run(ctx context.Context, opts Options) error {
@@ -138,7 +127,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
-		return &envError{err}
+		return cliflag.Env(err)
 	}
 	opts.Dir = dir
 	if opts.Dist == "" {
@@ -152,7 +141,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	tmp, err := os.MkdirTemp("", "hookreg-release-")
 	if err != nil {
-		return &envError{err}
+		return cliflag.Env(err)
 	}
 	defer os.RemoveAll(tmp)
 	g := &gate{opts: opts, tmp: tmp}
@@ -188,7 +177,7 @@ func (g *gate) git(ctx context.Context, args ...string) (string, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", &envError{fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))}
+		return "", cliflag.Env(fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String())))
 	}
 	return string(out), nil
 }

@@ -1,0 +1,152 @@
+// Package subcmd is the subcommand frame both hookreg tools (hookgen and the
+// migrator) share: dispatch by name, "help" and "CMD --help" with the
+// command's usage and flags, flags before or after the positional arguments
+// (internal/cliflag), a validate step, then a run step.
+//
+//	prog := &subcmd.Program[*env]{
+//		Name:     "hookgen",
+//		Summary:  "hookgen checks an upgrade-hook registry.",
+//		Commands: []*subcmd.Spec[*env]{generateCmd, checkCmd},
+//	}
+//	err := prog.Run(e, stdout, stderr, os.Args[1:])
+//	os.Exit(cliflag.ExitCode(err))
+package subcmd
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+)
+
+// Command is one subcommand: an options struct that declares its flags,
+// validates the positional arguments and runs with the program's
+// environment E.
+type Command[E any] interface {
+	Flags(fs *flag.FlagSet)
+	Validate(args []string) error
+	Run(e E) error
+}
+
+// Spec describes a subcommand for dispatch and help.
+type Spec[E any] struct {
+	Name    string
+	Summary string
+	// Usage is the full help text: the synopsis, the flags' meaning and an
+	// example.
+	Usage string
+	New   func() Command[E]
+	// Hidden keeps an internal command out of the overview.
+	Hidden bool
+}
+
+// Program is a command with subcommands.
+type Program[E any] struct {
+	// Name is the program's name, such as "hookgen".
+	Name string
+	// Summary is the first line of the overview.
+	Summary string
+	// Commands in the order the overview lists them.
+	Commands []*Spec[E]
+	// WrapErrors prefixes a command's errors with its name ("plan: ...").
+	WrapErrors bool
+}
+
+func (p *Program[E]) lookup(name string) *Spec[E] {
+	for _, c := range p.Commands {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Run runs the subcommand args[0] with the rest of args. Help goes to
+// stdout; the overview after a missing command to stderr. Command-line
+// errors wrap cliflag.ErrUsage.
+func (p *Program[E]) Run(e E, stdout, stderr io.Writer, args []string) error {
+	if len(args) == 0 {
+		p.writeOverview(stderr)
+		return cliflag.Usagef("missing command")
+	}
+	name, args := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		return p.help(stdout, args)
+	}
+	spec := p.lookup(name)
+	if spec == nil {
+		return cliflag.Usagef("unknown command %q (run \"%s help\")", name, p.Name)
+	}
+	cmd := spec.New()
+	fs := p.flagSet(spec, cmd)
+	pos, err := cliflag.Parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		writeUsage(stdout, spec, fs)
+		return nil
+	}
+	if err == nil {
+		err = cmd.Validate(pos)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w (run \"%s help %s\")", err, p.Name, spec.Name)
+	} else {
+		err = cmd.Run(e)
+	}
+	if err != nil && p.WrapErrors {
+		return fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	return err
+}
+
+func (p *Program[E]) flagSet(spec *Spec[E], cmd Command[E]) *flag.FlagSet {
+	fs := flag.NewFlagSet(p.Name+" "+spec.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cmd.Flags(fs)
+	return fs
+}
+
+func (p *Program[E]) help(w io.Writer, args []string) error {
+	switch len(args) {
+	case 0:
+		p.writeOverview(w)
+		return nil
+	case 1:
+		spec := p.lookup(args[0])
+		if spec == nil {
+			return cliflag.Usagef("unknown command %q (run \"%s help\")", args[0], p.Name)
+		}
+		writeUsage(w, spec, p.flagSet(spec, spec.New()))
+		return nil
+	}
+	return cliflag.Usagef("help takes at most one command, got %d", len(args))
+}
+
+func (p *Program[E]) writeOverview(w io.Writer) {
+	width := 0
+	for _, c := range p.Commands {
+		if !c.Hidden {
+			width = max(width, len(c.Name))
+		}
+	}
+	fmt.Fprintf(w, "%s\n\nUsage: %s COMMAND [flags] [args]\n\nCommands:\n", p.Summary, p.Name)
+	for _, c := range p.Commands {
+		if !c.Hidden {
+			fmt.Fprintf(w, "  %-*s %s\n", width+1, c.Name, c.Summary)
+		}
+	}
+	fmt.Fprintf(w, "\nRun \"%s help COMMAND\" or \"%s COMMAND --help\" for a command's flags and an example.\n", p.Name, p.Name)
+}
+
+func writeUsage[E any](w io.Writer, spec *Spec[E], fs *flag.FlagSet) {
+	fmt.Fprintf(w, "%s\n", strings.TrimSpace(spec.Usage))
+	var flags strings.Builder
+	fs.SetOutput(&flags)
+	fs.PrintDefaults()
+	if flags.Len() > 0 {
+		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
+	}
+}

@@ -1,0 +1,105 @@
+package subcmd
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+)
+
+type greet struct {
+	loud bool
+	name string
+}
+
+func (g *greet) Flags(fs *flag.FlagSet) { fs.BoolVar(&g.loud, "loud", false, "shout") }
+
+func (g *greet) Validate(args []string) error {
+	if err := cliflag.Exactly(args, "NAME"); err != nil {
+		return err
+	}
+	g.name = args[0]
+	return nil
+}
+
+func (g *greet) Run(out *strings.Builder) error {
+	if g.name == "nobody" {
+		return errors.New("nobody to greet")
+	}
+	msg := "hello " + g.name
+	if g.loud {
+		msg = strings.ToUpper(msg)
+	}
+	fmt.Fprintln(out, msg)
+	return nil
+}
+
+func program(wrap bool) *Program[*strings.Builder] {
+	return &Program[*strings.Builder]{
+		Name:    "tool",
+		Summary: "tool greets.",
+		Commands: []*Spec[*strings.Builder]{
+			{Name: "greet", Summary: "say hello", Usage: "Usage: tool greet [--loud] NAME\n", New: func() Command[*strings.Builder] { return &greet{} }},
+			{Name: "secret", Summary: "hidden", Hidden: true, New: func() Command[*strings.Builder] { return &greet{} }},
+		},
+		WrapErrors: wrap,
+	}
+}
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		args           []string
+		wrap           bool
+		out, stdout    string
+		err            string
+		code           int
+		stderrContains string
+	}{
+		{args: []string{"greet", "bob", "--loud"}, out: "HELLO BOB\n"},
+		{args: []string{"greet", "nobody"}, err: "nobody to greet", code: 1},
+		{args: []string{"greet", "nobody"}, wrap: true, err: "greet: nobody to greet", code: 1},
+		{args: []string{"greet"}, err: `missing argument NAME (run "tool help greet")`, code: 2},
+		{args: []string{"greet", "--nope", "x"}, err: "flag provided but not defined: -nope (run \"tool help greet\")", code: 2},
+		{args: []string{"wave"}, err: `unknown command "wave" (run "tool help")`, code: 2},
+		{args: nil, err: "missing command", code: 2, stderrContains: "  greet  say hello\n"},
+		{args: []string{"help"}, stdout: "tool greets.\n\nUsage: tool COMMAND [flags] [args]\n\nCommands:\n  greet  say hello\n\nRun \"tool help COMMAND\" or \"tool COMMAND --help\" for a command's flags and an example.\n"},
+		{args: []string{"greet", "--help"}, stdout: "Usage: tool greet [--loud] NAME\n\nFlags:\n  -loud\n    \tshout\n"},
+		{args: []string{"help", "greet"}, stdout: "Usage: tool greet [--loud] NAME\n\nFlags:\n  -loud\n    \tshout\n"},
+		{args: []string{"help", "a", "b"}, err: "help takes at most one command, got 2", code: 2},
+	} {
+		var out, stdout, stderr strings.Builder
+		err := program(tc.wrap).Run(&out, &stdout, &stderr, tc.args)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.err || cliflag.ExitCode(err) != tc.code {
+			t.Errorf("%q: error %q (exit %d), want %q (exit %d)", tc.args, got, cliflag.ExitCode(err), tc.err, tc.code)
+		}
+		if out.String() != tc.out || stdout.String() != tc.stdout {
+			t.Errorf("%q: out %q, stdout %q; want %q, %q", tc.args, out.String(), stdout.String(), tc.out, tc.stdout)
+		}
+		if !strings.Contains(stderr.String(), tc.stderrContains) {
+			t.Errorf("%q: stderr %q does not contain %q", tc.args, stderr.String(), tc.stderrContains)
+		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for err, want := range map[error]int{
+		nil:                   0,
+		errors.New("refused"): 1,
+		cliflag.Usagef("bad"): 2,
+		fmt.Errorf("x: %w", cliflag.Env(errors.New("no file"))): 2,
+	} {
+		if got := cliflag.ExitCode(err); got != want {
+			t.Errorf("ExitCode(%v) = %d, want %d", err, got, want)
+		}
+	}
+	if cliflag.Env(nil) != nil {
+		t.Error("Env(nil) != nil")
+	}
+}
