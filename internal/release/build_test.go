@@ -57,33 +57,3 @@ func gitOut(t *testing.T, dir string, args ...string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
-
-func TestSHA256Sums(t *testing.T) {
-	dir := t.TempDir()
-	for name, data := range map[string]string{"b/x": "hello\n", "a": ""} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := sha256sums(dir, []string{filepath.Join(dir, "b/x"), filepath.Join(dir, "a")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "SHA256SUMS"), got, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sha256sum", "--check", "--strict", "SHA256SUMS")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("sha256sum -c: %v\n%s", err, out)
-	}
-	want := "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a\n" +
-		"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  b/x\n"
-	if string(got) != want {
-		t.Errorf("sha256sums =\n%s\nwant\n%s", got, want)
-	}
-}

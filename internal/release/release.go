@@ -27,8 +27,6 @@ package release
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -37,12 +35,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/sha256sum"
 )
 
 // Refusal is a failed gate check: the release is not built.
@@ -347,9 +345,9 @@ func releaseJSON(version string, migratorVersion []byte) ([]byte, error) {
 // sha256sums returns the sha256sum-format listing of files, named relative
 // to dir, sorted.
 func sha256sums(dir string, files []string) ([]byte, error) {
-	var lines []string
+	sums := map[string]string{}
 	for _, f := range files {
-		sum, err := fileSHA256(f)
+		sum, err := sha256sum.File(f)
 		if err != nil {
 			return nil, err
 		}
@@ -357,22 +355,7 @@ func sha256sums(dir string, files []string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		lines = append(lines, sum+"  "+filepath.ToSlash(rel))
+		sums[filepath.ToSlash(rel)] = sum
 	}
-	slices.SortFunc(lines, func(a, b string) int { return strings.Compare(a[66:], b[66:]) })
-	return []byte(strings.Join(lines, "\n") + "\n"), nil
-}
-
-// fileSHA256 returns the hex sha256 of the file at path.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sha256sum.Format(sums), nil
 }
