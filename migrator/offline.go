@@ -34,7 +34,6 @@ const (
 )
 
 func init() {
-	upgradeOffline = runOffline
 	register(&spec{
 		Name:    offlineChild,
 		Summary: "the child process of \"upgrade --offline\" (internal)",

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
-	"github.com/hookreg/hookreg/upgrade"
 )
 
 func init() {
@@ -41,10 +40,6 @@ Example:
 // flagBackup names a backup archive.
 const flagBackup = "backup"
 
-// backupMetadata reads the upgrade metadata of the backup archive at path
-// (from its manifest) for "plan --backup"; the backup commands set it.
-var backupMetadata func(e *env, path string) (upgrade.Metadata, error)
-
 type planOptions struct {
 	store  string
 	backup string
@@ -70,10 +65,7 @@ var errRefused = errors.New("the upgrade would be refused")
 func (o *planOptions) Run(e *env) error {
 	var r *planReport
 	if o.backup != "" {
-		if backupMetadata == nil {
-			return envErrorf("planning from a backup is not available in this build")
-		}
-		meta, err := backupMetadata(e, o.backup)
+		meta, err := planBackup(e, o.backup)
 		if err != nil {
 			return err
 		}

@@ -6,10 +6,6 @@ import (
 	"github.com/hookreg/hookreg/upgrade"
 )
 
-func init() {
-	backupMetadata = planBackup
-}
-
 // planBackup reads the upgrade metadata of the backup at path for "plan
 // --backup": it verifies the whole archive first (every checksum, the
 // structure, the manifest against the content), so a plan is never made

@@ -59,9 +59,6 @@ const (
 	flagAllowDigestMismatch = "allow-digest-mismatch"
 )
 
-// upgradeOffline runs "upgrade --offline"; the backup commands set it.
-var upgradeOffline func(e *env, o *upgradeOptions) error
-
 type upgradeOptions struct {
 	store               string
 	online              bool
@@ -103,10 +100,7 @@ func (o *upgradeOptions) Validate(args []string) error {
 
 func (o *upgradeOptions) Run(e *env) error {
 	if o.offline {
-		if upgradeOffline == nil {
-			return envErrorf("offline upgrades are not available in this build")
-		}
-		return upgradeOffline(e, o)
+		return runOffline(e, o)
 	}
 	st, err := openStore(o.store, openWrite)
 	if err != nil {
