@@ -38,9 +38,15 @@ generate:
 check-generated:
 	$(GO) run ./cmd/hookgen check
 
-## lint: hookgen lint against the default references, and gofmt
+# AUDIT_SINCE is where this repository's hooks were finished: before it the
+# example hooks were stubs (see README, Decisions)
+AUDIT_SINCE := 5c66d75
+
+## lint: hookgen lint against the default references, hookgen audit of the
+## history since AUDIT_SINCE, and gofmt
 lint:
 	$(GO) run ./cmd/hookgen lint
+	$(GO) run ./cmd/hookgen audit --since $(AUDIT_SINCE)
 	@test -z "$$(gofmt -l . | grep -v '^testdata/')" || { gofmt -l . | grep -v '^testdata/'; exit 1; }
 
 ## fmt: gofmt the tree

@@ -12,7 +12,7 @@ var auditCmd = &spec{
 	Name:    "audit",
 	Summary: "check every commit in the history of the registry",
 	Usage: `
-Usage: hookgen audit [--registry FILE] [--format text|json|github]
+Usage: hookgen audit [--since REV] [--registry FILE] [--format text|json|github]
 
 Audit checks every commit in the history of HEAD that changed registry.yaml
 or generated/hooks.sum against its parent (a merge against its first
@@ -21,7 +21,8 @@ retired below min_data_version), renumbered, edited or inserted below, and
 no hooks.sum digest changed without a matching amendment. Each finding names
 the offending commit; its position is in registry.yaml as it was at that
 commit. It is the tool for adopting hookreg on an existing repository and
-for CI on protected branches. History is read in batch (one git log, one
+for CI on protected branches; --since REV accepts the history up to REV as
+it is (the commit that adopted hookreg) and checks only what came after. History is read in batch (one git log, one
 git cat-file), so it stays fast on long histories.
 
 Example:
@@ -37,11 +38,16 @@ Example:
 type auditOptions struct {
 	registry registryFlag
 	format   formatFlag
+	since    string
 }
+
+// flagSince names the commit after which audit checks the history.
+const flagSince = "since"
 
 func (o *auditOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	o.format.flags(fs)
+	fs.StringVar(&o.since, flagSince, "", "check only the commits after `REV`")
 }
 
 func (o *auditOptions) Validate(args []string) error {
@@ -56,7 +62,7 @@ func (o *auditOptions) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	ds, err := lint.Audit(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir})
+	ds, err := lint.Audit(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir, Since: o.since})
 	if err != nil {
 		return cliflag.Env(err)
 	}

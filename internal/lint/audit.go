@@ -42,11 +42,22 @@ func Audit(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) 
 	} else if err != nil {
 		return nil, err
 	}
+	rev := "HEAD"
+	if opts.Since != "" {
+		since, err := w.repo.Resolve(ctx, opts.Since)
+		if errors.Is(err, gitx.ErrUnknownRevision) {
+			return nil, fmt.Errorf("--since %q: %w: no such commit, branch or tag in %s (fetch it, or check the name)", opts.Since, ErrUnknownRef, w.repo.Root)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rev = since + "..HEAD"
+	}
 	if w.batch, err = w.repo.Batch(ctx); err != nil {
 		return nil, err
 	}
 	a := &auditor{w: w, state: make(map[string]blobs), cache: make(map[string][]byte)}
-	err = w.repo.Log(ctx, "HEAD", []string{w.relReg, w.relSum}, func(c *gitx.Commit) error {
+	err = w.repo.Log(ctx, rev, []string{w.relReg, w.relSum}, func(c *gitx.Commit) error {
 		found, err := a.commit(c)
 		ds = append(ds, found...)
 		return err

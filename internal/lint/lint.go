@@ -30,6 +30,9 @@ type Options struct {
 	// defaults: the merge base with the default branch and every release
 	// tag.
 	Against []string
+	// Since limits the audit to the commits after it (adoption: the
+	// history before it is accepted as it is); empty means all history.
+	Since string
 }
 
 // ErrUnknownRef is returned for an --against reference that names no
