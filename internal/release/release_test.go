@@ -71,6 +71,20 @@ func TestRelease(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(src, "dist", "99.0.0")); !os.IsNotExist(err) {
 		t.Errorf("release 99.0.0 left dist/99.0.0: %v", err)
 	}
+
+	// A release fixture that does not upgrade stops the release.
+	if err := os.WriteFile(filepath.Join(src, "testdata", "releases", "0.1.0.tar.zst"), []byte("not a backup"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitOut(t, src, "add", "testdata/releases")
+	gitOut(t, src, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "a damaged fixture")
+	err = Run(context.Background(), Options{Dir: src, Version: version, Targets: []Target{host}, Dist: "dist2"})
+	if r, ok := err.(*Refusal); !ok || !strings.Contains(r.Reason, "release fixture 0.1.0.tar.zst does not upgrade") {
+		t.Errorf("damaged fixture: got %v, want a refusal naming 0.1.0.tar.zst", err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "dist2")); !os.IsNotExist(err) {
+		t.Errorf("a refused release left dist2: %v", err)
+	}
 }
 
 // registryRelease returns the release registry.yaml in dir declares.
