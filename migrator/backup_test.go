@@ -25,7 +25,6 @@ import (
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/migrator"
-	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -105,52 +104,6 @@ func buildStore(t testing.TB, path, release string, size example.Size) {
 	if err := example.Build(context.Background(), st, generated.Registry, release, size); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// storeDigest returns a digest of every table and record of the store
-// file path, or an error when it cannot be opened or read.
-func storeDigest(path string) (string, error) {
-	st, err := bolt.Open(path, bolt.Options{ReadOnly: true})
-	if err != nil {
-		return "", err
-	}
-	defer st.Close()
-	if err := st.Check(); err != nil {
-		return "", err
-	}
-	tx, err := st.Begin(false)
-	if err != nil {
-		return "", err
-	}
-	defer tx.Rollback()
-	return txDigest(tx, nil)
-}
-
-// txDigest digests every table of tx but those of skip.
-func txDigest(tx store.Tx, skip []string) (string, error) {
-	names, err := tx.Tables()
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	for _, name := range names {
-		if slices.Contains(skip, name) {
-			continue
-		}
-		t, err := tx.Table(name)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "table %q\n", name)
-		err = t.Scan(nil, func(k, v []byte) error {
-			fmt.Fprintf(h, "%q %q\n", k, v)
-			return nil
-		})
-		if err != nil {
-			return "", err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // dirDigest digests the files, modes and contents below dir.
@@ -278,11 +231,11 @@ func TestBackupRoundTripBinary(t *testing.T) {
 	if _, err := migrator.Restore(generated.Registry, out, dst, migrator.RestoreOptions{ConfigDir: dstCfg}); err != nil {
 		t.Fatal(err)
 	}
-	want, err := storeDigest(src)
+	want, err := example.Digest(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := storeDigest(dst); err != nil || got != want {
+	if got, err := example.Digest(dst); err != nil || got != want {
 		t.Errorf("restored store digest %s (%v), want %s", got, err, want)
 	}
 	want, _ = dirDigest(cfg)

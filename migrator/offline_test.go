@@ -41,7 +41,10 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 	dir := t.TempDir()
 	expected := filepath.Join(dir, "expected.db")
 	buildStore(t, expected, generated.Registry.Release, example.Small)
-	want := metaFreeDigest(t, expected)
+	want, err := example.Digest(expected, store.MetaTable)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, fixture := range fixtures(t) {
 		release := strings.TrimSuffix(filepath.Base(fixture), ".tar.zst")
 		t.Run(release, func(t *testing.T) {
@@ -80,7 +83,7 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 			if err := example.Verify(tx, generated.Registry.Release, example.Small); err != nil {
 				t.Error(err)
 			}
-			if d, err := txDigest(tx, []string{store.MetaTable}); err != nil || d != want {
+			if d, err := example.TxDigest(tx, store.MetaTable); err != nil || d != want {
 				t.Errorf("upgraded data differ from the example data upgraded in-process (%v)", err)
 			}
 			meta, err := upgrade.ReadMetadata(tx)
@@ -115,25 +118,6 @@ func metadataOf(t *testing.T, path string) upgrade.Metadata {
 		t.Fatal(err)
 	}
 	return meta
-}
-
-func metaFreeDigest(t *testing.T, path string) string {
-	t.Helper()
-	st, err := bolt.Open(path, bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	tx, err := st.Begin(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	d, err := txDigest(tx, []string{store.MetaTable})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // TestOfflineHookFailure: a failing hook and a hook that kills the child

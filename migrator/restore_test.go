@@ -76,14 +76,14 @@ func TestRestoreCrash(t *testing.T) {
 	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
 
 	oldState(t, db, cfg, template)
-	oldStore, err := storeDigest(db)
+	oldStore, err := example.Digest(db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldConfig, _ := dirDigest(cfg)
 	cmd := migratorCmd(t, "example", "restore", backup, "--store", db, "--config", cfg)
 	took := timeRun(t, cmd)
-	newStore, err := storeDigest(db)
+	newStore, err := example.Digest(db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestRestoreCrash(t *testing.T) {
 			delay = took*3/4 + time.Duration(rng.Int64N(int64(took/2)))
 		}
 		finished := killAfter(t, migratorCmd(t, "example", "restore", backup, "--store", db, "--config", cfg), delay)
-		s, err := storeDigest(db)
+		s, err := example.Digest(db)
 		if err != nil {
 			t.Fatalf("kill %d after %s: the store does not open: %v", i, delay, err)
 		}
@@ -243,14 +243,14 @@ func TestRestoreRefusals(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			oldState(t, db, cfg, template)
-			before, _ := storeDigest(db)
+			before, _ := example.Digest(db)
 			beforeCfg, _ := dirDigest(cfg)
 			entries := names(t, dir)
 			code, _, stderr := runMigrator(t, "example", "restore", c.archive, "--store", db, "--config", cfg)
 			if code != c.code || !strings.Contains(stderr, c.want) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr, c.code, c.want)
 			}
-			if after, _ := storeDigest(db); after != before {
+			if after, _ := example.Digest(db); after != before {
 				t.Errorf("the store changed")
 			}
 			if after, _ := dirDigest(cfg); after != beforeCfg {
@@ -264,7 +264,7 @@ func TestRestoreRefusals(t *testing.T) {
 
 	t.Run("in use", func(t *testing.T) {
 		oldState(t, db, cfg, template)
-		before, _ := storeDigest(db)
+		before, _ := example.Digest(db)
 		// This process holds the store, as a running product would.
 		st, err := bolt.Open(db, bolt.Options{})
 		if err != nil {
@@ -276,7 +276,7 @@ func TestRestoreRefusals(t *testing.T) {
 			t.Errorf("exit %d, stderr %q; want a refusal: store in use", code, stderr)
 		}
 		st.Close()
-		if after, _ := storeDigest(db); after != before {
+		if after, _ := example.Digest(db); after != before {
 			t.Errorf("the store changed")
 		}
 	})
