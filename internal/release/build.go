@@ -39,10 +39,12 @@ var Commands = []string{"./cmd/migrator", "./cmd/hookgen"}
 // dir for t into the file out, reproducibly: no cgo, -trimpath, an empty
 // build id and VCS stamping from the commit (not from the clock), so two
 // builds of one commit are byte-identical whatever their paths and times.
-func Build(ctx context.Context, dir string, t Target, pkg, out string) error {
+// env adds to the environment of the go command (such as a GOCACHE).
+func Build(ctx context.Context, dir string, t Target, pkg, out string, env ...string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=auto", "-ldflags=-buildid=", "-o", out, pkg)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+t.GOOS, "GOARCH="+t.GOARCH, "GOFLAGS=", "GOTOOLCHAIN=local")
+	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -11,7 +11,9 @@
 //     with nothing left pending (the fixture upgrade matrix).
 //
 // Then it builds migrator and hookgen for every platform of [Targets] into
-// dist/X.Y.Z/<goos>-<goarch>/, reproducibly (see [Build]), and writes
+// dist/X.Y.Z/<goos>-<goarch>/, reproducibly (see [Build]), rebuilds every
+// migrator from an empty build cache and refuses unless the bytes are
+// identical, and writes
 // dist/X.Y.Z/SHA256SUMS and dist/X.Y.Z/release.json (the release, the
 // product, the registry digest and the hooks, as "migrator version --json"
 // of the built binary reports them).
@@ -293,6 +295,9 @@ func (g *gate) build(ctx context.Context) error {
 			files = append(files, out)
 		}
 	}
+	if err := g.reproduce(ctx, dist); err != nil {
+		return err
+	}
 	version, err := g.run(ctx, g.migrator, "version", "--json")
 	if err != nil {
 		return fmt.Errorf("reading the registry of the built migrator: %w", err)
@@ -314,6 +319,35 @@ func (g *gate) build(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(g.opts.Log, "release: %s is in %s\n", g.opts.Version, dist)
+	return nil
+}
+
+// reproduce builds the migrator of every target again, from nothing (an
+// empty build cache), and refuses the release unless the bytes equal those
+// in dist: a release whose binaries cannot be rebuilt bit for bit from its
+// commit is not shipped.
+func (g *gate) reproduce(ctx context.Context, dist string) error {
+	cache := filepath.Join(g.tmp, "gocache")
+	for _, t := range g.opts.Targets {
+		fmt.Fprintf(g.opts.Log, "release: rebuilding the migrator for %s from an empty build cache\n", t)
+		again := filepath.Join(g.tmp, "again", t.String(), t.exe("migrator"))
+		if err := Build(ctx, g.opts.Dir, t, "./cmd/migrator", again, "GOCACHE="+cache); err != nil {
+			return err
+		}
+		first := binPath(dist, t, "./cmd/migrator")
+		a, err := sha256sum.File(first)
+		if err != nil {
+			return err
+		}
+		b, err := sha256sum.File(again)
+		if err != nil {
+			return err
+		}
+		if a != b {
+			os.RemoveAll(dist)
+			return refusef("the migrator for %s is not reproducible: two builds of this commit differ (sha256 %s and %s)", t, a, b)
+		}
+	}
 	return nil
 }
 
