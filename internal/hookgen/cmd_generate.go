@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/diag"
 )
@@ -77,7 +78,7 @@ func (o *generateOptions) Run(e *env) error {
 		if unchanged {
 			continue
 		}
-		if err := writeFile(path, files[name]); err != nil {
+		if err := atomicfile.Write(path, files[name], 0o644); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/diag"
 	"github.com/hookreg/hookreg/internal/registry"
@@ -133,11 +134,11 @@ func (o *newOptions) Run(e *env) error {
 		return fmt.Errorf("adding hook %d: %w", h.Num, err)
 	}
 	for _, f := range files {
-		if err := writeFile(f.path, f.code); err != nil {
+		if err := atomicfile.Write(f.path, f.code, 0o644); err != nil {
 			return fmt.Errorf("adding hook %d: %w", h.Num, err)
 		}
 	}
-	if err := writeFile(c.file, edited); err != nil {
+	if err := atomicfile.Write(c.file, edited, 0o644); err != nil {
 		return fmt.Errorf("adding hook %d: %w", h.Num, err)
 	}
 	mode := "offline"
