@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -61,19 +63,20 @@ func (c content) manifest() archive.Manifest {
 }
 
 func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return slices.Sorted(maps.Keys(m))
 }
 
 // write writes c as an archive.
 func write(t testing.TB, c content, opts archive.Options) []byte {
 	t.Helper()
+	return writeManifest(t, c.manifest(), c, opts)
+}
+
+// writeManifest writes c as an archive with manifest m.
+func writeManifest(t testing.TB, m archive.Manifest, c content, opts archive.Options) []byte {
+	t.Helper()
 	var buf bytes.Buffer
-	w, err := archive.NewWriter(&buf, c.manifest(), opts)
+	w, err := archive.NewWriter(&buf, m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +103,12 @@ func write(t testing.TB, c content, opts archive.Options) []byte {
 
 // read reads an archive back into a content.
 func read(data []byte) (*archive.Manifest, content, error) {
+	return readConfig(data, nil)
+}
+
+// readConfig reads an archive back into a content, passing every
+// configuration file also to config, when not nil, as it streams.
+func readConfig(data []byte, config func(c archive.ConfigFile, data []byte) error) (*archive.Manifest, content, error) {
 	got := content{tables: map[string][]record{}, config: map[string]configData{}}
 	m, err := archive.Read(bytes.NewReader(data), archive.Handler{
 		Table: func(t archive.TableInfo) error {
@@ -112,6 +121,9 @@ func read(data []byte) (*archive.Manifest, content, error) {
 		},
 		Config: func(c archive.ConfigFile, data []byte) error {
 			got.config[c.Path] = configData{c.Mode, data}
+			if config != nil {
+				return config(c, data)
+			}
 			return nil
 		},
 	})

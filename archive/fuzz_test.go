@@ -39,24 +39,12 @@ func FuzzReadArchive(f *testing.F) {
 		if err := os.Mkdir(target, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		got := content{tables: map[string][]record{}, config: map[string]configData{}}
-		m, err := archive.Read(bytes.NewReader(data), archive.Handler{
-			Table: func(ti archive.TableInfo) error {
-				got.tables[ti.Name] = []record{}
-				return nil
-			},
-			Record: func(table string, key, value []byte) error {
-				got.tables[table] = append(got.tables[table], record{key, value})
-				return nil
-			},
-			Config: func(c archive.ConfigFile, data []byte) error {
-				got.config[c.Path] = configData{c.Mode, data}
-				p := filepath.Join(target, filepath.FromSlash(c.Path))
-				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-					return err
-				}
-				return os.WriteFile(p, data, 0o600)
-			},
+		m, got, err := readConfig(data, func(c archive.ConfigFile, data []byte) error {
+			p := filepath.Join(target, filepath.FromSlash(c.Path))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(p, data, 0o600)
 		})
 		entries, rerr := os.ReadDir(dir)
 		if rerr != nil || len(entries) != 1 || entries[0].Name() != "target" {
@@ -71,30 +59,8 @@ func FuzzReadArchive(f *testing.F) {
 		if vm, err := archive.Verify(bytes.NewReader(data)); err != nil || !reflect.DeepEqual(vm, m) {
 			t.Fatalf("Read accepted the archive, Verify = %v, %v", vm, err)
 		}
-		var buf bytes.Buffer
-		w, err := archive.NewWriter(&buf, *m, archive.Options{Compression: archive.None})
-		if err != nil {
-			t.Fatalf("rewriting an accepted manifest: %v", err)
-		}
-		for _, ti := range m.Tables {
-			if err := w.Table(ti.Name); err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range got.tables[ti.Name] {
-				if err := w.Record(r.key, r.value); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		for _, c := range m.Config {
-			if err := w.Config(c.Path, c.Mode, got.config[c.Path].data); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		m2, got2, err := read(buf.Bytes())
+		rewritten := writeManifest(t, *m, got, archive.Options{Compression: archive.None})
+		m2, got2, err := read(rewritten)
 		if err != nil || !reflect.DeepEqual(m2, m) || !reflect.DeepEqual(got2, got) {
 			t.Fatalf("the rewritten archive reads back differently: %v", err)
 		}
