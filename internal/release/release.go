@@ -37,6 +37,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
@@ -224,7 +225,7 @@ func (g *gate) fixture(ctx context.Context) error {
 // matrix builds the host migrator and upgrades every release fixture
 // offline with it.
 func (g *gate) matrix(ctx context.Context) error {
-	host := Target{GOOS: goEnv("GOOS"), GOARCH: goEnv("GOARCH")}
+	host := Target{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
 	g.migrator = filepath.Join(g.tmp, host.exe("migrator"))
 	if err := Build(ctx, g.opts.Dir, host, "./cmd/migrator", g.migrator); err != nil {
 		return err
@@ -267,14 +268,6 @@ func (g *gate) run(ctx context.Context, name string, args ...string) (string, er
 		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
-}
-
-func goEnv(name string) string {
-	out, err := exec.Command("go", "env", name).Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // build builds every command for every target, then SHA256SUMS and
