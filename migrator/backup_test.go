@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookreg/hookreg/backup"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/hook"
@@ -217,7 +219,7 @@ func TestBackupRoundTripBinary(t *testing.T) {
 		}
 	}
 	out := filepath.Join(dir, "b.tar.zst")
-	m, err := migrator.WriteBackupFile(st, generated.Registry, out, migrator.BackupOptions{ConfigDir: cfg})
+	m, err := backup.WriteFile(st, generated.Registry, out, backup.Options{ConfigDir: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +230,7 @@ func TestBackupRoundTripBinary(t *testing.T) {
 		t.Fatalf("manifest has %d config files and %d tables, want 5 and 5", len(m.Config), len(m.Tables))
 	}
 	dst, dstCfg := filepath.Join(dir, "dst.db"), filepath.Join(dir, "etc2")
-	if _, err := migrator.Restore(generated.Registry, out, dst, migrator.RestoreOptions{ConfigDir: dstCfg}); err != nil {
+	if _, err := backup.Restore(generated.Registry, out, dst, backup.RestoreOptions{ConfigDir: dstCfg}); err != nil {
 		t.Fatal(err)
 	}
 	want, err := example.Digest(src)
@@ -265,7 +267,7 @@ func TestBackupRefusesSymlink(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(cfg, "passwd")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = migrator.WriteBackupFile(st, generated.Registry, filepath.Join(dir, "b.tar"), migrator.BackupOptions{ConfigDir: cfg})
+	_, err = backup.WriteFile(st, generated.Registry, filepath.Join(dir, "b.tar"), backup.Options{ConfigDir: cfg})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("passwd is a symbolic link")) {
 		t.Fatalf("backup error %v, want a refused symbolic link", err)
 	}
@@ -364,12 +366,12 @@ func TestBackupConcurrentWriters(t *testing.T) {
 	// The first write (the manifest) comes after the read transaction
 	// began: hold it until the writers have committed, so that they
 	// certainly write during the backup.
-	m, err := migrator.Backup(st, generated.Registry, &gateWriter{w: f, wait: func() {
+	m, err := backup.Backup(st, generated.Registry, &gateWriter{w: f, wait: func() {
 		deadline := time.Now().Add(10 * time.Second)
 		for writes.Load() < 20 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
-	}}, migrator.BackupOptions{Compression: archive.None})
+	}}, backup.Options{Compression: archive.None})
 	took := time.Since(start)
 	inBackup.Store(false)
 	stop.Store(true)
@@ -391,7 +393,7 @@ func TestBackupConcurrentWriters(t *testing.T) {
 		t.Errorf("%d writes committed during the backup, want 20: writers were blocked", writes.Load())
 	}
 	dst := filepath.Join(dir, "dst.db")
-	if _, err := migrator.Restore(generated.Registry, out, dst, migrator.RestoreOptions{}); err != nil {
+	if _, err := backup.Restore(generated.Registry, out, dst, backup.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rst, err := bolt.Open(dst, bolt.Options{ReadOnly: true})
@@ -432,29 +434,4 @@ type gateWriter struct {
 func (g *gateWriter) Write(p []byte) (int, error) {
 	g.once.Do(g.wait)
 	return g.w.Write(p)
-}
-
-// A product backs up its own store with its registry, and restores it.
-func ExampleWriteBackupFile() {
-	st, err := bolt.Open("broker.db", bolt.Options{ReadOnly: true})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer st.Close()
-	m, err := migrator.WriteBackupFile(st, generated.Registry, "broker.tar.zst", migrator.BackupOptions{ConfigDir: "etc/broker"})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println("backed up data version", m.DataVersion)
-}
-
-func ExampleRestore() {
-	m, err := migrator.Restore(generated.Registry, "broker.tar.zst", "broker.db", migrator.RestoreOptions{ConfigDir: "etc/broker"})
-	if err != nil {
-		fmt.Println(err) // the old store and configuration are untouched
-		return
-	}
-	fmt.Println("restored data version", m.DataVersion)
 }

@@ -15,10 +15,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookreg/hookreg/backup"
+	"github.com/hookreg/hookreg/internal/atomicfile"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
-	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -97,7 +99,7 @@ func runOffline(e *env, o *upgradeOptions) error {
 	}
 	// Refuse what the child would refuse before starting it: a damaged
 	// backup, another product's data, data this release cannot upgrade.
-	if _, err := verifyBackup(e.reg, f, o.in); err != nil {
+	if _, err := backup.Check(e.reg, f, o.in); err != nil {
 		return err
 	}
 	exe, err := selfExecutable()
@@ -175,7 +177,7 @@ func runOffline(e *env, o *upgradeOptions) error {
 	if err := os.Rename(result, o.out); err != nil {
 		return envErrorf("moving the result to %s: %w", o.out, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", o.in, o.out, last.From, m.DataVersion)
@@ -189,11 +191,11 @@ func checkResult(reg *hook.Registry, path string) (*archive.Manifest, error) {
 		return nil, err
 	}
 	defer f.Close()
-	m, err := verifyArchive(f, path)
+	m, err := backup.Verify(f, path)
 	if err != nil {
 		return nil, err
 	}
-	p, err := upgrade.PlanFor(reg, manifestMetadata(m))
+	p, err := upgrade.PlanFor(reg, backup.ManifestMetadata(m))
 	if err != nil {
 		return nil, err
 	}
@@ -371,32 +373,11 @@ func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {
 	if o.registryDigest != e.reg.Digest {
 		return envErrorf("the re-executed migrator has registry %s, the parent %s: run the offline upgrade with a migrator binary", e.reg.Digest, o.registryDigest)
 	}
-	storePath := filepath.Join(o.work, "store.db")
-	m, err := Restore(e.reg, o.in, storePath, RestoreOptions{})
+	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.in, o.out, o.work, backup.UpgradeOptions{AllowDigestMismatch: o.allowDigestMismatch})
 	if err != nil {
 		return err
 	}
-	st, err := bolt.Open(storePath, bolt.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	reg := observed(e.reg, emit)
-	res, err := upgrade.Run(e.ctx, st, reg, upgrade.Options{AllowDigestMismatch: o.allowDigestMismatch})
-	if err != nil {
-		var refusal *upgrade.Refusal
-		if errors.As(err, &refusal) {
-			return fmt.Errorf("offline upgrade of %s: refused: %w", o.in, err)
-		}
-		return fmt.Errorf("offline upgrade of %s: %w", o.in, err)
-	}
-	if _, err := WriteBackupFile(st, e.reg, o.out, BackupOptions{Compression: archive.Zstd}); err != nil {
-		return err
-	}
-	if err := st.Close(); err != nil {
-		return err
-	}
-	emit(offlineEvent{Event: "done", From: m.DataVersion, To: res.To})
+	emit(offlineEvent{Event: "done", From: up.From, To: up.Result.To})
 	return nil
 }
 

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookreg/hookreg/backup"
+
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/example"
-	"github.com/hookreg/hookreg/migrator"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
@@ -67,7 +68,7 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 				}
 			}
 			got := filepath.Join(t.TempDir(), "got.db")
-			if _, err := migrator.Restore(generated.Registry, out, got, migrator.RestoreOptions{}); err != nil {
+			if _, err := backup.Restore(generated.Registry, out, got, backup.RestoreOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			st, err := bolt.Open(got, bolt.Options{ReadOnly: true})
@@ -105,7 +106,7 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 func metadataOf(t *testing.T, path string) upgrade.Metadata {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := migrator.Restore(generated.Registry, path, filepath.Join(dir, "m.db"), migrator.RestoreOptions{}); err != nil {
+	if _, err := backup.Restore(generated.Registry, path, filepath.Join(dir, "m.db"), backup.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := bolt.Open(filepath.Join(dir, "m.db"), bolt.Options{ReadOnly: true})

@@ -3,6 +3,8 @@ package migrator
 import (
 	"os"
 
+	"github.com/hookreg/hookreg/backup"
+
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -16,9 +18,9 @@ func planBackup(e *env, path string) (upgrade.Metadata, error) {
 		return upgrade.Metadata{}, envErrorf("opening backup: %w", err)
 	}
 	defer f.Close()
-	m, err := verifyArchive(f, path)
+	m, err := backup.Verify(f, path)
 	if err != nil {
 		return upgrade.Metadata{}, err
 	}
-	return manifestMetadata(m), nil
+	return backup.ManifestMetadata(m), nil
 }

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookreg/hookreg/backup"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/example"
-	"github.com/hookreg/hookreg/migrator"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -31,7 +32,7 @@ func writeBackup(t *testing.T, path, release string, size example.Size) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := migrator.WriteBackupFile(st, generated.Registry, path, migrator.BackupOptions{}); err != nil {
+	if _, err := backup.WriteFile(st, generated.Registry, path, backup.Options{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -223,7 +224,7 @@ func TestRestoreRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(dir, name+".tar.zst")
-		if _, err := migrator.WriteBackupFile(st, generated.Registry, path, migrator.BackupOptions{}); err != nil {
+		if _, err := backup.WriteFile(st, generated.Registry, path, backup.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		return path

@@ -37,6 +37,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hookreg/hookreg/internal/atomicfile"
+
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -110,7 +112,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	if created {
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("creating store %s: %w", path, err)
 		}
@@ -391,18 +393,4 @@ func truncate(key []byte) []byte {
 		return key[:64]
 	}
 	return key
-}
-
-// syncDir fsyncs the directory dir, making a file created or renamed in it
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hookreg/hookreg/internal/atomicfile"
+
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/hookreg/hookreg/store"
@@ -147,7 +149,7 @@ func (l *Loader) Finish() error {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(l.path))
+		err = atomicfile.SyncDir(filepath.Dir(l.path))
 	}
 	if err != nil {
 		return fmt.Errorf("finishing %s: %w", l.path, err)
@@ -198,7 +200,7 @@ func Replace(src, dst string) error {
 	if err := os.Rename(src, dst); err != nil {
 		return fmt.Errorf("replacing %s: %w", dst, err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("replacing %s: %w", dst, err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package migrator_test
+package backup_test
 
 import (
 	"bufio"
@@ -18,8 +18,8 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
-	"github.com/hookreg/hookreg/migrator"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -73,15 +73,15 @@ func benchBackupRestore(b *testing.B, records int) {
 		b.Fatal(err)
 	}
 	plain := filepath.Join(dir, "b.tar")
-	var backup time.Duration
+	var backupTime time.Duration
 	backupRSS := peakRSSAnon(b, func() {
-		backup = timed(b, func() error {
-			_, err := migrator.WriteBackupFile(st, generated.Registry, plain, migrator.BackupOptions{Compression: archive.None})
+		backupTime = timed(b, func() error {
+			_, err := backup.WriteFile(st, generated.Registry, plain, backup.Options{Compression: archive.None})
 			return err
 		})
 	})
 	zstd := timed(b, func() error {
-		_, err := migrator.WriteBackupFile(st, generated.Registry, filepath.Join(dir, "b.tar.zst"), migrator.BackupOptions{Compression: archive.Zstd})
+		_, err := backup.WriteFile(st, generated.Registry, filepath.Join(dir, "b.tar.zst"), backup.Options{Compression: archive.Zstd})
 		return err
 	})
 	st.Close()
@@ -92,14 +92,14 @@ func benchBackupRestore(b *testing.B, records int) {
 	var restore time.Duration
 	restoreRSS := peakRSSAnon(b, func() {
 		restore = timed(b, func() error {
-			_, err := migrator.Restore(generated.Registry, plain, filepath.Join(dir, "r.db"), migrator.RestoreOptions{})
+			_, err := backup.Restore(generated.Registry, plain, filepath.Join(dir, "r.db"), backup.RestoreOptions{})
 			return err
 		})
 	})
 
-	b.ReportMetric(backup.Seconds(), "backup_s")
+	b.ReportMetric(backupTime.Seconds(), "backup_s")
 	b.ReportMetric(cp.Seconds(), "cp_s")
-	b.ReportMetric(backup.Seconds()/cp.Seconds(), "backup/cp")
+	b.ReportMetric(backupTime.Seconds()/cp.Seconds(), "backup/cp")
 	b.ReportMetric(zstd.Seconds(), "backup_zstd_s")
 	b.ReportMetric(restore.Seconds(), "restore_s")
 	b.ReportMetric(compact.Seconds(), "compact_s")

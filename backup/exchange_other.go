@@ -1,6 +1,6 @@
 //go:build !linux
 
-package migrator
+package backup
 
 import "errors"
 

@@ -1,0 +1,249 @@
+// Package backup is the backup, verify and restore of a store, as a
+// library: what the migrator's backup, verify, restore and offline upgrade
+// commands do, for a product to call from its own code.
+//
+// A backup is one archive (see package archive for the format): every
+// table of the store and its upgrade metadata, read in one read-only
+// transaction, and the product's configuration files.
+//
+//	st, err := bolt.Open("broker.db", bolt.Options{ReadOnly: true})
+//	// ...
+//	m, err := backup.WriteFile(st, generated.Registry, "broker.tar.zst", backup.Options{ConfigDir: "etc/broker"})
+//	// ...
+//	m, err = backup.Restore(generated.Registry, "broker.tar.zst", "broker.db", backup.RestoreOptions{ConfigDir: "etc/broker"})
+//
+// Files are written safely: to a temporary file beside the destination,
+// synced, then renamed (or, for a restore, exchanged) into place, so a
+// failure or a kill never leaves a partial file at the destination.
+//
+// Errors caused by the environment (a file that cannot be opened or
+// created) are marked as such, so that the migrator reports them with exit
+// status 2 and a refused or failed operation with exit status 1.
+package backup
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// Options configure Backup.
+type Options struct {
+	// ConfigDir is the configuration directory whose regular files the
+	// backup carries. When empty, the files held in the store's
+	// [store.ConfigTable] (if any) are carried instead; a store that holds
+	// some cannot be backed up with a ConfigDir.
+	ConfigDir string
+	// Compression of the archive; archive.Zstd when empty.
+	Compression archive.Compression
+	// Created is the creation time recorded in the archive; the current
+	// time when zero. Set it for a deterministic archive.
+	Created time.Time
+	// Progress receives progress lines about long work; nil is quiet.
+	Progress io.Writer
+}
+
+// Backup writes an archive of st to w: every table (the metadata table
+// included) from one read-only transaction, so the archive is one
+// consistent snapshot even while other goroutines write to st, and the
+// configuration files (see [Options]). The record counts of the
+// manifest are taken in that same transaction. Memory stays bounded by the
+// archive's chunk size whatever the store size.
+//
+// The [store.ConfigTable] table is never carried as a table: its files
+// become the archive's config/ members, as a restore without a
+// configuration directory puts them back.
+func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*archive.Manifest, error) {
+	tx, err := st.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
+	}
+	defer tx.Rollback()
+	meta, err := upgrade.ReadMetadata(tx)
+	if err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
+	}
+	names, err := tx.Tables()
+	if err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
+	}
+	created := opts.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	m := archive.Manifest{
+		Created:         created,
+		Product:         meta.Product,
+		Release:         reg.Release,
+		RegistryDigest:  reg.Digest,
+		DataVersion:     meta.DataVersion,
+		LastUpgradeHook: meta.LastUpgradeHook,
+		Applied:         manifestApplied(meta.Applied),
+	}
+	if m.Product == "" {
+		m.Product = reg.Product
+	}
+	var total int64
+	configInStore := false
+	for _, name := range names {
+		if name == store.ConfigTable {
+			configInStore = true
+			continue
+		}
+		info, err := countTable(tx, name)
+		if err != nil {
+			return nil, fmt.Errorf("backing up: %w", err)
+		}
+		m.Tables = append(m.Tables, info)
+		total += info.Records
+	}
+	var cfg configSource
+	switch {
+	case configInStore && opts.ConfigDir != "":
+		return nil, fmt.Errorf("backing up: the store holds its configuration files in table %q: omit the configuration directory %s", store.ConfigTable, opts.ConfigDir)
+	case configInStore:
+		cfg = storeConfig{tx}
+	case opts.ConfigDir != "":
+		root, err := os.OpenRoot(opts.ConfigDir)
+		if err != nil {
+			return nil, fmt.Errorf("backing up: opening configuration directory: %w", err)
+		}
+		defer root.Close()
+		cfg = dirConfig{root: root, dir: opts.ConfigDir}
+	}
+	if cfg != nil {
+		if m.Config, err = cfg.list(); err != nil {
+			return nil, fmt.Errorf("backing up: %w", err)
+		}
+	}
+	aw, err := archive.NewWriter(w, m, archive.Options{Compression: opts.Compression})
+	if err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
+	}
+	prog := newProgress(opts.Progress, "backup", total)
+	for _, info := range m.Tables {
+		if err := copyTable(tx, aw, info.Name, prog); err != nil {
+			return nil, fmt.Errorf("backing up table %q: %w", info.Name, err)
+		}
+	}
+	for _, c := range m.Config {
+		data, err := cfg.read(c)
+		if err != nil {
+			return nil, fmt.Errorf("backing up configuration file %s: %w", c.Path, err)
+		}
+		if err := aw.Config(c.Path, c.Mode, data); err != nil {
+			return nil, fmt.Errorf("backing up configuration file %s: %w", c.Path, err)
+		}
+	}
+	if err := aw.Close(); err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
+	}
+	prog.done()
+	m.Format = archive.FormatVersion
+	m.Created = m.Created.UTC().Truncate(time.Second)
+	return &m, nil
+}
+
+// WriteFile writes the backup of st (see [Backup]) to the file path
+// safely: to a temporary file beside it, synced, then renamed into place and
+// the directory synced. A failure or a kill never leaves a partial file at
+// path; a failure leaves no temporary file either.
+func WriteFile(st store.Store, reg *hook.Registry, path string, opts Options) (*archive.Manifest, error) {
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return nil, cliflag.Env(err)
+	}
+	defer f.Abort()
+	m, err := backupAsync(st, reg, f.File, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Commit(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// backupAsync is Backup with the writes to f in another goroutine, so
+// that reading the store and encoding overlap with the file system's work:
+// a double buffer of writeBuffer bytes.
+func backupAsync(st store.Store, reg *hook.Registry, f *os.File, opts Options) (*archive.Manifest, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		// Hide f's ReadFrom, which would copy through a small buffer.
+		_, err := io.CopyBuffer(struct{ io.Writer }{f}, pr, make([]byte, writeBuffer))
+		pr.CloseWithError(err)
+		done <- err
+	}()
+	bw := bufio.NewWriterSize(pw, writeBuffer)
+	m, err := Backup(st, reg, bw, opts)
+	if err == nil {
+		err = bw.Flush()
+	}
+	pw.CloseWithError(err)
+	if werr := <-done; err == nil && werr != nil {
+		err = fmt.Errorf("writing %s: %w", f.Name(), werr)
+	}
+	return m, err
+}
+
+// writeBuffer is the size of each half of backupAsync's double buffer.
+const writeBuffer = 1 << 20
+
+func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
+	out := make([]archive.AppliedHook, 0, len(applied))
+	for _, a := range applied {
+		t, _ := time.Parse(time.RFC3339, a.AppliedAt)
+		out = append(out, archive.AppliedHook{
+			Num:            a.Num,
+			Digest:         a.Digest,
+			Release:        a.Release,
+			AppliedAt:      t,
+			Mode:           string(a.Mode),
+			DigestMismatch: a.AllowDigestMismatch,
+		})
+	}
+	return out
+}
+
+// countTable counts the records of a table and their encoded size.
+func countTable(tx store.Tx, name string) (archive.TableInfo, error) {
+	info := archive.TableInfo{Name: name}
+	t, err := tx.Table(name)
+	if err != nil {
+		return info, err
+	}
+	err = t.Scan(nil, func(k, v []byte) error {
+		info.Records++
+		info.Bytes += archive.RecordSize(k, v)
+		return nil
+	})
+	if err != nil {
+		return info, fmt.Errorf("counting table %q: %w", name, err)
+	}
+	return info, nil
+}
+
+func copyTable(tx store.Tx, aw *archive.Writer, name string, prog *progress) error {
+	t, err := tx.Table(name)
+	if err != nil {
+		return err
+	}
+	if err := aw.Table(name); err != nil {
+		return err
+	}
+	return t.Scan(nil, func(k, v []byte) error {
+		prog.add(1)
+		return aw.Record(k, v)
+	})
+}

@@ -1,0 +1,111 @@
+package backup
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/store"
+)
+
+// configSource lists and reads the configuration files of a backup.
+type configSource interface {
+	list() ([]archive.ConfigFile, error)
+	read(c archive.ConfigFile) ([]byte, error)
+}
+
+// storeConfig is the configuration held in the store's ConfigTable.
+type storeConfig struct{ tx store.Tx }
+
+func (s storeConfig) list() ([]archive.ConfigFile, error) {
+	t, err := s.tx.Table(store.ConfigTable)
+	if err != nil {
+		return nil, err
+	}
+	var files []archive.ConfigFile
+	err = t.Scan(nil, func(k, v []byte) error {
+		mode, data, err := store.DecodeConfigFile(v)
+		if err != nil {
+			return fmt.Errorf("configuration file %q in table %q: %w", k, store.ConfigTable, err)
+		}
+		files = append(files, archive.ConfigFile{Path: string(k), Mode: mode, Size: int64(len(data))})
+		return nil
+	})
+	return files, err
+}
+
+func (s storeConfig) read(c archive.ConfigFile) ([]byte, error) {
+	data, _, err := store.ReadConfigFile(s.tx, c.Path)
+	return data, err
+}
+
+// dirConfig is a configuration directory, read through an os.Root so that
+// nothing outside it is ever read.
+type dirConfig struct {
+	root *os.Root
+	dir  string
+}
+
+// list lists the regular files below the directory, sorted by path.
+// Symbolic links and special files are refused: a backup carries regular
+// files only, and a link could point outside the directory.
+func (d dirConfig) list() ([]archive.ConfigFile, error) {
+	var files []archive.ConfigFile
+	err := fs.WalkDir(d.root.FS(), ".", func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch t := de.Type(); {
+		case t.IsDir():
+			return nil
+		case t&fs.ModeSymlink != 0:
+			return fmt.Errorf("configuration file %s is a symbolic link: a backup carries regular files only; replace the link with a copy of its target", filepath.Join(d.dir, p))
+		case !t.IsRegular():
+			return fmt.Errorf("configuration file %s is not a regular file (%s): a backup carries regular files only", filepath.Join(d.dir, p), t)
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		if info.Size() > archive.MaxConfigSize {
+			return fmt.Errorf("configuration file %s is %d bytes, more than the %d a backup carries", filepath.Join(d.dir, p), info.Size(), archive.MaxConfigSize)
+		}
+		files = append(files, archive.ConfigFile{Path: p, Mode: info.Mode().Perm(), Size: info.Size()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration directory %s: %w", d.dir, err)
+	}
+	slices.SortFunc(files, func(a, b archive.ConfigFile) int { return bytes.Compare([]byte(a.Path), []byte(b.Path)) })
+	return files, nil
+}
+
+// read reads a listed file and checks it has not changed since listing.
+func (d dirConfig) read(c archive.ConfigFile) ([]byte, error) {
+	f, err := d.root.Open(filepath.FromSlash(c.Path))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() || info.Mode().Perm() != c.Mode {
+		return nil, errors.New("the file changed during the backup: run it again")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, c.Size+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) != c.Size {
+		return nil, errors.New("the file changed size during the backup: run it again")
+	}
+	return data, nil
+}

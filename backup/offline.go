@@ -1,0 +1,62 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// UpgradeOptions configure [UpgradeFile].
+type UpgradeOptions struct {
+	// AllowDigestMismatch proceeds over applied hooks whose recorded code
+	// digest differs from reg's (see [upgrade.Options]).
+	AllowDigestMismatch bool
+}
+
+// Upgraded is the outcome of [UpgradeFile].
+type Upgraded struct {
+	// From is the data version of the input backup.
+	From string
+	// Result is what the upgrade applied.
+	Result upgrade.Result
+}
+
+// UpgradeFile is the offline upgrade of a backup, in this process: it
+// restores the backup at in into an isolated store in the directory work
+// (which must exist and hold nothing else of value), runs every pending hook
+// of reg with the configuration files writable, and writes the result as a
+// new zstd backup to out. The input is only read. The migrator runs it in a
+// child process, so that a crashing hook cannot take the parent down.
+func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, opts UpgradeOptions) (Upgraded, error) {
+	storePath := filepath.Join(work, "store.db")
+	m, err := Restore(reg, in, storePath, RestoreOptions{})
+	if err != nil {
+		return Upgraded{}, err
+	}
+	st, err := bolt.Open(storePath, bolt.Options{})
+	if err != nil {
+		return Upgraded{}, err
+	}
+	defer st.Close()
+	res, err := upgrade.Run(ctx, st, reg, upgrade.Options{AllowDigestMismatch: opts.AllowDigestMismatch})
+	if err != nil {
+		var refusal *upgrade.Refusal
+		if errors.As(err, &refusal) {
+			return Upgraded{}, fmt.Errorf("offline upgrade of %s: refused: %w", in, err)
+		}
+		return Upgraded{}, fmt.Errorf("offline upgrade of %s: %w", in, err)
+	}
+	if _, err := WriteFile(st, reg, out, Options{Compression: archive.Zstd}); err != nil {
+		return Upgraded{}, err
+	}
+	if err := st.Close(); err != nil {
+		return Upgraded{}, err
+	}
+	return Upgraded{From: m.DataVersion, Result: res}, nil
+}
