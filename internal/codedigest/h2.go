@@ -89,10 +89,13 @@ func (s *Scope) Compute(pkgPath, name string) (Result, error) {
 	}
 	w := &walk2{s: s, seen: make(map[*item]bool), reached: make(map[*pkgSrc]bool), closure: make(map[*pkgSrc]bool)}
 	for _, st := range s.settings {
-		w.push(&item{id: st.key, name: st.key + " " + st.value, hash: hashString(st.value)})
+		w.push(&item{id: st.key, name: st.name, hash: hashString(st.value), resolved: true})
 	}
 	for _, r := range roots {
 		w.push(r)
+	}
+	if err := w.reach(p); err != nil {
+		return Result{}, fmt.Errorf("computing code digest of %s: %w", name, err)
 	}
 	for len(w.queue) > 0 {
 		it := w.queue[len(w.queue)-1]
@@ -529,12 +532,15 @@ func (s *Scope) declare(p *pkgSrc, sf *srcFile) {
 		sub := s.declItem(p, sf, d, d, nil, "func", "init")
 		initHashes = append(initHashes, sub.hash)
 		h.Write([]byte(sub.hash))
-		it.deps = append(it.deps, sub)
 	}
 	it.hash = base64.StdEncoding.EncodeToString(h.Sum(nil))
 	it.id = p.id + ": func init " + it.hash
 	it.name = sf.name + ": func init (" + strconv.Itoa(len(initHashes)) + ")"
-	it.resolved = true
+	it.resolve = func(it *item) {
+		for _, d := range inits {
+			s.refs(p, sf, d, it)
+		}
+	}
 	p.state = append(p.state, it)
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
@@ -40,7 +41,8 @@ type Scope struct {
 	modItems map[string]*item
 }
 
-type setting struct{ key, value string }
+// setting is a piece of the build configuration in every digest.
+type setting struct{ key, name, value string }
 
 // NewScope reads the module in moduleDir: its go.mod (requirements,
 // replaces, go line, godebug), the go.work that applies to it (GOWORK as
@@ -71,10 +73,10 @@ func NewScope(moduleDir string) (*Scope, error) {
 		modItems: make(map[string]*item),
 	}
 	if mf.Go != nil {
-		s.settings = append(s.settings, setting{"go.mod: go", mf.Go.Version})
+		s.settings = append(s.settings, setting{"go.mod: go", "go.mod: go " + mf.Go.Version, mf.Go.Version})
 	}
 	for _, g := range mf.Godebug {
-		s.settings = append(s.settings, setting{"go.mod: godebug " + g.Key, g.Value})
+		s.settings = append(s.settings, setting{"go.mod: godebug " + g.Key, "go.mod: godebug " + g.Key + "=" + g.Value, g.Value})
 	}
 	for _, r := range mf.Require {
 		s.requires[r.Mod.Path] = r.Mod.Version
@@ -86,6 +88,9 @@ func NewScope(moduleDir string) (*Scope, error) {
 		return nil, err
 	}
 	if err := s.readVendor(); err != nil {
+		return nil, err
+	}
+	if err := s.readMainDebug(); err != nil {
 		return nil, err
 	}
 	slices.SortStableFunc(s.modules, func(a, b Module) int { return len(b.Path) - len(a.Path) })
@@ -140,7 +145,7 @@ func (s *Scope) readWork() error {
 	}
 	dir := filepath.Dir(file)
 	for _, g := range wf.Godebug {
-		s.settings = append(s.settings, setting{"go.work: godebug " + g.Key, g.Value})
+		s.settings = append(s.settings, setting{"go.work: godebug " + g.Key, "go.work: godebug " + g.Key + "=" + g.Value, g.Value})
 	}
 	for _, u := range wf.Use {
 		d := u.Path
@@ -164,6 +169,55 @@ func (s *Scope) readWork() error {
 	}
 	for _, r := range wf.Replace {
 		s.replace(dir, r)
+	}
+	return nil
+}
+
+// readMainDebug adds the //go:debug directives of every main package of
+// the main module: whichever of them builds the product's migrator, they
+// set the GODEBUG defaults every hook in it runs with.
+func (s *Scope) readMainDebug() error {
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(s.mainDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != s.mainDir && (name == "vendor" || name == "testdata" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); p != s.mainDir && err == nil {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil || f.Name.Name != "main" {
+			return nil // a file that does not parse fails its own build
+		}
+		rel, err := filepath.Rel(s.mainDir, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		for _, cg := range f.Comments {
+			if cg.Pos() >= f.Package {
+				break
+			}
+			for _, c := range cg.List {
+				if strings.HasPrefix(c.Text, "//go:debug ") {
+					key := filepath.ToSlash(rel) + ": " + c.Text
+					s.settings = append(s.settings, setting{key, key, c.Text})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the digest scope: %w", err)
 	}
 	return nil
 }
