@@ -110,7 +110,11 @@ func (s *Scope) replace(dir string, r *modfile.Replace) {
 		return
 	}
 	if v, ok := s.requires[r.Old.Path]; ok && (r.Old.Version == "" || r.Old.Version == v) {
-		s.requires[r.Old.Path] = v + " => " + r.New.Path + " " + r.New.Version
+		if r.New.Path == r.Old.Path {
+			s.requires[r.Old.Path] = r.New.Version
+		} else {
+			s.requires[r.Old.Path] = r.New.Path + " " + r.New.Version
+		}
 	}
 }
 
@@ -238,17 +242,13 @@ func (s *Scope) readVendor() error {
 		if len(f) < 3 || f[0] != "#" {
 			continue
 		}
-		if s.inScope(f[1]) {
-			continue // replaced by a local directory: that one builds
-		}
+		// The vendored copy is what a vendored build compiles, also of a
+		// module replaced by a local directory.
+		s.modules = slices.DeleteFunc(s.modules, func(m Module) bool { return m.Path == f[1] && m.Origin != "main" })
 		s.modules = append(s.modules, Module{Path: f[1], Dir: filepath.Join(s.mainDir, "vendor", filepath.FromSlash(f[1])), Origin: "vendor"})
 		delete(s.requires, f[1])
 	}
 	return nil
-}
-
-func (s *Scope) inScope(path string) bool {
-	return slices.ContainsFunc(s.modules, func(m Module) bool { return m.Path == path })
 }
 
 // Modules returns the modules in scope, the main module first.

@@ -126,7 +126,7 @@ func (w *work) close() error {
 // ErrBrokenReference is returned when registry.yaml or hooks.sum at a
 // reference does not parse: its hooks cannot be checked, and lint fails
 // closed rather than compare with nothing.
-var ErrBrokenReference = errors.New("a reference's registry does not parse")
+var ErrBrokenReference = errors.New("reference does not parse")
 
 // read returns registry.yaml and hooks.sum at the commit of reference
 // name; reg is nil when the registry did not exist there. A registry or
