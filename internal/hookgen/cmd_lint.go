@@ -43,9 +43,12 @@ release tag (v followed by a semantic version). A reference without
 registry.yaml has nothing to compare. Each finding names where the hook
 landed: the commit that added it and the first release tag containing it.
 
-A shallow clone, or a clone without its tags, is an environment error (exit
-status 2) that says to run "git fetch --unshallow --tags"; in a GitHub
-workflow, check out with fetch-depth: 0.
+A shallow clone is an environment error (exit status 2) that says to run
+"git fetch --unshallow --tags"; a clone without its release tags, whose
+registry names a release older than its own, one that says to run
+"git fetch --tags". In a GitHub workflow, check out with fetch-depth: 0.
+A registry.yaml or hooks.sum that does not parse at a reference is an
+environment error too.
 
 Example:
 

@@ -35,9 +35,11 @@
 //
 // A digest whose algorithm prefix differs between the two sides ("h1:"
 // against a future "h2:") is not compared, so that changing the algorithm
-// raises no false alarm. A shallow clone, or a clone with a remote, no
-// release tag and hooks of earlier releases, is an error wrapping
-// gitx.ErrIncomplete that says to run "git fetch --unshallow --tags".
+// raises no false alarm. A shallow clone is an error wrapping
+// gitx.ErrIncomplete that says to run "git fetch --unshallow --tags"; a
+// complete clone with a remote and no release tag, whose registry names a
+// release older than its own (a hook's introduced_in, min_data_version),
+// one that says to run "git fetch --tags".
 //
 // [Amend] appends an amendment {old, new, reason} to a hook in
 // registry.yaml, editing the text so that comments and layout stay.

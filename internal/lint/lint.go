@@ -212,23 +212,34 @@ func (w *work) refs(ctx context.Context, cur *registry.File) ([]ref, error) {
 }
 
 // checkTags reports a clone fetched without its tags: it has a remote, no
-// release tag, and a registry that lists hooks of earlier releases.
+// release tag, and a registry that names a release older than its own (a
+// hook's introduced_in, min_data_version), so earlier releases exist and
+// their tags are missing.
+// CheckComplete has refused shallow clones already: the advice is "git
+// fetch --tags".
 func (w *work) checkTags(ctx context.Context, cur *registry.File) error {
 	release, err := parseVersion(cur.Release)
 	if err != nil {
 		return nil
 	}
-	for _, h := range cur.Hooks {
-		if h.Version == nil || !h.Version.LessThan(release) {
-			continue
-		}
-		remote, err := w.repo.HasRemotes(ctx)
-		if err != nil || !remote {
-			return err
-		}
-		return fmt.Errorf("%w: no release tags (v*) in %s, although hook %d was introduced in %q, before release %q: run %q, or name the references with --against", gitx.ErrIncomplete, w.repo.Root, h.Num, h.IntroducedIn, cur.Release, gitx.FetchAdvice)
+	older := ""
+	if v, err := parseVersion(cur.MinDataVersion); err == nil && v.LessThan(release) {
+		older = fmt.Sprintf("min_data_version is %q", cur.MinDataVersion)
 	}
-	return nil
+	for _, h := range cur.Hooks {
+		if h.Version != nil && h.Version.LessThan(release) {
+			older = fmt.Sprintf("hook %d was introduced in %q", h.Num, h.IntroducedIn)
+			break
+		}
+	}
+	if older == "" {
+		return nil
+	}
+	remote, err := w.repo.HasRemotes(ctx)
+	if err != nil || !remote {
+		return err
+	}
+	return fmt.Errorf("%w: no release tags (v*) in %s, although %s, before release %q: run %q, or name the references with --against", gitx.ErrIncomplete, w.repo.Root, older, cur.Release, gitx.FetchTagsAdvice)
 }
 
 // landed says where hook num landed: the first commit that added its num
