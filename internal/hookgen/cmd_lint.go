@@ -53,7 +53,7 @@ environment error too.
 Example:
 
 	$ hookgen lint
-	registry.yaml:20:11: hook 98: code of func "libfoo.UpgradeLibFoo" changed since v5.0.0: digest "h1:2T4l..." is now "h1:Qm9v..."; changed: hooks/libfoo/users.go: func normalize; revert the change, or record a reviewed change with hookgen amend 98 --reason "..." [immutable-code]
+	registry.yaml:20:11: hook 98: code of func "libfoo.UpgradeLibFoo" changed since v5.0.0: digest "h2:2T4l..." is now "h2:Qm9v..."; changed: hooks/libfoo/users.go: func normalize; revert the change, or record a reviewed change with hookgen amend 98 --reason "..." [immutable-code]
 		registry.yaml: hook 98 landed in commit 1a2b3c4d5e6f "Add libfoo upgrade", first released in v5.0.0
 	$ hookgen lint --against origin/release-5.0 --format github
 `,
