@@ -5,11 +5,10 @@
 // [Lint] compares the working tree's registry.yaml, and the code digest of
 // every hook computed now (internal/codedigest, under the algorithm each
 // reference recorded: "h2:", or "h1:" for references older than it), with
-// registry.yaml and
-// generated/hooks.sum at each reference commit: by default the merge base
-// with the default branch and every release tag (v followed by a strict
-// semantic version); a reference without registry.yaml has nothing to
-// compare. [Audit] compares every commit in the history of those two files
+// registry.yaml and generated/hooks.sum at each reference commit: by
+// default the merge base with the default branch and every release tag (v
+// followed by a strict semantic version); a reference without registry.yaml
+// has nothing to compare. [Audit] compares every commit in the history of those two files
 // with its parent. Both report diagnostics with positions in registry.yaml
 // and these rule ids:
 //
