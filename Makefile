@@ -68,6 +68,7 @@ bench:
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRegistry$$' -fuzztime $(FUZZTIME) ./internal/registry
+	$(GO) test -run '^$$' -fuzz '^FuzzH2Reprint$$' -fuzztime $(FUZZTIME) ./internal/codedigest
 	$(GO) test -run '^$$' -fuzz '^FuzzReadArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./archive
 
 ## release: the release gate, then reproducible binaries in dist/$(VERSION) (see RELEASING.md)
