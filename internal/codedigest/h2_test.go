@@ -231,7 +231,7 @@ func changes(a, b codedigest.Result) []string {
 // vendored copy of a module is hashed, also for a locally replaced one.
 func TestH2Vendor(t *testing.T) {
 	files := with(map[string]string{
-		"vendor/modules.txt":             "# example.com/lib v1.0.0 => ./lib\n## explicit\nexample.com/lib\n",
+		"vendor/modules.txt":            "# example.com/lib v1.0.0 => ./lib\n## explicit\nexample.com/lib\n",
 		"vendor/example.com/lib/lib.go": product["lib/lib.go"],
 	})
 	base := compute2(t, files)
