@@ -220,7 +220,7 @@ var nonGo = []string{".s", ".S", ".sx", ".c", ".cc", ".cpp", ".cxx", ".h", ".hh"
 // parse reads every file of p's directory that some build of the package
 // compiles: Go files (not tests, not names starting with "_" or ".") and
 // other sources.
-func (s *Scope) parse(p *pkgSrc, mod Module) error {
+func (s *Scope) parse(p *pkgSrc, mod module) error {
 	entries, err := os.ReadDir(p.dir)
 	if err != nil {
 		return err
@@ -329,7 +329,7 @@ func (s *Scope) parse(p *pkgSrc, mod Module) error {
 
 // show returns the name of a file of p in Decl names: relative to the
 // main module, or the import path and file of another module.
-func (s *Scope) show(p *pkgSrc, mod Module, name string) string {
+func (s *Scope) show(p *pkgSrc, mod module, name string) string {
 	if mod.Origin == "main" {
 		return path.Join(p.id, name)
 	}
@@ -444,7 +444,6 @@ func isDirective(text string) bool {
 // declare adds the declarations of sf to p: a conditional file's through
 // its whole-file item.
 func (s *Scope) declare(p *pkgSrc, sf *srcFile) {
-	var initHashes []string
 	var inits []ast.Decl
 	for _, d := range sf.ast.Decls {
 		switch d := d.(type) {
@@ -530,12 +529,11 @@ func (s *Scope) declare(p *pkgSrc, sf *srcFile) {
 	h := sha256.New()
 	for _, d := range inits {
 		sub := s.declItem(p, sf, d, d, nil, "func", "init")
-		initHashes = append(initHashes, sub.hash)
 		h.Write([]byte(sub.hash))
 	}
 	it.hash = base64.StdEncoding.EncodeToString(h.Sum(nil))
 	it.id = p.id + ": func init " + it.hash
-	it.name = sf.name + ": func init (" + strconv.Itoa(len(initHashes)) + ")"
+	it.name = sf.name + ": func init (" + strconv.Itoa(len(inits)) + ")"
 	it.resolve = func(it *item) {
 		for _, d := range inits {
 			s.refs(p, sf, d, it)

@@ -19,8 +19,8 @@ import (
 // Prefix is the algorithm prefix of the digests Scope.Compute returns.
 const Prefix = "h2:"
 
-// Module is a module whose source is in a digest's scope.
-type Module struct {
+// module is a module whose source is in a digest's scope.
+type module struct {
 	// Path is the module path, Dir its directory.
 	Path, Dir string
 	// Origin says why it is in scope: "main", "replace", "go.work" or
@@ -33,7 +33,7 @@ type Module struct {
 // It caches what it parsed and hashed; it is not safe for concurrent use.
 type Scope struct {
 	mainDir  string
-	modules  []Module          // longest path first
+	modules  []module          // longest path first
 	requires map[string]string // module path -> version (and replacement) of pinned modules
 	settings []setting         // go line and godebug settings
 	fset     *token.FileSet
@@ -66,7 +66,7 @@ func NewScope(moduleDir string) (*Scope, error) {
 	}
 	s := &Scope{
 		mainDir:  abs,
-		modules:  []Module{{Path: mf.Module.Mod.Path, Dir: abs, Origin: "main"}},
+		modules:  []module{{Path: mf.Module.Mod.Path, Dir: abs, Origin: "main"}},
 		requires: make(map[string]string),
 		fset:     token.NewFileSet(),
 		pkgs:     make(map[string]*pkgSrc),
@@ -93,7 +93,7 @@ func NewScope(moduleDir string) (*Scope, error) {
 	if err := s.readMainDebug(); err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(s.modules, func(a, b Module) int { return len(b.Path) - len(a.Path) })
+	slices.SortStableFunc(s.modules, func(a, b module) int { return len(b.Path) - len(a.Path) })
 	return s, nil
 }
 
@@ -105,7 +105,7 @@ func (s *Scope) replace(dir string, r *modfile.Replace) {
 		if !filepath.IsAbs(d) {
 			d = filepath.Join(dir, d)
 		}
-		s.modules = append(s.modules, Module{Path: r.Old.Path, Dir: filepath.Clean(d), Origin: "replace"})
+		s.modules = append(s.modules, module{Path: r.Old.Path, Dir: filepath.Clean(d), Origin: "replace"})
 		delete(s.requires, r.Old.Path)
 		return
 	}
@@ -168,7 +168,7 @@ func (s *Scope) readWork() error {
 		if path == "" {
 			return fmt.Errorf("reading the digest scope: go.work use %s: %s has no module line", u.Path, filepath.Join(d, "go.mod"))
 		}
-		s.modules = append(s.modules, Module{Path: path, Dir: d, Origin: "go.work"})
+		s.modules = append(s.modules, module{Path: path, Dir: d, Origin: "go.work"})
 		delete(s.requires, path)
 	}
 	for _, r := range wf.Replace {
@@ -244,31 +244,16 @@ func (s *Scope) readVendor() error {
 		}
 		// The vendored copy is what a vendored build compiles, also of a
 		// module replaced by a local directory.
-		s.modules = slices.DeleteFunc(s.modules, func(m Module) bool { return m.Path == f[1] && m.Origin != "main" })
-		s.modules = append(s.modules, Module{Path: f[1], Dir: filepath.Join(s.mainDir, "vendor", filepath.FromSlash(f[1])), Origin: "vendor"})
+		s.modules = slices.DeleteFunc(s.modules, func(m module) bool { return m.Path == f[1] && m.Origin != "main" })
+		s.modules = append(s.modules, module{Path: f[1], Dir: filepath.Join(s.mainDir, "vendor", filepath.FromSlash(f[1])), Origin: "vendor"})
 		delete(s.requires, f[1])
 	}
 	return nil
 }
 
-// Modules returns the modules in scope, the main module first.
-func (s *Scope) Modules() []Module {
-	out := slices.Clone(s.modules)
-	slices.SortStableFunc(out, func(a, b Module) int {
-		if a.Origin == "main" {
-			return -1
-		}
-		if b.Origin == "main" {
-			return 1
-		}
-		return strings.Compare(a.Path, b.Path)
-	})
-	return out
-}
-
 // locate returns the module in scope that holds the package importPath and
 // the package's directory; ok is false for a package outside the scope.
-func (s *Scope) locate(importPath string) (Module, string, bool) {
+func (s *Scope) locate(importPath string) (module, string, bool) {
 	for _, m := range s.modules {
 		if importPath != m.Path && !strings.HasPrefix(importPath, m.Path+"/") {
 			continue
@@ -279,12 +264,12 @@ func (s *Scope) locate(importPath string) (Module, string, bool) {
 		// another module.
 		for d := dir; d != m.Dir && strings.HasPrefix(d, m.Dir); d = filepath.Dir(d) {
 			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && m.Origin != "vendor" {
-				return Module{}, "", false
+				return module{}, "", false
 			}
 		}
 		return m, dir, true
 	}
-	return Module{}, "", false
+	return module{}, "", false
 }
 
 // requirement returns the pinned module that provides importPath and its
