@@ -13,16 +13,19 @@
 //		Hooks: []gen.Hook{{
 //			Num: 98, IntroducedIn: "5.0.0", Name: "libfoo.UpgradeLibFoo",
 //			PkgPath: "example.com/broker/hooks/libfoo", PkgName: "libfoo", Func: "UpgradeLibFoo",
-//			Digest: "h1:L5P2...=", Doc: "Key users by authenticator group.",
+//			Digest: "h2:L5P2...=", Doc: "Key users by authenticator group.",
 //		}},
 //	})
 //	// files["registry.go"]: package generated; var Registry = &hook.Registry{...}
-//	// files["hooks.sum"]:   98 libfoo.UpgradeLibFoo h1:L5P2...=
+//	// files["hooks.sum"]:   98 libfoo.UpgradeLibFoo h2:L5P2...=
 //
 // registry.go refers to each hook function itself, so a function with the
 // wrong signature fails to compile; hooks are listed in ascending number in
 // a slice, and the registry digest is hook.Registry.ComputeDigest over the
-// generated values, written as a literal.
+// generated values, written as a literal. A hook's Earlier pairs (hooks.sum's
+// extra fields) and its registry.yaml amendments become its
+// hook.Hook.Amendments, the chain the migrator follows from a digest a store
+// recorded to the binary's.
 package gen
 
 import (
