@@ -31,12 +31,12 @@ func BenchmarkCheckVsVet(b *testing.B) {
 		}
 	}
 	vet()
-	c, ds, err := checkRegistry(registryFlag{path: reg})
-	if err != nil || len(ds) > 0 {
-		b.Fatalf("checking the registry: %v %v", err, ds)
-	}
 	var tCheck, tVet, tH2, tH1 time.Duration
 	for b.Loop() {
+		c, ds, err := checkRegistry(registryFlag{path: reg})
+		if err != nil || len(ds) > 0 {
+			b.Fatalf("checking the registry: %v %v", err, ds)
+		}
 		start := time.Now()
 		if _, err := c.funcs.Digests(c.reg); err != nil {
 			b.Fatal(err)

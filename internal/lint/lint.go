@@ -380,17 +380,15 @@ func diffDecls(old, cur []codedigest.Decl) []change {
 	return out
 }
 
-// current is the working tree's code: its digests, computed once per hook
-// and algorithm as the comparisons ask for them.
+// current is the working tree's code: the digests of its hooks by number.
 type current struct {
-	reg     *registry.File
-	funcs   *registry.Funcs
-	index   map[int]int
-	results map[string]map[int]codedigest.Result
+	reg   *registry.File
+	funcs *registry.Funcs
+	index map[int]int
 }
 
 func newCurrent(reg *registry.File, funcs *registry.Funcs) *current {
-	c := &current{reg: reg, funcs: funcs, index: make(map[int]int), results: make(map[string]map[int]codedigest.Result)}
+	c := &current{reg: reg, funcs: funcs, index: make(map[int]int)}
 	for i, h := range reg.Hooks {
 		if funcs.Funcs[i] != nil {
 			c.index[h.Num] = i
@@ -399,26 +397,14 @@ func newCurrent(reg *registry.File, funcs *registry.Funcs) *current {
 	return c
 }
 
-// result returns hook num's digest under alg ("h2:", "h1:").
+// result returns hook num's digest under alg ("h2:", "h1:"), computed
+// once (registry.Funcs.Digest).
 func (c *current) result(num int, alg string) (codedigest.Result, error) {
-	m := c.results[alg]
-	if m == nil {
-		m = make(map[int]codedigest.Result)
-		c.results[alg] = m
-	}
-	if r, ok := m[num]; ok {
-		return r, nil
-	}
 	i, ok := c.index[num]
 	if !ok {
 		return codedigest.Result{}, registry.ErrNoFunc
 	}
-	r, err := c.funcs.Digest(c.reg, i, alg)
-	if err != nil {
-		return codedigest.Result{}, err
-	}
-	m[num] = r
-	return r, nil
+	return c.funcs.Digest(c.reg, i, alg)
 }
 
 // Lint compares the working tree's registry and the code digests of its

@@ -58,6 +58,13 @@ type Funcs struct {
 	Funcs []*types.Func
 	// Scope is the source the code digests cover (internal/codedigest).
 	Scope *codedigest.Scope
+	// digests caches Digest by hook index and algorithm.
+	digests map[digestKey]codedigest.Result
+}
+
+type digestKey struct {
+	i   int
+	alg string
 }
 
 // LoadFuncs loads the hook package of f and its sub-packages from the
@@ -229,8 +236,12 @@ var ErrNoFunc = errors.New("hook function not checked")
 // Digest computes the code digest of hook i of f (indexed like File.Hooks)
 // under algorithm alg: codedigest.Prefix ("h2:", from source with every
 // build context) or codedigest.PrefixH1 (the first algorithm, from the
-// type-checked packages, to compare with digests recorded under it).
+// type-checked packages, to compare with digests recorded under it). Each
+// digest is computed once.
 func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
+	if res, ok := fs.digests[digestKey{i, alg}]; ok {
+		return res, nil
+	}
 	h := f.Hooks[i]
 	fn := fs.Funcs[i]
 	if fn == nil {
@@ -249,6 +260,10 @@ func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
 	if err != nil {
 		return codedigest.Result{}, fmt.Errorf("digest of hook %d (%s): %w", h.Num, h.Func, err)
 	}
+	if fs.digests == nil {
+		fs.digests = make(map[digestKey]codedigest.Result)
+	}
+	fs.digests[digestKey{i, alg}] = res
 	return res, nil
 }
 
