@@ -164,6 +164,14 @@ func (w *walk2) initClosure(p *pkgSrc) error {
 		return nil
 	}
 	w.closure[p] = true
+	if len(p.state) > 0 {
+		// Its code runs at program start: what comes with its code
+		// (assembly, conditional files) counts too.
+		for _, it := range p.always {
+			w.push(it)
+		}
+		w.reached[p] = true
+	}
 	for _, it := range p.state {
 		w.push(it)
 	}

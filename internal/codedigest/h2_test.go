@@ -268,3 +268,19 @@ func TestH2Workspace(t *testing.T) {
 		t.Errorf("an edit of a go.work module: changes %q", changes(base, res))
 	}
 }
+
+// TestH2ImportedState checks that a package the hook only imports for its
+// side effects counts with what its init runs: here an assembly function.
+func TestH2ImportedState(t *testing.T) {
+	files := with(map[string]string{
+		"hooks/drv.go":      "package hooks\n\nimport _ \"example.com/p/drv\"\n",
+		"drv/drv.go":        "package drv\n\nfunc init() { setup() }\n\nfunc setup()\n",
+		"drv/setup_amd64.s": "TEXT ·setup(SB), 0, $0\n\tRET\n",
+	})
+	base := compute2(t, files)
+	files["drv/setup_amd64.s"] = "TEXT ·setup(SB), 0, $0\n\tNOP\n\tRET\n"
+	res := compute2(t, files)
+	if res.Digest == base.Digest || !strings.Contains(strings.Join(changes(base, res), " "), "drv/setup_amd64.s: file setup_amd64.s") {
+		t.Errorf("assembly run by an imported package's init: changes %q", changes(base, res))
+	}
+}
