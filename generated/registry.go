@@ -14,7 +14,7 @@ import (
 var Registry = &hook.Registry{
 	Product: "mqtt-broker",
 	Release: "5.1.0",
-	Digest:  "h1:FzxkeKXS8tX9gpQk5WtvaYvNCdUXxeJsnXzS+pclEPc=",
+	Digest:  "h1:mnTqoR2YJQEs3J0vEvazxgxy9ipyPp8ZhHk7OcbtqYk=",
 	Hooks: []hook.Hook{
 		// 98 libfoo.UpgradeLibFoo (5.0.0, offline): Key users by authenticator group; rename the acl_nomatch setting.
 		{
@@ -22,8 +22,11 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.0",
 			AllowOnline:  false,
 			Name:         "libfoo.UpgradeLibFoo",
-			Digest:       "h1:jN31opiLekN6UkY2ilR8mpojtNyLp9opEa5Ji8zYs8U=",
-			Func:         libfoo.UpgradeLibFoo,
+			Digest:       "h2:HTcpbBg6Ttal80UkmtdAFjbqdlPUhXmbr6cut/4PzqM=",
+			Amendments: []hook.Amendment{
+				{Old: "h1:jN31opiLekN6UkY2ilR8mpojtNyLp9opEa5Ji8zYs8U=", New: "h2:HTcpbBg6Ttal80UkmtdAFjbqdlPUhXmbr6cut/4PzqM="},
+			},
+			Func: libfoo.UpgradeLibFoo,
 		},
 		// 99 libbar.UpgradeLibBar (5.0.1, online): Record the password hash algorithm in every user.
 		{
@@ -31,8 +34,11 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.1",
 			AllowOnline:  true,
 			Name:         "libbar.UpgradeLibBar",
-			Digest:       "h1:l7yhR9PX51Whdvf7QKMEPoxtU9dXltoKnsVBHbyFXXw=",
-			Func:         libbar.UpgradeLibBar,
+			Digest:       "h2:YJ8F1djhVZQjRClNNGCylzZVoVVL8zKrWlXTI1//dtw=",
+			Amendments: []hook.Amendment{
+				{Old: "h1:l7yhR9PX51Whdvf7QKMEPoxtU9dXltoKnsVBHbyFXXw=", New: "h2:YJ8F1djhVZQjRClNNGCylzZVoVVL8zKrWlXTI1//dtw="},
+			},
+			Func: libbar.UpgradeLibBar,
 		},
 		// 100 UpgradeLibBaz (5.1.0, offline): Split ACL rules into one table per tenant.
 		{
@@ -40,8 +46,11 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.1.0",
 			AllowOnline:  false,
 			Name:         "UpgradeLibBaz",
-			Digest:       "h1:tHNR6FAypqOEAZI7xxa3zcuboBP2A9JYcjtBDFynqi0=",
-			Func:         hooks.UpgradeLibBaz,
+			Digest:       "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E=",
+			Amendments: []hook.Amendment{
+				{Old: "h1:tHNR6FAypqOEAZI7xxa3zcuboBP2A9JYcjtBDFynqi0=", New: "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E="},
+			},
+			Func: hooks.UpgradeLibBaz,
 		},
 	},
 }

@@ -18,7 +18,7 @@ func TestRegistryDigest(t *testing.T) {
 }
 
 // TestRegistryShape checks what the migrator relies on: hooks in ascending
-// number, each with a function and an "h1:" code digest.
+// number, each with a function and an "h2:" code digest.
 func TestRegistryShape(t *testing.T) {
 	r := generated.Registry
 	if len(r.Hooks) == 0 {
@@ -28,7 +28,7 @@ func TestRegistryShape(t *testing.T) {
 		t.Errorf("hooks are not in ascending number")
 	}
 	for _, h := range r.Hooks {
-		if h.Func == nil || len(h.Digest) <= len(hook.DigestPrefix) || h.Digest[:len(hook.DigestPrefix)] != hook.DigestPrefix {
+		if h.Func == nil || len(h.Digest) <= len(hook.CodeDigestPrefix) || h.Digest[:len(hook.CodeDigestPrefix)] != hook.CodeDigestPrefix {
 			t.Errorf("hook %d: func %v, digest %q", h.Num, h.Func != nil, h.Digest)
 		}
 	}

@@ -46,10 +46,46 @@ type Hook struct {
 	// such as "UpgradeLibBaz" or "libfoo.UpgradeLibFoo".
 	Name string
 	// Digest is the code digest of the function and everything of the
-	// module it uses ("h1:" followed by base64 of a SHA-256).
+	// product it uses ("h2:" followed by base64 of a SHA-256; "h1:" in
+	// registries generated before hookreg's second digest algorithm).
 	Digest string
+	// Amendments lead from digests recorded by earlier releases to Digest:
+	// the reviewed changes of the hook's code (hookgen amend), and the
+	// same code's digest under an earlier algorithm. A store that applied
+	// the hook with a digest on this chain is upgraded without
+	// --allow-digest-mismatch and the hook is shown as amended.
+	Amendments []Amendment
 	// Func is the hook itself.
 	Func Func
+}
+
+// Amendment is one link from an earlier digest of a hook to a later one.
+type Amendment struct {
+	// Old and New are code digests, possibly of different algorithms.
+	Old, New string
+	// Reason is the reviewed reason recorded in registry.yaml; empty for
+	// a link between two algorithms' digests of the same code.
+	Reason string
+}
+
+// Amended reports how a store's recorded digest of the hook relates to the
+// hook's code: same when it is Digest or the same code under an earlier
+// algorithm; amended, with the reasons of the amendments followed, when
+// amendments lead from it to Digest; neither when it names other code.
+func (h Hook) Amended(recorded string) (same bool, reasons []string, ok bool) {
+	d := recorded
+	for _, a := range h.Amendments {
+		if a.Old == d {
+			d = a.New
+			if a.Reason != "" {
+				reasons = append(reasons, a.Reason)
+			}
+		}
+	}
+	if d != h.Digest {
+		return false, nil, false
+	}
+	return len(reasons) == 0, reasons, true
 }
 
 // Table is one table of ordered key/value records. Keys are non-empty byte

@@ -25,8 +25,13 @@ type Registry struct {
 	Hooks []Hook
 }
 
-// DigestPrefix is the algorithm prefix of code and registry digests.
+// DigestPrefix is the algorithm prefix of registry digests.
 const DigestPrefix = "h1:"
+
+// CodeDigestPrefix is the algorithm prefix of the code digests hookgen
+// generates (Hook.Digest); digests of earlier algorithms reach them through
+// Hook.Amendments.
+const CodeDigestPrefix = "h2:"
 
 // ComputeDigest returns the registry digest: "h1:" and the base64 SHA-256 of
 // a text that names the product, the release, the minimum data version and,

@@ -80,8 +80,14 @@ func writePlanText(w io.Writer, r *planReport) {
 			if a.AllowDigestMismatch {
 				note = "  (--allow-digest-mismatch)"
 			}
+			if a.AmendedTo != "" {
+				note += "  (amended to " + a.AmendedTo + ")"
+			}
 			fmt.Fprintf(w, "  hook %3d  %-7s  by %s at %s  %s%s\n", a.Num, a.Mode, a.Release, a.AppliedAt, a.Digest, note)
 		}
+	}
+	for _, m := range p.Amended {
+		fmt.Fprintf(w, "amended since applied: hook %d (%s): applied with %s, this migrator has %s: %s\n", m.Num, m.Name, m.Recorded, m.Binary, strings.Join(m.Reasons, "; "))
 	}
 	for _, m := range p.DigestMismatches {
 		fmt.Fprintf(w, "changed since applied: hook %d (%s): applied with %s, this migrator has %s\n", m.Num, m.Name, m.Recorded, m.Binary)

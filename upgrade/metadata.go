@@ -49,6 +49,10 @@ type Applied struct {
 	// AllowDigestMismatch reports that the run went ahead with
 	// --allow-digest-mismatch over a changed applied hook.
 	AllowDigestMismatch bool `json:"allow_digest_mismatch,omitempty"`
+	// AmendedTo is set when an upgrade found the hook's code amended since
+	// it was applied (reviewed amendments lead from Digest to the
+	// binary's digest): that binary's digest.
+	AmendedTo string `json:"amended_to,omitempty"`
 }
 
 // Keys of the metadata table.
@@ -160,6 +164,48 @@ func WriteMetadata(tx store.TableSource, m Metadata) error {
 		if err := t.Put(kv[0], kv[1]); err != nil {
 			return fmt.Errorf("writing upgrade metadata: %w", err)
 		}
+	}
+	return nil
+}
+
+// recordAmended marks the applied records of plan's amended hooks with the
+// digest the amendments lead to, in one transaction; nothing is written
+// when every record says so already.
+func recordAmended(st store.Store, plan *Plan) error {
+	amended := make(map[int]string)
+	for _, a := range plan.Amended {
+		amended[a.Num] = a.Binary
+	}
+	var todo []Applied
+	for _, a := range plan.Applied {
+		if to, ok := amended[a.Num]; ok && a.AmendedTo != to {
+			a.AmendedTo = to
+			todo = append(todo, a)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	tx, err := st.Begin(true)
+	if err != nil {
+		return fmt.Errorf("recording amended hooks: %w", err)
+	}
+	defer tx.Rollback()
+	t, err := tx.CreateTable(store.MetaTable)
+	if err != nil {
+		return fmt.Errorf("recording amended hooks: %w", err)
+	}
+	for _, a := range todo {
+		v, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("recording amended hooks: %w", err)
+		}
+		if err := t.Put(appliedKey(a.Num), v); err != nil {
+			return fmt.Errorf("recording amended hook %d: %w", a.Num, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("recording amended hooks: %w", err)
 	}
 	return nil
 }

@@ -40,8 +40,24 @@ type Plan struct {
 	// OnlineOK reports that every pending hook allows online.
 	OnlineOK bool `json:"online_ok"`
 	// DigestMismatches are applied hooks whose recorded digest differs
-	// from the binary's.
+	// from the binary's and is on no amendment chain of the hook.
 	DigestMismatches []DigestMismatch `json:"digest_mismatches"`
+	// Amended are applied hooks whose code changed since they were
+	// applied through reviewed amendments (hookgen amend) that lead from
+	// the recorded digest to the binary's: accepted, and recorded in the
+	// applied record (Applied.AmendedTo) by the upgrade.
+	Amended []AmendedHook `json:"amended"`
+}
+
+// AmendedHook is an applied hook whose recorded digest an amendment names.
+type AmendedHook struct {
+	Num      int    `json:"num"`
+	Name     string `json:"name"`
+	Recorded string `json:"recorded"`
+	Binary   string `json:"binary"`
+	// Reasons are the reasons of the amendments between the two, oldest
+	// first.
+	Reasons []string `json:"reasons"`
 }
 
 // Pending is one hook an upgrade would run.
@@ -82,6 +98,7 @@ func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
 		Applied:          meta.Applied,
 		OnlineOK:         true,
 		DigestMismatches: []DigestMismatch{},
+		Amended:          []AmendedHook{},
 	}
 	if p.Applied == nil {
 		p.Applied = []Applied{}
@@ -118,8 +135,15 @@ func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
 	}
 	for _, a := range meta.Applied {
 		h, ok := reg.Lookup(a.Num)
-		if ok && a.Digest != h.Digest {
+		if !ok {
+			continue
+		}
+		same, reasons, known := h.Amended(a.Digest)
+		switch {
+		case !known:
 			p.DigestMismatches = append(p.DigestMismatches, DigestMismatch{Num: a.Num, Name: h.Name, Recorded: a.Digest, Binary: h.Digest})
+		case !same:
+			p.Amended = append(p.Amended, AmendedHook{Num: a.Num, Name: h.Name, Recorded: a.Digest, Binary: h.Digest, Reasons: reasons})
 		}
 	}
 	for _, h := range reg.Hooks {

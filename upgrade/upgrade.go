@@ -114,6 +114,9 @@ func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) 
 	if err := plan.Check(opts.Online, opts.AllowDigestMismatch); err != nil {
 		return res, err
 	}
+	if err := recordAmended(st, plan); err != nil {
+		return res, err
+	}
 	mode := Offline
 	if opts.Online {
 		mode = Online

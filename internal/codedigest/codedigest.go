@@ -1,100 +1,127 @@
 // Package codedigest computes the code digest of an upgrade hook: a hash over
-// the hook function and, transitively, every declaration of the same module
-// that it uses.
+// everything of the product's own code that can change what the hook does.
 //
-// The digest follows type information, not names in text: starting from the
-// hook function it visits every identifier of a declaration, resolves it with
-// types.Info.Uses (which also covers method and field selections) and adds the
-// declaration of the object it denotes when that object belongs to a package
-// of the hook's module, in any package of the module. So the digest covers:
+// # The h2 algorithm
 //
-//   - functions and methods called or referred to;
-//   - types (a struct field or interface method used leads to its type);
-//   - every method declared on a named type the hook uses, called directly or
-//     not, since a method reached through an interface (String, MarshalJSON,
-//     a hook.Table implementation) is code the hook runs too;
-//   - constants (a grouped const declaration as a whole, since iota makes
-//     every member depend on its place) and package-level variables with
-//     their initialisers.
+// [Scope.Compute] returns "h2:" digests, the algorithm hookgen writes to
+// generated/hooks.sum. It works on source files, not on the host's build:
+// every package in scope is read from its directory with all its files, for
+// every build context (any GOOS, GOARCH, cgo setting or Go version), so the
+// digest does not depend on the machine, the environment or the build cache
+// of the run that computes it.
 //
-// Left out: the standard library and declarations of other modules, which
-// go.mod and go.sum pin by version and checksum; init functions, which run
-// at program start and not as part of a hook.
+// What is in scope: the packages of the main module, and of every module
+// whose code go.sum does not pin: a replace to a local directory, a go.work
+// use entry, and vendor/ (the vendored copy is what builds, so it is hashed).
+// Other modules are pinned by go.sum; for them the digest records the
+// version go.mod requires (see below). The standard library and the Go
+// toolchain are not hashed.
 //
-// Each declaration is hashed over its syntax tree, not its text: positions
-// and comments are skipped, so a comment-only or gofmt-only change keeps the
-// digest, while any change of code does not — renaming a helper or a local
-// variable included. Each identifier's resolution (the package that declares
-// the object) is hashed too, so an import pointing elsewhere counts. Moving a
-// declaration between files of the same package does not change the digest.
+// What is hashed, starting from the hook function and following every name
+// a hashed piece of code uses (a package-level name of the same package,
+// pkg.Name into another package in scope, the methods of every type used,
+// both sides of a //go:linkname):
 //
-// The digest is "h1:" followed by the standard base64 encoding of a SHA-256
-// over the sorted list of declarations, each its package directory, kind and
-// name, and hash; the prefix names the algorithm, as in go.sum, so that a
-// future algorithm can be introduced without false alarms.
+//   - each declaration (function, method, type, var, const; a grouped const
+//     declaration as a whole) of an unconditional Go file, over its syntax
+//     tree: positions and comments do not count, directive comments
+//     (//go:embed, //go:noinline, //export, ...) do, and a //go:embed
+//     declaration includes the embedded files' names and bytes;
+//   - a conditional Go file (a //go:build or +build line, a GOOS or GOARCH
+//     file name suffix such as x_windows.go or x_arm64.go, or import "C") as a
+//     whole: its name, constraint lines, directives, cgo preamble and syntax
+//     tree, comments excepted; such files are the ones that differ between
+//     builds, so all of them of every reached package are hashed;
+//   - the non-Go sources of every reached package (.s, .c, .h, .syso, ...),
+//     byte for byte;
+//   - package state: for every reached package and every package of the scope
+//     that it imports, transitively, in any file, its init functions (in
+//     order), every package-level var whose initialiser runs code of the
+//     product (a call of a function in scope, a method call, a function
+//     literal, or a blank "var _ ="), its blank imports, and its
+//     //go:linkname and //go:debug directives;
+//   - the go line and the godebug settings of go.mod (and go.work);
+//   - for each module outside the scope that the reached code refers to
+//     (pkg.Name) or imports for its side effects (import _), the version go.mod
+//     requires: bumping it changes the digest, and the lint reports it
+//     under its own rule.
+//
+// Each piece is an item with a key that names its package directory, not
+// its file: reformatting, reordering, comment edits and moving a
+// declaration to another unconditional file of the package keep the digest.
+// The digest is "h2:" followed by the standard base64 encoding of a SHA-256
+// over the sorted "key hash" lines.
+//
+// Limits: data the hook reads at run time from disk or the network is not
+// code and is not hashed; nor is the engine's own implementation of hook.Tx
+// and the store, the standard library, the toolchain, or code of the
+// product outside the hook's import closure that writes a hook package's
+// variables (a main package's init); names are followed by syntax, not by
+// type (x.M follows M through the methods of the types the code names),
+// which can include more than the hook runs but never less of what it
+// names.
+//
+// # The h1 algorithm and algorithm changes
+//
+// [ComputeH1] is the algorithm of hookreg's first releases, kept unchanged:
+// it follows type information of one host build and leaves out package
+// state, directives, other build contexts and non-Go files. Its digests
+// remain in release fixtures, in the metadata of stores that applied hooks,
+// and in hooks.sum at old references. So:
+//
+//   - the lint compares like with like: against a reference whose hooks.sum
+//     holds an h1 digest it computes the current h1 digest;
+//   - when hookgen generate replaces an h1 line of hooks.sum with an h2 one
+//     and the current h1 digest equals the recorded one, it keeps the pair
+//     as a fourth field ("h1:...=h2:..."): the same code under both
+//     algorithms. The generated registry carries these pairs with the
+//     amendments, so the migrator accepts a store that applied the hook
+//     under h1 (see hook.Hook.Amendments).
 //
 // Example:
 //
-//	cfg := &packages.Config{Mode: codedigest.LoadMode, Dir: moduleDir}
-//	pkgs, err := packages.Load(cfg, "./hooks/...")
+//	s, err := codedigest.NewScope(moduleDir)
 //	// ...
-//	fn := pkgs[0].Types.Scope().Lookup("UpgradeLibFoo").(*types.Func)
-//	res, err := codedigest.Compute(pkgs, fn)
-//	// res.Digest == "h1:2T4l...="
-//	// res.Decls[0] == Decl{Name: "hooks/libfoo/users.go: func normalize", Hash: "..."}
+//	res, err := s.Compute("example.com/broker/hooks/libfoo", "UpgradeLibFoo")
+//	// res.Digest == "h2:2T4l...="
+//	// res.Decls[0] == Decl{Name: "hooks/libfoo/users.go: func normalize", ...}
 package codedigest
 
 import (
-	"cmp"
-	"crypto/sha256"
-	"encoding/base64"
-	"fmt"
-	"go/ast"
-	"go/token"
-	"go/types"
-	"hash"
 	"path"
-	"path/filepath"
-	"reflect"
-	"slices"
-	"strconv"
 	"strings"
-
-	"golang.org/x/tools/go/packages"
 )
 
-// LoadMode is the packages.Load mode Compute needs.
-const LoadMode = packages.NeedName | packages.NeedFiles | packages.NeedSyntax |
-	packages.NeedTypes | packages.NeedTypesInfo | packages.NeedImports |
-	packages.NeedDeps | packages.NeedModule
-
-// Prefix is the algorithm prefix of the digests Compute returns.
-const Prefix = "h1:"
-
-// Result is a hook's code digest and the declarations it covers.
+// Result is a hook's code digest and the pieces it covers.
 type Result struct {
-	// Digest is "h1:" followed by base64 of a SHA-256.
+	// Digest is the algorithm prefix ("h2:", "h1:") followed by base64 of
+	// a SHA-256.
 	Digest string
-	// Decls are the declarations covered, sorted by Name.
+	// Decls are the pieces covered, sorted by Name.
 	Decls []Decl
 }
 
-// Decl is one declaration covered by a digest.
+// Decl is one piece of code covered by a digest.
 type Decl struct {
-	// Name is the file, relative to the module root and slash-separated,
-	// and the declaration: "hooks/libfoo/users.go: func normalize",
-	// "hooks/libfoo/users.go: func (*store) get", "hooks/acl.go: type rule",
-	// "hooks/acl.go: const maxRules", "hooks/acl.go: var defaults".
+	// Name says where it is: the file, relative to the module root and
+	// slash-separated, and the declaration ("hooks/libfoo/users.go: func
+	// normalize", "hooks/acl.go: type rule", "hooks/x_windows.go: file
+	// x_windows.go", "go.mod: require golang.org/x/text v0.3.0").
 	Name string
-	// Hash is the base64 SHA-256 of the declaration's syntax tree.
+	// Hash is the base64 SHA-256 of the piece.
 	Hash string
+	// ID is the key the digest is computed over; empty for h1, whose key
+	// is derived from Name.
+	ID string
 }
 
-// Key returns the declaration's name without its file name: the package
-// directory, kind and name ("hooks/libfoo: func normalize"). Digests are
-// computed over keys, so moving a declaration between files of a package
-// changes nothing; compare Decls of two versions by Key.
+// Key returns the piece's key: its name without the file name, so that
+// moving a declaration between files of a package changes nothing
+// ("hooks/libfoo: func normalize"). Compare Decls of two versions by Key.
 func (d Decl) Key() string {
+	if d.ID != "" {
+		return d.ID
+	}
 	file, rest, ok := strings.Cut(d.Name, ": ")
 	if !ok {
 		return d.Name
@@ -102,288 +129,8 @@ func (d Decl) Key() string {
 	return path.Dir(file) + ": " + rest
 }
 
-// Compute returns the code digest of fn. pkgs come from packages.Load with
-// at least LoadMode; every package of fn's module that fn reaches must be
-// among them or their Imports.
-func Compute(pkgs []*packages.Package, fn *types.Func) (Result, error) {
-	if fn == nil || fn.Pkg() == nil {
-		return Result{}, fmt.Errorf("computing code digest: no function")
-	}
-	byPath := make(map[string]*packages.Package)
-	packages.Visit(pkgs, nil, func(p *packages.Package) {
-		if q, ok := byPath[p.PkgPath]; !ok || (q.ID != q.PkgPath && p.ID == p.PkgPath) {
-			byPath[p.PkgPath] = p
-		}
-	})
-	root := byPath[fn.Pkg().Path()]
-	if root == nil {
-		return Result{}, fmt.Errorf("computing code digest of %s: package %s not loaded", fn.Name(), fn.Pkg().Path())
-	}
-	if root.Module == nil {
-		return Result{}, fmt.Errorf("computing code digest of %s: package %s is not in a module (load with packages.NeedModule)", fn.Name(), root.PkgPath)
-	}
-	w := &walker{
-		module: root.Module,
-		byPath: byPath,
-		files:  make(map[*token.File]*ast.File),
-		seen:   make(map[ast.Node]bool),
-	}
-	w.add(fn)
-	for len(w.queue) > 0 {
-		obj := w.queue[0]
-		w.queue = w.queue[1:]
-		if err := w.visit(obj); err != nil {
-			return Result{}, fmt.Errorf("computing code digest of %s: %w", fn.Name(), err)
-		}
-	}
-	slices.SortFunc(w.decls, func(a, b Decl) int { return cmp.Compare(a.Name, b.Name) })
-	keyed := make([]string, len(w.decls))
-	for i, d := range w.decls {
-		keyed[i] = d.Key() + " " + d.Hash + "\n"
-	}
-	slices.Sort(keyed)
-	h := sha256.New()
-	for _, k := range keyed {
-		h.Write([]byte(k))
-	}
-	return Result{Digest: Prefix + base64.StdEncoding.EncodeToString(h.Sum(nil)), Decls: w.decls}, nil
-}
-
-type walker struct {
-	module *packages.Module
-	byPath map[string]*packages.Package
-	files  map[*token.File]*ast.File
-	seen   map[ast.Node]bool
-	queue  []types.Object
-	decls  []Decl
-}
-
-// add queues obj when it is declared in a package of the module.
-func (w *walker) add(obj types.Object) {
-	if obj == nil || obj.Pkg() == nil || !obj.Pos().IsValid() {
-		return
-	}
-	p := w.byPath[obj.Pkg().Path()]
-	if p == nil || p.Module == nil || p.Module.Path != w.module.Path {
-		return
-	}
-	w.queue = append(w.queue, obj)
-}
-
-// visit hashes the top-level declaration that declares obj, once, and queues
-// what it uses.
-func (w *walker) visit(obj types.Object) error {
-	p := w.byPath[obj.Pkg().Path()]
-	if p.TypesInfo == nil || p.Fset == nil {
-		return fmt.Errorf("package %s loaded without syntax and type information", p.PkgPath)
-	}
-	if len(p.Errors) > 0 {
-		return fmt.Errorf("package %s has errors: %v", p.PkgPath, p.Errors[0])
-	}
-	file := w.file(p, obj.Pos())
-	if file == nil {
-		return fmt.Errorf("no syntax for %s declared at %s", obj.Name(), p.Fset.Position(obj.Pos()))
-	}
-	i, _ := slices.BinarySearchFunc(file.Decls, obj.Pos(), func(d ast.Decl, pos token.Pos) int {
-		if d.End() <= pos {
-			return -1
-		}
-		if d.Pos() > pos {
-			return 1
-		}
-		return 0
-	})
-	if i == len(file.Decls) || file.Decls[i].Pos() > obj.Pos() {
-		return fmt.Errorf("no declaration of %s at %s", obj.Name(), p.Fset.Position(obj.Pos()))
-	}
-	node, kind, name := w.declNode(p, file.Decls[i], obj.Pos())
-	if node == nil || w.seen[node] {
-		return nil
-	}
-	w.seen[node] = true
-	rel, err := filepath.Rel(w.module.Dir, p.Fset.File(obj.Pos()).Name())
-	if err != nil {
-		return fmt.Errorf("locating %s in module %s: %w", obj.Name(), w.module.Dir, err)
-	}
-	h := sha256.New()
-	x := &hasher{h: h, info: p.TypesInfo, use: w.add}
-	x.write(kind)
-	x.value(reflect.ValueOf(node))
-	w.decls = append(w.decls, Decl{
-		Name: filepath.ToSlash(rel) + ": " + kind + " " + name,
-		Hash: base64.StdEncoding.EncodeToString(h.Sum(nil)),
-	})
-	if tn, ok := obj.(*types.TypeName); ok {
-		w.addMethods(tn)
-	}
-	if ts, ok := node.(*ast.TypeSpec); ok {
-		if tn, ok := p.TypesInfo.Defs[ts.Name].(*types.TypeName); ok {
-			w.addMethods(tn)
-		}
-	}
-	return nil
-}
-
-// addMethods queues every method declared on a named type.
-func (w *walker) addMethods(tn *types.TypeName) {
-	if named, ok := tn.Type().(*types.Named); ok {
-		for m := range named.Origin().Methods() {
-			w.add(m)
-		}
-	}
-}
-
-// file returns the syntax of the file of p holding pos.
-func (w *walker) file(p *packages.Package, pos token.Pos) *ast.File {
-	tf := p.Fset.File(pos)
-	if tf == nil {
-		return nil
-	}
-	if f, ok := w.files[tf]; ok {
-		return f
-	}
-	for _, f := range p.Syntax {
-		if p.Fset.File(f.Pos()) == tf {
-			w.files[tf] = f
-			return f
-		}
-	}
-	return nil
-}
-
-// declNode returns the part of decl that declares the object at pos: the
-// function, the whole grouped const declaration, or the one type or var
-// spec; and its kind and name for Decl.Name.
-func (w *walker) declNode(p *packages.Package, decl ast.Decl, pos token.Pos) (ast.Node, string, string) {
-	switch d := decl.(type) {
-	case *ast.FuncDecl:
-		if d.Recv == nil || len(d.Recv.List) == 0 {
-			return d, "func", d.Name.Name
-		}
-		return d, "func", "(" + types.ExprString(d.Recv.List[0].Type) + ") " + d.Name.Name
-	case *ast.GenDecl:
-		if d.Tok == token.CONST {
-			var names []string
-			for _, s := range d.Specs {
-				for _, n := range s.(*ast.ValueSpec).Names {
-					names = append(names, n.Name)
-				}
-			}
-			return d, "const", strings.Join(names, ", ")
-		}
-		for _, s := range d.Specs {
-			if s.Pos() > pos || pos >= s.End() {
-				continue
-			}
-			switch s := s.(type) {
-			case *ast.TypeSpec:
-				return s, "type", s.Name.Name
-			case *ast.ValueSpec:
-				names := make([]string, len(s.Names))
-				for i, n := range s.Names {
-					names[i] = n.Name
-				}
-				return s, d.Tok.String(), strings.Join(names, ", ")
-			}
-		}
-	}
-	return nil, "", ""
-}
-
-// hasher writes a syntax tree into a hash, skipping positions, comments and
-// the parser's object resolution, and reports every object an identifier
-// uses.
-type hasher struct {
-	h    hash.Hash
-	info *types.Info
-	use  func(types.Object)
-}
-
-var (
-	posType     = reflect.TypeFor[token.Pos]()
-	commentType = reflect.TypeFor[*ast.CommentGroup]()
-	objectType  = reflect.TypeFor[*ast.Object]()
-	scopeType   = reflect.TypeFor[*ast.Scope]()
-	identType   = reflect.TypeFor[*ast.Ident]()
-	litType     = reflect.TypeFor[*ast.BasicLit]()
-)
-
-func (x *hasher) write(s string) {
-	x.h.Write([]byte(strconv.Itoa(len(s))))
-	x.h.Write([]byte{':'})
-	x.h.Write([]byte(s))
-}
-
-func (x *hasher) value(v reflect.Value) {
-	switch v.Type() {
-	case posType, commentType, objectType, scopeType:
-		return
-	case identType:
-		if !v.IsNil() {
-			x.ident(v.Interface().(*ast.Ident))
-			return
-		}
-	case litType:
-		if !v.IsNil() {
-			lit := v.Interface().(*ast.BasicLit)
-			x.write("lit " + lit.Kind.String())
-			if lit.Kind == token.INT || lit.Kind == token.FLOAT || lit.Kind == token.IMAG {
-				x.write(strings.ToLower(lit.Value))
-			} else {
-				x.write(lit.Value)
-			}
-			return
-		}
-	}
-	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		if v.IsNil() {
-			x.write("nil")
-			return
-		}
-		if v.Kind() == reflect.Interface {
-			x.write(v.Elem().Type().String())
-		}
-		x.value(v.Elem())
-	case reflect.Struct:
-		x.write(v.Type().Name())
-		for i := range v.NumField() {
-			x.value(v.Field(i))
-		}
-	case reflect.Slice:
-		x.write(strconv.Itoa(v.Len()))
-		for i := range v.Len() {
-			x.value(v.Index(i))
-		}
-	case reflect.String:
-		x.write(v.String())
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		x.write(strconv.FormatInt(v.Int(), 10))
-	case reflect.Bool:
-		x.write(strconv.FormatBool(v.Bool()))
-	default:
-		x.write(fmt.Sprint(v.Interface()))
-	}
-}
-
-// ident hashes an identifier's name and, for a package-level object or an
-// imported package, where it resolves; it reports the object used.
-func (x *hasher) ident(id *ast.Ident) {
-	x.write("id " + id.Name)
-	obj := x.info.Uses[id]
-	if obj == nil {
-		obj = x.info.Defs[id]
-	}
-	switch o := obj.(type) {
-	case nil:
-	case *types.PkgName:
-		x.write("pkg " + o.Imported().Path())
-	default:
-		if o.Pkg() != nil && o.Parent() == o.Pkg().Scope() {
-			x.write("in " + o.Pkg().Path())
-		}
-		if x.info.Uses[id] != nil && (o.Parent() == nil || o.Pkg() != nil && o.Parent() == o.Pkg().Scope()) {
-			x.use(o)
-		}
-	}
+// Algorithm returns a digest's algorithm prefix without the colon ("h2").
+func Algorithm(digest string) string {
+	alg, _, _ := strings.Cut(digest, ":")
+	return alg
 }

@@ -13,16 +13,19 @@
 //		Hooks: []gen.Hook{{
 //			Num: 98, IntroducedIn: "5.0.0", Name: "libfoo.UpgradeLibFoo",
 //			PkgPath: "example.com/broker/hooks/libfoo", PkgName: "libfoo", Func: "UpgradeLibFoo",
-//			Digest: "h1:L5P2...=", Doc: "Key users by authenticator group.",
+//			Digest: "h2:L5P2...=", Doc: "Key users by authenticator group.",
 //		}},
 //	})
 //	// files["registry.go"]: package generated; var Registry = &hook.Registry{...}
-//	// files["hooks.sum"]:   98 libfoo.UpgradeLibFoo h1:L5P2...=
+//	// files["hooks.sum"]:   98 libfoo.UpgradeLibFoo h2:L5P2...=
 //
 // registry.go refers to each hook function itself, so a function with the
 // wrong signature fails to compile; hooks are listed in ascending number in
 // a slice, and the registry digest is hook.Registry.ComputeDigest over the
-// generated values, written as a literal.
+// generated values, written as a literal. A hook's Earlier pairs (hooks.sum's
+// extra fields) and its registry.yaml amendments become its
+// hook.Hook.Amendments, the chain the migrator follows from a digest a store
+// recorded to the binary's.
 package gen
 
 import (
@@ -78,8 +81,14 @@ type Hook struct {
 	PkgPath string
 	PkgName string
 	Func    string
-	// Digest is the code digest ("h1:...").
+	// Digest is the code digest ("h2:...").
 	Digest string
+	// Earlier are digests of the same code under earlier algorithms, as
+	// pairs "OLD->NEW" (hooks.sum's extra fields).
+	Earlier []string
+	// Amendments are the hook's amendments of registry.yaml, oldest
+	// first.
+	Amendments []hook.Amendment
 	// Doc is the hook's doc from registry.yaml, used as a comment.
 	Doc string
 }
@@ -101,7 +110,7 @@ func Generate(in Input) (map[string][]byte, error) {
 			return nil, fmt.Errorf("generating %s: hook %d: function %q of package %q (%s) is not a Go identifier", RegistryFile, h.Num, h.Func, h.PkgName, h.PkgPath)
 		}
 		reg.Hooks = append(reg.Hooks, hook.Hook{Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Name, Digest: h.Digest})
-		lines = append(lines, sumfile.Line{Num: h.Num, Name: h.Name, Digest: h.Digest})
+		lines = append(lines, sumfile.Line{Num: h.Num, Name: h.Name, Digest: h.Digest, Earlier: h.Earlier})
 	}
 	reg.Digest = reg.ComputeDigest()
 
@@ -127,14 +136,20 @@ func Generate(in Input) (map[string][]byte, error) {
 	items = append(items, field("Digest", jen.Lit(reg.Digest)))
 	hookValues := make([]jen.Code, 0, len(hooks))
 	for _, h := range hooks {
-		value := jen.Custom(multi,
+		fields := []jen.Code{
 			field("Num", jen.Lit(h.Num)),
 			field("IntroducedIn", jen.Lit(h.IntroducedIn)),
 			field("AllowOnline", jen.Lit(h.AllowOnline)),
 			field("Name", jen.Lit(h.Name)),
 			field("Digest", jen.Lit(h.Digest)),
-			field("Func", jen.Qual(h.PkgPath, h.Func)),
-		)
+		}
+		if chain, err := amendments(h); err != nil {
+			return nil, err
+		} else if len(chain) > 0 {
+			fields = append(fields, field("Amendments", jen.Index().Qual(hookPkg, "Amendment").Custom(multi, chain...)))
+		}
+		fields = append(fields, field("Func", jen.Qual(h.PkgPath, h.Func)))
+		value := jen.Custom(multi, fields...)
 		hookValues = append(hookValues, jen.Comment(hookComment(h)).Line().Add(value))
 	}
 	items = append(items, field("Hooks", jen.Index().Qual(hookPkg, "Hook").Custom(multi, hookValues...)))
@@ -150,6 +165,24 @@ func Generate(in Input) (map[string][]byte, error) {
 		RegistryFile: buf.Bytes(),
 		SumFile:      sumfile.Format(lines),
 	}, nil
+}
+
+// amendments returns the values of a hook's amendment chain: the earlier
+// algorithms' digests of the same code, then the amendments of
+// registry.yaml.
+func amendments(h Hook) ([]jen.Code, error) {
+	var out []jen.Code
+	for _, e := range h.Earlier {
+		old, cur, ok := strings.Cut(e, "->")
+		if !ok {
+			return nil, fmt.Errorf("generating %s: hook %d: %q is not a pair OLD->NEW of digests", RegistryFile, h.Num, e)
+		}
+		out = append(out, jen.Values(field("Old", jen.Lit(old)), field("New", jen.Lit(cur))))
+	}
+	for _, a := range h.Amendments {
+		out = append(out, jen.Values(field("Old", jen.Lit(a.Old)), field("New", jen.Lit(a.New)), field("Reason", jen.Lit(a.Reason))))
+	}
+	return out, nil
 }
 
 // multi renders a composite literal with one element a line.

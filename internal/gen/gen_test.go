@@ -16,8 +16,8 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // input is a registry with hooks out of order, two in one sub-package,
-// a package name clash, a minimum data version and docs that need
-// flattening.
+// a package name clash, a minimum data version, docs that need flattening,
+// and a hook with an earlier algorithm's digest and an amendment.
 func input() gen.Input {
 	return gen.Input{
 		Package:        "generated",
@@ -27,7 +27,8 @@ func input() gen.Input {
 		MinDataVersion: "4.4.0",
 		Hooks: []gen.Hook{
 			{Num: 100, IntroducedIn: "5.1.0", Name: "UpgradeLibBaz", PkgPath: "example.com/broker/hooks", PkgName: "hooks", Func: "UpgradeLibBaz", Digest: "h1:baz=", Doc: "Split ACL rules\n  into one table per tenant."},
-			{Num: 98, IntroducedIn: "5.0.0", Name: "libfoo.UpgradeLibFoo", PkgPath: "example.com/broker/hooks/libfoo", PkgName: "libfoo", Func: "UpgradeLibFoo", Digest: "h1:foo="},
+			{Num: 98, IntroducedIn: "5.0.0", Name: "libfoo.UpgradeLibFoo", PkgPath: "example.com/broker/hooks/libfoo", PkgName: "libfoo", Func: "UpgradeLibFoo", Digest: "h2:foo2=",
+				Earlier: []string{"h1:foo=->h2:foo1="}, Amendments: []hook.Amendment{{Old: "h2:foo1=", New: "h2:foo2=", Reason: "fix \"CVE-2026-1\""}}},
 			{Num: 99, IntroducedIn: "5.0.1", AllowOnline: true, Name: "libfoo.UpgradeLibFooAgain", PkgPath: "example.com/broker/hooks/libfoo", PkgName: "libfoo", Func: "UpgradeLibFooAgain", Digest: "h1:foo2="},
 			{Num: 101, IntroducedIn: "5.1.0", AllowOnline: true, Name: "v2/libfoo.UpgradeOther", PkgPath: "example.com/broker/hooks/v2/libfoo", PkgName: "libfoo", Func: "UpgradeOther", Digest: "h1:other="},
 		},

@@ -54,8 +54,13 @@ var ErrNotRepository = errors.New("not a git repository")
 // shallow clone, or a clone fetched without its tags.
 var ErrIncomplete = errors.New("incomplete git history")
 
-// FetchAdvice is what to run to complete a shallow or tagless clone.
-const FetchAdvice = "git fetch --unshallow --tags"
+// UnshallowAdvice is what to run to complete a shallow clone; a complete
+// clone refuses --unshallow, so a tagless complete clone gets
+// FetchTagsAdvice.
+const (
+	UnshallowAdvice = "git fetch --unshallow --tags"
+	FetchTagsAdvice = "git fetch --tags"
+)
 
 // Repo is a git repository and its work tree.
 type Repo struct {
@@ -191,7 +196,7 @@ func (r *Repo) CheckComplete(ctx context.Context) error {
 		return fmt.Errorf("checking for a shallow clone: %w", err)
 	}
 	if strings.TrimSpace(string(out)) == "true" {
-		return fmt.Errorf("%w: %s is a shallow clone, its history ends before the hooks landed: run %q (in a GitHub workflow: actions/checkout with fetch-depth: 0)", ErrIncomplete, r.Root, FetchAdvice)
+		return fmt.Errorf("%w: %s is a shallow clone, its history ends before the hooks landed: run %q (in a GitHub workflow: actions/checkout with fetch-depth: 0)", ErrIncomplete, r.Root, UnshallowAdvice)
 	}
 	return nil
 }

@@ -194,7 +194,7 @@ func TestShallow(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = repo.CheckComplete(context.Background())
-	if !errors.Is(err, gitx.ErrIncomplete) || !strings.Contains(err.Error(), gitx.FetchAdvice) {
+	if !errors.Is(err, gitx.ErrIncomplete) || !strings.Contains(err.Error(), gitx.UnshallowAdvice) {
 		t.Errorf("CheckComplete on a shallow clone: %v", err)
 	}
 	if ok, err := repo.HasRemotes(context.Background()); err != nil || !ok {

@@ -22,23 +22,27 @@ var amendCmd = &spec{
 Usage: hookgen amend NUM --reason TEXT [--registry FILE]
 
 Amend is the one reviewable way to change the code of a hook that has
-landed (a security fix): it appends an amendment to hook NUM in
-registry.yaml,
+landed (a security fix, a reviewed bump of a dependency it uses): it
+appends an amendment to hook NUM in registry.yaml,
 
 	amendments:
-	  - old: h1:...        # the hook's code digest at the references
-	    new: h1:...        # its code digest now
+	  - old: h2:...        # the hook's code digest at the references
+	    new: h2:...        # its code digest now
 	    reason: TEXT
 
 keeping the file's comments and layout. "hookgen lint" accepts a code change
-exactly when the amendments lead from a reference's digest to the current
-one. Make the change first, then amend, regenerate and commit both; review
-the amendment like any code change.
+(immutable-code, dependency-version) exactly when the amendments lead from
+a reference's digest to the current one; "old" may be an h1: digest of a
+reference older than the h2 algorithm. Make the change first, then amend,
+regenerate and commit both; review the amendment like any code change. The
+generated registry carries the amendments: the migrator built from it
+upgrades stores that applied the hook before the change, and marks the hook
+as amended.
 
 Example:
 
 	$ hookgen amend 98 --reason "fix CVE-2026-1234 in ACL parsing"
-	hookgen: hook 98: recorded amendment from h1:2T4l...= (v5.0.0) to h1:Qm9v...= in registry.yaml
+	hookgen: hook 98: recorded amendment from h2:2T4l...= (v5.0.0) to h2:Qm9v...= in registry.yaml
 	$ go generate ./... && hookgen lint
 `,
 	New: func() command { return &amendOptions{} },

@@ -22,8 +22,12 @@ no hooks.sum digest changed without a matching amendment. Each finding names
 the offending commit; its position is in registry.yaml as it was at that
 commit. It is the tool for adopting hookreg on an existing repository and
 for CI on protected branches; --since REV accepts the history up to REV as
-it is (the commit that adopted hookreg) and checks only what came after. History is read in batch (one git log, one
-git cat-file), so it stays fast on long histories.
+it is (the commit that adopted hookreg) and checks only what came after.
+History is read in batch (one git log, one git cat-file), so it stays fast
+on long histories. A hooks.sum that does not parse at a commit is an
+environment error (exit status 2) naming the commit: its digests cannot be
+checked. Digests of two algorithms (h1: before h2:) are compared through
+the pairs hooks.sum records for the same code.
 
 Example:
 

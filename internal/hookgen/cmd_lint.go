@@ -43,14 +43,17 @@ release tag (v followed by a semantic version). A reference without
 registry.yaml has nothing to compare. Each finding names where the hook
 landed: the commit that added it and the first release tag containing it.
 
-A shallow clone, or a clone without its tags, is an environment error (exit
-status 2) that says to run "git fetch --unshallow --tags"; in a GitHub
-workflow, check out with fetch-depth: 0.
+A shallow clone is an environment error (exit status 2) that says to run
+"git fetch --unshallow --tags"; a clone without its release tags, whose
+registry names a release older than its own, one that says to run
+"git fetch --tags". In a GitHub workflow, check out with fetch-depth: 0.
+A registry.yaml or hooks.sum that does not parse at a reference is an
+environment error too.
 
 Example:
 
 	$ hookgen lint
-	registry.yaml:20:11: hook 98: code of func "libfoo.UpgradeLibFoo" changed since v5.0.0: digest "h1:2T4l..." is now "h1:Qm9v..."; changed: hooks/libfoo/users.go: func normalize; revert the change, or record a reviewed change with hookgen amend 98 --reason "..." [immutable-code]
+	registry.yaml:20:11: hook 98: code of func "libfoo.UpgradeLibFoo" changed since v5.0.0: digest "h2:2T4l..." is now "h2:Qm9v..."; changed: hooks/libfoo/users.go: func normalize; revert the change, or record a reviewed change with hookgen amend 98 --reason "..." [immutable-code]
 		registry.yaml: hook 98 landed in commit 1a2b3c4d5e6f "Add libfoo upgrade", first released in v5.0.0
 	$ hookgen lint --against origin/release-5.0 --format github
 `,

@@ -9,11 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/diag"
 	"github.com/hookreg/hookreg/internal/gen"
 	"github.com/hookreg/hookreg/internal/registry"
+	"github.com/hookreg/hookreg/internal/sumfile"
 )
 
 // checked is a registry read, checked and type-checked: what generate and
@@ -104,15 +108,79 @@ func (c *checked) generate(dir string) (map[string][]byte, error) {
 	if in.Product == "" {
 		in.Product = c.funcs.Module
 	}
+	prev := previousSums(filepath.Join(dir, gen.SumFile))
 	for i, h := range c.reg.Hooks {
 		fn := c.funcs.Funcs[i]
-		in.Hooks = append(in.Hooks, gen.Hook{
+		earlier, err := c.earlier(i, prev[h.Num], digests[i].Digest)
+		if err != nil {
+			return nil, err
+		}
+		g := gen.Hook{
 			Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Func,
 			PkgPath: fn.Pkg().Path(), PkgName: fn.Pkg().Name(), Func: fn.Name(),
-			Digest: digests[i].Digest, Doc: h.Doc,
-		})
+			Digest: digests[i].Digest, Earlier: earlier, Doc: h.Doc,
+		}
+		for _, a := range h.Amendments {
+			g.Amendments = append(g.Amendments, hook.Amendment{Old: a.Old, New: a.New, Reason: a.Reason})
+		}
+		in.Hooks = append(in.Hooks, g)
 	}
 	return gen.Generate(in)
+}
+
+// previousSums reads the hooks.sum being replaced; a missing or broken
+// file has nothing to carry over.
+func previousSums(path string) map[int]sumfile.Line {
+	out := make(map[int]sumfile.Line)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return out
+	}
+	lines, err := sumfile.Parse(path, data)
+	if err != nil {
+		return out
+	}
+	for _, l := range lines {
+		out[l.Num] = l
+	}
+	return out
+}
+
+// earlier returns the pairs "OLD->NEW" of hook i's line in hooks.sum: the
+// digest of an earlier algorithm recorded in the file being replaced and
+// the current digest, when the current code has that digest under the
+// earlier algorithm (the algorithm changed, the code did not); and the
+// pairs the file carried already, those naming the current digest checked
+// again.
+func (c *checked) earlier(i int, prev sumfile.Line, digest string) ([]string, error) {
+	var out []string
+	add := func(old, cur string) error {
+		if cur == digest {
+			res, err := c.funcs.Digest(c.reg, i, codedigest.Algorithm(old)+":")
+			if errors.Is(err, registry.ErrNoFunc) {
+				return err
+			}
+			if err != nil || res.Digest != old {
+				return nil // not the same code: the lint reports the change
+			}
+		}
+		if pair := old + "->" + cur; !slices.Contains(out, pair) {
+			out = append(out, pair)
+		}
+		return nil
+	}
+	for _, e := range prev.Earlier {
+		old, cur, _ := strings.Cut(e, "->")
+		if err := add(old, cur); err != nil {
+			return nil, err
+		}
+	}
+	if prev.Digest != "" && codedigest.Algorithm(prev.Digest) != codedigest.Algorithm(digest) {
+		if err := add(prev.Digest, digest); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // packageName is the package name of generated code in dir: the

@@ -74,20 +74,20 @@ func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, 
 		}
 		return Amended{}, fmt.Errorf("amending hook %d: %s", num, msg)
 	}
-	res, err := codedigest.Compute(funcs.Packages, funcs.Funcs[idx])
+	res, err := funcs.Digest(cur, idx, codedigest.Prefix)
 	if err != nil {
 		return Amended{}, err
 	}
 	var from, fromRef string
 	for _, r := range refs {
-		old, digests, err := w.read(ctx, r.commit)
+		old, digests, err := w.read(ctx, r.name, r.commit)
 		if err != nil {
 			return Amended{}, err
 		}
-		if old == nil || digests[num] == "" {
+		if old == nil || digests.digest(num, "") == "" {
 			continue
 		}
-		d := digests[num]
+		d := digests.digest(num, "")
 		for _, a := range h.Amendments {
 			if a.Old == d {
 				d = a.New
@@ -96,11 +96,20 @@ func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, 
 		from, fromRef = d, r.name
 		break
 	}
-	switch {
-	case from == "":
+	if from == "" {
 		return Amended{}, fmt.Errorf("amending hook %d: %w: it has not landed at any reference (the merge base with the default branch, the release tags), so it may still change freely", num, ErrNothingToAmend)
-	case from == res.Digest:
-		return Amended{}, fmt.Errorf("amending hook %d: %w: its code digest %q is the one at %s", num, ErrNothingToAmend, res.Digest, fromRef)
+	}
+	now := res.Digest
+	if codedigest.Algorithm(from) != codedigest.Algorithm(now) {
+		// A reference of an earlier algorithm: compare like with like.
+		old, err := funcs.Digest(cur, idx, codedigest.Algorithm(from)+":")
+		if err != nil {
+			return Amended{}, err
+		}
+		now = old.Digest
+	}
+	if from == now {
+		return Amended{}, fmt.Errorf("amending hook %d: %w: its code digest %q is the one at %s", num, ErrNothingToAmend, now, fromRef)
 	}
 	am := Amended{Old: from, New: res.Digest, Reason: reason, Ref: fromRef}
 	out, err := insertAmendment(data, num, am)

@@ -154,36 +154,61 @@ func (a *auditor) commit(c *gitx.Commit) ([]diag.Diagnostic, error) {
 	if addsOnTop(oldReg, curReg) && appendsSum(oldSum, curSum) {
 		return nil, nil
 	}
-	return a.compare(c, oldReg, curReg, oldSum, curSum), nil
+	return a.compare(c, oldReg, curReg, oldSum, curSum)
 }
 
 // compare is the full comparison of a commit with its parent.
-func (a *auditor) compare(c *gitx.Commit, oldReg, curReg, oldSum, curSum []byte) []diag.Diagnostic {
+func (a *auditor) compare(c *gitx.Commit, oldReg, curReg, oldSum, curSum []byte) ([]diag.Diagnostic, error) {
 	cmp := &comparison{
 		ref:     fmt.Sprintf("its parent %.12s", firstOr(c.Parents)),
 		prefix:  fmt.Sprintf("commit %.12s %q: ", c.Hash, c.Subject),
 		related: []diag.Related{{Message: fmt.Sprintf("offending commit %s %q", c.Hash, c.Subject)}},
 	}
 	if oldReg == nil {
-		return nil // the registry starts here
+		return nil, nil // the registry starts here
 	}
 	pos := diag.Position{File: a.w.opts.Registry}
 	if curReg == nil {
 		var ds []diag.Diagnostic
 		cmp.finding(&ds, pos, RuleRemoved, 0, "%s deleted, and every hook with it; restore it", a.w.relReg)
-		return ds
+		return ds, nil
 	}
 	old, pds := registry.Parse(a.w.opts.Registry, oldReg)
 	if len(pds) > 0 {
-		return nil // reported at the commit that broke it
+		return nil, nil // reported at the commit that broke it
 	}
 	cur, pds := registry.Parse(a.w.opts.Registry, curReg)
 	if len(pds) > 0 {
 		var ds []diag.Diagnostic
 		cmp.finding(&ds, pds[0].Pos, RuleRegistry, 0, "the registry does not parse (%s), so its hooks cannot be checked: %s", pds[0].Rule, pds[0].Message)
-		return ds
+		return ds, nil
 	}
-	return compare(snapshot{old, sumDigests(a.w.relSum, oldSum)}, snapshot{cur, sumDigests(a.w.relSum, curSum)}, cmp)
+	oldSums, err := a.sums(c, c.Parents, oldSum)
+	if err != nil {
+		return nil, err
+	}
+	curSums, err := a.sums(c, nil, curSum)
+	if err != nil {
+		return nil, err
+	}
+	return compare(snapshot{old, oldSums.digest}, snapshot{cur, curSums.digest}, cmp), nil
+}
+
+// sums parses a hooks.sum of commit c (of its first parent when parents
+// is given); one that does not parse is an error: its digests cannot be
+// checked.
+func (a *auditor) sums(c *gitx.Commit, parents []string, data []byte) (sums, error) {
+	s := make(sums)
+	lines, err := sumfile.Parse(a.w.relSum, data)
+	if err != nil {
+		at := c.Hash
+		if len(parents) > 0 {
+			at = parents[0]
+		}
+		return nil, fmt.Errorf("%w: %s at commit %.12s: %v", ErrBrokenReference, a.w.relSum, at, err)
+	}
+	s.add(lines)
+	return s, nil
 }
 
 func firstOr(s []string) string {
@@ -191,18 +216,6 @@ func firstOr(s []string) string {
 		return "(none)"
 	}
 	return s[0]
-}
-
-func sumDigests(name string, data []byte) map[int]string {
-	m := make(map[int]string)
-	lines, err := sumfile.Parse(name, data)
-	if err != nil {
-		return m
-	}
-	for _, l := range lines {
-		m[l.Num] = l.Digest
-	}
-	return m
 }
 
 // changed returns the bytes of old replaced in cur, in whole lines: old is

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/lint"
 	"github.com/hookreg/hookreg/internal/registry"
 )
@@ -45,7 +46,7 @@ func hookItem(n int) string {
 }
 
 func sumLine(n int) string {
-	return fmt.Sprintf("%d UpgradeH%d h1:%043d=\n", n, n, n)
+	return fmt.Sprintf("%d UpgradeH%d h2:%043d=\n", n, n, n)
 }
 
 // historyRepo builds, with git fast-import, a repository of n commits, the
@@ -116,9 +117,13 @@ func BenchmarkAudit(b *testing.B) {
 }
 
 // BenchmarkLint runs lint.Lint (hookgen lint) on a 2,000-hook registry
-// against one release tag, and reports where the time goes: loading and
-// type-checking the packages, computing the digests, and the rest (git,
-// parsing, comparing).
+// against one release tag, beside "go vet ./hooks/..." of the same module
+// in the same run (ratio = lint over vet), and reports where the time goes:
+// loading and type-checking the packages, computing the h2 digests, and the
+// rest (git, parsing, comparing). The h1 digests, the algorithm of hookreg's
+// first releases, are computed in the same run: today-s = load + h1
+// digests + rest is the lint before h2, and ratio-today = lint-s over it
+// (goal <= 1.5).
 func BenchmarkLint(b *testing.B) {
 	const n = 2000
 	root, err := filepath.Abs("../..")
@@ -180,7 +185,15 @@ func BenchmarkLint(b *testing.B) {
 	gitCmd(b, dir, nil, "tag", "v1.0.0")
 	b.Chdir(dir)
 
-	var total, load, digest time.Duration
+	vet := func() {
+		cmd := exec.Command("go", "vet", "./hooks/...")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("go vet: %v\n%s", err, out)
+		}
+	}
+	vet()
+	var total, load, digest, digestH1, vetTime time.Duration
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
@@ -204,10 +217,26 @@ func BenchmarkLint(b *testing.B) {
 			b.Fatal(err)
 		}
 		digest += time.Since(start)
+		start = time.Now()
+		for i := range f.Hooks {
+			if _, err := funcs.Digest(f, i, codedigest.PrefixH1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		digestH1 += time.Since(start)
+		start = time.Now()
+		vet()
+		vetTime += time.Since(start)
 	}
 	per := func(d time.Duration) float64 { return d.Seconds() / float64(b.N) }
 	b.ReportMetric(per(total), "lint-s")
 	b.ReportMetric(per(load), "load-s")
 	b.ReportMetric(per(digest), "digests-s")
 	b.ReportMetric(per(total-load-digest), "rest-s")
+	b.ReportMetric(per(digestH1), "h1-digests-s")
+	b.ReportMetric(per(vetTime), "vet-s")
+	b.ReportMetric(float64(total)/float64(vetTime), "ratio-vet")
+	today := total - digest + digestH1
+	b.ReportMetric(per(today), "today-s")
+	b.ReportMetric(float64(total)/float64(today), "ratio-today")
 }

@@ -6,8 +6,10 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/diag"
 	"github.com/hookreg/hookreg/internal/registry"
+	"github.com/hookreg/hookreg/internal/sumfile"
 )
 
 // Rule ids of lint and audit.
@@ -23,13 +25,43 @@ const (
 	RuleReleasedVersion = "released-version"
 	RuleAmendInvalid    = "amend-invalid"
 	RuleRegistry        = "registry-invalid"
+	RuleDependency      = "dependency-version"
 )
 
 // snapshot is one version of the registry and the code digests of its
-// hooks (from hooks.sum, or computed from the code).
+// hooks (from hooks.sum, or computed from the code): digest returns hook
+// num's digest under algorithm alg ("h2:"; "" for the newest known), or "".
 type snapshot struct {
-	reg     *registry.File
-	digests map[int]string
+	reg    *registry.File
+	digest func(num int, alg string) string
+}
+
+// sums are the lines of a hooks.sum by hook number.
+type sums map[int]sumfile.Line
+
+func (s sums) add(lines []sumfile.Line) {
+	for _, l := range lines {
+		s[l.Num] = l
+	}
+}
+
+// digest returns the digest of hook num under alg: the line's digest, or
+// an earlier algorithm's digest of the same code.
+func (s sums) digest(num int, alg string) string {
+	l, ok := s[num]
+	if !ok {
+		return ""
+	}
+	if alg == "" || strings.HasPrefix(l.Digest, alg) {
+		return l.Digest
+	}
+	for _, e := range l.Earlier {
+		old, cur, _ := strings.Cut(e, "->")
+		if cur == l.Digest && strings.HasPrefix(old, alg) {
+			return old
+		}
+	}
+	return ""
 }
 
 // comparison says how to report what compare finds.
@@ -38,9 +70,9 @@ type comparison struct {
 	ref string
 	// landed returns where a hook landed, for the related positions.
 	landed func(num int) []diag.Related
-	// changed names the declarations behind a code change of hook num
-	// ("" when unknown).
-	changed func(num int) string
+	// changed lists what changed behind a code change of hook num from
+	// digest old (nil when unknown).
+	changed func(num int, old string) []change
 	// prefix starts every message ("commit 1a2b3c4 (subject): " in audit).
 	prefix string
 	// related is added to every finding (the offending commit in audit).
@@ -110,7 +142,7 @@ func compare(old, cur snapshot, c *comparison) []diag.Diagnostic {
 			c.finding(&ds, h.Pos, RuleAmendment, o.Num, "amendments recorded in %s were changed or removed; amendments are append-only: restore them and add a new one with hookgen amend %d", c.ref, o.Num)
 			continue
 		}
-		c.code(&ds, o, h, old.digests[o.Num], cur.digests[o.Num])
+		c.code(&ds, o, h, old.digest(o.Num, ""), func(alg string) string { return cur.digest(o.Num, alg) })
 	}
 	top := -1
 	for i, h := range cur.reg.Hooks {
@@ -128,17 +160,26 @@ func compare(old, cur snapshot, c *comparison) []diag.Diagnostic {
 	return ds
 }
 
-// code checks the code digest of a landed hook: unchanged, or changed
-// through a chain of amendments from the old digest to the current one.
-func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest, curDigest string) {
-	if oldDigest == "" || curDigest == "" || algorithm(oldDigest) != algorithm(curDigest) {
-		// Nothing recorded, or digests of different algorithms:
-		// nothing to compare without false alarms.
+// code checks the code digest of a landed hook: unchanged (compared under
+// the algorithm of the old digest), or changed through a chain of
+// amendments from the old digest to a current one.
+func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest string, curDigest func(alg string) string) {
+	if oldDigest == "" {
+		return // nothing recorded
+	}
+	cur := curDigest(algorithm(oldDigest) + ":")
+	newest := curDigest("")
+	if cur == "" {
+		// An algorithm this hookgen no longer computes, or a function
+		// that does not check (reported by its own rule).
+		return
+	}
+	if cur == oldDigest && len(h.Amendments) == len(o.Amendments) {
 		return
 	}
 	added := h.Amendments[len(o.Amendments):]
 	for _, a := range added {
-		if a.Old == a.New || algorithm(a.Old) != algorithm(curDigest) || algorithm(a.New) != algorithm(curDigest) {
+		if a.Old == a.New || !knownAlgorithm(a.Old) || !knownAlgorithm(a.New) {
 			c.finding(ds, a.Pos, RuleAmendInvalid, h.Num, "amendment from %q to %q is not a change between two code digests of the hook; remove it and run hookgen amend %d --reason ...", a.Old, a.New, h.Num)
 			return
 		}
@@ -151,25 +192,50 @@ func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest,
 			used[i] = true
 		}
 	}
-	if d == curDigest {
+	if d == curDigest(algorithm(d)+":") {
 		for i, a := range added {
 			if !used[len(o.Amendments)+i] {
-				c.finding(ds, a.Pos, RuleAmendInvalid, h.Num, "amendment from %q to %q does not continue the chain from the digest at %s, %q, to the current code digest %q; remove it", a.Old, a.New, c.ref, oldDigest, curDigest)
+				c.finding(ds, a.Pos, RuleAmendInvalid, h.Num, "amendment from %q to %q does not continue the chain from the digest at %s, %q, to the current code digest %q; remove it", a.Old, a.New, c.ref, oldDigest, newest)
 			}
 		}
 		return
 	}
+	if cur == oldDigest {
+		if len(added) > 0 {
+			c.finding(ds, added[0].Pos, RuleAmendInvalid, h.Num, "amendment from %q to %q does not lead from the digest at %s, %q, to the current code digest %q, and the code did not change since; remove it", added[0].Old, added[0].New, c.ref, oldDigest, newest)
+		}
+		return
+	}
 	if len(added) > 0 {
-		c.finding(ds, added[0].Pos, RuleAmendInvalid, h.Num, "amendments do not lead from the digest at %s, %q, to the current code digest %q (this one records old %q, new %q); remove them and run hookgen amend %d --reason ...", c.ref, oldDigest, curDigest, added[0].Old, added[0].New, h.Num)
+		c.finding(ds, added[0].Pos, RuleAmendInvalid, h.Num, "amendments do not lead from the digest at %s, %q, to the current code digest %q (this one records old %q, new %q); remove them and run hookgen amend %d --reason ...", c.ref, oldDigest, newest, added[0].Old, added[0].New, h.Num)
+		return
+	}
+	var changes []change
+	if c.changed != nil {
+		changes = c.changed(h.Num, oldDigest)
+	}
+	var names, deps []string
+	for _, ch := range changes {
+		if ch.mod != "" {
+			deps = append(deps, fmt.Sprintf("module %s from %q to %q", ch.mod, ch.from, ch.to))
+			continue
+		}
+		names = append(names, ch.name)
+	}
+	if len(deps) > 0 && len(names) == 0 {
+		c.finding(ds, h.FuncPos, RuleDependency, h.Num, "func %q uses a dependency whose version changed since %s: %s; its digest %q is now %q; review the dependency's changes and record them with hookgen amend %d --reason \"...\", or restore the version in go.mod", h.Func, c.ref, strings.Join(deps, ", "), oldDigest, newest, h.Num)
 		return
 	}
 	what := ""
-	if c.changed != nil {
-		if s := c.changed(h.Num); s != "" {
-			what = "; changed: " + s
-		}
+	if all := append(names, deps...); len(all) > 0 {
+		what = "; changed: " + strings.Join(all, ", ")
 	}
-	c.finding(ds, h.FuncPos, RuleCode, h.Num, "code of func %q changed since %s: digest %q is now %q%s; revert the change, or record a reviewed change with hookgen amend %d --reason \"...\"", h.Func, c.ref, oldDigest, curDigest, what, h.Num)
+	c.finding(ds, h.FuncPos, RuleCode, h.Num, "code of func %q changed since %s: digest %q is now %q%s; revert the change, or record a reviewed change with hookgen amend %d --reason \"...\"", h.Func, c.ref, oldDigest, cur, what, h.Num)
+}
+
+// knownAlgorithm reports a digest of an algorithm hookgen computes.
+func knownAlgorithm(digest string) bool {
+	return strings.HasPrefix(digest, codedigest.Prefix) || strings.HasPrefix(digest, codedigest.PrefixH1)
 }
 
 func amendmentsExtend(old, cur []registry.Amendment) bool {

@@ -64,8 +64,8 @@ hooks:
 		{"inserted below", replace(t, baseReg, "  - num: 10\n", "  - num: 15\n    introduced_in: 1.0.0\n    allow_online: false\n    func: UpgradeC\n  - num: 10\n"), oldDigests, []string{"8:10 insert-below"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			old := snapshot{parse(t, baseReg), oldDigests}
-			cur := snapshot{parse(t, tc.reg), tc.digests}
+			old := snapshot{parse(t, baseReg), byAlgorithm(oldDigests)}
+			cur := snapshot{parse(t, tc.reg), byAlgorithm(tc.digests)}
 			var got []string
 			for _, d := range compare(old, cur, &comparison{ref: "v1.0.0"}) {
 				got = append(got, fmt.Sprintf("%d:%d %s", d.Pos.Line, d.Pos.Col, d.Rule))
@@ -77,10 +77,87 @@ hooks:
 	}
 }
 
+// byAlgorithm serves the digests of m as snapshot.digest does: each
+// under its own algorithm only.
+func byAlgorithm(m map[int]string) func(int, string) string {
+	return func(num int, alg string) string {
+		if d := m[num]; alg == "" || strings.HasPrefix(d, alg) {
+			return d
+		}
+		return ""
+	}
+}
+
 func replace(t *testing.T, s, old, new string) string {
 	t.Helper()
 	if !strings.Contains(s, old) {
 		t.Fatalf("no %q", old)
 	}
 	return strings.Replace(s, old, new, 1)
+}
+
+// TestCompareAcrossAlgorithms checks that digests are compared under the
+// reference's algorithm: an unchanged hook whose current h2 digest differs
+// from the reference's h1 passes, a changed one does not, and an amendment
+// may lead from an h1 digest to an h2 one.
+func TestCompareAcrossAlgorithms(t *testing.T) {
+	old := snapshot{parse(t, baseReg), byAlgorithm(map[int]string{20: "h1:x", 10: "h1:b"})}
+	both := func(h1, h2 map[int]string) func(int, string) string {
+		return func(num int, alg string) string {
+			if alg == "h1:" {
+				return h1[num]
+			}
+			return h2[num]
+		}
+	}
+	amended := baseReg + "      - old: h1:b\n        new: h2:c\n        reason: second fix\n"
+	for _, tc := range []struct {
+		name   string
+		reg    string
+		h1, h2 map[int]string
+		want   []string
+	}{
+		{"unchanged", baseReg, map[int]string{20: "h1:x", 10: "h1:b"}, map[int]string{20: "h2:x", 10: "h2:b"}, nil},
+		{"changed", baseReg, map[int]string{20: "h1:y", 10: "h1:b"}, map[int]string{20: "h2:y", 10: "h2:b"}, []string{"7:11 immutable-code"}},
+		{"amended from h1 to h2", amended, map[int]string{20: "h1:x", 10: "h1:z"}, map[int]string{20: "h2:x", 10: "h2:c"}, nil},
+		{"amended to the wrong h2", amended, map[int]string{20: "h1:x", 10: "h1:z"}, map[int]string{20: "h2:x", 10: "h2:d"}, []string{"16:9 amend-invalid"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := snapshot{parse(t, tc.reg), both(tc.h1, tc.h2)}
+			var got []string
+			for _, d := range compare(old, cur, &comparison{ref: "v1.0.0"}) {
+				got = append(got, fmt.Sprintf("%d:%d %s", d.Pos.Line, d.Pos.Col, d.Rule))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("findings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDependencyVersion checks that a change made only of required module
+// versions is reported as dependency-version, and one with code too as
+// immutable-code.
+func TestDependencyVersion(t *testing.T) {
+	old := snapshot{parse(t, baseReg), byAlgorithm(map[int]string{20: "h2:x", 10: "h2:b"})}
+	cur := snapshot{parse(t, baseReg), byAlgorithm(map[int]string{20: "h2:y", 10: "h2:b"})}
+	dep := change{name: "go.mod: require golang.org/x/text v0.4.0", mod: "golang.org/x/text", from: "v0.3.0", to: "v0.4.0"}
+	for _, tc := range []struct {
+		name    string
+		changes []change
+		want    string
+	}{
+		{"version only", []change{dep}, "7:11 dependency-version"},
+		{"version and code", []change{dep, {name: "hooks/hooks.go: func helper"}}, "7:11 immutable-code"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ds := compare(old, cur, &comparison{ref: "v1.0.0", changed: func(int, string) []change { return tc.changes }})
+			if len(ds) != 1 || fmt.Sprintf("%d:%d %s", ds[0].Pos.Line, ds[0].Pos.Col, ds[0].Rule) != tc.want {
+				t.Fatalf("findings %v, want %s", ds, tc.want)
+			}
+			if !strings.Contains(ds[0].Message, `golang.org/x/text from "v0.3.0" to "v0.4.0"`) {
+				t.Errorf("message %q does not name the module and both versions", ds[0].Message)
+			}
+		})
+	}
 }

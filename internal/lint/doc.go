@@ -3,11 +3,12 @@
 // "hookgen amend".
 //
 // [Lint] compares the working tree's registry.yaml, and the code digest of
-// every hook computed now (internal/codedigest), with registry.yaml and
-// generated/hooks.sum at each reference commit: by default the merge base
-// with the default branch and every release tag (v followed by a strict
-// semantic version); a reference without registry.yaml has nothing to
-// compare. [Audit] compares every commit in the history of those two files
+// every hook computed now (internal/codedigest, under the algorithm each
+// reference recorded: "h2:", or "h1:" for references older than it), with
+// registry.yaml and generated/hooks.sum at each reference commit: by
+// default the merge base with the default branch and every release tag (v
+// followed by a strict semantic version); a reference without registry.yaml
+// has nothing to compare. [Audit] compares every commit in the history of those two files
 // with its parent. Both report diagnostics with positions in registry.yaml
 // and these rule ids:
 //
@@ -19,7 +20,10 @@
 //	immutable-func       func changed
 //	immutable-code       the code digest changed without amendments leading from
 //	                     the old digest to the new one; lint names the changed
-//	                     declarations by loading the reference's tree
+//	                     declarations by reading the reference's tree
+//	dependency-version   (lint) the only change is the version go.mod requires
+//	                     of a module the hook uses: names the module and both
+//	                     versions; an error, accepted by hookgen amend
 //	immutable-amendment  an amendment recorded at the reference changed or removed
 //	amend-invalid        an amendment added since the reference whose digests do
 //	                     not lead from the reference's digest to the current one
@@ -33,11 +37,16 @@
 // offending commit (audit). The same finding seen from several references
 // is reported once, against the first: the merge base, then the newest tag.
 //
-// A digest whose algorithm prefix differs between the two sides ("h1:"
-// against a future "h2:") is not compared, so that changing the algorithm
-// raises no false alarm. A shallow clone, or a clone with a remote, no
-// release tag and hooks of earlier releases, is an error wrapping
-// gitx.ErrIncomplete that says to run "git fetch --unshallow --tags".
+// Digests are compared like with like: the current code's digest is
+// computed under the reference's algorithm; a digest of an algorithm
+// hookgen no longer computes is not compared, so that changing the
+// algorithm raises no false alarm. An amendment may lead from one
+// algorithm's digest to another's. A registry.yaml or hooks.sum that does
+// not parse at a reference is an error wrapping ErrBrokenReference. A shallow clone is an error wrapping
+// gitx.ErrIncomplete that says to run "git fetch --unshallow --tags"; a
+// complete clone with a remote and no release tag, whose registry names a
+// release older than its own (a hook's introduced_in, min_data_version),
+// one that says to run "git fetch --tags".
 //
 // [Amend] appends an amendment {old, new, reason} to a hook in
 // registry.yaml, editing the text so that comments and layout stay.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	"golang.org/x/mod/modfile"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/diag"
@@ -60,11 +61,14 @@ type work struct {
 	tmpDirs     []string
 }
 
-// refCode is the loaded code of a reference, to name changed declarations.
+// refCode is the loaded code of a reference, to name changed declarations:
+// its source scope (h2) or its type-checked functions (h1).
 type refCode struct {
-	reg   *registry.File
-	funcs *registry.Funcs
-	err   error
+	reg    *registry.File
+	scope  *codedigest.Scope
+	module string
+	funcs  *registry.Funcs
+	err    error
 }
 
 func open(ctx context.Context, opts Options) (*work, error) {
@@ -119,9 +123,15 @@ func (w *work) close() error {
 	return errors.Join(errs...)
 }
 
-// read returns registry.yaml and hooks.sum at commit; reg is nil when the
-// registry did not exist there.
-func (w *work) read(ctx context.Context, commit string) (reg *registry.File, digests map[int]string, err error) {
+// ErrBrokenReference is returned when registry.yaml or hooks.sum at a
+// reference does not parse: its hooks cannot be checked, and lint fails
+// closed rather than compare with nothing.
+var ErrBrokenReference = errors.New("reference does not parse")
+
+// read returns registry.yaml and hooks.sum at the commit of reference
+// name; reg is nil when the registry did not exist there. A registry or
+// hooks.sum that does not parse is an error wrapping ErrBrokenReference.
+func (w *work) read(ctx context.Context, name, commit string) (reg *registry.File, digests sums, err error) {
 	if w.batch == nil {
 		if w.batch, err = w.repo.Batch(ctx); err != nil {
 			return nil, nil, err
@@ -131,19 +141,21 @@ func (w *work) read(ctx context.Context, commit string) (reg *registry.File, dig
 	if err != nil || !ok {
 		return nil, nil, err
 	}
-	reg, _ = registry.Parse(w.opts.Registry, data)
+	reg, pds := registry.Parse(w.relReg, data)
+	if len(pds) > 0 {
+		return nil, nil, fmt.Errorf("%w: %s at %s (commit %.12s): %s: fix the history or compare with other references (--against)", ErrBrokenReference, w.relReg, name, commit, pds[0].Text())
+	}
 	sum, ok, err := w.batch.Read(commit + ":" + w.relSum)
 	if err != nil {
 		return nil, nil, err
 	}
-	digests = make(map[int]string)
+	digests = make(sums)
 	if ok {
 		lines, err := sumfile.Parse(w.relSum, sum)
-		if err == nil {
-			for _, l := range lines {
-				digests[l.Num] = l.Digest
-			}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s at %s (commit %.12s): %v", ErrBrokenReference, w.relSum, name, commit, err)
 		}
+		digests.add(lines)
 	}
 	return reg, digests, nil
 }
@@ -200,23 +212,34 @@ func (w *work) refs(ctx context.Context, cur *registry.File) ([]ref, error) {
 }
 
 // checkTags reports a clone fetched without its tags: it has a remote, no
-// release tag, and a registry that lists hooks of earlier releases.
+// release tag, and a registry that names a release older than its own (a
+// hook's introduced_in, min_data_version), so earlier releases exist and
+// their tags are missing.
+// CheckComplete has refused shallow clones already: the advice is "git
+// fetch --tags".
 func (w *work) checkTags(ctx context.Context, cur *registry.File) error {
 	release, err := parseVersion(cur.Release)
 	if err != nil {
 		return nil
 	}
-	for _, h := range cur.Hooks {
-		if h.Version == nil || !h.Version.LessThan(release) {
-			continue
-		}
-		remote, err := w.repo.HasRemotes(ctx)
-		if err != nil || !remote {
-			return err
-		}
-		return fmt.Errorf("%w: no release tags (v*) in %s, although hook %d was introduced in %q, before release %q: run %q, or name the references with --against", gitx.ErrIncomplete, w.repo.Root, h.Num, h.IntroducedIn, cur.Release, gitx.FetchAdvice)
+	older := ""
+	if v, err := parseVersion(cur.MinDataVersion); err == nil && v.LessThan(release) {
+		older = fmt.Sprintf("min_data_version is %q", cur.MinDataVersion)
 	}
-	return nil
+	for _, h := range cur.Hooks {
+		if h.Version != nil && h.Version.LessThan(release) {
+			older = fmt.Sprintf("hook %d was introduced in %q", h.Num, h.IntroducedIn)
+			break
+		}
+	}
+	if older == "" {
+		return nil
+	}
+	remote, err := w.repo.HasRemotes(ctx)
+	if err != nil || !remote {
+		return err
+	}
+	return fmt.Errorf("%w: no release tags (v*) in %s, although %s, before release %q: run %q, or name the references with --against", gitx.ErrIncomplete, w.repo.Root, older, cur.Release, gitx.FetchTagsAdvice)
 }
 
 // landed says where hook num landed: the first commit that added its num
@@ -243,30 +266,48 @@ func (w *work) landed(ctx context.Context, num int) []diag.Related {
 	return rel
 }
 
-// changedDecls names the declarations behind a code change of hook num
-// since commit: the reference's tree is extracted and loaded, and its
-// declarations compared with cur's by name and hash.
-func (w *work) changedDecls(ctx context.Context, commit string, num int, cur []codedigest.Decl) string {
-	rc := w.refCache[commit]
+// changedDecls names what changed behind a code change of hook num since
+// commit: the reference's tree is extracted and its digest computed again
+// under the algorithm of old, and the pieces compared with cur's by key.
+func (w *work) changedDecls(ctx context.Context, commit string, num int, old string, cur *current) []change {
+	alg := codedigest.Algorithm(old) + ":"
+	key := commit + " " + alg
+	rc := w.refCache[key]
 	if rc == nil {
-		rc = w.loadRef(ctx, commit)
-		w.refCache[commit] = rc
+		rc = w.loadRef(ctx, commit, alg)
+		w.refCache[key] = rc
 	}
 	if rc.err != nil {
-		return fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, rc.err)
+		return []change{{name: fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, rc.err)}}
 	}
 	i := slices.IndexFunc(rc.reg.Hooks, func(h registry.Hook) bool { return h.Num == num })
-	if i < 0 || rc.funcs.Funcs[i] == nil {
-		return ""
+	if i < 0 {
+		return nil
 	}
-	res, err := codedigest.Compute(rc.funcs.Packages, rc.funcs.Funcs[i])
+	var res codedigest.Result
+	var err error
+	if alg == codedigest.Prefix {
+		pkgPath, name := registry.FuncPath(rc.module, rc.reg, rc.reg.Hooks[i].Func)
+		res, err = rc.scope.Compute(pkgPath, name)
+	} else {
+		if rc.funcs.Funcs[i] == nil {
+			return nil
+		}
+		res, err = rc.funcs.Digest(rc.reg, i, alg)
+	}
 	if err != nil {
-		return ""
+		return nil
 	}
-	return diffDecls(res.Decls, cur)
+	now, err := cur.result(num, alg)
+	if err != nil {
+		return nil
+	}
+	return diffDecls(res.Decls, now.Decls)
 }
 
-func (w *work) loadRef(ctx context.Context, commit string) *refCode {
+// loadRef extracts the tree of commit and reads its code: from source for
+// "h2:" (no build needed), type-checked for "h1:".
+func (w *work) loadRef(ctx context.Context, commit, alg string) *refCode {
 	dir, err := os.MkdirTemp("", "hookgen-lint-")
 	if err != nil {
 		return &refCode{err: err}
@@ -285,36 +326,85 @@ func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 	if err != nil || !filepath.IsLocal(modRel) && modRel != "." {
 		modRel = filepath.Dir(filepath.FromSlash(w.relReg))
 	}
-	funcs, _, err := registry.LoadFuncs(filepath.Join(dir, modRel), reg)
+	modDir := filepath.Join(dir, modRel)
+	if alg == codedigest.Prefix {
+		gomod, err := os.ReadFile(filepath.Join(modDir, "go.mod"))
+		if err != nil {
+			return &refCode{err: err}
+		}
+		scope, err := codedigest.NewScope(modDir)
+		if err != nil {
+			return &refCode{err: err}
+		}
+		return &refCode{reg: reg, scope: scope, module: modfile.ModulePath(gomod)}
+	}
+	funcs, _, err := registry.LoadFuncs(modDir, reg)
 	if err != nil {
 		return &refCode{err: err}
 	}
 	return &refCode{reg: reg, funcs: funcs}
 }
 
-// diffDecls lists the declarations that differ between old and cur,
-// compared by Key (so a move between files is no change).
-func diffDecls(old, cur []codedigest.Decl) string {
+// change is one piece of code that differs between two digests; mod,
+// from and to are set for a required module's version.
+type change struct {
+	name, mod, from, to string
+}
+
+// diffDecls lists the pieces that differ between old and cur, compared by
+// Key (so a move between files is no change).
+func diffDecls(old, cur []codedigest.Decl) []change {
 	oldBy := make(map[string]codedigest.Decl, len(old))
 	for _, d := range old {
 		oldBy[d.Key()] = d
 	}
-	var out []string
+	var out []change
 	for _, d := range cur {
 		o, ok := oldBy[d.Key()]
 		switch {
 		case !ok:
-			out = append(out, d.Name+" (new)")
+			out = append(out, change{name: d.Name + " (new)"})
 		case o.Hash != d.Hash:
-			out = append(out, d.Name)
+			c := change{name: d.Name}
+			if mod, ok := strings.CutPrefix(d.Key(), "go.mod: require "); ok {
+				c = change{name: d.Name, mod: mod, from: o.Hash, to: d.Hash}
+			}
+			out = append(out, c)
 		}
 		delete(oldBy, d.Key())
 	}
 	for _, d := range oldBy {
-		out = append(out, d.Name+" (no longer used)")
+		out = append(out, change{name: d.Name + " (no longer used)"})
 	}
-	slices.Sort(out)
-	return strings.Join(out, ", ")
+	slices.SortFunc(out, func(a, b change) int { return cmp.Compare(a.name, b.name) })
+	return out
+}
+
+// current is the working tree's code: the digests of its hooks by number.
+type current struct {
+	reg   *registry.File
+	funcs *registry.Funcs
+	index map[int]int
+}
+
+func newCurrent(reg *registry.File, funcs *registry.Funcs) *current {
+	c := &current{reg: reg, funcs: funcs, index: make(map[int]int)}
+	for i, h := range reg.Hooks {
+		if funcs.Funcs[i] != nil {
+			c.index[h.Num] = i
+		}
+	}
+	return c
+}
+
+// result returns hook num's digest under alg ("h2:", "h1:"), computed
+// once (registry.Funcs.Digest).
+func (c *current) result(num int, alg string) (codedigest.Result, error) {
+	i, ok := c.index[num]
+	if !ok {
+		return codedigest.Result{}, registry.ErrNoFunc
+	}
+	return c.funcs.Digest(c.reg, i, alg)
 }
 
 // Lint compares the working tree's registry and the code digests of its
@@ -349,18 +439,22 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return nil, err
 	}
 	ds = append(ds, fds...)
-	digests := make(map[int]string)
-	decls := make(map[int][]codedigest.Decl)
-	for i, fn := range funcs.Funcs {
-		if fn == nil {
-			continue
-		}
-		res, err := codedigest.Compute(funcs.Packages, fn)
-		if err != nil {
+	now := newCurrent(cur, funcs)
+	for num := range now.index {
+		if _, err := now.result(num, codedigest.Prefix); err != nil {
 			return nil, err
 		}
-		digests[cur.Hooks[i].Num] = res.Digest
-		decls[cur.Hooks[i].Num] = res.Decls
+	}
+	var digestErr error
+	curDigest := func(num int, alg string) string {
+		if alg == "" {
+			alg = codedigest.Prefix
+		}
+		r, err := now.result(num, alg)
+		if err != nil && !errors.Is(err, registry.ErrNoFunc) && digestErr == nil {
+			digestErr = err
+		}
+		return r.Digest
 	}
 	landedAnywhere := make(map[int]bool)
 	seen := make(map[string]bool)
@@ -369,7 +463,7 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 			continue
 		}
 		seen[r.commit] = true
-		old, oldDigests, err := w.read(ctx, r.commit)
+		old, oldDigests, err := w.read(ctx, r.name, r.commit)
 		if err != nil {
 			return nil, err
 		}
@@ -382,9 +476,12 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		c := &comparison{
 			ref:     r.name,
 			landed:  func(num int) []diag.Related { return w.landed(ctx, num) },
-			changed: func(num int) string { return w.changedDecls(ctx, r.commit, num, decls[num]) },
+			changed: func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
 		}
-		ds = append(ds, compare(snapshot{old, oldDigests}, snapshot{cur, digests}, c)...)
+		ds = append(ds, compare(snapshot{old, oldDigests.digest}, snapshot{cur, curDigest}, c)...)
+		if digestErr != nil {
+			return nil, digestErr
+		}
 	}
 	rds, err := w.releasedVersions(ctx, cur, landedAnywhere)
 	if err != nil {
@@ -412,7 +509,7 @@ func (w *work) releasedVersions(ctx context.Context, cur *registry.File, landed 
 		for _, t := range w.tags[i:] {
 			nums, ok := tagHooks[t.Commit]
 			if !ok {
-				reg, _, err := w.read(ctx, t.Commit)
+				reg, _, err := w.read(ctx, t.Name, t.Commit)
 				if err != nil {
 					return nil, err
 				}

@@ -56,6 +56,15 @@ type Funcs struct {
 	// Funcs holds each hook's function, indexed like File.Hooks; nil where
 	// the function is missing or wrong.
 	Funcs []*types.Func
+	// Scope is the source the code digests cover (internal/codedigest).
+	Scope *codedigest.Scope
+	// digests caches Digest by hook index and algorithm.
+	digests map[digestKey]codedigest.Result
+}
+
+type digestKey struct {
+	i   int
+	alg string
 }
 
 // LoadFuncs loads the hook package of f and its sub-packages from the
@@ -93,7 +102,11 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
 	}
-	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks))}
+	scope, err := codedigest.NewScope(moduleDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
 	packages.Visit(pkgs, nil, func(p *packages.Package) {
@@ -209,20 +222,58 @@ func parsePos(s string, p *packages.Package) diag.Position {
 	return diag.Position{File: file, Line: 1}
 }
 
-// ErrNoFunc is returned by Digests for a hook whose function did not check.
+// FuncPath returns the import path of the package declaring a func value
+// of f's registry (module being the module path) and the function's name.
+func FuncPath(module string, f *File, fn string) (pkgPath, name string) {
+	sub, name := SplitFunc(fn)
+	root := path.Clean(strings.TrimPrefix(f.Package, "./"))
+	return path.Join(module, root, sub), name
+}
+
+// ErrNoFunc is returned by Digest for a hook whose function did not check.
 var ErrNoFunc = errors.New("hook function not checked")
 
-// Digests computes the code digest of every hook with internal/codedigest,
-// indexed like File.Hooks.
+// Digest computes the code digest of hook i of f (indexed like File.Hooks)
+// under algorithm alg: codedigest.Prefix ("h2:", from source with every
+// build context) or codedigest.PrefixH1 (the first algorithm, from the
+// type-checked packages, to compare with digests recorded under it). Each
+// digest is computed once.
+func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
+	if res, ok := fs.digests[digestKey{i, alg}]; ok {
+		return res, nil
+	}
+	h := f.Hooks[i]
+	fn := fs.Funcs[i]
+	if fn == nil {
+		return codedigest.Result{}, fmt.Errorf("digest of hook %d (%s): %w", h.Num, h.Func, ErrNoFunc)
+	}
+	var res codedigest.Result
+	var err error
+	switch alg {
+	case codedigest.Prefix:
+		res, err = fs.Scope.Compute(fn.Pkg().Path(), fn.Name())
+	case codedigest.PrefixH1:
+		res, err = codedigest.ComputeH1(fs.Packages, fn)
+	default:
+		err = fmt.Errorf("unknown digest algorithm %q", alg)
+	}
+	if err != nil {
+		return codedigest.Result{}, fmt.Errorf("digest of hook %d (%s): %w", h.Num, h.Func, err)
+	}
+	if fs.digests == nil {
+		fs.digests = make(map[digestKey]codedigest.Result)
+	}
+	fs.digests[digestKey{i, alg}] = res
+	return res, nil
+}
+
+// Digests computes the code digest of every hook, indexed like File.Hooks.
 func (fs *Funcs) Digests(f *File) ([]codedigest.Result, error) {
 	out := make([]codedigest.Result, len(f.Hooks))
-	for i, fn := range fs.Funcs {
-		if fn == nil {
-			return nil, fmt.Errorf("digest of hook %d (%s): %w", f.Hooks[i].Num, f.Hooks[i].Func, ErrNoFunc)
-		}
-		res, err := codedigest.Compute(fs.Packages, fn)
+	for i := range f.Hooks {
+		res, err := fs.Digest(f, i, codedigest.Prefix)
 		if err != nil {
-			return nil, fmt.Errorf("digest of hook %d (%s): %w", f.Hooks[i].Num, f.Hooks[i].Func, err)
+			return nil, err
 		}
 		out[i] = res
 	}

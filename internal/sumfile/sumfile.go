@@ -5,8 +5,13 @@
 //	99 libbar.UpgradeLibBar h1:Qm9v...=
 //	100 UpgradeLibBaz h1:x1Yz...=
 //
-// The "h1:" prefix names the digest algorithm (as in go.sum), so that a
-// future algorithm can be introduced without false alarms.
+// The "h2:" prefix names the digest algorithm (as in go.sum), so that a
+// new algorithm can be introduced without false alarms. A line may carry,
+// after the digest, pairs OLD->NEW: the digest OLD of an earlier algorithm
+// and the digest NEW of the same code under the current one, recorded when
+// hookgen generate changed the algorithm and found the code unchanged:
+//
+//	98 libfoo.UpgradeLibFoo h2:Zx3c...= h1:2T4l...=->h2:Zx3c...=
 package sumfile
 
 import (
@@ -24,6 +29,8 @@ type Line struct {
 	Num    int
 	Name   string
 	Digest string
+	// Earlier are the OLD->NEW pairs of digests of earlier algorithms.
+	Earlier []string
 }
 
 // Format returns the file content for lines, sorted by number.
@@ -32,7 +39,11 @@ func Format(lines []Line) []byte {
 	slices.SortFunc(lines, func(a, b Line) int { return cmp.Compare(a.Num, b.Num) })
 	var b bytes.Buffer
 	for _, l := range lines {
-		fmt.Fprintf(&b, "%d %s %s\n", l.Num, l.Name, l.Digest)
+		fmt.Fprintf(&b, "%d %s %s", l.Num, l.Name, l.Digest)
+		for _, e := range l.Earlier {
+			fmt.Fprintf(&b, " %s", e)
+		}
+		b.WriteByte('\n')
 	}
 	return b.Bytes()
 }
@@ -46,8 +57,8 @@ func Parse(name string, data []byte) ([]Line, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) != 3 {
-			return nil, fmt.Errorf("%s:%d: want NUM NAME DIGEST, got %q", name, n, sc.Text())
+		if len(f) < 3 {
+			return nil, fmt.Errorf("%s:%d: want NUM NAME DIGEST [OLD->NEW]..., got %q", name, n, sc.Text())
 		}
 		num, err := strconv.Atoi(f[0])
 		if err != nil || num <= 0 {
@@ -56,7 +67,13 @@ func Parse(name string, data []byte) ([]Line, error) {
 		if !strings.Contains(f[2], ":") {
 			return nil, fmt.Errorf("%s:%d: digest %q has no algorithm prefix", name, n, f[2])
 		}
-		lines = append(lines, Line{Num: num, Name: f[1], Digest: f[2]})
+		for _, e := range f[3:] {
+			old, cur, ok := strings.Cut(e, "->")
+			if !ok || !strings.Contains(old, ":") || !strings.Contains(cur, ":") {
+				return nil, fmt.Errorf("%s:%d: %q is not a pair OLD->NEW of digests", name, n, e)
+			}
+		}
+		lines = append(lines, Line{Num: num, Name: f[1], Digest: f[2], Earlier: f[3:]})
 	}
 	return lines, sc.Err()
 }

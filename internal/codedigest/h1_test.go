@@ -83,7 +83,7 @@ func compute(t *testing.T, files map[string]string) codedigest.Result {
 	if !ok {
 		t.Fatal("no func Upgrade")
 	}
-	res, err := codedigest.Compute(pkgs, fn)
+	res, err := codedigest.ComputeH1(pkgs, fn)
 	if err != nil {
 		t.Fatal(err)
 	}
