@@ -16,9 +16,9 @@ func init() {
 		Name:    "backup",
 		Summary: "write a consistent backup of a store and its configuration",
 		Usage: `
-Usage: migrator backup --store S [--config DIR] [--compress zstd|none] --out FILE
+Usage: {{.Prog}} backup --store S [--config DIR] [--compress zstd|none] --out FILE
 
-Writes one archive FILE (see DESIGN.md §6) holding every table of the store
+Writes one archive FILE holding every table of the store
 S and its upgrade metadata, all read in one read-only transaction (one
 consistent snapshot), and the configuration files of the directory DIR:
 regular files only, with their modes (a symbolic link or a special file is
@@ -33,8 +33,8 @@ data. The archive is zstd-compressed unless --compress none.
 
 Example:
 
-	$ migrator backup --store broker.db --config etc/broker --out broker-5.0.1.tar.zst
-	backed up broker.db to broker-5.0.1.tar.zst: data version 5.0.1, 3 tables, 120 records, 1 config file
+	$ {{.Prog}} backup --store {{.Store}} --config {{.Config}} --out {{.Backup}}
+	backed up {{.Store}} to {{.Backup}}: data version {{.Release}}, 3 tables, 120 records, 1 config file
 `,
 		New: func() command { return &backupOptions{} },
 	})

@@ -66,7 +66,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // writePlanText writes r for people.
-func writePlanText(w io.Writer, r *planReport) {
+func writePlanText(e *env, w io.Writer, r *planReport) {
 	p := r.Plan
 	last := "none"
 	if p.LastUpgradeHook != nil {
@@ -117,7 +117,11 @@ func writePlanText(w io.Writer, r *planReport) {
 			offline = append(offline, fmt.Sprint(h.Num))
 		}
 	}
-	fmt.Fprintf(w, "online upgrade: refused, offline hooks %s: run \"migrator upgrade --offline\"\n", strings.Join(offline, ", "))
+	target := "--store " + r.Store
+	if r.Store == "" {
+		target = "--in " + r.Backup + " --out FILE"
+	}
+	fmt.Fprintf(w, "online upgrade: refused, offline hooks %s: run \"%s upgrade --offline %s\"\n", strings.Join(offline, ", "), e.prog, target)
 }
 
 // planFor plans the upgrade of data with metadata meta. A refusal is

@@ -47,6 +47,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 
@@ -64,6 +65,10 @@ type env struct {
 	// progress receives progress lines: stderr when it is a terminal,
 	// otherwise nil.
 	progress io.Writer
+	// prog is the command as invoked: "migrator", "acmectl migrate".
+	prog string
+	// getenv reads the environment (os.Getenv).
+	getenv func(string) string
 }
 
 type (
@@ -73,20 +78,21 @@ type (
 
 // order is the order of "migrator help"; a registered command missing
 // here is listed after these.
-var order = []string{"version", "init", "status", "plan", "upgrade", "backup", "verify", "restore"}
+var order = []string{"version", "init", "status", "plan", "upgrade", "backup", "verify", "restore", "dump"}
 
 // specs holds the commands; each command's file registers its spec from
-// an init function.
+// an init function. Their Usage is a text/template over [helpData].
 var specs = map[string]*spec{}
 
 func register(s *spec) { specs[s.Name] = s }
 
-// commands returns every command, hidden ones included, in help order.
-func commands() []*spec {
-	var list []*spec
+// commands returns every command, hidden ones included, in help order,
+// with their help rendered for the program and registry of e.
+func commands(e *env) []*spec {
+	var names []string
 	for _, name := range order {
-		if s := specs[name]; s != nil {
-			list = append(list, s)
+		if specs[name] != nil {
+			names = append(names, name)
 		}
 	}
 	var rest []string
@@ -96,8 +102,14 @@ func commands() []*spec {
 		}
 	}
 	slices.Sort(rest)
-	for _, name := range rest {
-		list = append(list, specs[name])
+	data := newHelpData(e)
+	var list []*spec
+	for _, name := range append(names, rest...) {
+		s := *specs[name]
+		s.Usage = data.render(s.Name, s.Usage)
+		newCmd := s.New
+		s.New = func() command { return &envDefaults{command: newCmd(), getenv: e.getenv} }
+		list = append(list, &s)
 	}
 	return list
 }
@@ -107,25 +119,66 @@ func envErrorf(format string, args ...any) error {
 	return cliflag.Env(fmt.Errorf(format, args...))
 }
 
+// Program is the migrator command line of one product: its registry and
+// the name it is invoked by. A product whose own CLI nests the migrator
+// under a subcommand names it so that usage, help and errors show the
+// command an operator types:
+//
+//	case "migrate":
+//		p := &migrator.Program{Registry: generated.Registry, Name: "acmectl migrate"}
+//		os.Exit(p.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+type Program struct {
+	// Registry is the product's generated registry.
+	Registry *hook.Registry
+	// Name is the command as invoked, as help, usage and error messages
+	// show it; the base name of os.Args[0] when empty.
+	Name string
+}
+
 // Main runs the migrator for reg with args (without the program name) and
 // returns the exit status: 0 success, 1 a refused or failed operation, 2
-// usage or environment errors.
+// usage or environment errors. The program is named after os.Args[0]; see
+// [Program] to name it otherwise.
 func Main(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return (&Program{Registry: reg}).Main(args, stdin, stdout, stderr)
+}
+
+// Main runs the migrator with args (what follows the command's name) and
+// returns the exit status: 0 success, 1 a refused or failed operation, 2
+// usage or environment errors.
+//
+// In the child process of an offline upgrade (which re-executes the
+// program with its own arguments, so that it reaches Main again however
+// the product's CLI routes them), Main runs the child instead: see
+// "upgrade --offline".
+func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{ctx: ctx, reg: reg, stdin: stdin, stdout: stdout, stderr: stderr}
+	prog := p.Name
+	if prog == "" {
+		prog = filepath.Base(os.Args[0])
+	}
+	e := &env{ctx: ctx, reg: p.Registry, stdin: stdin, stdout: stdout, stderr: stderr, prog: prog, getenv: os.Getenv}
 	if isTerminal(stderr) {
 		e.progress = stderr
 	}
-	program := &subcmd.Program[*env]{
-		Name:       "migrator",
-		Summary:    "migrator backs up, restores and upgrades the product's store with its upgrade hooks.",
-		Commands:   commands(),
-		WrapErrors: true,
+	var err error
+	if req, ok := childRequest(); ok {
+		err = runChild(e, req)
+	} else {
+		if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+			args = append([]string{"version"}, args[1:]...)
+		}
+		program := &subcmd.Program[*env]{
+			Name:       prog,
+			Summary:    fmt.Sprintf("%s backs up, restores and upgrades the %s store with its upgrade hooks.", prog, p.Registry.Product),
+			Commands:   commands(e),
+			WrapErrors: true,
+		}
+		err = program.Run(e, stdout, stderr, args)
 	}
-	err := program.Run(e, stdout, stderr, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "migrator: %v\n", err)
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 	}
 	return cliflag.ExitCode(err)
 }

@@ -16,7 +16,7 @@ func init() {
 		Name:    "restore",
 		Summary: "replace a store and its configuration with a verified backup",
 		Usage: `
-Usage: migrator restore FILE --store S [--config DIR]
+Usage: {{.Prog}} restore FILE --store S [--config DIR]
 
 Restores the backup FILE into the store S (a bbolt file, created when
 missing) and its configuration files into the directory DIR. Everything is
@@ -34,15 +34,17 @@ another process is refused.
 Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
 
-Older data restores as it is: "migrator plan --store S" then shows its
+Older data restores as it is: "{{.Prog}} plan --store S" then shows its
 pending hooks.
 
 Example:
 
-	$ migrator restore broker-4.4.0.tar.zst --store broker.db --config etc/broker
-	restored broker-4.4.0.tar.zst to broker.db: data version 4.4.0, 3 tables, 140 records, 1 config file
-	pending hooks: 98, 99, 100 (see "migrator plan --store broker.db")
-`,
+{{if .Old}}	$ {{.Prog}} restore {{.OldBackup}} --store {{.Store}} --config {{.Config}}
+	restored {{.OldBackup}} to {{.Store}}: data version {{.Old}}, 3 tables, 140 records, 1 config file
+	pending hooks: {{.OldPending}} (see "{{.Prog}} plan --store {{.Store}}")
+{{else}}	$ {{.Prog}} restore {{.Backup}} --store {{.Store}} --config {{.Config}}
+	restored {{.Backup}} to {{.Store}}: data version {{.Release}}, 3 tables, 140 records, 1 config file
+{{end}}`,
 		New: func() command { return &restoreOptions{} },
 	})
 }
@@ -83,7 +85,7 @@ func (o *restoreOptions) Run(e *env) error {
 		for i, h := range p.Pending {
 			nums[i] = fmt.Sprint(h.Num)
 		}
-		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"migrator plan --store %s\")\n", strings.Join(nums, ", "), o.store)
+		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"%s plan --store %s\")\n", strings.Join(nums, ", "), e.prog, o.store)
 	}
 	return nil
 }

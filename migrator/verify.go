@@ -17,7 +17,7 @@ func init() {
 		Name:    "verify",
 		Summary: "check a backup archive: checksums, structure, manifest against content",
 		Usage: `
-Usage: migrator verify FILE
+Usage: {{.Prog}} verify FILE
 
 Reads the backup archive FILE (zstd-compressed or plain tar) to the end and
 checks everything a restore relies on: every member's sha256 against
@@ -32,15 +32,15 @@ a usage error or a missing or unreadable FILE.
 
 Example:
 
-	$ migrator verify broker-5.0.1.tar.zst
-	broker-5.0.1.tar.zst: good archive (format 1), created 2026-01-01T00:00:00Z
-	product mqtt-broker, release 5.0.1 (registry h1:Qm9v...)
-	data version 5.0.1, last upgrade hook 99, 2 applied hooks
+	$ {{.Prog}} verify {{.Backup}}
+	{{.Backup}}: good archive (format 1), created 2026-01-01T00:00:00Z
+	product {{.Product}}, release {{.Release}} (registry h1:Qm9v...)
+	data version {{.Release}}, last upgrade hook {{.LastHook}}, 0 applied hooks
 	tables:
 	  _hookreg       4 records
-	  acl          120 records
+	  accounts     120 records
 	config files:
-	  broker.json  -rw-r--r--  212 bytes
+	  app.json     -rw-r--r--  212 bytes
 `,
 		New: func() command { return &verifyOptions{} },
 	})
