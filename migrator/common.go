@@ -1,12 +1,16 @@
 package migrator
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
@@ -141,4 +145,46 @@ func planFor(e *env, meta upgrade.Metadata) (*planReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// archiveReport is the output of backup, verify and restore --json.
+type archiveReport struct {
+	Store    string            `json:"store,omitempty"`
+	Config   string            `json:"config,omitempty"`
+	Backup   string            `json:"backup"`
+	Manifest *archive.Manifest `json:"manifest"`
+	// Pending are the hooks pending on restored data.
+	Pending []int `json:"pending,omitempty"`
+}
+
+// boltMagic is the magic number of bbolt's meta pages, at offset 16 of
+// the file, in the machine's byte order (little-endian on every platform
+// bbolt supports but s390x and ppc64).
+const boltMagic = 0xED0CDAED
+
+// checkBoltFile refuses a path that exists and is not a bbolt store: a
+// restore replaces the whole file, which must not be anything else.
+func checkBoltFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return envErrorf("--%s: %w", flagStore, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return envErrorf("--%s: %w", flagStore, err)
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("--%s %s is not a regular file: a restore replaces a bbolt store file", flagStore, path)
+	}
+	var head [20]byte
+	if _, err := io.ReadFull(f, head[:]); err == nil {
+		if m := binary.LittleEndian.Uint32(head[16:]); m == boltMagic || binary.BigEndian.Uint32(head[16:]) == boltMagic {
+			return nil
+		}
+	}
+	return fmt.Errorf("--%s %s exists and is not a bbolt store (%d bytes): a restore would replace it; check the path, or give --%s to replace it anyway", flagStore, path, info.Size(), flagForce)
 }

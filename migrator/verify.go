@@ -17,7 +17,7 @@ func init() {
 		Name:    "verify",
 		Summary: "check a backup archive: checksums, structure, manifest against content",
 		Usage: `
-Usage: {{.Prog}} verify FILE
+Usage: {{.Prog}} verify [--json] FILE
 
 Reads the backup archive FILE (zstd-compressed or plain tar) to the end and
 checks everything a restore relies on: every member's sha256 against
@@ -25,7 +25,8 @@ SHA256SUMS, the structure (member names, order, types and sizes; no links,
 devices, absolute or escaping paths, duplicates or unknown members; no
 decompression bomb), and the manifest against the content (every table with
 its record count and size, every configuration file with its mode and
-size). Then prints a summary. Nothing is written.
+size). Then prints a summary (with --json, one JSON object: the file and
+its manifest). Nothing is written.
 
 Exit status: 0 a good archive; 1 a bad one (the error names the member); 2
 a usage error or a missing or unreadable FILE.
@@ -48,9 +49,12 @@ Example:
 
 type verifyOptions struct {
 	file string
+	json bool
 }
 
-func (o *verifyOptions) Flags(fs *flag.FlagSet) {}
+func (o *verifyOptions) Flags(fs *flag.FlagSet) {
+	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+}
 
 func (o *verifyOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args, "FILE"); err != nil {
@@ -86,6 +90,9 @@ func (o *verifyOptions) Run(e *env) error {
 		return fmt.Errorf("%s: %w", o.file, err)
 	case err != nil:
 		return cliflag.Env(fmt.Errorf("%s: %w", o.file, err))
+	}
+	if o.json {
+		return writeJSON(e.stdout, archiveReport{Backup: o.file, Manifest: m})
 	}
 	writeVerifySummary(e.stdout, o.file, m)
 	return nil
