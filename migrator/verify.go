@@ -17,7 +17,8 @@ func init() {
 		Name:    "verify",
 		Summary: "check a backup archive: checksums, structure, manifest against content",
 		Usage: `
-Usage: {{.Prog}} verify [--json] FILE
+Usage: {{.Prog}} verify FILE
+       {{.Prog}} verify --json FILE
 
 Reads the backup archive FILE (zstd-compressed or plain tar) to the end and
 checks everything a restore relies on: every member's sha256 against
