@@ -229,3 +229,28 @@ func call(ctx context.Context, fn hook.Func, tx hook.Tx) (err error) {
 	}()
 	return fn(ctx, tx)
 }
+
+// RunHook runs the hook h alone on st as [Run] runs each pending hook: in
+// one transaction (a series of them when it checkpoints) that commits
+// together with its metadata update, with the configuration files of the
+// offline view (the store's configuration table, writable) or, with
+// opts.Online, of opts.Config read-only; a panic is an error; on failure a
+// *HookError and the transaction rolled back. from is the data version the
+// hook sees as [hook.Info.From]. It reads no metadata and refuses nothing:
+// it is for testing one hook (see package hooktest).
+func RunHook(ctx context.Context, st store.Store, h hook.Hook, from string, opts Options) error {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	mode := Offline
+	if opts.Online {
+		mode = Online
+	}
+	p := Pending{Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Name, DataVersionAfter: h.IntroducedIn, fn: h.Func, digest: h.Digest}
+	info := hook.Info{Num: h.Num, From: from, To: h.IntroducedIn, Online: opts.Online}
+	return runHook(ctx, st, p, info, opts, func(tx store.Tx) error {
+		a := Applied{Num: h.Num, Digest: h.Digest, Release: h.IntroducedIn, AppliedAt: appliedAt(now()), Mode: mode}
+		return recordApplied(tx, a, h.IntroducedIn)
+	})
+}
