@@ -6,17 +6,24 @@
 //		os.Exit(migrator.Main(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 //	}
 //
+// A product whose own CLI nests the migrator under a subcommand names it
+// with [Program], so that usage, help and errors show the command as
+// typed ("acmectl migrate upgrade ..."); help examples derive from the
+// registry.
+//
 // Usage:
 //
-//	migrator version [--json]
-//	migrator init    --store S
+//	migrator version [--json]                 (also: migrator --version)
+//	migrator init    --store S [--data-version V] [--json]
 //	migrator status  --store S [--json]
 //	migrator plan    (--store S | --backup FILE) [--json]
-//	migrator upgrade --store S --online [--config DIR] [--allow-digest-mismatch]
-//	migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch]
-//	migrator backup  --store S [--config DIR] [--compress zstd|none] --out FILE
-//	migrator verify  FILE
-//	migrator restore FILE --store S [--config DIR]
+//	migrator upgrade --online --store S [--config DIR] [--allow-digest-mismatch] [--json]
+//	migrator upgrade --offline --store S [--config DIR] [--allow-digest-mismatch] [--json]
+//	migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch] [--json]
+//	migrator backup  --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
+//	migrator verify  [--json] FILE
+//	migrator restore FILE --store S [--config DIR] [--force] [--json]
+//	migrator dump    (--store S | --backup FILE) [--table T] [--json]
 //	migrator help    [COMMAND]
 //
 // For example, before upgrading a store in place:
@@ -27,14 +34,22 @@
 //	  hook  99  5.0.1  online   libbar.UpgradeLibBar
 //	  hook 100  5.1.0  offline  UpgradeLibBaz
 //	after the upgrade: data version 5.1.0
-//	online upgrade: refused, hook 100 is offline: run "migrator upgrade --offline"
+//	online upgrade: refused, offline hooks 100: run "migrator upgrade --offline --store broker.db"
 //
-// S is a bbolt file path (the embedded store). Flags may stand before or
-// after the positional arguments; "-flag" and "--flag" are the same. A
-// second migrator on the same store fails within seconds with "store is in
-// use by another process". SIGINT and SIGTERM stop an upgrade cleanly
-// between hooks or batches: what is committed stays, and a re-run resumes.
-// Long work reports progress on stderr when stderr is a terminal.
+// S is a bbolt file path (the embedded store). HOOKREG_STORE and
+// HOOKREG_CONFIG in the environment stand for --store and --config when
+// the command line gives neither them nor --backup or --in. Flags may
+// stand before or after the positional arguments; "-flag" and "--flag"
+// are the same. A second migrator on the same store fails within seconds
+// with "store is in use by another process". SIGINT and SIGTERM stop an
+// upgrade cleanly between hooks or batches: what is committed stays, and a
+// re-run resumes. Long work reports progress on stderr when stderr is a
+// terminal.
+//
+// The offline upgrade runs in a child process: the program re-executed with
+// the arguments it was started with and the environment variable
+// HOOKREG_OFFLINE_CHILD, which [Program.Main] recognizes wherever the
+// product's main routes those arguments.
 //
 // Exit status: 0 success; 1 a refused or failed operation (the refusal says
 // why and what to do); 2 usage or environment errors (a bad flag, a missing
