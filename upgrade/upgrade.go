@@ -36,6 +36,14 @@
 // under "progress/<num>/<key>" until the hook completes; a re-run after a
 // crash resumes from there.
 //
+// [Init] records a fresh install; [Baseline] adopts data written before the
+// product adopted hookreg (its version, no last_upgrade_hook, so the later
+// hooks are pending). [Start] is the upgrade a product runs at start-up on
+// the store it holds open (see bolt.FromDB): the pending online hooks run,
+// and a pending offline hook refuses the start, naming the operator's
+// command. [RunHook] runs one hook as Run does, for tests (package
+// hooktest).
+//
 // The metadata table [store.MetaTable] holds "product", "data_version",
 // "last_upgrade_hook" and one JSON [Applied] record per hook under
 // "applied/<num>"; [ReadMetadata] reads them as a [Metadata], which backups
