@@ -164,8 +164,8 @@ func Main(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.
 //
 // In the child process of an offline upgrade (which re-executes the
 // program with its own arguments, so that it reaches Main again however
-// the product's CLI routes them), Main runs the child instead: see
-// "upgrade --offline".
+// the product's CLI routes them), Main runs the child instead and exits
+// the process: see "upgrade --offline".
 func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -177,21 +177,26 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 	if isTerminal(stderr) {
 		e.progress = stderr
 	}
-	var err error
 	if req, ok := childRequest(); ok {
-		err = runChild(e, req)
-	} else {
-		if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
-			args = append([]string{"version"}, args[1:]...)
+		// The process exists for the child alone: nothing of the
+		// product's main after Main runs in it.
+		err := runChild(e, req)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		}
-		program := &subcmd.Program[*env]{
-			Name:       prog,
-			Summary:    fmt.Sprintf("%s backs up, restores and upgrades the %s store with its upgrade hooks.", prog, p.Registry.Product),
-			Commands:   commands(e),
-			WrapErrors: true,
-		}
-		err = program.Run(e, stdout, stderr, args)
+		stop()
+		os.Exit(cliflag.ExitCode(err))
 	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
+	}
+	program := &subcmd.Program[*env]{
+		Name:       prog,
+		Summary:    fmt.Sprintf("%s backs up, restores and upgrades the %s store with its upgrade hooks.", prog, p.Registry.Product),
+		Commands:   commands(e),
+		WrapErrors: true,
+	}
+	err := program.Run(e, stdout, stderr, args)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 	}
