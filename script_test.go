@@ -41,7 +41,8 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(2)
 			}
-			os.Exit(migrator.Main(reg, args, os.Stdin, os.Stdout, os.Stderr))
+			p := &migrator.Program{Registry: reg, Name: "migrator"}
+			os.Exit(p.Main(args, os.Stdin, os.Stdout, os.Stderr))
 		},
 	})
 }

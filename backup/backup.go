@@ -23,6 +23,7 @@ package backup
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -59,6 +60,10 @@ type Options struct {
 // manifest are taken in that same transaction. Memory stays bounded by the
 // archive's chunk size whatever the store size.
 //
+// A store without upgrade metadata (data written before the product
+// adopted hookreg) is backed up with data version [upgrade.UnadoptedVersion]
+// and no metadata table, so it restores to a store without metadata again.
+//
 // The [store.ConfigTable] table is never carried as a table: its files
 // become the archive's config/ members, as a restore without a
 // configuration directory puts them back.
@@ -69,7 +74,11 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	}
 	defer tx.Rollback()
 	meta, err := upgrade.ReadMetadata(tx)
-	if err != nil {
+	if errors.Is(err, upgrade.ErrNotInitialized) {
+		// Data from before the product adopted hookreg: the backup is
+		// the operator's safety net before adopting it.
+		meta = upgrade.Metadata{DataVersion: upgrade.UnadoptedVersion}
+	} else if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
 	names, err := tx.Tables()

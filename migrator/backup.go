@@ -3,7 +3,6 @@ package migrator
 import (
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/hookreg/hookreg/backup"
 
@@ -16,9 +15,9 @@ func init() {
 		Name:    "backup",
 		Summary: "write a consistent backup of a store and its configuration",
 		Usage: `
-Usage: migrator backup --store S [--config DIR] [--compress zstd|none] --out FILE
+Usage: {{.Prog}} backup --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
 
-Writes one archive FILE (see DESIGN.md §6) holding every table of the store
+Writes one archive FILE holding every table of the store
 S and its upgrade metadata, all read in one read-only transaction (one
 consistent snapshot), and the configuration files of the directory DIR:
 regular files only, with their modes (a symbolic link or a special file is
@@ -29,12 +28,13 @@ carries them the same way, and then --config must be omitted.
 The archive is written to a temporary file beside FILE, synced and renamed
 into place: FILE is never partial, even when the backup is killed. An
 existing FILE is replaced. FILE gets mode 0600: it holds the product's
-data. The archive is zstd-compressed unless --compress none.
+data. The archive is zstd-compressed unless --compress none. With --json,
+one JSON object: the store, the file and its manifest.
 
 Example:
 
-	$ migrator backup --store broker.db --config etc/broker --out broker-5.0.1.tar.zst
-	backed up broker.db to broker-5.0.1.tar.zst: data version 5.0.1, 3 tables, 120 records, 1 config file
+	$ {{.Prog}} backup --store {{.Store}} --config {{.Config}} --out {{.Backup}}
+	backed up {{.Store}} to {{.Backup}}: data version {{.Release}}, 3 tables, 120 records, 1 config file
 `,
 		New: func() command { return &backupOptions{} },
 	})
@@ -50,6 +50,7 @@ type backupOptions struct {
 	config   string
 	compress string
 	out      string
+	json     bool
 }
 
 func (o *backupOptions) Flags(fs *flag.FlagSet) {
@@ -57,6 +58,7 @@ func (o *backupOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to include")
 	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "compression: zstd or none")
 	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write")
+	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
 func (o *backupOptions) Validate(args []string) error {
@@ -74,12 +76,11 @@ func (o *backupOptions) Validate(args []string) error {
 
 func (o *backupOptions) Run(e *env) error {
 	comp, _ := archive.ParseCompression(o.compress)
-	if o.config != "" {
-		if info, err := os.Stat(o.config); err != nil {
-			return envErrorf("configuration directory: %w", err)
-		} else if !info.IsDir() {
-			return envErrorf("configuration directory %s is not a directory", o.config)
-		}
+	if err := checkConfigDir(o.config); err != nil {
+		return err
+	}
+	if err := checkOut(o.out); err != nil {
+		return err
 	}
 	st, err := openStore(o.store, openRead)
 	if err != nil {
@@ -93,6 +94,9 @@ func (o *backupOptions) Run(e *env) error {
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)
+	}
+	if o.json {
+		return writeJSON(e.stdout, archiveReport{Store: o.store, Backup: o.out, Manifest: m})
 	}
 	fmt.Fprintf(e.stdout, "backed up %s to %s: %s\n", o.store, o.out, summary(m))
 	return nil

@@ -1,12 +1,16 @@
 package migrator
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
@@ -66,7 +70,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // writePlanText writes r for people.
-func writePlanText(w io.Writer, r *planReport) {
+func writePlanText(e *env, w io.Writer, r *planReport) {
 	p := r.Plan
 	last := "none"
 	if p.LastUpgradeHook != nil {
@@ -123,7 +127,11 @@ func writePlanText(w io.Writer, r *planReport) {
 			offline = append(offline, fmt.Sprint(h.Num))
 		}
 	}
-	fmt.Fprintf(w, "online upgrade: refused, offline hooks %s: run \"migrator upgrade --offline\"\n", strings.Join(offline, ", "))
+	target := "--store " + r.Store
+	if r.Store == "" {
+		target = "--in " + r.Backup + " --out FILE"
+	}
+	fmt.Fprintf(w, "online upgrade: refused, offline hooks %s: run \"%s upgrade --offline %s\"\n", strings.Join(offline, ", "), e.prog, target)
 }
 
 // planFor plans the upgrade of data with metadata meta. A refusal is
@@ -143,4 +151,46 @@ func planFor(e *env, meta upgrade.Metadata) (*planReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// archiveReport is the output of backup, verify and restore --json.
+type archiveReport struct {
+	Store    string            `json:"store,omitempty"`
+	Config   string            `json:"config,omitempty"`
+	Backup   string            `json:"backup"`
+	Manifest *archive.Manifest `json:"manifest"`
+	// Pending are the hooks pending on restored data.
+	Pending []int `json:"pending,omitempty"`
+}
+
+// boltMagic is the magic number of bbolt's meta pages, at offset 16 of
+// the file, in the machine's byte order (little-endian on every platform
+// bbolt supports but s390x and ppc64).
+const boltMagic = 0xED0CDAED
+
+// checkBoltFile refuses a path that exists and is not a bbolt store: a
+// restore replaces the whole file, which must not be anything else.
+func checkBoltFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return envErrorf("--%s: %w", flagStore, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return envErrorf("--%s: %w", flagStore, err)
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("--%s %s is not a regular file: a restore replaces a bbolt store file", flagStore, path)
+	}
+	var head [20]byte
+	if _, err := io.ReadFull(f, head[:]); err == nil {
+		if m := binary.LittleEndian.Uint32(head[16:]); m == boltMagic || binary.BigEndian.Uint32(head[16:]) == boltMagic {
+			return nil
+		}
+	}
+	return fmt.Errorf("--%s %s exists and is not a bbolt store (%d bytes): a restore would replace it; check the path, or give --%s to replace it anyway", flagStore, path, info.Size(), flagForce)
 }

@@ -6,17 +6,24 @@
 //		os.Exit(migrator.Main(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 //	}
 //
+// A product whose own CLI nests the migrator under a subcommand names it
+// with [Program], so that usage, help and errors show the command as
+// typed ("acmectl migrate upgrade ..."); help examples derive from the
+// registry.
+//
 // Usage:
 //
-//	migrator version [--json]
-//	migrator init    --store S
+//	migrator version [--json]                 (also: migrator --version)
+//	migrator init    --store S [--data-version V] [--json]
 //	migrator status  --store S [--json]
 //	migrator plan    (--store S | --backup FILE) [--json]
-//	migrator upgrade --store S --online [--config DIR] [--allow-digest-mismatch]
-//	migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch]
-//	migrator backup  --store S [--config DIR] [--compress zstd|none] --out FILE
-//	migrator verify  FILE
-//	migrator restore FILE --store S [--config DIR]
+//	migrator upgrade --online --store S [--config DIR] [--allow-digest-mismatch] [--json]
+//	migrator upgrade --offline --store S [--config DIR] [--allow-digest-mismatch] [--json]
+//	migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch] [--json]
+//	migrator backup  --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
+//	migrator verify  [--json] FILE
+//	migrator restore FILE --store S [--config DIR] [--force] [--json]
+//	migrator dump    (--store S | --backup FILE) [--table T] [--json]
 //	migrator help    [COMMAND]
 //
 // For example, before upgrading a store in place:
@@ -27,14 +34,22 @@
 //	  hook  99  5.0.1  online   libbar.UpgradeLibBar
 //	  hook 100  5.1.0  offline  UpgradeLibBaz
 //	after the upgrade: data version 5.1.0
-//	online upgrade: refused, hook 100 is offline: run "migrator upgrade --offline"
+//	online upgrade: refused, offline hooks 100: run "migrator upgrade --offline --store broker.db"
 //
-// S is a bbolt file path (the embedded store). Flags may stand before or
-// after the positional arguments; "-flag" and "--flag" are the same. A
-// second migrator on the same store fails within seconds with "store is in
-// use by another process". SIGINT and SIGTERM stop an upgrade cleanly
-// between hooks or batches: what is committed stays, and a re-run resumes.
-// Long work reports progress on stderr when stderr is a terminal.
+// S is a bbolt file path (the embedded store). HOOKREG_STORE and
+// HOOKREG_CONFIG in the environment stand for --store and --config when
+// the command line gives neither them nor --backup or --in. Flags may
+// stand before or after the positional arguments; "-flag" and "--flag"
+// are the same. A second migrator on the same store fails within seconds
+// with "store is in use by another process". SIGINT and SIGTERM stop an
+// upgrade cleanly between hooks or batches: what is committed stays, and a
+// re-run resumes. Long work reports progress on stderr when stderr is a
+// terminal.
+//
+// The offline upgrade runs in a child process: the program re-executed with
+// the arguments it was started with and the environment variable
+// HOOKREG_OFFLINE_CHILD, which [Program.Main] recognizes wherever the
+// product's main routes those arguments.
 //
 // Exit status: 0 success; 1 a refused or failed operation (the refusal says
 // why and what to do); 2 usage or environment errors (a bad flag, a missing
@@ -47,6 +62,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 
@@ -64,6 +80,10 @@ type env struct {
 	// progress receives progress lines: stderr when it is a terminal,
 	// otherwise nil.
 	progress io.Writer
+	// prog is the command as invoked: "migrator", "acmectl migrate".
+	prog string
+	// getenv reads the environment (os.Getenv).
+	getenv func(string) string
 }
 
 type (
@@ -73,20 +93,21 @@ type (
 
 // order is the order of "migrator help"; a registered command missing
 // here is listed after these.
-var order = []string{"version", "init", "status", "plan", "upgrade", "backup", "verify", "restore"}
+var order = []string{"version", "init", "status", "plan", "upgrade", "backup", "verify", "restore", "dump"}
 
 // specs holds the commands; each command's file registers its spec from
-// an init function.
+// an init function. Their Usage is a text/template over [helpData].
 var specs = map[string]*spec{}
 
 func register(s *spec) { specs[s.Name] = s }
 
-// commands returns every command, hidden ones included, in help order.
-func commands() []*spec {
-	var list []*spec
+// commands returns every command, hidden ones included, in help order,
+// with their help rendered for the program and registry of e.
+func commands(e *env) []*spec {
+	var names []string
 	for _, name := range order {
-		if s := specs[name]; s != nil {
-			list = append(list, s)
+		if specs[name] != nil {
+			names = append(names, name)
 		}
 	}
 	var rest []string
@@ -96,8 +117,14 @@ func commands() []*spec {
 		}
 	}
 	slices.Sort(rest)
-	for _, name := range rest {
-		list = append(list, specs[name])
+	data := newHelpData(e)
+	var list []*spec
+	for _, name := range append(names, rest...) {
+		s := *specs[name]
+		s.Usage = data.render(s.Name, s.Usage)
+		newCmd := s.New
+		s.New = func() command { return &envDefaults{command: newCmd(), getenv: e.getenv} }
+		list = append(list, &s)
 	}
 	return list
 }
@@ -107,25 +134,71 @@ func envErrorf(format string, args ...any) error {
 	return cliflag.Env(fmt.Errorf(format, args...))
 }
 
+// Program is the migrator command line of one product: its registry and
+// the name it is invoked by. A product whose own CLI nests the migrator
+// under a subcommand names it so that usage, help and errors show the
+// command an operator types:
+//
+//	case "migrate":
+//		p := &migrator.Program{Registry: generated.Registry, Name: "acmectl migrate"}
+//		os.Exit(p.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+type Program struct {
+	// Registry is the product's generated registry.
+	Registry *hook.Registry
+	// Name is the command as invoked, as help, usage and error messages
+	// show it; the base name of os.Args[0] when empty.
+	Name string
+}
+
 // Main runs the migrator for reg with args (without the program name) and
 // returns the exit status: 0 success, 1 a refused or failed operation, 2
-// usage or environment errors.
+// usage or environment errors. The program is named after os.Args[0]; see
+// [Program] to name it otherwise.
 func Main(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return (&Program{Registry: reg}).Main(args, stdin, stdout, stderr)
+}
+
+// Main runs the migrator with args (what follows the command's name) and
+// returns the exit status: 0 success, 1 a refused or failed operation, 2
+// usage or environment errors.
+//
+// In the child process of an offline upgrade (which re-executes the
+// program with its own arguments, so that it reaches Main again however
+// the product's CLI routes them), Main runs the child instead and exits
+// the process: see "upgrade --offline".
+func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{ctx: ctx, reg: reg, stdin: stdin, stdout: stdout, stderr: stderr}
+	prog := p.Name
+	if prog == "" {
+		prog = filepath.Base(os.Args[0])
+	}
+	e := &env{ctx: ctx, reg: p.Registry, stdin: stdin, stdout: stdout, stderr: stderr, prog: prog, getenv: os.Getenv}
 	if isTerminal(stderr) {
 		e.progress = stderr
 	}
+	if req, ok := childRequest(); ok {
+		// The process exists for the child alone: nothing of the
+		// product's main after Main runs in it.
+		err := runChild(e, req)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		}
+		stop()
+		os.Exit(cliflag.ExitCode(err))
+	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	program := &subcmd.Program[*env]{
-		Name:       "migrator",
-		Summary:    "migrator backs up, restores and upgrades the product's store with its upgrade hooks.",
-		Commands:   commands(),
+		Name:       prog,
+		Summary:    fmt.Sprintf("%s backs up, restores and upgrades the %s store with its upgrade hooks.", prog, p.Registry.Product),
+		Commands:   commands(e),
 		WrapErrors: true,
 	}
 	err := program.Run(e, stdout, stderr, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "migrator: %v\n", err)
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 	}
 	return cliflag.ExitCode(err)
 }

@@ -50,7 +50,8 @@ func initAt(t *testing.T, path string) {
 
 func migratorMain(reg *hook.Registry, args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := migrator.Main(reg, args, strings.NewReader(""), &stdout, &stderr)
+	p := &migrator.Program{Registry: reg, Name: "migrator"}
+	code := p.Main(args, strings.NewReader(""), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -86,7 +87,8 @@ const signalChildEnv = "HOOKREG_SIGNAL_CHILD"
 // is rolled back, and a later run finds the hook still pending.
 func TestSignalStopsCleanly(t *testing.T) {
 	if path := os.Getenv(signalChildEnv); path != "" {
-		os.Exit(migrator.Main(waitRegistry, []string{"upgrade", "--online", "--store", path}, os.Stdin, os.Stdout, os.Stderr))
+		p := &migrator.Program{Registry: waitRegistry, Name: "migrator"}
+		os.Exit(p.Main([]string{"upgrade", "--online", "--store", path}, os.Stdin, os.Stdout, os.Stderr))
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,38 +23,15 @@ import (
 	"github.com/hookreg/hookreg/upgrade"
 )
 
-// offlineChild is the hidden subcommand the offline upgrade runs in its
-// child process.
-const offlineChild = "offline-child"
-
-// Flag names of the child command.
-const (
-	flagWork           = "work"
-	flagReport         = "report"
-	flagRegistryDigest = "registry-digest"
-)
-
-func init() {
-	register(&spec{
-		Name:    offlineChild,
-		Summary: "the child process of \"upgrade --offline\" (internal)",
-		Usage: `
-Usage: migrator offline-child --in FILE --out FILE --work DIR --report FILE --registry-digest D [--allow-digest-mismatch]
-
-Internal: the child process of "migrator upgrade --offline", which starts
-it. It restores FILE into an isolated store in DIR, runs every pending hook
-and backs the result up to --out, writing one JSON event per line to
---report. Its standard input is a pipe from the parent; when it closes, the
-child removes DIR and exits.
-
-Example (what the parent runs):
-
-	migrator offline-child --in in.tar.zst --out DIR/result.tar.zst --work DIR --report DIR/report.jsonl --registry-digest h1:...
-`,
-		Hidden: true,
-		New:    func() command { return &childOptions{} },
-	})
-}
+// childEnv names the environment variable that makes a process the child
+// of an offline upgrade. The parent re-executes its own program with its
+// own arguments (os.Args) and this variable set to the JSON of a
+// childOptions: however the product's main routes those arguments, they
+// lead to [Program.Main] again, which sees the variable and runs the
+// child instead of a command. So the protocol does not depend on where the
+// migrator sits in the product's command line ("acmectl migrate upgrade
+// --offline ..." works as "migrator upgrade --offline ..." does).
+const childEnv = "HOOKREG_OFFLINE_CHILD"
 
 // offlineEvent is one line of the child's report.
 type offlineEvent struct {
@@ -80,56 +56,61 @@ type offlineEvent struct {
 // hooks and backs the result up. The parent then verifies the result,
 // reports every hook from the child's report, and renames the result into
 // place. The input is only read; on any failure there is no output file.
-func runOffline(e *env, o *upgradeOptions) error {
-	in, err := filepath.Abs(o.in)
+//
+// The hooks the child ran are in the result, also on failure.
+func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineResult, error) {
+	res := &offlineResult{}
+	in, err := filepath.Abs(inPath)
 	if err != nil {
-		return envErrorf("input %s: %w", o.in, err)
+		return res, envErrorf("input %s: %w", inPath, err)
 	}
 	f, err := os.Open(in)
 	if err != nil {
-		return envErrorf("opening backup: %w", err)
+		return res, envErrorf("opening backup: %w", err)
 	}
 	defer f.Close()
 	inInfo, err := f.Stat()
 	if err != nil {
-		return envErrorf("opening backup: %w", err)
+		return res, envErrorf("opening backup: %w", err)
 	}
-	if outInfo, err := os.Stat(o.out); err == nil && os.SameFile(inInfo, outInfo) {
-		return cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
+	if outInfo, err := os.Stat(out); err == nil && os.SameFile(inInfo, outInfo) {
+		return res, cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
 	}
 	// Refuse what the child would refuse before starting it: a damaged
 	// backup, another product's data, data this release cannot upgrade.
-	if _, err := backup.Check(e.reg, f, o.in); err != nil {
-		return err
+	if _, err := backup.Check(e.reg, f, inPath); err != nil {
+		return res, err
 	}
 	exe, err := selfExecutable()
 	if err != nil {
-		return envErrorf("finding this program to re-execute it: %w", err)
+		return res, envErrorf("finding this program to re-execute it: %w", err)
 	}
-	dir, base := filepath.Split(o.out)
+	dir, base := filepath.Split(out)
 	if dir == "" {
 		dir = "."
 	}
 	work, err := os.MkdirTemp(dir, "."+base+".offline-*")
 	if err != nil {
-		return envErrorf("creating a private directory beside %s: %w", o.out, err)
+		return res, envErrorf("creating a private directory beside %s: %w", out, err)
 	}
 	defer os.RemoveAll(work)
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
-	args := []string{offlineChild, "--" + flagIn, in, "--" + flagOut, result, "--" + flagWork, work, "--" + flagReport, report, "--" + flagRegistryDigest, e.reg.Digest}
-	if o.allowDigestMismatch {
-		args = append(args, "--"+flagAllowDigestMismatch)
+	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch})
+	if err != nil {
+		return res, err
 	}
 	if e.progress != nil {
-		fmt.Fprintf(e.progress, "upgrading %s offline in a child process\n", o.in)
+		fmt.Fprintf(e.progress, "upgrading %s offline in a child process\n", inPath)
 	}
-	cmd := exec.CommandContext(e.ctx, exe, args...)
+	cmd := exec.CommandContext(e.ctx, exe, os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Env = append(os.Environ(), childEnv+"="+string(req))
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 30 * time.Second
 	stdin, err := cmd.StdinPipe() // the child exits when it closes: when we die
 	if err != nil {
-		return envErrorf("starting the child process: %w", err)
+		return res, envErrorf("starting the child process: %w", err)
 	}
 	defer stdin.Close()
 	childErr := &tailBuffer{max: 16 << 10}
@@ -142,18 +123,22 @@ func runOffline(e *env, o *upgradeOptions) error {
 	}
 	events, repErr := readReport(report)
 	if repErr != nil {
-		return fmt.Errorf("reading the child's report: %w", repErr)
+		return res, fmt.Errorf("reading the child's report: %w", repErr)
 	}
-	reportHooks(e.stdout, events)
+	for _, ev := range events {
+		if ev.Event == "end" {
+			res.Hooks = append(res.Hooks, ev)
+		}
+	}
 	last := offlineEvent{}
 	if len(events) > 0 {
 		last = events[len(events)-1]
 	}
 	switch {
 	case last.Event == "failed" && last.Env:
-		return envErrorf("%s; nothing was written to %s", last.Error, o.out)
+		return res, envErrorf("%s; nothing was written to %s", last.Error, out)
 	case last.Event == "failed":
-		return fmt.Errorf("%s; nothing was written to %s", last.Error, o.out)
+		return res, fmt.Errorf("%s; nothing was written to %s", last.Error, out)
 	case runErr != nil || last.Event != "done":
 		why := "ended without a result"
 		if runErr != nil {
@@ -163,25 +148,25 @@ func runOffline(e *env, o *upgradeOptions) error {
 			fmt.Fprintf(e.stderr, "%s\n", s)
 		}
 		if last.Event == "start" {
-			return fmt.Errorf("the child process crashed (%s) while running hook %d (%s); nothing was written to %s", why, last.Num, last.Name, o.out)
+			return res, fmt.Errorf("the child process crashed (%s) while running hook %d (%s); nothing was written to %s", why, last.Num, last.Name, out)
 		}
 		if e.ctx.Err() != nil {
-			return fmt.Errorf("interrupted (%s); nothing was written to %s", why, o.out)
+			return res, fmt.Errorf("interrupted (%s); nothing was written to %s", why, out)
 		}
-		return fmt.Errorf("the child process failed (%s); nothing was written to %s", why, o.out)
+		return res, fmt.Errorf("the child process failed (%s); nothing was written to %s", why, out)
 	}
 	m, err := checkResult(e.reg, result)
 	if err != nil {
-		return fmt.Errorf("the child's result: %w; nothing was written to %s", err, o.out)
+		return res, fmt.Errorf("the child's result: %w; nothing was written to %s", err, out)
 	}
-	if err := os.Rename(result, o.out); err != nil {
-		return envErrorf("moving the result to %s: %w", o.out, err)
+	if err := os.Rename(result, out); err != nil {
+		return res, envErrorf("moving the result to %s: %w", out, err)
 	}
 	if err := atomicfile.SyncDir(dir); err != nil {
-		return err
+		return res, err
 	}
-	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", o.in, o.out, last.From, m.DataVersion)
-	return nil
+	res.From, res.To = last.From, m.DataVersion
+	return res, nil
 }
 
 // checkResult verifies the child's archive and that nothing is left pending.
@@ -205,12 +190,17 @@ func checkResult(reg *hook.Registry, path string) (*archive.Manifest, error) {
 	return m, nil
 }
 
+// offlineResult is what an offline upgrade did.
+type offlineResult struct {
+	// From and To are the data versions before and after.
+	From, To string
+	// Hooks are the "end" events of the hooks the child ran, in order.
+	Hooks []offlineEvent
+}
+
 // reportHooks prints the outcome of every hook the child ran.
-func reportHooks(w io.Writer, events []offlineEvent) {
-	for _, ev := range events {
-		if ev.Event != "end" {
-			continue
-		}
+func reportHooks(w io.Writer, hooks []offlineEvent) {
+	for _, ev := range hooks {
 		if ev.Error != "" {
 			fmt.Fprintf(w, "hook %d (%s, %s): failed after %s: %s\n", ev.Num, ev.Name, ev.IntroducedIn, time.Duration(ev.Millis)*time.Millisecond, ev.Error)
 		} else {
@@ -317,31 +307,48 @@ func (t *tailBuffer) String() string {
 	return string(t.buf)
 }
 
-// childOptions are the flags of the hidden child command.
+// childOptions is what the parent asks of the child process, passed in
+// the environment variable childEnv.
 type childOptions struct {
-	in, out, work, report string
-	registryDigest        string
-	allowDigestMismatch   bool
+	// In is the backup to upgrade, Out the file to write the result to.
+	In  string `json:"in"`
+	Out string `json:"out"`
+	// Work is the private directory of the run, Report the file to write
+	// events to.
+	Work   string `json:"work"`
+	Report string `json:"report"`
+	// RegistryDigest is the parent's registry digest.
+	RegistryDigest      string `json:"registry_digest"`
+	AllowDigestMismatch bool   `json:"allow_digest_mismatch,omitempty"`
 }
 
-func (o *childOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade")
-	fs.StringVar(&o.out, flagOut, "", "the `file` to write the result to")
-	fs.StringVar(&o.work, flagWork, "", "the private `directory` of the run")
-	fs.StringVar(&o.report, flagReport, "", "the `file` to write events to")
-	fs.StringVar(&o.registryDigest, flagRegistryDigest, "", "the parent's registry `digest`")
-	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed over changed applied hooks")
-}
-
-func (o *childOptions) Validate(args []string) error {
-	if o.in == "" || o.out == "" || o.work == "" || o.report == "" {
-		return cliflag.Usagef("--%s, --%s, --%s and --%s are required", flagIn, flagOut, flagWork, flagReport)
+// childRequest returns the request of the parent when this process is the
+// child of an offline upgrade, and clears it from the environment, so
+// that nothing the hooks start sees it.
+func childRequest() (string, bool) {
+	req, ok := os.LookupEnv(childEnv)
+	if ok {
+		os.Unsetenv(childEnv)
 	}
-	return cliflag.Exactly(args)
+	return req, ok
+}
+
+// runChild runs the child of an offline upgrade for the request req.
+func runChild(e *env, req string) error {
+	var o childOptions
+	dec := json.NewDecoder(strings.NewReader(req))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&o); err != nil {
+		return envErrorf("the offline upgrade's child process: bad request in $%s: %w", childEnv, err)
+	}
+	if o.In == "" || o.Out == "" || o.Work == "" || o.Report == "" {
+		return envErrorf("the offline upgrade's child process: $%s lacks in, out, work or report", childEnv)
+	}
+	return o.Run(e)
 }
 
 func (o *childOptions) Run(e *env) error {
-	rep, err := os.OpenFile(o.report, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	rep, err := os.OpenFile(o.Report, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return envErrorf("creating the report: %w", err)
 	}
@@ -357,7 +364,7 @@ func (o *childOptions) Run(e *env) error {
 	// leave nothing behind.
 	go func() {
 		io.Copy(io.Discard, e.stdin)
-		os.RemoveAll(o.work)
+		os.RemoveAll(o.Work)
 		os.Exit(3)
 	}()
 	err = o.upgrade(e, emit)
@@ -370,10 +377,10 @@ func (o *childOptions) Run(e *env) error {
 }
 
 func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {
-	if o.registryDigest != e.reg.Digest {
-		return envErrorf("the re-executed migrator has registry %s, the parent %s: run the offline upgrade with a migrator binary", e.reg.Digest, o.registryDigest)
+	if o.RegistryDigest != e.reg.Digest {
+		return envErrorf("the re-executed migrator has registry %s, the parent %s: the program must run the same registry when it is re-executed", e.reg.Digest, o.RegistryDigest)
 	}
-	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.in, o.out, o.work, backup.UpgradeOptions{AllowDigestMismatch: o.allowDigestMismatch})
+	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.In, o.Out, o.Work, backup.UpgradeOptions{AllowDigestMismatch: o.AllowDigestMismatch})
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ func init() {
 		Name:    "plan",
 		Summary: "show what an upgrade of a store or a backup would run",
 		Usage: `
-Usage: migrator plan (--store S | --backup FILE) [--json]
+Usage: {{.Prog}} plan (--store S | --backup FILE) [--json]
 
 Plans the upgrade of the store S (opened read-only) or of the backup FILE
 (from its manifest) to this release, without changing anything: the pending
@@ -21,18 +21,14 @@ hooks in order, the data version after the upgrade, and whether an online
 upgrade is allowed. Exits 1 when the upgrade would be refused (another
 product, data newer than the release, a downgrade, data older than the
 oldest version this release upgrades, a changed applied hook), saying why.
-With --json, one JSON object as "migrator status --json" prints.
+With --json, one JSON object as "{{.Prog}} status --json" prints.
 
 Example:
 
-	$ migrator plan --store broker.db
-	data version 5.0.0, last upgrade hook 98; release 5.1.0
-	pending, in order:
-	  hook  99  5.0.1  online   libbar.UpgradeLibBar
-	  hook 100  5.1.0  offline  UpgradeLibBaz
-	after the upgrade: data version 5.1.0
-	online upgrade: refused, offline hooks 100: run "migrator upgrade --offline"
-`,
+	$ {{.Prog}} plan --store {{.Store}}
+	{{if .Plan}}{{.Plan}}{{else}}data version {{.Release}}, last upgrade hook {{.LastHook}}; release {{.Release}}
+	up to date: no pending hooks
+{{end}}`,
 		New: func() command { return &planOptions{} },
 	})
 }
@@ -84,7 +80,7 @@ func (o *planOptions) Run(e *env) error {
 			return err
 		}
 	} else {
-		writePlanText(e.stdout, r)
+		writePlanText(e, e.stdout, r)
 	}
 	if r.Refusal != "" {
 		return errRefused

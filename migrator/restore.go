@@ -16,7 +16,7 @@ func init() {
 		Name:    "restore",
 		Summary: "replace a store and its configuration with a verified backup",
 		Usage: `
-Usage: migrator restore FILE --store S [--config DIR]
+Usage: {{.Prog}} restore FILE --store S [--config DIR] [--force] [--json]
 
 Restores the backup FILE into the store S (a bbolt file, created when
 missing) and its configuration files into the directory DIR. Everything is
@@ -29,20 +29,24 @@ then DIR the same way (built beside it, swapped in). A failure at any point
 leaves the old store and the old configuration exactly as they were; a
 restore killed between the two swaps leaves the new store with the old
 configuration, and running it again completes it. A store in use by
-another process is refused.
+another process is refused. So is a store S that exists and is not a bbolt
+store (a restore replaces S whole): --force replaces it anyway. With --json,
+one JSON object: the file, the store, the manifest and the pending hooks.
 
 Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
 
-Older data restores as it is: "migrator plan --store S" then shows its
+Older data restores as it is: "{{.Prog}} plan --store S" then shows its
 pending hooks.
 
 Example:
 
-	$ migrator restore broker-4.4.0.tar.zst --store broker.db --config etc/broker
-	restored broker-4.4.0.tar.zst to broker.db: data version 4.4.0, 3 tables, 140 records, 1 config file
-	pending hooks: 98, 99, 100 (see "migrator plan --store broker.db")
-`,
+{{if .Old}}	$ {{.Prog}} restore {{.OldBackup}} --store {{.Store}} --config {{.Config}}
+	restored {{.OldBackup}} to {{.Store}}: data version {{.Old}}, 3 tables, 140 records, 1 config file
+	pending hooks: {{.OldPending}} (see "{{.Prog}} plan --store {{.Store}}")
+{{else}}	$ {{.Prog}} restore {{.Backup}} --store {{.Store}} --config {{.Config}}
+	restored {{.Backup}} to {{.Store}}: data version {{.Release}}, 3 tables, 140 records, 1 config file
+{{end}}`,
 		New: func() command { return &restoreOptions{} },
 	})
 }
@@ -51,11 +55,18 @@ type restoreOptions struct {
 	file   string
 	store  string
 	config string
+	force  bool
+	json   bool
 }
+
+// flagForce lets restore replace a file that is not a bbolt store.
+const flagForce = "force"
 
 func (o *restoreOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store to replace: a bbolt file `path`")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to replace")
+	fs.BoolVar(&o.force, flagForce, false, "replace --store even when it is not a bbolt store")
+	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
 func (o *restoreOptions) Validate(args []string) error {
@@ -73,17 +84,27 @@ func (o *restoreOptions) Validate(args []string) error {
 }
 
 func (o *restoreOptions) Run(e *env) error {
+	if !o.force {
+		if err := checkBoltFile(o.store); err != nil {
+			return err
+		}
+	}
 	m, err := backup.Restore(e.reg, o.file, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", o.file, o.store, summary(m))
-	if p, err := upgrade.PlanFor(e.reg, backup.ManifestMetadata(m)); err == nil && len(p.Pending) > 0 {
-		nums := make([]string, len(p.Pending))
-		for i, h := range p.Pending {
-			nums[i] = fmt.Sprint(h.Num)
+	r := archiveReport{Backup: o.file, Store: o.store, Config: o.config, Manifest: m, Pending: []int{}}
+	if p, err := upgrade.PlanFor(e.reg, backup.ManifestMetadata(m)); err == nil {
+		for _, h := range p.Pending {
+			r.Pending = append(r.Pending, h.Num)
 		}
-		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"migrator plan --store %s\")\n", strings.Join(nums, ", "), o.store)
+	}
+	if o.json {
+		return writeJSON(e.stdout, r)
+	}
+	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", o.file, o.store, summary(m))
+	if len(r.Pending) > 0 {
+		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"%s plan --store %s\")\n", joinInts(r.Pending), e.prog, o.store)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ func init() {
 		Name:    "status",
 		Summary: "show a store's data version, applied and pending hooks",
 		Usage: `
-Usage: migrator status --store S [--json]
+Usage: {{.Prog}} status --store S [--json]
 
 Shows the upgrade state of the store S, opened read-only: the product, the
 data version, the last upgrade hook, the applied hooks (digest, release,
@@ -23,11 +23,11 @@ last_upgrade_hook, pending, applied, online_ok (and refusal when refused).
 
 Example:
 
-	$ migrator status --store broker.db --json
+	$ {{.Prog}} status --store {{.Store}} --json
 	{
-	  "product": "mqtt-broker",
-	  "release": "5.1.0",
-	  "data_version": "5.1.0",
+	  "product": "{{.Product}}",
+	  "release": "{{.Release}}",
+	  "data_version": "{{.Release}}",
 	  ...
 `,
 		New: func() command { return &statusOptions{} },
@@ -60,7 +60,7 @@ func (o *statusOptions) Run(e *env) error {
 		return writeJSON(e.stdout, r)
 	}
 	fmt.Fprintf(e.stdout, "store %s: product %s\n", o.store, productOf(r))
-	writePlanText(e.stdout, r)
+	writePlanText(e, e.stdout, r)
 	return nil
 }
 
@@ -74,7 +74,7 @@ func storePlan(e *env, path string) (*planReport, error) {
 	defer st.Close()
 	meta, err := upgrade.ReadStoreMetadata(st)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, storeError(e, path, err)
 	}
 	r, err := planFor(e, meta)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/upgrade"
@@ -14,10 +13,11 @@ import (
 func init() {
 	register(&spec{
 		Name:    "upgrade",
-		Summary: "run the pending hooks: online on a store, or offline on a backup",
+		Summary: "run the pending hooks: online on a store, or offline on a stopped product's store or a backup",
 		Usage: `
-Usage: migrator upgrade --store S --online [--config DIR] [--allow-digest-mismatch]
-       migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch]
+Usage: {{.Prog}} upgrade --online --store S [--config DIR] [--allow-digest-mismatch] [--json]
+       {{.Prog}} upgrade --offline --store S [--config DIR] [--allow-digest-mismatch] [--json]
+       {{.Prog}} upgrade --offline --in FILE --out FILE [--allow-digest-mismatch] [--json]
 
 Runs the pending hooks in ascending order, each in one transaction with its
 metadata update, so that after a crash every hook is fully applied or not at
@@ -27,10 +27,17 @@ all and a re-run resumes.
 when a pending hook does not allow online. Hooks see the configuration
 directory --config DIR (none when omitted) read-only.
 
---offline restores the backup --in into an isolated store in a child
-process, runs the hooks there (they may change the configuration files the
-backup carries) and writes the result as the new backup --out; the input is
-never modified.
+--offline --store S is the upgrade of a stopped product in one command: it
+backs S (and the configuration directory DIR) up beside S, to
+S.pre-upgrade-VERSION-TIME.tar.zst, which it keeps; upgrades that backup in
+a child process (hooks may change the configuration files); verifies the
+result; and swaps it in as S (and DIR) atomically. S is always either the
+old store or the upgraded one. A run that is killed is completed by running
+it again (before the product starts): once the upgraded backup is verified
+it waits beside S as .S.upgraded.tar.zst until it is swapped in.
+
+--offline --in FILE --out FILE upgrades the backup FILE into a new backup
+in a child process; the input is never modified.
 
 Refused, with nothing written: another product's data, a data version newer
 than this release, a downgrade, data older than the oldest version this
@@ -38,12 +45,17 @@ release upgrades, and an applied hook whose code digest changed (unless
 --allow-digest-mismatch, which is recorded with the hooks it applies). A
 hook that fails or panics stops the run, naming it; its transaction is
 rolled back. SIGINT or SIGTERM stop between hooks or batches; run again to
-resume.
+resume. With --json, one JSON object: from, to, the applied hooks, and the
+pre-upgrade backup.
 
-Example:
+Examples:
 
-	$ migrator upgrade --store broker.db --online
-	upgraded broker.db from data version 5.0.0 to 5.0.1: hook 99
+	$ {{.Prog}} upgrade --online --store {{.Store}}
+	upgraded {{.Store}} from data version {{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}} to {{.Release}}: ...
+	$ {{.Prog}} upgrade --offline --store {{.Store}} --config {{.Config}}
+	...
+	upgraded {{.Store}} from data version {{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}} to {{.Release}}
+	pre-upgrade backup: {{.Store}}.pre-upgrade-{{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}}-20260101T000000Z.tar.zst
 `,
 		New: func() command { return &upgradeOptions{} },
 	})
@@ -67,16 +79,18 @@ type upgradeOptions struct {
 	in                  string
 	out                 string
 	allowDigestMismatch bool
+	json                bool
 }
 
 func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store to upgrade online: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", "the store to upgrade: a bbolt file `path`")
 	fs.BoolVar(&o.online, flagOnline, false, "upgrade the live store --store in place")
-	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the backup --in into the backup --out")
-	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` hooks read in an online upgrade")
+	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the stopped product's --store, or the backup --in into the backup --out")
+	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` of the store")
 	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade offline")
 	fs.StringVar(&o.out, flagOut, "", "the upgraded backup `file` to write")
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed although an applied hook's code changed (recorded)")
+	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
 func (o *upgradeOptions) Validate(args []string) error {
@@ -90,18 +104,53 @@ func (o *upgradeOptions) Validate(args []string) error {
 		return cliflag.Usagef("--%s needs --%s", flagOnline, flagStore)
 	case o.online && (o.in != "" || o.out != ""):
 		return cliflag.Usagef("--%s and --%s are for --%s", flagIn, flagOut, flagOffline)
-	case o.offline && (o.in == "" || o.out == ""):
-		return cliflag.Usagef("--%s needs --%s and --%s", flagOffline, flagIn, flagOut)
-	case o.offline && (o.store != "" || o.config != ""):
-		return cliflag.Usagef("--%s and --%s are for --%s (an offline upgrade works on backups)", flagStore, flagConfig, flagOnline)
+	case o.offline && o.store != "" && (o.in != "" || o.out != ""):
+		return cliflag.Usagef("--%s upgrades either --%s or --%s and --%s", flagOffline, flagStore, flagIn, flagOut)
+	case o.offline && o.store == "" && (o.in == "" || o.out == ""):
+		return cliflag.Usagef("--%s needs --%s, or --%s and --%s", flagOffline, flagStore, flagIn, flagOut)
+	case o.offline && o.in != "" && o.config != "":
+		return cliflag.Usagef("--%s is for --%s: a backup carries its configuration files", flagConfig, flagStore)
 	}
 	return nil
 }
 
+// upgradeReport is the output of upgrade --json.
+type upgradeReport struct {
+	Store string `json:"store,omitempty"`
+	In    string `json:"in,omitempty"`
+	Out   string `json:"out,omitempty"`
+	// From and To are the data versions before and after.
+	From    string        `json:"from"`
+	To      string        `json:"to"`
+	Applied []appliedHook `json:"applied"`
+	// PreUpgradeBackup is the backup of the store taken before an
+	// offline upgrade of a store.
+	PreUpgradeBackup string `json:"pre_upgrade_backup,omitempty"`
+	// Resumed reports that the run completed an interrupted one.
+	Resumed bool `json:"resumed,omitempty"`
+}
+
+type appliedHook struct {
+	Num          int    `json:"num"`
+	Name         string `json:"name,omitempty"`
+	IntroducedIn string `json:"introduced_in,omitempty"`
+	Millis       int64  `json:"ms"`
+}
+
 func (o *upgradeOptions) Run(e *env) error {
-	if o.offline {
-		return runOffline(e, o)
+	if err := checkConfigDir(o.config); err != nil {
+		return err
 	}
+	switch {
+	case o.offline && o.store != "":
+		return o.runOfflineStore(e)
+	case o.offline:
+		return o.runOfflineBackup(e)
+	}
+	return o.runOnline(e)
+}
+
+func (o *upgradeOptions) runOnline(e *env) error {
 	st, err := openStore(o.store, openWrite)
 	if err != nil {
 		return err
@@ -113,19 +162,60 @@ func (o *upgradeOptions) Run(e *env) error {
 		Config:              upgrade.DirConfig(o.config),
 		Log:                 e.progress,
 	})
-	if len(res.Applied) > 0 || res.To != res.From {
+	r := upgradeReport{Store: o.store, From: res.From, To: res.To, Applied: []appliedHook{}}
+	for _, a := range res.Applied {
+		h, _ := e.reg.Lookup(a.Num)
+		r.Applied = append(r.Applied, appliedHook{Num: a.Num, Name: h.Name, IntroducedIn: h.IntroducedIn})
+	}
+	if !o.json && (len(res.Applied) > 0 || res.To != res.From) {
 		fmt.Fprintf(e.stdout, "upgraded %s from data version %s to %s: %s\n", o.store, res.From, res.To, hookList(res.Applied))
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("%s: %w; what is committed stays, run the upgrade again to resume", o.store, err)
 		}
-		return fmt.Errorf("%s: %w", o.store, err)
+		return storeError(e, o.store, err)
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(e.stdout, r)
 	}
 	if len(res.Applied) == 0 && res.To == res.From {
 		fmt.Fprintf(e.stdout, "%s is up to date: data version %s, no pending hooks\n", o.store, res.To)
 	}
-	return st.Close()
+	return nil
+}
+
+// runOfflineBackup is "upgrade --offline --in FILE --out FILE".
+func (o *upgradeOptions) runOfflineBackup(e *env) error {
+	if err := checkOut(o.out); err != nil {
+		return err
+	}
+	res, err := runOffline(e, o.in, o.out, o.allowDigestMismatch)
+	if !o.json {
+		reportHooks(e.stdout, res.Hooks)
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(e.stdout, upgradeReport{In: o.in, Out: o.out, From: res.From, To: res.To, Applied: appliedHooks(res.Hooks)})
+	}
+	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", o.in, o.out, res.From, res.To)
+	return nil
+}
+
+// appliedHooks lists the hooks the child applied.
+func appliedHooks(events []offlineEvent) []appliedHook {
+	list := []appliedHook{}
+	for _, ev := range events {
+		if ev.Error == "" {
+			list = append(list, appliedHook{Num: ev.Num, Name: ev.Name, IntroducedIn: ev.IntroducedIn, Millis: ev.Millis})
+		}
+	}
+	return list
 }
 
 // hookList describes applied hooks: "hooks 98, 99".
@@ -133,12 +223,27 @@ func hookList(applied []upgrade.Applied) string {
 	if len(applied) == 0 {
 		return "no hooks"
 	}
-	nums := make([]string, len(applied))
+	nums := make([]int, len(applied))
 	for i, a := range applied {
-		nums[i] = fmt.Sprint(a.Num)
+		nums[i] = a.Num
 	}
 	if len(nums) == 1 {
-		return "hook " + nums[0]
+		return fmt.Sprintf("hook %d", nums[0])
 	}
-	return "hooks " + strings.Join(nums, ", ")
+	return "hooks " + joinInts(nums)
+}
+
+// storeError adds to an error about the store path what the operator can
+// do: how to initialize a store without metadata, how to run the offline
+// upgrade that an online one was refused for.
+func storeError(e *env, path string, err error) error {
+	var refusal *upgrade.Refusal
+	switch {
+	case errors.Is(err, upgrade.ErrNotInitialized):
+		return fmt.Errorf("%s: %w: run \"%s init --store %s\" for a fresh install, \"%s init --store %s --data-version V\" to adopt data written by release V before hookreg, or restore a backup",
+			path, err, e.prog, path, e.prog, path)
+	case errors.As(err, &refusal) && refusal.Offline:
+		return fmt.Errorf("%s: %w: stop the product and run \"%s upgrade --offline --store %s\"", path, err, e.prog, path)
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }

@@ -17,7 +17,8 @@ func init() {
 		Name:    "verify",
 		Summary: "check a backup archive: checksums, structure, manifest against content",
 		Usage: `
-Usage: migrator verify FILE
+Usage: {{.Prog}} verify FILE
+       {{.Prog}} verify --json FILE
 
 Reads the backup archive FILE (zstd-compressed or plain tar) to the end and
 checks everything a restore relies on: every member's sha256 against
@@ -25,22 +26,23 @@ SHA256SUMS, the structure (member names, order, types and sizes; no links,
 devices, absolute or escaping paths, duplicates or unknown members; no
 decompression bomb), and the manifest against the content (every table with
 its record count and size, every configuration file with its mode and
-size). Then prints a summary. Nothing is written.
+size). Then prints a summary (with --json, one JSON object: the file and
+its manifest). Nothing is written.
 
 Exit status: 0 a good archive; 1 a bad one (the error names the member); 2
 a usage error or a missing or unreadable FILE.
 
 Example:
 
-	$ migrator verify broker-5.0.1.tar.zst
-	broker-5.0.1.tar.zst: good archive (format 1), created 2026-01-01T00:00:00Z
-	product mqtt-broker, release 5.0.1 (registry h1:Qm9v...)
-	data version 5.0.1, last upgrade hook 99, 2 applied hooks
+	$ {{.Prog}} verify {{.Backup}}
+	{{.Backup}}: good archive (format 1), created 2026-01-01T00:00:00Z
+	product {{.Product}}, release {{.Release}} (registry h1:Qm9v...)
+	data version {{.Release}}, last upgrade hook {{.LastHook}}, 0 applied hooks
 	tables:
 	  _hookreg       4 records
-	  acl          120 records
+	  accounts     120 records
 	config files:
-	  broker.json  -rw-r--r--  212 bytes
+	  app.json     -rw-r--r--  212 bytes
 `,
 		New: func() command { return &verifyOptions{} },
 	})
@@ -48,9 +50,12 @@ Example:
 
 type verifyOptions struct {
 	file string
+	json bool
 }
 
-func (o *verifyOptions) Flags(fs *flag.FlagSet) {}
+func (o *verifyOptions) Flags(fs *flag.FlagSet) {
+	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+}
 
 func (o *verifyOptions) Validate(args []string) error {
 	if err := cliflag.Exactly(args, "FILE"); err != nil {
@@ -86,6 +91,9 @@ func (o *verifyOptions) Run(e *env) error {
 		return fmt.Errorf("%s: %w", o.file, err)
 	case err != nil:
 		return cliflag.Env(fmt.Errorf("%s: %w", o.file, err))
+	}
+	if o.json {
+		return writeJSON(e.stdout, archiveReport{Backup: o.file, Manifest: m})
 	}
 	writeVerifySummary(e.stdout, o.file, m)
 	return nil

@@ -70,7 +70,8 @@ func TestVerify(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Chdir(dir)
 			var stdout, stderr bytes.Buffer
-			code := migrator.Main(generated.Registry, append([]string{"verify"}, tc.args...), nil, &stdout, &stderr)
+			p := &migrator.Program{Registry: generated.Registry, Name: "migrator"}
+			code := p.Main(append([]string{"verify"}, tc.args...), nil, &stdout, &stderr)
 			if code != tc.code || !strings.HasPrefix(stdout.String(), tc.stdout) || !strings.HasPrefix(stderr.String(), tc.stderr) {
 				t.Errorf("verify %v: exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d, stdout starting %q, stderr starting %q",
 					tc.args, code, stdout.String(), stderr.String(), tc.code, tc.stdout, tc.stderr)

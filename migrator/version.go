@@ -13,7 +13,8 @@ func init() {
 		Name:    "version",
 		Summary: "print the release, product, registry digest and hooks",
 		Usage: `
-Usage: migrator version [--json]
+Usage: {{.Prog}} version [--json]
+       {{.Prog}} --version [--json]
 
 Prints the release this migrator upgrades to, the product, the registry
 digest and every hook (number, version, online or offline, code digest,
@@ -22,9 +23,8 @@ Go version of the build when the binary records them.
 
 Example:
 
-	$ migrator version
-	migrator 5.1.0, product mqtt-broker, registry h1:Qm9v...
-	  hook  98  5.0.0  offline  h1:3x...  libfoo.UpgradeLibFoo
+	$ {{.Prog}} --version
+	{{.Prog}} {{.Release}}, product {{.Product}}, registry h1:Qm9v...
 `,
 		New: func() command { return &versionOptions{} },
 	})
@@ -86,7 +86,7 @@ func (o *versionOptions) Run(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, r)
 	}
-	fmt.Fprintf(e.stdout, "migrator %s, product %s, registry %s\n", r.Release, r.Product, r.RegistryDigest)
+	fmt.Fprintf(e.stdout, "%s %s, product %s, registry %s\n", e.prog, r.Release, r.Product, r.RegistryDigest)
 	for _, h := range r.Hooks {
 		mode := "offline"
 		if h.AllowOnline {

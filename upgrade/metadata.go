@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
+
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
 )
@@ -64,8 +66,16 @@ const (
 	prefixProgress     = "progress/"
 )
 
-// ErrNotInitialized is returned for a store without upgrade metadata.
-var ErrNotInitialized = errors.New("the store has no hookreg metadata: run \"migrator init\" for a fresh install, or restore a backup")
+// ErrNotInitialized is returned for a store without upgrade metadata: a
+// fresh store, or data written before the product adopted hookreg (see
+// [Init] and [Baseline]).
+var ErrNotInitialized = errors.New("the store has no hookreg metadata")
+
+// UnadoptedVersion is the data version a backup records for a store
+// without upgrade metadata (data from before the product adopted
+// hookreg). Such a backup carries no metadata table, so it restores to a
+// store without metadata again.
+const UnadoptedVersion = "0.0.0"
 
 func appliedKey(num int) []byte { return fmt.Appendf(nil, "%s%010d", prefixApplied, num) }
 
@@ -267,6 +277,58 @@ func Init(st store.Store, reg *hook.Registry) error {
 		return fmt.Errorf("initializing the store: %w", err)
 	}
 	return nil
+}
+
+// Baseline records in st, which holds data written before the product
+// adopted hookreg, that the data is of version dataVersion and that no hook
+// was tracked: no last_upgrade_hook, so the hooks introduced after
+// dataVersion are pending (as atlas's --baseline and golang-migrate's
+// force do). It refuses a store that already has metadata, a version that
+// is not a semantic version, and a version reg cannot upgrade (newer than
+// its release, older than its MinDataVersion).
+func Baseline(st store.Store, reg *hook.Registry, dataVersion string) error {
+	m := Metadata{Product: reg.Product, DataVersion: dataVersion}
+	if _, err := semver.StrictNewVersion(dataVersion); err != nil {
+		return refusef("the data version %q is not a semantic version MAJOR.MINOR.PATCH: %v", dataVersion, err)
+	}
+	if _, err := PlanFor(reg, m); err != nil {
+		return err
+	}
+	tx, err := st.Begin(true)
+	if err != nil {
+		return fmt.Errorf("recording a baseline: %w", err)
+	}
+	defer tx.Rollback()
+	old, err := ReadMetadata(tx)
+	switch {
+	case err == nil:
+		return refusef("the store is already initialized (data version %s); a baseline is for data written before hookreg", old.DataVersion)
+	case !errors.Is(err, ErrNotInitialized):
+		return fmt.Errorf("recording a baseline: %w", err)
+	}
+	if err := WriteMetadata(tx, m); err != nil {
+		return fmt.Errorf("recording a baseline: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("recording a baseline: %w", err)
+	}
+	return nil
+}
+
+// DataTables returns the names of the tables of tx that hold the product's
+// data: every table but the reserved ones (see [store.IsReserved]).
+func DataTables(tx store.Tx) ([]string, error) {
+	names, err := tx.Tables()
+	if err != nil {
+		return nil, err
+	}
+	var data []string
+	for _, n := range names {
+		if !store.IsReserved(n) {
+			data = append(data, n)
+		}
+	}
+	return data, nil
 }
 
 // appliedAt formats t as an applied-hook time.

@@ -11,7 +11,13 @@ import (
 
 // Refusal is an upgrade the engine will not run, with the reason and what
 // to do; the store is left untouched.
-type Refusal struct{ Reason string }
+type Refusal struct {
+	Reason string
+	// Offline reports an online upgrade refused because pending hooks
+	// must run offline; a command line adds how to run the offline
+	// upgrade.
+	Offline bool
+}
 
 func (r *Refusal) Error() string { return r.Reason }
 
@@ -209,7 +215,7 @@ func (p *Plan) Check(online, allowDigestMismatch bool) error {
 				fmt.Fprintf(&b, "\n\thook %d (%s, introduced in %s)", h.Num, h.Name, h.IntroducedIn)
 			}
 		}
-		return refusef("an online upgrade is refused: pending hooks do not allow online:%s\nback up the store and run \"migrator upgrade --offline\"", b.String())
+		return &Refusal{Reason: fmt.Sprintf("an online upgrade is refused: pending hooks do not allow online:%s\nan offline upgrade is needed", b.String()), Offline: true}
 	}
 	return nil
 }

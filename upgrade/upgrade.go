@@ -14,7 +14,7 @@
 //		// nothing was written
 //	}
 //
-// Semantics (DESIGN.md §4):
+// Semantics:
 //   - pending hooks: num > last_upgrade_hook; without last_upgrade_hook,
 //     introduced_in > data_version; run in ascending num;
 //   - every hook commits with its [Applied] record, last_upgrade_hook and
@@ -35,6 +35,14 @@
 // commits its work so far with its progress, kept in the metadata table
 // under "progress/<num>/<key>" until the hook completes; a re-run after a
 // crash resumes from there.
+//
+// [Init] records a fresh install; [Baseline] adopts data written before the
+// product adopted hookreg (its version, no last_upgrade_hook, so the later
+// hooks are pending). [Start] is the upgrade a product runs at start-up on
+// the store it holds open (see bolt.FromDB): the pending online hooks run,
+// and a pending offline hook refuses the start, naming the operator's
+// command. [RunHook] runs one hook as Run does, for tests (package
+// hooktest).
 //
 // The metadata table [store.MetaTable] holds "product", "data_version",
 // "last_upgrade_hook" and one JSON [Applied] record per hook under
@@ -231,4 +239,29 @@ func call(ctx context.Context, fn hook.Func, tx hook.Tx) (err error) {
 		}
 	}()
 	return fn(ctx, tx)
+}
+
+// RunHook runs the hook h alone on st as [Run] runs each pending hook: in
+// one transaction (a series of them when it checkpoints) that commits
+// together with its metadata update, with the configuration files of the
+// offline view (the store's configuration table, writable) or, with
+// opts.Online, of opts.Config read-only; a panic is an error; on failure a
+// *HookError and the transaction rolled back. from is the data version the
+// hook sees as [hook.Info.From]. It reads no metadata and refuses nothing:
+// it is for testing one hook (see package hooktest).
+func RunHook(ctx context.Context, st store.Store, h hook.Hook, from string, opts Options) error {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	mode := Offline
+	if opts.Online {
+		mode = Online
+	}
+	p := Pending{Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Name, DataVersionAfter: h.IntroducedIn, fn: h.Func, digest: h.Digest}
+	info := hook.Info{Num: h.Num, From: from, To: h.IntroducedIn, Online: opts.Online}
+	return runHook(ctx, st, p, info, opts, func(tx store.Tx) error {
+		a := Applied{Num: h.Num, Digest: h.Digest, Release: h.IntroducedIn, AppliedAt: appliedAt(now()), Mode: mode}
+		return recordApplied(tx, a, h.IntroducedIn)
+	})
 }

@@ -362,3 +362,49 @@ func TestInitRefusesTwice(t *testing.T) {
 		t.Errorf("second init: %v", err)
 	}
 }
+
+// TestBaseline adopts data written before hookreg: the baseline records
+// the version without a last upgrade hook, so exactly the hooks introduced
+// after it run.
+func TestBaseline(t *testing.T) {
+	hooks := []hook.Hook{putHook(1, "1.0.0", true, "a"), putHook(2, "1.1.0", true, "b"), putHook(3, "2.0.0", true, "c")}
+	reg := registry("2.0.0", hooks...)
+	st := newStore(t)
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy, _ := tx.CreateTable("legacy")
+	legacy.Put([]byte("k"), []byte("v"))
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var r *upgrade.Refusal
+	for _, bad := range []string{"2.1.0", "1.0", ""} {
+		if err := upgrade.Baseline(st, reg, bad); !errors.As(err, &r) {
+			t.Errorf("baseline %q: %v, want a refusal", bad, err)
+		}
+	}
+	if _, err := upgrade.ReadStoreMetadata(st); !errors.Is(err, upgrade.ErrNotInitialized) {
+		t.Fatalf("a refused baseline wrote metadata: %v", err)
+	}
+	if err := upgrade.Baseline(st, reg, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if m := meta(t, st); m.Product != "p" || m.DataVersion != "1.0.0" || m.LastUpgradeHook != nil {
+		t.Errorf("metadata %+v", m)
+	}
+	if err := upgrade.Baseline(st, reg, "1.0.0"); !errors.As(err, &r) {
+		t.Errorf("second baseline: %v", err)
+	}
+	res, err := upgrade.Run(context.Background(), st, reg, upgrade.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Applied) != 2 || res.Applied[0].Num != 2 || res.To != "2.0.0" {
+		t.Errorf("applied %+v, to %s; want hooks 2 and 3, to 2.0.0", res.Applied, res.To)
+	}
+	if got := dump(t, st); !strings.Contains(got, "legacy: k=v") || strings.Contains(got, "a=") {
+		t.Errorf("store:\n%s", got)
+	}
+}

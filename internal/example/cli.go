@@ -25,6 +25,7 @@ import (
 //	example build [--users N] [--rules M] RELEASE STORE   the data of RELEASE
 //	example verify [--users N] [--rules M] RELEASE STORE  check it is exactly that
 //	example meta STORE KEY=VALUE...                       edit the upgrade metadata
+//	example meta STORE none                               remove it (data from before hookreg)
 //	example dump STORE                                    every table and record, quoted
 //
 // meta keys: product, data_version, last_upgrade_hook ("none" removes it)
@@ -72,6 +73,9 @@ func run(reg *hook.Registry, args []string, stdout io.Writer) error {
 	case "meta":
 		if len(pos) < 2 {
 			return errors.New("usage: example meta STORE KEY=VALUE...")
+		}
+		if len(pos) == 2 && pos[1] == "none" {
+			return withTx(pos[0], true, func(tx store.Tx) error { return tx.DropTable(store.MetaTable) })
 		}
 		return withTx(pos[0], true, func(tx store.Tx) error { return editMeta(tx, pos[1:]) })
 	case "dump":

@@ -34,7 +34,9 @@ Usage: hookgen new [--online] [--version V] [--registry FILE] NAME
 
 New adds hook NAME on top of registry.yaml with the next number, keeping the
 file's comments and layout, and writes a function stub with the hook
-signature and a test stub that fails until the hook is written. NAME is a
+signature and a test stub, which runs the hook as the migrator does with
+package github.com/hookreg/hookreg/hooktest and fails until the hook and
+its test are written. NAME is a
 function of the hook package ("UpgradeSessions") or of a sub-package
 ("libsess.UpgradeSessions"). The hook is introduced in the release unless
 --version says otherwise; --online lets it run on a live store.

@@ -30,22 +30,40 @@ func stubFunc(pkgName, name string, h registry.NewHook) ([]byte, error) {
 	return render(f, name+".go")
 }
 
-// stubTest is the test file hookgen new writes beside the hook: it fails
-// while the hook returns its stub error, and, since it hands the hook no
-// transaction, keeps failing once the hook uses one, until it is replaced
-// by a test that seeds a store and checks what the hook changed.
+// stubTest is the test file hookgen new writes beside the hook: it runs
+// the hook as the migrator does, with package hooktest, on a store to seed
+// with data of the release before the hook, and fails until the hook is
+// written (it returns its stub error) and then until the test checks what
+// the hook changed.
 func stubTest(pkgName, name string, h registry.NewHook) ([]byte, error) {
+	const hooktestPath = "github.com/hookreg/hookreg/hooktest"
 	f := jen.NewFile(pkgName)
-	f.Comment(fmt.Sprintf("Test%s fails until hook %d and its test are written: replace it with a", name, h.Num))
-	f.Comment("test that seeds a store with data of the release before " + h.IntroducedIn + ", runs the hook")
-	f.Comment("in a transaction and checks every record it changed.")
-	f.Func().Id("Test" + name).Params(jen.Id("t").Op("*").Qual("testing", "T")).Block(
+	f.ImportName(registry.HookPkgPath, "hook")
+	f.ImportName(hooktestPath, "hooktest")
+	run := "Run"
+	if h.AllowOnline {
+		run = "RunOnline"
+	}
+	f.Comment(fmt.Sprintf("Test%s runs hook %d as the migrator does. It fails until the hook", name, h.Num))
+	f.Comment("and this test are written: seed the store with data of the release before")
+	f.Comment(fmt.Sprintf("%s (st.Put, st.WriteConfig, or hooktest.Load of a release fixture), then", h.IntroducedIn))
+	f.Comment("check every record and file the hook changed (st.Get, st.Records, st.Config).")
+	f.Func().Id("Test"+name).Params(jen.Id("t").Op("*").Qual("testing", "T")).Block(
+		jen.Id("st").Op(":=").Qual(hooktestPath, "New").Call(jen.Id("t")),
+		jen.Id("h").Op(":=").Qual(registry.HookPkgPath, "Hook").Values(
+			jen.Id("Num").Op(":").Lit(h.Num),
+			jen.Id("IntroducedIn").Op(":").Lit(h.IntroducedIn),
+			jen.Id("AllowOnline").Op(":").Lit(h.AllowOnline),
+			jen.Id("Name").Op(":").Lit(h.Func),
+			jen.Id("Func").Op(":").Id(name),
+		),
 		jen.If(
-			jen.Err().Op(":=").Id(name).Call(jen.Qual("context", "Background").Call(), jen.Nil()),
+			jen.Err().Op(":=").Id("st").Dot(run).Call(jen.Id("h")),
 			jen.Err().Op("!=").Nil(),
 		).Block(
 			jen.Id("t").Dot("Fatalf").Call(jen.Lit(fmt.Sprintf("hook %d: %%v", h.Num)), jen.Err()),
 		),
+		jen.Id("t").Dot("Errorf").Call(jen.Lit(fmt.Sprintf("hook %d ran: now seed the data it upgrades and check what it changed", h.Num))),
 	)
 	return render(f, name+"_test.go")
 }

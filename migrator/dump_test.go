@@ -1,0 +1,49 @@
+package migrator_test
+
+import (
+	"path/filepath"
+
+	"testing"
+
+	"github.com/hookreg/hookreg/store/bolt"
+)
+
+// TestDumpBinary: keys and values that are not UTF-8 are escaped in text
+// and base64 in JSON; valid ones stay strings, empty values included.
+func TestDumpBinary(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := bolt.Open(path, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, _ := tx.CreateTable("bin")
+	tb.Put([]byte{0xff, 0x00}, []byte{0x80})
+	tb.Put([]byte("empty"), nil)
+	tb.Put([]byte("héllo"), []byte("wörld\n"))
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	code, out, stderr := run("dump", "--store", path, "--json")
+	want := `{"table":"bin","key":"empty","value":""}
+{"table":"bin","key":"héllo","value":"wörld\n"}
+{"table":"bin","key_base64":"/wA=","value_base64":"gA=="}
+`
+	if code != 0 || out != want {
+		t.Errorf("dump --json: %d %s\n%s\nwant:\n%s", code, stderr, out, want)
+	}
+	code, out, stderr = run("dump", "--store", path)
+	want = `table bin
+  "empty"  ""
+  "héllo"  "wörld\n"
+  "\xff\x00"  "\x80"
+`
+	if code != 0 || out != want {
+		t.Errorf("dump: %d %s\n%s\nwant:\n%s", code, stderr, out, want)
+	}
+}

@@ -1,0 +1,58 @@
+package migrator
+
+import (
+	"flag"
+	"strings"
+)
+
+// envFlags are the flags that the environment gives defaults for, as
+// goose and atlas read theirs: HOOKREG_STORE is --store, HOOKREG_CONFIG is
+// --config.
+var envFlags = []struct{ flag, env string }{
+	{flagStore, "HOOKREG_STORE"},
+	{flagConfig, "HOOKREG_CONFIG"},
+}
+
+// replacesStore are the flags that name the data instead of --store: with
+// one of them on the command line, the environment gives no --store or
+// --config ("plan --backup FILE", "upgrade --offline --in FILE").
+var replacesStore = []string{flagBackup, flagIn}
+
+// envDefaults is a command whose --store and --config default to the
+// environment (see envFlags), for the commands that have them, when the
+// command line gives neither them nor a flag of replacesStore.
+type envDefaults struct {
+	command
+	getenv func(string) string
+	fs     *flag.FlagSet
+}
+
+func (c *envDefaults) Flags(fs *flag.FlagSet) {
+	c.command.Flags(fs)
+	c.fs = fs
+	for _, ef := range envFlags {
+		if f := fs.Lookup(ef.flag); f != nil {
+			f.Usage += " (default: $" + ef.env + ")"
+		}
+	}
+}
+
+func (c *envDefaults) Validate(args []string) error {
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	replaced := false
+	for _, name := range replacesStore {
+		replaced = replaced || set[name]
+	}
+	for _, ef := range envFlags {
+		f := c.fs.Lookup(ef.flag)
+		v := strings.TrimSpace(c.getenv(ef.env))
+		if f == nil || set[ef.flag] || replaced || v == "" {
+			continue
+		}
+		if err := f.Value.Set(v); err != nil {
+			return err
+		}
+	}
+	return c.command.Validate(args)
+}

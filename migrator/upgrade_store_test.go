@@ -1,0 +1,342 @@
+package migrator_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/migrator"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// envStoreUpgrade makes the test binary run as the migrator of
+// storeUpgradeRegistry.
+const envStoreUpgrade = "HOOKREG_TEST_STORE_UPGRADE"
+
+func init() {
+	if os.Getenv(envStoreUpgrade) != "" {
+		p := &migrator.Program{Registry: storeUpgradeRegistry(), Name: "migrator"}
+		os.Exit(p.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+}
+
+// storeUpgradeRegistry is the example registry of a release 5.2.0 whose
+// offline hook 101 adds a table and rewrites the configuration file, so
+// that old and upgraded data differ in both.
+func storeUpgradeRegistry() *hook.Registry {
+	r := *generated.Registry
+	r.Release = "5.2.0"
+	r.Hooks = append(slices.Clone(r.Hooks), hook.Hook{Num: 101, IntroducedIn: "5.2.0", Name: "AddSessions", Digest: "h1:test", Func: func(ctx context.Context, tx hook.Tx) error {
+		time.Sleep(20 * time.Millisecond)
+		t, err := tx.CreateTable("sessions")
+		if err != nil {
+			return err
+		}
+		if err := t.Put([]byte("s1"), []byte("v")); err != nil {
+			return err
+		}
+		return tx.Config().WriteFile("broker.json", []byte(`{"new":true}`), 0o600)
+	}})
+	r.Digest = r.ComputeDigest()
+	return &r
+}
+
+func storeUpgradeCmd(args ...string) *exec.Cmd {
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), envStoreUpgrade+"=1")
+	return cmd
+}
+
+// storeState describes a store and configuration directory as "old" or
+// "new" in each part, or "mixed" when the store's metadata disagrees with
+// its data.
+func storeState(t *testing.T, db, cfg, oldData, newData, oldCfg, newCfg string) (string, string) {
+	t.Helper()
+	data, err := example.Digest(db, "_hookreg")
+	if err != nil {
+		t.Fatalf("the store does not open or is damaged: %v", err)
+	}
+	st, err := bolt.Open(db, bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := upgrade.ReadStoreMetadata(st)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := "mixed"
+	switch {
+	case data == oldData && meta.DataVersion == "5.1.0" && *meta.LastUpgradeHook == 100:
+		s = "old"
+	case data == newData && meta.DataVersion == "5.2.0" && *meta.LastUpgradeHook == 101:
+		s = "new"
+	}
+	c, err := dirDigest(cfg)
+	if err != nil {
+		t.Fatalf("the configuration directory: %v", err)
+	}
+	cs := "neither old nor new"
+	switch c {
+	case oldCfg:
+		cs = "old"
+	case newCfg:
+		cs = "new"
+	}
+	return s, cs
+}
+
+// killPoint is a moment of "upgrade --offline --store", told from what the
+// directory shows: each is seen by a poller, which then kills the
+// migrator after a delay.
+type killPoint struct {
+	name string
+	// reached reports the moment has come, given the directory's names
+	// and what the poller saw so far.
+	reached func(w *watch) bool
+}
+
+// watch is what the poller saw of the directory.
+type watch struct {
+	dir, db, cfg   string
+	names          []string
+	dbIno, cfgIno  uint64
+	sawMarker      bool
+	sawStoreBuild  bool
+	sawConfigBuild bool
+	storeSwapped   bool
+	configSwapped  bool
+}
+
+func (w *watch) has(prefix string) bool {
+	for _, n := range w.names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func inode(path string) uint64 {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return info.Sys().(*syscall.Stat_t).Ino
+}
+
+func (w *watch) poll() {
+	entries, _ := os.ReadDir(w.dir)
+	w.names = w.names[:0]
+	for _, e := range entries {
+		w.names = append(w.names, e.Name())
+	}
+	w.sawMarker = w.sawMarker || w.has(".broker.db.upgraded.tar.zst")
+	w.sawStoreBuild = w.sawStoreBuild || w.has(".broker.db.restore-")
+	w.sawConfigBuild = w.sawConfigBuild || w.has(".etc.restore-")
+	w.storeSwapped = w.storeSwapped || inode(w.db) != w.dbIno
+	w.configSwapped = w.configSwapped || inode(w.cfg) != w.cfgIno
+}
+
+var killPoints = []killPoint{
+	{"pre-upgrade backup started", func(w *watch) bool { return w.has(".broker.db.pre-upgrade-") || w.has("broker.db.pre-upgrade-") }},
+	{"pre-upgrade backup renamed into place", func(w *watch) bool { return w.has("broker.db.pre-upgrade-") }},
+	{"child started", func(w *watch) bool { return w.has("..broker.db.upgraded.tar.zst.offline-") || w.sawMarker }},
+	{"upgraded backup renamed into place", func(w *watch) bool { return w.sawMarker }},
+	{"new store being built", func(w *watch) bool { return w.sawStoreBuild }},
+	{"new configuration being built", func(w *watch) bool { return w.sawConfigBuild }},
+	{"store swapped", func(w *watch) bool { return w.storeSwapped }},
+	{"store swapped (seen without delay)", nil},
+	{"configuration swapped", func(w *watch) bool { return w.configSwapped }},
+	{"old store removed", func(w *watch) bool { return w.storeSwapped && w.sawStoreBuild && !w.has(".broker.db.restore-") }},
+	{"upgraded backup removed", func(w *watch) bool { return w.sawMarker && !w.has(".broker.db.upgraded.tar.zst") }},
+}
+
+// dropConfigTable removes the configuration table of the store at path:
+// its configuration lives in a directory.
+func dropConfigTable(t *testing.T, path string) {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := tx.DropTable(store.ConfigTable); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls w until p is reached or done is closed. The point
+// without a function is the store's swap, watched in a busy loop on the
+// store's inode alone once the new configuration is being built, to kill
+// between the swaps of the store and the configuration.
+func waitFor(w *watch, p killPoint, done <-chan struct{}) {
+	if p.reached == nil {
+		waitFor(w, killPoints[slices.IndexFunc(killPoints, func(p killPoint) bool { return p.name == "new configuration being built" })], done)
+		for inode(w.db) == w.dbIno {
+			select {
+			case <-done:
+				return
+			default:
+			}
+		}
+		return
+	}
+	for w.poll(); !p.reached(w); w.poll() {
+		select {
+		case <-done:
+			return
+		case <-time.After(100 * time.Microsecond):
+		}
+	}
+}
+
+// TestOfflineStoreUpgradeCrash kills "upgrade --offline --store S --config
+// DIR" with SIGKILL just at and after each step seen in the directory
+// (each rename and swap), and just before each from the timing of an
+// uninterrupted run. After every kill the store is entirely the old one or
+// entirely the upgraded one (data and metadata together), the
+// configuration is old or new but never new beside an old store, and
+// running the command again completes the upgrade of both.
+func TestOfflineStoreUpgradeCrash(t *testing.T) {
+	dir := t.TempDir()
+	template := filepath.Join(dir, "template.db")
+	buildStore(t, template, "5.1.0", example.Size{Users: 3000, Rules: 3000})
+	dropConfigTable(t, template)
+	work := filepath.Join(dir, "w")
+	db, cfg := filepath.Join(work, "broker.db"), filepath.Join(work, "etc")
+	reset := func() {
+		os.RemoveAll(work)
+		os.Mkdir(work, 0o755)
+		oldState(t, db, cfg, template)
+	}
+	args := []string{"upgrade", "--offline", "--store", db, "--config", cfg}
+
+	// One uninterrupted run gives the new state and the timing of each
+	// kill point.
+	reset()
+	oldData, _ := example.Digest(db, "_hookreg")
+	oldCfg, _ := dirDigest(cfg)
+	at := make([]time.Duration, len(killPoints))
+	cmd := storeUpgradeCmd(args...)
+	var output strings.Builder
+	cmd.Stdout, cmd.Stderr = &output, &output
+	w := &watch{dir: work, db: db, cfg: cfg, dbIno: inode(db), cfgIno: inode(cfg)}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	next := 0
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the uninterrupted run: %v\n%s", err, output.String())
+			}
+			running = false
+		default:
+		}
+		w.poll()
+		for next < len(killPoints) && (killPoints[next].reached == nil || killPoints[next].reached(w)) {
+			at[next] = time.Since(start)
+			next++
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	newData, _ := example.Digest(db, "_hookreg")
+	newCfg, _ := dirDigest(cfg)
+	if s, c := storeState(t, db, cfg, oldData, newData, oldCfg, newCfg); s != "new" || c != "new" || newData == oldData || newCfg == oldCfg {
+		t.Fatalf("the uninterrupted run left a %s store and %s configuration", s, c)
+	}
+	took := time.Since(start)
+
+	// Kill at each point and 2ms after it; and 1ms before it, timed
+	// from the start as in the uninterrupted run.
+	type kill struct {
+		point  int
+		before bool
+		delay  time.Duration
+	}
+	var kills []kill
+	for i := range killPoints {
+		kills = append(kills, kill{i, false, 0}, kill{i, false, 2 * time.Millisecond})
+		if at[i] > time.Millisecond {
+			kills = append(kills, kill{i, true, at[i] - time.Millisecond})
+		}
+	}
+	counts := map[string]int{}
+	finished := 0
+	for n, k := range kills {
+		reset()
+		cmd := storeUpgradeCmd(args...)
+		w := &watch{dir: work, db: db, cfg: cfg, dbIno: inode(db), cfgIno: inode(cfg)}
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		what := killPoints[k.point].name
+		if k.before {
+			what = "before " + what
+			time.Sleep(k.delay - time.Since(start))
+		} else {
+			waitFor(w, killPoints[k.point], done)
+			time.Sleep(k.delay)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		if cmd.ProcessState.Success() {
+			finished++
+		}
+		s, c := storeState(t, db, cfg, oldData, newData, oldCfg, newCfg)
+		if s == "mixed" {
+			t.Fatalf("kill %d (%s + %s): the store's data and metadata are a mix of old and new", n, what, k.delay)
+		}
+		if c != "old" && c != "new" {
+			t.Fatalf("kill %d (%s + %s): the configuration is %s", n, what, k.delay, c)
+		}
+		if s == "old" && c == "new" {
+			t.Fatalf("kill %d (%s + %s): the configuration was swapped before the store", n, what, k.delay)
+		}
+		counts[s+" store, "+c+" config"]++
+		t.Logf("kill %d (%s + %s): %s store, %s config", n, what, k.delay, s, c)
+		// Running again completes the upgrade.
+		out, err := storeUpgradeCmd(args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kill %d (%s + %s): the re-run failed: %v\n%s", n, what, k.delay, err, out)
+		}
+		if s, c := storeState(t, db, cfg, oldData, newData, oldCfg, newCfg); s != "new" || c != "new" {
+			t.Fatalf("kill %d (%s + %s): the re-run left a %s store and %s configuration:\n%s", n, what, k.delay, s, c, out)
+		}
+		if _, err := os.Stat(filepath.Join(work, ".broker.db.upgraded.tar.zst")); err == nil {
+			t.Fatalf("kill %d (%s + %s): the re-run left the upgraded backup", n, what, k.delay)
+		}
+	}
+	if len(kills) < 20 {
+		t.Fatalf("only %d kills", len(kills))
+	}
+	t.Logf("an uninterrupted run takes %s; %d kills (%d after the run finished): %v", took.Round(time.Millisecond), len(kills), finished, counts)
+}
