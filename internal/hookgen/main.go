@@ -10,6 +10,7 @@
 //	hookgen audit    [--format text|json|github]
 //	hookgen new      [--online] [--version V] NAME
 //	hookgen amend    NUM --reason TEXT
+//	hookgen version  [--json]   (also hookgen --version)
 //	hookgen help     [COMMAND]
 //
 // For example, after editing registry.yaml:
@@ -51,7 +52,7 @@ type (
 var program = &subcmd.Program[*env]{
 	Name:     "hookgen",
 	Summary:  "hookgen checks an upgrade-hook registry (registry.yaml) and generates its typed Go registry.",
-	Commands: []*spec{generateCmd, checkCmd, lintCmd, auditCmd, newCmd, amendCmd},
+	Commands: []*spec{generateCmd, checkCmd, lintCmd, auditCmd, newCmd, amendCmd, versionCmd},
 }
 
 // Main runs hookgen with args (without the program name) and returns the
