@@ -11,6 +11,8 @@
 //	hookgen audit    [--format text|json|github]
 //	hookgen new      [--online] [--version V] NAME
 //	hookgen amend    NUM --reason TEXT
+//	hookgen release  --version X.Y.Z [--migrator PKG] [--cmd PKG]... [--platforms LIST]
+//	                 [--fixtures DIR] [--seed-store FILE | --seed-cmd CMD] [--dist DIR]
 //	hookgen version  [--json]   (also hookgen --version)
 //	hookgen help     [COMMAND]
 //
@@ -55,7 +57,7 @@ type (
 var program = &subcmd.Program[*env]{
 	Name:     "hookgen",
 	Summary:  "hookgen checks an upgrade-hook registry (registry.yaml) and generates its typed Go registry.",
-	Commands: []*spec{initCmd, generateCmd, checkCmd, lintCmd, auditCmd, newCmd, amendCmd, versionCmd},
+	Commands: []*spec{initCmd, generateCmd, checkCmd, lintCmd, auditCmd, newCmd, amendCmd, releaseCmd, versionCmd},
 }
 
 // Main runs hookgen with args (without the program name) and returns the
