@@ -52,6 +52,9 @@ func TestMain(m *testing.M) {
 //     of another release) of internal/example;
 //   - "exits CODE PROG [ARGS...]": exec PROG and want exit status CODE
 //     (then stdout and stderr are checked as after exec);
+//   - RELEASE and LAST_HOOK: the release of the example product's registry
+//     and its largest hook number, so that a script about "this release"
+//     holds when a release adds a hook;
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
 //     GOPROXY=off, so scratch modules build offline.
 func TestScript(t *testing.T) {
@@ -70,6 +73,8 @@ func TestScript(t *testing.T) {
 				{"HOOKREG_ROOT", root},
 				{"GOCACHE", goEnv(t, "GOCACHE")},
 				{"GOMODCACHE", goEnv(t, "GOMODCACHE")},
+				{"RELEASE", generated.Registry.Release},
+				{"LAST_HOOK", strconv.Itoa(generated.Registry.Hooks[len(generated.Registry.Hooks)-1].Num)},
 				{"GOPROXY", "off"},
 				{"GOFLAGS", "-mod=mod"},
 				{"GONOSUMDB", "*"},
