@@ -39,6 +39,9 @@ const (
 	defaultMigrator = "cmd/migrator"
 	// hookgenTool is the tool line init adds to go.mod.
 	hookgenTool = modulePath + "/cmd/hookgen"
+	// generateDirective is the go:generate line of the hook package, in two
+	// parts so that go generate does not take this file's line for one.
+	generateDirective = "//go" + ":generate go tool hookgen generate"
 )
 
 var initCmd = &spec{
@@ -200,8 +203,8 @@ hooks: []
 // registry in generated/.
 package hooks
 
-//go:generate go tool hookgen generate
-`, product))
+%s
+`, product, generateDirective))
 	if err != nil {
 		return nil, fmt.Errorf("writing the hook package: %w", err)
 	}
