@@ -28,7 +28,7 @@ func fixtures(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	if len(paths) < len(example.Releases) {
-		t.Fatalf("found fixtures %q, want one per release of %q (run make fixtures)", paths, example.Releases)
+		t.Fatalf("found fixtures %q, want one per release of %q (make release VERSION=X.Y.Z writes the missing one)", paths, example.Releases)
 	}
 	return paths
 }

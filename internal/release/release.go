@@ -33,6 +33,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -133,7 +134,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts.SeedStore = filepath.Join(dir, opts.SeedStore)
 	}
 	if opts.Hookgen == nil {
-		return fmt.Errorf("release: no hookgen to run the checks with")
+		return errors.New("no Options.Hookgen to run the hookgen checks with")
 	}
 	if _, err := semver.StrictNewVersion(opts.Version); err != nil {
 		return cliflag.Usagef("version %q is not X.Y.Z (a semantic version without a leading v): %v", opts.Version, err)
