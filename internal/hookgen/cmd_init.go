@@ -162,26 +162,47 @@ func (o *initOptions) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	var names []string
-	for _, f := range files {
-		path := filepath.Join(root, filepath.FromSlash(f.name))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return fmt.Errorf("initializing: %w", err)
-		}
-		if err := atomicfile.Write(path, f.data, 0o644); err != nil {
-			return fmt.Errorf("initializing: %w", err)
-		}
-		names = append(names, f.name)
+	names, err := writeInit(root, files, modPath, newMod)
+	if err != nil {
+		return fmt.Errorf("initializing: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "hookgen: wrote %s\n", strings.Join(names, ", "))
 	if newMod != nil {
-		if err := atomicfile.Write(modPath, newMod, 0o644); err != nil {
-			return fmt.Errorf("initializing: %w", err)
-		}
 		fmt.Fprintf(e.stderr, "hookgen: added \"tool %s\" to go.mod\n", hookgenTool)
 	}
 	fmt.Fprintf(e.stderr, "hookgen: next: \"go mod tidy\", then \"go tool hookgen new NAME\" for the first hook\n")
 	return nil
+}
+
+// writeInit writes files below root, then go.mod when newMod is not nil,
+// and returns the names of the files. On an error it removes the files it
+// wrote, leaving the module as it was.
+func writeInit(root string, files []initFile, modPath string, newMod []byte) (names []string, err error) {
+	var written []string
+	defer func() {
+		if err != nil {
+			for _, p := range written {
+				os.Remove(p)
+			}
+		}
+	}()
+	for _, f := range files {
+		path := filepath.Join(root, filepath.FromSlash(f.name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		if err := atomicfile.Write(path, f.data, 0o644); err != nil {
+			return nil, err
+		}
+		written = append(written, path)
+		names = append(names, f.name)
+	}
+	if newMod != nil {
+		if err := atomicfile.Write(modPath, newMod, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 // files returns the files init writes for the module modPath, in order.
