@@ -5,6 +5,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
@@ -57,12 +60,14 @@ same; and writes DIST/X.Y.Z/SHA256SUMS and DIST/X.Y.Z/release.json (release,
 product, registry digest, commit, Go version, hooks). Exit status: 0
 released, 1 refused (or the fixture was written), 2 usage or environment.
 
+Each step is shown on stderr when it is a terminal.
+
 Example:
 
 	$ go tool hookgen release --version 1.1.0 --seed-store testdata/seed.db
 	release: checking that the tree is clean
 	...
-	release: 1.1.0 is in dist/1.1.0
+	released 1.1.0 into dist/1.1.0
 `,
 	New: func() command { return &releaseOptions{} },
 }
@@ -113,7 +118,9 @@ func (o *releaseOptions) Run(e *env) error {
 		return err
 	}
 	o.opts.Dir = root
-	o.opts.Log = e.stderr
+	if isTerminal(e.stderr) {
+		o.opts.Log = e.stderr
+	}
 	o.opts.Hookgen = func(args ...string) (bool, string) {
 		var out bytes.Buffer
 		code := Main(args, nil, &out, &out)
@@ -122,5 +129,17 @@ func (o *releaseOptions) Run(e *env) error {
 	if err := release.Run(context.Background(), o.opts); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	return nil
+	_, err = fmt.Fprintf(e.stdout, "released %s into %s\n", o.opts.Version, filepath.Join(o.opts.Dist, o.opts.Version))
+	return err
+}
+
+// isTerminal reports whether w is a terminal (a character device): the
+// gate's steps are progress, shown only there.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -330,7 +330,6 @@ func (g *gate) build(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(dist, "SHA256SUMS"), sums, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.opts.Log, "release: %s is in %s\n", g.opts.Version, dist)
 	return nil
 }
 
