@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo test generate check-generated lint fmt bench fuzz fixtures release
+.PHONY: demo test generate check-generated lint fmt bench fuzz release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -71,12 +71,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzH2Reprint$$' -fuzztime $(FUZZTIME) ./internal/codedigest
 	$(GO) test -run '^$$' -fuzz '^FuzzReadArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./archive
 
-## release: the release gate, then reproducible binaries in dist/$(VERSION) (see RELEASING.md)
+## release: the release gate, then reproducible binaries in dist/$(VERSION)
+## (see RELEASING.md). hookgen release is the gate any product runs; this
+## repository builds hookgen too, and seeds a missing release fixture with
+## the example product's data of the release (internal/cmd/seed).
 release:
 	@test -n "$(VERSION)" || { echo 'usage: make release VERSION=X.Y.Z' >&2; exit 2; }
-	$(GO) run ./internal/cmd/release --version $(VERSION)
-
-## fixtures: write the missing release fixtures testdata/releases/<version>.tar.zst
-## and their SHA256SUMS lines; never overwrites a fixture (see internal/fixtures)
-fixtures:
-	$(GO) run ./internal/fixtures --dir testdata/releases
+	$(GO) run ./cmd/hookgen release --version $(VERSION) --cmd ./cmd/hookgen \
+		--seed-cmd '$(GO) run ./internal/cmd/seed "$$HOOKREG_RELEASE" "$$HOOKREG_STORE"'

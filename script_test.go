@@ -15,7 +15,6 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/internal/hookgen"
-	"github.com/hookreg/hookreg/internal/release"
 	"github.com/hookreg/hookreg/migrator"
 )
 
@@ -31,9 +30,6 @@ func TestMain(m *testing.M) {
 		},
 		"example": func() {
 			os.Exit(example.Main(generated.Registry, os.Args[1:], os.Stdout, os.Stderr))
-		},
-		"release": func() {
-			os.Exit(release.Main(os.Args[1:], os.Stdout, os.Stderr))
 		},
 		"migrator-at": func() {
 			reg, args, err := example.RegistryAt(generated.Registry, os.Args[1:])
@@ -57,7 +53,9 @@ func TestMain(m *testing.M) {
 //     of another release) of internal/example;
 //   - "exits CODE PROG [ARGS...]": exec PROG and want exit status CODE
 //     (then stdout and stderr are checked as after exec);
-//   - "release" (internal/release: the program behind make release);
+//   - RELEASE and LAST_HOOK: the release of the example product's registry
+//     and its largest hook number, so that a script about "this release"
+//     holds when a release adds a hook;
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
 //     GOPROXY=off, so scratch modules build offline.
 func TestScript(t *testing.T) {
@@ -76,6 +74,8 @@ func TestScript(t *testing.T) {
 				{"HOOKREG_ROOT", root},
 				{"GOCACHE", goEnv(t, "GOCACHE")},
 				{"GOMODCACHE", goEnv(t, "GOMODCACHE")},
+				{"RELEASE", generated.Registry.Release},
+				{"LAST_HOOK", strconv.Itoa(generated.Registry.Hooks[len(generated.Registry.Hooks)-1].Num)},
 				{"GOPROXY", "off"},
 				{"GOFLAGS", "-mod=mod"},
 				{"GONOSUMDB", "*"},

@@ -239,7 +239,7 @@ func TestRestoreRefusals(t *testing.T) {
 	}{
 		{"truncated", truncated, 1, "invalid archive"},
 		{"other product", other, 1, `the data belongs to product "other-product"`},
-		{"newer", newer, 1, "the data version 6.0.0 is newer than this migrator's release 5.1.0"},
+		{"newer", newer, 1, "the data version 6.0.0 is newer than this migrator's release " + generated.Registry.Release},
 		{"missing", filepath.Join(dir, "missing.tar.zst"), 2, "no such file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -192,7 +192,11 @@ func checkState(t *testing.T, path string) *int {
 	}
 	release := "4.4.0"
 	if m.LastUpgradeHook != nil {
-		release = map[int]string{98: "5.0.0", 99: "5.0.1", 100: "5.1.0"}[*m.LastUpgradeHook]
+		for _, h := range generated.Registry.Hooks {
+			if h.Num == *m.LastUpgradeHook {
+				release = h.IntroducedIn
+			}
+		}
 	}
 	if m.DataVersion != release {
 		t.Fatalf("last upgrade hook %v with data version %s", m.LastUpgradeHook, m.DataVersion)

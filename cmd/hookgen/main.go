@@ -1,14 +1,19 @@
 // Command hookgen checks an upgrade-hook registry (registry.yaml) and
 // generates its typed Go registry.
 //
+//	hookgen init     [--product NAME] [--release V]  set up registry.yaml, hooks/, generated/ and a migrator main
 //	hookgen generate [--registry FILE] [--out DIR]   write generated/registry.go and generated/hooks.sum
 //	hookgen check    [--registry FILE] [--format F]  the registry rules, the hook functions' types, stale generated files
 //	hookgen lint     [--against REF]... [--format F] no landed hook changed, against git history
 //	hookgen audit    [--format F]                    lint over every commit of the registry's history
 //	hookgen new      [--online] [--version V] NAME   add a hook on top, with a function and a test stub
 //	hookgen amend    NUM --reason TEXT               record a reviewed change of a released hook
+//	hookgen release  --version X.Y.Z [flags]         the release gate, then reproducible binaries
+//	hookgen version  [--json]                        the hookreg version (also hookgen --version)
 //
-// A new hook, from the module root:
+// Another product runs it as a tool of its module ("go get -tool
+// github.com/hookreg/hookreg/cmd/hookgen", then "go tool hookgen init"). A
+// new hook, from the module root:
 //
 //	$ hookgen new --online libsess.UpgradeSessions
 //	$ $EDITOR hooks/libsess/upgradesessions.go hooks/libsess/upgradesessions_test.go

@@ -54,7 +54,7 @@ func (r *registryFlag) resolve() (file, moduleDir string, err error) {
 
 // findModuleRoot walks up from dir to the nearest directory holding go.mod.
 func findModuleRoot(dir string) (string, error) {
-	for d := dir; ; {
+	for d := filepath.Clean(dir); ; {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			return d, nil
 		} else if !errors.Is(err, fs.ErrNotExist) {

@@ -4,15 +4,21 @@
 //
 // Usage:
 //
+//	hookgen init     [--product NAME] [--release V] [--migrator DIR]
 //	hookgen generate [--registry FILE] [--out DIR]
 //	hookgen check    [--registry FILE] [--out DIR] [--format text|json|github]
 //	hookgen lint     [--against REF]... [--format text|json|github]
 //	hookgen audit    [--format text|json|github]
 //	hookgen new      [--online] [--version V] NAME
 //	hookgen amend    NUM --reason TEXT
+//	hookgen release  --version X.Y.Z [--migrator PKG] [--cmd PKG]... [--platforms LIST]
+//	                 [--fixtures DIR] [--seed-store FILE | --seed-cmd CMD] [--dist DIR]
+//	hookgen version  [--json]   (also hookgen --version)
 //	hookgen help     [COMMAND]
 //
-// For example, after editing registry.yaml:
+// In a module without hooks yet, "hookgen init" writes registry.yaml, the
+// hook package, generated/ and a migrator main, and makes hookgen a tool of
+// the module ("go tool hookgen"). For example, after editing registry.yaml:
 //
 //	$ hookgen check
 //	registry.yaml:7:20: hook 100: introduced_in "5.2.0" is newer than release "5.1.0" [version-release]
@@ -51,7 +57,7 @@ type (
 var program = &subcmd.Program[*env]{
 	Name:     "hookgen",
 	Summary:  "hookgen checks an upgrade-hook registry (registry.yaml) and generates its typed Go registry.",
-	Commands: []*spec{generateCmd, checkCmd, lintCmd, auditCmd, newCmd, amendCmd},
+	Commands: []*spec{initCmd, generateCmd, checkCmd, lintCmd, auditCmd, newCmd, amendCmd, releaseCmd, versionCmd},
 }
 
 // Main runs hookgen with args (without the program name) and returns the

@@ -38,6 +38,9 @@ func readRegistry(r registryFlag) (*checked, []diag.Diagnostic, error) {
 		return nil, nil, err
 	}
 	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) && r.path == "" {
+		return nil, nil, cliflag.Env(fmt.Errorf("reading the registry: %w: this module has no registry yet; \"hookgen init\" sets one up", err))
+	}
 	if err != nil {
 		return nil, nil, cliflag.Env(fmt.Errorf("reading the registry: %w", err))
 	}

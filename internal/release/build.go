@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -23,7 +24,7 @@ func (t Target) exe(name string) string {
 	return name
 }
 
-// Targets are the platforms of a release.
+// Targets are the platforms of a release by default.
 var Targets = []Target{
 	{"linux", "amd64"},
 	{"linux", "arm64"},
@@ -31,9 +32,27 @@ var Targets = []Target{
 	{"windows", "amd64"},
 }
 
-// Commands are the binaries of a release, as package paths relative to the
-// module root.
-var Commands = []string{"./cmd/migrator", "./cmd/hookgen"}
+// Host is the platform of the running program.
+var Host = Target{runtime.GOOS, runtime.GOARCH}
+
+// ParseTargets parses a comma-separated list of GOOS/GOARCH platforms;
+// "host" is the running program's platform.
+func ParseTargets(list string) ([]Target, error) {
+	var ts []Target
+	for p := range strings.SplitSeq(list, ",") {
+		p = strings.TrimSpace(p)
+		if p == "host" {
+			ts = append(ts, Host)
+			continue
+		}
+		goos, goarch, ok := strings.Cut(p, "/")
+		if !ok || goos == "" || goarch == "" || strings.ContainsAny(goarch, "/ ") {
+			return nil, fmt.Errorf("platform %q is not GOOS/GOARCH (such as linux/amd64) or host", p)
+		}
+		ts = append(ts, Target{goos, goarch})
+	}
+	return ts, nil
+}
 
 // Build builds the command pkg (such as "./cmd/migrator") of the module in
 // dir for t into the file out, reproducibly: no cgo, -trimpath, an empty

@@ -1,4 +1,4 @@
-package release
+package release_test
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hookreg/hookreg/internal/release"
 )
 
 // TestBuildReproducible builds the migrator of HEAD twice, from two clones
@@ -25,7 +27,7 @@ func TestBuildReproducible(t *testing.T) {
 		src := filepath.Join(t.TempDir(), "clone"+string(rune('a'+i)), "hookreg")
 		gitOut(t, ".", "clone", "--quiet", strings.TrimSpace(string(root)), src)
 		out := filepath.Join(t.TempDir(), "migrator")
-		if err := Build(ctx, src, Target{"linux", "amd64"}, "./cmd/migrator", out); err != nil {
+		if err := release.Build(ctx, src, release.Target{GOOS: "linux", GOARCH: "amd64"}, "./cmd/migrator", out); err != nil {
 			t.Fatal(err)
 		}
 		data, err := os.ReadFile(out)

@@ -1,7 +1,6 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,17 +8,8 @@ import (
 	"strings"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
-	"github.com/hookreg/hookreg/internal/hookgen"
 	"github.com/hookreg/hookreg/internal/registry"
 )
-
-// hookgenRun runs hookgen in-process in the working directory and returns
-// its diagnostics when it fails.
-func hookgenRun(args ...string) (ok bool, output string) {
-	var out bytes.Buffer
-	code := hookgen.Main(args, nil, &out, &out)
-	return code == 0, strings.TrimSpace(out.String())
-}
 
 func (g *gate) registryRelease(ctx context.Context) error {
 	path := filepath.Join(g.opts.Dir, "registry.yaml")
@@ -38,7 +28,7 @@ func (g *gate) registryRelease(ctx context.Context) error {
 }
 
 func (g *gate) generated(ctx context.Context) error {
-	if ok, out := hookgenRun("check"); !ok {
+	if ok, out := g.opts.Hookgen("check"); !ok {
 		return refusef("hookgen check fails: run go generate ./... and commit:\n%s", out)
 	}
 	return nil
@@ -57,7 +47,7 @@ func (g *gate) lint(ctx context.Context) error {
 	for _, t := range tags {
 		args = append(args, "--against", t)
 	}
-	if ok, out := hookgenRun(args...); !ok {
+	if ok, out := g.opts.Hookgen(args...); !ok {
 		return refusef("hookgen lint against the release tags (%s) fails:\n%s", strings.Join(tags, ", "), out)
 	}
 	return nil

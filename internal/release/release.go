@@ -1,29 +1,32 @@
-// Package release is the program behind "make release VERSION=X.Y.Z": the
-// release gate, then reproducible binaries.
+// Package release is the release gate of a product that uses hookreg, run
+// as "hookgen release" (and by this repository's "make release"): it
+// refuses, naming the reason, to ship a registry or a binary that could
+// damage a customer's data, then builds reproducible binaries.
 //
-// The gate refuses, naming the reason, unless
+// The gate refuses unless
 //   - the git tree is clean;
 //   - registry.yaml's release is X.Y.Z;
 //   - the generated files are current (hookgen check);
 //   - hookgen lint passes against every release tag (v* tags that parse as semver);
-//   - the release fixture testdata/releases/X.Y.Z.tar.zst exists;
-//   - the migrator of this tree upgrades every release fixture offline to X.Y.Z
-//     with nothing left pending (the fixture upgrade matrix).
+//   - the release fixture FIXTURES/X.tar.zst exists, and every fixture of
+//     FIXTURES matches its line in FIXTURES/SHA256SUMS;
+//   - the migrator of this tree upgrades every release fixture offline to
+//     X.Y.Z with nothing left pending (the fixture upgrade matrix).
 //
-// Then it builds migrator and hookgen for every platform of [Targets] into
-// dist/X.Y.Z/<goos>-<goarch>/, reproducibly (see [Build]), rebuilds every
-// migrator from an empty build cache and refuses unless the bytes are
-// identical, and writes
-// dist/X.Y.Z/SHA256SUMS and dist/X.Y.Z/release.json (the release, the
-// product, the registry digest and the hooks, as "migrator version --json"
-// of the built binary reports them).
+// A missing fixture of X.Y.Z is written, never overwritten: the gate builds
+// the migrator of this tree, lets the product's seed (Options.SeedStore or
+// Options.SeedCmd) provide a store, backs it up with that migrator and, when
+// hooks are pending, upgrades the backup offline with it. The result, the
+// data as release X.Y.Z leaves it, written by the migrator of X.Y.Z, goes to
+// FIXTURES/X.Y.Z.tar.zst with its SHA256SUMS line, and the gate stops: the
+// fixture is committed, then the release runs again.
 //
-// Usage:
-//
-//	go run ./internal/cmd/release --version 5.1.0 [--dist dist]
-//
-// It runs in the module root, which must be the top level of a git
-// repository.
+// Then it builds the migrator and Options.Commands for every platform of
+// Options.Targets into DIST/X.Y.Z/<goos>-<goarch>/, reproducibly (see
+// [Build]), rebuilds every migrator from an empty build cache and refuses
+// unless the bytes are identical, and writes DIST/X.Y.Z/SHA256SUMS and
+// DIST/X.Y.Z/release.json (the release, the product, the registry digest and
+// the hooks, as "migrator version --json" of the built binary reports them).
 package release
 
 import (
@@ -31,13 +34,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
@@ -55,67 +56,50 @@ func refusef(format string, args ...any) error {
 	return &Refusal{Reason: fmt.Sprintf(format, args...)}
 }
 
+// Defaults of Options.
+const (
+	DefaultMigrator = "./cmd/migrator"
+	DefaultFixtures = "testdata/releases"
+	DefaultDist     = "dist"
+)
+
 // Options configure a release.
 type Options struct {
-	// Dir is the module root (the repository's top level). The hookgen
-	// checks run in the working directory, which must be Dir.
+	// Dir is the module root (the repository's top level), which holds
+	// registry.yaml. The hookgen checks run in the working directory, which
+	// must be Dir.
 	Dir string
 	// Version is the release, X.Y.Z.
 	Version string
 	// Dist is the directory the release goes into, as Dist/Version
-	// (default "dist" below Dir).
+	// (default DefaultDist below Dir).
 	Dist string
+	// Migrator is the package of the product's migrator main, relative to
+	// Dir (default DefaultMigrator).
+	Migrator string
+	// Commands are more packages to build beside the migrator, such as
+	// "./cmd/hookgen".
+	Commands []string
 	// Targets to build; the default is Targets.
 	Targets []Target
+	// Fixtures is the directory of the release fixtures, relative to Dir
+	// (default DefaultFixtures).
+	Fixtures string
+	// SeedStore is a bbolt store with upgrade metadata (as "migrator init"
+	// records it) and the product's data: a copy of it seeds a missing
+	// fixture.
+	SeedStore string
+	// SeedCmd is a command, run by sh -c in Dir, that writes such a store
+	// for a missing fixture. Its environment holds HOOKREG_STORE (the file
+	// to write), HOOKREG_RELEASE (X.Y.Z) and HOOKREG_MIGRATOR (the
+	// migrator the gate built, for "$HOOKREG_MIGRATOR init --store
+	// $HOOKREG_STORE").
+	SeedCmd string
+	// Hookgen runs hookgen with args in the working directory and returns
+	// whether it succeeded and what it printed.
+	Hookgen func(args ...string) (ok bool, output string)
 	// Log receives one line per step.
 	Log io.Writer
-}
-
-const (
-	flagVersion = "version"
-	flagDist    = "dist"
-)
-
-const usage = `usage: release --version X.Y.Z [--dist DIR]
-
-Run in the module root. Checks that the tree may be released as X.Y.Z, then builds migrator
-and hookgen for every platform into DIST/X.Y.Z with SHA256SUMS and
-release.json. Exit status: 0 released, 1 refused or failed, 2 usage.
-
-Example:
-
-	make release VERSION=5.1.0
-`
-
-// Main runs the release program and returns its exit status.
-func Main(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("release", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var opts Options
-	fs.StringVar(&opts.Version, flagVersion, "", "the release `X.Y.Z`")
-	fs.StringVar(&opts.Dist, flagDist, "dist", "where releases go")
-	opts.Dir = "."
-	rest, err := cliflag.Parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	if err == nil {
-		err = cliflag.Exactly(rest)
-	}
-	if err == nil && opts.Version == "" {
-		err = cliflag.Usagef("--version is required (make release VERSION=X.Y.Z)")
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "release: %v\n%s", err, usage)
-		return 2
-	}
-	opts.Log = stderr
-	err = Run(context.Background(), opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "release: %v\n", err)
-	}
-	return cliflag.ExitCode(err)
 }
 
 // Run checks the gate and builds the release.
@@ -132,10 +116,25 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	opts.Dir = dir
 	if opts.Dist == "" {
-		opts.Dist = "dist"
+		opts.Dist = DefaultDist
 	}
 	if !filepath.IsAbs(opts.Dist) {
 		opts.Dist = filepath.Join(dir, opts.Dist)
+	}
+	if opts.Fixtures == "" {
+		opts.Fixtures = DefaultFixtures
+	}
+	if !filepath.IsAbs(opts.Fixtures) {
+		opts.Fixtures = filepath.Join(dir, opts.Fixtures)
+	}
+	if opts.Migrator == "" {
+		opts.Migrator = DefaultMigrator
+	}
+	if opts.SeedStore != "" && !filepath.IsAbs(opts.SeedStore) {
+		opts.SeedStore = filepath.Join(dir, opts.SeedStore)
+	}
+	if opts.Hookgen == nil {
+		return errors.New("no Options.Hookgen to run the hookgen checks with")
 	}
 	if _, err := semver.StrictNewVersion(opts.Version); err != nil {
 		return cliflag.Usagef("version %q is not X.Y.Z (a semantic version without a leading v): %v", opts.Version, err)
@@ -168,7 +167,22 @@ func Run(ctx context.Context, opts Options) error {
 type gate struct {
 	opts     Options
 	tmp      string
-	migrator string // the host migrator built by matrix
+	migrator string // the host migrator, once hostMigrator built it
+}
+
+// hostMigrator builds the migrator of this tree for the running platform
+// (once) and returns its path.
+func (g *gate) hostMigrator(ctx context.Context) (string, error) {
+	if g.migrator != "" {
+		return g.migrator, nil
+	}
+	path := filepath.Join(g.tmp, Host.exe("migrator"))
+	fmt.Fprintf(g.opts.Log, "release: building the migrator %s for %s\n", g.opts.Migrator, Host)
+	if err := Build(ctx, g.opts.Dir, Host, g.opts.Migrator, path); err != nil {
+		return "", err
+	}
+	g.migrator = path
+	return path, nil
 }
 
 func (g *gate) git(ctx context.Context, args ...string) (string, error) {
@@ -214,54 +228,59 @@ func (g *gate) releaseTags(ctx context.Context) ([]string, error) {
 	return tags, nil
 }
 
-func (g *gate) fixture(ctx context.Context) error {
-	name := filepath.Join("testdata", "releases", g.opts.Version+".tar.zst")
-	if _, err := os.Stat(filepath.Join(g.opts.Dir, name)); err != nil {
-		return refusef("the release fixture %s does not exist: run \"make fixtures\" to create it, then commit it", name)
-	}
-	return nil
-}
-
-// matrix builds the host migrator and upgrades every release fixture
-// offline with it.
+// matrix upgrades every release fixture offline with the host migrator:
+// each must reach the release with nothing pending.
 func (g *gate) matrix(ctx context.Context) error {
-	host := Target{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
-	g.migrator = filepath.Join(g.tmp, host.exe("migrator"))
-	if err := Build(ctx, g.opts.Dir, host, "./cmd/migrator", g.migrator); err != nil {
+	migrator, err := g.hostMigrator(ctx)
+	if err != nil {
 		return err
 	}
-	fixtures, err := filepath.Glob(filepath.Join(g.opts.Dir, "testdata", "releases", "*.tar.zst"))
+	fixtures, err := filepath.Glob(filepath.Join(g.opts.Fixtures, "*"+fixtureExt))
 	if err != nil {
 		return err
 	}
 	for _, f := range fixtures {
 		out := filepath.Join(g.tmp, "upgraded-"+filepath.Base(f))
-		if _, err := g.run(ctx, g.migrator, "upgrade", "--offline", "--in", f, "--out", out); err != nil {
+		if _, err := g.run(ctx, nil, migrator, "upgrade", "--offline", "--in", f, "--out", out); err != nil {
 			return refusef("release fixture %s does not upgrade: %v", filepath.Base(f), err)
 		}
-		js, err := g.run(ctx, g.migrator, "plan", "--backup", out, "--json")
-		if err != nil {
-			return refusef("planning the upgraded release fixture %s: %v", filepath.Base(f), err)
-		}
-		var plan struct {
-			DataVersion string            `json:"data_version"`
-			Pending     []json.RawMessage `json:"pending"`
-		}
-		if err := json.Unmarshal([]byte(js), &plan); err != nil {
-			return fmt.Errorf("reading the plan of %s: %w", filepath.Base(f), err)
-		}
-		if plan.DataVersion != g.opts.Version || len(plan.Pending) > 0 {
-			return refusef("release fixture %s upgrades to data version %q with %d hooks pending, want %q with none", filepath.Base(f), plan.DataVersion, len(plan.Pending), g.opts.Version)
+		if err := g.released(ctx, out, "the upgraded release fixture "+filepath.Base(f)); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// run runs a command in the module root and returns its standard output; an
-// error carries its standard error.
-func (g *gate) run(ctx context.Context, name string, args ...string) (string, error) {
+// released checks that the backup at path holds data of the release with
+// no hook pending, as the host migrator plans it; what names the backup in
+// a refusal.
+func (g *gate) released(ctx context.Context, path, what string) error {
+	js, err := g.run(ctx, nil, g.migrator, "plan", "--backup", path, "--json")
+	if err != nil {
+		return refusef("planning %s: %v", what, err)
+	}
+	var plan struct {
+		DataVersion string            `json:"data_version"`
+		Pending     []json.RawMessage `json:"pending"`
+	}
+	if err := json.Unmarshal([]byte(js), &plan); err != nil {
+		return fmt.Errorf("reading the plan of %s: %w", what, err)
+	}
+	if plan.DataVersion != g.opts.Version || len(plan.Pending) > 0 {
+		return refusef("%s upgrades to data version %q with %d hooks pending, want %q with none", what, plan.DataVersion, len(plan.Pending), g.opts.Version)
+	}
+	return nil
+}
+
+// run runs a command in the module root, with env added to the
+// environment, and returns its standard output; an error carries its
+// standard error.
+func (g *gate) run(ctx context.Context, env []string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = g.opts.Dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -279,7 +298,7 @@ func (g *gate) build(ctx context.Context) error {
 	}
 	var files []string
 	for _, t := range g.opts.Targets {
-		for _, pkg := range Commands {
+		for _, pkg := range append([]string{g.opts.Migrator}, g.opts.Commands...) {
 			out := binPath(dist, t, pkg)
 			fmt.Fprintf(g.opts.Log, "release: building %s\n", out)
 			if err := Build(ctx, g.opts.Dir, t, pkg, out); err != nil {
@@ -291,7 +310,7 @@ func (g *gate) build(ctx context.Context) error {
 	if err := g.reproduce(ctx, dist); err != nil {
 		return err
 	}
-	version, err := g.run(ctx, g.migrator, "version", "--json")
+	version, err := g.run(ctx, nil, g.migrator, "version", "--json")
 	if err != nil {
 		return fmt.Errorf("reading the registry of the built migrator: %w", err)
 	}
@@ -311,7 +330,6 @@ func (g *gate) build(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(dist, "SHA256SUMS"), sums, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.opts.Log, "release: %s is in %s\n", g.opts.Version, dist)
 	return nil
 }
 
@@ -324,10 +342,10 @@ func (g *gate) reproduce(ctx context.Context, dist string) error {
 	for _, t := range g.opts.Targets {
 		fmt.Fprintf(g.opts.Log, "release: rebuilding the migrator for %s from an empty build cache\n", t)
 		again := filepath.Join(g.tmp, "again", t.String(), t.exe("migrator"))
-		if err := Build(ctx, g.opts.Dir, t, "./cmd/migrator", again, "GOCACHE="+cache); err != nil {
+		if err := Build(ctx, g.opts.Dir, t, g.opts.Migrator, again, "GOCACHE="+cache); err != nil {
 			return err
 		}
-		first := binPath(dist, t, "./cmd/migrator")
+		first := binPath(dist, t, g.opts.Migrator)
 		a, err := sha256sum.File(first)
 		if err != nil {
 			return err

@@ -65,8 +65,9 @@ func (p *Program[E]) lookup(name string) *Spec[E] {
 }
 
 // Run runs the subcommand args[0] with the rest of args. Help goes to
-// stdout; the overview after a missing command to stderr. Command-line
-// errors wrap cliflag.ErrUsage.
+// stdout; the overview after a missing command to stderr. "--version" (or
+// "-version") is the command "version" when the program has one, as in
+// "hookgen --version". Command-line errors wrap cliflag.ErrUsage.
 func (p *Program[E]) Run(e E, stdout, stderr io.Writer, args []string) error {
 	if len(args) == 0 {
 		p.writeOverview(stderr)
@@ -76,6 +77,10 @@ func (p *Program[E]) Run(e E, stdout, stderr io.Writer, args []string) error {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		return p.help(stdout, args)
+	case "-version", "--version":
+		if p.lookup("version") != nil {
+			name = "version"
+		}
 	}
 	spec := p.lookup(name)
 	if spec == nil {

@@ -103,3 +103,48 @@ func TestExitCode(t *testing.T) {
 		t.Error("Env(nil) != nil")
 	}
 }
+
+type version struct{ json bool }
+
+func (v *version) Flags(fs *flag.FlagSet)       { fs.BoolVar(&v.json, "json", false, "as JSON") }
+func (v *version) Validate(args []string) error { return cliflag.Exactly(args) }
+func (v *version) Run(out *strings.Builder) error {
+	if v.json {
+		fmt.Fprintln(out, `{"version":"1.0.0"}`)
+		return nil
+	}
+	fmt.Fprintln(out, "tool 1.0.0")
+	return nil
+}
+
+// TestVersionFlag: "--version" and "-version" run the command "version",
+// with its flags, when the program has one, and are unknown commands
+// otherwise.
+func TestVersionFlag(t *testing.T) {
+	withVersion := program(false)
+	withVersion.Commands = append(withVersion.Commands, &Spec[*strings.Builder]{
+		Name: "version", Summary: "print the version", New: func() Command[*strings.Builder] { return &version{} },
+	})
+	for _, tc := range []struct {
+		prog *Program[*strings.Builder]
+		args []string
+		out  string
+		err  string
+	}{
+		{withVersion, []string{"--version"}, "tool 1.0.0\n", ""},
+		{withVersion, []string{"-version", "--json"}, "{\"version\":\"1.0.0\"}\n", ""},
+		{withVersion, []string{"version"}, "tool 1.0.0\n", ""},
+		{withVersion, []string{"--version", "x"}, "", `unexpected argument "x" (run "tool help version")`},
+		{program(false), []string{"--version"}, "", `unknown command "--version" (run "tool help")`},
+	} {
+		var out, stdout, stderr strings.Builder
+		err := tc.prog.Run(&out, &stdout, &stderr, tc.args)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.err || out.String() != tc.out {
+			t.Errorf("%q: out %q, error %q; want %q, %q", tc.args, out.String(), got, tc.out, tc.err)
+		}
+	}
+}
