@@ -187,9 +187,6 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 		stop()
 		os.Exit(cliflag.ExitCode(err))
 	}
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
-		args = append([]string{"version"}, args[1:]...)
-	}
 	program := &subcmd.Program[*env]{
 		Name:       prog,
 		Summary:    fmt.Sprintf("%s backs up, restores and upgrades the %s store with its upgrade hooks.", prog, p.Registry.Product),
