@@ -35,7 +35,7 @@ type Upgraded struct {
 // child process, so that a crashing hook cannot take the parent down.
 func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, opts UpgradeOptions) (Upgraded, error) {
 	storePath := filepath.Join(work, "store.db")
-	m, err := Restore(reg, in, storePath, RestoreOptions{})
+	m, err := Restore(ctx, reg, in, storePath, RestoreOptions{})
 	if err != nil {
 		return Upgraded{}, err
 	}
@@ -52,7 +52,7 @@ func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, 
 		}
 		return Upgraded{}, fmt.Errorf("offline upgrade of %s: %w", in, err)
 	}
-	if _, err := WriteFile(st, reg, out, Options{Compression: archive.Zstd}); err != nil {
+	if _, err := WriteFile(ctx, st, reg, out, Options{Compression: archive.Zstd}); err != nil {
 		return Upgraded{}, err
 	}
 	if err := st.Close(); err != nil {

@@ -86,7 +86,7 @@ func (o *backupOptions) Run(e *env) error {
 		return err
 	}
 	defer st.Close()
-	m, err := backup.WriteFile(st, e.reg, o.out, backup.Options{
+	m, err := backup.WriteFile(e.ctx, st, e.reg, o.out, backup.Options{
 		ConfigDir:   o.config,
 		Compression: comp,
 		Progress:    e.progress,

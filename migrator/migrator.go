@@ -32,8 +32,12 @@
 // S is a bbolt file path (the embedded store). Flags may stand before or
 // after the positional arguments; "-flag" and "--flag" are the same. A
 // second migrator on the same store fails within seconds with "store is in
-// use by another process". SIGINT and SIGTERM stop an upgrade cleanly
-// between hooks or batches: what is committed stays, and a re-run resumes.
+// use by another process". SIGINT and SIGTERM stop every command at its
+// next safe point, exit 1 and leave the target as it was: an upgrade
+// between hooks or batches (what is committed stays, and a re-run
+// resumes), a backup or a restore before its rename or swap (its temporary
+// files removed), a verify or a plan at once. A second signal ends the
+// process at once; a rerun completes or cleans up.
 // Long work reports progress on stderr when stderr is a terminal.
 //
 // Exit status: 0 success; 1 a refused or failed operation (the refusal says
@@ -113,6 +117,10 @@ func envErrorf(format string, args ...any) error {
 func Main(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels ctx: every command stops at its next safe
+	// point and cleans up. A second one gets the default behaviour (the
+	// process ends), which every command also survives.
+	context.AfterFunc(ctx, stop)
 	e := &env{ctx: ctx, reg: reg, stdin: stdin, stdout: stdout, stderr: stderr}
 	if isTerminal(stderr) {
 		e.progress = stderr

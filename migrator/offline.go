@@ -8,21 +8,28 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/internal/failpoint"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/upgrade"
 )
+
+// offlineSuffix marks the private directory of an offline upgrade:
+// ".OUT.offline-*" beside the output.
+const offlineSuffix = ".offline-"
 
 // offlineChild is the hidden subcommand the offline upgrade runs in its
 // child process.
@@ -85,9 +92,9 @@ func runOffline(e *env, o *upgradeOptions) error {
 	if err != nil {
 		return envErrorf("input %s: %w", o.in, err)
 	}
-	f, err := os.Open(in)
+	f, err := backup.OpenArchive(in)
 	if err != nil {
-		return envErrorf("opening backup: %w", err)
+		return err
 	}
 	defer f.Close()
 	inInfo, err := f.Stat()
@@ -97,9 +104,12 @@ func runOffline(e *env, o *upgradeOptions) error {
 	if outInfo, err := os.Stat(o.out); err == nil && os.SameFile(inInfo, outInfo) {
 		return cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
 	}
+	if err := backup.CheckOutput(o.out); err != nil {
+		return err
+	}
 	// Refuse what the child would refuse before starting it: a damaged
 	// backup, another product's data, data this release cannot upgrade.
-	if _, err := backup.Check(e.reg, f, o.in); err != nil {
+	if _, err := backup.Check(e.reg, backup.Reader(e.ctx, f), o.in); err != nil {
 		return err
 	}
 	exe, err := selfExecutable()
@@ -110,11 +120,25 @@ func runOffline(e *env, o *upgradeOptions) error {
 	if dir == "" {
 		dir = "."
 	}
-	work, err := os.MkdirTemp(dir, "."+base+".offline-*")
+	backup.RemoveStale(o.out, offlineSuffix)
+	work, err := os.MkdirTemp(dir, "."+base+offlineSuffix+"*")
 	if err != nil {
 		return envErrorf("creating a private directory beside %s: %w", o.out, err)
 	}
 	defer os.RemoveAll(work)
+	// Hold the private directory locked while this run lives, so that the
+	// next run's clean-up of stale ones leaves it alone.
+	lock, err := os.Open(work)
+	if err == nil {
+		err = backup.Lock(lock)
+	}
+	if err != nil {
+		return envErrorf("locking the private directory: %w", err)
+	}
+	defer lock.Close()
+	if err := failpoint.Inject("offline.private-dir"); err != nil {
+		return err
+	}
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
 	args := []string{offlineChild, "--" + flagIn, in, "--" + flagOut, result, "--" + flagWork, work, "--" + flagReport, report, "--" + flagRegistryDigest, e.reg.Digest}
@@ -173,6 +197,12 @@ func runOffline(e *env, o *upgradeOptions) error {
 	m, err := checkResult(e.reg, result)
 	if err != nil {
 		return fmt.Errorf("the child's result: %w; nothing was written to %s", err, o.out)
+	}
+	if err := e.ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted (%w); nothing was written to %s", err, o.out)
+	}
+	if err := backup.CheckOutput(o.out); err != nil {
+		return err
 	}
 	if err := os.Rename(result, o.out); err != nil {
 		return envErrorf("moving the result to %s: %w", o.out, err)
@@ -341,6 +371,10 @@ func (o *childOptions) Validate(args []string) error {
 }
 
 func (o *childOptions) Run(e *env) error {
+	work, err := privateDir(o.work, o.report)
+	if err != nil {
+		return err
+	}
 	rep, err := os.OpenFile(o.report, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return envErrorf("creating the report: %w", err)
@@ -354,12 +388,18 @@ func (o *childOptions) Run(e *env) error {
 		rep.Write(append(line, '\n'))
 	}
 	// The parent holds our standard input open; when it dies, stop and
-	// leave nothing behind.
+	// leave nothing behind: the private directory, if it still is the one
+	// checked above.
 	go func() {
 		io.Copy(io.Discard, e.stdin)
-		os.RemoveAll(o.work)
+		if info, err := os.Lstat(o.work); err == nil && os.SameFile(info, work) {
+			os.RemoveAll(o.work)
+		}
 		os.Exit(3)
 	}()
+	if err := failpoint.Inject("offline.child-started"); err != nil {
+		return err
+	}
 	err = o.upgrade(e, emit)
 	if err != nil {
 		var ee *cliflag.EnvError
@@ -367,6 +407,31 @@ func (o *childOptions) Run(e *env) error {
 		return err
 	}
 	return nil
+}
+
+// privateDir checks that work is the private directory of one offline
+// upgrade, which the child may remove: a real directory (not a link) named
+// ".NAME.offline-*", mode 0700, owned by this user, holding the report;
+// it returns its identity.
+func privateDir(work, report string) (fs.FileInfo, error) {
+	info, err := os.Lstat(work)
+	if err != nil {
+		return nil, envErrorf("private directory: %w", err)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	switch base := filepath.Base(work); {
+	case !info.IsDir():
+		return nil, envErrorf("private directory %s is not a directory", work)
+	case !strings.HasPrefix(base, ".") || !strings.Contains(base, offlineSuffix):
+		return nil, envErrorf("private directory %s is not named .NAME%s*", work, offlineSuffix)
+	case info.Mode().Perm() != 0o700:
+		return nil, envErrorf("private directory %s has mode %v, not 0700", work, info.Mode().Perm())
+	case !ok || int(st.Uid) != os.Geteuid():
+		return nil, envErrorf("private directory %s is not owned by this user", work)
+	case filepath.Dir(report) != filepath.Clean(work):
+		return nil, envErrorf("the report %s is not in the private directory %s", report, work)
+	}
+	return info, nil
 }
 
 func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {

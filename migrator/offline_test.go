@@ -68,7 +68,7 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 				}
 			}
 			got := filepath.Join(t.TempDir(), "got.db")
-			if _, err := backup.Restore(generated.Registry, out, got, backup.RestoreOptions{}); err != nil {
+			if _, err := backup.Restore(context.Background(), generated.Registry, out, got, backup.RestoreOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			st, err := bolt.Open(got, bolt.Options{ReadOnly: true})
@@ -106,7 +106,7 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 func metadataOf(t *testing.T, path string) upgrade.Metadata {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := backup.Restore(generated.Registry, path, filepath.Join(dir, "m.db"), backup.RestoreOptions{}); err != nil {
+	if _, err := backup.Restore(context.Background(), generated.Registry, path, filepath.Join(dir, "m.db"), backup.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := bolt.Open(filepath.Join(dir, "m.db"), bolt.Options{ReadOnly: true})

@@ -73,7 +73,7 @@ func (o *restoreOptions) Validate(args []string) error {
 }
 
 func (o *restoreOptions) Run(e *env) error {
-	m, err := backup.Restore(e.reg, o.file, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress})
+	m, err := backup.Restore(e.ctx, e.reg, o.file, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress})
 	if err != nil {
 		return err
 	}

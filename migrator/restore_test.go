@@ -1,6 +1,7 @@
 package migrator_test
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ func writeBackup(t *testing.T, path, release string, size example.Size) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := backup.WriteFile(st, generated.Registry, path, backup.Options{}); err != nil {
+	if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, backup.Options{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -224,7 +225,7 @@ func TestRestoreRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(dir, name+".tar.zst")
-		if _, err := backup.WriteFile(st, generated.Registry, path, backup.Options{}); err != nil {
+		if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, backup.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		return path
