@@ -199,6 +199,9 @@ func WriteFile(ctx context.Context, st store.Store, reg *hook.Registry, path str
 	if err := failpoint.Inject("backup.written"); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("backing up: %w; nothing was written to %s", interrupted(err), path)
+	}
 	if err := f.Commit(); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"golang.org/x/sys/unix"
 )
 
@@ -261,6 +262,9 @@ type ctxReader struct {
 }
 
 func (c ctxReader) Read(p []byte) (int, error) {
+	if err := failpoint.Inject("backup.read"); err != nil {
+		return 0, err
+	}
 	if err := c.ctx.Err(); err != nil {
 		return 0, interrupted(err)
 	}

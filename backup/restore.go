@@ -126,6 +126,9 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	if err := checkSpace(&sizes, parentDir(storePath), configParent); err != nil {
 		return nil, err
 	}
+	if err := failpoint.Inject("restore.checked"); err != nil {
+		return nil, err
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, envErrorf("rereading backup %s: %w", archivePath, err)
 	}
@@ -147,11 +150,11 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	if err := b.lockNew(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("restoring %s: %w; nothing was restored", archivePath, interrupted(err))
-	}
 	if err := failpoint.Inject("restore.before-swap"); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("restoring %s: %w; nothing was restored", archivePath, interrupted(err))
 	}
 	if err := b.swap(); err != nil {
 		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)

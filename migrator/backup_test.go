@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,7 @@ const envMigrator = "HOOKREG_TEST_MIGRATOR"
 
 func init() {
 	if name := os.Getenv(envMigrator); name != "" {
+		setFailpoint(os.Getenv(envFailpoint))
 		os.Exit(migrator.Main(testRegistry(name), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 }
@@ -69,15 +71,21 @@ func testRegistry(name string) *hook.Registry {
 	return &r
 }
 
-// migratorCmd returns the migrator with registry name as a child process.
+// migratorCmd returns the migrator with registry name as a child process;
+// leading arguments "env:NAME=VALUE" set its environment.
 func migratorCmd(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	env := append(os.Environ(), envMigrator+"="+name)
+	for len(args) > 0 && strings.HasPrefix(args[0], "env:") {
+		env = append(env, strings.TrimPrefix(args[0], "env:"))
+		args = args[1:]
+	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), envMigrator+"="+name)
+	cmd.Env = env
 	return cmd
 }
 
