@@ -160,6 +160,7 @@ func runOffline(e *env, o *upgradeOptions) error {
 	cmd.Stderr = childErr
 	runErr := cmd.Start()
 	if runErr == nil {
+		failpoint.Inject("offline.child-running")
 		stopFollow := followReport(report, e.progress)
 		runErr = cmd.Wait()
 		stopFollow()
