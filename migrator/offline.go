@@ -426,7 +426,7 @@ func privateDir(work, report string) (fs.FileInfo, error) {
 	case !strings.HasPrefix(base, ".") || !strings.Contains(base, offlineSuffix):
 		return nil, envErrorf("private directory %s is not named .NAME%s*", work, offlineSuffix)
 	case info.Mode().Perm() != 0o700:
-		return nil, envErrorf("private directory %s has mode %v, not 0700", work, info.Mode().Perm())
+		return nil, envErrorf("private directory %s has mode %#o, not 0700", work, info.Mode().Perm())
 	case !ok || int(st.Uid) != os.Geteuid():
 		return nil, envErrorf("private directory %s is not owned by this user", work)
 	case filepath.Dir(report) != filepath.Clean(work):

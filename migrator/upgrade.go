@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -101,6 +102,9 @@ func (o *upgradeOptions) Validate(args []string) error {
 func (o *upgradeOptions) Run(e *env) error {
 	if o.offline {
 		return runOffline(e, o)
+	}
+	if err := backup.CheckLayout(o.store, o.config); err != nil {
+		return err
 	}
 	st, err := openStore(o.store, openWrite)
 	if err != nil {
