@@ -278,6 +278,9 @@ type ctxWriter struct {
 }
 
 func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := failpoint.Inject("backup.write"); err != nil {
+		return 0, err
+	}
 	if err := c.ctx.Err(); err != nil {
 		return 0, interrupted(err)
 	}

@@ -322,3 +322,53 @@ func metadataOfStore(t *testing.T, path string) upgrade.Metadata {
 	}
 	return m
 }
+
+// TestSignals sends SIGINT or SIGTERM to backup, restore, verify and plan
+// while they work (stopped at a failpoint, so the signal lands at a known
+// step): each stops at its next safe point, exits 1 saying it was
+// interrupted, removes its temporary files and leaves its target as it
+// was.
+func TestSignals(t *testing.T) {
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+	buildStore(t, db, "5.1.0", example.Small)
+	os.Mkdir(cfg, 0o755)
+	os.WriteFile(filepath.Join(cfg, "broker.json"), []byte(`{"old":true}`), 0o644)
+	out := filepath.Join(dir, "out.tar")
+	os.WriteFile(out, []byte("the previous backup"), 0o600)
+	for _, c := range []struct {
+		name  string
+		sig   syscall.Signal
+		point string
+		args  []string
+	}{
+		{"backup while writing", syscall.SIGINT, "backup.write", []string{"backup", "--store", db, "--out", out}},
+		{"backup before the rename", syscall.SIGTERM, "backup.written", []string{"backup", "--store", db, "--out", out}},
+		{"restore while checking", syscall.SIGTERM, "backup.read", []string{"restore", archivePath, "--store", db, "--config", cfg}},
+		{"restore while loading", syscall.SIGINT, "restore.checked", []string{"restore", archivePath, "--store", db, "--config", cfg}},
+		{"restore before the swap", syscall.SIGTERM, "restore.before-swap", []string{"restore", archivePath, "--store", db, "--config", cfg}},
+		{"verify", syscall.SIGINT, "backup.read", []string{"verify", archivePath}},
+		{"plan", syscall.SIGTERM, "backup.read", []string{"plan", "--backup", archivePath}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := snapshot(t, dir)
+			p := startPaused(t, migratorCmd(t, "example", c.args...), c.point)
+			if err := p.cmd.Process.Signal(c.sig); err != nil {
+				t.Fatal(err)
+			}
+			// The signal is handled asynchronously (by the signal
+			// package's goroutine); give it time to cancel before the
+			// command goes on from the failpoint.
+			time.Sleep(200 * time.Millisecond)
+			code, stderr := p.resume(t)
+			if code != 1 || !strings.Contains(stderr, "interrupted") {
+				t.Errorf("exit %d, stderr %q; want exit 1, interrupted", code, stderr)
+			}
+			if after := snapshot(t, dir); after != before {
+				t.Errorf("the files changed:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
