@@ -28,8 +28,10 @@ carries them the same way, and then --config must be omitted.
 
 The archive is written to a temporary file beside FILE, synced and renamed
 into place: FILE is never partial, even when the backup is killed. An
-existing FILE is replaced. FILE gets mode 0600: it holds the product's
-data. The archive is zstd-compressed unless --compress none.
+existing regular FILE is replaced; a FILE that is a symbolic link, a
+device, a FIFO or a directory, the store itself (under any name) or inside
+DIR is refused, and so is a store inside DIR. FILE gets mode 0600: it
+holds the product's data. The archive is zstd-compressed unless --compress none.
 
 Example:
 

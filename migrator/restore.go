@@ -29,7 +29,11 @@ then DIR the same way (built beside it, swapped in). A failure at any point
 leaves the old store and the old configuration exactly as they were; a
 restore killed between the two swaps leaves the new store with the old
 configuration, and running it again completes it. A store in use by
-another process is refused.
+another process (or by another restore) is refused, and so are a store
+inside DIR, an archive whose manifest disagrees with its metadata table,
+and one whose data would not fit in the free space. A symbolic link as S
+or DIR is followed: its target is replaced, the link kept. Configuration
+files get their recorded modes, never world-writable.
 
 Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
