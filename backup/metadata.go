@@ -24,7 +24,7 @@ const maxMetaRecords = 1 << 16
 // the manifest: a restore writes the table, and the manifest is what every
 // refusal looks at, so the two must say the same thing.
 type metaTable struct {
-	seen    bool
+	seen    bool // the archive carries the table
 	records []record
 }
 
@@ -57,8 +57,8 @@ func (t *metaTable) agrees(m *archive.Manifest) error {
 	want := ManifestMetadata(m)
 	got, err := upgrade.ReadMetadata(t)
 	switch {
-	case errors.Is(err, upgrade.ErrNotInitialized) && !t.seen && want.DataVersion == "":
-		return nil
+	case errors.Is(err, upgrade.ErrNotInitialized) && want.DataVersion == "":
+		return nil // data from before the product adopted hookreg
 	case errors.Is(err, upgrade.ErrNotInitialized):
 		return fmt.Errorf("the manifest records data version %q but the table %q carries no upgrade metadata", want.DataVersion, store.MetaTable)
 	case err != nil:

@@ -334,6 +334,20 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 	other := edited("other", func(m *upgrade.Metadata) { m.Product = "other-product" })
 	newer := edited("newer", func(m *upgrade.Metadata) { m.DataVersion = "6.0.0" })
+	// Archives whose manifest passes every refusal but whose metadata
+	// table, which the restore writes, says otherwise.
+	disagreeing := func(name string, meta [][2]string) string {
+		path := filepath.Join(dir, name+".tar")
+		if err := os.WriteFile(path, verifyArchive(t, archive.None, "mqtt-broker", "5.0.1", meta), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	applied := `{"num":99,"digest":"h1:x","release":"5.0.1","applied_at":"2026-01-01T00:00:00Z","mode":"online"}`
+	tableOther := disagreeing("table-other", [][2]string{{"data_version", "5.0.1"}, {"last_upgrade_hook", "99"}, {"product", "other-product"}})
+	tableFuture := disagreeing("table-future", metaRecords("7.0.0"))
+	tableDowngrade := disagreeing("table-downgrade", [][2]string{{"data_version", "5.0.1"}, {"last_upgrade_hook", "1000"}, {"product", "mqtt-broker"}})
+	tableApplied := disagreeing("table-applied", [][2]string{{"applied/0000000099", applied}, {"data_version", "5.0.1"}, {"last_upgrade_hook", "99"}, {"product", "mqtt-broker"}})
 
 	for _, c := range []struct {
 		name, archive string
@@ -344,6 +358,10 @@ func TestRestoreRefusals(t *testing.T) {
 		{"other product", other, 1, `the data belongs to product "other-product"`},
 		{"newer", newer, 1, "the data version 6.0.0 is newer than this migrator's release 5.1.0"},
 		{"missing", filepath.Join(dir, "missing.tar.zst"), 2, "no such file"},
+		{"table of another product", tableOther, 1, `the manifest disagrees with the data: the manifest records product "mqtt-broker", the table "_hookreg" product "other-product"`},
+		{"table of a future version", tableFuture, 1, `the manifest disagrees with the data: the manifest records data version 5.0.1, the table "_hookreg" data version 7.0.0`},
+		{"table of a downgrade", tableDowngrade, 1, `the manifest disagrees with the data: the manifest records last upgrade hook 99, the table "_hookreg" 1000`},
+		{"table with applied hooks", tableApplied, 1, `the manifest disagrees with the data: the manifest records applied hooks none, the table "_hookreg" 99 (h1:x, 5.0.1, online)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			oldState(t, db, cfg, template)
