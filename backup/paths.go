@@ -296,7 +296,8 @@ func interrupted(err error) error {
 	return fmt.Errorf("%w (%w)", ErrInterrupted, err)
 }
 
-// Reader returns r reading only while ctx is not done: a read after ctx
-// is canceled fails with an error wrapping [ErrInterrupted]. The migrator
-// wraps the archive it verifies in it, so that SIGINT stops a long verify.
-func Reader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+// ContextReader returns r reading only while ctx is not done: a read
+// after ctx is canceled fails with an error wrapping [ErrInterrupted]. The
+// migrator wraps the archive it verifies in it, so that SIGINT stops a
+// long verify.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }

@@ -109,7 +109,7 @@ func runOffline(e *env, o *upgradeOptions) error {
 	}
 	// Refuse what the child would refuse before starting it: a damaged
 	// backup, another product's data, data this release cannot upgrade.
-	if _, err := backup.Check(e.reg, backup.Reader(e.ctx, f), o.in); err != nil {
+	if _, err := backup.Check(e.reg, backup.ContextReader(e.ctx, f), o.in); err != nil {
 		return err
 	}
 	exe, err := selfExecutable()

@@ -16,7 +16,7 @@ func planBackup(e *env, path string) (upgrade.Metadata, error) {
 		return upgrade.Metadata{}, err
 	}
 	defer f.Close()
-	m, err := backup.Verify(backup.Reader(e.ctx, f), path)
+	m, err := backup.Verify(backup.ContextReader(e.ctx, f), path)
 	if err != nil {
 		return upgrade.Metadata{}, err
 	}

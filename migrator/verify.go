@@ -73,7 +73,7 @@ func (o *verifyOptions) Run(e *env) error {
 	if err != nil {
 		return cliflag.Env(err)
 	}
-	r := backup.Reader(e.ctx, f)
+	r := backup.ContextReader(e.ctx, f)
 	if e.progress != nil {
 		r = &verifyProgress{r: r, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
 	}
