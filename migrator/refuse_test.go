@@ -361,7 +361,7 @@ func TestSignals(t *testing.T) {
 			// The signal is handled asynchronously (by the signal
 			// package's goroutine); give it time to cancel before the
 			// command goes on from the failpoint.
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond)
 			code, stderr := p.resume(t)
 			if code != 1 || !strings.Contains(stderr, "interrupted") {
 				t.Errorf("exit %d, stderr %q; want exit 1, interrupted", code, stderr)
