@@ -76,7 +76,7 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, err
 	}
 	if _, err := io.Copy(first, ctxReader{ctx, f}); err != nil {
-		return nil, envErrorf("reading backup %s: %w", archivePath, err)
+		return nil, readError(archivePath, err)
 	}
 	if storePath, err = resolve(storePath); err != nil {
 		return nil, envErrorf("store: %w", err)
@@ -142,7 +142,7 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
 	}
 	if _, err := io.Copy(second, ctxReader{ctx, f}); err != nil {
-		return nil, envErrorf("rereading backup %s: %w", archivePath, err)
+		return nil, readError(archivePath, err)
 	}
 	if !bytes.Equal(first.Sum(nil), second.Sum(nil)) {
 		return nil, fmt.Errorf("restoring %s: the file changed between the check and the restore: nothing was restored, run it again", archivePath)
@@ -165,6 +165,15 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 // restoreSuffix marks the temporary files and directories of a restore:
 // ".NAME.restore-*" beside the store and the configuration directory.
 const restoreSuffix = ".restore-"
+
+// readError is the error of a failed read of the archive at path: an
+// interruption, or an environment error.
+func readError(path string, err error) error {
+	if errors.Is(err, ErrInterrupted) {
+		return fmt.Errorf("restoring %s: %w; nothing was restored", path, err)
+	}
+	return envErrorf("reading backup %s: %w", path, err)
+}
 
 func parentDir(path string) string {
 	return filepath.Dir(filepath.Clean(path))
