@@ -188,3 +188,46 @@ func TestBackupConfigFIFO(t *testing.T) {
 func archiveConfig(p string, mode fs.FileMode) archive.ConfigFile {
 	return archive.ConfigFile{Path: p, Mode: mode, Size: int64(len(p))}
 }
+
+// TestRemoveStale: only the temporary files of the same command beside
+// the path, old enough and not locked by a live run, are removed.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * StaleAge)
+	create := func(name string, age time.Time) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, age, age); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	create(".b.tar.tmp-1", old)                           // stale: removed
+	os.Mkdir(filepath.Join(dir, ".b.tar.tmp-dir"), 0o700) // a stale directory: removed
+	os.Chtimes(filepath.Join(dir, ".b.tar.tmp-dir"), old, old)
+	create(".b.tar.tmp-2", time.Now())  // a run that just started: kept
+	live := create(".b.tar.tmp-3", old) // a live run's (locked): kept
+	create(".c.tar.tmp-4", old)         // another output's: kept
+	create(".b.tar.restore-5", old)     // another command's: kept
+	create("b.tar", old)                // the output: kept
+	f, err := os.Open(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := Lock(f); err != nil {
+		t.Fatal(err)
+	}
+	RemoveStale(filepath.Join(dir, "b.tar"), ".tmp-")
+	var got []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	want := []string{".b.tar.restore-5", ".b.tar.tmp-2", ".b.tar.tmp-3", ".c.tar.tmp-4", "b.tar"}
+	if !slices.Equal(got, want) {
+		t.Errorf("left %q, want %q", got, want)
+	}
+}
