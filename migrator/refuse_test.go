@@ -235,6 +235,26 @@ func TestRestoreSymlinks(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(real, "etc", "broker.json")); err != nil {
 		t.Errorf("the configuration was not restored into the link's target: %v", err)
 	}
+
+	// What is only read is followed: a backup through both links carries
+	// the targets' content.
+	out := filepath.Join(dir, "again.tar.zst")
+	code, stderr = runBounded(t, "backup", "--store", filepath.Join(dir, "broker.db"), "--config", filepath.Join(dir, "etc"), "--out", out)
+	if code != 0 {
+		t.Fatalf("backup through links: exit %d: %s", code, stderr)
+	}
+	f, err := backup.OpenArchive(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := backup.Verify(f, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.DataVersion != "4.4.0" || len(m.Config) != 1 || m.Config[0].Path != "broker.json" {
+		t.Errorf("the backup through links holds data version %s and configuration files %v, want 4.4.0 and broker.json", m.DataVersion, m.Config)
+	}
 }
 
 // TestRestoreChangedBetweenPasses: an archive rewritten in place between
