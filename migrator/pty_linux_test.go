@@ -36,24 +36,20 @@ func openPTY(t *testing.T) (controller, term *os.File) {
 	return controller, term
 }
 
-// TestProgressOnTerminal runs verify with its standard error on a real
-// pseudo-terminal (stopped at a failpoint long enough for a progress
-// line), and again on a pipe: progress appears on the terminal only, and
-// ends with a complete line.
-func TestProgressOnTerminal(t *testing.T) {
-	dir := t.TempDir()
-	archivePath := filepath.Join(dir, "b.tar.zst")
-	writeBackup(t, archivePath, "4.4.0", example.Small)
-
+// onTerminal runs the migrator with its standard error on a real
+// pseudo-terminal, stopped at the failpoint point long enough for a
+// progress line (at most two a second are shown), and returns what the
+// terminal shows.
+func onTerminal(t *testing.T, point string, args ...string) string {
+	t.Helper()
 	controller, term := openPTY(t)
 	defer controller.Close()
-	cmd := migratorCmd(t, "example", "env:"+envFailpoint+"=backup.read=pause", "verify", archivePath)
+	cmd := migratorCmd(t, "example", append([]string{"env:" + envFailpoint + "=" + point + "=pause"}, args...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, term
+	cmd.Stderr = term
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +61,7 @@ func TestProgressOnTerminal(t *testing.T) {
 		for {
 			n, err := controller.Read(buf)
 			b.Write(buf[:n])
-			if strings.Contains(b.String(), "failpoint backup.read") && stdin != nil {
-				// Stay at the failpoint long enough for a progress line
-				// (at most two a second).
+			if stdin != nil && strings.Contains(b.String(), "failpoint "+point) {
 				time.Sleep(600 * time.Millisecond)
 				stdin.Close()
 				stdin = nil
@@ -79,18 +73,39 @@ func TestProgressOnTerminal(t *testing.T) {
 		}
 	}()
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("verify on a terminal: %v", err)
+		t.Fatalf("%q on a terminal: %v", args, err)
 	}
-	shown := <-seen
-	if !strings.Contains(shown, "\rverifying "+archivePath+": ") || !strings.Contains(shown, "\rverifying "+archivePath+": 100%\r\n") {
-		t.Errorf("the terminal shows %q, want progress ending with a complete line at 100%%", shown)
-	}
-	if !strings.HasPrefix(stdout.String(), archivePath+": good archive") {
-		t.Errorf("stdout %q", stdout.String())
-	}
+	return <-seen
+}
 
-	code, _, stderr := runMigrator(t, "example", "verify", archivePath)
-	if code != 0 || stderr != "" {
-		t.Errorf("verify on a pipe: exit %d, stderr %q; want no progress", code, stderr)
+// TestProgressOnTerminal runs verify and backup with standard error on a
+// real pseudo-terminal, and again on a pipe: progress appears on the
+// terminal only, and ends with a complete line at 100%.
+func TestProgressOnTerminal(t *testing.T) {
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	db := filepath.Join(dir, "broker.db")
+	buildStore(t, db, "4.4.0", crashSize)
+	out := filepath.Join(dir, "out.tar")
+	for _, c := range []struct {
+		name, point string
+		args        []string
+		progress    string // what each progress line starts with
+		done        string // the last one
+	}{
+		{"verify", "backup.read", []string{"verify", archivePath}, "\rverifying " + archivePath + ": ", "\rverifying " + archivePath + ": 100%\r\n"},
+		{"backup", "backup.write", []string{"backup", "--store", db, "--out", out, "--compress", "none"}, "\rbackup: ", " records (100%)\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shown := onTerminal(t, c.point, c.args...)
+			if !strings.Contains(shown, c.progress) || !strings.HasSuffix(shown, c.done) {
+				t.Errorf("the terminal shows %q, want progress lines %q ending with %q", shown, c.progress, c.done)
+			}
+			code, _, stderr := runMigrator(t, "example", c.args...)
+			if code != 0 || stderr != "" {
+				t.Errorf("on a pipe: exit %d, stderr %q; want no progress", code, stderr)
+			}
+		})
 	}
 }
