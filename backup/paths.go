@@ -14,6 +14,8 @@ import (
 
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
 	"golang.org/x/sys/unix"
 )
 
@@ -198,6 +200,32 @@ func Lock(f *os.File) error {
 		return fmt.Errorf("locking %s: %w", f.Name(), err)
 	}
 	return nil
+}
+
+// lockDir takes the exclusive flock of the directory dir, waiting at most
+// bolt.DefaultTimeout as opening a store does; closing the returned file
+// releases it. A restore of a store that does not exist yet holds it, so
+// that two restores of one new store never interleave.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, envErrorf("locking directory %s: %w", dir, err)
+	}
+	deadline := time.Now().Add(bolt.DefaultTimeout)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w: another restore into %s (waited %s)", store.ErrInUse, dir, bolt.DefaultTimeout)
+			}
+			return nil, envErrorf("locking directory %s: %w", dir, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // freeSpace returns the bytes available to this user in the file system

@@ -47,7 +47,8 @@ type RestoreOptions struct {
 // Refused before anything is written: an archive that is not a regular
 // file (a FIFO, a device), a store that is not a regular file, a store
 // inside the configuration directory (see [CheckLayout]), a store in use
-// by another process (Restore holds the store's exclusive lock, so two
+// by another process (Restore holds the store's exclusive lock, and for a
+// store that does not exist yet the flock of its directory, so two
 // restores of one store never interleave). A symbolic link as storePath or
 // opts.ConfigDir is followed: its target is replaced and the link kept.
 // The archive is read twice through one open file, and a file rewritten
@@ -97,17 +98,28 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, err
 	}
 	// Hold the old store's exclusive lock, so that no other process (a
-	// product, another restore) uses it while it is replaced. A damaged
-	// old store cannot be opened; restoring over it is what a restore is
-	// for.
-	if old, err := bolt.Open(storePath, bolt.Options{}); err == nil {
+	// product, another restore) uses it while it is replaced; without an
+	// old store, the lock of its directory, which restores of a missing
+	// store take. A damaged old store cannot be opened; restoring over it
+	// is what a restore is for.
+	old, err := bolt.Open(storePath, bolt.Options{})
+	switch {
+	case err == nil:
 		defer old.Close()
+	case errors.Is(err, store.ErrInUse):
+		return nil, fmt.Errorf("restoring %s: %w", storePath, err)
+	case errors.Is(err, fs.ErrNotExist):
+		dir, err := lockDir(parentDir(storePath))
+		if err != nil {
+			return nil, fmt.Errorf("restoring %s: %w", storePath, err)
+		}
+		defer dir.Close()
+	}
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		RemoveStale(storePath, restoreSuffix)
 		if configDir != "" {
 			RemoveStale(configDir, restoreSuffix)
 		}
-	} else if errors.Is(err, store.ErrInUse) {
-		return nil, fmt.Errorf("restoring %s: %w", storePath, err)
 	}
 	if err := failpoint.Inject("restore.locked"); err != nil {
 		return nil, err

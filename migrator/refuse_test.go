@@ -192,8 +192,20 @@ func TestRestoreExclusive(t *testing.T) {
 	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
 	buildStore(t, db, "5.1.0", example.Small)
 	os.Mkdir(cfg, 0o755)
-	for _, point := range []string{"restore.locked", "restore.store-swapped"} {
-		t.Run(point, func(t *testing.T) {
+	for _, c := range []struct {
+		point   string
+		missing bool // the store does not exist yet
+	}{{"restore.locked", false}, {"restore.store-swapped", false}, {"restore.locked", true}, {"restore.store-swapped", true}} {
+		point := c.point
+		name := point
+		if c.missing {
+			name += " of a new store"
+		}
+		t.Run(name, func(t *testing.T) {
+			if c.missing {
+				os.Remove(db)
+				os.RemoveAll(cfg)
+			}
 			first := startPaused(t, migratorCmd(t, "example", "restore", a, "--store", db, "--config", cfg), point)
 			code, stderr := runBounded(t, "restore", b, "--store", db, "--config", cfg)
 			if code != 1 || !strings.Contains(stderr, "store is in use by another process") {
