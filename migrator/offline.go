@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -390,13 +391,36 @@ func (o *childOptions) Run(e *env) error {
 	}
 	// The parent holds our standard input open; when it dies, stop and
 	// leave nothing behind: the private directory, if it still is the one
-	// checked above.
+	// checked above. Whoever sees the parent gone first removes it; the
+	// other waits for that (once), so the process never exits half-way.
+	parent := os.Getppid()
+	var orphaned atomic.Bool
+	var once sync.Once
+	cleanup := func() {
+		once.Do(func() {
+			if info, err := os.Lstat(o.work); err != nil || !os.SameFile(info, work) {
+				return
+			}
+			// The upgrade may still create files while they are
+			// removed: try until the directory is gone.
+			for range 100 {
+				if os.RemoveAll(o.work) == nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
 	go func() {
 		io.Copy(io.Discard, e.stdin)
-		if info, err := os.Lstat(o.work); err == nil && os.SameFile(info, work) {
-			os.RemoveAll(o.work)
-		}
+		orphaned.Store(true)
+		cleanup()
 		os.Exit(3)
+	}()
+	defer func() {
+		if orphaned.Load() || os.Getppid() != parent {
+			cleanup()
+		}
 	}()
 	if err := failpoint.Inject("offline.child-started"); err != nil {
 		return err

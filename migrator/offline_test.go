@@ -1,6 +1,7 @@
 package migrator_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 
 	"github.com/hookreg/hookreg/generated"
@@ -150,7 +152,7 @@ func TestOfflineHookFailure(t *testing.T) {
 
 // TestOfflineCrash kills "upgrade --offline" with SIGKILL: the parent at
 // many moments, and the child at each of its steps (failpoints). The input
-// never changes and there is never an output file. A child left without
+// never changes and there is never a partial output file. A child left without
 // its parent removes the private directory; a parent whose child was
 // killed removes it; only a parent killed before it started its child
 // leaves it, and the next run removes it.
@@ -216,7 +218,17 @@ func TestOfflineCrash(t *testing.T) {
 			continue
 		}
 		if _, err := os.Stat(out); err == nil {
-			t.Fatalf("kill %d after %s: an output file exists", i, delay)
+			// Killed after the rename: the output must be whole.
+			f, err := os.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = archive.Verify(f)
+			f.Close()
+			if err != nil {
+				t.Fatalf("kill %d after %s: a partial output file: %v", i, delay, err)
+			}
+			os.Remove(out)
 		}
 		if n := settle(t, dir, out); n > 0 {
 			litter += n
@@ -226,7 +238,7 @@ func TestOfflineCrash(t *testing.T) {
 	if got := fileSum(t, in); got != before {
 		t.Errorf("the input changed")
 	}
-	t.Logf("%d kills over %s (an uninterrupted run), %d runs finished first, %d private directories left by a parent killed before its child started, removed by the next run", kills, took.Round(time.Millisecond), finished, litter)
+	t.Logf("%d kills over %s (an uninterrupted run), %d runs finished first, %d private directories left by a parent killed before its child started or after it ended, removed by the next run", kills, took.Round(time.Millisecond), finished, litter)
 }
 
 // timeRun runs cmd and returns how long it took.
@@ -262,9 +274,10 @@ func killAfter(t *testing.T, cmd *exec.Cmd, d time.Duration) bool {
 }
 
 // settle waits until the child of a killed parent has removed the private
-// directory beside out (it does when its standard input closes), and
-// returns how many private directories are left: only those of a parent
-// killed before it started its child (no child report in them) may be.
+// directory beside out (it does when its standard input closes while it
+// runs), and returns how many private directories are left: only those of
+// a parent killed before it started its child (no child report in them)
+// or after its child had finished (the report ends) may be.
 func settle(t *testing.T, dir, out string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -277,8 +290,9 @@ func settle(t *testing.T, dir, out string) int {
 		if !strings.HasPrefix(name, "."+filepath.Base(out)+".offline-") {
 			t.Fatalf("%s holds %q", dir, left)
 		}
-		if _, err := os.Stat(filepath.Join(dir, name, "report.jsonl")); err == nil {
-			t.Fatalf("the child of a killed parent left its private directory %s", name)
+		report, err := os.ReadFile(filepath.Join(dir, name, "report.jsonl"))
+		if err == nil && !bytes.Contains(report, []byte(`{"event":"done"`)) && !bytes.Contains(report, []byte(`{"event":"failed"`)) {
+			t.Fatalf("the child of a killed parent left its private directory %s:\n%s", name, report)
 		}
 	}
 	return len(left)
