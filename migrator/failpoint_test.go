@@ -15,7 +15,8 @@ import (
 )
 
 // envFailpoint names failpoints and what the migrator run by the test
-// binary does there, "NAME=ACTION[,NAME=ACTION...]": kill (SIGKILL itself), fail (the step
+// binary does there, "NAME=ACTION[,NAME=ACTION...]", where NAME may be
+// "FIRST>NAME" (NAME once FIRST was reached): kill (SIGKILL itself), fail (the step
 // returns an error), pause (say "failpoint NAME" on stderr and wait until
 // standard input closes). Only the first time NAME is reached counts. The
 // offline upgrade's child inherits it, so a point only the child reaches
@@ -32,9 +33,17 @@ func setFailpoint(spec string) {
 	if len(actions) == 0 {
 		return
 	}
+	reached := map[string]bool{}
 	failpoint.Hook = func(point string) error {
-		action := actions[point]
-		delete(actions, point)
+		reached[point] = true
+		key := point
+		for k := range actions {
+			if first, name, ok := strings.Cut(k, ">"); ok && name == point && reached[first] {
+				key = k
+			}
+		}
+		action := actions[key]
+		delete(actions, key)
 		switch action {
 		case "kill":
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)

@@ -61,7 +61,11 @@ func onTerminal(t *testing.T, point string, args ...string) string {
 		for {
 			n, err := controller.Read(buf)
 			b.Write(buf[:n])
-			if stdin != nil && strings.Contains(b.String(), "failpoint "+point) {
+			_, name, _ := strings.Cut(point, ">")
+			if name == "" {
+				name = point
+			}
+			if stdin != nil && strings.Contains(b.String(), "failpoint "+name) {
 				time.Sleep(600 * time.Millisecond)
 				stdin.Close()
 				stdin = nil
@@ -88,6 +92,8 @@ func TestProgressOnTerminal(t *testing.T) {
 	db := filepath.Join(dir, "broker.db")
 	buildStore(t, db, "4.4.0", crashSize)
 	out := filepath.Join(dir, "out.tar")
+	big := filepath.Join(dir, "big.tar.zst")
+	writeBackup(t, big, "4.4.0", crashSize)
 	for _, c := range []struct {
 		name, point string
 		args        []string
@@ -96,6 +102,8 @@ func TestProgressOnTerminal(t *testing.T) {
 	}{
 		{"verify", "backup.read", []string{"verify", archivePath}, "\rverifying " + archivePath + ": ", "\rverifying " + archivePath + ": 100%\r\n"},
 		{"backup", "backup.write", []string{"backup", "--store", db, "--out", out, "--compress", "none"}, "\rbackup: ", " records (100%)\r\n"},
+		// Stopped at the first read of the load, after the check.
+		{"restore", "restore.checked>backup.read", []string{"restore", big, "--store", filepath.Join(dir, "restored.db")}, "\rrestore: ", " records (100%)\r\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			shown := onTerminal(t, c.point, c.args...)
