@@ -8,9 +8,9 @@
 //
 //	st, err := bolt.Open("broker.db", bolt.Options{ReadOnly: true})
 //	// ...
-//	m, err := backup.WriteFile(st, generated.Registry, "broker.tar.zst", backup.Options{ConfigDir: "etc/broker"})
+//	m, err := backup.WriteFile(ctx, st, generated.Registry, "broker.tar.zst", backup.Options{ConfigDir: "etc/broker"})
 //	// ...
-//	m, err = backup.Restore(generated.Registry, "broker.tar.zst", "broker.db", backup.RestoreOptions{ConfigDir: "etc/broker"})
+//	m, err = backup.Restore(ctx, generated.Registry, "broker.tar.zst", "broker.db", backup.RestoreOptions{ConfigDir: "etc/broker"})
 //
 // Files are written safely: to a temporary file beside the destination,
 // synced, then renamed (or, for a restore, exchanged) into place, so a
@@ -23,6 +23,7 @@ package backup
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ import (
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -165,18 +167,53 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 // WriteFile writes the backup of st (see [Backup]) to the file path
 // safely: to a temporary file beside it, synced, then renamed into place and
 // the directory synced. A failure or a kill never leaves a partial file at
-// path; a failure leaves no temporary file either.
-func WriteFile(st store.Store, reg *hook.Registry, path string, opts Options) (*archive.Manifest, error) {
+// path; a failure leaves no temporary file either, and temporary files
+// left by killed runs (".NAME.tmp-*", see [RemoveStale]) are removed.
+//
+// Refused before anything is written (see [CheckOutput] and
+// [CheckLayout]): a path that exists and is not a regular file (a symbolic
+// link, a device, a FIFO), a path that is the store file of st or one of
+// its temporary files (compared by file identity), a path inside
+// opts.ConfigDir (the backup would carry its own output), and a store
+// inside opts.ConfigDir.
+//
+// When ctx is canceled, WriteFile stops at its next write, removes its
+// temporary file and returns an error wrapping [ErrInterrupted]; path is
+// left as it was.
+func WriteFile(ctx context.Context, st store.Store, reg *hook.Registry, path string, opts Options) (*archive.Manifest, error) {
+	storePath := ""
+	if p, ok := st.(interface{ Path() string }); ok {
+		storePath = p.Path()
+	}
+	if err := CheckLayout(storePath, opts.ConfigDir); err != nil {
+		return nil, err
+	}
+	if err := CheckOutput(path, storePath, opts.ConfigDir); err != nil {
+		return nil, err
+	}
+	RemoveStale(path, ".tmp-")
 	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, cliflag.Env(err)
 	}
 	defer f.Abort()
-	m, err := backupAsync(st, reg, f.File, opts)
+	if err := Lock(f.File); err != nil {
+		return nil, cliflag.Env(err)
+	}
+	m, err := backupAsync(ctx, st, reg, f.File, opts)
 	if err != nil {
 		return nil, err
 	}
+	if err := failpoint.Inject("backup.written"); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("backing up: %w; nothing was written to %s", interrupted(err), path)
+	}
 	if err := f.Commit(); err != nil {
+		return nil, err
+	}
+	if err := failpoint.Inject("backup.committed"); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -184,13 +221,14 @@ func WriteFile(st store.Store, reg *hook.Registry, path string, opts Options) (*
 
 // backupAsync is Backup with the writes to f in another goroutine, so
 // that reading the store and encoding overlap with the file system's work:
-// a double buffer of writeBuffer bytes.
-func backupAsync(st store.Store, reg *hook.Registry, f *os.File, opts Options) (*archive.Manifest, error) {
+// a double buffer of writeBuffer bytes. The writes stop when ctx is done.
+func backupAsync(ctx context.Context, st store.Store, reg *hook.Registry, f *os.File, opts Options) (*archive.Manifest, error) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		// Hide f's ReadFrom, which would copy through a small buffer.
-		_, err := io.CopyBuffer(struct{ io.Writer }{f}, pr, make([]byte, writeBuffer))
+		// ctxWriter also hides f's ReadFrom, which would copy through a
+		// small buffer.
+		_, err := io.CopyBuffer(ctxWriter{ctx, f}, pr, make([]byte, writeBuffer))
 		pr.CloseWithError(err)
 		done <- err
 	}()
@@ -200,7 +238,9 @@ func backupAsync(st store.Store, reg *hook.Registry, f *os.File, opts Options) (
 		err = bw.Flush()
 	}
 	pw.CloseWithError(err)
-	if werr := <-done; err == nil && werr != nil {
+	if werr := <-done; errors.Is(werr, ErrInterrupted) {
+		err = fmt.Errorf("backing up: %w", werr)
+	} else if err == nil && werr != nil {
 		err = fmt.Errorf("writing %s: %w", f.Name(), werr)
 	}
 	return m, err

@@ -3,6 +3,7 @@ package backup_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,12 +77,12 @@ func benchBackupRestore(b *testing.B, records int) {
 	var backupTime time.Duration
 	backupRSS := peakRSSAnon(b, func() {
 		backupTime = timed(b, func() error {
-			_, err := backup.WriteFile(st, generated.Registry, plain, backup.Options{Compression: archive.None})
+			_, err := backup.WriteFile(context.Background(), st, generated.Registry, plain, backup.Options{Compression: archive.None})
 			return err
 		})
 	})
 	zstd := timed(b, func() error {
-		_, err := backup.WriteFile(st, generated.Registry, filepath.Join(dir, "b.tar.zst"), backup.Options{Compression: archive.Zstd})
+		_, err := backup.WriteFile(context.Background(), st, generated.Registry, filepath.Join(dir, "b.tar.zst"), backup.Options{Compression: archive.Zstd})
 		return err
 	})
 	st.Close()
@@ -92,7 +93,7 @@ func benchBackupRestore(b *testing.B, records int) {
 	var restore time.Duration
 	restoreRSS := peakRSSAnon(b, func() {
 		restore = timed(b, func() error {
-			_, err := backup.Restore(generated.Registry, plain, filepath.Join(dir, "r.db"), backup.RestoreOptions{})
+			_, err := backup.Restore(context.Background(), generated.Registry, plain, filepath.Join(dir, "r.db"), backup.RestoreOptions{})
 			return err
 		})
 	})

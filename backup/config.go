@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/store"
@@ -88,7 +89,9 @@ func (d dirConfig) list() ([]archive.ConfigFile, error) {
 
 // read reads a listed file and checks it has not changed since listing.
 func (d dirConfig) read(c archive.ConfigFile) ([]byte, error) {
-	f, err := d.root.Open(filepath.FromSlash(c.Path))
+	// O_NONBLOCK: a FIFO swapped in since the listing must not block the
+	// open; it is then refused as not a regular file.
+	f, err := d.root.OpenFile(filepath.FromSlash(c.Path), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -108,4 +111,12 @@ func (d dirConfig) read(c archive.ConfigFile) ([]byte, error) {
 		return nil, errors.New("the file changed size during the backup: run it again")
 	}
 	return data, nil
+}
+
+// ConfigMode is the permission policy of restored configuration files:
+// the recorded permission bits, never world-writable, always readable by
+// the owner (the product reads its configuration). Archives carry
+// permission bits only, so no setuid, setgid or sticky bit is restored.
+func ConfigMode(recorded fs.FileMode) fs.FileMode {
+	return recorded.Perm()&^0o002 | 0o400
 }

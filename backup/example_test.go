@@ -1,6 +1,7 @@
 package backup_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/hookreg/hookreg/backup"
@@ -16,7 +17,7 @@ func ExampleWriteFile() {
 		return
 	}
 	defer st.Close()
-	m, err := backup.WriteFile(st, generated.Registry, "broker.tar.zst", backup.Options{ConfigDir: "etc/broker"})
+	m, err := backup.WriteFile(context.Background(), st, generated.Registry, "broker.tar.zst", backup.Options{ConfigDir: "etc/broker"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -25,7 +26,7 @@ func ExampleWriteFile() {
 }
 
 func ExampleRestore() {
-	m, err := backup.Restore(generated.Registry, "broker.tar.zst", "broker.db", backup.RestoreOptions{ConfigDir: "etc/broker"})
+	m, err := backup.Restore(context.Background(), generated.Registry, "broker.tar.zst", "broker.db", backup.RestoreOptions{ConfigDir: "etc/broker"})
 	if err != nil {
 		fmt.Println(err) // the old store and configuration are untouched
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/hookreg/hookreg/archive"
@@ -34,8 +35,15 @@ type Upgraded struct {
 // new zstd backup to out. The input is only read. The migrator runs it in a
 // child process, so that a crashing hook cannot take the parent down.
 func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, opts UpgradeOptions) (Upgraded, error) {
-	storePath := filepath.Join(work, "store.db")
-	m, err := Restore(reg, in, storePath, RestoreOptions{})
+	// The store goes into a directory of its own: the caller may hold
+	// work's flock (the migrator does, see Lock), which a restore of a new
+	// store takes on the store's directory.
+	data := filepath.Join(work, "store")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		return Upgraded{}, envErrorf("creating the isolated store: %w", err)
+	}
+	storePath := filepath.Join(data, "store.db")
+	m, err := Restore(ctx, reg, in, storePath, RestoreOptions{})
 	if err != nil {
 		return Upgraded{}, err
 	}
@@ -52,7 +60,7 @@ func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, 
 		}
 		return Upgraded{}, fmt.Errorf("offline upgrade of %s: %w", in, err)
 	}
-	if _, err := WriteFile(st, reg, out, Options{Compression: archive.Zstd}); err != nil {
+	if _, err := WriteFile(ctx, st, reg, out, Options{Compression: archive.Zstd}); err != nil {
 		return Upgraded{}, err
 	}
 	if err := st.Close(); err != nil {

@@ -1,6 +1,9 @@
 package backup
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +16,7 @@ import (
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
@@ -30,49 +34,139 @@ type RestoreOptions struct {
 
 // Restore replaces the store file storePath (and opts.ConfigDir) with the
 // content of the backup archive at archivePath. It verifies the whole
-// archive first and refuses another product's data or data that reg cannot
-// upgrade (see [upgrade.PlanFor]); then it loads the records into a new
+// archive first and refuses another product's data, data that reg cannot
+// upgrade (see [upgrade.PlanFor]), a manifest that disagrees with the
+// metadata table the archive carries, and data that would not fit in the
+// free space at the destination; then it loads the records into a new
 // store file beside storePath, streaming with bounded memory and checking
 // everything again as it goes, runs the store's consistency check on the
 // result, syncs it and swaps it in atomically, then the configuration
-// directory the same way. On any error the old store and configuration are
-// left exactly as they were.
-func Restore(reg *hook.Registry, archivePath, storePath string, opts RestoreOptions) (*archive.Manifest, error) {
-	f, err := os.Open(archivePath)
-	if err != nil {
-		return nil, envErrorf("opening backup: %w", err)
-	}
-	defer f.Close()
-	m, err := Check(reg, f, archivePath)
+// directory the same way. On any error the old store and configuration
+// are left exactly as they were.
+//
+// Refused before anything is written: an archive that is not a regular
+// file (a FIFO, a device), a store that is not a regular file, a store
+// inside the configuration directory (see [CheckLayout]), a store in use
+// by another process (Restore holds the store's exclusive lock, and for a
+// store that does not exist yet the flock of its directory, so two
+// restores of one store never interleave). A symbolic link as storePath or
+// opts.ConfigDir is followed: its target is replaced and the link kept.
+// The archive is read twice through one open file, and a file rewritten
+// between the two passes is refused.
+//
+// When ctx is canceled, Restore stops at the next read of the archive
+// (or before the swap), removes what it built and returns an error
+// wrapping [ErrInterrupted]; once the swap has begun it completes it.
+// Temporary files and directories left beside storePath and
+// opts.ConfigDir by killed restores (".NAME.restore-*", see
+// [RemoveStale]) are removed once the store's lock is held.
+//
+// Configuration files are restored with their recorded permissions
+// clamped to a safe policy: never world-writable, always readable by the
+// owner (archives carry permission bits only: no setuid, setgid or sticky
+// bit).
+func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath string, opts RestoreOptions) (*archive.Manifest, error) {
+	f, err := OpenArchive(archivePath)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	first := sha256.New()
+	m, err := Check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(first, ctxReader{ctx, f}); err != nil {
+		return nil, readError(archivePath, err)
+	}
+	if storePath, err = resolve(storePath); err != nil {
+		return nil, envErrorf("store: %w", err)
+	}
+	configDir := opts.ConfigDir
+	if configDir != "" {
+		if configDir, err = resolve(configDir); err != nil {
+			return nil, envErrorf("configuration directory: %w", err)
+		}
+		if info, err := os.Stat(configDir); err == nil && !info.IsDir() {
+			return nil, envErrorf("configuration directory %s is not a directory", configDir)
+		}
 	}
 	if info, err := os.Stat(storePath); err == nil && !info.Mode().IsRegular() {
 		return nil, envErrorf("store %s is not a regular file", storePath)
 	}
-	if opts.ConfigDir != "" {
-		if info, err := os.Stat(opts.ConfigDir); err == nil && !info.IsDir() {
-			return nil, envErrorf("configuration directory %s is not a directory", opts.ConfigDir)
+	if err := CheckLayout(storePath, configDir); err != nil {
+		return nil, err
+	}
+	// Hold the old store's exclusive lock, so that no other process (a
+	// product, another restore) uses it while it is replaced; without an
+	// old store, the lock of its directory, which restores of a missing
+	// store take. A damaged old store cannot be opened; restoring over it
+	// is what a restore is for.
+	old, err := bolt.Open(storePath, bolt.Options{})
+	switch {
+	case err == nil:
+		defer old.Close()
+	case errors.Is(err, store.ErrInUse):
+		return nil, fmt.Errorf("restoring %s: %w", storePath, err)
+	case errors.Is(err, fs.ErrNotExist):
+		dir, err := lockDir(parentDir(storePath))
+		if err != nil {
+			return nil, fmt.Errorf("restoring %s: %w", storePath, err)
+		}
+		defer dir.Close()
+	}
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		RemoveStale(storePath, restoreSuffix)
+		if configDir != "" {
+			RemoveStale(configDir, restoreSuffix)
 		}
 	}
-	// Hold the old store's lock, so that no other process uses it while
-	// it is replaced. A damaged old store cannot be opened; restoring over
-	// it is what a restore is for.
-	if old, err := bolt.Open(storePath, bolt.Options{ReadOnly: true}); err == nil {
-		defer old.Close()
-	} else if errors.Is(err, store.ErrInUse) {
-		return nil, fmt.Errorf("restoring %s: %w", storePath, err)
+	if err := failpoint.Inject("restore.locked"); err != nil {
+		return nil, err
+	}
+	sizes := archiveSizes{}
+	for _, t := range m.Tables {
+		sizes.tables += uint64(t.Bytes)
+	}
+	for _, c := range m.Config {
+		sizes.config += uint64(c.Size)
+	}
+	configParent := ""
+	if configDir != "" {
+		configParent = parentDir(configDir)
+	}
+	if err := checkSpace(&sizes, parentDir(storePath), configParent); err != nil {
+		return nil, err
+	}
+	if err := failpoint.Inject("restore.checked"); err != nil {
+		return nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, envErrorf("rereading backup %s: %w", archivePath, err)
 	}
-	b, err := newBuild(storePath, opts.ConfigDir)
+	b, err := newBuild(storePath, configDir)
 	if err != nil {
 		return nil, err
 	}
 	defer b.discard()
-	if err := b.load(f, m, opts.Progress); err != nil {
+	second := sha256.New()
+	if err := b.load(ctxReader{ctx, io.TeeReader(f, second)}, m, opts.Progress); err != nil {
 		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
+	}
+	if _, err := io.Copy(second, ctxReader{ctx, f}); err != nil {
+		return nil, readError(archivePath, err)
+	}
+	if !bytes.Equal(first.Sum(nil), second.Sum(nil)) {
+		return nil, fmt.Errorf("restoring %s: the file changed between the check and the restore: nothing was restored, run it again", archivePath)
+	}
+	if err := b.lockNew(); err != nil {
+		return nil, err
+	}
+	if err := failpoint.Inject("restore.before-swap"); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("restoring %s: %w; nothing was restored", archivePath, interrupted(err))
 	}
 	if err := b.swap(); err != nil {
 		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
@@ -80,20 +174,47 @@ func Restore(reg *hook.Registry, archivePath, storePath string, opts RestoreOpti
 	return m, nil
 }
 
-// Verify checks the whole archive in r, named name. A bad archive
-// is a failed operation; an unreadable file an environment error.
-func Verify(r io.Reader, name string) (*archive.Manifest, error) {
-	m, err := archive.Verify(r)
-	if errors.Is(err, archive.ErrInvalid) {
-		return nil, fmt.Errorf("backup %s: %w", name, err)
+// restoreSuffix marks the temporary files and directories of a restore:
+// ".NAME.restore-*" beside the store and the configuration directory.
+const restoreSuffix = ".restore-"
+
+// readError is the error of a failed read of the archive at path: an
+// interruption, or an environment error.
+func readError(path string, err error) error {
+	if errors.Is(err, ErrInterrupted) {
+		return fmt.Errorf("restoring %s: %w; nothing was restored", path, err)
 	}
-	if err != nil {
-		return nil, envErrorf("reading backup %s: %w", name, err)
+	return envErrorf("reading backup %s: %w", path, err)
+}
+
+func parentDir(path string) string {
+	return filepath.Dir(filepath.Clean(path))
+}
+
+// Verify checks the whole archive in r, named name: everything
+// [archive.Verify] checks, and that the manifest says what the metadata
+// table the archive carries says (product, data version, last upgrade
+// hook, applied hooks). A bad archive is a failed operation; an
+// unreadable file an environment error.
+func Verify(r io.Reader, name string) (*archive.Manifest, error) {
+	var meta metaTable
+	m, err := archive.Read(r, archive.Handler{Table: meta.table, Record: meta.record})
+	switch {
+	case errors.Is(err, archive.ErrInvalid):
+		return nil, fmt.Errorf("%s: %w", name, err)
+	case errors.Is(err, ErrInterrupted):
+		return nil, fmt.Errorf("%s: %w", name, err)
+	case err != nil:
+		return nil, envErrorf("%s: %w", name, err)
+	}
+	if err := meta.agrees(m); err != nil {
+		return nil, fmt.Errorf("%s: %w: the manifest disagrees with the data: %w", name, archive.ErrInvalid, err)
 	}
 	return m, nil
 }
 
-// Check checks the whole archive in r and that reg may restore it.
+// Check checks the whole archive in r (see [Verify]) and that reg may
+// restore it.
 func Check(reg *hook.Registry, r io.Reader, name string) (*archive.Manifest, error) {
 	m, err := Verify(r, name)
 	if err != nil {
@@ -137,8 +258,13 @@ type build struct {
 	newStore, newConfig  string
 	loader               *bolt.Loader
 	root                 *os.Root
-	dirs                 []string // directories created under newConfig
-	swapped              bool
+	// configLock holds the new configuration directory locked (see Lock)
+	// and newLock the finished new store, until the swap is done.
+	configLock *os.File
+	newLock    *bolt.Store
+	dirs       []string        // directories created under newConfig, each once
+	dirSeen    map[string]bool // the members of dirs
+	swapped    bool
 }
 
 func newBuild(storePath, configDir string) (*build, error) {
@@ -147,7 +273,7 @@ func newBuild(storePath, configDir string) (*build, error) {
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".restore-*")
+	tmp, err := os.CreateTemp(dir, "."+base+restoreSuffix+"*")
 	if err != nil {
 		return nil, envErrorf("creating the new store beside %s: %w", storePath, err)
 	}
@@ -162,7 +288,7 @@ func newBuild(storePath, configDir string) (*build, error) {
 		if parent == "" {
 			parent = "."
 		}
-		if b.newConfig, err = os.MkdirTemp(parent, "."+base+".restore-*"); err != nil {
+		if b.newConfig, err = os.MkdirTemp(parent, "."+base+restoreSuffix+"*"); err != nil {
 			b.discard()
 			return nil, envErrorf("creating the new configuration directory beside %s: %w", configDir, err)
 		}
@@ -178,8 +304,27 @@ func newBuild(storePath, configDir string) (*build, error) {
 			b.discard()
 			return nil, envErrorf("opening the new configuration directory: %w", err)
 		}
+		if b.configLock, err = os.Open(b.newConfig); err == nil {
+			err = Lock(b.configLock)
+		}
+		if err != nil {
+			b.discard()
+			return nil, envErrorf("locking the new configuration directory: %w", err)
+		}
 	}
 	return b, nil
+}
+
+// lockNew holds the finished new store's exclusive lock until the swap is
+// done, so that a process that opens the store path as soon as it names
+// the new store waits until the configuration is swapped too.
+func (b *build) lockNew() error {
+	st, err := bolt.Open(b.newStore, bolt.Options{})
+	if err != nil {
+		return fmt.Errorf("opening the new store: %w", err)
+	}
+	b.newLock = st
+	return nil
 }
 
 // load streams the archive into the new store and configuration
@@ -246,11 +391,16 @@ func (b *build) config(c archive.ConfigFile, data []byte) error {
 		if err := b.root.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("writing configuration file %s: %w", c.Path, err)
 		}
-		for d := dir; d != "."; d = filepath.Dir(d) {
+		for d := dir; d != "." && !b.dirSeen[d]; d = filepath.Dir(d) {
+			if b.dirSeen == nil {
+				b.dirSeen = map[string]bool{}
+			}
+			b.dirSeen[d] = true
 			b.dirs = append(b.dirs, d)
 		}
 	}
-	f, err := b.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, c.Mode)
+	mode := ConfigMode(c.Mode)
+	f, err := b.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return fmt.Errorf("writing configuration file %s: %w", c.Path, err)
 	}
@@ -262,7 +412,7 @@ func (b *build) config(c archive.ConfigFile, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = b.root.Chmod(name, c.Mode) // the umask may have cleared bits
+		err = b.root.Chmod(name, mode) // the umask may have cleared bits
 	}
 	if err != nil {
 		return fmt.Errorf("writing configuration file %s: %w", c.Path, err)
@@ -281,19 +431,24 @@ func (b *build) swap() error {
 		}
 		return fmt.Errorf("swapping in the new store: %w", err)
 	}
+	if err := failpoint.Inject("restore.store-swapped"); err != nil {
+		return b.undo(undo, oldStore, err)
+	}
 	oldConfig := ""
 	if b.configDir != "" {
 		b.root.Close()
 		b.root = nil
-		if oldConfig, _, err = swapIn(b.newConfig, b.configDir); err != nil {
-			if uerr := undo(); uerr != nil {
-				b.swapped = true // keep the old store where it is now
-				return fmt.Errorf("swapping in the new configuration directory: %w; putting the old store back also failed, it is at %s: %v", err, oldStore, uerr)
-			}
-			return fmt.Errorf("swapping in the new configuration directory: %w", err)
+		err := failpoint.Inject("restore.config-swap")
+		if err == nil {
+			oldConfig, _, err = swapIn(b.newConfig, b.configDir)
+		}
+		if err != nil {
+			return b.undo(undo, oldStore, fmt.Errorf("swapping in the new configuration directory: %w", err))
 		}
 	}
 	b.swapped = true
+	b.unlock()
+	failpoint.Inject("restore.swapped")
 	if oldStore != "" {
 		os.Remove(oldStore)
 	}
@@ -303,9 +458,33 @@ func (b *build) swap() error {
 	return nil
 }
 
+// undo puts the old store back after the configuration directory could
+// not be swapped in, and returns err.
+func (b *build) undo(undo func() error, oldStore string, err error) error {
+	if uerr := undo(); uerr != nil {
+		b.swapped = true // keep the old store where it is now
+		return fmt.Errorf("%w; putting the old store back also failed, it is at %s: %v", err, oldStore, uerr)
+	}
+	failpoint.Inject("restore.undone")
+	return err
+}
+
+// unlock releases the locks on what was built.
+func (b *build) unlock() {
+	if b.newLock != nil {
+		b.newLock.Close()
+		b.newLock = nil
+	}
+	if b.configLock != nil {
+		b.configLock.Close()
+		b.configLock = nil
+	}
+}
+
 // discard removes what was built unless it was swapped in; it can be
 // deferred.
 func (b *build) discard() {
+	b.unlock()
 	if b.swapped {
 		return
 	}

@@ -91,7 +91,7 @@ func Load(t testing.TB, path string) *Store {
 		t.Fatalf("hooktest: %v", err)
 	}
 	db := filepath.Join(t.TempDir(), "store.db")
-	if _, err := backup.Restore(accepting(m), path, db, backup.RestoreOptions{}); err != nil {
+	if _, err := backup.Restore(t.Context(), accepting(m), path, db, backup.RestoreOptions{}); err != nil {
 		t.Fatalf("hooktest: %v", err)
 	}
 	return open(t, db)

@@ -27,9 +27,11 @@ carries them the same way, and then --config must be omitted.
 
 The archive is written to a temporary file beside FILE, synced and renamed
 into place: FILE is never partial, even when the backup is killed. An
-existing FILE is replaced. FILE gets mode 0600: it holds the product's
-data. The archive is zstd-compressed unless --compress none. With --json,
-one JSON object: the store, the file and its manifest.
+existing regular FILE is replaced; a FILE that is a symbolic link, a
+device, a FIFO or a directory, the store itself (under any name) or inside
+DIR is refused, and so is a store inside DIR. FILE gets mode 0600: it
+holds the product's data. The archive is zstd-compressed unless --compress
+none. With --json, one JSON object: the store, the file and its manifest.
 
 Example:
 
@@ -87,7 +89,7 @@ func (o *backupOptions) Run(e *env) error {
 		return err
 	}
 	defer st.Close()
-	m, err := backup.WriteFile(st, e.reg, o.out, backup.Options{
+	m, err := backup.WriteFile(e.ctx, st, e.reg, o.out, backup.Options{
 		ConfigDir:   o.config,
 		Compression: comp,
 		Progress:    e.progress,

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,7 @@ const envMigrator = "HOOKREG_TEST_MIGRATOR"
 
 func init() {
 	if name := os.Getenv(envMigrator); name != "" {
+		setFailpoint(os.Getenv(envFailpoint))
 		os.Exit(migrator.Main(testRegistry(name), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 }
@@ -69,15 +71,21 @@ func testRegistry(name string) *hook.Registry {
 	return &r
 }
 
-// migratorCmd returns the migrator with registry name as a child process.
+// migratorCmd returns the migrator with registry name as a child process;
+// leading arguments "env:NAME=VALUE" set its environment.
 func migratorCmd(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	env := append(os.Environ(), envMigrator+"="+name)
+	for len(args) > 0 && strings.HasPrefix(args[0], "env:") {
+		env = append(env, strings.TrimPrefix(args[0], "env:"))
+		args = args[1:]
+	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), envMigrator+"="+name)
+	cmd.Env = env
 	return cmd
 }
 
@@ -219,7 +227,7 @@ func TestBackupRoundTripBinary(t *testing.T) {
 		}
 	}
 	out := filepath.Join(dir, "b.tar.zst")
-	m, err := backup.WriteFile(st, generated.Registry, out, backup.Options{ConfigDir: cfg})
+	m, err := backup.WriteFile(context.Background(), st, generated.Registry, out, backup.Options{ConfigDir: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +238,7 @@ func TestBackupRoundTripBinary(t *testing.T) {
 		t.Fatalf("manifest has %d config files and %d tables, want 5 and 5", len(m.Config), len(m.Tables))
 	}
 	dst, dstCfg := filepath.Join(dir, "dst.db"), filepath.Join(dir, "etc2")
-	if _, err := backup.Restore(generated.Registry, out, dst, backup.RestoreOptions{ConfigDir: dstCfg}); err != nil {
+	if _, err := backup.Restore(context.Background(), generated.Registry, out, dst, backup.RestoreOptions{ConfigDir: dstCfg}); err != nil {
 		t.Fatal(err)
 	}
 	want, err := example.Digest(src)
@@ -267,7 +275,7 @@ func TestBackupRefusesSymlink(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(cfg, "passwd")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = backup.WriteFile(st, generated.Registry, filepath.Join(dir, "b.tar"), backup.Options{ConfigDir: cfg})
+	_, err = backup.WriteFile(context.Background(), st, generated.Registry, filepath.Join(dir, "b.tar"), backup.Options{ConfigDir: cfg})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("passwd is a symbolic link")) {
 		t.Fatalf("backup error %v, want a refused symbolic link", err)
 	}
@@ -393,7 +401,7 @@ func TestBackupConcurrentWriters(t *testing.T) {
 		t.Errorf("%d writes committed during the backup, want 20: writers were blocked", writes.Load())
 	}
 	dst := filepath.Join(dir, "dst.db")
-	if _, err := backup.Restore(generated.Registry, out, dst, backup.RestoreOptions{}); err != nil {
+	if _, err := backup.Restore(context.Background(), generated.Registry, out, dst, backup.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rst, err := bolt.Open(dst, bolt.Options{ReadOnly: true})

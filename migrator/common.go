@@ -42,6 +42,9 @@ func openStore(spec string, mode openMode) (store.Store, error) {
 	if strings.HasPrefix(spec, "etcd://") {
 		return nil, envErrorf("store %s: etcd stores are not supported by this migrator yet; use a bbolt file path", spec)
 	}
+	if info, err := os.Stat(spec); err == nil && !info.Mode().IsRegular() {
+		return nil, envErrorf("store %s is not a regular file (%s)", spec, info.Mode().Type())
+	}
 	st, err := bolt.Open(spec, bolt.Options{ReadOnly: mode == openRead, Create: mode == openCreate})
 	if errors.Is(err, store.ErrInUse) {
 		return nil, err

@@ -41,10 +41,13 @@
 // the command line gives neither them nor --backup or --in. Flags may
 // stand before or after the positional arguments; "-flag" and "--flag"
 // are the same. A second migrator on the same store fails within seconds
-// with "store is in use by another process". SIGINT and SIGTERM stop an
-// upgrade cleanly between hooks or batches: what is committed stays, and a
-// re-run resumes. Long work reports progress on stderr when stderr is a
-// terminal.
+// with "store is in use by another process". SIGINT and SIGTERM stop every
+// command at its next safe point, exit 1 and leave the target as it was:
+// an upgrade between hooks or batches (what is committed stays, and a
+// re-run resumes), a backup or a restore before its rename or swap (its
+// temporary files removed), a verify or a plan at once. A second signal
+// ends the process at once; a rerun completes or cleans up. Long work
+// reports progress on stderr when stderr is a terminal.
 //
 // The offline upgrade runs in a child process: the program re-executed with
 // the arguments it was started with and the environment variable
@@ -169,6 +172,10 @@ func Main(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.
 func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels ctx: every command stops at its next safe
+	// point and cleans up. A second one gets the default behaviour (the
+	// process ends), which every command also survives.
+	context.AfterFunc(ctx, stop)
 	prog := p.Name
 	if prog == "" {
 		prog = filepath.Base(os.Args[0])

@@ -7,15 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/internal/failpoint"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
@@ -32,6 +36,10 @@ import (
 // migrator sits in the product's command line ("acmectl migrate upgrade
 // --offline ..." works as "migrator upgrade --offline ..." does).
 const childEnv = "HOOKREG_OFFLINE_CHILD"
+
+// offlineSuffix marks the private directory of an offline upgrade:
+// ".OUT.offline-*" beside the output.
+const offlineSuffix = ".offline-"
 
 // offlineEvent is one line of the child's report.
 type offlineEvent struct {
@@ -64,9 +72,9 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	if err != nil {
 		return res, envErrorf("input %s: %w", inPath, err)
 	}
-	f, err := os.Open(in)
+	f, err := backup.OpenArchive(in)
 	if err != nil {
-		return res, envErrorf("opening backup: %w", err)
+		return res, err
 	}
 	defer f.Close()
 	inInfo, err := f.Stat()
@@ -76,9 +84,12 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	if outInfo, err := os.Stat(out); err == nil && os.SameFile(inInfo, outInfo) {
 		return res, cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
 	}
+	if err := backup.CheckOutput(out); err != nil {
+		return res, err
+	}
 	// Refuse what the child would refuse before starting it: a damaged
 	// backup, another product's data, data this release cannot upgrade.
-	if _, err := backup.Check(e.reg, f, inPath); err != nil {
+	if _, err := backup.Check(e.reg, backup.ContextReader(e.ctx, f), inPath); err != nil {
 		return res, err
 	}
 	exe, err := selfExecutable()
@@ -89,11 +100,25 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	if dir == "" {
 		dir = "."
 	}
-	work, err := os.MkdirTemp(dir, "."+base+".offline-*")
+	backup.RemoveStale(out, offlineSuffix)
+	work, err := os.MkdirTemp(dir, "."+base+offlineSuffix+"*")
 	if err != nil {
 		return res, envErrorf("creating a private directory beside %s: %w", out, err)
 	}
 	defer os.RemoveAll(work)
+	// Hold the private directory locked while this run lives, so that the
+	// next run's clean-up of stale ones leaves it alone.
+	lock, err := os.Open(work)
+	if err == nil {
+		err = backup.Lock(lock)
+	}
+	if err != nil {
+		return res, envErrorf("locking the private directory: %w", err)
+	}
+	defer lock.Close()
+	if err := failpoint.Inject("offline.private-dir"); err != nil {
+		return res, err
+	}
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
 	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch})
@@ -117,6 +142,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	cmd.Stderr = childErr
 	runErr := cmd.Start()
 	if runErr == nil {
+		failpoint.Inject("offline.child-running")
 		stopFollow := followReport(report, e.progress)
 		runErr = cmd.Wait()
 		stopFollow()
@@ -158,6 +184,12 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	m, err := checkResult(e.reg, result)
 	if err != nil {
 		return res, fmt.Errorf("the child's result: %w; nothing was written to %s", err, out)
+	}
+	if err := e.ctx.Err(); err != nil {
+		return res, fmt.Errorf("interrupted (%w); nothing was written to %s", err, out)
+	}
+	if err := backup.CheckOutput(out); err != nil {
+		return res, err
 	}
 	if err := os.Rename(result, out); err != nil {
 		return res, envErrorf("moving the result to %s: %w", out, err)
@@ -348,6 +380,10 @@ func runChild(e *env, req string) error {
 }
 
 func (o *childOptions) Run(e *env) error {
+	work, err := privateDir(o.Work, o.Report)
+	if err != nil {
+		return err
+	}
 	rep, err := os.OpenFile(o.Report, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return envErrorf("creating the report: %w", err)
@@ -361,12 +397,41 @@ func (o *childOptions) Run(e *env) error {
 		rep.Write(append(line, '\n'))
 	}
 	// The parent holds our standard input open; when it dies, stop and
-	// leave nothing behind.
+	// leave nothing behind: the private directory, if it still is the one
+	// checked above. Whoever sees the parent gone first removes it; the
+	// other waits for that (once), so the process never exits half-way.
+	parent := os.Getppid()
+	var orphaned atomic.Bool
+	var once sync.Once
+	cleanup := func() {
+		once.Do(func() {
+			if info, err := os.Lstat(o.Work); err != nil || !os.SameFile(info, work) {
+				return
+			}
+			// The upgrade may still create files while they are
+			// removed: try until the directory is gone.
+			for range 100 {
+				if os.RemoveAll(o.Work) == nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
 	go func() {
 		io.Copy(io.Discard, e.stdin)
-		os.RemoveAll(o.Work)
+		orphaned.Store(true)
+		cleanup()
 		os.Exit(3)
 	}()
+	defer func() {
+		if orphaned.Load() || os.Getppid() != parent {
+			cleanup()
+		}
+	}()
+	if err := failpoint.Inject("offline.child-started"); err != nil {
+		return err
+	}
 	err = o.upgrade(e, emit)
 	if err != nil {
 		var ee *cliflag.EnvError
@@ -374,6 +439,31 @@ func (o *childOptions) Run(e *env) error {
 		return err
 	}
 	return nil
+}
+
+// privateDir checks that work is the private directory of one offline
+// upgrade, which the child may remove: a real directory (not a link) named
+// ".NAME.offline-*", mode 0700, owned by this user, holding the report;
+// it returns its identity.
+func privateDir(work, report string) (fs.FileInfo, error) {
+	info, err := os.Lstat(work)
+	if err != nil {
+		return nil, envErrorf("private directory: %w", err)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	switch base := filepath.Base(work); {
+	case !info.IsDir():
+		return nil, envErrorf("private directory %s is not a directory", work)
+	case !strings.HasPrefix(base, ".") || !strings.Contains(base, offlineSuffix):
+		return nil, envErrorf("private directory %s is not named .NAME%s*", work, offlineSuffix)
+	case info.Mode().Perm() != 0o700:
+		return nil, envErrorf("private directory %s has mode %#o, not 0700", work, info.Mode().Perm())
+	case !ok || int(st.Uid) != os.Geteuid():
+		return nil, envErrorf("private directory %s is not owned by this user", work)
+	case filepath.Dir(report) != filepath.Clean(work):
+		return nil, envErrorf("the report %s is not in the private directory %s", report, work)
+	}
+	return info, nil
 }
 
 func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {

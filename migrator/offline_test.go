@@ -1,7 +1,9 @@
 package migrator_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 
 	"github.com/hookreg/hookreg/generated"
@@ -68,7 +71,7 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 				}
 			}
 			got := filepath.Join(t.TempDir(), "got.db")
-			if _, err := backup.Restore(generated.Registry, out, got, backup.RestoreOptions{}); err != nil {
+			if _, err := backup.Restore(context.Background(), generated.Registry, out, got, backup.RestoreOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			st, err := bolt.Open(got, bolt.Options{ReadOnly: true})
@@ -110,7 +113,7 @@ func TestOfflineUpgradeFixtures(t *testing.T) {
 func metadataOf(t *testing.T, path string) upgrade.Metadata {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := backup.Restore(generated.Registry, path, filepath.Join(dir, "m.db"), backup.RestoreOptions{}); err != nil {
+	if _, err := backup.Restore(context.Background(), generated.Registry, path, filepath.Join(dir, "m.db"), backup.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := bolt.Open(filepath.Join(dir, "m.db"), bolt.Options{ReadOnly: true})
@@ -151,36 +154,95 @@ func TestOfflineHookFailure(t *testing.T) {
 	}
 }
 
-// TestOfflineCrash kills "upgrade --offline" with SIGKILL at many moments:
-// the input never changes, there is never an output file, and the child
-// process, left without its parent, removes the private directory.
+// TestOfflineCrash kills "upgrade --offline" with SIGKILL: the parent at
+// many moments, and the child at each of its steps (failpoints). The input
+// never changes and there is never a partial output file. A child left without
+// its parent removes the private directory; a parent whose child was
+// killed removes it; only a parent killed before it started its child
+// leaves it, and the next run removes it.
 func TestOfflineCrash(t *testing.T) {
 	in := fixtures(t)[0]
 	before := fileSum(t, in)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.tar.zst")
-	took := timeRun(t, migratorCmd(t, "slow", "upgrade", "--offline", "--in", in, "--out", out))
+	args := []string{"upgrade", "--offline", "--in", in, "--out", out}
+	took := timeRun(t, migratorCmd(t, "slow", args...))
 	if err := os.Remove(out); err != nil {
 		t.Fatalf("the uninterrupted run left no output: %v", err)
 	}
-	const kills = 12
+	// rerun runs the upgrade again after a killed one: it completes and
+	// removes the private directory a killed parent left.
+	rerun := func(what string) {
+		t.Helper()
+		ageLeftovers(t, dir)
+		if b, err := migratorCmd(t, "slow", args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: the upgrade run again: %v\n%s", what, err, b)
+		}
+		if got := names(t, dir); !slices.Equal(got, []string{"out.tar.zst"}) {
+			t.Fatalf("%s: the upgrade run again left %q", what, got)
+		}
+		os.Remove(out)
+	}
+
+	// The child killed at each step: the parent fails, writes nothing and
+	// leaves nothing.
+	for _, point := range []string{"offline.child-started", "restore.before-swap", "backup.written", "backup.committed"} {
+		code, _, stderr := runMigrator(t, "slow", withFailpointArgs(point+"=kill", args...)...)
+		if code == 0 || !strings.Contains(stderr, "nothing was written to "+out) {
+			t.Fatalf("child killed at %s: exit %d, stderr %s", point, code, stderr)
+		}
+		if got := names(t, dir); len(got) != 0 {
+			t.Fatalf("child killed at %s: the parent left %q", point, got)
+		}
+	}
+	// The parent killed before it starts the child.
+	if code, _, stderr := runMigrator(t, "slow", withFailpointArgs("offline.private-dir=kill", args...)...); code == 0 {
+		t.Fatalf("the parent killed before its child succeeded: %s", stderr)
+	}
+	if litter := settle(t, dir, out); litter != 1 {
+		t.Fatalf("the parent killed before its child left %d private directories, want 1", litter)
+	}
+	rerun("parent killed before its child")
+	// The parent killed once its child runs: the child removes the
+	// private directory.
+	if code, _, stderr := runMigrator(t, "slow", withFailpointArgs("offline.child-running=kill", args...)...); code == 0 {
+		t.Fatalf("the parent killed while its child runs succeeded: %s", stderr)
+	}
+	if litter := settle(t, dir, out); litter != 0 {
+		t.Fatalf("the parent killed while its child runs left %d private directories", litter)
+	}
+
+	const kills = 10
 	finished, litter := 0, 0
 	for i := range kills {
 		delay := took * time.Duration(i) / kills
-		if killAfter(t, migratorCmd(t, "slow", "upgrade", "--offline", "--in", in, "--out", out), delay) {
+		if killAfter(t, migratorCmd(t, "slow", args...), delay) {
 			finished++
 			os.Remove(out)
 			continue
 		}
 		if _, err := os.Stat(out); err == nil {
-			t.Fatalf("kill %d after %s: an output file exists", i, delay)
+			// Killed after the rename: the output must be whole.
+			f, err := os.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = archive.Verify(f)
+			f.Close()
+			if err != nil {
+				t.Fatalf("kill %d after %s: a partial output file: %v", i, delay, err)
+			}
+			os.Remove(out)
 		}
-		litter += waitEmpty(t, dir)
+		if n := settle(t, dir, out); n > 0 {
+			litter += n
+			rerun(fmt.Sprintf("kill %d after %s", i, delay))
+		}
 	}
 	if got := fileSum(t, in); got != before {
 		t.Errorf("the input changed")
 	}
-	t.Logf("%d kills over %s (an uninterrupted run), %d runs finished first, %d private directories left by a parent killed before its child started", kills, took.Round(time.Millisecond), finished, litter)
+	t.Logf("%d kills over %s (an uninterrupted run), %d runs finished first, %d private directories left by a parent killed before its child started or after it ended, removed by the next run", kills, took.Round(time.Millisecond), finished, litter)
 }
 
 // timeRun runs cmd and returns how long it took.
@@ -215,11 +277,12 @@ func killAfter(t *testing.T, cmd *exec.Cmd, d time.Duration) bool {
 	return cmd.ProcessState.Success()
 }
 
-// waitEmpty waits until dir is empty: the child of a killed parent
-// removes the private directory. A parent killed before it started the
-// child leaves its private directory (and only that): waitEmpty removes
-// it and counts it.
-func waitEmpty(t *testing.T, dir string) int {
+// settle waits until the child of a killed parent has removed the private
+// directory beside out (it does when its standard input closes while it
+// runs), and returns how many private directories are left: only those of
+// a parent killed before it started its child (no child report in them)
+// or after its child had finished (the report ends) may be.
+func settle(t *testing.T, dir, out string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -228,10 +291,13 @@ func waitEmpty(t *testing.T, dir string) int {
 	}
 	left := names(t, dir)
 	for _, name := range left {
-		if !strings.HasPrefix(name, ".out.tar.zst.offline-") {
+		if !strings.HasPrefix(name, "."+filepath.Base(out)+".offline-") {
 			t.Fatalf("%s holds %q", dir, left)
 		}
-		os.RemoveAll(filepath.Join(dir, name))
+		report, err := os.ReadFile(filepath.Join(dir, name, "report.jsonl"))
+		if err == nil && !bytes.Contains(report, []byte(`{"event":"done"`)) && !bytes.Contains(report, []byte(`{"event":"failed"`)) {
+			t.Fatalf("the child of a killed parent left its private directory %s:\n%s", name, report)
+		}
 	}
 	return len(left)
 }

@@ -1,8 +1,6 @@
 package migrator
 
 import (
-	"os"
-
 	"github.com/hookreg/hookreg/backup"
 
 	"github.com/hookreg/hookreg/upgrade"
@@ -13,12 +11,12 @@ import (
 // structure, the manifest against the content), so a plan is never made
 // from a damaged backup, then returns what its manifest records.
 func planBackup(e *env, path string) (upgrade.Metadata, error) {
-	f, err := os.Open(path)
+	f, err := backup.OpenArchive(path)
 	if err != nil {
-		return upgrade.Metadata{}, envErrorf("opening backup: %w", err)
+		return upgrade.Metadata{}, err
 	}
 	defer f.Close()
-	m, err := backup.Verify(f, path)
+	m, err := backup.Verify(backup.ContextReader(e.ctx, f), path)
 	if err != nil {
 		return upgrade.Metadata{}, err
 	}

@@ -29,9 +29,14 @@ then DIR the same way (built beside it, swapped in). A failure at any point
 leaves the old store and the old configuration exactly as they were; a
 restore killed between the two swaps leaves the new store with the old
 configuration, and running it again completes it. A store in use by
-another process is refused. So is a store S that exists and is not a bbolt
-store (a restore replaces S whole): --force replaces it anyway. With --json,
-one JSON object: the file, the store, the manifest and the pending hooks.
+another process (or by another restore) is refused, and so are a store
+inside DIR, an archive whose manifest disagrees with its metadata table,
+and one whose data would not fit in the free space. So is a store S that
+exists and is not a bbolt store (a restore replaces S whole): --force
+replaces it anyway. A symbolic link as S or DIR is followed: its target is
+replaced, the link kept. Configuration files get their recorded modes,
+never world-writable. With --json, one JSON object: the file, the store,
+the manifest and the pending hooks.
 
 Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
@@ -89,7 +94,7 @@ func (o *restoreOptions) Run(e *env) error {
 			return err
 		}
 	}
-	m, err := backup.Restore(e.reg, o.file, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress})
+	m, err := backup.Restore(e.ctx, e.reg, o.file, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress})
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,11 @@
 package migrator_test
 
 import (
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,7 +35,7 @@ func writeBackup(t *testing.T, path, release string, size example.Size) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := backup.WriteFile(st, generated.Registry, path, backup.Options{}); err != nil {
+	if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, backup.Options{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -64,17 +67,38 @@ func oldState(t *testing.T, db, cfg, template string) {
 	}
 }
 
-// TestRestoreCrash kills "migrator restore" with SIGKILL at many moments:
-// afterwards the store is entirely the old one or entirely the new one
-// (it opens, passes bbolt's check and holds exactly one of the two
-// contents), and so is the configuration directory.
+// ageLeftovers makes the temporary files and directories in dir (names
+// starting with ".") older than backup.StaleAge, as if the killed run had
+// been long ago, so that the next run of the command removes them.
+func ageLeftovers(t *testing.T, dir string) {
+	t.Helper()
+	old := time.Now().Add(-2 * backup.StaleAge)
+	for _, name := range names(t, dir) {
+		if strings.HasPrefix(name, ".") {
+			if err := os.Chtimes(filepath.Join(dir, name), old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestRestoreCrash kills "migrator restore" with SIGKILL at each step
+// (failpoints just before and after each swap, and in the undo of a failed
+// configuration swap) and at random moments: afterwards the store is
+// entirely the old one or entirely the new one (it opens, passes bbolt's
+// check and holds exactly one of the two contents), and so is the
+// configuration directory; the configuration is never swapped before the
+// store; a failed configuration swap puts the old store back. After every
+// kill, running the restore again completes it and removes what the killed
+// run left.
 func TestRestoreCrash(t *testing.T) {
 	dir := t.TempDir()
-	backup := filepath.Join(dir, "b.tar.zst")
-	writeBackup(t, backup, "4.4.0", crashSize)
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", crashSize)
 	template := filepath.Join(dir, "template.db")
 	buildStore(t, template, "5.1.0", example.Small)
 	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+	clean := []string{"b.tar.zst", "broker.db", "etc", "template.db"}
 
 	oldState(t, db, cfg, template)
 	oldStore, err := example.Digest(db)
@@ -82,8 +106,10 @@ func TestRestoreCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldConfig, _ := dirDigest(cfg)
-	cmd := migratorCmd(t, "example", "restore", backup, "--store", db, "--config", cfg)
-	took := timeRun(t, cmd)
+	restore := func() *exec.Cmd {
+		return migratorCmd(t, "example", "restore", archivePath, "--store", db, "--config", cfg)
+	}
+	took := timeRun(t, restore())
 	newStore, err := example.Digest(db)
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +118,78 @@ func TestRestoreCrash(t *testing.T) {
 	if newStore == oldStore || newConfig == oldConfig {
 		t.Fatal("the restore changed nothing")
 	}
+	state := func(what string) string {
+		t.Helper()
+		s, err := example.Digest(db)
+		if err != nil {
+			t.Fatalf("%s: the store does not open: %v", what, err)
+		}
+		c, err := dirDigest(cfg)
+		if err != nil {
+			t.Fatalf("%s: the configuration directory: %v", what, err)
+		}
+		var st string
+		switch s {
+		case oldStore:
+			st = "old store"
+		case newStore:
+			st = "new store"
+		default:
+			t.Fatalf("%s: the store is neither the old one nor the new one", what)
+		}
+		switch c {
+		case oldConfig:
+			st += ", old config"
+		case newConfig:
+			st += ", new config"
+		default:
+			t.Fatalf("%s: the configuration is neither the old one nor the new one", what)
+		}
+		if st == "old store, new config" {
+			t.Fatalf("%s: the configuration was swapped before the store", what)
+		}
+		return st
+	}
+	// rerun runs the restore again after a killed one: it completes, and
+	// removes the killed run's temporary files.
+	rerun := func(what string) {
+		t.Helper()
+		ageLeftovers(t, dir)
+		if out, err := restore().CombinedOutput(); err != nil {
+			t.Fatalf("%s: the restore run again: %v\n%s", what, err, out)
+		}
+		if st := state(what + ", run again"); st != "new store, new config" {
+			t.Fatalf("%s: the restore run again left %s", what, st)
+		}
+		if got := names(t, dir); !slices.Equal(got, clean) {
+			t.Fatalf("%s: the restore run again left %q", what, got)
+		}
+	}
 
-	const kills = 20
+	for _, c := range []struct {
+		failpoints string
+		want       string
+	}{
+		{"restore.locked=kill", "old store, old config"},
+		{"restore.checked=kill", "old store, old config"},
+		{"restore.before-swap=kill", "old store, old config"},
+		{"restore.store-swapped=kill", "new store, old config"},
+		{"restore.config-swap=fail", "old store, old config"},
+		{"restore.config-swap=fail,restore.undone=kill", "old store, old config"},
+		{"restore.swapped=kill", "new store, new config"},
+	} {
+		oldState(t, db, cfg, template)
+		code, _, stderr := runMigrator(t, "example", withFailpointArgs(c.failpoints, "restore", archivePath, "--store", db, "--config", cfg)...)
+		if code == 0 {
+			t.Fatalf("%s: the restore succeeded", c.failpoints)
+		}
+		if got := state(c.failpoints); got != c.want {
+			t.Fatalf("%s: left %s, want %s (exit %d: %s)", c.failpoints, got, c.want, code, stderr)
+		}
+		rerun(c.failpoints)
+	}
+
+	const kills = 6
 	rng := rand.New(rand.NewPCG(5, 6))
 	counts := map[string]int{}
 	for i := range kills {
@@ -103,51 +199,23 @@ func TestRestoreCrash(t *testing.T) {
 		if i%2 == 1 {
 			delay = took*3/4 + time.Duration(rng.Int64N(int64(took/2)))
 		}
-		finished := killAfter(t, migratorCmd(t, "example", "restore", backup, "--store", db, "--config", cfg), delay)
-		s, err := example.Digest(db)
-		if err != nil {
-			t.Fatalf("kill %d after %s: the store does not open: %v", i, delay, err)
+		what := fmt.Sprintf("kill %d after %s", i, delay)
+		finished := killAfter(t, restore(), delay)
+		st := state(what)
+		if finished && st != "new store, new config" {
+			t.Fatalf("a finished restore left %s", st)
 		}
-		c, err := dirDigest(cfg)
-		if err != nil {
-			t.Fatalf("kill %d after %s: the configuration directory: %v", i, delay, err)
-		}
-		state := ""
-		switch s {
-		case oldStore:
-			state = "old store"
-		case newStore:
-			state = "new store"
-		default:
-			t.Fatalf("kill %d after %s: the store is neither the old one nor the new one", i, delay)
-		}
-		switch c {
-		case oldConfig:
-			state += ", old config"
-		case newConfig:
-			state += ", new config"
-		default:
-			t.Fatalf("kill %d after %s: the configuration is neither the old one nor the new one", i, delay)
-		}
-		if finished && state != "new store, new config" {
-			t.Fatalf("a finished restore left %s", state)
-		}
-		if state == "old store, new config" {
-			t.Fatalf("kill %d after %s: the configuration was swapped before the store", i, delay)
-		}
-		counts[state]++
-		for _, name := range names(t, dir) {
-			if strings.HasPrefix(name, ".") {
-				os.RemoveAll(filepath.Join(dir, name)) // a killed restore's unfinished work
-			}
-		}
+		counts[st]++
+		rerun(what)
 	}
-	t.Logf("restore takes %s; after %d kills: %v", took.Round(time.Millisecond), kills, counts)
+	t.Logf("restore takes %s; after %d random kills: %v", took.Round(time.Millisecond), kills, counts)
 }
 
-// TestBackupCrash kills "migrator backup" with SIGKILL at many moments:
-// the output file is always the previous complete backup or a new
-// complete one, never partial.
+// TestBackupCrash kills "migrator backup" with SIGKILL at random moments
+// and just before and just after the rename of the new backup: the output
+// file is always the previous complete backup or a new complete one,
+// never partial; the next backup removes the temporary files killed runs
+// left.
 func TestBackupCrash(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "broker.db")
@@ -155,37 +223,72 @@ func TestBackupCrash(t *testing.T) {
 	out, prev := filepath.Join(dir, "b.tar"), filepath.Join(dir, "prev.tar")
 	writeBackup(t, prev, "5.1.0", example.Small)
 	prevSum := fileSum(t, prev)
-	took := timeRun(t, migratorCmd(t, "example", "backup", "--store", db, "--out", out, "--compress", "none"))
+	args := []string{"backup", "--store", db, "--out", out, "--compress", "none"}
+	took := timeRun(t, migratorCmd(t, "example", args...))
 
-	const kills = 15
+	// outcome reports whether out is the previous backup ("kept") or a
+	// new complete one ("replaced"), and fails on anything else.
+	outcome := func(what string) string {
+		t.Helper()
+		if fileSum(t, out) == prevSum {
+			return "kept"
+		}
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := archive.Verify(f); err != nil {
+			t.Fatalf("%s: the output is a partial backup: %v", what, err)
+		}
+		return "replaced"
+	}
+	litter := 0
+	// rerun backs up again after a killed run: the killed run's temporary
+	// file is gone afterwards.
+	rerun := func(what string) {
+		t.Helper()
+		for _, name := range names(t, dir) {
+			if strings.HasPrefix(name, ".") {
+				litter++
+			}
+		}
+		ageLeftovers(t, dir)
+		if out, err := migratorCmd(t, "example", args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: the backup run again: %v\n%s", what, err, out)
+		}
+		if got := names(t, dir); !slices.Equal(got, []string{"b.tar", "broker.db", "prev.tar"}) {
+			t.Fatalf("%s: the backup run again left %q", what, got)
+		}
+	}
+
+	for _, c := range []struct{ point, want string }{
+		{"backup.written", "kept"},
+		{"backup.committed", "replaced"},
+	} {
+		copyFile(t, prev, out)
+		code, _, stderr := runMigrator(t, "example", withFailpointArgs(c.point+"=kill", args...)...)
+		if code == 0 {
+			t.Fatalf("%s: the backup succeeded: %s", c.point, stderr)
+		}
+		if got := outcome(c.point); got != c.want {
+			t.Fatalf("killed at %s: the output was %s, want %s", c.point, got, c.want)
+		}
+		rerun(c.point)
+	}
+
+	const kills = 10
 	rng := rand.New(rand.NewPCG(7, 8))
-	kept, replaced, litter := 0, 0, 0
+	counts := map[string]int{}
 	for i := range kills {
 		copyFile(t, prev, out)
 		delay := time.Duration(rng.Int64N(int64(took)))
-		killAfter(t, migratorCmd(t, "example", "backup", "--store", db, "--out", out, "--compress", "none"), delay)
-		if fileSum(t, out) == prevSum {
-			kept++
-		} else {
-			f, err := os.Open(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = archive.Verify(f)
-			f.Close()
-			if err != nil {
-				t.Fatalf("kill %d after %s: the output is a partial backup: %v", i, delay, err)
-			}
-			replaced++
-		}
-		for _, name := range names(t, dir) {
-			if strings.HasPrefix(name, ".b.tar.tmp-") {
-				litter++
-				os.Remove(filepath.Join(dir, name))
-			}
-		}
+		what := fmt.Sprintf("kill %d after %s", i, delay)
+		killAfter(t, migratorCmd(t, "example", args...), delay)
+		counts[outcome(what)]++
+		rerun(what)
 	}
-	t.Logf("backup takes %s; after %d kills: %d kept the previous backup, %d complete new ones, %d temporary files left by killed runs", took.Round(time.Millisecond), kills, kept, replaced, litter)
+	t.Logf("backup takes %s; after %d random kills: %v; %d temporary files left by killed runs, all removed by the next run", took.Round(time.Millisecond), kills, counts, litter)
 }
 
 // TestRestoreRefusals: a damaged archive, another product's data, data
@@ -224,13 +327,27 @@ func TestRestoreRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(dir, name+".tar.zst")
-		if _, err := backup.WriteFile(st, generated.Registry, path, backup.Options{}); err != nil {
+		if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, backup.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		return path
 	}
 	other := edited("other", func(m *upgrade.Metadata) { m.Product = "other-product" })
 	newer := edited("newer", func(m *upgrade.Metadata) { m.DataVersion = "6.0.0" })
+	// Archives whose manifest passes every refusal but whose metadata
+	// table, which the restore writes, says otherwise.
+	disagreeing := func(name string, meta [][2]string) string {
+		path := filepath.Join(dir, name+".tar")
+		if err := os.WriteFile(path, verifyArchive(t, archive.None, "mqtt-broker", "5.0.1", meta), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	applied := `{"num":99,"digest":"h1:x","release":"5.0.1","applied_at":"2026-01-01T00:00:00Z","mode":"online"}`
+	tableOther := disagreeing("table-other", [][2]string{{"data_version", "5.0.1"}, {"last_upgrade_hook", "99"}, {"product", "other-product"}})
+	tableFuture := disagreeing("table-future", metaRecords("7.0.0"))
+	tableDowngrade := disagreeing("table-downgrade", [][2]string{{"data_version", "5.0.1"}, {"last_upgrade_hook", "1000"}, {"product", "mqtt-broker"}})
+	tableApplied := disagreeing("table-applied", [][2]string{{"applied/0000000099", applied}, {"data_version", "5.0.1"}, {"last_upgrade_hook", "99"}, {"product", "mqtt-broker"}})
 
 	for _, c := range []struct {
 		name, archive string
@@ -241,6 +358,10 @@ func TestRestoreRefusals(t *testing.T) {
 		{"other product", other, 1, `the data belongs to product "other-product"`},
 		{"newer", newer, 1, "the data version 6.0.0 is newer than this migrator's release " + generated.Registry.Release},
 		{"missing", filepath.Join(dir, "missing.tar.zst"), 2, "no such file"},
+		{"table of another product", tableOther, 1, `the manifest disagrees with the data: the manifest records product "mqtt-broker", the table "_hookreg" product "other-product"`},
+		{"table of a future version", tableFuture, 1, `the manifest disagrees with the data: the manifest records data version 5.0.1, the table "_hookreg" data version 7.0.0`},
+		{"table of a downgrade", tableDowngrade, 1, `the manifest disagrees with the data: the manifest records last upgrade hook 99, the table "_hookreg" 1000`},
+		{"table with applied hooks", tableApplied, 1, `the manifest disagrees with the data: the manifest records applied hooks none, the table "_hookreg" 99 (h1:x, 5.0.1, online)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			oldState(t, db, cfg, template)

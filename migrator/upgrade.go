@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -139,6 +140,9 @@ type appliedHook struct {
 
 func (o *upgradeOptions) Run(e *env) error {
 	if err := checkConfigDir(o.config); err != nil {
+		return err
+	}
+	if err := backup.CheckLayout(o.store, o.config); err != nil {
 		return err
 	}
 	switch {

@@ -59,7 +59,7 @@ func (o *upgradeOptions) runOfflineStore(e *env) error {
 	if e.progress != nil {
 		fmt.Fprintf(e.progress, "swapping the upgraded data into %s\n", o.store)
 	}
-	if _, err := backup.Restore(e.reg, upgraded, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress}); err != nil {
+	if _, err := backup.Restore(e.ctx, e.reg, upgraded, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress}); err != nil {
 		return fmt.Errorf("swapping in the upgraded data: %w; %s is unchanged or upgraded, never partly: run the upgrade again to complete it", err, o.store)
 	}
 	if err := os.Remove(upgraded); err != nil {
@@ -117,7 +117,7 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	if e.progress != nil {
 		fmt.Fprintf(e.progress, "backing up %s to %s\n", o.store, r.PreUpgradeBackup)
 	}
-	if _, err := backup.WriteFile(st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress}); err != nil {
+	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress}); err != nil {
 		return false, fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)
 	}
 	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch)

@@ -1,14 +1,17 @@
 package migrator
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
 )
 
@@ -66,31 +69,25 @@ func (o *verifyOptions) Validate(args []string) error {
 }
 
 func (o *verifyOptions) Run(e *env) error {
-	f, err := os.Open(o.file)
+	f, err := backup.OpenArchive(o.file)
 	if err != nil {
-		return cliflag.Env(err)
+		return err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
 		return cliflag.Env(err)
 	}
-	if !info.Mode().IsRegular() {
-		return envErrorf("%s is not a regular file", o.file)
-	}
-	var r io.Reader = f
+	r := backup.ContextReader(e.ctx, f)
 	if e.progress != nil {
-		r = &verifyProgress{r: f, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
+		r = &verifyProgress{r: r, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
 	}
-	m, err := archive.Verify(r)
+	m, err := backup.Verify(r, o.file)
 	if p, ok := r.(*verifyProgress); ok {
 		p.done()
 	}
-	switch {
-	case errors.Is(err, archive.ErrInvalid):
-		return fmt.Errorf("%s: %w", o.file, err)
-	case err != nil:
-		return cliflag.Env(fmt.Errorf("%s: %w", o.file, err))
+	if err != nil {
+		return err
 	}
 	if o.json {
 		return writeJSON(e.stdout, archiveReport{Backup: o.file, Manifest: m})
@@ -101,29 +98,40 @@ func (o *verifyOptions) Run(e *env) error {
 
 // writeVerifySummary prints what a good archive holds.
 func writeVerifySummary(w io.Writer, file string, m *archive.Manifest) {
-	fmt.Fprintf(w, "%s: good archive (format %d), created %s\n", file, m.Format, m.Created.Format(time.RFC3339))
-	fmt.Fprintf(w, "product %s, release %s (registry %s)\n", m.Product, m.Release, m.RegistryDigest)
+	fmt.Fprintf(w, "%s: good archive (format %d), created %s\n", printable(file), m.Format, m.Created.Format(time.RFC3339))
+	fmt.Fprintf(w, "product %s, release %s (registry %s)\n", printable(m.Product), printable(m.Release), printable(m.RegistryDigest))
 	last := "none"
 	if m.LastUpgradeHook != nil {
 		last = fmt.Sprint(*m.LastUpgradeHook)
 	}
-	fmt.Fprintf(w, "data version %s, last upgrade hook %s, %d applied hooks\n", m.DataVersion, last, len(m.Applied))
+	fmt.Fprintf(w, "data version %s, last upgrade hook %s, %d applied hooks\n", printable(m.DataVersion), last, len(m.Applied))
 	width := 0
 	for _, t := range m.Tables {
-		width = max(width, len(t.Name))
+		width = max(width, len(printable(t.Name)))
 	}
 	fmt.Fprintf(w, "tables:%s\n", none(len(m.Tables)))
 	for _, t := range m.Tables {
-		fmt.Fprintf(w, "  %-*s  %d records\n", width, t.Name, t.Records)
+		fmt.Fprintf(w, "  %-*s  %d records\n", width, printable(t.Name), t.Records)
 	}
 	width = 0
 	for _, c := range m.Config {
-		width = max(width, len(c.Path))
+		width = max(width, len(printable(c.Path)))
 	}
 	fmt.Fprintf(w, "config files:%s\n", none(len(m.Config)))
 	for _, c := range m.Config {
-		fmt.Fprintf(w, "  %-*s  %v  %d bytes\n", width, c.Path, c.Mode, c.Size)
+		fmt.Fprintf(w, "  %-*s  %v  %d bytes\n", width, printable(c.Path), c.Mode, c.Size)
 	}
+}
+
+// printable returns s as it is when it is valid UTF-8 of printable
+// characters, or else quoted with Go escapes: a manifest is untrusted
+// input, and its strings must not drive the terminal (control characters,
+// escape sequences, bidirectional overrides).
+func printable(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 func none(n int) string {

@@ -67,6 +67,20 @@ func Username(i int) string {
 	return fmt.Sprintf("device-%06d", i)
 }
 
+// userTenant returns the tenant whose table holds the rules of user i
+// after hook 100: the tenant the data was generated with, "default" for
+// a user without one. The data check uses it instead of the hook's own
+// hooks.Tenant, so that a wrong hook cannot make its own expectation.
+func userTenant(i int) string {
+	if t := tenants[i%len(tenants)]; t != "" {
+		return t
+	}
+	return "default"
+}
+
+// ruleUser returns the index of the user of ACL rule j.
+func ruleUser(j int, size Size) int { return j * 7 % size.Users }
+
 // userIndex reverses Username.
 func userIndex(name string) (int, bool) {
 	var i int
@@ -109,7 +123,7 @@ func RuleKey(j int) []byte { return fmt.Appendf(nil, "%08d", j) }
 
 // Rule returns ACL rule j.
 func Rule(j int, size Size) hooks.ACLRule {
-	u := j * 7 % size.Users
+	u := ruleUser(j, size)
 	return hooks.ACLRule{
 		Username:   Username(u),
 		Topic:      fmt.Sprintf("devices/%06d/#", u),

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/hookreg/hookreg/hook"
-	"github.com/hookreg/hookreg/hooks"
 	"github.com/hookreg/hookreg/hooks/libfoo"
 	"github.com/hookreg/hookreg/store"
 )
@@ -147,7 +146,7 @@ func verifyRules(tx store.Tx, name string, size Size, seen []bool) error {
 		if want := RuleValue(j, size); !bytes.Equal(v, want) {
 			return fmt.Errorf("rule %q is %s, want %s", k, v, want)
 		}
-		if split && hooks.Tenant(Rule(j, size).Username) != tenant {
+		if split && userTenant(ruleUser(j, size)) != tenant {
 			return fmt.Errorf("rule %q of user %q is in the table of tenant %q", k, Rule(j, size).Username, tenant)
 		}
 		return nil

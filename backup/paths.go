@@ -1,0 +1,332 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
+)
+
+// OpenArchive opens the backup archive at path for reading ([Verify],
+// [Check]), symbolic links followed. It refuses anything but a regular
+// file, without blocking on a FIFO (it opens with O_NONBLOCK): a restore
+// reads its archive twice, and a pipe or a device cannot be read twice,
+// or may never end.
+func OpenArchive(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, cliflag.Env(err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, cliflag.Env(err)
+	}
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, envErrorf("%s is not a regular file", path)
+	}
+	return f, nil
+}
+
+// CheckOutput returns an error unless out may be written as a new file by
+// an atomic rename: it does not exist, or it is a regular file. A
+// symbolic link is refused rather than replaced or followed (a backup
+// written through a link planted in a shared directory would replace the
+// link's target), and so are device nodes, FIFOs, sockets and directories,
+// which a rename would replace (as root, "--out /dev/null" would replace
+// the system's /dev/null). The paths in avoid (a store, a configuration
+// directory) must not be out or hold it, compared by file identity, not
+// by name.
+func CheckOutput(out string, avoid ...string) error {
+	info, err := os.Lstat(out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return envErrorf("output %s: %w", out, err)
+	case info.Mode()&fs.ModeSymlink != 0:
+		return envErrorf("output %s is a symbolic link: name the file itself; an output is never written through a link", out)
+	case !info.Mode().IsRegular():
+		return envErrorf("output %s exists and is not a regular file (%s): refusing to replace it", out, info.Mode().Type())
+	}
+	for _, p := range avoid {
+		if p == "" {
+			continue
+		}
+		pinfo, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if pinfo.IsDir() {
+			if inside(out, pinfo) {
+				return envErrorf("output %s is inside %s", out, p)
+			}
+			continue
+		}
+		if info != nil && os.SameFile(info, pinfo) {
+			return envErrorf("output %s is the store %s (the same file): choose another output", out, p)
+		}
+		if strings.HasPrefix(filepath.Base(out), "."+filepath.Base(p)+".") && sameDir(out, p) {
+			return envErrorf("output %s would be a temporary file of the store %s: choose another output", out, p)
+		}
+	}
+	return nil
+}
+
+// sameDir reports whether a and b are in the same directory (by identity).
+func sameDir(a, b string) bool {
+	da, erra := os.Stat(filepath.Dir(a))
+	db, errb := os.Stat(filepath.Dir(b))
+	return erra == nil && errb == nil && os.SameFile(da, db)
+}
+
+// inside reports whether the path p (which need not exist) is the
+// directory dir or below it, comparing every existing directory on p's way
+// to the root with dir by identity, so that links, bind mounts and
+// "a/../b" cannot hide an overlap.
+func inside(p string, dir fs.FileInfo) bool {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return false
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if info, err := os.Stat(d); err == nil && os.SameFile(info, dir) {
+			return true
+		}
+		if d == filepath.Dir(d) {
+			return false
+		}
+	}
+}
+
+// CheckLayout returns an error when the store file storePath and the
+// configuration directory configDir overlap: the store (or the temporary
+// files written beside it) inside the configuration directory, or the
+// configuration directory being the store. A restore would otherwise
+// replace the directory holding the store it just swapped in, and a backup
+// would carry the store as a configuration file.
+func CheckLayout(storePath, configDir string) error {
+	if configDir == "" {
+		return nil
+	}
+	cinfo, err := os.Stat(configDir)
+	if err != nil {
+		return nil
+	}
+	if sinfo, err := os.Stat(storePath); err == nil && os.SameFile(sinfo, cinfo) {
+		return envErrorf("the configuration directory %s is the store %s", configDir, storePath)
+	}
+	if cinfo.IsDir() && inside(storePath, cinfo) {
+		return envErrorf("the store %s is inside the configuration directory %s: keep the store outside it (its temporary files are written beside it)", storePath, configDir)
+	}
+	return nil
+}
+
+// resolve follows a symbolic link at path (any number of levels, and
+// links in its directories) and returns the path of its target; a path
+// that does not exist is returned as it is. A restore replaces what a
+// link points to and keeps the link.
+func resolve(path string) (string, error) {
+	info, err := os.Lstat(path)
+	if err != nil || info.Mode()&fs.ModeSymlink == 0 {
+		return path, nil
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("following the symbolic link %s: %w", path, err)
+	}
+	return target, nil
+}
+
+// StaleAge is how old a temporary file or directory left by a killed run
+// must be before the next run of the same command removes it: old enough
+// that no run still creating it can be racing the removal.
+const StaleAge = time.Minute
+
+// RemoveStale removes what killed runs writing beside path left behind:
+// the temporary files and directories "."+base(path)+suffix+"*" older than
+// [StaleAge] that no live process holds locked (see [Lock]).
+func RemoveStale(path, suffix string) {
+	dir, base := filepath.Split(filepath.Clean(path))
+	if dir == "" {
+		dir = "."
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "."+escapeGlob(base)+suffix+"*"))
+	for _, m := range matches {
+		info, err := os.Lstat(m)
+		if err != nil || time.Since(info.ModTime()) < StaleAge || locked(m) {
+			continue
+		}
+		os.RemoveAll(m)
+	}
+}
+
+func escapeGlob(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
+	return r.Replace(s)
+}
+
+// locked reports whether a live process holds an flock on path (a run
+// still using its temporary file or directory).
+func locked(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}
+
+// Lock takes an exclusive flock on the open file or directory f for its
+// lifetime, so that [RemoveStale] never removes what a live run uses.
+func Lock(f *os.File) error {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// lockDir takes the exclusive flock of the directory dir, waiting at most
+// bolt.DefaultTimeout as opening a store does; closing the returned file
+// releases it. A restore of a store that does not exist yet holds it, so
+// that two restores of one new store never interleave.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, envErrorf("locking directory %s: %w", dir, err)
+	}
+	deadline := time.Now().Add(bolt.DefaultTimeout)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w: another restore into %s (waited %s)", store.ErrInUse, dir, bolt.DefaultTimeout)
+			}
+			return nil, envErrorf("locking directory %s: %w", dir, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freeSpace returns the bytes available to this user in the file system
+// holding dir, and that file system's id; tests replace it.
+var freeSpace = func(dir string) (avail uint64, fsid unix.Fsid, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fsid, fmt.Errorf("checking free space in %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), st.Fsid, nil
+}
+
+// Free space a restore needs, from the sizes an archive declares (which
+// its reader enforces): the store takes up to storeFactor times its
+// records' encoded size (bbolt's pages are partly filled, and its
+// freelist and branch pages add to it), plus a fixed margin for
+// everything else on the file system.
+const (
+	storeFactor = 2
+	spaceMargin = 64 << 20
+)
+
+// checkSpace refuses a restore of m whose declared data would not fit in
+// the free space of the destinations, before anything is written.
+func checkSpace(m *archiveSizes, storeDir, configParent string) error {
+	storeAvail, storeFS, err := freeSpace(storeDir)
+	if err != nil {
+		return envErrorf("%w", err)
+	}
+	need := map[unix.Fsid]uint64{storeFS: storeFactor*m.tables + spaceMargin}
+	avail := map[unix.Fsid]uint64{storeFS: storeAvail}
+	where := map[unix.Fsid]string{storeFS: storeDir}
+	if configParent != "" {
+		a, id, err := freeSpace(configParent)
+		if err != nil {
+			return envErrorf("%w", err)
+		}
+		need[id] += m.config
+		avail[id] = a
+		if where[id] == "" {
+			where[id] = configParent
+			need[id] += spaceMargin
+		}
+	}
+	for id, n := range need {
+		if n > avail[id] {
+			return envErrorf("not enough free space in %s: the backup declares %d bytes of records and %d of configuration files, which need about %d MiB there (with margin), and %d MiB are free",
+				where[id], m.tables, m.config, n>>20, avail[id]>>20)
+		}
+	}
+	return nil
+}
+
+// archiveSizes are the data sizes a manifest declares.
+type archiveSizes struct{ tables, config uint64 }
+
+// ctxReader fails reads once ctx is done: a long read of an archive stops
+// at the next read, with ctx's error.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := failpoint.Inject("backup.read"); err != nil {
+		return 0, err
+	}
+	if err := c.ctx.Err(); err != nil {
+		return 0, interrupted(err)
+	}
+	return c.r.Read(p)
+}
+
+// ctxWriter fails writes once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := failpoint.Inject("backup.write"); err != nil {
+		return 0, err
+	}
+	if err := c.ctx.Err(); err != nil {
+		return 0, interrupted(err)
+	}
+	return c.w.Write(p)
+}
+
+// ErrInterrupted is wrapped by the error of an operation stopped because
+// its context was canceled (the migrator cancels it on SIGINT or SIGTERM):
+// nothing was changed.
+var ErrInterrupted = errors.New("interrupted")
+
+func interrupted(err error) error {
+	return fmt.Errorf("%w (%w)", ErrInterrupted, err)
+}
+
+// ContextReader returns r reading only while ctx is not done: a read
+// after ctx is canceled fails with an error wrapping [ErrInterrupted]. The
+// migrator wraps the archive it verifies in it, so that SIGINT stops a
+// long verify.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }

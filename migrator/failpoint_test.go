@@ -1,0 +1,137 @@
+package migrator_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/internal/failpoint"
+)
+
+// envFailpoint names failpoints and what the migrator run by the test
+// binary does there, "NAME=ACTION[,NAME=ACTION...]", where NAME may be
+// "FIRST>NAME" (NAME once FIRST was reached): kill (SIGKILL itself), fail (the step
+// returns an error), pause (say "failpoint NAME" on stderr and wait until
+// standard input closes). Only the first time NAME is reached counts. The
+// offline upgrade's child inherits it, so a point only the child reaches
+// kills the child.
+const envFailpoint = "HOOKREG_TEST_FAILPOINT"
+
+func setFailpoint(spec string) {
+	actions := map[string]string{}
+	for _, p := range strings.Split(spec, ",") {
+		if name, action, ok := strings.Cut(p, "="); ok {
+			actions[name] = action
+		}
+	}
+	if len(actions) == 0 {
+		return
+	}
+	reached := map[string]bool{}
+	failpoint.Hook = func(point string) error {
+		reached[point] = true
+		key := point
+		for k := range actions {
+			if first, name, ok := strings.Cut(k, ">"); ok && name == point && reached[first] {
+				key = k
+			}
+		}
+		action := actions[key]
+		delete(actions, key)
+		switch action {
+		case "kill":
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		case "fail":
+			return fmt.Errorf("failpoint %s", point)
+		case "pause":
+			fmt.Fprintf(os.Stderr, "failpoint %s\n", point)
+			io.Copy(io.Discard, os.Stdin)
+		}
+		return nil
+	}
+}
+
+// withFailpoint sets the failpoint spec of cmd (see envFailpoint).
+func withFailpoint(cmd *exec.Cmd, spec string) *exec.Cmd {
+	cmd.Env = append(cmd.Env, envFailpoint+"="+spec)
+	return cmd
+}
+
+// paused is a migrator stopped at a pause failpoint.
+type paused struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stderr *strings.Builder
+	done   chan struct{}
+}
+
+// startPaused starts cmd with a pause at point and returns once it is
+// there. It fails the test if cmd ends first.
+func startPaused(t *testing.T, cmd *exec.Cmd, point string) *paused {
+	t.Helper()
+	withFailpoint(cmd, point+"=pause")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &paused{cmd: cmd, stdin: stdin, stderr: &strings.Builder{}, done: make(chan struct{})}
+	reached := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		said := false
+		for sc.Scan() {
+			if !said && sc.Text() == "failpoint "+point {
+				said = true
+				reached <- true
+				continue
+			}
+			p.stderr.WriteString(sc.Text() + "\n")
+		}
+		if !said {
+			reached <- false
+		}
+		close(p.done)
+	}()
+	select {
+	case ok := <-reached:
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("%v ended before the failpoint %s: %s", cmd.Args, point, p.stderr)
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("%v did not reach the failpoint %s", cmd.Args, point)
+	}
+	return p
+}
+
+// resume lets the paused migrator go on and waits for it: its exit status
+// and standard error.
+func (p *paused) resume(t *testing.T) (int, string) {
+	t.Helper()
+	p.stdin.Close()
+	<-p.done
+	p.cmd.Wait()
+	return p.cmd.ProcessState.ExitCode(), p.stderr.String()
+}
+
+// withFailpointArgs returns args for runMigrator with the failpoints spec
+// set (see envFailpoint): runMigrator passes "env:" arguments as
+// environment variables.
+func withFailpointArgs(spec string, args ...string) []string {
+	return append([]string{"env:" + envFailpoint + "=" + spec}, args...)
+}

@@ -1,0 +1,406 @@
+package migrator_test
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookreg/hookreg/backup"
+	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/store/bolt"
+	"github.com/hookreg/hookreg/upgrade"
+)
+
+// runBounded runs the migrator like runMigrator, but fails the test if it
+// does not end within 20 seconds (a refusal that hangs on a FIFO).
+func runBounded(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := migratorCmd(t, "example", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	cmd.Wait()
+	stop()
+	if ctx.Err() != nil {
+		t.Fatalf("migrator %q hangs", args)
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+// snapshot is what a refused command must leave as it was: every entry
+// below dir, with its type, mode and content.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b.WriteString(p + " " + info.Mode().String())
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			b.WriteString(" -> " + target)
+		case d.Type().IsRegular():
+			b.WriteString(" " + fileSum(t, p))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// refusal is one command that must be refused, naming why, and change
+// nothing.
+type refusal struct {
+	name string
+	args []string
+	code int
+	want string
+}
+
+func checkRefusals(t *testing.T, dir string, cases []refusal) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := snapshot(t, dir)
+			code, stderr := runBounded(t, c.args...)
+			if code != c.code || !strings.Contains(stderr, c.want) {
+				t.Errorf("migrator %q: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
+			}
+			if after := snapshot(t, dir); after != before {
+				t.Errorf("migrator %q changed the files:\nbefore:\n%s\nafter:\n%s", c.args, before, after)
+			}
+		})
+	}
+}
+
+// TestLayoutRefusals: a store inside the configuration directory (the
+// store and the temporary files written beside it would be part of the
+// directory that a restore replaces and a backup carries) is refused by
+// every command that takes both, also when a symbolic link hides it.
+func TestLayoutRefusals(t *testing.T) {
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	app := filepath.Join(dir, "app")
+	os.Mkdir(app, 0o755)
+	db := filepath.Join(app, "broker.db")
+	buildStore(t, db, "5.1.0", example.Small)
+	os.WriteFile(filepath.Join(app, "broker.json"), []byte(`{"old":true}`), 0o644)
+	os.Symlink("app", filepath.Join(dir, "etc"))
+	const inside = "is inside the configuration directory"
+	checkRefusals(t, dir, []refusal{
+		{"restore", []string{"restore", archivePath, "--store", db, "--config", app}, 2, inside},
+		{"restore through a link", []string{"restore", archivePath, "--store", db, "--config", filepath.Join(dir, "etc")}, 2, inside},
+		{"restore of the store as config", []string{"restore", archivePath, "--store", db, "--config", db}, 2, "not a directory"},
+		{"backup", []string{"backup", "--store", db, "--config", app, "--out", filepath.Join(dir, "out.tar.zst")}, 2, inside},
+		{"upgrade", []string{"upgrade", "--online", "--store", db, "--config", filepath.Join(dir, "etc")}, 2, inside},
+	})
+}
+
+// TestOutputRefusals: backup --out and upgrade --offline --out refuse a
+// destination that exists and is not a regular file (a FIFO, a
+// directory, a symbolic link: never replaced, never followed), the store
+// itself under any name (compared by identity), the store's temporary
+// files, and a place inside the configuration directory.
+func TestOutputRefusals(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "broker.db")
+	buildStore(t, db, "5.1.0", example.Small)
+	in := filepath.Join(dir, "in.tar.zst")
+	writeBackup(t, in, "5.0.0", example.Small)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
+	os.WriteFile(filepath.Join(dir, "target"), []byte("precious"), 0o644)
+	os.Symlink("target", filepath.Join(dir, "link"))
+	os.Link(db, filepath.Join(dir, "alias.db"))
+	cfg := filepath.Join(dir, "etc")
+	os.Mkdir(cfg, 0o755)
+	os.WriteFile(filepath.Join(cfg, "broker.json"), []byte(`{}`), 0o644)
+	backupTo := func(out string, more ...string) []string {
+		return append([]string{"backup", "--store", db, "--out", out}, more...)
+	}
+	offlineTo := func(out string) []string {
+		return []string{"upgrade", "--offline", "--in", in, "--out", out}
+	}
+	checkRefusals(t, dir, []refusal{
+		{"backup to a FIFO", backupTo(fifo), 2, "exists and is not a regular file"},
+		{"backup to a directory", backupTo(filepath.Join(dir, "adir")), 2, "exists and is not a regular file"},
+		{"backup to a link", backupTo(filepath.Join(dir, "link")), 2, "is a symbolic link"},
+		{"backup to the store", backupTo(db), 2, "is the store"},
+		{"backup to a hard link of the store", backupTo(filepath.Join(dir, "alias.db")), 2, "is the store"},
+		{"backup to the store's temporary file", backupTo(filepath.Join(dir, ".broker.db.restore-1")), 2, "temporary file of the store"},
+		{"backup into the configuration", backupTo(filepath.Join(cfg, "b.tar.zst"), "--config", cfg), 2, "is inside"},
+		{"offline to a FIFO", offlineTo(fifo), 2, "exists and is not a regular file"},
+		{"offline to a link", offlineTo(filepath.Join(dir, "link")), 2, "is a symbolic link"},
+	})
+}
+
+// TestFIFORefusals: a FIFO given as an archive is refused at once, never
+// read (a restore reads its archive twice; a FIFO without a writer would
+// block forever).
+func TestFIFORefusals(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "b.tar.zst")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "broker.db")
+	const want = "b.tar.zst is not a regular file"
+	checkRefusals(t, dir, []refusal{
+		{"verify", []string{"verify", fifo}, 2, want},
+		{"plan", []string{"plan", "--backup", fifo}, 2, want},
+		{"restore", []string{"restore", fifo, "--store", db}, 2, want},
+		{"offline", []string{"upgrade", "--offline", "--in", fifo, "--out", filepath.Join(dir, "out.tar.zst")}, 2, want},
+		{"backup of a FIFO store", []string{"backup", "--store", fifo, "--out", filepath.Join(dir, "out.tar")}, 2, "not a regular file"},
+	})
+}
+
+// TestRestoreExclusive: a restore holds the store's exclusive lock from
+// before it reads the archive to after both swaps, so a second restore of
+// the same store is refused ("store is in use") instead of mixing one
+// backup's store with the other's configuration.
+func TestRestoreExclusive(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.tar.zst"), filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, a, "4.4.0", example.Small)
+	writeBackup(t, b, "5.0.0", example.Small)
+	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+	buildStore(t, db, "5.1.0", example.Small)
+	os.Mkdir(cfg, 0o755)
+	for _, c := range []struct {
+		point   string
+		missing bool // the store does not exist yet
+	}{{"restore.locked", false}, {"restore.store-swapped", false}, {"restore.locked", true}, {"restore.store-swapped", true}} {
+		point := c.point
+		name := point
+		if c.missing {
+			name += " of a new store"
+		}
+		t.Run(name, func(t *testing.T) {
+			if c.missing {
+				os.Remove(db)
+				os.RemoveAll(cfg)
+			}
+			first := startPaused(t, migratorCmd(t, "example", "restore", a, "--store", db, "--config", cfg), point)
+			code, stderr := runBounded(t, "restore", b, "--store", db, "--config", cfg)
+			if code != 1 || !strings.Contains(stderr, "store is in use by another process") {
+				t.Errorf("the second restore: exit %d, stderr %q; want a refusal: store in use", code, stderr)
+			}
+			if code, stderr := first.resume(t); code != 0 {
+				t.Fatalf("the first restore: exit %d: %s", code, stderr)
+			}
+			if m := metadataOfStore(t, db); m.DataVersion != "4.4.0" {
+				t.Errorf("the store holds data version %s, want the first restore's 4.4.0", m.DataVersion)
+			}
+		})
+	}
+}
+
+// TestRestoreSymlinks: a symbolic link as --store or --config is followed:
+// the link's target is replaced and the link kept.
+func TestRestoreSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	real := filepath.Join(dir, "srv")
+	os.MkdirAll(filepath.Join(real, "etc"), 0o755)
+	buildStore(t, filepath.Join(real, "broker.db"), "5.1.0", example.Small)
+	os.Symlink(filepath.Join(real, "broker.db"), filepath.Join(dir, "broker.db"))
+	os.Symlink(filepath.Join(real, "etc"), filepath.Join(dir, "etc"))
+	code, stderr := runBounded(t, "restore", archivePath, "--store", filepath.Join(dir, "broker.db"), "--config", filepath.Join(dir, "etc"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, name := range []string{"broker.db", "etc"} {
+		if info, err := os.Lstat(filepath.Join(dir, name)); err != nil || info.Mode()&fs.ModeSymlink == 0 {
+			t.Errorf("%s is no longer a symbolic link (%v)", name, err)
+		}
+	}
+	if m := metadataOfStore(t, filepath.Join(real, "broker.db")); m.DataVersion != "4.4.0" {
+		t.Errorf("the link's target holds data version %s, want 4.4.0", m.DataVersion)
+	}
+	if _, err := os.Stat(filepath.Join(real, "etc", "broker.json")); err != nil {
+		t.Errorf("the configuration was not restored into the link's target: %v", err)
+	}
+
+	// What is only read is followed: a backup through both links carries
+	// the targets' content.
+	out := filepath.Join(dir, "again.tar.zst")
+	code, stderr = runBounded(t, "backup", "--store", filepath.Join(dir, "broker.db"), "--config", filepath.Join(dir, "etc"), "--out", out)
+	if code != 0 {
+		t.Fatalf("backup through links: exit %d: %s", code, stderr)
+	}
+	f, err := backup.OpenArchive(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := backup.Verify(f, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.DataVersion != "4.4.0" || len(m.Config) != 1 || m.Config[0].Path != "broker.json" {
+		t.Errorf("the backup through links holds data version %s and configuration files %v, want 4.4.0 and broker.json", m.DataVersion, m.Config)
+	}
+}
+
+// TestRestoreChangedBetweenPasses: an archive rewritten in place between
+// the check and the load, with another good backup whose manifest has the
+// same creation time and data version, is refused, and nothing changes.
+func TestRestoreChangedBetweenPasses(t *testing.T) {
+	dir := t.TempDir()
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	write := func(path string, size example.Size) {
+		src := filepath.Join(t.TempDir(), "src.db")
+		buildStore(t, src, "4.4.0", size)
+		st, err := bolt.Open(src, bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, backup.Options{Created: created}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archivePath, other := filepath.Join(dir, "b.tar.zst"), filepath.Join(t.TempDir(), "other.tar.zst")
+	write(archivePath, example.Small)
+	write(other, example.Size{Users: 7, Rules: 9})
+	db := filepath.Join(dir, "broker.db")
+	buildStore(t, db, "5.1.0", example.Small)
+	before, _ := example.Digest(db)
+	p := startPaused(t, migratorCmd(t, "example", "restore", archivePath, "--store", db), "restore.checked")
+	data, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(archivePath, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(data)
+	f.Close()
+	code, stderr := p.resume(t)
+	if code != 1 || !strings.Contains(stderr, "the file changed between the check and the restore") {
+		t.Errorf("exit %d, stderr %q; want a refusal: the file changed", code, stderr)
+	}
+	if after, _ := example.Digest(db); after != before {
+		t.Errorf("the store changed")
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{"b.tar.zst", "broker.db"}) {
+		t.Errorf("left %q", got)
+	}
+}
+
+// TestOfflineChildPrivateDir: the hidden child refuses a --work directory
+// that is not the private directory of an offline upgrade, so that it can
+// never remove anything else when its standard input closes.
+func TestOfflineChildPrivateDir(t *testing.T) {
+	dir := t.TempDir()
+	in := fixtures(t)[0]
+	shared := filepath.Join(dir, "shared")
+	os.Mkdir(shared, 0o755)
+	os.WriteFile(filepath.Join(shared, "keep"), []byte("keep"), 0o644)
+	named := filepath.Join(dir, ".out.offline-1")
+	os.Mkdir(named, 0o755)
+	os.WriteFile(filepath.Join(named, "keep"), []byte("keep"), 0o644)
+	os.Symlink("shared", filepath.Join(dir, ".out.offline-2"))
+	child := func(work string) []string {
+		return []string{"offline-child", "--in", in, "--out", filepath.Join(work, "result.tar.zst"), "--work", work,
+			"--report", filepath.Join(work, "report.jsonl"), "--registry-digest", generated.Registry.Digest}
+	}
+	checkRefusals(t, dir, []refusal{
+		{"a shared directory", child(shared), 2, "is not named .NAME.offline-*"},
+		{"a readable directory", child(named), 2, "has mode 0755, not 0700"},
+		{"a link", child(filepath.Join(dir, ".out.offline-2")), 2, "is not a directory"},
+	})
+}
+
+// metadataOfStore reads the upgrade metadata of the store at path.
+func metadataOfStore(t *testing.T, path string) upgrade.Metadata {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err := upgrade.ReadStoreMetadata(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSignals sends SIGINT or SIGTERM to backup, restore, verify and plan
+// while they work (stopped at a failpoint, so the signal lands at a known
+// step): each stops at its next safe point, exits 1 saying it was
+// interrupted, removes its temporary files and leaves its target as it
+// was.
+func TestSignals(t *testing.T) {
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+	buildStore(t, db, "5.1.0", example.Small)
+	os.Mkdir(cfg, 0o755)
+	os.WriteFile(filepath.Join(cfg, "broker.json"), []byte(`{"old":true}`), 0o644)
+	out := filepath.Join(dir, "out.tar")
+	os.WriteFile(out, []byte("the previous backup"), 0o600)
+	for _, c := range []struct {
+		name  string
+		sig   syscall.Signal
+		point string
+		args  []string
+	}{
+		{"backup while writing", syscall.SIGINT, "backup.write", []string{"backup", "--store", db, "--out", out}},
+		{"backup before the rename", syscall.SIGTERM, "backup.written", []string{"backup", "--store", db, "--out", out}},
+		{"restore while checking", syscall.SIGTERM, "backup.read", []string{"restore", archivePath, "--store", db, "--config", cfg}},
+		{"restore while loading", syscall.SIGINT, "restore.checked", []string{"restore", archivePath, "--store", db, "--config", cfg}},
+		{"restore before the swap", syscall.SIGTERM, "restore.before-swap", []string{"restore", archivePath, "--store", db, "--config", cfg}},
+		{"verify", syscall.SIGINT, "backup.read", []string{"verify", archivePath}},
+		{"plan", syscall.SIGTERM, "backup.read", []string{"plan", "--backup", archivePath}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := snapshot(t, dir)
+			p := startPaused(t, migratorCmd(t, "example", c.args...), c.point)
+			if err := p.cmd.Process.Signal(c.sig); err != nil {
+				t.Fatal(err)
+			}
+			// The signal is handled asynchronously (by the signal
+			// package's goroutine); give it time to cancel before the
+			// command goes on from the failpoint.
+			time.Sleep(500 * time.Millisecond)
+			code, stderr := p.resume(t)
+			if code != 1 || !strings.Contains(stderr, "interrupted") {
+				t.Errorf("exit %d, stderr %q; want exit 1, interrupted", code, stderr)
+			}
+			if after := snapshot(t, dir); after != before {
+				t.Errorf("the files changed:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
