@@ -3,6 +3,7 @@ package migrator_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -149,7 +150,7 @@ func TestOutputRefusals(t *testing.T) {
 	}
 	checkRefusals(t, dir, []refusal{
 		{"backup to a FIFO", backupTo(fifo), 2, "exists and is not a regular file"},
-		{"backup to a directory", backupTo(filepath.Join(dir, "adir")), 2, "exists and is not a regular file"},
+		{"backup to a directory", backupTo(filepath.Join(dir, "adir")), 2, "is a directory: name the archive file to write"},
 		{"backup to a link", backupTo(filepath.Join(dir, "link")), 2, "is a symbolic link"},
 		{"backup to the store", backupTo(db), 2, "is the store"},
 		{"backup to a hard link of the store", backupTo(filepath.Join(dir, "alias.db")), 2, "is the store"},
@@ -316,7 +317,7 @@ func TestRestoreChangedBetweenPasses(t *testing.T) {
 	}
 }
 
-// TestOfflineChildPrivateDir: the hidden child refuses a --work directory
+// TestOfflineChildPrivateDir: the offline child refuses a --work directory
 // that is not the private directory of an offline upgrade, so that it can
 // never remove anything else when its standard input closes.
 func TestOfflineChildPrivateDir(t *testing.T) {
@@ -329,9 +330,15 @@ func TestOfflineChildPrivateDir(t *testing.T) {
 	os.Mkdir(named, 0o755)
 	os.WriteFile(filepath.Join(named, "keep"), []byte("keep"), 0o644)
 	os.Symlink("shared", filepath.Join(dir, ".out.offline-2"))
+	// The child is the program started with HOOKREG_OFFLINE_CHILD set,
+	// whatever its arguments.
 	child := func(work string) []string {
-		return []string{"offline-child", "--in", in, "--out", filepath.Join(work, "result.tar.zst"), "--work", work,
-			"--report", filepath.Join(work, "report.jsonl"), "--registry-digest", generated.Registry.Digest}
+		req, err := json.Marshal(map[string]string{"in": in, "out": filepath.Join(work, "result.tar.zst"), "work": work,
+			"report": filepath.Join(work, "report.jsonl"), "registry_digest": generated.Registry.Digest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []string{"env:HOOKREG_OFFLINE_CHILD=" + string(req), "version"}
 	}
 	checkRefusals(t, dir, []refusal{
 		{"a shared directory", child(shared), 2, "is not named .NAME.offline-*"},
