@@ -85,7 +85,7 @@ func BenchmarkArchive(b *testing.B) {
 					}
 					defer f.Close()
 					n := 0
-					_, err = archive.Read(f, archive.Handler{Record: func(string, []byte, []byte) error { n++; return nil }})
+					_, err = archive.Read(f, archive.Handler{Record: func([]byte, []byte) error { n++; return nil }})
 					if err == nil && n != benchRecords {
 						b.Fatalf("read %d records, want %d", n, benchRecords)
 					}

@@ -208,7 +208,7 @@ func TestMemoryBound(t *testing.T) {
 		var peak uint64
 		var ms runtime.MemStats
 		n := 0
-		_, err := archive.Read(pr, archive.Handler{Record: func(table string, key, value []byte) error {
+		_, err := archive.Read(pr, archive.Handler{Record: func(key, value []byte) error {
 			if n++; n%4096 == 0 {
 				runtime.ReadMemStats(&ms)
 				peak = max(peak, ms.HeapInuse)

@@ -34,7 +34,7 @@ const (
 )
 
 // Writer writes an archive as a stream. Create it with NewWriter, then call
-// Table for every table of the manifest in order, Record for each of its
+// Table for every table of the manifest in order (nested ones included), Record for each of its
 // records in ascending key order, Config for every configuration file in
 // order, and Close. After an error, every later call returns that error.
 type Writer struct {
@@ -50,7 +50,8 @@ type Writer struct {
 	chunks  int64
 	lastKey []byte
 	buf     []byte
-	config  int // next index in m.Config
+	config  int    // next index in m.Config
+	prefix  string // member path prefix of the current table's chunks
 
 	sums bytes.Buffer
 	err  error
@@ -98,11 +99,18 @@ func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	default:
 		return nil, fmt.Errorf("writing archive: unknown compression %q", opts.Compression)
 	}
-	data, err := json.MarshalIndent(m, "", "  ")
+	compact, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encoding archive manifest: %w", err)
 	}
-	if err := aw.member(ManifestName, 0o644, append(data, '\n')); err != nil {
+	var data bytes.Buffer
+	if err := json.Indent(&data, compact, "", "  "); err != nil {
+		return nil, fmt.Errorf("encoding archive manifest: %w", err)
+	}
+	if data.Len() >= MaxManifestSize {
+		return nil, fmt.Errorf("writing archive manifest: %d bytes for %d tables and %d config files exceeds the format's %d", data.Len(), len(m.Tables), len(m.Config), MaxManifestSize)
+	}
+	if err := aw.member(ManifestName, 0o644, append(data.Bytes(), '\n')); err != nil {
 		return nil, err
 	}
 	return aw, nil
@@ -136,10 +144,11 @@ func (w *Writer) fail(err error) error {
 	return err
 }
 
-// Table starts the records of the named table, which must be the next
-// table of the manifest. Every table of the manifest must be started, even
-// an empty one.
-func (w *Writer) Table(name string) error {
+// Table starts the records of the table at path (a top-level table's
+// name, or the names down to a nested table), which must be the next table
+// of the manifest. Every table of the manifest must be started, even an
+// empty one.
+func (w *Writer) Table(path ...string) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -147,14 +156,15 @@ func (w *Writer) Table(name string) error {
 		return w.fail(err)
 	}
 	next := w.table + 1
-	if next >= len(w.m.Tables) || w.m.Tables[next].Name != name {
+	if next >= len(w.m.Tables) || ComparePaths(w.m.Tables[next].Path(), path) != 0 {
 		want := "no more tables"
 		if next < len(w.m.Tables) {
-			want = fmt.Sprintf("table %q", w.m.Tables[next].Name)
+			want = fmt.Sprintf("table %q", w.m.Tables[next])
 		}
-		return w.fail(fmt.Errorf("writing archive: table %q is not the next table of the manifest (want %s)", name, want))
+		return w.fail(fmt.Errorf("writing archive: table %q is not the next table of the manifest (want %s)", EncodePath(path), want))
 	}
 	w.table = next
+	w.prefix = memberPrefix(w.m.Format, w.m.Tables[next])
 	w.records, w.bytes, w.chunks = 0, 0, 0
 	w.lastKey = w.lastKey[:0]
 	return nil
@@ -173,15 +183,15 @@ func (w *Writer) Record(key, value []byte) error {
 	t := w.m.Tables[w.table]
 	switch {
 	case len(key) == 0:
-		return w.fail(fmt.Errorf("writing archive: table %q: empty key", t.Name))
+		return w.fail(fmt.Errorf("writing archive: table %q: empty key", t))
 	case len(key) > MaxKeySize:
-		return w.fail(fmt.Errorf("writing archive: table %q: key of %d bytes exceeds %d", t.Name, len(key), MaxKeySize))
+		return w.fail(fmt.Errorf("writing archive: table %q: key of %d bytes exceeds %d", t, len(key), MaxKeySize))
 	case len(value) > MaxValueSize:
-		return w.fail(fmt.Errorf("writing archive: table %q: key %q: value of %d bytes exceeds %d", t.Name, key, len(value), MaxValueSize))
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q: value of %d bytes exceeds %d", t, key, len(value), MaxValueSize))
 	case w.records > 0 && bytes.Compare(key, w.lastKey) <= 0:
-		return w.fail(fmt.Errorf("writing archive: table %q: key %q is not after %q", t.Name, key, w.lastKey))
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q is not after %q", t, key, w.lastKey))
 	case w.records >= t.Records:
-		return w.fail(fmt.Errorf("writing archive: table %q: more records than the %d of the manifest", t.Name, t.Records))
+		return w.fail(fmt.Errorf("writing archive: table %q: more records than the %d of the manifest", t, t.Records))
 	}
 	size := RecordSize(key, value)
 	if len(w.buf) > 0 && int64(len(w.buf))+size > int64(w.chunkSize) {
@@ -204,7 +214,7 @@ func (w *Writer) flush() error {
 		return nil
 	}
 	w.chunks++
-	err := w.member(chunkName(w.m.Tables[w.table].Name, w.chunks), 0o644, w.buf)
+	err := w.member(chunkName(w.prefix, w.chunks), 0o644, w.buf)
 	w.buf = w.buf[:0]
 	return err
 }
@@ -219,7 +229,7 @@ func (w *Writer) endTable() error {
 	}
 	t := w.m.Tables[w.table]
 	if w.records != t.Records || w.bytes != t.Bytes {
-		return fmt.Errorf("writing archive: table %q: wrote %d records in %d bytes, the manifest declares %d in %d", t.Name, w.records, w.bytes, t.Records, t.Bytes)
+		return fmt.Errorf("writing archive: table %q: wrote %d records in %d bytes, the manifest declares %d in %d", t, w.records, w.bytes, t.Records, t.Bytes)
 	}
 	return nil
 }
@@ -230,7 +240,7 @@ func (w *Writer) endTables() error {
 		return err
 	}
 	if w.table+1 < len(w.m.Tables) {
-		return fmt.Errorf("writing archive: table %q of the manifest was not written", w.m.Tables[w.table+1].Name)
+		return fmt.Errorf("writing archive: table %q of the manifest was not written", w.m.Tables[w.table+1])
 	}
 	w.table = len(w.m.Tables)
 	return nil

@@ -193,11 +193,11 @@ func (b *build) load(r io.Reader, m *archive.Manifest, w io.Writer) error {
 	prog := newProgress(w, "restore", total)
 	got, err := archive.Read(r, archive.Handler{
 		Table: func(t archive.TableInfo) error {
-			return b.loader.CreateTable(t.Name)
+			return b.loader.Table(t.Path(), t.Sequence)
 		},
-		Record: func(table string, key, value []byte) error {
+		Record: func(key, value []byte) error {
 			prog.add(1)
-			return b.loader.Put(table, key, value)
+			return b.loader.Record(key, value)
 		},
 		Config: b.config,
 	})
