@@ -14,7 +14,7 @@
 //		// nothing was written
 //	}
 //
-// Semantics (DESIGN.md §4):
+// Semantics:
 //   - pending hooks: num > last_upgrade_hook; without last_upgrade_hook,
 //     introduced_in > data_version; run in ascending num;
 //   - every hook commits with its [Applied] record, last_upgrade_hook and
