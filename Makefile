@@ -61,6 +61,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRegistry$$' -fuzztime $(FUZZTIME) ./internal/registry
 	$(GO) test -run '^$$' -fuzz '^FuzzReadArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./archive
+	$(GO) test -run '^$$' -fuzz '^FuzzDamagedStore$$' -fuzztime $(FUZZTIME) ./store/bolt
 
 ## release: the release gate, then reproducible binaries in dist/$(VERSION) (see RELEASING.md)
 release:

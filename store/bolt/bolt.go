@@ -48,6 +48,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/hookreg/hookreg/internal/atomicfile"
@@ -185,10 +186,16 @@ func damaged(path string, cause any) error {
 // which re-raises it: it is not the store's.
 type callbackPanic struct{ v any }
 
-// call runs a caller's callback, marking its panics as not the store's.
+// call runs a caller's callback, marking its panics as not the store's,
+// except a memory fault (a runtime error with an address, which
+// debug.SetPanicOnFault gives): the callback read a key or value that
+// points outside the file.
 func call(fn func() error) error {
 	defer func() {
 		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); fault {
+				panic(r)
+			}
 			panic(callbackPanic{r})
 		}
 	}()
@@ -231,22 +238,30 @@ func (s *Store) Begin(writable bool) (store.Tx, error) {
 	return &tx{s: s, tx: btx, tables: map[string]*tableState{}}, nil
 }
 
-// Check implements [store.Store] with bbolt's consistency check.
+// Check implements [store.Store]: first a check of the page structure
+// with plain reads of the file (checkPages), so that nothing read through
+// the memory map points outside it; then bbolt's own consistency check
+// (key order, pages reachable once, freelist), which runs in a goroutine of
+// its own where a memory fault could not be recovered.
 func (s *Store) Check() error {
 	t, err := s.Begin(false)
 	if err != nil {
 		return err
 	}
 	defer t.Rollback()
-	return t.(*tx).protect(func() error {
+	if err := checkPages(s.path); err != nil {
+		return fmt.Errorf("checking store: %w", damaged(s.path, err))
+	}
+	tx := t.(*tx)
+	return tx.protect(func() error {
 		var errs []error
-		for err := range t.(*tx).tx.Check() {
+		for err := range tx.tx.Check() {
 			if len(errs) < maxCheckErrors {
 				errs = append(errs, err)
 			}
 		}
 		if len(errs) > 0 {
-			return fmt.Errorf("checking store %s: %w: %w; restore it from a backup", s.path, store.ErrDamaged, errors.Join(errs...))
+			return fmt.Errorf("checking store: %w", damaged(s.path, errors.Join(errs...)))
 		}
 		return nil
 	})
@@ -408,7 +423,11 @@ func (t *tx) Walk(table func(path []string, sequence uint64) error, record func(
 }
 
 func walk(b *bbolt.Bucket, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
-	err := call(func() error { return table(path, b.Sequence()) })
+	if b == nil {
+		return fmt.Errorf("bucket %q is not a bucket", strings.Join(path, "/"))
+	}
+	seq := b.Sequence()
+	err := call(func() error { return table(path, seq) })
 	if errors.Is(err, store.SkipTable) {
 		return nil
 	}
