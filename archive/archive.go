@@ -64,7 +64,7 @@
 // size the manifest declares, so the bytes an archive decompresses to are
 // bounded by what its manifest declares, which a caller can check (free
 // space) before writing anything. A Reader holds the manifest, one member
-// and 32 bytes per member read (its checksum, for SHA256SUMS); it reads in
+// and 8 bytes per member read (of its checksum, for SHA256SUMS); it reads in
 // time linear in the archive's size.
 //
 //	m, err := archive.Verify(f) // every checksum, the structure, the counts

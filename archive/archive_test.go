@@ -285,3 +285,48 @@ func TestReadsFormat1(t *testing.T) {
 		}
 	}
 }
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"mqtt-broker":    "mqtt-broker",
+		"5.1.0 (hotfix)": "5.1.0 (hotfix)",
+		"ünïcode":        "ünïcode",
+		"":               `""`,
+		" lead":          `" lead"`,
+		"\x1b[31mred":    `"\x1b[31mred"`,
+		"line\nbreak":    `"line\nbreak"`,
+		"\xff":           `"\xff"`,
+		`quo"te`:         `"quo\"te"`,
+		"bidi\u202e":     `"bidi\u202e"`,
+	} {
+		if got := archive.Escape(in); got != want {
+			t.Errorf("Escape(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestNameEncoding(t *testing.T) {
+	for name, want := range map[string]string{
+		"users":         "users",
+		"user sessions": "user%20sessions",
+		"acl.v2":        "acl%2Ev2",
+		"a/b":           "a%2Fb",
+		"..":            "%2E%2E",
+		"000001.rec":    "000001%2Erec",
+		"%41":           "%2541",
+		"\xff\x00":      "%FF%00",
+	} {
+		got := archive.EncodeName(name)
+		if got != want {
+			t.Errorf("EncodeName(%q) = %q, want %q", name, got, want)
+		}
+		if back, err := archive.DecodeName(got); err != nil || back != name {
+			t.Errorf("DecodeName(%q) = %q, %v", got, back, err)
+		}
+	}
+	for _, bad := range []string{"", "a b", "%ff", "%41", "%4", "%", "a.b", "a/b"} {
+		if _, err := archive.DecodeName(bad); err == nil {
+			t.Errorf("DecodeName(%q) accepted a non-canonical form", bad)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"slices"
@@ -70,13 +71,13 @@ func Verify(r io.Reader) (*Manifest, error) {
 
 // Read streams the archive from r to h, checking everything Verify checks
 // as it goes; memory stays bounded by the largest member (plus the
-// manifest and 32 bytes per member). It returns the manifest when the
+// manifest and 8 bytes per member). It returns the manifest when the
 // whole archive is good. Errors about the content wrap ErrInvalid and name
 // the member; an error reading r is returned wrapped but does not.
 func Read(r io.Reader, h Handler) (*Manifest, error) {
 	src := &sourceReader{r: r}
 	br := bufio.NewReaderSize(src, 64<<10)
-	ar := &reader{h: h, src: src, table: -1}
+	ar := &reader{h: h, src: src, table: -1, expect: sha256.New()}
 	var data io.Reader = br
 	if magic, _ := br.Peek(len(zstdMagic)); bytes.Equal(magic, zstdMagic) {
 		ar.frames = &frameChecker{r: br}
@@ -133,10 +134,11 @@ type reader struct {
 	tr     *tar.Reader
 	m      Manifest
 
-	prefixes []string // per table: the member path prefix of its chunks
-	counts   []int64  // per table: its number of chunks
-	sums     []byte   // the sha256 of every member read, in order
-	last     string   // the last member read
+	prefixes []string  // per table: the member path prefix of its chunks
+	counts   []int64   // per table: its number of chunks
+	sums     []byte    // the first sumPrefix bytes of each member's sha256, in order
+	expect   hash.Hash // sha256 of the SHA256SUMS the members read call for
+	last     string    // the last member read
 
 	table   int // index of the current table in m.Tables; len(m.Tables) once the tables are done
 	chunks  int64
@@ -224,9 +226,15 @@ func (r *reader) body(hdr *tar.Header) ([]byte, error) {
 		return nil, r.fail(hdr.Name, err)
 	}
 	sum := sha256.Sum256(buf)
-	r.sums = append(r.sums, sum[:]...)
+	r.sums = append(r.sums, sum[:sumPrefix]...)
+	fmt.Fprintf(r.expect, "%x  %s\n", sum, hdr.Name)
 	return buf, nil
 }
+
+// sumPrefix is how much of each member's checksum a reader keeps: enough
+// to name the member whose line of SHA256SUMS differs. The whole of
+// SHA256SUMS is compared through a hash of the lines the members call for.
+const sumPrefix = 8
 
 func (r *reader) run() error {
 	hdr, err := r.next()
@@ -521,11 +529,12 @@ func (r *reader) checksums(hdr *tar.Header) error {
 		longest = max(longest, len(name))
 		return nil
 	})
-	count := len(r.sums) / sha256.Size
+	count := len(r.sums) / sumPrefix
 	if hdr.Size > want {
 		return invalid(SumsName, "size %d exceeds the %d bytes its %d lines need", hdr.Size, want, count)
 	}
-	lines := bufio.NewReaderSize(r.tr, max(4096, 2*sha256.Size+2+longest+1))
+	actual := sha256.New()
+	lines := bufio.NewReaderSize(io.TeeReader(r.tr, actual), max(4096, 2*sha256.Size+2+longest+1))
 	err := r.members(func(i int, name string) error {
 		line, err := lines.ReadSlice('\n')
 		if err == io.EOF && len(line) == 0 {
@@ -542,8 +551,8 @@ func (r *reader) checksums(hdr *tar.Header) error {
 		if path != name {
 			return invalid(SumsName, "line %d: lists %s where member %s is expected", i+1, strconv.Quote(path), strconv.Quote(name))
 		}
-		if got := r.sums[i*sha256.Size : (i+1)*sha256.Size]; !bytes.Equal(digest, got) {
-			return invalid(name, "checksum mismatch: SHA256SUMS has %s, the member has %x", sum, got)
+		if got := r.sums[i*sumPrefix : (i+1)*sumPrefix]; !bytes.Equal(digest[:sumPrefix], got) {
+			return invalid(name, "checksum mismatch: SHA256SUMS has %s, the member's begins with %x", sum, got)
 		}
 		return nil
 	})
@@ -555,6 +564,9 @@ func (r *reader) checksums(hdr *tar.Header) error {
 			return r.fail(SumsName, err)
 		}
 		return invalid(SumsName, "line %d: lists %s, which is not a member", count+1, strconv.Quote(strings.TrimSpace(extra)))
+	}
+	if !bytes.Equal(actual.Sum(nil), r.expect.Sum(nil)) {
+		return invalid(SumsName, "checksum mismatch: a line differs from its member's sha256 after its first %d bytes", sumPrefix)
 	}
 	end := (r.data.n+blockSize-1)/blockSize*blockSize + 2*blockSize
 	if hdr, err := r.next(); err != io.EOF {
