@@ -34,9 +34,12 @@ const (
 )
 
 // Writer writes an archive as a stream. Create it with NewWriter, then call
-// Table for every table of the manifest in order (nested ones included), Record for each of its
-// records in ascending key order, Config for every configuration file in
-// order, and Close. After an error, every later call returns that error.
+// Table for every table of the manifest in order (nested ones included),
+// Record for each of its records in ascending key order, Config for every
+// configuration file in order, and Close (or Abort, to give up). After an
+// error, every later call returns that error. A goroutine of the Writer
+// hashes, compresses and writes the members while the caller encodes the
+// next chunk; it ends with Close, Abort or an error.
 type Writer struct {
 	m         Manifest
 	zw        *zstd.Encoder
@@ -53,8 +56,66 @@ type Writer struct {
 	config  int    // next index in m.Config
 	prefix  string // member path prefix of the current table's chunks
 
-	sums bytes.Buffer
+	sums bytes.Buffer // written by the worker
 	err  error
+
+	// The worker goroutine hashes and writes the members (and compresses
+	// them), while the caller's goroutine reads its store and encodes the
+	// next chunk: two cores overlap. Two chunk buffers take turns.
+	jobs    chan job
+	free    chan []byte
+	done    chan struct{}
+	werr    error // the worker's error, read after done is closed
+	stopped bool
+}
+
+// job is a member for the worker to write.
+type job struct {
+	name  string
+	mode  fs.FileMode
+	data  []byte
+	chunk bool // data is a chunk buffer, to be handed back
+}
+
+func (w *Writer) start() {
+	w.jobs, w.free, w.done = make(chan job, 1), make(chan []byte, 2), make(chan struct{})
+	w.free <- nil
+	go func() {
+		defer close(w.done)
+		for j := range w.jobs {
+			if w.werr == nil {
+				w.werr = w.member(j.name, j.mode, j.data)
+			}
+			if j.chunk {
+				w.free <- j.data[:0]
+			}
+		}
+	}()
+}
+
+// send hands a member to the worker; a chunk buffer is replaced by the
+// other one once the worker is done with it.
+func (w *Writer) send(j job) error {
+	select {
+	case <-w.done:
+		return w.werr
+	default:
+	}
+	w.jobs <- j
+	if j.chunk {
+		w.buf = <-w.free
+	}
+	return nil
+}
+
+// stop ends the worker and returns its error.
+func (w *Writer) stop() error {
+	if !w.stopped {
+		w.stopped = true
+		close(w.jobs)
+		<-w.done
+	}
+	return w.werr
 }
 
 // NewWriter checks m, writes its MANIFEST.json to w and returns the Writer
@@ -113,6 +174,7 @@ func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	if err := aw.member(ManifestName, 0o644, append(data.Bytes(), '\n')); err != nil {
 		return nil, err
 	}
+	aw.start()
 	return aw, nil
 }
 
@@ -141,6 +203,7 @@ func (w *Writer) fail(err error) error {
 	if w.err == nil {
 		w.err = err
 	}
+	w.stop()
 	return err
 }
 
@@ -214,9 +277,7 @@ func (w *Writer) flush() error {
 		return nil
 	}
 	w.chunks++
-	err := w.member(chunkName(w.prefix, w.chunks), 0o644, w.buf)
-	w.buf = w.buf[:0]
-	return err
+	return w.send(job{name: chunkName(w.prefix, w.chunks), mode: 0o644, data: w.buf, chunk: true})
 }
 
 // endTable flushes the current table and checks it against the manifest.
@@ -269,10 +330,20 @@ func (w *Writer) Config(path string, mode fs.FileMode, data []byte) error {
 		return w.fail(fmt.Errorf("writing archive: config file %q: mode %v and size %d differ from the manifest's %v and %d", path, mode.Perm(), len(data), c.Mode, c.Size))
 	}
 	w.config++
-	if err := w.member(ConfigDir+path, c.Mode, data); err != nil {
+	if err := w.send(job{name: ConfigDir + path, mode: c.Mode, data: bytes.Clone(data)}); err != nil {
 		return w.fail(err)
 	}
 	return nil
+}
+
+// Abort ends a Writer that will not be closed, because the caller gave up
+// after an error of its own; the archive is incomplete. After Close or an
+// error of the Writer it does nothing, so it can be deferred.
+func (w *Writer) Abort() {
+	if w.err == nil {
+		w.err = errors.New("writing archive: writer is aborted")
+	}
+	w.stop()
 }
 
 // Close checks that everything the manifest declares was written, writes
@@ -289,6 +360,9 @@ func (w *Writer) Close() error {
 	}
 	if w.config < len(w.m.Config) {
 		return w.fail(fmt.Errorf("writing archive: config file %q of the manifest was not written", w.m.Config[w.config].Path))
+	}
+	if err := w.stop(); err != nil {
+		return w.fail(err)
 	}
 	if err := w.member(SumsName, 0o644, w.sums.Bytes()); err != nil {
 		return w.fail(err)

@@ -122,6 +122,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
+	defer aw.Abort()
 	prog := newProgress(opts.Progress, "backup", total)
 	if err := copyTables(tx, aw, prog); err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
