@@ -291,3 +291,90 @@ func rssAnon(b *testing.B) int64 {
 	b.Skip("no RssAnon in /proc/self/status")
 	return 0
 }
+
+// BenchmarkManyChunks verifies and restores an archive of 1,000,000
+// one-record chunks (a million members: what a hostile or unlucky writer
+// can make) and reports the peak anonymous memory of each, which must
+// stay under 100 MB: a reader keeps 8 bytes a member, not its name.
+func BenchmarkManyChunks(b *testing.B) {
+	const records = 1_000_000
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src.db")
+	l, err := bolt.NewLoader(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range records {
+		if err := l.Put("events", fmt.Appendf(nil, "e%07d", i), []byte("x")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := l.Finish(); err != nil {
+		b.Fatal(err)
+	}
+	st, err := bolt.Open(src, bolt.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := upgrade.Init(st, generated.Registry); err != nil {
+		b.Fatal(err)
+	}
+	var normal bytes.Buffer
+	if _, err := backup.Backup(st, generated.Registry, &normal, backup.Options{}); err != nil {
+		b.Fatal(err)
+	}
+	st.Close()
+	chunked := filepath.Join(dir, "chunks.tar.zst")
+	rechunk(b, normal.Bytes(), chunked)
+	info, err := os.Stat(chunked)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		verifyRSS := peakRSSAnon(b, func() {
+			f, err := os.Open(chunked)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := backup.Verify(f, chunked); err != nil {
+				b.Fatal(err)
+			}
+		})
+		restored := filepath.Join(dir, "r.db")
+		restoreRSS := peakRSSAnon(b, func() {
+			if _, err := backup.Restore(generated.Registry, chunked, restored, backup.RestoreOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		})
+		os.Remove(restored)
+		b.ReportMetric(verifyRSS/1e6, "verify_peak_anon_MB")
+		b.ReportMetric(restoreRSS/1e6, "restore_peak_anon_MB")
+	}
+	b.ReportMetric(float64(info.Size())/1e6, "archive_MB")
+}
+
+// rechunk rewrites an archive with one record a chunk.
+func rechunk(b *testing.B, data []byte, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var w *archive.Writer
+	_, err = archive.Read(bytes.NewReader(data), archive.Handler{
+		Manifest: func(m archive.Manifest) (err error) {
+			w, err = archive.NewWriter(f, m, archive.Options{ChunkSize: 1})
+			return err
+		},
+		Table:  func(t archive.TableInfo) error { return w.Table(t.Path()...) },
+		Record: func(key, value []byte) error { return w.Record(key, value) },
+		Config: func(c archive.ConfigFile, data []byte) error { return w.Config(c.Path, c.Mode, data) },
+	})
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+}
