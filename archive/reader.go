@@ -552,7 +552,7 @@ func (r *reader) checksums(hdr *tar.Header) error {
 			return invalid(SumsName, "line %d: lists %s where member %s is expected", i+1, strconv.Quote(path), strconv.Quote(name))
 		}
 		if got := r.sums[i*sumPrefix : (i+1)*sumPrefix]; !bytes.Equal(digest[:sumPrefix], got) {
-			return invalid(name, "checksum mismatch: SHA256SUMS has %s, the member's begins with %x", sum, got)
+			return invalid(name, "checksum mismatch: SHA256SUMS has %s, the member has %x...", sum, got)
 		}
 		return nil
 	})

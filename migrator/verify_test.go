@@ -55,7 +55,7 @@ func TestVerify(t *testing.T) {
 		stdout string
 		stderr string
 	}{
-		{[]string{"good.tar.zst"}, 0, "good.tar.zst: good archive (format 1), created 2026-01-01T00:00:00Z\n" +
+		{[]string{"good.tar.zst"}, 0, "good.tar.zst: good archive (format 2), created 2026-01-01T00:00:00Z\n" +
 			"product mqtt-broker, release 5.0.1 (registry h1:x)\n" +
 			"data version 5.0.1, last upgrade hook 99, 0 applied hooks\n" +
 			"tables:\n  empty  0 records\n  users  1 records\n" +
