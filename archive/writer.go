@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -65,7 +66,8 @@ type Writer struct {
 	jobs    chan job
 	free    chan []byte
 	done    chan struct{}
-	werr    error // the worker's error, read after done is closed
+	werr    error       // the worker's error, read after failed or done
+	failed  atomic.Bool // set once werr is
 	stopped bool
 }
 
@@ -84,7 +86,9 @@ func (w *Writer) start() {
 		defer close(w.done)
 		for j := range w.jobs {
 			if w.werr == nil {
-				w.werr = w.member(j.name, j.mode, j.data)
+				if w.werr = w.member(j.name, j.mode, j.data); w.werr != nil {
+					w.failed.Store(true)
+				}
 			}
 			if j.chunk {
 				w.free <- j.data[:0]
@@ -96,10 +100,8 @@ func (w *Writer) start() {
 // send hands a member to the worker; a chunk buffer is replaced by the
 // other one once the worker is done with it.
 func (w *Writer) send(j job) error {
-	select {
-	case <-w.done:
+	if w.failed.Load() {
 		return w.werr
-	default:
 	}
 	w.jobs <- j
 	if j.chunk {

@@ -2,6 +2,7 @@ package archive_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -199,4 +200,60 @@ func decompress(t testing.TB, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// limitWriter fails once n bytes were written, as a full disk does.
+type limitWriter struct{ n int }
+
+var errFull = errors.New("no space left on device")
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		n := w.n
+		w.n = 0
+		return n, errFull
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// TestWriterOutputError: an error of the underlying writer, met by the
+// goroutine that writes the members, reaches the caller (from Record,
+// Config or Close) and ends that goroutine.
+func TestWriterOutputError(t *testing.T) {
+	c := sample(2)
+	for _, comp := range []archive.Compression{archive.None, archive.Zstd} {
+		size := len(write(t, c, archive.Options{Compression: comp, ChunkSize: 4096}))
+		for _, limit := range []int{2000, size / 3, size * 2 / 3, size - 1} {
+			w, err := archive.NewWriter(&limitWriter{n: limit}, c.manifest(), archive.Options{Compression: comp, ChunkSize: 4096})
+			if err != nil {
+				if !errors.Is(err, errFull) {
+					t.Fatalf("%s, %d bytes: NewWriter = %v", comp, limit, err)
+				}
+				continue
+			}
+			err = func() error {
+				for _, name := range sortedKeys(c.tables) {
+					if err := w.Table(name); err != nil {
+						return err
+					}
+					for _, r := range c.tables[name] {
+						if err := w.Record(r.key, r.value); err != nil {
+							return err
+						}
+					}
+				}
+				for _, p := range sortedKeys(c.config) {
+					if err := w.Config(p, c.config[p].mode, c.config[p].data); err != nil {
+						return err
+					}
+				}
+				return w.Close()
+			}()
+			if !errors.Is(err, errFull) {
+				t.Errorf("%s, %d bytes: writing = %v, want the output's error", comp, limit, err)
+			}
+			w.Abort()
+		}
+	}
 }

@@ -54,11 +54,16 @@ type Options struct {
 	Progress io.Writer
 }
 
-// Backup writes an archive of st to w: every table (the metadata table
-// included) from one read-only transaction, so the archive is one
+// Backup writes an archive of st to w: every table at every depth (the
+// metadata table included; a store whose transactions implement
+// [store.Walker], as bbolt's do, gives its nested buckets with their
+// sequence numbers) from one read-only transaction, so the archive is one
 // consistent snapshot even while other goroutines write to st, and the
 // configuration files (see [Options]). The record counts of the
-// manifest are taken in that same transaction. Memory stays bounded by the
+// manifest are taken in that same transaction, and what the archive format
+// cannot carry exactly (a value over [archive.MaxValueSize], a name over
+// [archive.MaxNameLen] bytes once encoded) is refused, naming it, before
+// anything is written. Memory stays bounded by the
 // archive's chunk size whatever the store size.
 //
 // The [store.ConfigTable] table is never carried as a table: its files
