@@ -70,6 +70,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRegistry$$' -fuzztime $(FUZZTIME) ./internal/registry
 	$(GO) test -run '^$$' -fuzz '^FuzzH2Reprint$$' -fuzztime $(FUZZTIME) ./internal/codedigest
 	$(GO) test -run '^$$' -fuzz '^FuzzReadArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./archive
+	$(GO) test -run '^$$' -fuzz '^FuzzDamagedStore$$' -fuzztime $(FUZZTIME) ./store/bolt
 
 ## release: the release gate, then reproducible binaries in dist/$(VERSION)
 ## (see RELEASING.md). hookgen release is the gate any product runs; this

@@ -1,23 +1,29 @@
 // Package archive reads and writes hookreg backup archives: one file holding
-// a product's tables, its upgrade metadata and its configuration files, as
-// described in DESIGN.md §6.
+// a product's tables (nested ones included), its upgrade metadata and its
+// configuration files. The format is specified, version by version, in
+// FORMAT.md beside this file; this package writes format 2 and reads
+// formats 1 and 2.
 //
 // An archive is a POSIX tar stream, zstd-compressed by default ([Zstd]) or
 // plain ([None]); a reader detects which by the zstd magic number. Its
 // members, in this order:
 //
 //	MANIFEST.json                 the [Manifest]: versions, hooks, tables, config files
-//	tables/<table>/000001.rec     the records of each table, in chunks of at most
-//	tables/<table>/000002.rec     [ChunkSize] bytes (a larger record gets a chunk
-//	...                           of its own), tables in ascending name order
+//	tables/<path>/000001.rec      the records of each table, in chunks of at most
+//	tables/<path>/000002.rec      [ChunkSize] bytes (a larger record gets a chunk
+//	...                           of its own), tables in manifest order
 //	config/<path>                 each configuration file, mode kept, in path order
 //	SHA256SUMS                    the sha256 of every member above, sha256sum format
 //
-// A chunk is a sequence of records, each a uvarint key length, the key, a
-// uvarint value length and the value, keys strictly ascending within a
-// table, so any bytes round-trip exactly. Since SHA256SUMS comes last, a
-// truncated archive is always detected, and the members can be checked with
-// standard tools:
+// A table is named by its path: a top-level table ("users"), or a table
+// nested in others, as bbolt nests buckets in buckets ("users/sessions").
+// Names are arbitrary bytes; in member paths and in the manifest each name
+// is encoded with [EncodeName] (bytes other than [A-Za-z0-9_-] become %XX)
+// and the names of a path are joined with "/". A chunk is a sequence of
+// records, each a uvarint key length, the key, a uvarint value length and
+// the value, keys strictly ascending within a table, so any bytes
+// round-trip exactly. Since SHA256SUMS comes last, a truncated archive is
+// always detected, and the members can be checked with standard tools:
 //
 //	zstd -dc backup.tar.zst | tar -x && sha256sum -c SHA256SUMS
 //
@@ -38,47 +44,56 @@
 //
 // Reading streams too, and treats the input as hostile: paths that escape,
 // absolute paths, links, devices, fifos, duplicate, unknown, misplaced or
-// oversized members, decompression bombs, a manifest that disagrees with the
-// content, truncation and bad or missing checksums are refused with an error
-// that wraps [ErrInvalid] and names the member. A caller that must not act
-// on anything unchecked (a restore) first runs [Verify], then [Read] with a
-// [Handler] that loads records as they stream and discards its work when
-// Read returns an error: Read re-checks everything, because the file may
-// change between the passes.
+// oversized members, decompression bombs, a manifest with duplicate or
+// case-folded keys or that disagrees with the content, data after the end
+// of the archive (zstd skippable frames included), truncation and bad or
+// missing checksums are refused with an error that wraps [ErrInvalid] and
+// names the member. A caller that must not act on anything unchecked (a
+// restore) first runs [Verify], then [Read] with a [Handler] that loads
+// records as they stream and discards its work when Read returns an error:
+// Read re-checks everything, because the file may change between the
+// passes.
 //
-// Limits: a chunk is at most [MaxChunkSize] (one record of the largest key
-// and value), MANIFEST.json at most [MaxManifestSize], a configuration file
-// at most [MaxConfigSize], SHA256SUMS at most the size its lines need, tar
-// headers at most 16 KiB, and what follows the end of the tar stream at most
-// 64 KiB of zeros. The zstd decoder's window and memory are capped (32 MiB,
-// 64 MiB, instead of the library's 64 GiB), and the decompressed bytes of
-// each table are counted against the size the manifest declares, so the
-// bytes an archive decompresses to are bounded by what its manifest
-// declares, which a caller can check (free space) before writing anything.
-// A Reader holds one member at a time plus about 100 bytes per member read
-// (its name and checksum, for SHA256SUMS).
+// Limits (see FORMAT.md): a chunk is at most [MaxChunkSize] (one record of
+// the largest key and value), MANIFEST.json at most [MaxManifestSize], a
+// configuration file at most [MaxConfigSize], an encoded name or path
+// element at most 255 bytes, tar headers at most 16 KiB, and what follows
+// the end of the tar stream at most 64 KiB of zeros. The zstd decoder's
+// window and memory are capped (32 MiB, 64 MiB, instead of the library's
+// 64 GiB), and the decompressed bytes of each table are counted against the
+// size the manifest declares, so the bytes an archive decompresses to are
+// bounded by what its manifest declares, which a caller can check (free
+// space) before writing anything. A Reader holds the manifest, one member
+// and 8 bytes per member read (of its checksum, for SHA256SUMS); it reads in
+// time linear in the archive's size.
 //
 //	m, err := archive.Verify(f) // every checksum, the structure, the counts
 //	...
 //	f.Seek(0, io.SeekStart)
 //	_, err = archive.Read(f, archive.Handler{
-//		Table:  func(t archive.TableInfo) error { return createTable(t.Name) },
-//		Record: func(table string, key, value []byte) error { return put(table, key, value) },
+//		Table:  func(t archive.TableInfo) error { return createTable(t.Path()) },
+//		Record: func(key, value []byte) error { return put(key, value) },
 //		Config: func(c archive.ConfigFile, data []byte) error { return writeConfig(c, data) },
 //	})
 package archive
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
-// FormatVersion is the archive format this package writes and reads.
-const FormatVersion = 1
+// FormatVersion is the archive format this package writes. It reads this
+// one and every earlier one (see FORMAT.md).
+const FormatVersion = 2
 
 // Member names and limits of the format.
 const (
@@ -86,7 +101,7 @@ const (
 	ManifestName = "MANIFEST.json"
 	// SumsName is the last member.
 	SumsName = "SHA256SUMS"
-	// TablesDir holds the table chunks: TablesDir + "<table>/000001.rec".
+	// TablesDir holds the table chunks: TablesDir + "<path>/000001.rec".
 	TablesDir = "tables/"
 	// ConfigDir holds the configuration files: ConfigDir + "<path>".
 	ConfigDir = "config/"
@@ -96,19 +111,24 @@ const (
 	ChunkSize = 4 << 20
 	// MaxKeySize is the largest key (bbolt's limit).
 	MaxKeySize = 32 << 10
-	// MaxValueSize is the largest value.
+	// MaxValueSize is the largest value. bbolt allows larger ones; a
+	// backup refuses them, naming the key.
 	MaxValueSize = 16 << 20
 	// MaxChunkSize is the largest chunk member a Reader accepts: ChunkSize,
 	// or one record of the largest key and value.
 	MaxChunkSize = MaxKeySize + MaxValueSize + 2*maxUvarintLen
-	// MaxManifestSize is the largest MANIFEST.json a Reader accepts.
+	// MaxManifestSize is the largest MANIFEST.json.
 	MaxManifestSize = 16 << 20
 	// MaxConfigSize is the largest configuration file.
 	MaxConfigSize = 16 << 20
 	// MaxConfigPathLen is the longest configuration file path.
 	MaxConfigPathLen = 1024
-	// MaxTableNameLen is the longest table name.
-	MaxTableNameLen = 128
+	// MaxNameLen is the longest path element, encoded: a table name after
+	// [EncodeName], or an element of a configuration file path (the
+	// NAME_MAX of common file systems, so that tar -x can write it).
+	MaxNameLen = 255
+	// MaxTablePathLen is the longest table path, encoded ([TableInfo.String]).
+	MaxTablePathLen = 2048
 
 	maxUvarintLen = 10
 )
@@ -141,6 +161,24 @@ func invalid(member, format string, args ...any) error {
 	return &FormatError{Member: member, Err: fmt.Errorf(format, args...)}
 }
 
+// Escape returns s as it may be printed on a terminal or in a log: s
+// quoted as a Go string (control characters, invalid UTF-8 and other
+// non-graphic characters escaped) when it holds any such byte, a quote, a
+// backslash or a space at either end, or is empty; s itself otherwise.
+// Manifest strings come from the archive, so a program prints them through
+// Escape.
+func Escape(s string) string {
+	if s == "" || strings.TrimSpace(s) != s {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || r == '"' || r == '\\' || !unicode.IsGraphic(r) && r != ' ' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
 // Compression is how the tar stream is compressed.
 type Compression string
 
@@ -162,31 +200,34 @@ func ParseCompression(s string) (Compression, error) {
 }
 
 // Manifest describes an archive; it is the first member, MANIFEST.json.
+// Its JSON form is the one of the archive's format version (see FORMAT.md).
 type Manifest struct {
-	// Format is FormatVersion; the Writer sets it.
-	Format int `json:"format"`
+	// Format is the archive's format version; the Writer sets
+	// FormatVersion.
+	Format int
 	// Created is when the backup was taken (UTC, whole seconds); it is also
 	// the modification time of every member. Set it for deterministic
 	// archives; the Writer uses the current time when it is zero.
-	Created time.Time `json:"created"`
+	Created time.Time
 	// Product names the product the data belongs to.
-	Product string `json:"product"`
+	Product string
 	// Release is the release of the migrator that wrote the archive.
-	Release string `json:"release"`
+	Release string
 	// RegistryDigest is that migrator's registry digest (hook.Registry.Digest).
-	RegistryDigest string `json:"registry_digest"`
+	RegistryDigest string
 	// DataVersion is the version of the data.
-	DataVersion string `json:"data_version"`
+	DataVersion string
 	// LastUpgradeHook is the number of the last applied hook; nil for data
 	// from before hooks were tracked.
-	LastUpgradeHook *int `json:"last_upgrade_hook,omitempty"`
+	LastUpgradeHook *int
 	// Applied lists the applied hooks, as the upgrade metadata records them.
-	Applied []AppliedHook `json:"applied"`
-	// Tables lists every table in the archive in strictly ascending name
-	// order, reserved tables ("_hookreg", "_config") included.
-	Tables []TableInfo `json:"tables"`
+	Applied []AppliedHook
+	// Tables lists every table in the archive, nested ones included, in
+	// strictly ascending path order ([ComparePaths]: a table comes before
+	// the tables nested in it), reserved tables ("_hookreg") included.
+	Tables []TableInfo
 	// Config lists the configuration files in strictly ascending path order.
-	Config []ConfigFile `json:"config"`
+	Config []ConfigFile
 }
 
 // AppliedHook is the record of one applied upgrade hook.
@@ -199,13 +240,33 @@ type AppliedHook struct {
 	DigestMismatch bool      `json:"digest_mismatch,omitempty"`
 }
 
-// TableInfo declares one table: its name, its number of records and their
-// encoded size (the sum of RecordSize over its records).
+// TableInfo declares one table: where it is, its number of records and
+// their encoded size (the sum of RecordSize over its records).
 type TableInfo struct {
-	Name    string `json:"name"`
-	Records int64  `json:"records"`
-	Bytes   int64  `json:"bytes"`
+	// Name is the table's name: any non-empty bytes whose encoded form
+	// ([EncodeName]) is at most MaxNameLen bytes.
+	Name string
+	// Parent holds the names of the tables it is nested in, outermost
+	// first; it is empty for a top-level table. (bbolt nests buckets in
+	// buckets; a store without nesting has only top-level tables.)
+	Parent []string
+	// Records is the number of records, not counting nested tables.
+	Records int64
+	// Bytes is the encoded size of the records.
+	Bytes int64
+	// Sequence is the table's sequence number (bbolt's Bucket.Sequence),
+	// 0 when unused. Format 1 has none.
+	Sequence uint64
 }
+
+// Path returns the table's path: its parents' names and its own.
+func (t TableInfo) Path() []string {
+	return append(append(make([]string, 0, len(t.Parent)+1), t.Parent...), t.Name)
+}
+
+// String returns the table's encoded path ([EncodePath]), which is
+// printable ASCII.
+func (t TableInfo) String() string { return EncodePath(t.Path()) }
 
 // ConfigFile declares one configuration file: its slash-separated path
 // relative to the configuration directory, its permission bits and size.
@@ -230,59 +291,198 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// ValidTableName returns an error unless name is a valid table name: 1 to 128 bytes
-// of [A-Za-z0-9._-], optionally after a leading "_" (reserved tables), and
-// not "." or "..".
-func ValidTableName(name string) error {
-	if name == "" || len(name) > MaxTableNameLen {
-		return fmt.Errorf("table name %q: length must be 1 to %d bytes", name, MaxTableNameLen)
+// EncodeName returns the form of a table name in member paths and in the
+// manifest: bytes of [A-Za-z0-9_-] are kept, every other byte (".", "/",
+// "%", spaces, control characters, non-ASCII and invalid UTF-8 alike)
+// becomes "%" and two upper-case hex digits. So "user sessions" is
+// "user%20sessions" and "acl.v2" is "acl%2Ev2"; an encoded name is never
+// "." or "..", holds no "/", and never ends in ".rec".
+func EncodeName(name string) string {
+	n := 0
+	for i := 0; i < len(name); i++ {
+		if !plainByte(name[i]) {
+			n++
+		}
 	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("table name %q is not allowed", name)
+	if n == 0 {
+		return name
 	}
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(name)+2*n)
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
-		if !ok {
-			return fmt.Errorf("table name %q: byte %q is not allowed (want [A-Za-z0-9._-])", name, c)
+		if plainByte(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		}
+	}
+	return string(b)
+}
+
+func plainByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// DecodeName reverses EncodeName. It accepts only the canonical encoding
+// (upper-case hex, no needless escape), so every name has one form.
+func DecodeName(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty table name")
+	}
+	if strings.IndexByte(s, '%') < 0 {
+		for i := 0; i < len(s); i++ {
+			if !plainByte(s[i]) {
+				return "", fmt.Errorf("encoded table name %s: byte %q must be escaped", strconv.Quote(s), s[i])
+			}
+		}
+		return s, nil
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			if !plainByte(c) {
+				return "", fmt.Errorf("encoded table name %s: byte %q must be escaped", strconv.Quote(s), c)
+			}
+			b = append(b, c)
+			continue
+		}
+		if i+3 > len(s) {
+			return "", fmt.Errorf("encoded table name %s: incomplete escape", strconv.Quote(s))
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil || strings.ToUpper(s[i+1:i+3]) != s[i+1:i+3] || plainByte(byte(v)) {
+			return "", fmt.Errorf("encoded table name %s: bad escape %q", strconv.Quote(s), s[i:i+3])
+		}
+		b = append(b, byte(v))
+		i += 2
+	}
+	return string(b), nil
+}
+
+// EncodePath returns a table path's encoded form: its names encoded with
+// EncodeName, joined with "/".
+func EncodePath(path []string) string {
+	enc := make([]string, len(path))
+	for i, name := range path {
+		enc[i] = EncodeName(name)
+	}
+	return strings.Join(enc, "/")
+}
+
+// DecodePath reverses EncodePath.
+func DecodePath(s string) ([]string, error) {
+	parts := strings.Split(s, "/")
+	for i, p := range parts {
+		name, err := DecodeName(p)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = name
+	}
+	return parts, nil
+}
+
+// ComparePaths orders table paths: name by name, bytewise, a path before
+// the paths it is a prefix of. It is the order of bbolt's own iteration,
+// depth first, and of the manifest's tables.
+func ComparePaths(a, b []string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if c := strings.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}
+
+// ValidTableName returns an error unless name can be a table name in an
+// archive: not empty, and at most MaxNameLen bytes once encoded.
+func ValidTableName(name string) error {
+	if name == "" {
+		return errors.New("empty table name")
+	}
+	if n := len(EncodeName(name)); n > MaxNameLen {
+		return fmt.Errorf("table name %s: %d bytes once encoded, the archive format allows %d", strconv.Quote(truncateName(name)), n, MaxNameLen)
+	}
+	return nil
+}
+
+// ValidTablePath returns an error unless path can be a table path in an
+// archive: valid names, at most MaxTablePathLen bytes once encoded.
+func ValidTablePath(path []string) error {
+	if len(path) == 0 {
+		return errors.New("empty table path")
+	}
+	for _, name := range path {
+		if err := ValidTableName(name); err != nil {
+			return err
+		}
+	}
+	if n := len(EncodePath(path)); n > MaxTablePathLen {
+		return fmt.Errorf("table %q: path of %d bytes once encoded, the archive format allows %d", truncateName(EncodePath(path)), n, MaxTablePathLen)
+	}
+	return nil
+}
+
+func truncateName(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// validV1TableName is format 1's rule: 1 to 128 bytes of [A-Za-z0-9._-],
+// not "." or "..".
+func validV1TableName(name string) error {
+	if name == "" || len(name) > 128 || name == "." || name == ".." {
+		return fmt.Errorf("table name %s is not allowed in format 1", strconv.Quote(name))
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !plainByte(c) && c != '.' {
+			return fmt.Errorf("table name %s: byte %q is not allowed in format 1", strconv.Quote(name), c)
 		}
 	}
 	return nil
 }
 
-// ValidConfigPath returns an error unless p is a valid configuration file path: a
-// relative, slash-separated path without "." or ".." elements, empty
-// elements, backslashes or control characters, at most 1024 bytes.
+// ValidConfigPath returns an error unless p is a valid configuration file
+// path: a relative, slash-separated path without "." or ".." elements,
+// empty elements, backslashes or control characters, at most
+// MaxConfigPathLen bytes and MaxNameLen bytes an element.
 func ValidConfigPath(p string) error {
 	if p == "" || len(p) > MaxConfigPathLen {
-		return fmt.Errorf("config path %q: length must be 1 to %d bytes", p, MaxConfigPathLen)
+		return fmt.Errorf("config path %s: length must be 1 to %d bytes", strconv.Quote(truncateName(p)), MaxConfigPathLen)
 	}
 	if strings.HasPrefix(p, "/") {
-		return fmt.Errorf("config path %q is absolute", p)
+		return fmt.Errorf("config path %s is absolute", strconv.Quote(p))
 	}
 	for _, c := range []byte(p) {
 		if c < 0x20 || c == 0x7f || c == '\\' {
-			return fmt.Errorf("config path %q: byte %q is not allowed", p, c)
+			return fmt.Errorf("config path %s: byte %q is not allowed", strconv.Quote(p), c)
 		}
 	}
 	for _, e := range strings.Split(p, "/") {
 		switch e {
 		case "..":
-			return fmt.Errorf("config path %q escapes the config directory", p)
+			return fmt.Errorf("config path %s escapes the config directory", strconv.Quote(p))
 		case "", ".":
-			return fmt.Errorf("config path %q is not clean", p)
+			return fmt.Errorf("config path %s is not clean", strconv.Quote(p))
+		}
+		if len(e) > MaxNameLen {
+			return fmt.Errorf("config path %s: element of %d bytes exceeds %d", strconv.Quote(truncateName(p)), len(e), MaxNameLen)
 		}
 	}
 	if !fs.ValidPath(p) {
-		return fmt.Errorf("config path %q is not a valid path", p)
+		return fmt.Errorf("config path %s is not a valid path", strconv.Quote(p))
 	}
 	return nil
 }
 
 // check validates a manifest, as written or as read.
 func (m *Manifest) check() error {
-	if m.Format != FormatVersion {
-		return fmt.Errorf("unsupported format version %d (want %d)", m.Format, FormatVersion)
+	if m.Format < 1 || m.Format > FormatVersion {
+		return fmt.Errorf("unsupported format version %d (want 1 to %d)", m.Format, FormatVersion)
 	}
 	if m.Created.IsZero() {
 		return errors.New("created is missing")
@@ -292,15 +492,32 @@ func (m *Manifest) check() error {
 			return fmt.Errorf("%s is missing", f.name)
 		}
 	}
+	// ancestors is the chain of tables the current one may be nested in.
+	var ancestors [][]string
 	for i, t := range m.Tables {
-		if err := ValidTableName(t.Name); err != nil {
+		p := t.Path()
+		if m.Format == 1 {
+			if len(t.Parent) > 0 || t.Sequence != 0 {
+				return fmt.Errorf("table %q: format 1 has no nested tables or sequences", t)
+			}
+			if err := validV1TableName(t.Name); err != nil {
+				return err
+			}
+		} else if err := ValidTablePath(p); err != nil {
 			return err
 		}
-		if i > 0 && m.Tables[i-1].Name >= t.Name {
-			return fmt.Errorf("table %q: tables must be unique and in ascending name order (after %q)", t.Name, m.Tables[i-1].Name)
+		if i > 0 && ComparePaths(m.Tables[i-1].Path(), p) >= 0 {
+			return fmt.Errorf("table %q: tables must be unique and in ascending path order (after %q)", t, m.Tables[i-1])
 		}
+		for len(ancestors) > 0 && !isPrefix(ancestors[len(ancestors)-1], p) {
+			ancestors = ancestors[:len(ancestors)-1]
+		}
+		if len(t.Parent) > 0 && (len(ancestors) == 0 || ComparePaths(ancestors[len(ancestors)-1], t.Parent) != 0) {
+			return fmt.Errorf("table %q: the table it is nested in is not in the manifest", t)
+		}
+		ancestors = append(ancestors, p)
 		if t.Records < 0 || t.Bytes < 0 || t.Bytes < 3*t.Records || (t.Records == 0) != (t.Bytes == 0) {
-			return fmt.Errorf("table %q: impossible size: %d records in %d bytes", t.Name, t.Records, t.Bytes)
+			return fmt.Errorf("table %q: impossible size: %d records in %d bytes", t, t.Records, t.Bytes)
 		}
 	}
 	files := make(map[string]bool, len(m.Config))
@@ -313,22 +530,207 @@ func (m *Manifest) check() error {
 		}
 		for dir := path.Dir(c.Path); dir != "."; dir = path.Dir(dir) {
 			if files[dir] {
-				return fmt.Errorf("config file %q: its directory %q is a file", c.Path, dir)
+				return fmt.Errorf("config file %s: its directory %s is a file", strconv.Quote(c.Path), strconv.Quote(dir))
 			}
 		}
 		if i > 0 && m.Config[i-1].Path >= c.Path {
-			return fmt.Errorf("config file %q: config files must be unique and in ascending path order (after %q)", c.Path, m.Config[i-1].Path)
+			return fmt.Errorf("config file %s: config files must be unique and in ascending path order (after %q)", strconv.Quote(c.Path), m.Config[i-1].Path)
 		}
 		if c.Mode&^fs.ModePerm != 0 {
-			return fmt.Errorf("config file %q: mode %v is not a plain permission", c.Path, c.Mode)
+			return fmt.Errorf("config file %s: mode %v is not a plain permission", strconv.Quote(c.Path), c.Mode)
 		}
 		if c.Size < 0 || c.Size > MaxConfigSize {
-			return fmt.Errorf("config file %q: size %d is outside 0 to %d bytes", c.Path, c.Size, MaxConfigSize)
+			return fmt.Errorf("config file %s: size %d is outside 0 to %d bytes", strconv.Quote(c.Path), c.Size, MaxConfigSize)
 		}
 	}
 	return nil
 }
 
-func chunkName(table string, n int64) string {
-	return fmt.Sprintf("%s%s/%06d.rec", TablesDir, table, n)
+func isPrefix(prefix, p []string) bool {
+	return len(prefix) < len(p) && ComparePaths(prefix, p[:len(prefix)]) == 0
+}
+
+// memberPrefix returns the member path of a table's chunks, without the
+// chunk name: TablesDir + "<encoded path>/" (format 1: the name as is).
+func memberPrefix(format int, t TableInfo) string {
+	if format == 1 {
+		return TablesDir + t.Name + "/"
+	}
+	return TablesDir + t.String() + "/"
+}
+
+func chunkName(prefix string, n int64) string {
+	return prefix + fmt.Sprintf("%06d.rec", n)
+}
+
+// manifestJSON is the JSON form of a Manifest.
+type manifestJSON struct {
+	Format          int           `json:"format"`
+	Created         time.Time     `json:"created"`
+	Product         string        `json:"product"`
+	Release         string        `json:"release"`
+	RegistryDigest  string        `json:"registry_digest"`
+	DataVersion     string        `json:"data_version"`
+	LastUpgradeHook *int          `json:"last_upgrade_hook,omitempty"`
+	Applied         []AppliedHook `json:"applied"`
+	Tables          []tableJSON   `json:"tables"`
+	Config          []ConfigFile  `json:"config"`
+}
+
+// tableJSON is a table of the manifest: "name" in format 1, the encoded
+// "path" in format 2.
+type tableJSON struct {
+	Name     string `json:"name,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Records  int64  `json:"records"`
+	Bytes    int64  `json:"bytes"`
+	Sequence uint64 `json:"sequence,omitempty"`
+}
+
+// MarshalJSON returns the manifest's JSON form in its format version
+// (FormatVersion when unset).
+func (m Manifest) MarshalJSON() ([]byte, error) {
+	j := manifestJSON{
+		Format: m.Format, Created: m.Created, Product: m.Product, Release: m.Release,
+		RegistryDigest: m.RegistryDigest, DataVersion: m.DataVersion,
+		LastUpgradeHook: m.LastUpgradeHook, Applied: m.Applied, Config: m.Config,
+		Tables: make([]tableJSON, 0, len(m.Tables)),
+	}
+	if j.Format == 0 {
+		j.Format = FormatVersion
+	}
+	for _, t := range m.Tables {
+		tj := tableJSON{Records: t.Records, Bytes: t.Bytes, Sequence: t.Sequence}
+		if j.Format == 1 {
+			tj.Name = t.Name
+		} else {
+			tj.Path = t.String()
+		}
+		j.Tables = append(j.Tables, tj)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON parses a manifest strictly: known keys only, spelled
+// exactly, each once (see ParseManifest for the checks of its content).
+func (m *Manifest) UnmarshalJSON(data []byte) error {
+	if err := checkKeys(data); err != nil {
+		return err
+	}
+	var j manifestJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	out := Manifest{
+		Format: j.Format, Created: j.Created, Product: j.Product, Release: j.Release,
+		RegistryDigest: j.RegistryDigest, DataVersion: j.DataVersion,
+		LastUpgradeHook: j.LastUpgradeHook, Applied: j.Applied, Config: j.Config,
+		Tables: make([]TableInfo, 0, len(j.Tables)),
+	}
+	for _, tj := range j.Tables {
+		t := TableInfo{Records: tj.Records, Bytes: tj.Bytes, Sequence: tj.Sequence}
+		switch {
+		case j.Format == 1 && tj.Path == "":
+			t.Name = tj.Name
+		case j.Format != 1 && tj.Name == "":
+			p, err := DecodePath(tj.Path)
+			if err != nil {
+				return err
+			}
+			t.Name = p[len(p)-1]
+			if len(p) > 1 {
+				t.Parent = p[:len(p)-1]
+			}
+		default:
+			return fmt.Errorf("a table of format %d has \"path\" or \"name\" where the other is expected", j.Format)
+		}
+		out.Tables = append(out.Tables, t)
+	}
+	*m = out
+	return nil
+}
+
+// ParseManifest parses and checks a MANIFEST.json of any supported format
+// version.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var version struct {
+		Format int `json:"format"`
+	}
+	if err := json.Unmarshal(data, &version); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	if version.Format < 1 || version.Format > FormatVersion {
+		return nil, fmt.Errorf("unsupported format version %d (want 1 to %d; a newer migrator may read it)", version.Format, FormatVersion)
+	}
+	var m Manifest
+	if err := m.UnmarshalJSON(data); err != nil {
+		return nil, fmt.Errorf("malformed manifest: %w", err)
+	}
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// maxJSONDepth bounds the nesting of the manifest's JSON (it needs 3).
+const maxJSONDepth = 8
+
+// checkKeys refuses JSON whose objects repeat a key or spell one with
+// anything but [a-z0-9_]: encoding/json would take the last of two equal
+// keys and match keys case-insensitively (Unicode folding included), so
+// two readers could see two different manifests.
+func checkKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return checkValue(dec, 0)
+}
+
+func checkValue(dec *json.Decoder, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth >= maxJSONDepth {
+		return fmt.Errorf("JSON nested deeper than %d", maxJSONDepth)
+	}
+	switch d {
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key := tok.(string)
+			for i := 0; i < len(key); i++ {
+				if c := key[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+					return fmt.Errorf("key %s: keys are lower-case [a-z0-9_]", strconv.Quote(key))
+				}
+			}
+			if seen[key] {
+				return fmt.Errorf("duplicate key %q", key)
+			}
+			seen[key] = true
+			if err := checkValue(dec, depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		for dec.More() {
+			if err := checkValue(dec, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
 }

@@ -1,7 +1,9 @@
 package archive_test
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -85,7 +87,7 @@ func BenchmarkArchive(b *testing.B) {
 					}
 					defer f.Close()
 					n := 0
-					_, err = archive.Read(f, archive.Handler{Record: func(string, []byte, []byte) error { n++; return nil }})
+					_, err = archive.Read(f, archive.Handler{Record: func([]byte, []byte) error { n++; return nil }})
 					if err == nil && n != benchRecords {
 						b.Fatalf("read %d records, want %d", n, benchRecords)
 					}
@@ -125,4 +127,39 @@ func BenchmarkArchive(b *testing.B) {
 			b.ReportMetric(float64(info.Size())/float64(size), "size-ratio")
 		})
 	}
+}
+
+// tablesArchive writes an archive of n tables of one record each, as a
+// product with one table per tenant has.
+func tablesArchive(b testing.TB, n int) []byte {
+	c := content{tables: map[string][]record{}, config: map[string]configData{}}
+	for i := range n {
+		c.tables[fmt.Sprintf("acl.tenant-%07d", i)] = []record{{[]byte("rule-1"), []byte(`{"allow":true}`)}}
+	}
+	return write(b, c, archive.Options{})
+}
+
+// BenchmarkVerifyTables verifies archives of 10,000 and 80,000 tables of
+// one record (one chunk) each; reading is linear when the second takes
+// about 8 times the first. It reports verify-80k/verify-10k, which must
+// stay <= 12 (reading was quadratic: a chunk's table was searched among all
+// tables).
+func BenchmarkVerifyTables(b *testing.B) {
+	small, large := tablesArchive(b, 10_000), tablesArchive(b, 80_000)
+	var ts, tl time.Duration
+	for b.Loop() {
+		for _, c := range []struct {
+			data []byte
+			d    *time.Duration
+		}{{small, &ts}, {large, &tl}} {
+			start := time.Now()
+			if _, err := archive.Verify(bytes.NewReader(c.data)); err != nil {
+				b.Fatal(err)
+			}
+			*c.d += time.Since(start)
+		}
+	}
+	b.ReportMetric(ts.Seconds()/float64(b.N), "verify-10k-s")
+	b.ReportMetric(tl.Seconds()/float64(b.N), "verify-80k-s")
+	b.ReportMetric(tl.Seconds()/ts.Seconds(), "80k/10k")
 }

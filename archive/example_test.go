@@ -52,7 +52,7 @@ func Example() {
 			fmt.Printf("table %s: %d records\n", t.Name, t.Records)
 			return nil
 		},
-		Record: func(table string, key, value []byte) error {
+		Record: func(key, value []byte) error {
 			fmt.Printf("  %s = %s\n", key, value)
 			return nil
 		},

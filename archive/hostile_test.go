@@ -241,7 +241,7 @@ func hostileCases() []hostileCase {
 			i := index(ms, "tables/b/000001.rec")
 			ms = insert(ms, 1, ms[i])
 			return append(ms[:i+1], ms[i+2:]...)
-		}), `member "tables/b/000001.rec": table "a" has 0 records in 0 bytes, the manifest declares 2 in 12`},
+		}), `member "tables/b/000001.rec": member out of order`},
 		{"table-after-config", resum(func(_ testing.TB, ms []member) []member {
 			i := index(ms, "tables/b/000001.rec")
 			b := ms[i]
@@ -326,13 +326,13 @@ func hostileCases() []hostileCase {
 			return editManifest(t, ms, func(m map[string]any) { m["surprise"] = true })
 		}), `member "MANIFEST.json": malformed manifest: json: unknown field "surprise"`},
 		{"manifest-format", resum(func(t testing.TB, ms []member) []member {
-			return editManifest(t, ms, func(m map[string]any) { m["format"] = 2 })
-		}), `member "MANIFEST.json": unsupported format version 2 (want 1)`},
+			return editManifest(t, ms, func(m map[string]any) { m["format"] = 3 })
+		}), `member "MANIFEST.json": unsupported format version 3 (want 1 to 2`},
 		{"manifest-bad-table-name", resum(func(t testing.TB, ms []member) []member {
 			return editManifest(t, ms, func(m map[string]any) {
-				m["tables"].([]any)[0].(map[string]any)["name"] = ".."
+				m["tables"].([]any)[0].(map[string]any)["path"] = ".."
 			})
-		}), `member "MANIFEST.json": table name ".." is not allowed`},
+		}), `member "MANIFEST.json": malformed manifest: encoded table name ".."`},
 		{"manifest-escaping-config", resum(func(t testing.TB, ms []member) []member {
 			return editManifest(t, ms, func(m map[string]any) {
 				m["config"].([]any)[0].(map[string]any)["path"] = "../app.conf"
@@ -340,9 +340,9 @@ func hostileCases() []hostileCase {
 		}), `member "MANIFEST.json": config path "../app.conf" escapes the config directory`},
 		{"manifest-duplicate-table", resum(func(t testing.TB, ms []member) []member {
 			return editManifest(t, ms, func(m map[string]any) {
-				m["tables"].([]any)[1].(map[string]any)["name"] = "a"
+				m["tables"].([]any)[1].(map[string]any)["path"] = "a"
 			})
-		}), `member "MANIFEST.json": table "a": tables must be unique and in ascending name order`},
+		}), `member "MANIFEST.json": table "a": tables must be unique and in ascending path order`},
 		{"manifest-no-product", resum(func(t testing.TB, ms []member) []member {
 			return editManifest(t, ms, func(m map[string]any) { delete(m, "product") })
 		}), `member "MANIFEST.json": product is missing`},
@@ -405,7 +405,89 @@ func hostileCases() []hostileCase {
 			}
 			return buf.Bytes()
 		}, `data after the end of the tar stream`},
+		{"sums-late-difference", keep(func(t testing.TB, ms []member) []member {
+			i := index(ms, archive.SumsName)
+			sums := bytes.Clone(ms[i].data)
+			j := bytes.IndexByte(sums, ' ') - 1 // the last hex digit of line 1
+			if sums[j] == '0' {
+				sums[j] = '1'
+			} else {
+				sums[j] = '0'
+			}
+			ms[i].data = sums
+			return ms
+		}), `member "SHA256SUMS": checksum mismatch: a line differs from its member's sha256 after its first 8 bytes`},
+		{"zstd-skippable-frame", func(t testing.TB, ms []member) []byte {
+			data := zstdOf(t, pack(t, ms, false))
+			// A skippable frame (magic 0x184D2A5E, 5 bytes) after the archive:
+			// zstd decoders skip it silently.
+			return append(data, 0x5e, 0x2a, 0x4d, 0x18, 5, 0, 0, 0, 'h', 'i', 'd', 'd', 'n')
+		}, `zstd skippable frame at byte`},
+		{"zstd-skippable-frame-first", func(t testing.TB, ms []member) []byte {
+			return append([]byte{0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0}, zstdOf(t, pack(t, ms, false))...)
+		}, `invalid archive`},
+		{"zstd-garbage-after", func(t testing.TB, ms []member) []byte {
+			return append(zstdOf(t, pack(t, ms, false)), "garbage!"...)
+		}, `data after the zstd stream at byte`},
+		{"manifest-duplicate-key", resum(func(t testing.TB, ms []member) []member {
+			i := index(ms, archive.ManifestName)
+			ms[i].data = bytes.Replace(ms[i].data, []byte(`"product":`), []byte(`"product":"other","product":`), 1)
+			return ms
+		}), `member "MANIFEST.json": malformed manifest: duplicate key "product"`},
+		{"manifest-case-folded-key", resum(func(t testing.TB, ms []member) []member {
+			i := index(ms, archive.ManifestName)
+			ms[i].data = bytes.Replace(ms[i].data, []byte(`"product":`), []byte(`"Product":`), 1)
+			return ms
+		}), `member "MANIFEST.json": malformed manifest: key "Product": keys are lower-case`},
+		{"manifest-unicode-folded-key", resum(func(t testing.TB, ms []member) []member {
+			i := index(ms, archive.ManifestName)
+			// U+017F (long s) folds to "s" in encoding/json's matching.
+			ms[i].data = bytes.Replace(ms[i].data, []byte(`"size":`), []byte("\"\u017fize\":"), 1)
+			return ms
+		}), `member "MANIFEST.json": malformed manifest: key "ſize": keys are lower-case`},
+		{"manifest-nested-key-duplicate", resum(func(t testing.TB, ms []member) []member {
+			i := index(ms, archive.ManifestName)
+			ms[i].data = bytes.Replace(ms[i].data, []byte(`"records":`), []byte(`"records":0,"records":`), 1)
+			return ms
+		}), `member "MANIFEST.json": malformed manifest: duplicate key "records"`},
+		{"config-long-element", resum(func(t testing.TB, ms []member) []member {
+			long := strings.Repeat("x", 256)
+			ms = editManifest(t, ms, func(m map[string]any) {
+				m["config"].([]any)[1].(map[string]any)["path"] = "dir/" + long
+			})
+			j := index(ms, "config/dir/x.conf")
+			ms[j].hdr.Name, ms[j].hdr.Format = "config/dir/"+long, tar.FormatPAX
+			return ms
+		}), `element of 256 bytes exceeds 255`},
+		{"table-name-not-encoded", resum(func(t testing.TB, ms []member) []member {
+			ms = editManifest(t, ms, func(m map[string]any) {
+				m["tables"].([]any)[1].(map[string]any)["path"] = "b c"
+			})
+			return ms
+		}), `encoded table name "b c": byte ' ' must be escaped`},
+		{"nested-table-without-parent", resum(func(t testing.TB, ms []member) []member {
+			ms = editManifest(t, ms, func(m map[string]any) {
+				m["tables"].([]any)[1].(map[string]any)["path"] = "a0/b"
+			})
+			ms[index(ms, "tables/b/000001.rec")].hdr.Name = "tables/a0/b/000001.rec"
+			return ms
+		}), `table "a0/b": the table it is nested in is not in the manifest`},
 	}
+}
+
+// zstdOf compresses data as one zstd frame.
+func zstdOf(t testing.TB, data []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(data)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func TestHostile(t *testing.T) {

@@ -7,11 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,12 +30,14 @@ type Handler struct {
 	// Manifest is called once, with the checked manifest, before anything else.
 	Manifest func(m Manifest) error
 	// Table is called for every table of the manifest, in order, before its
-	// records (also for an empty table).
+	// records (also for an empty table). A nested table comes after the
+	// table it is nested in.
 	Table func(t TableInfo) error
-	// Record is called for every record of the current table, in key
-	// order. The Reader does not reuse key and value: the caller may keep
-	// them (bbolt's Put does until the commit) but must not modify them.
-	Record func(table string, key, value []byte) error
+	// Record is called for every record of the table last given to Table,
+	// in key order. The Reader does not reuse key and value: the caller
+	// may keep them (bbolt's Put does until the commit) but must not
+	// modify them.
+	Record func(key, value []byte) error
 	// Config is called for every configuration file, in path order, after
 	// all tables. data stays valid after the call.
 	Config func(c ConfigFile, data []byte) error
@@ -67,16 +70,18 @@ func Verify(r io.Reader) (*Manifest, error) {
 }
 
 // Read streams the archive from r to h, checking everything Verify checks
-// as it goes; memory stays bounded by the largest member. It returns the
-// manifest when the whole archive is good. Errors about the content wrap
-// ErrInvalid and name the member; an error reading r is returned wrapped
-// but does not.
+// as it goes; memory stays bounded by the largest member (plus the
+// manifest and 8 bytes per member). It returns the manifest when the
+// whole archive is good. Errors about the content wrap ErrInvalid and name
+// the member; an error reading r is returned wrapped but does not.
 func Read(r io.Reader, h Handler) (*Manifest, error) {
 	src := &sourceReader{r: r}
 	br := bufio.NewReaderSize(src, 64<<10)
+	ar := &reader{h: h, src: src, table: -1, expect: sha256.New()}
 	var data io.Reader = br
 	if magic, _ := br.Peek(len(zstdMagic)); bytes.Equal(magic, zstdMagic) {
-		zr, err := zstd.NewReader(br,
+		ar.frames = &frameChecker{r: br}
+		zr, err := zstd.NewReader(ar.frames,
 			zstd.WithDecoderMaxWindow(zstdMaxWindow),
 			zstd.WithDecoderMaxMemory(zstdMaxMemory),
 			zstd.WithDecoderConcurrency(2))
@@ -86,7 +91,7 @@ func Read(r io.Reader, h Handler) (*Manifest, error) {
 		defer zr.Close()
 		data = zr
 	}
-	ar := &reader{h: h, src: src, data: &countReader{r: data}, seen: map[string]bool{}, table: -1}
+	ar.data = &countReader{r: data}
 	ar.tr = tar.NewReader(ar.data)
 	if err := ar.run(); err != nil {
 		return nil, err
@@ -121,21 +126,19 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-type memberSum struct {
-	name string
-	sum  [sha256.Size]byte
-}
-
 type reader struct {
-	h    Handler
-	src  *sourceReader
-	data *countReader
-	tr   *tar.Reader
-	m    Manifest
+	h      Handler
+	src    *sourceReader
+	frames *frameChecker // nil for a plain tar
+	data   *countReader
+	tr     *tar.Reader
+	m      Manifest
 
-	seen map[string]bool
-	sums []memberSum
-	last string // the last member read
+	prefixes []string  // per table: the member path prefix of its chunks
+	counts   []int64   // per table: its number of chunks
+	sums     []byte    // the first sumPrefix bytes of each member's sha256, in order
+	expect   hash.Hash // sha256 of the SHA256SUMS the members read call for
+	last     string    // the last member read
 
 	table   int // index of the current table in m.Tables; len(m.Tables) once the tables are done
 	chunks  int64
@@ -150,6 +153,9 @@ type reader struct {
 func (r *reader) fail(member string, err error) error {
 	if r.src.err != nil {
 		return fmt.Errorf("reading archive: %w", r.src.err)
+	}
+	if r.frames != nil && r.frames.err != nil {
+		return invalid("", "%w", r.frames.err)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return invalid(member, "truncated archive: %v", io.ErrUnexpectedEOF)
@@ -168,10 +174,10 @@ func (r *reader) next() (*tar.Header, error) {
 	if err != nil {
 		where := "after the start"
 		if r.last != "" {
-			where = fmt.Sprintf("after member %q", r.last)
+			where = "after member " + strconv.Quote(r.last)
 		}
-		if r.src.err != nil {
-			return nil, fmt.Errorf("reading archive: %w", r.src.err)
+		if r.src.err != nil || r.frames != nil && r.frames.err != nil {
+			return nil, r.fail("", err)
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, invalid("", "truncated archive %s", where)
@@ -193,9 +199,9 @@ func (r *reader) next() (*tar.Header, error) {
 	switch hdr.Typeflag {
 	case tar.TypeReg:
 	case tar.TypeSymlink:
-		return nil, invalid(name, "symbolic link to %q", hdr.Linkname)
+		return nil, invalid(name, "symbolic link to %s", strconv.Quote(hdr.Linkname))
 	case tar.TypeLink:
-		return nil, invalid(name, "hard link to %q", hdr.Linkname)
+		return nil, invalid(name, "hard link to %s", strconv.Quote(hdr.Linkname))
 	case tar.TypeChar, tar.TypeBlock:
 		return nil, invalid(name, "device file")
 	case tar.TypeFifo:
@@ -205,10 +211,9 @@ func (r *reader) next() (*tar.Header, error) {
 	default:
 		return nil, invalid(name, "member of tar type %q (want a regular file)", hdr.Typeflag)
 	}
-	if r.seen[name] {
+	if name == r.last {
 		return nil, invalid(name, "duplicate member")
 	}
-	r.seen[name] = true
 	r.last = name
 	return hdr, nil
 }
@@ -220,9 +225,16 @@ func (r *reader) body(hdr *tar.Header) ([]byte, error) {
 	if _, err := io.ReadFull(r.tr, buf); err != nil {
 		return nil, r.fail(hdr.Name, err)
 	}
-	r.sums = append(r.sums, memberSum{name: hdr.Name, sum: sha256.Sum256(buf)})
+	sum := sha256.Sum256(buf)
+	r.sums = append(r.sums, sum[:sumPrefix]...)
+	fmt.Fprintf(r.expect, "%x  %s\n", sum, hdr.Name)
 	return buf, nil
 }
+
+// sumPrefix is how much of each member's checksum a reader keeps: enough
+// to name the member whose line of SHA256SUMS differs. The whole of
+// SHA256SUMS is compared through a hash of the lines the members call for.
+const sumPrefix = 8
 
 func (r *reader) run() error {
 	hdr, err := r.next()
@@ -241,7 +253,7 @@ func (r *reader) run() error {
 	for {
 		hdr, err := r.next()
 		if err == io.EOF {
-			return invalid("", "truncated archive: %s is missing after member %q", SumsName, r.last)
+			return invalid("", "truncated archive: %s is missing after member %s", SumsName, strconv.Quote(r.last))
 		}
 		if err != nil {
 			return err
@@ -253,6 +265,8 @@ func (r *reader) run() error {
 			err = r.configFile(hdr)
 		case name == SumsName:
 			return r.checksums(hdr)
+		case name == ManifestName:
+			err = invalid(name, "duplicate member")
 		default:
 			err = invalid(name, "unknown member")
 		}
@@ -270,46 +284,35 @@ func (r *reader) manifest(hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	var version struct {
-		Format int `json:"format"`
-	}
-	if err := json.Unmarshal(data, &version); err != nil {
-		return invalid(hdr.Name, "malformed JSON: %w", err)
-	}
-	if version.Format != FormatVersion {
-		return invalid(hdr.Name, "unsupported format version %d (want %d)", version.Format, FormatVersion)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r.m); err != nil {
-		return invalid(hdr.Name, "malformed manifest: %w", err)
-	}
-	if dec.More() {
-		return invalid(hdr.Name, "malformed manifest: data after the JSON object")
-	}
-	if err := r.m.check(); err != nil {
+	m, err := ParseManifest(data)
+	if err != nil {
 		return invalid(hdr.Name, "%w", err)
 	}
+	r.m = *m
+	r.prefixes = make([]string, len(m.Tables))
+	for i, t := range m.Tables {
+		r.prefixes[i] = memberPrefix(m.Format, t)
+	}
+	r.counts = make([]int64, len(m.Tables))
 	if r.h.Manifest != nil {
 		return r.h.Manifest(r.m)
 	}
 	return nil
 }
 
-// parseChunkName splits "tables/<table>/<n>.rec", accepting only the
-// canonical name the Writer gives.
-func parseChunkName(name string) (table string, n int64, ok bool) {
-	rest := name[len(TablesDir):]
-	i := strings.LastIndexByte(rest, '/')
-	if i < 0 || !strings.HasSuffix(rest, ".rec") {
+// parseChunkName splits "<prefix>/<n>.rec", accepting only the canonical
+// chunk name the Writer gives.
+func parseChunkName(name string) (prefix string, n int64, ok bool) {
+	i := strings.LastIndexByte(name, '/')
+	if i < len(TablesDir) || !strings.HasSuffix(name, ".rec") {
 		return "", 0, false
 	}
-	table = rest[:i]
-	n, err := strconv.ParseInt(strings.TrimSuffix(rest[i+1:], ".rec"), 10, 64)
-	if err != nil || n < 1 || chunkName(table, n) != name {
+	prefix = name[:i+1]
+	n, err := strconv.ParseInt(strings.TrimSuffix(name[i+1:], ".rec"), 10, 64)
+	if err != nil || n < 1 || chunkName(prefix, n) != name {
 		return "", 0, false
 	}
-	return table, n, true
+	return prefix, n, true
 }
 
 // startTable moves to table index i, ending the tables before it.
@@ -336,44 +339,63 @@ func (r *reader) endTable() error {
 		return nil
 	}
 	t := r.m.Tables[r.table]
+	r.counts[r.table] = r.chunks
 	if r.records != t.Records || r.bytes != t.Bytes {
 		member := r.last
 		if r.chunks > 0 {
-			member = chunkName(t.Name, r.chunks)
+			member = chunkName(r.prefixes[r.table], r.chunks)
 		}
-		return invalid(member, "table %q has %d records in %d bytes, the manifest declares %d in %d", t.Name, r.records, r.bytes, t.Records, t.Bytes)
+		return invalid(member, "table %q has %d records in %d bytes, the manifest declares %d in %d", t, r.records, r.bytes, t.Records, t.Bytes)
 	}
 	return nil
 }
 
-func (r *reader) tableIndex(name string) int {
-	for i, t := range r.m.Tables {
-		if t.Name == name {
-			return i
+// locate finds the table of a chunk member. Members come in manifest
+// order, so the search starts at the current table and stops after the
+// first table with records (whose chunks would otherwise be missing):
+// reading stays linear in the number of tables and members.
+func (r *reader) locate(name, prefix string, n int64) (int, error) {
+	if r.table >= len(r.m.Tables) {
+		return 0, invalid(name, "table member after the config files")
+	}
+	if r.table >= 0 && r.prefixes[r.table] == prefix {
+		switch {
+		case n == r.chunks+1:
+			return r.table, nil
+		case n <= r.chunks:
+			return 0, invalid(name, "duplicate member")
+		}
+		return 0, invalid(name, "member out of order")
+	}
+	for j := r.table + 1; j < len(r.m.Tables); j++ {
+		if r.prefixes[j] == prefix {
+			if n != 1 {
+				return 0, invalid(name, "member out of order")
+			}
+			return j, nil
+		}
+		if r.m.Tables[j].Records > 0 {
+			break
 		}
 	}
-	return -1
+	if slices.Contains(r.prefixes, prefix) {
+		return 0, invalid(name, "member out of order")
+	}
+	return 0, invalid(name, "table %q is not in the manifest", (strings.TrimSuffix(strings.TrimPrefix(prefix, TablesDir), "/")))
 }
 
 func (r *reader) chunk(hdr *tar.Header) error {
 	name := hdr.Name
-	table, n, ok := parseChunkName(name)
+	prefix, n, ok := parseChunkName(name)
 	if !ok {
 		return invalid(name, "unknown member (want %s<table>/<000001>.rec)", TablesDir)
 	}
-	i := r.tableIndex(table)
-	switch {
-	case i < 0:
-		return invalid(name, "table %q is not in the manifest", table)
-	case r.config > 0 || r.table >= len(r.m.Tables):
-		return invalid(name, "table member after the config files")
-	case i == r.table && n == r.chunks+1:
-	case i > r.table && n == 1:
-		if err := r.startTable(i); err != nil {
-			return err
-		}
-	default:
-		return invalid(name, "member out of order")
+	i, err := r.locate(name, prefix, n)
+	if err != nil {
+		return err
+	}
+	if err := r.startTable(i); err != nil {
+		return err
 	}
 	t := r.m.Tables[i]
 	switch {
@@ -382,7 +404,7 @@ func (r *reader) chunk(hdr *tar.Header) error {
 	case hdr.Size > MaxChunkSize:
 		return invalid(name, "chunk of %d bytes exceeds %d", hdr.Size, MaxChunkSize)
 	case hdr.Size > t.Bytes-r.bytes:
-		return invalid(name, "table %q has more than the %d bytes the manifest declares", t.Name, t.Bytes)
+		return invalid(name, "table %q has more than the %d bytes the manifest declares", t, t.Bytes)
 	}
 	buf, err := r.body(hdr)
 	if err != nil {
@@ -400,22 +422,22 @@ func (r *reader) chunk(hdr *tar.Header) error {
 		p = p[klen:]
 		vlen, k := binary.Uvarint(p)
 		if k <= 0 || vlen > MaxValueSize || vlen > uint64(len(p)-k) {
-			return invalid(name, "record %d (key %q): bad value length", r.records+1, key)
+			return invalid(name, "record %d (key %q): bad value length", r.records+1, truncateKey(key))
 		}
 		p = p[k:]
 		value := p[:vlen:vlen]
 		p = p[vlen:]
 		if r.records > 0 && bytes.Compare(key, r.lastKey) <= 0 {
-			return invalid(name, "record %d: key %q is not after %q", r.records+1, key, r.lastKey)
+			return invalid(name, "record %d: key %q is not after %q", r.records+1, truncateKey(key), truncateKey(r.lastKey))
 		}
 		if r.records == t.Records {
-			return invalid(name, "table %q has more than the %d records the manifest declares", t.Name, t.Records)
+			return invalid(name, "table %q has more than the %d records the manifest declares", t, t.Records)
 		}
 		r.records++
 		inChunk++
 		r.lastKey = append(r.lastKey[:0], key...)
 		if r.h.Record != nil {
-			if err := r.h.Record(t.Name, key, value); err != nil {
+			if err := r.h.Record(key, value); err != nil {
 				return err
 			}
 		}
@@ -427,19 +449,28 @@ func (r *reader) chunk(hdr *tar.Header) error {
 	return nil
 }
 
+// truncateKey shortens a key for an error message.
+func truncateKey(key []byte) []byte {
+	if len(key) > 64 {
+		return key[:64]
+	}
+	return key
+}
+
 func (r *reader) configFile(hdr *tar.Header) error {
 	name := hdr.Name
 	if err := r.startTable(len(r.m.Tables)); err != nil {
 		return err
 	}
 	p := strings.TrimPrefix(name, ConfigDir)
+	if r.config > 0 && r.m.Config[r.config-1].Path == p {
+		return invalid(name, "duplicate member")
+	}
 	if r.config >= len(r.m.Config) || r.m.Config[r.config].Path != p {
-		for _, c := range r.m.Config {
-			if c.Path == p {
-				return invalid(name, "member out of order")
-			}
+		if _, found := slices.BinarySearchFunc(r.m.Config, p, func(c ConfigFile, p string) int { return strings.Compare(c.Path, p) }); found {
+			return invalid(name, "member out of order")
 		}
-		return invalid(name, "config file %q is not in the manifest", p)
+		return invalid(name, "config file %s is not in the manifest", strconv.Quote(p))
 	}
 	c := r.m.Config[r.config]
 	if hdr.Mode&^int64(fs.ModePerm) != 0 {
@@ -459,6 +490,31 @@ func (r *reader) configFile(hdr *tar.Header) error {
 	return nil
 }
 
+// members calls fn with the name of every member read before SHA256SUMS,
+// in order, derived from the manifest and the chunk counts: the Reader
+// keeps only their checksums.
+func (r *reader) members(fn func(i int, name string) error) error {
+	i := 0
+	if err := fn(i, ManifestName); err != nil {
+		return err
+	}
+	for t, count := range r.counts {
+		for n := int64(1); n <= count; n++ {
+			i++
+			if err := fn(i, chunkName(r.prefixes[t], n)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, c := range r.m.Config {
+		i++
+		if err := fn(i, ConfigDir+c.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *reader) checksums(hdr *tar.Header) error {
 	if err := r.startTable(len(r.m.Tables)); err != nil {
 		return err
@@ -467,39 +523,50 @@ func (r *reader) checksums(hdr *tar.Header) error {
 		return invalid(ConfigDir+r.m.Config[r.config].Path, "config file of the manifest is missing")
 	}
 	var want int64
-	for _, s := range r.sums {
-		want += int64(2*sha256.Size + 2 + len(s.name) + 1)
-	}
+	longest := 0
+	r.members(func(_ int, name string) error {
+		want += int64(2*sha256.Size + 2 + len(name) + 1)
+		longest = max(longest, len(name))
+		return nil
+	})
+	count := len(r.sums) / sumPrefix
 	if hdr.Size > want {
-		return invalid(SumsName, "size %d exceeds the %d bytes its %d lines need", hdr.Size, want, len(r.sums))
+		return invalid(SumsName, "size %d exceeds the %d bytes its %d lines need", hdr.Size, want, count)
 	}
-	buf := make([]byte, hdr.Size)
-	if _, err := io.ReadFull(r.tr, buf); err != nil {
-		return r.fail(SumsName, err)
-	}
-	lines := strings.SplitAfter(string(buf), "\n")
-	if lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	for i, s := range r.sums {
-		if i >= len(lines) {
-			return invalid(SumsName, "member %q is not listed", s.name)
+	actual := sha256.New()
+	lines := bufio.NewReaderSize(io.TeeReader(r.tr, actual), max(4096, 2*sha256.Size+2+longest+1))
+	err := r.members(func(i int, name string) error {
+		line, err := lines.ReadSlice('\n')
+		if err == io.EOF && len(line) == 0 {
+			return invalid(SumsName, "member %s is not listed", strconv.Quote(name))
 		}
-		line := lines[i]
-		sum, path, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "  ")
-		digest, err := hex.DecodeString(sum)
-		if !strings.HasSuffix(line, "\n") || !ok || err != nil || len(digest) != sha256.Size || sum != strings.ToLower(sum) {
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return r.fail(SumsName, err)
+		}
+		sum, path, ok := strings.Cut(strings.TrimSuffix(string(line), "\n"), "  ")
+		digest, herr := hex.DecodeString(sum)
+		if err != nil || !ok || herr != nil || len(digest) != sha256.Size || sum != strings.ToLower(sum) {
 			return invalid(SumsName, "line %d: malformed (want \"<sha256 hex>  <member>\")", i+1)
 		}
-		if path != s.name {
-			return invalid(SumsName, "line %d: lists %q where member %q is expected", i+1, path, s.name)
+		if path != name {
+			return invalid(SumsName, "line %d: lists %s where member %s is expected", i+1, strconv.Quote(path), strconv.Quote(name))
 		}
-		if !bytes.Equal(digest, s.sum[:]) {
-			return invalid(s.name, "checksum mismatch: SHA256SUMS has %s, the member has %x", sum, s.sum)
+		if got := r.sums[i*sumPrefix : (i+1)*sumPrefix]; !bytes.Equal(digest[:sumPrefix], got) {
+			return invalid(name, "checksum mismatch: SHA256SUMS has %s, the member has %x...", sum, got)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if len(lines) > len(r.sums) {
-		return invalid(SumsName, "line %d: lists %q, which is not a member", len(r.sums)+1, strings.TrimSpace(lines[len(r.sums)]))
+	if extra, err := lines.ReadString('\n'); extra != "" || err != io.EOF {
+		if err != nil && err != io.EOF {
+			return r.fail(SumsName, err)
+		}
+		return invalid(SumsName, "line %d: lists %s, which is not a member", count+1, strconv.Quote(strings.TrimSpace(extra)))
+	}
+	if !bytes.Equal(actual.Sum(nil), r.expect.Sum(nil)) {
+		return invalid(SumsName, "checksum mismatch: a line differs from its member's sha256 after its first %d bytes", sumPrefix)
 	}
 	end := (r.data.n+blockSize-1)/blockSize*blockSize + 2*blockSize
 	if hdr, err := r.next(); err != io.EOF {
@@ -515,7 +582,8 @@ func (r *reader) checksums(hdr *tar.Header) error {
 }
 
 // trailing checks that only zero padding, and not much, follows the end of
-// the tar stream, and that the compressed stream ends properly.
+// the tar stream, and that the compressed stream ends properly: after its
+// last frame, nothing (no skippable frame either).
 func (r *reader) trailing() error {
 	buf := make([]byte, 4096)
 	var total int64
@@ -526,10 +594,20 @@ func (r *reader) trailing() error {
 			return invalid("", "data after the end of the tar stream")
 		}
 		if err == io.EOF {
-			return nil
+			break
 		}
 		if err != nil {
 			return r.fail("", fmt.Errorf("after the end of the tar stream: %w", err))
 		}
 	}
+	if r.frames == nil {
+		return nil
+	}
+	if _, err := io.Copy(io.Discard, r.frames); err != nil {
+		return r.fail("", err)
+	}
+	if err := r.frames.end(); err != nil {
+		return invalid("", "%w", err)
+	}
+	return nil
 }

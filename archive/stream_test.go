@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -208,7 +209,7 @@ func TestMemoryBound(t *testing.T) {
 		var peak uint64
 		var ms runtime.MemStats
 		n := 0
-		_, err := archive.Read(pr, archive.Handler{Record: func(table string, key, value []byte) error {
+		_, err := archive.Read(pr, archive.Handler{Record: func(key, value []byte) error {
 			if n++; n%4096 == 0 {
 				runtime.ReadMemStats(&ms)
 				peak = max(peak, ms.HeapInuse)
@@ -243,5 +244,45 @@ func TestZstdLimits(t *testing.T) {
 	_, err = archive.Verify(&buf)
 	if !errors.Is(err, archive.ErrInvalid) {
 		t.Fatalf("Verify = %v, want ErrInvalid", err)
+	}
+}
+
+// TestMemoryManyChunks reads an archive of 200,000 one-record chunks: the
+// reader keeps 8 bytes per member (of its checksum) and streams SHA256SUMS,
+// so the live heap stays far below what keeping each member's name (and a
+// set of names seen) took.
+func TestMemoryManyChunks(t *testing.T) {
+	const (
+		chunks = 200_000
+		bound  = 12 << 20
+	)
+	c := content{tables: map[string][]record{"events": nil}, config: map[string]configData{}}
+	for i := range chunks {
+		c.tables["events"] = append(c.tables["events"], record{fmt.Appendf(nil, "event-%08d", i), []byte("x")})
+	}
+	data := write(t, c, archive.Options{ChunkSize: 1})
+	c = content{}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base, peak := ms.HeapInuse, ms.HeapInuse
+	n := 0
+	_, err := archive.Read(bytes.NewReader(data), archive.Handler{Record: func(key, value []byte) error {
+		if n++; n%50_000 == 0 {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != chunks {
+		t.Fatalf("read %d records, want %d", n, chunks)
+	}
+	t.Logf("%d chunks: live heap grew by %d KiB while reading", chunks, (peak-base)>>10)
+	if peak-base > bound {
+		t.Errorf("reading %d one-record chunks grew the live heap by %d MiB, want under %d MiB", chunks, (peak-base)>>20, bound>>20)
 	}
 }

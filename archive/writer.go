@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -26,17 +27,23 @@ type Options struct {
 }
 
 // zstd settings: a fixed level, window and concurrency, so that the same
-// input gives the same bytes on every machine.
+// input gives the same bytes on every machine. The encoder compresses
+// blocks on two goroutines (its output does not depend on how many:
+// TestZstdConcurrencyDeterministic), beside the goroutine that hashes the
+// members: a backup uses both cores.
 const (
 	zstdLevel       = zstd.SpeedFastest
 	zstdWindow      = 4 << 20
-	zstdConcurrency = 1
+	zstdConcurrency = 2
 )
 
 // Writer writes an archive as a stream. Create it with NewWriter, then call
-// Table for every table of the manifest in order, Record for each of its
-// records in ascending key order, Config for every configuration file in
-// order, and Close. After an error, every later call returns that error.
+// Table for every table of the manifest in order (nested ones included),
+// Record for each of its records in ascending key order, Config for every
+// configuration file in order, and Close (or Abort, to give up). After an
+// error, every later call returns that error. A goroutine of the Writer
+// hashes, compresses and writes the members while the caller encodes the
+// next chunk; it ends with Close, Abort or an error.
 type Writer struct {
 	m         Manifest
 	zw        *zstd.Encoder
@@ -50,10 +57,70 @@ type Writer struct {
 	chunks  int64
 	lastKey []byte
 	buf     []byte
-	config  int // next index in m.Config
+	config  int    // next index in m.Config
+	prefix  string // member path prefix of the current table's chunks
 
-	sums bytes.Buffer
+	sums bytes.Buffer // written by the worker
 	err  error
+
+	// The worker goroutine hashes and writes the members (and compresses
+	// them), while the caller's goroutine reads its store and encodes the
+	// next chunk: two cores overlap. Two chunk buffers take turns.
+	jobs    chan job
+	free    chan []byte
+	done    chan struct{}
+	werr    error       // the worker's error, read after failed or done
+	failed  atomic.Bool // set once werr is
+	stopped bool
+}
+
+// job is a member for the worker to write.
+type job struct {
+	name  string
+	mode  fs.FileMode
+	data  []byte
+	chunk bool // data is a chunk buffer, to be handed back
+}
+
+func (w *Writer) start() {
+	w.jobs, w.free, w.done = make(chan job, 1), make(chan []byte, 2), make(chan struct{})
+	w.free <- nil
+	go func() {
+		defer close(w.done)
+		for j := range w.jobs {
+			if w.werr == nil {
+				if w.werr = w.member(j.name, j.mode, j.data); w.werr != nil {
+					w.failed.Store(true)
+				}
+			}
+			if j.chunk {
+				w.free <- j.data[:0]
+			}
+		}
+	}()
+}
+
+// send hands a member to the worker; a chunk buffer is replaced by the
+// other one once the worker is done with it.
+func (w *Writer) send(j job) error {
+	if w.failed.Load() {
+		return w.werr
+	}
+	w.jobs <- j
+	if j.chunk {
+		w.buf = <-w.free
+	}
+	return nil
+}
+
+// stop ends the worker and returns its error.
+func (w *Writer) stop() error {
+	if !w.stopped {
+		w.stopped = true
+		close(w.jobs)
+		<-w.done
+	}
+	return w.werr
 }
 
 // NewWriter checks m, writes its MANIFEST.json to w and returns the Writer
@@ -98,13 +165,21 @@ func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	default:
 		return nil, fmt.Errorf("writing archive: unknown compression %q", opts.Compression)
 	}
-	data, err := json.MarshalIndent(m, "", "  ")
+	compact, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encoding archive manifest: %w", err)
 	}
-	if err := aw.member(ManifestName, 0o644, append(data, '\n')); err != nil {
+	var data bytes.Buffer
+	if err := json.Indent(&data, compact, "", "  "); err != nil {
+		return nil, fmt.Errorf("encoding archive manifest: %w", err)
+	}
+	if data.Len() >= MaxManifestSize {
+		return nil, fmt.Errorf("writing archive manifest: %d bytes for %d tables and %d config files exceeds the format's %d", data.Len(), len(m.Tables), len(m.Config), MaxManifestSize)
+	}
+	if err := aw.member(ManifestName, 0o644, append(data.Bytes(), '\n')); err != nil {
 		return nil, err
 	}
+	aw.start()
 	return aw, nil
 }
 
@@ -133,13 +208,15 @@ func (w *Writer) fail(err error) error {
 	if w.err == nil {
 		w.err = err
 	}
+	w.stop()
 	return err
 }
 
-// Table starts the records of the named table, which must be the next
-// table of the manifest. Every table of the manifest must be started, even
-// an empty one.
-func (w *Writer) Table(name string) error {
+// Table starts the records of the table at path (a top-level table's
+// name, or the names down to a nested table), which must be the next table
+// of the manifest. Every table of the manifest must be started, even an
+// empty one.
+func (w *Writer) Table(path ...string) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -147,14 +224,15 @@ func (w *Writer) Table(name string) error {
 		return w.fail(err)
 	}
 	next := w.table + 1
-	if next >= len(w.m.Tables) || w.m.Tables[next].Name != name {
+	if next >= len(w.m.Tables) || ComparePaths(w.m.Tables[next].Path(), path) != 0 {
 		want := "no more tables"
 		if next < len(w.m.Tables) {
-			want = fmt.Sprintf("table %q", w.m.Tables[next].Name)
+			want = fmt.Sprintf("table %q", w.m.Tables[next])
 		}
-		return w.fail(fmt.Errorf("writing archive: table %q is not the next table of the manifest (want %s)", name, want))
+		return w.fail(fmt.Errorf("writing archive: table %q is not the next table of the manifest (want %s)", EncodePath(path), want))
 	}
 	w.table = next
+	w.prefix = memberPrefix(w.m.Format, w.m.Tables[next])
 	w.records, w.bytes, w.chunks = 0, 0, 0
 	w.lastKey = w.lastKey[:0]
 	return nil
@@ -173,15 +251,15 @@ func (w *Writer) Record(key, value []byte) error {
 	t := w.m.Tables[w.table]
 	switch {
 	case len(key) == 0:
-		return w.fail(fmt.Errorf("writing archive: table %q: empty key", t.Name))
+		return w.fail(fmt.Errorf("writing archive: table %q: empty key", t))
 	case len(key) > MaxKeySize:
-		return w.fail(fmt.Errorf("writing archive: table %q: key of %d bytes exceeds %d", t.Name, len(key), MaxKeySize))
+		return w.fail(fmt.Errorf("writing archive: table %q: key of %d bytes exceeds %d", t, len(key), MaxKeySize))
 	case len(value) > MaxValueSize:
-		return w.fail(fmt.Errorf("writing archive: table %q: key %q: value of %d bytes exceeds %d", t.Name, key, len(value), MaxValueSize))
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q: value of %d bytes exceeds %d", t, key, len(value), MaxValueSize))
 	case w.records > 0 && bytes.Compare(key, w.lastKey) <= 0:
-		return w.fail(fmt.Errorf("writing archive: table %q: key %q is not after %q", t.Name, key, w.lastKey))
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q is not after %q", t, key, w.lastKey))
 	case w.records >= t.Records:
-		return w.fail(fmt.Errorf("writing archive: table %q: more records than the %d of the manifest", t.Name, t.Records))
+		return w.fail(fmt.Errorf("writing archive: table %q: more records than the %d of the manifest", t, t.Records))
 	}
 	size := RecordSize(key, value)
 	if len(w.buf) > 0 && int64(len(w.buf))+size > int64(w.chunkSize) {
@@ -204,9 +282,7 @@ func (w *Writer) flush() error {
 		return nil
 	}
 	w.chunks++
-	err := w.member(chunkName(w.m.Tables[w.table].Name, w.chunks), 0o644, w.buf)
-	w.buf = w.buf[:0]
-	return err
+	return w.send(job{name: chunkName(w.prefix, w.chunks), mode: 0o644, data: w.buf, chunk: true})
 }
 
 // endTable flushes the current table and checks it against the manifest.
@@ -219,7 +295,7 @@ func (w *Writer) endTable() error {
 	}
 	t := w.m.Tables[w.table]
 	if w.records != t.Records || w.bytes != t.Bytes {
-		return fmt.Errorf("writing archive: table %q: wrote %d records in %d bytes, the manifest declares %d in %d", t.Name, w.records, w.bytes, t.Records, t.Bytes)
+		return fmt.Errorf("writing archive: table %q: wrote %d records in %d bytes, the manifest declares %d in %d", t, w.records, w.bytes, t.Records, t.Bytes)
 	}
 	return nil
 }
@@ -230,7 +306,7 @@ func (w *Writer) endTables() error {
 		return err
 	}
 	if w.table+1 < len(w.m.Tables) {
-		return fmt.Errorf("writing archive: table %q of the manifest was not written", w.m.Tables[w.table+1].Name)
+		return fmt.Errorf("writing archive: table %q of the manifest was not written", w.m.Tables[w.table+1])
 	}
 	w.table = len(w.m.Tables)
 	return nil
@@ -259,10 +335,20 @@ func (w *Writer) Config(path string, mode fs.FileMode, data []byte) error {
 		return w.fail(fmt.Errorf("writing archive: config file %q: mode %v and size %d differ from the manifest's %v and %d", path, mode.Perm(), len(data), c.Mode, c.Size))
 	}
 	w.config++
-	if err := w.member(ConfigDir+path, c.Mode, data); err != nil {
+	if err := w.send(job{name: ConfigDir + path, mode: c.Mode, data: bytes.Clone(data)}); err != nil {
 		return w.fail(err)
 	}
 	return nil
+}
+
+// Abort ends a Writer that will not be closed, because the caller gave up
+// after an error of its own; the archive is incomplete. After Close or an
+// error of the Writer it does nothing, so it can be deferred.
+func (w *Writer) Abort() {
+	if w.err == nil {
+		w.err = errors.New("writing archive: writer is aborted")
+	}
+	w.stop()
 }
 
 // Close checks that everything the manifest declares was written, writes
@@ -279,6 +365,9 @@ func (w *Writer) Close() error {
 	}
 	if w.config < len(w.m.Config) {
 		return w.fail(fmt.Errorf("writing archive: config file %q of the manifest was not written", w.m.Config[w.config].Path))
+	}
+	if err := w.stop(); err != nil {
+		return w.fail(err)
 	}
 	if err := w.member(SumsName, 0o644, w.sums.Bytes()); err != nil {
 		return w.fail(err)

@@ -2,6 +2,7 @@ package archive_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -132,8 +133,8 @@ func TestWriterManifestChecks(t *testing.T) {
 	}{
 		{"no-product", func(m *archive.Manifest) { m.Product = "" }, "product is missing"},
 		{"no-data-version", func(m *archive.Manifest) { m.DataVersion = "" }, "data_version is missing"},
-		{"bad-table-name", func(m *archive.Manifest) { m.Tables[0].Name = "a/b" }, `table name "a/b": byte '/' is not allowed`},
-		{"table-order", func(m *archive.Manifest) { m.Tables[0], m.Tables[1] = m.Tables[1], m.Tables[0] }, `table "a": tables must be unique and in ascending name order (after "b")`},
+		{"bad-table-name", func(m *archive.Manifest) { m.Tables[0].Name = strings.Repeat(" ", 86) }, `table name "` + strings.Repeat(" ", 64) + `...": 258 bytes once encoded, the archive format allows 255`},
+		{"table-order", func(m *archive.Manifest) { m.Tables[0], m.Tables[1] = m.Tables[1], m.Tables[0] }, `table "a": tables must be unique and in ascending path order (after "b")`},
 		{"impossible-size", func(m *archive.Manifest) { m.Tables[0].Bytes = 5 }, `table "a": impossible size: 2 records in 5 bytes`},
 		{"config-escapes", func(m *archive.Manifest) { m.Config[0].Path = "a/../../x" }, `config path "a/../../x" escapes the config directory`},
 		{"config-absolute", func(m *archive.Manifest) { m.Config[0].Path = "/etc/x" }, `config path "/etc/x" is absolute`},
@@ -199,4 +200,97 @@ func decompress(t testing.TB, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// limitWriter fails once n bytes were written, as a full disk does.
+type limitWriter struct{ n int }
+
+var errFull = errors.New("no space left on device")
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		n := w.n
+		w.n = 0
+		return n, errFull
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// TestWriterOutputError: an error of the underlying writer, met by the
+// goroutine that writes the members, reaches the caller (from Record,
+// Config or Close) and ends that goroutine.
+func TestWriterOutputError(t *testing.T) {
+	c := sample(2)
+	for _, comp := range []archive.Compression{archive.None, archive.Zstd} {
+		size := len(write(t, c, archive.Options{Compression: comp, ChunkSize: 4096}))
+		for _, limit := range []int{2000, size / 3, size * 2 / 3, size - 1} {
+			w, err := archive.NewWriter(&limitWriter{n: limit}, c.manifest(), archive.Options{Compression: comp, ChunkSize: 4096})
+			if err != nil {
+				if !errors.Is(err, errFull) {
+					t.Fatalf("%s, %d bytes: NewWriter = %v", comp, limit, err)
+				}
+				continue
+			}
+			err = func() error {
+				for _, name := range sortedKeys(c.tables) {
+					if err := w.Table(name); err != nil {
+						return err
+					}
+					for _, r := range c.tables[name] {
+						if err := w.Record(r.key, r.value); err != nil {
+							return err
+						}
+					}
+				}
+				for _, p := range sortedKeys(c.config) {
+					if err := w.Config(p, c.config[p].mode, c.config[p].data); err != nil {
+						return err
+					}
+				}
+				return w.Close()
+			}()
+			if !errors.Is(err, errFull) {
+				t.Errorf("%s, %d bytes: writing = %v, want the output's error", comp, limit, err)
+			}
+			w.Abort()
+		}
+	}
+}
+
+// TestZstdConcurrencyDeterministic: the archive's zstd bytes do not depend
+// on the encoder's concurrency (the Writer uses 2), so an archive is the
+// same on every machine; several megabytes, so that many blocks are
+// compressed concurrently.
+func TestZstdConcurrencyDeterministic(t *testing.T) {
+	var plain bytes.Buffer
+	if err := synthetic(&plain, 16<<10, archive.None); err != nil {
+		t.Fatal(err)
+	}
+	enc := func(concurrency int) []byte {
+		var buf bytes.Buffer
+		zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(4<<20),
+			zstd.WithEncoderConcurrency(concurrency), zstd.WithEncoderCRC(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := plain.Bytes(); len(p) > 0; p = p[min(len(p), 10240):] {
+			zw.Write(p[:min(len(p), 10240)])
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	one, two := enc(1), enc(2)
+	if !bytes.Equal(one, two) {
+		t.Errorf("zstd output differs with 1 and 2 goroutines (%d and %d bytes)", len(one), len(two))
+	}
+	var w bytes.Buffer
+	if err := synthetic(&w, 16<<10, archive.Zstd); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(w.Bytes(), one) {
+		t.Errorf("the Writer's zstd archive differs from the same tar compressed alone")
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hookreg/hookreg/archive"
@@ -55,11 +56,16 @@ type Options struct {
 	Progress io.Writer
 }
 
-// Backup writes an archive of st to w: every table (the metadata table
-// included) from one read-only transaction, so the archive is one
+// Backup writes an archive of st to w: every table at every depth (the
+// metadata table included; a store whose transactions implement
+// [store.Walker], as bbolt's do, gives its nested buckets with their
+// sequence numbers) from one read-only transaction, so the archive is one
 // consistent snapshot even while other goroutines write to st, and the
 // configuration files (see [Options]). The record counts of the
-// manifest are taken in that same transaction. Memory stays bounded by the
+// manifest are taken in that same transaction, and what the archive format
+// cannot carry exactly (a value over [archive.MaxValueSize], a name over
+// [archive.MaxNameLen] bytes once encoded) is refused, naming it, before
+// anything is written. Memory stays bounded by the
 // archive's chunk size whatever the store size.
 //
 // A store without upgrade metadata (data written before the product
@@ -83,10 +89,6 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	} else if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
-	names, err := tx.Tables()
-	if err != nil {
-		return nil, fmt.Errorf("backing up: %w", err)
-	}
 	created := opts.Created
 	if created.IsZero() {
 		created = time.Now()
@@ -103,19 +105,14 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if m.Product == "" {
 		m.Product = reg.Product
 	}
+	tables, configInStore, err := countTables(tx)
+	if err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
+	}
+	m.Tables = tables
 	var total int64
-	configInStore := false
-	for _, name := range names {
-		if name == store.ConfigTable {
-			configInStore = true
-			continue
-		}
-		info, err := countTable(tx, name)
-		if err != nil {
-			return nil, fmt.Errorf("backing up: %w", err)
-		}
-		m.Tables = append(m.Tables, info)
-		total += info.Records
+	for _, t := range tables {
+		total += t.Records
 	}
 	var cfg configSource
 	switch {
@@ -140,11 +137,10 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
+	defer aw.Abort()
 	prog := newProgress(opts.Progress, "backup", total)
-	for _, info := range m.Tables {
-		if err := copyTable(tx, aw, info.Name, prog); err != nil {
-			return nil, fmt.Errorf("backing up table %q: %w", info.Name, err)
-		}
+	if err := copyTables(tx, aw, prog); err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
 	}
 	for _, c := range m.Config {
 		data, err := cfg.read(c)
@@ -265,34 +261,93 @@ func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
 	return out
 }
 
-// countTable counts the records of a table and their encoded size.
-func countTable(tx store.Tx, name string) (archive.TableInfo, error) {
-	info := archive.TableInfo{Name: name}
-	t, err := tx.Table(name)
-	if err != nil {
-		return info, err
+// walkTables visits every table of tx at every depth with store.Walker,
+// or the top-level tables of a store whose transactions do not nest.
+func walkTables(tx store.Tx, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
+	if w, ok := tx.(store.Walker); ok {
+		return w.Walk(table, record)
 	}
-	err = t.Scan(nil, func(k, v []byte) error {
-		info.Records++
-		info.Bytes += archive.RecordSize(k, v)
+	names, err := tx.Tables()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		err := table([]string{name}, 0)
+		if errors.Is(err, store.SkipTable) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		t, err := tx.Table(name)
+		if err != nil {
+			return err
+		}
+		if err := t.Scan(nil, record); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isConfigTable reports whether path is the store's configuration table,
+// which a backup carries as config/ members.
+func isConfigTable(path []string) bool {
+	return len(path) == 1 && path[0] == store.ConfigTable
+}
+
+// countTables declares every table of tx (but the configuration table,
+// whose presence it reports): its path, records, size and sequence. It
+// refuses, naming it, anything the archive format cannot carry exactly,
+// before anything is written.
+func countTables(tx store.Tx) (tables []archive.TableInfo, configInStore bool, err error) {
+	var cur *archive.TableInfo
+	err = walkTables(tx, func(path []string, sequence uint64) error {
+		if isConfigTable(path) {
+			configInStore = true
+			return store.SkipTable
+		}
+		if err := archive.ValidTablePath(path); err != nil {
+			return fmt.Errorf("table %q cannot be backed up: %w", archive.EncodePath(path), err)
+		}
+		info := archive.TableInfo{Name: path[len(path)-1], Sequence: sequence}
+		if len(path) > 1 {
+			info.Parent = slices.Clone(path[:len(path)-1])
+		}
+		tables = append(tables, info)
+		cur = &tables[len(tables)-1]
+		return nil
+	}, func(key, value []byte) error {
+		if len(value) > archive.MaxValueSize {
+			return fmt.Errorf("table %q: key %q cannot be backed up: its value of %d bytes exceeds the archive format's %d", cur, truncate(key), len(value), archive.MaxValueSize)
+		}
+		cur.Records++
+		cur.Bytes += archive.RecordSize(key, value)
 		return nil
 	})
 	if err != nil {
-		return info, fmt.Errorf("counting table %q: %w", name, err)
+		return nil, false, fmt.Errorf("counting the records: %w", err)
 	}
-	return info, nil
+	return tables, configInStore, nil
 }
 
-func copyTable(tx store.Tx, aw *archive.Writer, name string, prog *progress) error {
-	t, err := tx.Table(name)
-	if err != nil {
-		return err
-	}
-	if err := aw.Table(name); err != nil {
-		return err
-	}
-	return t.Scan(nil, func(k, v []byte) error {
+// copyTables writes the records of every table countTables declared.
+func copyTables(tx store.Tx, aw *archive.Writer, prog *progress) error {
+	return walkTables(tx, func(path []string, _ uint64) error {
+		if isConfigTable(path) {
+			return store.SkipTable
+		}
+		return aw.Table(path...)
+	}, func(key, value []byte) error {
 		prog.add(1)
-		return aw.Record(k, v)
+		return aw.Record(key, value)
 	})
+}
+
+// truncate shortens a key for an error message.
+func truncate(key []byte) []byte {
+	if len(key) > 64 {
+		return key[:64]
+	}
+	return key
 }

@@ -25,6 +25,7 @@ const maxMetaRecords = 1 << 16
 // refusal looks at, so the two must say the same thing.
 type metaTable struct {
 	seen    bool // the archive carries the table
+	current bool // the records streaming now are the table's
 	records []record
 }
 
@@ -32,15 +33,14 @@ type record struct{ key, value []byte }
 
 // table notes that the archive carries the metadata table.
 func (t *metaTable) table(info archive.TableInfo) error {
-	if info.Name == store.MetaTable {
-		t.seen = true
-	}
+	t.current = info.Name == store.MetaTable && len(info.Parent) == 0
+	t.seen = t.seen || t.current
 	return nil
 }
 
 // record keeps the upgrade state records of the metadata table.
-func (t *metaTable) record(table string, key, value []byte) error {
-	if table != store.MetaTable || bytes.HasPrefix(key, []byte("progress/")) {
+func (t *metaTable) record(key, value []byte) error {
+	if !t.current || bytes.HasPrefix(key, []byte("progress/")) {
 		return nil
 	}
 	if len(t.records) == maxMetaRecords {
@@ -57,7 +57,7 @@ func (t *metaTable) agrees(m *archive.Manifest) error {
 	want := ManifestMetadata(m)
 	got, err := upgrade.ReadMetadata(t)
 	switch {
-	case errors.Is(err, upgrade.ErrNotInitialized) && want.DataVersion == "":
+	case errors.Is(err, upgrade.ErrNotInitialized) && (want.DataVersion == "" || want.DataVersion == upgrade.UnadoptedVersion):
 		return nil // data from before the product adopted hookreg
 	case errors.Is(err, upgrade.ErrNotInitialized):
 		return fmt.Errorf("the manifest records data version %q but the table %q carries no upgrade metadata", want.DataVersion, store.MetaTable)

@@ -336,16 +336,23 @@ func (b *build) load(r io.Reader, m *archive.Manifest, w io.Writer) error {
 		total += t.Records
 	}
 	prog := newProgress(w, "restore", total)
+	p := newPipe(b.loader)
 	got, err := archive.Read(r, archive.Handler{
-		Table: func(t archive.TableInfo) error {
-			return b.loader.CreateTable(t.Name)
-		},
-		Record: func(table string, key, value []byte) error {
+		Table: p.table,
+		Record: func(key, value []byte) error {
 			prog.add(1)
-			return b.loader.Put(table, key, value)
+			return p.record(key, value)
 		},
-		Config: b.config,
+		Config: func(c archive.ConfigFile, data []byte) error {
+			if err := p.close(); err != nil {
+				return err
+			}
+			return b.config(c, data)
+		},
 	})
+	if perr := p.close(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return err
 	}
@@ -378,6 +385,110 @@ func (b *build) load(r io.Reader, m *archive.Manifest, w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// pipe hands the records archive.Read decodes (and hashes) in this
+// goroutine to a goroutine that loads them into bbolt, in batches, so that
+// the two overlap on two cores. Memory: a few batches of at most
+// pipeBatchBytes of records, and the chunks they point into (the reader
+// does not reuse them).
+type pipe struct {
+	l     *bolt.Loader
+	batch *loadBatch
+	bytes int
+	ch    chan *loadBatch
+	done  chan struct{}
+	err   error // the loader's error, read after done is closed
+	quit  chan struct{}
+	ended bool
+}
+
+// loadBatch is a table to start (when path is not nil) and records to add.
+type loadBatch struct {
+	path     []string
+	sequence uint64
+	records  [][2][]byte
+}
+
+const (
+	pipeBatchBytes   = 1 << 20
+	pipeBatchRecords = 4096
+	pipeBatches      = 4
+)
+
+func newPipe(l *bolt.Loader) *pipe {
+	p := &pipe{l: l, ch: make(chan *loadBatch, pipeBatches), done: make(chan struct{}), quit: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for bt := range p.ch {
+			if p.err != nil {
+				continue
+			}
+			if bt.path != nil {
+				if p.err = l.Table(bt.path, bt.sequence); p.err != nil {
+					close(p.quit)
+					continue
+				}
+			}
+			for _, kv := range bt.records {
+				if p.err = l.Record(kv[0], kv[1]); p.err != nil {
+					close(p.quit)
+					break
+				}
+			}
+		}
+	}()
+	return p
+}
+
+// flush sends the current batch; it fails when the loader failed.
+func (p *pipe) flush() error {
+	if p.batch == nil {
+		return nil
+	}
+	select {
+	case p.ch <- p.batch:
+	case <-p.quit:
+		<-p.done
+		return p.err
+	}
+	p.batch, p.bytes = nil, 0
+	return nil
+}
+
+func (p *pipe) table(t archive.TableInfo) error {
+	if err := p.flush(); err != nil {
+		return err
+	}
+	p.batch = &loadBatch{path: t.Path(), sequence: t.Sequence}
+	return nil
+}
+
+func (p *pipe) record(key, value []byte) error {
+	if p.batch == nil {
+		p.batch = &loadBatch{}
+	}
+	p.batch.records = append(p.batch.records, [2][]byte{key, value})
+	p.bytes += len(key) + len(value)
+	if p.bytes >= pipeBatchBytes || len(p.batch.records) >= pipeBatchRecords {
+		return p.flush()
+	}
+	return nil
+}
+
+// close sends what is left, waits for the loader and returns its error.
+func (p *pipe) close() error {
+	if p.ended {
+		return p.err
+	}
+	err := p.flush()
+	p.ended = true
+	close(p.ch)
+	<-p.done
+	if err == nil {
+		err = p.err
+	}
+	return err
 }
 
 // config writes one configuration file: into the new directory, or into

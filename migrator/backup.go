@@ -17,7 +17,8 @@ func init() {
 		Usage: `
 Usage: {{.Prog}} backup --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
 
-Writes one archive FILE holding every table of the store
+Writes one archive FILE (its format is archive/FORMAT.md in the hookreg
+repository) holding every table, nested ones included, of the store
 S and its upgrade metadata, all read in one read-only transaction (one
 consistent snapshot), and the configuration files of the directory DIR:
 regular files only, with their modes (a symbolic link or a special file is

@@ -129,7 +129,7 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 	}
 	names := make([]string, len(m.Tables))
 	for i, t := range m.Tables {
-		names[i] = t.Name
+		names[i] = tableName(t)
 	}
 	if _, err := o.selectTable(names, o.backup); err != nil {
 		return err
@@ -137,24 +137,35 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return envErrorf("rereading backup %s: %w", o.backup, err)
 	}
+	current := ""
 	_, err = archive.Read(f, archive.Handler{
 		Table: func(t archive.TableInfo) error {
-			if o.table == "" || t.Name == o.table {
-				p.table(t.Name)
+			current = tableName(t)
+			if o.table == "" || current == o.table {
+				p.table(current)
 			}
 			return nil
 		},
-		Record: func(table string, k, v []byte) error {
-			if o.table != "" && table != o.table {
+		Record: func(k, v []byte) error {
+			if o.table != "" && current != o.table {
 				return nil
 			}
-			return p.record(table, k, v)
+			return p.record(current, k, v)
 		},
 	})
 	if err != nil {
 		return fmt.Errorf("backup %s: %w", o.backup, err)
 	}
 	return nil
+}
+
+// tableName names a table of a backup: a top-level table by its name, a
+// nested one by its encoded path (see archive.EncodePath).
+func tableName(t archive.TableInfo) string {
+	if len(t.Parent) == 0 {
+		return t.Name
+	}
+	return t.String()
 }
 
 // selectTable returns the tables to print: all of names, or --table,

@@ -4,11 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
@@ -98,40 +94,29 @@ func (o *verifyOptions) Run(e *env) error {
 
 // writeVerifySummary prints what a good archive holds.
 func writeVerifySummary(w io.Writer, file string, m *archive.Manifest) {
-	fmt.Fprintf(w, "%s: good archive (format %d), created %s\n", printable(file), m.Format, m.Created.Format(time.RFC3339))
-	fmt.Fprintf(w, "product %s, release %s (registry %s)\n", printable(m.Product), printable(m.Release), printable(m.RegistryDigest))
+	fmt.Fprintf(w, "%s: good archive (format %d), created %s\n", archive.Escape(file), m.Format, m.Created.Format(time.RFC3339))
+	fmt.Fprintf(w, "product %s, release %s (registry %s)\n", archive.Escape(m.Product), archive.Escape(m.Release), archive.Escape(m.RegistryDigest))
 	last := "none"
 	if m.LastUpgradeHook != nil {
 		last = fmt.Sprint(*m.LastUpgradeHook)
 	}
-	fmt.Fprintf(w, "data version %s, last upgrade hook %s, %d applied hooks\n", printable(m.DataVersion), last, len(m.Applied))
+	fmt.Fprintf(w, "data version %s, last upgrade hook %s, %d applied hooks\n", archive.Escape(m.DataVersion), last, len(m.Applied))
 	width := 0
 	for _, t := range m.Tables {
-		width = max(width, len(printable(t.Name)))
+		width = max(width, len(archive.Escape(tableName(t))))
 	}
 	fmt.Fprintf(w, "tables:%s\n", none(len(m.Tables)))
 	for _, t := range m.Tables {
-		fmt.Fprintf(w, "  %-*s  %d records\n", width, printable(t.Name), t.Records)
+		fmt.Fprintf(w, "  %-*s  %d records\n", width, archive.Escape(tableName(t)), t.Records)
 	}
 	width = 0
 	for _, c := range m.Config {
-		width = max(width, len(printable(c.Path)))
+		width = max(width, len(archive.Escape(c.Path)))
 	}
 	fmt.Fprintf(w, "config files:%s\n", none(len(m.Config)))
 	for _, c := range m.Config {
-		fmt.Fprintf(w, "  %-*s  %v  %d bytes\n", width, printable(c.Path), c.Mode, c.Size)
+		fmt.Fprintf(w, "  %-*s  %v  %d bytes\n", width, archive.Escape(c.Path), c.Mode, c.Size)
 	}
-}
-
-// printable returns s as it is when it is valid UTF-8 of printable
-// characters, or else quoted with Go escapes: a manifest is untrusted
-// input, and its strings must not drive the terminal (control characters,
-// escape sequences, bidirectional overrides).
-func printable(s string) string {
-	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
-		return s
-	}
-	return strconv.Quote(s)
 }
 
 func none(n int) string {

@@ -29,12 +29,19 @@
 //	}
 //	return tx.Commit()
 //
-// Table names are 1 to 128 bytes of [A-Za-z0-9._-] (see [ValidateName]),
-// because backups use them in archive member paths. Names that start with
-// "_" are reserved for hookreg: [MetaTable] holds the upgrade metadata and
+// Table names are arbitrary bytes, as bbolt's bucket names are: any
+// non-empty name that a backup can carry (see [ValidateName]; the archive
+// encodes names in its member paths). Names that start with "_" are
+// reserved for hookreg: [MetaTable] holds the upgrade metadata and
 // [ConfigTable] the configuration files of an offline upgrade (see
 // [ConfigView]). The store API itself reaches every table; the hook
 // transaction that the upgrade engine gives to hooks hides the reserved ones.
+//
+// Tables can hold nested tables in a store that has them (bbolt's buckets
+// in buckets). Hooks see only top-level tables and their records: a nested
+// table is not a record, so Scan skips it and Get does not find it. Backup
+// and restore carry nested tables exactly, through the optional [Walker]
+// interface of a store's transactions.
 //
 // Values given to Put are copied, and values returned by Get are copies, so
 // callers may reuse their buffers. Scan tolerates modifications of the
@@ -46,6 +53,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 )
 
@@ -59,8 +67,9 @@ const (
 	ConfigTable = "_config"
 )
 
-// MaxNameLen is the longest table name in bytes.
-const MaxNameLen = 128
+// MaxNameLen is the longest table name in bytes; a name of non-ASCII or
+// punctuation bytes must be shorter (see [ValidateName]).
+const MaxNameLen = archive.MaxNameLen
 
 // Errors of stores; test for them with errors.Is. Missing keys and tables
 // are reported with [hook.ErrNotFound] and [hook.ErrNoTable].
@@ -75,6 +84,13 @@ var (
 	// ErrTxClosed is returned by operations on a committed or rolled back
 	// transaction.
 	ErrTxClosed = errors.New("transaction is closed")
+	// ErrDamaged is wrapped by the errors about a store file that is
+	// truncated or corrupted; the error names the file. Restore it from a
+	// backup.
+	ErrDamaged = errors.New("store is damaged")
+	// SkipTable is returned by a [Walker] table callback to skip the table,
+	// its records and the tables nested in it.
+	SkipTable = errors.New("skip this table")
 )
 
 // Store is an open store.
@@ -110,27 +126,31 @@ type Tx interface {
 	Rollback() error
 }
 
+// Walker is implemented by the transactions of stores whose tables can
+// hold nested tables (bbolt). Backup and restore use it to carry every
+// table at every depth; the upgrade engine and hooks do not.
+type Walker interface {
+	// Walk visits every table, nested ones included, in the order of
+	// [archive.ComparePaths] (a table before the tables nested in it,
+	// names bytewise): it calls table with the table's path (its parents'
+	// names and its own) and sequence number, then record for each of its
+	// records in key order, not counting nested tables. The slices passed
+	// are valid only during the call. An error from a callback stops the
+	// walk and is returned, except SkipTable from table.
+	Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error
+}
+
 // Table is one table of a transaction, valid until the transaction ends. It
 // is the [hook.Table] interface.
 type Table = hook.Table
 
-// ValidateName checks that name is a valid table name: 1 to [MaxNameLen]
-// bytes of ASCII letters, digits, '.', '_' and '-', and not "." or "..".
+// ValidateName checks that name is a valid table name: any non-empty bytes
+// that a backup can carry, that is at most [MaxNameLen] bytes once encoded
+// for the archive ([archive.EncodeName]: bytes other than [A-Za-z0-9_-]
+// take three), so up to 255 bytes of letters and digits and 85 of anything.
 func ValidateName(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty name", ErrBadName)
-	}
-	if len(name) > MaxNameLen {
-		return fmt.Errorf("%w %q: %d bytes, at most %d", ErrBadName, name[:32]+"...", len(name), MaxNameLen)
-	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("%w %q", ErrBadName, name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w %q: byte %d (%q) is not one of [A-Za-z0-9._-]", ErrBadName, name, i, c)
-		}
+	if err := archive.ValidTableName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadName, err)
 	}
 	return nil
 }

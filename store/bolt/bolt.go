@@ -1,6 +1,11 @@
 // Package bolt implements the [store] API on a go.etcd.io/bbolt file, the
 // embedded default store of hookreg (--store PATH). Tables are top-level
-// buckets.
+// buckets; their names are any bytes a backup can carry
+// ([store.ValidateName]). Buckets nested in buckets are not records:
+// [store.Table.Scan] skips them and Get does not find them, so hooks see
+// only top-level tables and their records. Backup and restore carry nested
+// buckets exactly, at any depth, with their sequence numbers, through
+// [Store]'s transactions' Walk ([store.Walker]) and [Loader.Table].
 //
 //	st, err := bolt.Open("broker.db", bolt.Options{Create: true})
 //	if err != nil {
@@ -23,7 +28,14 @@
 //     crash;
 //   - Put copies key and value, because bbolt keeps a reference to them
 //     until the transaction commits;
-//   - nothing uses DB.Batch, which may run a function twice.
+//   - nothing uses DB.Batch, which may run a function twice;
+//   - a damaged file (truncated, or with corrupted pages) gives an error
+//     wrapping [store.ErrDamaged] that names the file and says to restore
+//     it from a backup: Open compares the file's size with the pages its
+//     metadata claims, and every operation recovers the panics of bbolt
+//     and the memory faults of reading a page past the end of the file;
+//   - a transaction whose commit fails or panics is rolled back, so that
+//     it never keeps the writer lock.
 //
 // [Load] builds a new store file from a stream of records (for restore) and
 // [Replace] moves a finished file over an old one atomically.
@@ -35,6 +47,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/hookreg/hookreg/internal/atomicfile"
@@ -74,15 +88,21 @@ type Options struct {
 type Store struct {
 	db   *bbolt.DB
 	path string
+	// stuck is set when a transaction could not be rolled back after a
+	// panic: bbolt may still hold its locks, so Close must not wait for
+	// them.
+	stuck bool
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open opens the store file at path.
-func Open(path string, opts Options) (*Store, error) {
-	_, statErr := os.Stat(path)
+func Open(path string, opts Options) (st *Store, err error) {
+	info, statErr := os.Stat(path)
 	created := false
 	switch {
+	case statErr == nil && info.Mode().IsRegular() && info.Size() == 0:
+		return nil, damaged(path, errors.New("the file is empty"))
 	case statErr == nil:
 	case errors.Is(statErr, os.ErrNotExist) && opts.Create && !opts.ReadOnly:
 		created = true
@@ -104,12 +124,26 @@ func Open(path string, opts Options) (*Store, error) {
 			bopts.InitialMmapSize = DefaultInitialMmapSize
 		}
 	}
-	db, err := bbolt.Open(path, 0o600, bopts)
-	if errors.Is(err, berrors.ErrTimeout) {
+	var db *bbolt.DB
+	err = protect(path, func() (err error) {
+		db, err = bbolt.Open(path, 0o600, bopts)
+		return err
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("opening store %s: %w (waited %s)", path, store.ErrInUse, bopts.Timeout)
-	}
-	if err != nil {
+	case errors.Is(err, store.ErrDamaged):
+		return nil, err
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
+		return nil, damaged(path, err)
+	case err != nil:
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if !created {
+		if err := checkSize(db, path); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	if created {
 		if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
@@ -120,36 +154,125 @@ func Open(path string, opts Options) (*Store, error) {
 	return &Store{db: db, path: path}, nil
 }
 
-// Path returns the store's file name.
-func (s *Store) Path() string { return s.path }
-
-// Begin implements [store.Store].
-func (s *Store) Begin(writable bool) (store.Tx, error) {
-	btx, err := s.db.Begin(writable)
-	if err != nil {
-		return nil, fmt.Errorf("beginning a transaction on %s: %w", s.path, err)
-	}
-	return &tx{tx: btx, tables: map[string]*tableState{}}, nil
-}
-
-// Check implements [store.Store] with bbolt's consistency check.
-func (s *Store) Check() error {
-	return s.db.View(func(btx *bbolt.Tx) error {
-		var errs []error
-		for err := range btx.Check() {
-			if len(errs) < maxCheckErrors {
-				errs = append(errs, err)
-			}
+// checkSize refuses a file shorter than the pages its metadata claims: a
+// truncated store, whose missing pages would fault when read.
+func checkSize(db *bbolt.DB, path string) error {
+	return protect(path, func() error {
+		btx, err := db.Begin(false)
+		if err != nil {
+			return err
 		}
-		if len(errs) > 0 {
-			return fmt.Errorf("checking store %s: %w", s.path, errors.Join(errs...))
+		need := btx.Size()
+		if err := btx.Rollback(); err != nil {
+			return err
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("opening store %s: %w", path, err)
+		}
+		if info.Size() < need {
+			return damaged(path, fmt.Errorf("the file is %d bytes, its pages need %d: it was truncated", info.Size(), need))
 		}
 		return nil
 	})
 }
 
-// Close implements [store.Store].
+// damaged returns the error about a damaged store file.
+func damaged(path string, cause any) error {
+	return fmt.Errorf("%w: %s: %v; restore it from a backup", store.ErrDamaged, path, cause)
+}
+
+// callbackPanic carries a panic of a caller's callback through protect,
+// which re-raises it: it is not the store's.
+type callbackPanic struct{ v any }
+
+// call runs a caller's callback, marking its panics as not the store's,
+// except a memory fault (a runtime error with an address, which
+// debug.SetPanicOnFault gives): the callback read a key or value that
+// points outside the file.
+func call(fn func() error) error {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); fault {
+				panic(r)
+			}
+			panic(callbackPanic{r})
+		}
+	}()
+	return fn()
+}
+
+// protect runs fn, which uses bbolt, at the store boundary: a panic of
+// bbolt (a corrupted page) or a memory fault (a page past the end of a
+// truncated file) becomes an error wrapping store.ErrDamaged.
+func protect(path string, fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if cp, ok := r.(callbackPanic); ok {
+				panic(cp.v)
+			}
+			err = damaged(path, r)
+		}
+	}()
+	return fn()
+}
+
+// Path returns the store's file name.
+func (s *Store) Path() string { return s.path }
+
+// Begin implements [store.Store].
+func (s *Store) Begin(writable bool) (store.Tx, error) {
+	if s.stuck {
+		return nil, damaged(s.path, "an earlier transaction failed on a damaged page")
+	}
+	var btx *bbolt.Tx
+	err := protect(s.path, func() (err error) {
+		btx, err = s.db.Begin(writable)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("beginning a transaction on %s: %w", s.path, err)
+	}
+	return &tx{s: s, tx: btx, tables: map[string]*tableState{}}, nil
+}
+
+// Check implements [store.Store]: first a check of the page structure
+// with plain reads of the file (checkPages), so that nothing read through
+// the memory map points outside it; then bbolt's own consistency check
+// (key order, pages reachable once, freelist), which runs in a goroutine of
+// its own where a memory fault could not be recovered.
+func (s *Store) Check() error {
+	t, err := s.Begin(false)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	if err := checkPages(s.path); err != nil {
+		return fmt.Errorf("checking store: %w", damaged(s.path, err))
+	}
+	tx := t.(*tx)
+	return tx.protect(func() error {
+		var errs []error
+		for err := range tx.tx.Check() {
+			if len(errs) < maxCheckErrors {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("checking store: %w", damaged(s.path, errors.Join(errs...)))
+		}
+		return nil
+	})
+}
+
+// Close implements [store.Store]. After a transaction could not be rolled
+// back from a damaged page, it leaves the file to the end of the process.
 func (s *Store) Close() error {
+	if s.stuck {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("closing store %s: %w", s.path, err)
 	}
@@ -159,9 +282,26 @@ func (s *Store) Close() error {
 // tx implements store.Tx. tables holds the state shared by every handle of
 // one table, so that a Scan notices writes made through any handle.
 type tx struct {
+	s      *Store
 	tx     *bbolt.Tx
 	closed bool
 	tables map[string]*tableState
+}
+
+var _ store.Walker = (*tx)(nil)
+
+// protect runs fn at the store boundary (see the package protect); after a
+// panic of bbolt, the transaction is rolled back and closed, so that it
+// keeps no lock.
+func (t *tx) protect(fn func() error) error {
+	err := protect(t.s.path, fn)
+	if errors.Is(err, store.ErrDamaged) && !t.closed {
+		t.closed = true
+		if rerr := protect(t.s.path, t.tx.Rollback); errors.Is(rerr, store.ErrDamaged) {
+			t.s.stuck = true
+		}
+	}
+	return err
 }
 
 type tableState struct {
@@ -193,7 +333,10 @@ func (t *tx) Table(name string) (store.Table, error) {
 	if st := t.tables[name]; st != nil {
 		return &table{tx: t, st: st}, nil
 	}
-	b := t.tx.Bucket([]byte(name))
+	var b *bbolt.Bucket
+	if err := t.protect(func() error { b = t.tx.Bucket([]byte(name)); return nil }); err != nil {
+		return nil, err
+	}
 	if b == nil {
 		return nil, fmt.Errorf("table %q: %w", name, hook.ErrNoTable)
 	}
@@ -216,7 +359,11 @@ func (t *tx) CreateTable(name string) (store.Table, error) {
 	if st := t.tables[name]; st != nil {
 		return &table{tx: t, st: st}, nil
 	}
-	b, err := t.tx.CreateBucketIfNotExists([]byte(name))
+	var b *bbolt.Bucket
+	err := t.protect(func() (err error) {
+		b, err = t.tx.CreateBucketIfNotExists([]byte(name))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("creating table %q: %w", name, err)
 	}
@@ -234,7 +381,7 @@ func (t *tx) DropTable(name string) error {
 		st.b = nil
 		delete(t.tables, name)
 	}
-	err := t.tx.DeleteBucket([]byte(name))
+	err := t.protect(func() error { return t.tx.DeleteBucket([]byte(name)) })
 	if err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 		return fmt.Errorf("dropping table %q: %w", name, err)
 	}
@@ -246,9 +393,11 @@ func (t *tx) Tables() ([]string, error) {
 		return nil, err
 	}
 	var names []string
-	err := t.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
-		names = append(names, string(name))
-		return nil
+	err := t.protect(func() error {
+		return t.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+			names = append(names, string(name))
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing tables: %w", err)
@@ -256,15 +405,75 @@ func (t *tx) Tables() ([]string, error) {
 	return names, nil
 }
 
+// Walk implements [store.Walker]: every bucket at every depth, depth first
+// in key order, with its sequence number and its records.
+func (t *tx) Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
+	if err := t.check(false); err != nil {
+		return err
+	}
+	return t.protect(func() error {
+		c := t.tx.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if err := walk(t.tx.Bucket(k), []string{string(k)}, table, record); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func walk(b *bbolt.Bucket, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
+	if b == nil {
+		return fmt.Errorf("bucket %q is not a bucket", strings.Join(path, "/"))
+	}
+	seq := b.Sequence()
+	err := call(func() error { return table(path, seq) })
+	if errors.Is(err, store.SkipTable) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var nested []string
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			nested = append(nested, string(k))
+			continue
+		}
+		if err := call(func() error { return record(k, v) }); err != nil {
+			return err
+		}
+	}
+	for _, name := range nested {
+		if err := walk(b.Bucket([]byte(name)), append(path[:len(path):len(path)], name), table, record); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Commit implements [store.Tx]. A commit that fails is rolled back, so the
+// transaction never keeps bbolt's writer lock; the transaction is closed
+// in either case.
 func (t *tx) Commit() error {
 	if err := t.check(false); err != nil {
 		return err
 	}
-	t.closed = true
 	if !t.tx.Writable() {
+		t.closed = true
 		return t.tx.Rollback()
 	}
-	if err := t.tx.Commit(); err != nil {
+	err := t.protect(t.tx.Commit)
+	if err != nil && !t.closed {
+		// bbolt rolls back most failed commits itself; make sure.
+		t.closed = true
+		if rerr := protect(t.s.path, t.tx.Rollback); errors.Is(rerr, store.ErrDamaged) {
+			t.s.stuck = true
+		}
+	}
+	t.closed = true
+	if err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
 	return nil
@@ -275,7 +484,11 @@ func (t *tx) Rollback() error {
 		return nil
 	}
 	t.closed = true
-	if err := t.tx.Rollback(); err != nil {
+	err := protect(t.s.path, t.tx.Rollback)
+	if errors.Is(err, store.ErrDamaged) {
+		t.s.stuck = true
+	}
+	if err != nil {
 		return fmt.Errorf("rolling back: %w", err)
 	}
 	return nil
@@ -299,16 +512,21 @@ func (t *table) bucket(write bool) (*bbolt.Bucket, error) {
 	return t.st.b, nil
 }
 
+// Get implements [store.Table]; a nested bucket is not a record, so its
+// key is not found.
 func (t *table) Get(key []byte) ([]byte, error) {
 	b, err := t.bucket(false)
 	if err != nil {
 		return nil, err
 	}
-	v := b.Get(key)
-	if v == nil {
-		return nil, fmt.Errorf("table %q: key %q: %w", t.st.name, key, hook.ErrNotFound)
+	var v []byte
+	if err := t.tx.protect(func() error { v = bytes.Clone(b.Get(key)); return nil }); err != nil {
+		return nil, err
 	}
-	return bytes.Clone(v), nil
+	if v == nil {
+		return nil, fmt.Errorf("table %q: key %q: %w", t.st.name, truncate(key), hook.ErrNotFound)
+	}
+	return v, nil
 }
 
 func (t *table) Put(key, value []byte) error {
@@ -327,8 +545,8 @@ func (t *table) Put(key, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
-	if err := b.Put(bytes.Clone(key), bytes.Clone(value)); err != nil {
-		return fmt.Errorf("table %q: putting key %q: %w", t.st.name, truncate(key), err)
+	if err := t.tx.protect(func() error { return b.Put(bytes.Clone(key), bytes.Clone(value)) }); err != nil {
+		return fmt.Errorf("table %q: putting key %q: %w", t.st.name, truncate(key), nestedErr(err))
 	}
 	return nil
 }
@@ -339,52 +557,68 @@ func (t *table) Delete(key []byte) error {
 		return err
 	}
 	t.st.mods++
-	if err := b.Delete(key); err != nil {
-		return fmt.Errorf("table %q: deleting key %q: %w", t.st.name, truncate(key), err)
+	if err := t.tx.protect(func() error { return b.Delete(key) }); err != nil {
+		return fmt.Errorf("table %q: deleting key %q: %w", t.st.name, truncate(key), nestedErr(err))
 	}
 	return nil
 }
 
+// nestedErr explains bbolt's error about a key that names a nested bucket.
+func nestedErr(err error) error {
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		return fmt.Errorf("the key names a nested table, which hooks cannot change: %w", err)
+	}
+	return err
+}
+
+// Scan implements [store.Table]; nested buckets are not records and are
+// skipped.
 func (t *table) Scan(start []byte, fn func(key, value []byte) error) error {
 	b, err := t.bucket(false)
 	if err != nil {
 		return err
 	}
-	c := b.Cursor()
-	var k, v []byte
-	if start == nil {
-		k, v = c.First()
-	} else {
-		k, v = c.Seek(start)
-	}
-	var last []byte
 	outer := t.st.scanKey
 	defer func() { t.st.scanKey = outer }()
-	for k != nil {
-		last = append(last[:0], k...)
-		mods := t.st.mods
-		t.st.scanKey = last
-		err := fn(k, v)
-		t.st.scanKey = outer
-		if errors.Is(err, hook.ErrStop) {
-			return nil
+	return t.tx.protect(func() error {
+		c := b.Cursor()
+		var k, v []byte
+		if start == nil {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek(start)
 		}
-		if err != nil {
-			return err
+		var last []byte
+		for k != nil {
+			if v == nil { // a nested bucket
+				k, v = c.Next()
+				continue
+			}
+			last = append(last[:0], k...)
+			mods := t.st.mods
+			t.st.scanKey = last
+			err := call(func() error { return fn(k, v) })
+			t.st.scanKey = outer
+			if errors.Is(err, hook.ErrStop) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if t.st.mods == mods {
+				k, v = c.Next()
+				continue
+			}
+			if b, err = t.bucket(false); err != nil {
+				return err
+			}
+			c = b.Cursor()
+			if k, v = c.Seek(last); k != nil && bytes.Equal(k, last) {
+				k, v = c.Next()
+			}
 		}
-		if t.st.mods == mods {
-			k, v = c.Next()
-			continue
-		}
-		if b, err = t.bucket(false); err != nil {
-			return err
-		}
-		c = b.Cursor()
-		if k, v = c.Seek(last); k != nil && bytes.Equal(k, last) {
-			k, v = c.Next()
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // truncate shortens a key for an error message.

@@ -1,10 +1,12 @@
 package bolt
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hookreg/hookreg/internal/atomicfile"
 
@@ -25,14 +27,19 @@ const (
 // Loader builds a new store file from a stream of records, many records per
 // transaction, so memory stays bounded by the batch whatever the data size.
 // Records of a table should come in ascending key order (as a backup holds
-// them); pages are then filled completely.
+// them); pages are then filled completely. Tables come one after the other:
+// [Loader.Table] creates one at any depth (a bucket nested in buckets) and
+// makes it current, [Loader.Record] adds to the current one.
 //
 //	l, err := bolt.NewLoader("broker.db.new")
 //	if err != nil {
 //		return err
 //	}
 //	defer l.Abort()
-//	if err := l.Put("users", key, value); err != nil {
+//	if err := l.Table([]string{"users"}, 0); err != nil {
+//		return err
+//	}
+//	if err := l.Record(key, value); err != nil {
 //		return err
 //	}
 //	if err := l.Finish(); err != nil {
@@ -43,8 +50,8 @@ type Loader struct {
 	db      *bbolt.DB
 	path    string
 	tx      *bbolt.Tx
-	bucket  *bbolt.Bucket
-	name    string
+	bucket  *bbolt.Bucket // the current table in tx; nil after a commit
+	table   []string      // the current table's path
 	records int
 	bytes   int
 	done    bool
@@ -69,22 +76,42 @@ func NewLoader(path string) (*Loader, error) {
 	return &Loader{db: db, path: path}, nil
 }
 
-// CreateTable creates an empty table; Put creates tables as needed, so this
-// is for tables without records.
-func (l *Loader) CreateTable(name string) error {
-	_, err := l.table(name)
-	return err
+// Table creates the table at path (a top-level table's name, or the names
+// down to a nested one, whose parents exist), sets its sequence number
+// when not 0, and makes it the current table. Names are any non-empty
+// bytes; validating them is the caller's business.
+func (l *Loader) Table(path []string, sequence uint64) error {
+	if len(path) == 0 {
+		return fmt.Errorf("loading %s: empty table path", l.path)
+	}
+	l.table = append(l.table[:0], path...)
+	l.bucket = nil
+	b, err := l.current()
+	if err != nil {
+		return err
+	}
+	if sequence != 0 {
+		if err := b.SetSequence(sequence); err != nil {
+			return fmt.Errorf("loading %s: table %q: %w", l.path, l.name(), err)
+		}
+	}
+	return nil
 }
 
-func (l *Loader) table(name string) (*bbolt.Bucket, error) {
+// name returns the current table's path for messages.
+func (l *Loader) name() string { return strings.Join(l.table, "/") }
+
+// current returns the current table's bucket, beginning a transaction and
+// creating the bucket (and its parents) as needed.
+func (l *Loader) current() (*bbolt.Bucket, error) {
 	if l.done {
 		return nil, fmt.Errorf("loading %s: %w", l.path, store.ErrTxClosed)
 	}
-	if l.bucket != nil && name == l.name {
+	if l.bucket != nil {
 		return l.bucket, nil
 	}
-	if err := store.ValidateName(name); err != nil {
-		return nil, fmt.Errorf("loading %s: %w", l.path, err)
+	if len(l.table) == 0 {
+		return nil, fmt.Errorf("loading %s: record outside a table", l.path)
 	}
 	if l.tx == nil {
 		tx, err := l.db.Begin(true)
@@ -93,26 +120,32 @@ func (l *Loader) table(name string) (*bbolt.Bucket, error) {
 		}
 		l.tx = tx
 	}
-	b, err := l.tx.CreateBucketIfNotExists([]byte(name))
+	b, err := l.tx.CreateBucketIfNotExists([]byte(l.table[0]))
+	for _, name := range l.table[1:] {
+		if err != nil {
+			break
+		}
+		b, err = b.CreateBucketIfNotExists([]byte(name))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("loading %s: creating table %q: %w", l.path, name, err)
+		return nil, fmt.Errorf("loading %s: creating table %q: %w", l.path, l.name(), err)
 	}
 	b.FillPercent = 1.0
-	l.bucket, l.name = b, name
+	l.bucket = b
 	return b, nil
 }
 
-// Put adds a record. Key and value are copied.
-func (l *Loader) Put(table string, key, value []byte) error {
-	b, err := l.table(table)
+// Record adds a record to the current table. Key and value are copied.
+func (l *Loader) Record(key, value []byte) error {
+	b, err := l.current()
 	if err != nil {
 		return err
 	}
 	if len(key) == 0 {
-		return fmt.Errorf("loading %s: table %q: empty key", l.path, table)
+		return fmt.Errorf("loading %s: table %q: empty key", l.path, l.name())
 	}
-	if err := b.Put(append([]byte(nil), key...), append([]byte{}, value...)); err != nil {
-		return fmt.Errorf("loading %s: table %q: %w", l.path, table, err)
+	if err := b.Put(bytes.Clone(key), append([]byte{}, value...)); err != nil {
+		return fmt.Errorf("loading %s: table %q: %w", l.path, l.name(), err)
 	}
 	l.records++
 	l.bytes += len(key) + len(value)
@@ -122,12 +155,31 @@ func (l *Loader) Put(table string, key, value []byte) error {
 	return nil
 }
 
+// CreateTable creates an empty top-level table.
+func (l *Loader) CreateTable(name string) error {
+	if err := store.ValidateName(name); err != nil {
+		return fmt.Errorf("loading %s: %w", l.path, err)
+	}
+	return l.Table([]string{name}, 0)
+}
+
+// Put adds a record to the top-level table named table, which becomes the
+// current table. Key and value are copied.
+func (l *Loader) Put(table string, key, value []byte) error {
+	if len(l.table) != 1 || l.table[0] != table {
+		if err := l.CreateTable(table); err != nil {
+			return err
+		}
+	}
+	return l.Record(key, value)
+}
+
 func (l *Loader) commit() error {
 	if l.tx == nil {
 		return nil
 	}
 	tx := l.tx
-	l.tx, l.bucket, l.name, l.records, l.bytes = nil, nil, "", 0, 0
+	l.tx, l.bucket, l.records, l.bytes = nil, nil, 0, 0
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("loading %s: %w", l.path, err)
 	}

@@ -1,0 +1,226 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+)
+
+// bbolt's file layout (go.etcd.io/bbolt/internal/common), as far as
+// checkPages reads it.
+const (
+	pageHeaderSize = 16 // id uint64, flags uint16, count uint16, overflow uint32
+	elementSize    = 16 // branch: pos, ksize uint32, pgid uint64; leaf: flags, pos, ksize, vsize uint32
+	bucketSize     = 16 // root pgid uint64, sequence uint64, then an inline page when root is 0
+	branchFlag     = 0x01
+	leafFlag       = 0x02
+	freelistFlag   = 0x10
+	bucketLeafFlag = 0x01
+	metaMagic      = 0xED0CDAED
+	metaSumOffset  = 56 // the meta's bytes covered by its checksum
+	noFreelist     = ^uint64(0)
+	maxPageCount   = 0xFFFF // a freelist count in its first element
+)
+
+// checkPages reads the store file at path with plain reads, not through the
+// memory map, and checks that every page reachable from the current meta
+// page (the bucket trees, inline buckets and the freelist) stays inside the
+// file and every element inside its page: then nothing bbolt reads through
+// its memory map points outside it. bbolt's own check runs in a goroutine
+// of its own, where such a fault would crash the process; it runs after
+// this one. Memory: one page and one bit per page.
+func checkPages(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	c := &pageChecker{f: f, size: info.Size()}
+	root, freelist, err := c.meta()
+	if err != nil {
+		return err
+	}
+	c.seen = make([]bool, c.hwm)
+	if freelist != noFreelist {
+		if err := c.freelist(freelist); err != nil {
+			return err
+		}
+	}
+	return c.tree(root, 0)
+}
+
+type pageChecker struct {
+	f        *os.File
+	size     int64
+	pageSize int64
+	hwm      uint64 // pages in use
+	seen     []bool
+}
+
+// meta picks the meta page bbolt uses: the valid one with the larger
+// transaction id.
+func (c *pageChecker) meta() (root, freelist uint64, err error) {
+	buf := make([]byte, pageHeaderSize+64)
+	var best struct{ txid, root, freelist, pgid, pageSize uint64 }
+	found := false
+	for i := range int64(2) {
+		off := i * 4096
+		if found {
+			off = i * int64(best.pageSize)
+		}
+		if _, err := c.f.ReadAt(buf, off); err != nil {
+			continue
+		}
+		m := buf[pageHeaderSize:]
+		if binary.LittleEndian.Uint32(m[0:]) != metaMagic {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write(m[:metaSumOffset])
+		if h.Sum64() != binary.LittleEndian.Uint64(m[metaSumOffset:]) {
+			continue
+		}
+		txid := binary.LittleEndian.Uint64(m[48:])
+		if !found || txid > best.txid {
+			best.txid, best.root = txid, binary.LittleEndian.Uint64(m[16:])
+			best.freelist, best.pgid = binary.LittleEndian.Uint64(m[32:]), binary.LittleEndian.Uint64(m[40:])
+			best.pageSize = uint64(binary.LittleEndian.Uint32(m[8:]))
+			found = true
+		}
+	}
+	if !found {
+		return 0, 0, errors.New("no valid meta page")
+	}
+	if best.pageSize < 512 || best.pageSize > 1<<20 {
+		return 0, 0, fmt.Errorf("page size %d", best.pageSize)
+	}
+	c.pageSize = int64(best.pageSize)
+	if best.pgid < 4 || int64(best.pgid) > c.size/c.pageSize {
+		return 0, 0, fmt.Errorf("the meta page claims %d pages, the file holds %d", best.pgid, c.size/c.pageSize)
+	}
+	c.hwm = best.pgid
+	return best.root, best.freelist, nil
+}
+
+// page reads page id and its overflow pages, checking its header.
+func (c *pageChecker) page(id uint64, want uint16) ([]byte, error) {
+	if id < 2 || id >= c.hwm {
+		return nil, fmt.Errorf("page %d is outside the %d pages in use", id, c.hwm)
+	}
+	if c.seen[id] {
+		return nil, fmt.Errorf("page %d is reachable twice", id)
+	}
+	hdr := make([]byte, pageHeaderSize)
+	if _, err := c.f.ReadAt(hdr, int64(id)*c.pageSize); err != nil {
+		return nil, fmt.Errorf("page %d: %w", id, err)
+	}
+	overflow := uint64(binary.LittleEndian.Uint32(hdr[12:]))
+	flags := binary.LittleEndian.Uint16(hdr[8:])
+	switch {
+	case binary.LittleEndian.Uint64(hdr) != id:
+		return nil, fmt.Errorf("page %d has the id %d", id, binary.LittleEndian.Uint64(hdr))
+	case flags&want == 0:
+		return nil, fmt.Errorf("page %d has flags %#x", id, flags)
+	case id+overflow >= c.hwm:
+		return nil, fmt.Errorf("page %d and its %d overflow pages run past the %d pages in use", id, overflow, c.hwm)
+	}
+	for p := id; p <= id+overflow; p++ {
+		c.seen[p] = true
+	}
+	buf := make([]byte, int64(overflow+1)*c.pageSize)
+	if _, err := c.f.ReadAt(buf, int64(id)*c.pageSize); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("page %d: %w", id, err)
+	}
+	return buf, nil
+}
+
+func (c *pageChecker) freelist(id uint64) error {
+	p, err := c.page(id, freelistFlag)
+	if err != nil {
+		return fmt.Errorf("freelist: %w", err)
+	}
+	n, start := uint64(binary.LittleEndian.Uint16(p[10:])), uint64(pageHeaderSize)
+	if n == maxPageCount {
+		n, start = binary.LittleEndian.Uint64(p[pageHeaderSize:]), start+8
+	}
+	if n > uint64(len(p)) || start+8*n > uint64(len(p)) {
+		return fmt.Errorf("freelist page %d: %d ids do not fit", id, n)
+	}
+	return nil
+}
+
+// tree checks the page tree of a bucket rooted at page id.
+func (c *pageChecker) tree(id uint64, depth int) error {
+	if depth > 64 {
+		return fmt.Errorf("page %d: the tree is deeper than 64", id)
+	}
+	p, err := c.page(id, branchFlag|leafFlag)
+	if err != nil {
+		return err
+	}
+	return c.elements(p, id, depth)
+}
+
+// elements checks the elements of page p (a page of the file, or an
+// inline page inside a leaf value).
+func (c *pageChecker) elements(p []byte, id uint64, depth int) error {
+	flags := binary.LittleEndian.Uint16(p[8:])
+	count := int(binary.LittleEndian.Uint16(p[10:]))
+	if pageHeaderSize+count*elementSize > len(p) {
+		return fmt.Errorf("page %d: %d elements do not fit", id, count)
+	}
+	for i := range count {
+		off := pageHeaderSize + i*elementSize
+		e := p[off : off+elementSize]
+		if flags&branchFlag != 0 {
+			pos, ksize := int64(binary.LittleEndian.Uint32(e[0:])), int64(binary.LittleEndian.Uint32(e[4:]))
+			if int64(off)+pos+ksize > int64(len(p)) {
+				return fmt.Errorf("page %d: element %d runs past the page", id, i)
+			}
+			if err := c.tree(binary.LittleEndian.Uint64(e[8:]), depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if flags&leafFlag == 0 {
+			return fmt.Errorf("page %d has flags %#x", id, flags)
+		}
+		lflags := binary.LittleEndian.Uint32(e[0:])
+		pos, ksize, vsize := int64(binary.LittleEndian.Uint32(e[4:])), int64(binary.LittleEndian.Uint32(e[8:])), int64(binary.LittleEndian.Uint32(e[12:]))
+		end := int64(off) + pos + ksize + vsize
+		if end > int64(len(p)) {
+			return fmt.Errorf("page %d: element %d runs past the page", id, i)
+		}
+		if lflags&bucketLeafFlag == 0 {
+			continue
+		}
+		v := p[end-vsize : end]
+		if len(v) < bucketSize {
+			return fmt.Errorf("page %d: element %d: bucket header of %d bytes", id, i, len(v))
+		}
+		if root := binary.LittleEndian.Uint64(v); root != 0 {
+			if err := c.tree(root, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		inline := v[bucketSize:]
+		if len(inline) < pageHeaderSize {
+			return fmt.Errorf("page %d: element %d: inline bucket of %d bytes", id, i, len(inline))
+		}
+		if binary.LittleEndian.Uint16(inline[8:])&leafFlag == 0 {
+			return fmt.Errorf("page %d: element %d: inline bucket is not a leaf", id, i)
+		}
+		if err := c.elements(inline, id, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
