@@ -407,8 +407,16 @@ func (s *Store) begin(writable bool) (*Tx, error) {
 		}
 		select {
 		case s.writer <- struct{}{}:
+		case <-s.sess.Done():
+			return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, ErrLockLost)
 		case <-s.ctx.Done():
 			return nil, fmt.Errorf("beginning a transaction on %s: store closed", s.name)
+		}
+		select {
+		case <-s.sess.Done():
+			<-s.writer
+			return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, ErrLockLost)
+		default:
 		}
 	}
 	release := func() {
