@@ -278,11 +278,17 @@ var ErrNoSpace = errors.New("the cluster's database is full (--quota-backend-byt
 // refusal explains a definite refusal of p.
 func (s *Store) refusal(p *request, err error) error {
 	switch {
-	case errors.Is(err, rpctypes.ErrNoSpace):
+	case isRPC(err, rpctypes.ErrGRPCNoSpace):
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
-	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrRequestTooLarge),
+	case isRPC(err, rpctypes.ErrGRPCTooManyOps), isRPC(err, rpctypes.ErrGRPCRequestTooLarge),
 		status.Code(err) == codes.ResourceExhausted && strings.Contains(err.Error(), "larger than max"):
 		return &LimitError{Writes: p.writes, Bytes: p.bytes, Compares: len(p.cmps), Ops: len(p.ops), Size: p.size, Limits: s.limits, Server: err}
 	}
 	return err
+}
+
+// isRPC reports whether err is the server's error rpcErr, whichever form
+// the client gave it.
+func isRPC(err, rpcErr error) bool {
+	return rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpcErr)
 }

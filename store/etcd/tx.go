@@ -279,7 +279,7 @@ func (t *Tx) fetchModRevs() error {
 		}
 	}
 	for len(keys) > 0 {
-		n := min(len(keys), t.s.limits.MaxTxnOps)
+		n := min(len(keys), t.s.limits.MaxTxnOps, DefaultMaxTxnOps)
 		ops := make([]clientv3.Op, n)
 		for i, k := range keys[:n] {
 			ops[i] = clientv3.OpGet(k, clientv3.WithRev(t.rev), clientv3.WithKeysOnly())
@@ -304,7 +304,7 @@ func (t *Tx) fetchModRevs() error {
 
 // readError explains a read at revision rev that failed.
 func readError(rev int64, err error) error {
-	if errors.Is(err, rpctypes.ErrCompacted) {
+	if isRPC(err, rpctypes.ErrGRPCCompacted) {
 		return fmt.Errorf("the transaction's snapshot (revision %d) was compacted; start a new transaction (%w): %w", rev, ErrConflict, err)
 	}
 	return err
