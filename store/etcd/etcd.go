@@ -80,8 +80,11 @@
 // holder whose lease expired (a paused process) has its commits refused with
 // [ErrLockLost]. Close releases the lock. Read-only stores take no lock.
 //
-// Products reach the same data through [Product] (see product.go's
-// documentation there): fenced on the generation, reloaded on a switch.
+// # Products
+//
+// A product reaches the same data through [Product]: its writes fenced on
+// the generation, its caches reloaded when a restore switches generations.
+// See [Product] for the contract.
 package etcd
 
 import (
@@ -268,7 +271,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.PageSize <= 0 {
 		opts.PageSize = DefaultPageSize
 	}
-	prefix := strings.TrimRight(opts.Prefix, "/")
+	prefix := trimPrefix(opts.Prefix)
 	if prefix == "" {
 		return nil, errors.New("opening etcd store: empty prefix")
 	}

@@ -76,3 +76,6 @@ func parseGeneration(v []byte) (int64, error) {
 	}
 	return g, nil
 }
+
+// trimPrefix normalizes a store prefix: no trailing slash.
+func trimPrefix(p string) string { return strings.TrimRight(p, "/") }
