@@ -152,6 +152,22 @@ func TestLimitBytes(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatalf("a request of exactly %d bytes: %v", limit, err)
 	}
+	// A value as large as Room allows fits.
+	tx = begin(t, st, true).(*Tx)
+	tb, err = tx.Table("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, room := tx.Room()
+	if room < limit-4096 {
+		t.Errorf("Room() in an empty transaction: %d bytes of a %d-byte limit", room, limit)
+	}
+	if err := tb.Put([]byte("k"), make([]byte, room-1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("a value of the size Room allows: %v", err)
+	}
 	// One byte more is refused before anything is written.
 	tx = begin(t, st, true).(*Tx)
 	tb, err = tx.CreateTable("over")

@@ -264,6 +264,16 @@ func TestMatchesBolt(t *testing.T) {
 					return fmt.Sprint(names, err)
 				})
 			}
+			// Room's bound holds: never less than the commit needs.
+			etx := et.(*Tx)
+			cmps, ops, size, _ := etx.need()
+			p, err := etx.plan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cmps < len(p.cmps) || ops < len(p.ops) || size < p.size {
+				t.Fatalf("round %d: need() = %d compares, %d operations, %d bytes; the commit needs %d, %d, %d", round, cmps, ops, size, len(p.cmps), len(p.ops), p.size)
+			}
 		}
 		if rng.IntN(4) == 0 {
 			both("rollback", func(tx store.Tx) string { return fmt.Sprint(tx.Rollback()) })

@@ -31,6 +31,8 @@ type Tx struct {
 	metaReads []string
 	nwrites   int // entries in every writes map
 	wbytes    int // their keys' and values' bytes
+	wcost     int // a bound on their bytes in the commit's request
+	rcost     int // a bound on the metaReads' compares' bytes
 	release   func()
 }
 
@@ -59,6 +61,7 @@ type scanState struct {
 }
 
 type write struct {
+	cost   int // a bound on its bytes in the commit's request, value excluded
 	value  []byte
 	del    bool
 	modRev int64 // the key's mod revision at rev, 0 when absent
@@ -156,6 +159,7 @@ func (t *Tx) DropTable(name string) error {
 	for k, w := range st.writes {
 		t.nwrites--
 		t.wbytes -= len(k) + len(w.value)
+		t.wcost -= w.cost + len(w.value)
 	}
 	st.exists = false
 	st.cleared = st.cleared || st.existed
@@ -197,24 +201,50 @@ func (t *Tx) Tables() ([]string, error) {
 	return list, nil
 }
 
-// Room reports how many more writes the transaction can take and how many
-// more bytes of keys and values, within the store's limits. A batching
-// caller commits (or checkpoints) when the next record would not fit.
+// Room reports how many more writes the transaction can take, and how
+// many bytes of key and value the next one may have, within the store's
+// limits. It never overstates (it is exact in writes for tables not
+// dropped in the transaction) and costs no request, so a batching caller
+// asks it before every write and commits (or checkpoints) when the next
+// record would not fit.
 func (t *Tx) Room() (writes, bytes int) {
-	p, err := t.plan()
-	if err != nil {
-		return 0, 0
-	}
 	l := t.s.limits
-	writes = l.MaxTxnOps - max(len(p.cmps), len(p.ops))
-	bytes = l.requestBytes(t.s.opts.Username) - p.size - perWriteBytes
+	cmps, ops, size, perWrite := t.need()
+	writes = (l.MaxTxnOps - max(cmps, ops)) / perWrite
+	next := 3 * (len(t.s.lay.records(t.gen, "")) + 3*store.MaxNameLen + elemBytes)
+	bytes = l.requestBytes(t.s.opts.Username) - size - next
 	return max(writes, 0), max(bytes, 0)
 }
 
-// perWriteBytes bounds the request bytes one more write adds besides its
-// key and value: the encoding of a put and of a compare, and the store's
-// prefix on the key twice.
-const perWriteBytes = 64
+// elemBytes bounds the encoding of one compare or operation of a txn
+// request besides its keys and value: tags, lengths and a revision.
+const elemBytes = 32
+
+// need bounds from above the compares, operations and request bytes the
+// commit's txn needs (plan builds it exactly), and returns the operations
+// one more write may need, without building anything.
+func (t *Tx) need() (cmps, ops, size, perWrite int) {
+	root := len(t.s.lay.current())
+	cmps, ops = 2+len(t.metaReads), 1
+	size = 5*(root+tagWidth+elemBytes) + t.wcost + t.rcost
+	perWrite = 1
+	for _, st := range t.tables {
+		n := len(st.writes)
+		prefix := len(t.s.lay.records(t.gen, st.name))
+		if st.cleared || st.exists != st.existed {
+			cmps, ops = cmps+1, ops+1
+			size += 2 * (prefix + elemBytes)
+		}
+		if st.cleared {
+			cmps, ops = cmps+1, ops+2*n+1
+			size += 2 * (2*prefix + elemBytes)
+			perWrite = 2
+			continue
+		}
+		cmps, ops = cmps+n, ops+n
+	}
+	return cmps, ops, size, perWrite
+}
 
 // Commit implements [store.Tx]: the writes, all or none, in one etcd txn.
 func (t *Tx) Commit() error {
@@ -358,6 +388,7 @@ func (tb *table) Get(key []byte) ([]byte, error) {
 	if t.writable {
 		if _, ok := t.seen[ek]; !ok && tb.st.name == store.MetaTable {
 			t.metaReads = append(t.metaReads, ek)
+			t.rcost += len(ek) + elemBytes
 		}
 		t.seen[ek] = modRev
 	}
@@ -404,7 +435,12 @@ func (tb *table) write(key, value []byte, del bool) error {
 			return fmt.Errorf("table %q: writing key %q: %w", st.name, truncate(key), err)
 		}
 		w = &write{}
-		switch ek := t.s.lay.records(t.gen, st.name) + k; {
+		ek := t.s.lay.records(t.gen, st.name) + k
+		w.cost = 2 * (len(ek) + elemBytes) // a compare and an operation
+		if st.cleared {
+			w.cost = len(ek) + elemBytes + 2*len(ek) + 1 + elemBytes // a put and the range delete before it
+		}
+		switch {
 		case st.cleared:
 			w.known = true
 		case st.scan.on && st.scan.key == k:
@@ -417,8 +453,10 @@ func (tb *table) write(key, value []byte, del bool) error {
 		st.keys = slices.Insert(st.keys, i, k)
 		t.nwrites++
 		t.wbytes += len(k)
+		t.wcost += w.cost
 	}
 	t.wbytes += len(value) - len(w.value)
+	t.wcost += len(value) - len(w.value)
 	w.value, w.del = value, del
 	if del && st.cleared {
 		// Deleting a key put after the drop: nothing to write at all.
@@ -427,6 +465,7 @@ func (tb *table) write(key, value []byte, del bool) error {
 		st.keys = slices.Delete(st.keys, i, i+1)
 		t.nwrites--
 		t.wbytes -= len(k)
+		t.wcost -= w.cost
 	}
 	return nil
 }
