@@ -250,6 +250,7 @@ type Store struct {
 	mu        *concurrency.Mutex
 	writer    chan struct{} // one writable transaction at a time
 	seq       atomic.Uint64 // commit sequence, written to the lock key
+	lastGen   atomic.Int64  // the generation the last transaction saw
 }
 
 var _ store.Store = (*Store)(nil)
@@ -427,31 +428,63 @@ func (s *Store) begin(writable bool) (*Tx, error) {
 			<-s.writer
 		}
 	}
+	t, err := s.pin()
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, err)
+	}
+	t.writable, t.release = writable, release
+	return t, nil
+}
+
+// maxPreloadedTables bounds the table markers Begin reads with the
+// generation.
+const maxPreloadedTables = 1000
+
+// pin reads P/current and, in the same request when the generation is the
+// one seen last, the table markers: one round trip for a transaction's
+// revision, generation and tables.
+func (s *Store) pin() (*Tx, error) {
 	ctx, cancel := s.reqCtx()
 	defer cancel()
-	resp, err := s.cli.Get(ctx, s.lay.current())
+	last := s.lastGen.Load()
+	markers := s.lay.markers(last)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(s.lay.current()), "=", fmt.Sprint(last))).
+		Then(clientv3.OpGet(s.lay.current()), clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithKeysOnly(), clientv3.WithLimit(maxPreloadedTables))).
+		Else(clientv3.OpGet(s.lay.current())).
+		Commit()
 	if err != nil {
-		release()
-		return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, err)
+		return nil, err
 	}
-	if len(resp.Kvs) == 0 {
-		release()
-		return nil, fmt.Errorf("beginning a transaction on %s: key %s is missing: %w", s.name, s.lay.current(), fs.ErrNotExist)
+	cur := resp.Responses[0].GetResponseRange().Kvs
+	if len(cur) == 0 {
+		return nil, fmt.Errorf("key %s is missing: %w", s.lay.current(), fs.ErrNotExist)
 	}
-	g, err := parseGeneration(resp.Kvs[0].Value)
+	g, err := parseGeneration(cur[0].Value)
 	if err != nil {
-		release()
-		return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, err)
+		return nil, err
 	}
-	return &Tx{
-		s:        s,
-		writable: writable,
-		rev:      resp.Header.Revision,
-		gen:      g,
-		tables:   map[string]*tableState{},
-		seen:     map[string]int64{},
-		release:  release,
-	}, nil
+	s.lastGen.Store(g)
+	t := &Tx{
+		s:      s,
+		rev:    resp.Header.Revision,
+		gen:    g,
+		tables: map[string]*tableState{},
+		seen:   map[string]int64{},
+	}
+	if resp.Succeeded {
+		r := resp.Responses[1].GetResponseRange()
+		for _, kv := range r.Kvs {
+			name, err := decodeName(string(kv.Key[len(markers):]))
+			if err != nil {
+				return nil, err
+			}
+			t.tables[name] = &tableState{name: name, existed: true, exists: true, markerRev: kv.ModRevision, writes: map[string]*write{}}
+		}
+		t.allTables = !r.More
+	}
+	return t, nil
 }
 
 func (s *Store) reqCtx() (context.Context, context.CancelFunc) {

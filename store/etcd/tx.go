@@ -23,6 +23,9 @@ type Tx struct {
 	gen      int64
 	closed   bool
 	tables   map[string]*tableState
+	// allTables: tables holds every table of the generation at rev, so
+	// a name missing there has no table.
+	allTables bool
 	// seen holds the mod revision at rev (0: absent) of every key Get
 	// read, so that writing it later needs no second read.
 	seen map[string]int64
@@ -91,6 +94,11 @@ func (t *Tx) check(write bool) error {
 // first time.
 func (t *Tx) state(name string) (*tableState, error) {
 	if st := t.tables[name]; st != nil {
+		return st, nil
+	}
+	if t.allTables {
+		st := &tableState{name: name, writes: map[string]*write{}}
+		t.tables[name] = st
 		return st, nil
 	}
 	ctx, cancel := t.s.reqCtx()
@@ -174,17 +182,19 @@ func (t *Tx) Tables() ([]string, error) {
 		return nil, err
 	}
 	names := map[string]bool{}
-	markers := t.s.lay.markers(t.gen)
-	err := t.s.pages(t.rev, markers, prefixEnd(markers), true, func(k, _ []byte, _ int64) error {
-		name, err := decodeName(string(k[len(markers):]))
+	if !t.allTables {
+		markers := t.s.lay.markers(t.gen)
+		err := t.s.pages(t.rev, markers, prefixEnd(markers), true, func(k, _ []byte, _ int64) error {
+			name, err := decodeName(string(k[len(markers):]))
+			if err != nil {
+				return err
+			}
+			names[name] = true
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("listing tables: %w", err)
 		}
-		names[name] = true
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing tables: %w", err)
 	}
 	for name, st := range t.tables {
 		if st.exists {
@@ -482,6 +492,9 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 	pos := string(start)
 	var page []*kv
 	more := !st.cleared // the snapshot may hold keys at or after pos
+	// The first page holds what one commit can write, as a batching
+	// caller stops there; the next ones grow to PageSize.
+	limit := min(t.s.limits.MaxTxnOps, t.s.opts.PageSize)
 	outer := st.scan
 	defer func() { st.scan = outer }()
 	for {
@@ -491,9 +504,10 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 		}
 		if len(page) == 0 && more {
 			var err error
-			if page, more, err = t.page(prefix+pos, end, len(prefix)); err != nil {
+			if page, more, err = t.page(prefix+pos, end, len(prefix), limit); err != nil {
 				return fmt.Errorf("table %q: %w", st.name, err)
 			}
+			limit = min(2*limit, t.s.opts.PageSize)
 			continue
 		}
 		// The next write at or after pos.
@@ -540,12 +554,12 @@ type kv struct {
 	modRev int64
 }
 
-// page reads up to PageSize records in [from, end) at rev; keys lose their
+// page reads up to limit records in [from, end) at rev; keys lose their
 // first strip bytes.
-func (t *Tx) page(from, end string, strip int) ([]*kv, bool, error) {
+func (t *Tx) page(from, end string, strip, limit int) ([]*kv, bool, error) {
 	ctx, cancel := t.s.reqCtx()
 	defer cancel()
-	resp, err := t.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(t.rev), clientv3.WithLimit(int64(t.s.opts.PageSize)))
+	resp, err := t.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(t.rev), clientv3.WithLimit(int64(limit)))
 	if err != nil {
 		return nil, false, readError(t.rev, err)
 	}
