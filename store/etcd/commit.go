@@ -113,7 +113,13 @@ func (t *Tx) plan() (*request, error) {
 			w := st.writes[k]
 			ek := prefix + k
 			written[ek] = true
-			p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(ek), "=", w.modRev))
+			if w.known {
+				// Read, so unchanged: not even deleted.
+				p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(ek), "=", w.modRev))
+			} else {
+				// Written blind: not written since rev.
+				p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(ek), "<", t.rev+1))
+			}
 			p.ops = append(p.ops, reqOp{del: w.del, key: ek, value: w.value})
 			p.writes++
 			p.bytes += len(k) + len(w.value)

@@ -186,9 +186,6 @@ func TestReplayedCommitRefused(t *testing.T) {
 	if err := tb.Put([]byte("n"), []byte("2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.fetchModRevs(); err != nil {
-		t.Fatal(err)
-	}
 	p, err := tx.plan()
 	if err != nil {
 		t.Fatal(err)

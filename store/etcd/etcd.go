@@ -45,9 +45,12 @@
 // whose compares check that
 //   - this store still holds the lock (the lock key's create revision);
 //   - P/current still names G (no restore switched generations);
-//   - every written key, and every key of [store.MetaTable] the transaction
-//     read, has the mod revision it had at R (absent keys: still absent); a
-//     dropped table's records were not written after R.
+//   - every written key is unchanged since R: a key the transaction read
+//     (Get, or the record a Scan visits) has the mod revision it had at R,
+//     so even a delete is caught; a key it wrote blind was not written
+//     after R; a dropped table's records were not written after R;
+//   - every key of [store.MetaTable] the transaction read with Get has the
+//     mod revision it had at R.
 //
 // A product write to a key the transaction writes makes Commit fail with
 // [ErrConflict] and nothing written: the upgrade engine re-runs the hook from

@@ -317,3 +317,40 @@ func dump(t testing.TB, st store.Store) string {
 	}
 	return b.String()
 }
+
+func TestCheckFindsOrphanRecords(t *testing.T) {
+	st := open(t, Options{})
+	put(t, st, "t", "k", "v")
+	if err := st.Check(); err != nil {
+		t.Fatal(err)
+	}
+	cli := client(t, cluster)
+	if _, err := cli.Put(context.Background(), prefix(t)+"/g/1/t/ghost/k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Check(); err == nil || !strings.Contains(err.Error(), "ghost") {
+		t.Errorf("Check with a record outside any table: %v", err)
+	}
+}
+
+func TestCompactedSnapshot(t *testing.T) {
+	st := open(t, Options{PageSize: 2})
+	put(t, st, "t", "a", "1", "b", "2", "c", "3", "d", "4")
+	tx := begin(t, st, false)
+	cli := client(t, cluster)
+	resp, err := cli.Put(context.Background(), prefix(t)+"/g/1/t/t/a", "new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(context.Background(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := tx.Table("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tb.Scan(nil, func(k, v []byte) error { return nil })
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "compacted") {
+		t.Errorf("scanning a compacted snapshot: %v, want a compaction error wrapping ErrConflict", err)
+	}
+}

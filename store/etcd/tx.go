@@ -27,7 +27,7 @@ type Tx struct {
 	// a name missing there has no table.
 	allTables bool
 	// seen holds the mod revision at rev (0: absent) of every key Get
-	// read, so that writing it later needs no second read.
+	// read, which the commit checks when the key is written.
 	seen map[string]int64
 	// metaReads are the keys of store.MetaTable Get read; the commit
 	// checks them.
@@ -68,7 +68,7 @@ type write struct {
 	value  []byte
 	del    bool
 	modRev int64 // the key's mod revision at rev, 0 when absent
-	known  bool  // modRev is known
+	known  bool  // modRev is known: the transaction read the key
 }
 
 // Revision returns the revision the transaction reads at.
@@ -266,9 +266,6 @@ func (t *Tx) Commit() error {
 	if !t.writable || !t.dirty() {
 		return nil
 	}
-	if err := t.fetchModRevs(); err != nil {
-		return fmt.Errorf("committing: %w", err)
-	}
 	p, err := t.plan()
 	if err != nil {
 		return fmt.Errorf("committing: %w", err)
@@ -299,47 +296,6 @@ func (t *Tx) dirty() bool {
 		}
 	}
 	return false
-}
-
-// fetchModRevs reads, at rev, the mod revision of every written key not
-// read before, many keys per request.
-func (t *Tx) fetchModRevs() error {
-	var missing []*write
-	var keys []string
-	for _, st := range t.tables {
-		if st.cleared {
-			continue
-		}
-		prefix := t.s.lay.records(t.gen, st.name)
-		for _, k := range st.keys {
-			if w := st.writes[k]; !w.known {
-				missing = append(missing, w)
-				keys = append(keys, prefix+k)
-			}
-		}
-	}
-	for len(keys) > 0 {
-		n := min(len(keys), t.s.limits.MaxTxnOps, DefaultMaxTxnOps)
-		ops := make([]clientv3.Op, n)
-		for i, k := range keys[:n] {
-			ops[i] = clientv3.OpGet(k, clientv3.WithRev(t.rev), clientv3.WithKeysOnly())
-		}
-		ctx, cancel := t.s.reqCtx()
-		resp, err := t.s.cli.Txn(ctx).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			return readError(t.rev, err)
-		}
-		for i, r := range resp.Responses {
-			w := missing[i]
-			w.known = true
-			if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
-				w.modRev = kvs[0].ModRevision
-			}
-		}
-		keys, missing = keys[n:], missing[n:]
-	}
-	return nil
 }
 
 // readError explains a read at revision rev that failed.
