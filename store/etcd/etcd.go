@@ -298,7 +298,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			Username:           opts.Username,
 			Password:           opts.Password,
 			MaxCallSendMsgSize: s.limits.MaxCallSendBytes,
-			Context:            ctx,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("opening store %s: %w", s.name, err)

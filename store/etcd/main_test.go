@@ -19,6 +19,7 @@ import (
 var cluster *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
+	etcdtest.MemberMain() // a member process of TestLeaderKilled
 	c, err := etcdtest.Start(etcdtest.Config{Members: 3})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
