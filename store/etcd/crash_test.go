@@ -1,14 +1,20 @@
 package etcd
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/store"
 )
 
 // TestLeaderKilled SIGKILLs the leader of a cluster of member processes
@@ -120,4 +126,90 @@ func counter(t *testing.T, st *Store) int {
 		}
 	}
 	return n
+}
+
+// The paused migrator: a child process that opens the store, writes a
+// record in a transaction, says "ready", and commits when told to,
+// printing the outcome.
+const (
+	migratorEnv = "HOOKREG_ETCD_TEST_MIGRATOR" // endpoints and prefix, separated by a space
+	migratorTTL = 2 * time.Second
+)
+
+func migratorMain() {
+	spec := os.Getenv(migratorEnv)
+	if spec == "" {
+		return
+	}
+	endpoints, prefix, _ := strings.Cut(spec, " ")
+	st, err := Open(context.Background(), Options{Endpoints: strings.Split(endpoints, ","), Prefix: prefix, Create: true, LockTTL: migratorTTL})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	tx, err := st.Begin(true)
+	if err == nil {
+		var tb store.Table
+		if tb, err = tx.CreateTable("t"); err == nil {
+			err = tb.Put([]byte("k"), []byte("paused"))
+		}
+	}
+	if err != nil {
+		fmt.Println("write:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	fmt.Println("commit:", tx.Commit())
+	os.Exit(0)
+}
+
+// TestPausedMigrator SIGSTOPs a migrator holding the lock past its lease,
+// lets a second migrator take over, resumes the first and has it commit:
+// the commit is refused and the second migrator's data stands.
+func TestPausedMigrator(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), migratorEnv+"="+strings.Join(cluster.Endpoints, ",")+" "+prefix(t))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); line != "ready\n" {
+		t.Fatalf("the migrator said %q, %v", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// A second migrator waits for the paused one's lease to expire.
+	start := time.Now()
+	b, err := Open(context.Background(), Options{Endpoints: cluster.Endpoints, Prefix: prefix(t), Create: true, Timeout: 4 * migratorTTL})
+	if err != nil {
+		t.Fatalf("open while the holder is paused: %v", err)
+	}
+	defer b.Close()
+	t.Logf("took the lock over after %s", time.Since(start).Round(time.Millisecond))
+	put(t, b, "t", "k", "second")
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(stdin)
+	line, _ := out.ReadString('\n')
+	if !strings.Contains(line, ErrLockLost.Error()) {
+		t.Errorf("the resumed migrator's commit: %q, want %q", line, ErrLockLost)
+	}
+	if got := records(t, b, "t"); got["k"] != "second" {
+		t.Errorf("after the resumed migrator's commit: %q", got)
+	}
 }

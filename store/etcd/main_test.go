@@ -20,6 +20,7 @@ var cluster *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
 	etcdtest.MemberMain() // a member process of TestLeaderKilled
+	migratorMain()        // the paused migrator of TestPausedMigrator
 	c, err := etcdtest.Start(etcdtest.Config{Members: 3})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
