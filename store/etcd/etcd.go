@@ -194,28 +194,33 @@ type Options struct {
 // ParseURL splits a store URL etcd://host:port[,host:port]/prefix into its
 // endpoints and prefix ("/prefix").
 func ParseURL(s string) (endpoints []string, prefix string, err error) {
+	// Errors never repeat s: it may hold a password by mistake.
+	const want = "want etcd://host:port[,host:port]/prefix"
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, "", fmt.Errorf("parsing store URL: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, "", fmt.Errorf("parsing store URL: %w; %s", err, want)
 	}
-	if u.Scheme != "etcd" {
-		return nil, "", fmt.Errorf("parsing store URL %q: the scheme is %q, want etcd://host:port[,host:port]/prefix", s, u.Scheme)
-	}
-	if u.User != nil {
-		return nil, "", fmt.Errorf("parsing store URL: user information in the URL; pass credentials with flags or the environment")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, "", fmt.Errorf("parsing store URL %q: unexpected query or fragment", s)
+	switch {
+	case u.User != nil:
+		return nil, "", errors.New("parsing store URL: user information in the URL; pass credentials with flags or the environment")
+	case u.Scheme != "etcd":
+		return nil, "", fmt.Errorf("parsing store URL: the scheme is %q, %s", u.Scheme, want)
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, "", fmt.Errorf("parsing store URL: unexpected query or fragment, %s", want)
 	}
 	for _, h := range strings.Split(u.Host, ",") {
 		if h == "" {
-			return nil, "", fmt.Errorf("parsing store URL %q: empty endpoint", s)
+			return nil, "", fmt.Errorf("parsing store URL: empty endpoint in %q, %s", u.Host, want)
 		}
 		endpoints = append(endpoints, h)
 	}
-	prefix = strings.TrimRight(u.Path, "/")
+	prefix = trimPrefix(u.Path)
 	if prefix == "" {
-		return nil, "", fmt.Errorf("parsing store URL %q: missing prefix, want etcd://host:port[,host:port]/prefix", s)
+		return nil, "", fmt.Errorf("parsing store URL: missing prefix, %s", want)
 	}
 	return endpoints, prefix, nil
 }

@@ -354,3 +354,26 @@ func TestCompactedSnapshot(t *testing.T) {
 		t.Errorf("scanning a compacted snapshot: %v, want a compaction error wrapping ErrConflict", err)
 	}
 }
+
+func TestParseURL(t *testing.T) {
+	eps, p, err := ParseURL("etcd://10.0.0.1:2379,10.0.0.2:2379/broker/")
+	if err != nil || !slices.Equal(eps, []string{"10.0.0.1:2379", "10.0.0.2:2379"}) || p != "/broker" {
+		t.Errorf("ParseURL: %q, %q, %v", eps, p, err)
+	}
+	for _, bad := range []string{
+		"http://h:2379/p",          // another scheme
+		"etcd://h:2379",            // no prefix
+		"etcd://h:2379/",           // no prefix
+		"etcd://u:secret@h:2379/p", // credentials in the URL
+		"etcd://h:2379,,h2:2379/p", // an empty endpoint
+		"etcd://h:2379/p?x=1",      // a query
+		"etcd://u:secret@h:x/p",    // a bad port after credentials
+		"http://u:secret@h:2379/p", // credentials and another scheme
+	} {
+		if _, _, err := ParseURL(bad); err == nil {
+			t.Errorf("ParseURL(%q) succeeded", bad)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("ParseURL(%q) repeats the password: %v", bad, err)
+		}
+	}
+}
