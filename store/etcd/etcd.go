@@ -83,6 +83,10 @@
 // holder whose lease expired (a paused process) has its commits refused with
 // [ErrLockLost]. Close releases the lock. Read-only stores take no lock.
 //
+// [Store.Status] reports the generation, the revision, the database size
+// against the quota and the cluster's alarms (a full cluster raises
+// NOSPACE, and commits then fail with [ErrNoSpace]).
+//
 // # Products
 //
 // A product reaches the same data through [Product]: its writes fenced on

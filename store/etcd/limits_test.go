@@ -234,4 +234,11 @@ func TestQuota(t *testing.T) {
 	if !strings.Contains(err.Error(), "quota") {
 		t.Errorf("error %q does not name the quota", err)
 	}
+	status, err := st.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status.DBSizeQuota != 4<<20 || status.DBSize == 0 || len(status.Alarms) != 1 || !strings.Contains(status.Alarms[0], "NOSPACE") {
+		t.Errorf("status of a full cluster: %+v", status)
+	}
 }

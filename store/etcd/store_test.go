@@ -69,6 +69,13 @@ func TestLayout(t *testing.T) {
 	if err := st.Check(); err != nil {
 		t.Error(err)
 	}
+	status, err := st.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status.Generation != 1 || status.Tables != 3 || status.Members != 3 || status.Revision == 0 || len(status.Alarms) != 0 {
+		t.Errorf("status: %+v", status)
+	}
 }
 
 func TestNameEncoding(t *testing.T) {
