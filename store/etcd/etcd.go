@@ -1,0 +1,605 @@
+// Package etcd implements the [store] API on an etcd cluster (go.etcd.io/etcd
+// v3), the cluster store of hookreg (--store etcd://host:port[,host:port]/prefix)
+// for products that outgrow one machine. Hooks and the upgrade engine see
+// only the store API; the same hook runs here and on [github.com/hookreg/hookreg/store/bolt].
+//
+//	st, err := etcd.Open(ctx, etcd.Options{
+//		Endpoints: []string{"10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"},
+//		Prefix:    "/broker",
+//	})
+//	if err != nil {
+//		return err // errors.Is(err, store.ErrInUse) when another migrator holds it
+//	}
+//	defer st.Close()
+//
+// # Layout
+//
+// Everything lives under the prefix P, behind a generation pointer, so that
+// a restore can build a whole new copy of the data and switch to it in one
+// step:
+//
+//	P/current             G: the current generation, a positive decimal number
+//	P/gen/G               "" for every generation that exists
+//	P/g/G/m/NAME          "" for every table of generation G, empty or not
+//	P/g/G/t/NAME/KEY      the value of KEY in table NAME
+//	P/lock/LEASE          the migrator's lock (a client/v3/concurrency Mutex)
+//
+// NAME is the table name with every byte outside [A-Za-z0-9._-] written as
+// %XX, so a name never contains "/" and the records of one table are exactly
+// the keys with the prefix P/g/G/t/NAME/, whatever the names. KEY is the
+// record's key, raw: any bytes, and etcd's bytewise order of the full keys is
+// the table's key order. The reserved tables ([store.MetaTable],
+// [store.ConfigTable]) are tables like the others. A table exists when its
+// marker P/g/G/m/NAME does, so an empty table survives and Tables reads the
+// markers only.
+//
+// # Transactions
+//
+// Begin reads P/current and pins the revision R of that read: every read of
+// the transaction is a linearizable range read at revision R (paged, at most
+// [Options.PageSize] records in memory per Scan), so a read-only transaction
+// is one consistent snapshot of every table.
+//
+// A writable transaction keeps its writes in memory (an overlay that its own
+// reads, Scans and Tables see) and commits them in one etcd transaction
+// whose compares check that
+//   - this store still holds the lock (the lock key's create revision);
+//   - P/current still names G (no restore switched generations);
+//   - every written key is unchanged since R: a key the transaction read
+//     (Get, or the record a Scan visits) has the mod revision it had at R,
+//     so even a delete is caught; a key it wrote blind was not written
+//     after R; a dropped table's records were not written after R;
+//   - every key of [store.MetaTable] the transaction read with Get has the
+//     mod revision it had at R.
+//
+// A product write to a key the transaction writes makes Commit fail with
+// [ErrConflict] and nothing written: the upgrade engine re-runs the hook from
+// its last checkpoint. A transaction that only reads is never refused.
+// Commit retries itself when the cluster's answer is lost (a leader killed
+// mid-commit): the commit also writes a sequence number into the lock key,
+// which tells whether the lost attempt applied, and the compares above make
+// sure that at most one attempt can apply.
+//
+// # Limits
+//
+// One transaction is one etcd txn, so it obeys the cluster's limits:
+// --max-txn-ops (default 128) for the compares and, separately, for the
+// operations; --max-request-bytes (default 1.5 MiB) for the request; the
+// client's send limit (default 2 MiB). A write needs one compare and one
+// operation, and every commit needs two compares and one operation of its
+// own, so at default limits a transaction holds at most 126 writes. The
+// defaults of [Limits] are etcd's; a product whose cluster runs with raised
+// limits sets them to match. A transaction that cannot fit fails before
+// anything is written with a [*LimitError] naming its writes, its size and
+// the ways out. [Tx.Room] tells how much more a transaction can take, so a
+// batching caller commits before it is full.
+//
+// # One migrator at a time
+//
+// A writable store takes a lease-backed lock (a concurrency.Session with
+// [Options.LockTTL], default 10 s, and a Mutex on P/lock) in Open; a second
+// writable Open fails within [Options.Timeout] with an error wrapping
+// [store.ErrInUse], as on bbolt. Every write is a txn fenced on the lock; a
+// holder whose lease expired (a paused process) has its commits refused with
+// [ErrLockLost]. Close releases the lock. Read-only stores take no lock.
+//
+// [Store.Status] reports the generation, the revision, the database size
+// against the quota and the cluster's alarms (a full cluster raises
+// NOSPACE, and commits then fail with [ErrNoSpace]).
+//
+// # Products
+//
+// A product reaches the same data through [Product]: its writes fenced on
+// the generation, its caches reloaded when a restore switches generations.
+// See [Product] for the contract.
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/hookreg/hookreg/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout        = 2 * time.Second
+	DefaultLockTTL        = 10 * time.Second
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultPageSize       = 1000
+)
+
+// etcd's defaults for the limits.
+const (
+	DefaultMaxTxnOps        = 128
+	DefaultMaxRequestBytes  = 1536 * 1024
+	DefaultMaxCallSendBytes = 2 << 20
+)
+
+// raftOverhead is what the server adds to a txn request before comparing
+// it with --max-request-bytes (the raft request header), plus margin.
+const raftOverhead = 128
+
+// Limits are the cluster's limits on one txn; zero fields are etcd's
+// defaults.
+type Limits struct {
+	// MaxTxnOps is the cluster's --max-txn-ops.
+	MaxTxnOps int
+	// MaxRequestBytes is the cluster's --max-request-bytes.
+	MaxRequestBytes int
+	// MaxCallSendBytes is the client's send limit; a client dialled by
+	// Open uses it.
+	MaxCallSendBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxTxnOps <= 0 {
+		l.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if l.MaxRequestBytes <= 0 {
+		l.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if l.MaxCallSendBytes <= 0 {
+		l.MaxCallSendBytes = DefaultMaxCallSendBytes
+	}
+	return l
+}
+
+// requestBytes is the largest txn request the store sends.
+func (l Limits) requestBytes(username string) int {
+	return min(l.MaxRequestBytes-raftOverhead-len(username), l.MaxCallSendBytes)
+}
+
+// Options configure Open.
+type Options struct {
+	// Endpoints are the cluster's client URLs or host:port pairs.
+	Endpoints []string
+	// Prefix is the key prefix of the store, such as "/broker"; required.
+	Prefix string
+	// TLS, Username and Password authenticate a client dialled by Open.
+	TLS                *tls.Config
+	Username, Password string
+	// Client is used instead of dialling Endpoints; Close leaves it open.
+	Client *clientv3.Client
+	// ReadOnly opens the store without the lock; Begin(true) then fails.
+	ReadOnly bool
+	// Create initializes an empty store (generation 1) when the prefix
+	// holds none; otherwise a missing store is an error wrapping
+	// fs.ErrNotExist.
+	Create bool
+	// Timeout bounds the wait for the lock; DefaultTimeout when zero.
+	Timeout time.Duration
+	// LockTTL is the lease of the lock, whole seconds; DefaultLockTTL
+	// when zero.
+	LockTTL time.Duration
+	// RequestTimeout bounds each request to the cluster;
+	// DefaultRequestTimeout when zero.
+	RequestTimeout time.Duration
+	// DialTimeout bounds dialling; DefaultDialTimeout when zero.
+	DialTimeout time.Duration
+	// Limits are the cluster's txn limits.
+	Limits Limits
+	// PageSize is the number of records per range read;
+	// DefaultPageSize when zero.
+	PageSize int
+}
+
+// ParseURL splits a store URL etcd://host:port[,host:port]/prefix into its
+// endpoints and prefix ("/prefix").
+func ParseURL(s string) (endpoints []string, prefix string, err error) {
+	// Errors never repeat s: it may hold a password by mistake.
+	const want = "want etcd://host:port[,host:port]/prefix"
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, "", fmt.Errorf("parsing store URL: %w; %s", err, want)
+	}
+	switch {
+	case u.User != nil:
+		return nil, "", errors.New("parsing store URL: user information in the URL; pass credentials with flags or the environment")
+	case u.Scheme != "etcd":
+		return nil, "", fmt.Errorf("parsing store URL: the scheme is %q, %s", u.Scheme, want)
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, "", fmt.Errorf("parsing store URL: unexpected query or fragment, %s", want)
+	}
+	for _, h := range strings.Split(u.Host, ",") {
+		if h == "" {
+			return nil, "", fmt.Errorf("parsing store URL: empty endpoint in %q, %s", u.Host, want)
+		}
+		endpoints = append(endpoints, h)
+	}
+	prefix = trimPrefix(u.Path)
+	if prefix == "" {
+		return nil, "", fmt.Errorf("parsing store URL: missing prefix, %s", want)
+	}
+	return endpoints, prefix, nil
+}
+
+// Errors of commits; test for them with errors.Is.
+var (
+	// ErrConflict: a key the transaction writes (or a metadata key it
+	// read) changed after the transaction began, or its snapshot was
+	// compacted. Nothing was written; retry in a new transaction.
+	ErrConflict = errors.New("a key of the transaction changed since it began; nothing was written, retry")
+	// ErrLockLost: the store's lock expired or was taken over, so the
+	// store may no longer write. Nothing was written.
+	ErrLockLost = errors.New("the store's lock was lost (its lease expired); nothing was written")
+	// ErrGenerationChanged: P/current no longer names the generation the
+	// transaction began on (a restore switched it). Nothing was written.
+	ErrGenerationChanged = errors.New("the store's current generation changed (a restore replaced the data); nothing was written")
+	// ErrTooLarge: the transaction does not fit the cluster's limits.
+	ErrTooLarge = errors.New("transaction too large for the cluster")
+	// ErrOutcomeUnknown: the cluster did not answer a commit and the
+	// store could not find out whether it applied.
+	ErrOutcomeUnknown = errors.New("the outcome of the commit is unknown")
+)
+
+// Store is a store on an etcd cluster. It implements [store.Store].
+type Store struct {
+	cli       *clientv3.Client
+	ownClient bool
+	opts      Options
+	limits    Limits
+	lay       layout
+	name      string
+	ctx       context.Context
+	cancel    context.CancelFunc
+	sess      *concurrency.Session // nil when read-only
+	mu        *concurrency.Mutex
+	writer    chan struct{} // one writable transaction at a time
+	seq       atomic.Uint64 // commit sequence, written to the lock key
+	lastGen   atomic.Int64  // the generation the last transaction saw
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the store at opts.Prefix.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.LockTTL <= 0 {
+		opts.LockTTL = DefaultLockTTL
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = DefaultPageSize
+	}
+	prefix := trimPrefix(opts.Prefix)
+	if prefix == "" {
+		return nil, errors.New("opening etcd store: empty prefix")
+	}
+	s := &Store{
+		opts:   opts,
+		limits: opts.Limits.withDefaults(),
+		lay:    layout{root: prefix},
+		writer: make(chan struct{}, 1),
+	}
+	s.name = "etcd://" + strings.Join(opts.Endpoints, ",") + prefix
+	s.cli = opts.Client
+	if s.cli == nil {
+		if len(opts.Endpoints) == 0 {
+			return nil, fmt.Errorf("opening store %s: no endpoints", s.name)
+		}
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:          opts.Endpoints,
+			DialTimeout:        opts.DialTimeout,
+			TLS:                opts.TLS,
+			Username:           opts.Username,
+			Password:           opts.Password,
+			MaxCallSendMsgSize: s.limits.MaxCallSendBytes,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening store %s: %w", s.name, err)
+		}
+		s.cli, s.ownClient = cli, true
+	} else {
+		s.name = "etcd://" + strings.Join(s.cli.Endpoints(), ",") + prefix
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.open(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening store %s: %w", s.name, err)
+	}
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context) error {
+	if !s.opts.ReadOnly {
+		if err := s.lock(ctx); err != nil {
+			return err
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.lay.current())
+	if err != nil {
+		return err
+	}
+	if len(resp.Kvs) > 0 {
+		_, err := parseGeneration(resp.Kvs[0].Value)
+		return err
+	}
+	if !s.opts.Create || s.opts.ReadOnly {
+		return fmt.Errorf("no store at this prefix (no key %s): %w", s.lay.current(), fs.ErrNotExist)
+	}
+	// A new store: generation 1, created only if no other store
+	// appeared meanwhile.
+	tresp, err := s.cli.Txn(rctx).
+		If(s.mu.IsOwner(), clientv3.Compare(clientv3.CreateRevision(s.lay.current()), "=", 0)).
+		Then(clientv3.OpPut(s.lay.current(), "1"), clientv3.OpPut(s.lay.genMarker(1), "")).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("creating the store: %w", err)
+	}
+	if !tresp.Succeeded {
+		return fmt.Errorf("creating the store: %w", ErrLockLost)
+	}
+	return nil
+}
+
+// lock takes the migrator's lock, waiting at most Options.Timeout.
+func (s *Store) lock(ctx context.Context) error {
+	ttl := max(int(s.opts.LockTTL.Round(time.Second)/time.Second), 1)
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(s.ctx))
+	if err != nil {
+		return fmt.Errorf("taking the lock: %w", err)
+	}
+	s.sess = sess
+	s.mu = concurrency.NewMutex(sess, s.lay.lockPrefix())
+	deadline := time.Now().Add(s.opts.Timeout)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		err := s.mu.TryLock(rctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, concurrency.ErrLocked) {
+			return fmt.Errorf("taking the lock: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w (waited %s for the lock %s)", store.ErrInUse, s.opts.Timeout, s.lay.lockPrefix())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("taking the lock: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Name returns the store's URL, without credentials.
+func (s *Store) Name() string { return s.name }
+
+// Client returns the store's etcd client.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Limits returns the limits the store's transactions obey.
+func (s *Store) Limits() Limits { return s.limits }
+
+// Lease returns the lease of the store's lock, or 0 for a read-only store.
+func (s *Store) Lease() clientv3.LeaseID {
+	if s.sess == nil {
+		return 0
+	}
+	return s.sess.Lease()
+}
+
+// Begin implements [store.Store]. A writable transaction waits for the
+// previous one of this store to end.
+func (s *Store) Begin(writable bool) (store.Tx, error) {
+	t, err := s.begin(writable)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (s *Store) begin(writable bool) (*Tx, error) {
+	if writable {
+		if s.sess == nil {
+			return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, store.ErrReadOnly)
+		}
+		select {
+		case s.writer <- struct{}{}:
+		case <-s.sess.Done():
+			return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, ErrLockLost)
+		case <-s.ctx.Done():
+			return nil, fmt.Errorf("beginning a transaction on %s: store closed", s.name)
+		}
+		select {
+		case <-s.sess.Done():
+			<-s.writer
+			return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, ErrLockLost)
+		default:
+		}
+	}
+	release := func() {
+		if writable {
+			<-s.writer
+		}
+	}
+	t, err := s.pin()
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, err)
+	}
+	t.writable, t.release = writable, release
+	return t, nil
+}
+
+// maxPreloadedTables bounds the table markers Begin reads with the
+// generation.
+const maxPreloadedTables = 1000
+
+// pin reads P/current and, in the same request when the generation is the
+// one seen last, the table markers: one round trip for a transaction's
+// revision, generation and tables.
+func (s *Store) pin() (*Tx, error) {
+	ctx, cancel := s.reqCtx()
+	defer cancel()
+	last := s.lastGen.Load()
+	markers := s.lay.markers(last)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(s.lay.current()), "=", fmt.Sprint(last))).
+		Then(clientv3.OpGet(s.lay.current()), clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithKeysOnly(), clientv3.WithLimit(maxPreloadedTables))).
+		Else(clientv3.OpGet(s.lay.current())).
+		Commit()
+	if err != nil {
+		return nil, err
+	}
+	cur := resp.Responses[0].GetResponseRange().Kvs
+	if len(cur) == 0 {
+		return nil, fmt.Errorf("key %s is missing: %w", s.lay.current(), fs.ErrNotExist)
+	}
+	g, err := parseGeneration(cur[0].Value)
+	if err != nil {
+		return nil, err
+	}
+	s.lastGen.Store(g)
+	t := &Tx{
+		s:      s,
+		rev:    resp.Header.Revision,
+		gen:    g,
+		tables: map[string]*tableState{},
+		seen:   map[string]int64{},
+	}
+	if resp.Succeeded {
+		r := resp.Responses[1].GetResponseRange()
+		for _, kv := range r.Kvs {
+			name, err := decodeName(string(kv.Key[len(markers):]))
+			if err != nil {
+				return nil, err
+			}
+			t.tables[name] = &tableState{name: name, existed: true, exists: true, markerRev: kv.ModRevision, writes: map[string]*write{}}
+		}
+		t.allTables = !r.More
+	}
+	return t, nil
+}
+
+func (s *Store) reqCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.opts.RequestTimeout)
+}
+
+// Check implements [store.Store]: P/current names an existing generation,
+// every table name decodes and every record belongs to a table with a
+// marker. It reads at one revision, page by page.
+func (s *Store) Check() error {
+	t, err := s.begin(false)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	var errs []error
+	ctx, cancel := s.reqCtx()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.lay.genMarker(t.gen), clientv3.WithRev(t.rev), clientv3.WithKeysOnly())
+	if err != nil {
+		return fmt.Errorf("checking store %s: %w", s.name, err)
+	}
+	if len(resp.Kvs) == 0 {
+		errs = append(errs, fmt.Errorf("generation %d is current but %s is missing", t.gen, s.lay.genMarker(t.gen)))
+	}
+	tables := map[string]bool{}
+	err = s.pages(t.rev, s.lay.markers(t.gen), prefixEnd(s.lay.markers(t.gen)), true, func(k, _ []byte, _ int64) error {
+		enc := string(k[len(s.lay.markers(t.gen)):])
+		if _, err := decodeName(enc); err != nil {
+			errs = append(errs, err)
+		}
+		tables[enc] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checking store %s: %w", s.name, err)
+	}
+	recs := s.lay.gen(t.gen) + "t/"
+	err = s.pages(t.rev, recs, prefixEnd(recs), true, func(k, _ []byte, _ int64) error {
+		enc, _, ok := strings.Cut(string(k[len(recs):]), "/")
+		if !ok || !tables[enc] {
+			if len(errs) < maxCheckErrors {
+				errs = append(errs, fmt.Errorf("record %q has no table marker", k))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checking store %s: %w", s.name, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("checking store %s: %w", s.name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// maxCheckErrors bounds the problems Check reports.
+const maxCheckErrors = 100
+
+// pages calls fn for every key in [from, end) at revision rev, in key
+// order, reading PageSize keys at a time.
+func (s *Store) pages(rev int64, from, end string, keysOnly bool, fn func(k, v []byte, modRev int64) error) error {
+	for {
+		ctx, cancel := s.reqCtx()
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(int64(s.opts.PageSize))}
+		if keysOnly {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		resp, err := s.cli.Get(ctx, from, opts...)
+		cancel()
+		if err != nil {
+			return readError(rev, err)
+		}
+		for _, kv := range resp.Kvs {
+			if err := fn(kv.Key, kv.Value, kv.ModRevision); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// Close implements [store.Store]: it releases the lock (closing the
+// session revokes its lease) and the client if Open dialled it.
+func (s *Store) Close() error {
+	var errs []error
+	if s.sess != nil {
+		if err := s.sess.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("releasing the lock: %w", err))
+		}
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.ownClient {
+		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("closing store %s: %w", s.name, errors.Join(errs...))
+	}
+	return nil
+}
