@@ -181,7 +181,7 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 		prog = filepath.Base(os.Args[0])
 	}
 	e := &env{ctx: ctx, reg: p.Registry, stdin: stdin, stdout: stdout, stderr: stderr, prog: prog, getenv: os.Getenv}
-	if isTerminal(stderr) {
+	if subcmd.IsTerminal(stderr) {
 		e.progress = stderr
 	}
 	if req, ok := childRequest(); ok {
@@ -205,14 +205,4 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 	}
 	return cliflag.ExitCode(err)
-}
-
-// isTerminal reports whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

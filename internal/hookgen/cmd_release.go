@@ -5,8 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/release"
+	"github.com/hookreg/hookreg/internal/subcmd"
 )
 
 const (
@@ -118,7 +117,7 @@ func (o *releaseOptions) Run(e *env) error {
 		return err
 	}
 	o.opts.Dir = root
-	if isTerminal(e.stderr) {
+	if subcmd.IsTerminal(e.stderr) {
 		o.opts.Log = e.stderr
 	}
 	o.opts.Hookgen = func(args ...string) (bool, string) {
@@ -131,15 +130,4 @@ func (o *releaseOptions) Run(e *env) error {
 	}
 	_, err = fmt.Fprintf(e.stdout, "released %s into %s\n", o.opts.Version, filepath.Join(o.opts.Dist, o.opts.Version))
 	return err
-}
-
-// isTerminal reports whether w is a terminal (a character device): the
-// gate's steps are progress, shown only there.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
@@ -154,4 +155,15 @@ func writeUsage[E any](w io.Writer, spec *Spec[E], fs *flag.FlagSet) {
 	if flags.Len() > 0 {
 		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
 	}
+}
+
+// IsTerminal reports whether w is a terminal (a character device): where
+// long work shows its progress.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
