@@ -55,7 +55,17 @@ type Loader struct {
 	records int
 	bytes   int
 	done    bool
+	// slabs hold the copies of the keys and values of the transaction,
+	// which bbolt references until the commit: an allocation a slab
+	// instead of two a record. They are reused after each commit; slab
+	// is the index of the one being filled.
+	slabs [][]byte
+	slab  int
 }
+
+// slabSize is the size of the Loader's slabs; a record larger than a
+// quarter of it is copied on its own.
+const slabSize = 1 << 20
 
 // NewLoader creates the store file path, which must not exist.
 func NewLoader(path string) (*Loader, error) {
@@ -67,6 +77,7 @@ func NewLoader(path string) (*Loader, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:         DefaultTimeout,
 		NoSync:          true, // one sync in Finish
+		NoGrowSync:      true, // likewise
 		InitialMmapSize: DefaultInitialMmapSize,
 	})
 	if err != nil {
@@ -144,7 +155,7 @@ func (l *Loader) Record(key, value []byte) error {
 	if len(key) == 0 {
 		return fmt.Errorf("loading %s: table %q: empty key", l.path, l.name())
 	}
-	if err := b.Put(bytes.Clone(key), append([]byte{}, value...)); err != nil {
+	if err := b.Put(l.clone(key), l.clone(value)); err != nil {
 		return fmt.Errorf("loading %s: table %q: %w", l.path, l.name(), err)
 	}
 	l.records++
@@ -174,6 +185,27 @@ func (l *Loader) Put(table string, key, value []byte) error {
 	return l.Record(key, value)
 }
 
+// clone copies b into the slabs, which are reused once the transaction
+// is committed.
+func (l *Loader) clone(b []byte) []byte {
+	if len(b) > slabSize/4 {
+		return bytes.Clone(b)
+	}
+	if l.slab == len(l.slabs) || len(b) > slabSize-len(l.slabs[l.slab]) {
+		if l.slab < len(l.slabs) {
+			l.slab++
+		}
+		if l.slab == len(l.slabs) {
+			l.slabs = append(l.slabs, make([]byte, 0, slabSize))
+		}
+	}
+	s := l.slabs[l.slab]
+	n := len(s)
+	s = append(s, b...)
+	l.slabs[l.slab] = s
+	return s[n:len(s):len(s)]
+}
+
 func (l *Loader) commit() error {
 	if l.tx == nil {
 		return nil
@@ -183,6 +215,10 @@ func (l *Loader) commit() error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("loading %s: %w", l.path, err)
 	}
+	for i := range l.slabs {
+		l.slabs[i] = l.slabs[i][:0]
+	}
+	l.slab = 0
 	return nil
 }
 
