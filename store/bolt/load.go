@@ -48,6 +48,7 @@ const (
 //	return bolt.Replace("broker.db.new", "broker.db")
 type Loader struct {
 	db      *bbolt.DB
+	file    *os.File // the same file, for startWriteback
 	path    string
 	tx      *bbolt.Tx
 	bucket  *bbolt.Bucket // the current table in tx; nil after a commit
@@ -73,7 +74,6 @@ func NewLoader(path string) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating store %s: %w", path, err)
 	}
-	f.Close()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:         DefaultTimeout,
 		NoSync:          true, // one sync in Finish
@@ -81,10 +81,11 @@ func NewLoader(path string) (*Loader, error) {
 		InitialMmapSize: DefaultInitialMmapSize,
 	})
 	if err != nil {
+		f.Close()
 		os.Remove(path)
 		return nil, fmt.Errorf("creating store %s: %w", path, err)
 	}
-	return &Loader{db: db, path: path}, nil
+	return &Loader{db: db, file: f, path: path}, nil
 }
 
 // Table creates the table at path (a top-level table's name, or the names
@@ -219,6 +220,7 @@ func (l *Loader) commit() error {
 		l.slabs[i] = l.slabs[i][:0]
 	}
 	l.slab = 0
+	startWriteback(l.file)
 	return nil
 }
 
@@ -236,6 +238,7 @@ func (l *Loader) Finish() error {
 	if cerr := l.db.Close(); err == nil {
 		err = cerr
 	}
+	l.file.Close()
 	if err == nil {
 		err = atomicfile.SyncDir(filepath.Dir(l.path))
 	}
@@ -256,6 +259,7 @@ func (l *Loader) Abort() error {
 		l.tx.Rollback()
 	}
 	err := l.db.Close()
+	l.file.Close()
 	if rerr := os.Remove(l.path); err == nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = rerr
 	}
