@@ -226,26 +226,40 @@ func (l *Loader) commit() error {
 
 // Finish commits the last batch, syncs the file and its directory, and
 // closes the store. The file is then complete.
-func (l *Loader) Finish() error {
+func (l *Loader) Finish() error { return l.FinishCheck(nil) }
+
+// FinishCheck is Finish with check, when not nil, run while the file is
+// being synced, so that checking the new store overlaps with the disk:
+// check may open the store file (the Loader has closed it) and read it.
+// The file is complete when FinishCheck returns nil; check's error is
+// returned as it is.
+func (l *Loader) FinishCheck(check func() error) error {
 	if l.done {
 		return fmt.Errorf("loading %s: %w", l.path, store.ErrTxClosed)
 	}
 	l.done = true
+	defer l.file.Close()
 	err := l.commit()
-	if err == nil {
-		err = l.db.Sync()
-	}
 	if cerr := l.db.Close(); err == nil {
 		err = cerr
 	}
-	l.file.Close()
+	if err != nil {
+		return fmt.Errorf("finishing %s: %w", l.path, err)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- l.file.Sync() }()
+	var checkErr error
+	if check != nil {
+		checkErr = check()
+	}
+	err = <-synced
 	if err == nil {
 		err = atomicfile.SyncDir(filepath.Dir(l.path))
 	}
 	if err != nil {
 		return fmt.Errorf("finishing %s: %w", l.path, err)
 	}
-	return nil
+	return checkErr
 }
 
 // Abort discards an unfinished load and removes the file; after Finish it
