@@ -224,7 +224,7 @@ func backupAsync(ctx context.Context, st store.Store, reg *hook.Registry, f *os.
 	go func() {
 		// ctxWriter also hides f's ReadFrom, which would copy through a
 		// small buffer.
-		_, err := io.CopyBuffer(ctxWriter{ctx, f}, pr, make([]byte, writeBuffer))
+		_, err := io.CopyBuffer(ctxWriter{ctx, &writeback{f: f}}, pr, make([]byte, writeBuffer))
 		pr.CloseWithError(err)
 		done <- err
 	}()
@@ -244,6 +244,28 @@ func backupAsync(ctx context.Context, st store.Store, reg *hook.Registry, f *os.
 
 // writeBuffer is the size of each half of backupAsync's double buffer.
 const writeBuffer = 1 << 20
+
+// writeback writes to f and starts the writeback of every writebackBytes
+// written (see startWriteback), so that the disk works while the backup
+// goes on and the final fsync has only the tail left.
+type writeback struct {
+	f       *os.File
+	pending int
+}
+
+// writebackBytes is how much writeback lets the file system hold before
+// it starts writing.
+const writebackBytes = 8 << 20
+
+func (w *writeback) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.pending += n
+	if w.pending >= writebackBytes {
+		startWriteback(w.f)
+		w.pending = 0
+	}
+	return n, err
+}
 
 func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
 	out := make([]archive.AppliedHook, 0, len(applied))

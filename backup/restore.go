@@ -359,10 +359,26 @@ func (b *build) load(r io.Reader, m *archive.Manifest, w io.Writer) error {
 	if !got.Created.Equal(m.Created) || got.DataVersion != m.DataVersion || len(got.Tables) != len(m.Tables) {
 		return errors.New("the backup changed while it was being restored")
 	}
-	if err := b.loader.Finish(); err != nil {
+	// The new store is checked while it is synced.
+	if err := b.loader.FinishCheck(b.checkNew); err != nil {
 		return err
 	}
 	prog.done()
+	if b.root != nil {
+		for i := len(b.dirs) - 1; i >= 0; i-- {
+			if err := atomicfile.SyncDir(filepath.Join(b.newConfig, b.dirs[i])); err != nil {
+				return err
+			}
+		}
+		if err := atomicfile.SyncDir(b.newConfig); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNew checks the new store, written and closed.
+func (b *build) checkNew() error {
 	st, err := bolt.Open(b.newStore, bolt.Options{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("opening the new store: %w", err)
@@ -373,16 +389,6 @@ func (b *build) load(r io.Reader, m *archive.Manifest, w io.Writer) error {
 	}
 	if err != nil {
 		return fmt.Errorf("checking the new store: %w", err)
-	}
-	if b.root != nil {
-		for i := len(b.dirs) - 1; i >= 0; i-- {
-			if err := atomicfile.SyncDir(filepath.Join(b.newConfig, b.dirs[i])); err != nil {
-				return err
-			}
-		}
-		if err := atomicfile.SyncDir(b.newConfig); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ const (
 //	return bolt.Replace("broker.db.new", "broker.db")
 type Loader struct {
 	db      *bbolt.DB
+	file    *os.File // the same file, for startWriteback
 	path    string
 	tx      *bbolt.Tx
 	bucket  *bbolt.Bucket // the current table in tx; nil after a commit
@@ -55,7 +56,17 @@ type Loader struct {
 	records int
 	bytes   int
 	done    bool
+	// slabs hold the copies of the keys and values of the transaction,
+	// which bbolt references until the commit: an allocation a slab
+	// instead of two a record. They are reused after each commit; slab
+	// is the index of the one being filled.
+	slabs [][]byte
+	slab  int
 }
+
+// slabSize is the size of the Loader's slabs; a record larger than a
+// quarter of it is copied on its own.
+const slabSize = 1 << 20
 
 // NewLoader creates the store file path, which must not exist.
 func NewLoader(path string) (*Loader, error) {
@@ -63,17 +74,18 @@ func NewLoader(path string) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating store %s: %w", path, err)
 	}
-	f.Close()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:         DefaultTimeout,
 		NoSync:          true, // one sync in Finish
+		NoGrowSync:      true, // likewise
 		InitialMmapSize: DefaultInitialMmapSize,
 	})
 	if err != nil {
+		f.Close()
 		os.Remove(path)
 		return nil, fmt.Errorf("creating store %s: %w", path, err)
 	}
-	return &Loader{db: db, path: path}, nil
+	return &Loader{db: db, file: f, path: path}, nil
 }
 
 // Table creates the table at path (a top-level table's name, or the names
@@ -144,7 +156,7 @@ func (l *Loader) Record(key, value []byte) error {
 	if len(key) == 0 {
 		return fmt.Errorf("loading %s: table %q: empty key", l.path, l.name())
 	}
-	if err := b.Put(bytes.Clone(key), append([]byte{}, value...)); err != nil {
+	if err := b.Put(l.clone(key), l.clone(value)); err != nil {
 		return fmt.Errorf("loading %s: table %q: %w", l.path, l.name(), err)
 	}
 	l.records++
@@ -174,6 +186,27 @@ func (l *Loader) Put(table string, key, value []byte) error {
 	return l.Record(key, value)
 }
 
+// clone copies b into the slabs, which are reused once the transaction
+// is committed.
+func (l *Loader) clone(b []byte) []byte {
+	if len(b) > slabSize/4 {
+		return bytes.Clone(b)
+	}
+	if l.slab == len(l.slabs) || len(b) > slabSize-len(l.slabs[l.slab]) {
+		if l.slab < len(l.slabs) {
+			l.slab++
+		}
+		if l.slab == len(l.slabs) {
+			l.slabs = append(l.slabs, make([]byte, 0, slabSize))
+		}
+	}
+	s := l.slabs[l.slab]
+	n := len(s)
+	s = append(s, b...)
+	l.slabs[l.slab] = s
+	return s[n:len(s):len(s)]
+}
+
 func (l *Loader) commit() error {
 	if l.tx == nil {
 		return nil
@@ -183,30 +216,50 @@ func (l *Loader) commit() error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("loading %s: %w", l.path, err)
 	}
+	for i := range l.slabs {
+		l.slabs[i] = l.slabs[i][:0]
+	}
+	l.slab = 0
+	startWriteback(l.file)
 	return nil
 }
 
 // Finish commits the last batch, syncs the file and its directory, and
 // closes the store. The file is then complete.
-func (l *Loader) Finish() error {
+func (l *Loader) Finish() error { return l.FinishCheck(nil) }
+
+// FinishCheck is Finish with check, when not nil, run while the file is
+// being synced, so that checking the new store overlaps with the disk:
+// check may open the store file (the Loader has closed it) and read it.
+// The file is complete when FinishCheck returns nil; check's error is
+// returned as it is.
+func (l *Loader) FinishCheck(check func() error) error {
 	if l.done {
 		return fmt.Errorf("loading %s: %w", l.path, store.ErrTxClosed)
 	}
 	l.done = true
+	defer l.file.Close()
 	err := l.commit()
-	if err == nil {
-		err = l.db.Sync()
-	}
 	if cerr := l.db.Close(); err == nil {
 		err = cerr
 	}
+	if err != nil {
+		return fmt.Errorf("finishing %s: %w", l.path, err)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- l.file.Sync() }()
+	var checkErr error
+	if check != nil {
+		checkErr = check()
+	}
+	err = <-synced
 	if err == nil {
 		err = atomicfile.SyncDir(filepath.Dir(l.path))
 	}
 	if err != nil {
 		return fmt.Errorf("finishing %s: %w", l.path, err)
 	}
-	return nil
+	return checkErr
 }
 
 // Abort discards an unfinished load and removes the file; after Finish it
@@ -220,6 +273,7 @@ func (l *Loader) Abort() error {
 		l.tx.Rollback()
 	}
 	err := l.db.Close()
+	l.file.Close()
 	if rerr := os.Remove(l.path); err == nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = rerr
 	}

@@ -117,7 +117,9 @@ func (c *pageChecker) page(id uint64, want uint16) ([]byte, error) {
 	if c.seen[id] {
 		return nil, fmt.Errorf("page %d is reachable twice", id)
 	}
-	hdr := make([]byte, pageHeaderSize)
+	// One read for the page; its overflow pages, if any, once its header
+	// says they are in use.
+	hdr := make([]byte, c.pageSize)
 	if _, err := c.f.ReadAt(hdr, int64(id)*c.pageSize); err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
@@ -133,6 +135,9 @@ func (c *pageChecker) page(id uint64, want uint16) ([]byte, error) {
 	}
 	for p := id; p <= id+overflow; p++ {
 		c.seen[p] = true
+	}
+	if overflow == 0 {
+		return hdr, nil
 	}
 	buf := make([]byte, int64(overflow+1)*c.pageSize)
 	if _, err := c.f.ReadAt(buf, int64(id)*c.pageSize); err != nil && err != io.EOF {
