@@ -261,7 +261,7 @@ func (w *writeback) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.pending += n
 	if w.pending >= writebackBytes {
-		startWriteback(w.f)
+		atomicfile.StartWriteback(w.f)
 		w.pending = 0
 	}
 	return n, err

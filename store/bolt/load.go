@@ -220,7 +220,7 @@ func (l *Loader) commit() error {
 		l.slabs[i] = l.slabs[i][:0]
 	}
 	l.slab = 0
-	startWriteback(l.file)
+	atomicfile.StartWriteback(l.file)
 	return nil
 }
 
