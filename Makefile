@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo test generate check-generated lint fmt bench fuzz release
+.PHONY: demo test cross generate check-generated lint fmt bench fuzz release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -26,9 +26,20 @@ demo:
 	$(MIGRATOR) status --store $(DEMO)/broker.db
 
 ## test: every test, the generated files' freshness and vet
-test: check-generated
+test: check-generated cross
 	$(GO) vet ./...
 	$(GO) test -timeout 20m ./...
+
+# PLATFORMS are the targets a release builds besides the host (see
+# RELEASING.md): every package must compile for each of them.
+PLATFORMS := linux/arm64 darwin/arm64 windows/amd64
+
+## cross: compile every package for each of PLATFORMS
+cross:
+	@for p in $(PLATFORMS); do \
+		echo "GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./..."; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... || exit 1; \
+	done
 
 ## generate: regenerate generated/ from registry.yaml
 generate:

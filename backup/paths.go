@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
@@ -179,7 +177,7 @@ func escapeGlob(s string) string {
 	return r.Replace(s)
 }
 
-// locked reports whether a live process holds an flock on path (a run
+// locked reports whether a live process holds the lock of path (a run
 // still using its temporary file or directory).
 func locked(path string) bool {
 	f, err := os.Open(path)
@@ -187,17 +185,20 @@ func locked(path string) bool {
 		return false
 	}
 	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK)
+	if err := tryLock(f); err != nil {
+		return errors.Is(err, errWouldBlock)
 	}
-	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	unlock(f)
 	return false
 }
+
+// errWouldBlock is tryLock's error when another process holds the lock.
+var errWouldBlock = errors.New("locked by another process")
 
 // Lock takes an exclusive flock on the open file or directory f for its
 // lifetime, so that [RemoveStale] never removes what a live run uses.
 func Lock(f *os.File) error {
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLock(f); err != nil {
 		return fmt.Errorf("locking %s: %w", f.Name(), err)
 	}
 	return nil
@@ -214,13 +215,13 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	deadline := time.Now().Add(bolt.DefaultTimeout)
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := tryLock(f)
 		if err == nil {
 			return f, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+		if !errors.Is(err, errWouldBlock) || time.Now().After(deadline) {
 			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
+			if errors.Is(err, errWouldBlock) {
 				return nil, fmt.Errorf("%w: another restore into %s (waited %s)", store.ErrInUse, dir, bolt.DefaultTimeout)
 			}
 			return nil, envErrorf("locking directory %s: %w", dir, err)
@@ -231,13 +232,7 @@ func lockDir(dir string) (*os.File, error) {
 
 // freeSpace returns the bytes available to this user in the file system
 // holding dir, and that file system's id; tests replace it.
-var freeSpace = func(dir string) (avail uint64, fsid unix.Fsid, err error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, fsid, fmt.Errorf("checking free space in %s: %w", dir, err)
-	}
-	return st.Bavail * uint64(st.Bsize), st.Fsid, nil
-}
+var freeSpace = fileSystemSpace
 
 // Free space a restore needs, from the sizes an archive declares (which
 // its reader enforces): the store takes up to storeFactor times its
@@ -256,9 +251,9 @@ func checkSpace(m *archiveSizes, storeDir, configParent string) error {
 	if err != nil {
 		return envErrorf("%w", err)
 	}
-	need := map[unix.Fsid]uint64{storeFS: storeFactor*m.tables + spaceMargin}
-	avail := map[unix.Fsid]uint64{storeFS: storeAvail}
-	where := map[unix.Fsid]string{storeFS: storeDir}
+	need := map[fsID]uint64{storeFS: storeFactor*m.tables + spaceMargin}
+	avail := map[fsID]uint64{storeFS: storeAvail}
+	where := map[fsID]string{storeFS: storeDir}
 	if configParent != "" {
 		a, id, err := freeSpace(configParent)
 		if err != nil {

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/example"
@@ -67,7 +65,7 @@ func TestRestoreFreeSpace(t *testing.T) {
 		avail uint64
 		ok    bool
 	}{{spaceMargin, false}, {spaceMargin + 1<<20, true}} {
-		freeSpace = func(dir string) (uint64, unix.Fsid, error) {
+		freeSpace = func(dir string) (uint64, fsID, error) {
 			_, fsid, err := real(dir)
 			return c.avail, fsid, err
 		}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hookreg/hookreg/backup"
@@ -450,15 +449,14 @@ func privateDir(work, report string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, envErrorf("private directory: %w", err)
 	}
-	st, ok := info.Sys().(*syscall.Stat_t)
 	switch base := filepath.Base(work); {
 	case !info.IsDir():
 		return nil, envErrorf("private directory %s is not a directory", work)
 	case !strings.HasPrefix(base, ".") || !strings.Contains(base, offlineSuffix):
 		return nil, envErrorf("private directory %s is not named .NAME%s*", work, offlineSuffix)
-	case info.Mode().Perm() != 0o700:
+	case privateMode && info.Mode().Perm() != 0o700:
 		return nil, envErrorf("private directory %s has mode %#o, not 0700", work, info.Mode().Perm())
-	case !ok || int(st.Uid) != os.Geteuid():
+	case !ownedByMe(info):
 		return nil, envErrorf("private directory %s is not owned by this user", work)
 	case filepath.Dir(report) != filepath.Clean(work):
 		return nil, envErrorf("the report %s is not in the private directory %s", report, work)
