@@ -102,19 +102,20 @@ func increment(t *testing.T, st *Store) error {
 	return tx.Commit()
 }
 
-// counter reads the counter and checks that every record carries it.
+// counter reads the counter and checks that every record carries it. The
+// read is retried while the cluster elects a new leader.
 func counter(t *testing.T, st *Store) int {
 	t.Helper()
 	var recs map[string]string
+	var err error
 	for range 50 {
-		tx, err := st.Begin(false)
-		if err != nil {
-			time.Sleep(100 * time.Millisecond)
-			continue
+		if recs, err = tryRecords(st, "c"); err == nil {
+			break
 		}
-		tx.Rollback()
-		recs = records(t, st, "c")
-		break
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("reading the counter: %v", err)
 	}
 	n, err := strconv.Atoi(recs["n"])
 	if err != nil {

@@ -107,6 +107,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hookreg/hookreg/store"
 )
@@ -307,6 +310,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			Username:           opts.Username,
 			Password:           opts.Password,
 			MaxCallSendMsgSize: s.limits.MaxCallSendBytes,
+			// Every failure reaches the caller as an error; the
+			// client's own log lines would only repeat them on stderr.
+			Logger: zap.NewNop(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("opening store %s: %w", s.name, err)
@@ -460,11 +466,18 @@ func (s *Store) pin() (*Tx, error) {
 	defer cancel()
 	last := s.lastGen.Load()
 	markers := s.lay.markers(last)
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(s.lay.current()), "=", fmt.Sprint(last))).
-		Then(clientv3.OpGet(s.lay.current()), clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithKeysOnly(), clientv3.WithLimit(maxPreloadedTables))).
-		Else(clientv3.OpGet(s.lay.current())).
-		Commit()
+	var resp *clientv3.TxnResponse
+	// The read is a Txn, which the client never sends twice; it writes
+	// nothing, so an unavailable member (a leader that just died) is
+	// retried here, within the request timeout.
+	err := retryUnavailable(ctx, func() (err error) {
+		resp, err = s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(s.lay.current()), "=", fmt.Sprint(last))).
+			Then(clientv3.OpGet(s.lay.current()), clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithKeysOnly(), clientv3.WithLimit(maxPreloadedTables))).
+			Else(clientv3.OpGet(s.lay.current())).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -496,6 +509,24 @@ func (s *Store) pin() (*Tx, error) {
 		t.allTables = !r.More
 	}
 	return t, nil
+}
+
+// retryUnavailable calls read until it returns anything but
+// codes.Unavailable, or ctx ends. read must write nothing.
+func retryUnavailable(ctx context.Context, read func() error) error {
+	delay := 20 * time.Millisecond
+	for {
+		err := read()
+		if status.Code(err) != codes.Unavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
 }
 
 func (s *Store) reqCtx() (context.Context, context.CancelFunc) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,8 +34,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// prefix is the test's own key prefix.
-func prefix(t testing.TB) string { return "/test/" + strings.ReplaceAll(t.Name(), "/", "_") }
+// prefix is the test's own key prefix, a new one for every run of the test
+// (go test -count=N), the same for every call within one run.
+func prefix(t testing.TB) string {
+	p, _ := prefixes.LoadOrStore(t, fmt.Sprintf("/test/%s/%d", strings.ReplaceAll(t.Name(), "/", "_"), runs.Add(1)))
+	return p.(string)
+}
+
+var (
+	prefixes sync.Map // testing.TB → string
+	runs     atomic.Int64
+)
 
 // client is a plain client of c: a product or an operator.
 func client(t testing.TB, c *etcdtest.Cluster) *clientv3.Client {
@@ -95,20 +106,31 @@ func put(t testing.TB, st store.Store, table string, kv ...string) {
 // records reads every record of table in a new read-only transaction.
 func records(t testing.TB, st store.Store, table string) map[string]string {
 	t.Helper()
-	tx := begin(t, st, false)
-	defer tx.Rollback()
-	tb, err := tx.Table(table)
+	m, err := tryRecords(st, table)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// tryRecords returns every record of table, or the error that kept it from
+// reading them.
+func tryRecords(st store.Store, table string) (map[string]string, error) {
+	tx, err := st.Begin(false)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	tb, err := tx.Table(table)
+	if err != nil {
+		return nil, err
+	}
 	m := map[string]string{}
-	if err := tb.Scan(nil, func(k, v []byte) error {
+	err = tb.Scan(nil, func(k, v []byte) error {
 		m[string(k)] = string(v)
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	})
+	return m, err
 }
 
 // raw returns every key under p and its value, as etcd holds them.

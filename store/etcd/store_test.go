@@ -194,6 +194,9 @@ func TestMatchesBolt(t *testing.T) {
 	key := func() []byte { return []byte{byte('a' + rng.IntN(12))} }
 	for round := range rounds {
 		bt, et := begin(t, b, true), begin(t, e, true)
+		// Rolled back on failure: bbolt's Close waits for a writer.
+		defer bt.Rollback()
+		defer et.Rollback()
 		both := func(what string, f func(tx store.Tx) string) {
 			t.Helper()
 			if bs, es := f(bt), f(et); bs != es {
