@@ -254,7 +254,7 @@ func TestErrInvalid(t *testing.T) {
 // decision about the fixtures).
 func TestGolden(t *testing.T) {
 	for comp, want := range map[archive.Compression]string{
-		archive.Zstd: "2468f96e87d90de1e054da26b4b8bf0d54f74f1b44317dff553635f68fab0385",
+		archive.Zstd: "0b4d204906df52fb201a2864ceeb4220338b3b5c9a5c31227a370226d8823637",
 		archive.None: "e88e71a22c561bbe9b3aa0f3072a2f2f36255d7ac3f970ba834a6afb26a1c5c3",
 	} {
 		got := fmt.Sprintf("%x", sha256.Sum256(write(t, sample(8), archive.Options{Compression: comp})))

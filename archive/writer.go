@@ -26,16 +26,16 @@ type Options struct {
 	ChunkSize int
 }
 
-// zstd settings: a fixed level, window and concurrency, so that the same
-// input gives the same bytes on every machine. The encoder compresses
-// blocks on two goroutines (its output does not depend on how many:
+// zstdOptions are fixed, so that the same input gives the same bytes on
+// every machine. The Writer compresses independent frames of frameSize
+// bytes on frameWorkers goroutines (the bytes do not depend on how many:
 // TestZstdConcurrencyDeterministic), beside the goroutine that hashes the
 // members: a backup uses both cores.
-const (
-	zstdLevel       = zstd.SpeedFastest
-	zstdWindow      = 4 << 20
-	zstdConcurrency = 2
-)
+var zstdOptions = []zstd.EOption{
+	zstd.WithEncoderLevel(zstd.SpeedFastest),
+	zstd.WithWindowSize(4 << 20),
+	zstd.WithEncoderCRC(true),
+}
 
 // Writer writes an archive as a stream. Create it with NewWriter, then call
 // Table for every table of the manifest in order (nested ones included),
@@ -46,7 +46,7 @@ const (
 // next chunk; it ends with Close, Abort or an error.
 type Writer struct {
 	m         Manifest
-	zw        *zstd.Encoder
+	zw        *frameEncoder
 	tw        *tar.Writer
 	modTime   time.Time
 	chunkSize int
@@ -123,6 +123,14 @@ func (w *Writer) stop() error {
 	return w.werr
 }
 
+// stopAll stops the member goroutine and the compressing ones.
+func (w *Writer) stopAll() {
+	w.stop()
+	if w.zw != nil {
+		w.zw.Abort()
+	}
+}
+
 // NewWriter checks m, writes its MANIFEST.json to w and returns the Writer
 // for the rest. Closing the Writer does not close w.
 func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
@@ -150,11 +158,7 @@ func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	aw := &Writer{m: m, modTime: m.Created, chunkSize: cs, table: -1}
 	switch opts.Compression {
 	case Zstd, "":
-		zw, err := zstd.NewWriter(w,
-			zstd.WithEncoderLevel(zstdLevel),
-			zstd.WithWindowSize(zstdWindow),
-			zstd.WithEncoderConcurrency(zstdConcurrency),
-			zstd.WithEncoderCRC(true))
+		zw, err := newFrameEncoder(w, frameWorkers, zstdOptions...)
 		if err != nil {
 			return nil, fmt.Errorf("creating zstd encoder: %w", err)
 		}
@@ -208,7 +212,7 @@ func (w *Writer) fail(err error) error {
 	if w.err == nil {
 		w.err = err
 	}
-	w.stop()
+	w.stopAll()
 	return err
 }
 
@@ -348,7 +352,7 @@ func (w *Writer) Abort() {
 	if w.err == nil {
 		w.err = errors.New("writing archive: writer is aborted")
 	}
-	w.stop()
+	w.stopAll()
 }
 
 // Close checks that everything the manifest declares was written, writes
