@@ -257,28 +257,3 @@ func TestWriterOutputError(t *testing.T) {
 		}
 	}
 }
-
-// TestZstdIsThePlainArchive: a zstd archive of several frames decompresses,
-// with the zstd tool's semantics (concatenated frames), to exactly the
-// plain archive of the same content.
-func TestZstdIsThePlainArchive(t *testing.T) {
-	var plain, packed bytes.Buffer
-	if err := synthetic(&plain, 16<<10, archive.None); err != nil {
-		t.Fatal(err)
-	}
-	if err := synthetic(&packed, 16<<10, archive.Zstd); err != nil {
-		t.Fatal(err)
-	}
-	zr, err := zstd.NewReader(&packed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	got, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, plain.Bytes()) {
-		t.Errorf("the zstd archive holds %d bytes that differ from the plain archive's %d", len(got), plain.Len())
-	}
-}

@@ -42,6 +42,20 @@ func encodeFrames(t *testing.T, in []byte, workers, chunk int) []byte {
 	return out.Bytes()
 }
 
+func decompress(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	zr, err := zstd.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	got, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // TestFramesDeterministic: the compressed bytes depend on the input only,
 // not on the number of goroutines nor on how the input was cut into
 // writes; they decompress to the input, one frame per frameSize bytes.
@@ -54,17 +68,8 @@ func TestFramesDeterministic(t *testing.T) {
 		}
 	}
 	fc := &frameChecker{r: bytes.NewReader(one)}
-	zr, err := zstd.NewReader(fc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	got, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, in) {
-		t.Fatalf("decompressed %d bytes, unlike the input's %d", len(got), len(in))
+	if got := decompress(t, fc); !bytes.Equal(got, in) {
+		t.Fatalf("decompressed bytes differ from the input")
 	}
 	if err := fc.end(); err != nil {
 		t.Fatal(err)
@@ -79,14 +84,12 @@ func TestFramesDeterministic(t *testing.T) {
 
 // TestFramesEmpty: no input is still one valid frame.
 func TestFramesEmpty(t *testing.T) {
-	out := encodeFrames(t, nil, 2, 1)
-	zr, err := zstd.NewReader(bytes.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
+	fc := &frameChecker{r: bytes.NewReader(encodeFrames(t, nil, 2, 1))}
+	if got := decompress(t, fc); len(got) != 0 {
+		t.Fatalf("%q", got)
 	}
-	defer zr.Close()
-	if got, err := io.ReadAll(zr); err != nil || len(got) != 0 {
-		t.Fatalf("%q, %v", got, err)
+	if err := fc.end(); err != nil || fc.frames != 1 {
+		t.Fatalf("%d frames, %v", fc.frames, err)
 	}
 }
 
