@@ -324,28 +324,30 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 	} else {
 		h.config = store.ConfigView(storeSource{h})
 	}
-	fail := func(err error) error {
+	fail := func(err error, wrap func(error) error) error {
 		switch {
 		case h.conflict || errors.Is(err, store.ErrConflict):
-			return &conflict{err: err}
+			return &conflict{err: wrap(err)}
 		case errors.Is(err, store.ErrTooLarge):
 			return &LimitError{Num: p.Num, Name: p.Name, Checkpoints: h.gen, Err: err}
 		}
-		return err
+		return wrap(err)
 	}
 	if err := call(ctx, p.fn, hookView(h)); err != nil {
-		return fail(&HookError{Num: p.Num, Name: p.Name, Err: err})
+		return fail(err, func(err error) error { return &HookError{Num: p.Num, Name: p.Name, Err: err} })
 	}
 	if h.cur == nil {
 		return &HookError{Num: p.Num, Name: p.Name, Err: store.ErrTxClosed}
 	}
 	if err := record(h.cur); err != nil {
-		return fail(fmt.Errorf("hook %d (%s): recording it as applied: %w", p.Num, p.Name, err))
+		return fail(err, func(err error) error {
+			return fmt.Errorf("hook %d (%s): recording it as applied: %w", p.Num, p.Name, err)
+		})
 	}
 	err = h.cur.Commit()
 	h.cur = nil
 	if err != nil {
-		return fail(fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err))
+		return fail(err, func(err error) error { return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err) })
 	}
 	return nil
 }
