@@ -19,7 +19,9 @@
 // same hook runs on every store.
 //
 // A hook over a table too large for one transaction uses [EachBatch], which
-// commits its progress with every batch (see [Tx.Checkpoint]).
+// commits its progress with every batch (see [Tx.Checkpoint]), and earlier
+// when a store that bounds its transactions (see [Roomer]: an etcd cluster)
+// would not take the next record.
 package hook
 
 import (

@@ -36,6 +36,21 @@
 // under "progress/<num>/<key>" until the hook completes; a re-run after a
 // crash resumes from there.
 //
+// On a store whose writers run concurrently (etcd: the product keeps writing
+// during an online upgrade), a hook's commit (its last one, or a
+// checkpoint's) that fails with [store.ErrConflict] wrote nothing; the
+// engine runs the hook again from its last checkpoint in a new transaction,
+// at most 8 runs with a growing pause (20 ms doubling to 1 s, jittered),
+// then stops with a [*ConflictError] naming the hook. Every run reads
+// last_upgrade_hook in its own transaction, which such a store checks at
+// commit, so no run applies a hook twice. On a store that bounds one
+// transaction ([store.Roomer]: etcd's --max-txn-ops and
+// --max-request-bytes), the hook's [hook.Tx] is a [hook.Roomer] too, so
+// [hook.EachBatch] checkpoints before a transaction is full; a transaction
+// that cannot fit is refused before anything of it is written, as a
+// [*LimitError] naming the hook and the ways out (raise the cluster's
+// limits, or upgrade offline on a backup).
+//
 // [Init] records a fresh install; [Baseline] adopts data written before the
 // product adopted hookreg (its version, no last_upgrade_hook, so the later
 // hooks are pending). [Start] is the upgrade a product runs at start-up on
