@@ -473,3 +473,86 @@ func TestHookTxRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestEtcdConflictAtCheckpoint: a product write to a key that an EachBatch
+// hook writes makes the batch's checkpoint conflict; the hook runs again
+// from its last committed checkpoint (not from the start), reads the
+// product's record and keeps it.
+func TestEtcdConflictAtCheckpoint(t *testing.T) {
+	st, prefix := openEtcd(t)
+	const n = 600
+	fill(t, st, n, func(i int) []byte { return fmt.Appendf(nil, "value %d", i) })
+	p := product(t, prefix)
+	calls := map[string]int{}
+	h := hook.Hook{Num: 1, IntroducedIn: "2.0.0", AllowOnline: true, Name: "CopyIfAbsent", Digest: "h1:copy",
+		Func: func(ctx context.Context, tx hook.Tx) error {
+			dst, err := tx.CreateTable("dst")
+			if err != nil {
+				return err
+			}
+			return hook.EachBatch(ctx, tx, "copy", "src", 10000, func(k, v []byte) error {
+				calls[string(k)]++
+				if string(k) == "000400" && calls[string(k)] == 1 {
+					if err := p.Put(ctx, "dst", k, []byte("product")); err != nil {
+						return err
+					}
+				}
+				if _, err := dst.Get(k); err == nil || !errors.Is(err, hook.ErrNotFound) {
+					return err
+				}
+				return dst.Put(k, v)
+			})
+		}}
+	// The product needs the table to exist before the hook runs.
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.CreateTable("dst"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := upgrade.Run(context.Background(), st, registry("2.0.0", h), upgrade.Options{Online: true}); err != nil {
+		t.Fatalf("upgrade racing a product: %v", err)
+	}
+	again := 0
+	for i := range n {
+		switch c := calls[fmt.Sprintf("%06d", i)]; {
+		case c == 2:
+			again++
+		case c != 1:
+			t.Fatalf("record %06d visited %d times", i, c)
+		}
+	}
+	if calls["000400"] != 2 || again == 0 || again > 126 {
+		t.Errorf("%d records visited again (000400: %d times), want the records since the last checkpoint before 000400", again, calls["000400"])
+	}
+	got := records(t, st, "dst")
+	if len(got) != n || got["000400"] != "product" || got["000401"] != "value 401" {
+		t.Errorf("dst has %d records, 000400=%q 000401=%q; want %d, the product's 000400", len(got), got["000400"], got["000401"], n)
+	}
+}
+
+// records returns every record of table.
+func records(t *testing.T, st store.Store, table string) map[string]string {
+	t.Helper()
+	tx, err := st.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	tb, err := tx.Table(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	if err := tb.Scan(nil, func(k, v []byte) error {
+		m[string(k)] = string(v)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
