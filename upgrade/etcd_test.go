@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // openEtcd opens a new writable store on the shared cluster.
-func openEtcd(t *testing.T) (*etcd.Store, string) {
+func openEtcd(t testing.TB) (*etcd.Store, string) {
 	t.Helper()
 	clusterOnce.Do(func() { cluster, clusterErr = etcdtest.Start(etcdtest.Config{Members: 3}) })
 	if clusterErr != nil {
@@ -60,15 +60,21 @@ func openEtcd(t *testing.T) (*etcd.Store, string) {
 	return st, prefix
 }
 
-// product opens the product's own access to the store at prefix.
-func product(t *testing.T, prefix string) *etcd.Product {
+// etcdClient is a plain client of the cluster, as a product has.
+func etcdClient(t testing.TB) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	p, err := etcd.OpenProduct(context.Background(), cli, prefix, nil)
+	return cli
+}
+
+// product opens the product's own access to the store at prefix.
+func product(t testing.TB, prefix string) *etcd.Product {
+	t.Helper()
+	p, err := etcd.OpenProduct(context.Background(), etcdClient(t), prefix, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +229,7 @@ func batchHook(num int, extra func(key []byte) int) hook.Hook {
 
 // fill writes n records into table "src" of st, the i-th with the value
 // value(i), and the metadata of a 1.0.0 install.
-func fill(t *testing.T, st store.Store, n int, value func(i int) []byte) {
+func fill(t testing.TB, st store.Store, n int, value func(i int) []byte) {
 	t.Helper()
 	initAt(t, st, "1.0.0")
 	tx, err := st.Begin(true)
@@ -536,7 +542,7 @@ func TestEtcdConflictAtCheckpoint(t *testing.T) {
 }
 
 // records returns every record of table.
-func records(t *testing.T, st store.Store, table string) map[string]string {
+func records(t testing.TB, st store.Store, table string) map[string]string {
 	t.Helper()
 	tx, err := st.Begin(false)
 	if err != nil {
