@@ -122,8 +122,9 @@ func (e *HookError) Error() string {
 func (e *HookError) Unwrap() error { return e.Err }
 
 // Run upgrades st to reg's release. A *Refusal means nothing was written; a
-// *HookError or a context error stops the run after the hooks already
-// applied, which are committed (Result lists them).
+// *HookError, a *LimitError, a *ConflictError or a context error stops the
+// run after the hooks already applied, which are committed (Result lists
+// them), and the failed hook's checkpoints.
 func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) (Result, error) {
 	now := opts.Now
 	if now == nil {
@@ -399,8 +400,9 @@ func call(ctx context.Context, fn hook.Func, tx hook.Tx) (err error) {
 // together with its metadata update, with the configuration files of the
 // offline view (the store's configuration table, writable) or, with
 // opts.Online, of opts.Config read-only; a panic is an error; on failure a
-// *HookError and the transaction rolled back. from is the data version the
-// hook sees as [hook.Info.From]. It reads no metadata and refuses nothing:
+// *HookError (or, on etcd, a *LimitError or *ConflictError) and the
+// transaction rolled back; a conflicting commit re-runs the hook as in Run. from is the data version the
+// hook sees as [hook.Info.From]. It plans nothing and refuses nothing:
 // it is for testing one hook (see package hooktest).
 func RunHook(ctx context.Context, st store.Store, h hook.Hook, from string, opts Options) error {
 	now := opts.Now
