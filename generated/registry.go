@@ -14,7 +14,7 @@ import (
 var Registry = &hook.Registry{
 	Product: "mqtt-broker",
 	Release: "5.1.0",
-	Digest:  "h1:mnTqoR2YJQEs3J0vEvazxgxy9ipyPp8ZhHk7OcbtqYk=",
+	Digest:  "h1:Ichu9yxQ55WxQD/C4908HHOB7+OCiby0Gu4H4K8Gga8=",
 	Hooks: []hook.Hook{
 		// 98 libfoo.UpgradeLibFoo (5.0.0, offline): Key users by authenticator group; rename the acl_nomatch setting.
 		{
@@ -46,9 +46,10 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.1.0",
 			AllowOnline:  false,
 			Name:         "UpgradeLibBaz",
-			Digest:       "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E=",
+			Digest:       "h2:5T4WPPOjfY80d4Pgtal4wXviuMn+wemvjYtSV5Nc2uE=",
 			Amendments: []hook.Amendment{
 				{Old: "h1:tHNR6FAypqOEAZI7xxa3zcuboBP2A9JYcjtBDFynqi0=", New: "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E="},
+				{Old: "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E=", New: "h2:5T4WPPOjfY80d4Pgtal4wXviuMn+wemvjYtSV5Nc2uE=", Reason: "hook.EachBatch now also checkpoints when a bounded store's transaction (etcd) gets full, so the hook fits a cluster's transactions at default limits; the records it writes are unchanged"},
 			},
 			Func: hooks.UpgradeLibBaz,
 		},

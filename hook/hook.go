@@ -19,7 +19,9 @@
 // same hook runs on every store.
 //
 // A hook over a table too large for one transaction uses [EachBatch], which
-// commits its progress with every batch (see [Tx.Checkpoint]).
+// commits its progress with every batch (see [Tx.Checkpoint]), and earlier
+// when a store that bounds its transactions (see [Roomer]: an etcd cluster)
+// would not take the next record.
 package hook
 
 import (
@@ -180,11 +182,32 @@ var (
 // transaction when size is zero or negative.
 const DefaultBatchSize = 10000
 
+// Roomer is implemented by the transactions of stores that bound what one
+// transaction may write (an etcd cluster's --max-txn-ops and
+// --max-request-bytes); a store without such limits (bbolt) does not
+// implement it. The engine's [Tx] implements it exactly when the store's
+// transaction does, so a hook that batches its own writes may ask it too.
+type Roomer interface {
+	// Room reports how many more writes the transaction can take and how
+	// many bytes of key and value the next one may have. It never
+	// overstates and costs no request.
+	Room() (writes, bytes int)
+}
+
 // EachBatch calls fn for every record of table in key order, committing
 // every size records together with the position reached (under the progress
 // key "batch:"+phase). When a run is interrupted, the next run resumes after
 // the last committed batch, so memory and transaction size stay bounded by
 // the batch size whatever the table size.
+//
+// On a store whose transactions are bounded (tx implements [Roomer]: an
+// etcd cluster), a batch also ends early, whatever size asked for, when the
+// transaction's room gets low: before each record, EachBatch keeps room for
+// the most writes and bytes one call of fn has used so far in this run,
+// plus the checkpoint's own write. A record whose writes do not fit an
+// empty transaction fails the hook with the store's limit error, and so may
+// a record that needs more room than every record before it (the next run
+// then resumes with that record at the start of a transaction).
 //
 // A phase that has finished is skipped when the hook is called again, so a
 // hook may run several phases in a row. Code between phases may run again
@@ -215,18 +238,34 @@ func EachBatch(ctx context.Context, tx Tx, phase, table string, size int, fn fun
 	if err != nil {
 		return err
 	}
+	room, _ := tx.(Roomer)
+	var most roomUse // the most one call of fn used
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := 0
+		n, full := 0, false
 		var last []byte
 		err := t.Scan(start, func(k, v []byte) error {
 			if n == size {
 				return ErrStop
 			}
+			var before roomUse
+			if room != nil {
+				before.writes, before.bytes = room.Room()
+				if n > 0 && !before.fits(most, checkpointUse(progressKey, k)) {
+					full = true
+					return ErrStop
+				}
+			}
 			if err := fn(k, v); err != nil {
 				return err
+			}
+			if room != nil {
+				var after roomUse
+				after.writes, after.bytes = room.Room()
+				most.writes = max(most.writes, before.writes-after.writes)
+				most.bytes = max(most.bytes, before.bytes-after.bytes)
 			}
 			last = append(last[:0], k...)
 			n++
@@ -235,7 +274,7 @@ func EachBatch(ctx context.Context, tx Tx, phase, table string, size int, fn fun
 		if err != nil {
 			return err
 		}
-		if n < size {
+		if n < size && !full {
 			return tx.Checkpoint(progressKey, []byte{batchDone})
 		}
 		if err := tx.Checkpoint(progressKey, append([]byte{batchMore}, last...)); err != nil {
@@ -244,6 +283,26 @@ func EachBatch(ctx context.Context, tx Tx, phase, table string, size int, fn fun
 		start = append(last, 0)
 	}
 }
+
+// roomUse is room in a transaction, or what a call used of it.
+type roomUse struct{ writes, bytes int }
+
+// fits reports whether r holds one more call using up to most and then the
+// checkpoint cp.
+func (r roomUse) fits(most, cp roomUse) bool {
+	return r.writes >= most.writes+cp.writes && r.bytes >= most.bytes+cp.bytes
+}
+
+// checkpointUse bounds what the checkpoint after the record key uses: its
+// progress record (the engine's key prefix, the phase's key, a state byte
+// and key) and a second write's worth for the metadata table's creation.
+func checkpointUse(progressKey string, key []byte) roomUse {
+	return roomUse{writes: 2, bytes: checkpointKeyBytes + len(progressKey) + 1 + len(key)}
+}
+
+// checkpointKeyBytes bounds what the engine adds to a progress key
+// ("progress/<num>/").
+const checkpointKeyBytes = 64
 
 const (
 	batchMore byte = 'm'

@@ -88,6 +88,19 @@ var (
 	// truncated or corrupted; the error names the file. Restore it from a
 	// backup.
 	ErrDamaged = errors.New("store is damaged")
+	// ErrConflict is wrapped by the commit errors of stores whose
+	// transactions run beside other writers (etcd, where the product keeps
+	// writing during an online upgrade): a key the transaction wrote (or
+	// read and must not have changed) was changed by another writer after
+	// the transaction began, or its snapshot is gone. Nothing of the
+	// transaction was written; run it again in a new transaction. The
+	// upgrade engine does so, from the hook's last checkpoint. bbolt never
+	// returns it: its writable transactions are serialized.
+	ErrConflict = errors.New("transaction conflict")
+	// ErrTooLarge is wrapped by the errors of stores that bound one
+	// transaction (see [Roomer]) about a transaction beyond the bounds.
+	// Nothing of the transaction was written.
+	ErrTooLarge = errors.New("transaction too large for the store")
 	// SkipTable is returned by a [Walker] table callback to skip the table,
 	// its records and the tables nested in it.
 	SkipTable = errors.New("skip this table")
@@ -139,6 +152,17 @@ type Walker interface {
 	// walk and is returned, except SkipTable from table.
 	Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error
 }
+
+// Roomer is implemented by the transactions of stores that bound what one
+// transaction may write: store/etcd's, within the cluster's --max-txn-ops
+// and --max-request-bytes. Room reports how many more writes the
+// transaction can take and how many bytes of key and value the next one may
+// have; it never overstates and costs no request, so a batching caller
+// commits (or checkpoints) before the next record would not fit. A write
+// beyond it fails with an error wrapping [ErrTooLarge] before anything is
+// written. Transactions of unbounded stores (bbolt) do not implement it.
+// It is the [hook.Roomer] interface, which [hook.EachBatch] uses.
+type Roomer = hook.Roomer
 
 // Table is one table of a transaction, valid until the transaction ends. It
 // is the [hook.Table] interface.

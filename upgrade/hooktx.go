@@ -22,9 +22,39 @@ type hookTx struct {
 	name     string
 	config   hook.Config
 	log      io.Writer // Options.Log
+	// conflict: a Checkpoint's commit failed with store.ErrConflict, so
+	// the run re-runs the hook whatever the hook made of the error.
+	conflict bool
 }
 
-var _ hook.Tx = (*hookTx)(nil)
+// roomHookTx is the hook.Tx of a store whose transactions are bounded
+// (their store.Tx is a store.Roomer): it adds Room, which hook.EachBatch
+// uses to checkpoint before the transaction is full.
+type roomHookTx struct{ *hookTx }
+
+var (
+	_ hook.Tx     = (*hookTx)(nil)
+	_ hook.Roomer = roomHookTx{}
+)
+
+// Room implements [hook.Roomer]: the room of the current transaction, none
+// after a failed Checkpoint.
+func (h roomHookTx) Room() (writes, bytes int) {
+	r, ok := h.cur.(store.Roomer)
+	if !ok {
+		return 0, 0
+	}
+	return r.Room()
+}
+
+// hookView returns what the hook sees of h: h, with Room when the store's
+// transactions are bounded.
+func hookView(h *hookTx) hook.Tx {
+	if _, ok := h.cur.(store.Roomer); ok {
+		return roomHookTx{h}
+	}
+	return h
+}
 
 func (h *hookTx) tx() (store.Tx, error) {
 	if h.cur == nil {
@@ -135,6 +165,7 @@ func (h *hookTx) Checkpoint(key string, progress []byte) error {
 	h.cur = nil
 	h.gen++
 	if err := tx.Commit(); err != nil {
+		h.conflict = errors.Is(err, store.ErrConflict)
 		return fmt.Errorf("checkpoint %q: %w", key, err)
 	}
 	next, err := h.st.Begin(true)

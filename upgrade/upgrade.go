@@ -36,6 +36,21 @@
 // under "progress/<num>/<key>" until the hook completes; a re-run after a
 // crash resumes from there.
 //
+// On a store whose writers run concurrently (etcd: the product keeps writing
+// during an online upgrade), a hook's commit (its last one, or a
+// checkpoint's) that fails with [store.ErrConflict] wrote nothing; the
+// engine runs the hook again from its last checkpoint in a new transaction,
+// at most 8 runs with a growing pause (20 ms doubling to 1 s, jittered),
+// then stops with a [*ConflictError] naming the hook. Every run reads
+// last_upgrade_hook in its own transaction, which such a store checks at
+// commit, so no run applies a hook twice. On a store that bounds one
+// transaction ([store.Roomer]: etcd's --max-txn-ops and
+// --max-request-bytes), the hook's [hook.Tx] is a [hook.Roomer] too, so
+// [hook.EachBatch] checkpoints before a transaction is full; a transaction
+// that cannot fit is refused before anything of it is written, as a
+// [*LimitError] naming the hook and the ways out (raise the cluster's
+// limits, or upgrade offline on a backup).
+//
 // [Init] records a fresh install; [Baseline] adopts data written before the
 // product adopted hookreg (its version, no last_upgrade_hook, so the later
 // hooks are pending). [Start] is the upgrade a product runs at start-up on
@@ -51,9 +66,13 @@
 package upgrade
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/hookreg/hookreg/hook"
@@ -103,8 +122,9 @@ func (e *HookError) Error() string {
 func (e *HookError) Unwrap() error { return e.Err }
 
 // Run upgrades st to reg's release. A *Refusal means nothing was written; a
-// *HookError or a context error stops the run after the hooks already
-// applied, which are committed (Result lists them).
+// *HookError, a *LimitError, a *ConflictError or a context error stops the
+// run after the hooks already applied, which are committed (Result lists
+// them), and the failed hook's checkpoints.
 func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) (Result, error) {
 	now := opts.Now
 	if now == nil {
@@ -193,14 +213,124 @@ func setDataVersion(st store.Store, v string) error {
 	return tx.Commit()
 }
 
+// Bounds of the re-runs of a hook whose commit conflicts with a concurrent
+// write: at most conflictAttempts runs, the n-th re-run after a pause of
+// about conflictBackoff·2ⁿ⁻¹ (at most maxConflictBackoff).
+const (
+	conflictAttempts   = 8
+	conflictBackoff    = 20 * time.Millisecond
+	maxConflictBackoff = time.Second
+)
+
+// ConflictError is a hook given up after its commits kept conflicting with
+// concurrent writes of the product (see [store.ErrConflict]): nothing of
+// its last transaction was written; its checkpoints were, and the next run
+// resumes after them.
+type ConflictError struct {
+	Num       int
+	Name      string
+	Conflicts int
+	Err       error // the last conflict
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("hook %d (%s): gave up after %d conflicts with concurrent writes to the keys it writes (nothing of its last transaction was written; the next run resumes from its last checkpoint): %v", e.Num, e.Name, e.Conflicts, e.Err)
+}
+
+func (e *ConflictError) Unwrap() error { return e.Err }
+
+// LimitError is a hook whose transaction does not fit the store's bounds
+// (an etcd cluster's --max-txn-ops and --max-request-bytes; see
+// [store.Roomer]): the store refused it before anything of it was written.
+// Err, from the store, tells the transaction's writes and size.
+type LimitError struct {
+	Num  int
+	Name string
+	// Checkpoints is how many checkpoints of the hook committed before;
+	// the next run resumes after them.
+	Checkpoints int
+	Err         error
+}
+
+func (e *LimitError) Error() string {
+	written := "nothing of it was written"
+	if e.Checkpoints > 0 {
+		written = fmt.Sprintf("nothing of its last transaction was written, its %d checkpoints were", e.Checkpoints)
+	}
+	return fmt.Sprintf("hook %d (%s) does not fit one transaction of the store (%s): %v; "+
+		"either raise --max-txn-ops/--max-request-bytes on the product's cluster (and the store's limits to match), "+
+		"or run the upgrade offline on a backup (migrator upgrade --offline --in BACKUP --out BACKUP, then restore it), where no such limit applies",
+		e.Num, e.Name, written, e.Err)
+}
+
+func (e *LimitError) Unwrap() error { return e.Err }
+
 // runHook runs one hook in its transaction and commits it with the
-// metadata update done by record.
+// metadata update done by record. A commit that conflicts with a
+// concurrent write (store.ErrConflict) runs the hook again, from its last
+// checkpoint, in a new transaction.
 func runHook(ctx context.Context, st store.Store, p Pending, info hook.Info, opts Options, record func(store.Tx) error) error {
+	var first []byte // last_upgrade_hook when the first run began
+	for attempt := 1; ; attempt++ {
+		err := runHookOnce(ctx, st, p, info, opts, record, attempt, &first)
+		if errors.Is(err, errAlreadyApplied) {
+			return nil
+		}
+		var c *conflict
+		if !errors.As(err, &c) {
+			return err
+		}
+		if attempt == conflictAttempts {
+			return &ConflictError{Num: p.Num, Name: p.Name, Conflicts: attempt, Err: c.err}
+		}
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, "hook %d (%s): a concurrent write conflicted with its transaction, running it again from its last checkpoint (%d of %d)\n", p.Num, p.Name, attempt+1, conflictAttempts)
+		}
+		pause := min(conflictBackoff<<(attempt-1), maxConflictBackoff)
+		pause = pause/2 + rand.N(pause/2+1)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hook %d (%s): interrupted while waiting to run it again after a conflict: %w", p.Num, p.Name, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// conflict is a run of a hook that ended on store.ErrConflict.
+type conflict struct{ err error }
+
+func (c *conflict) Error() string { return c.err.Error() }
+
+// errAlreadyApplied: a re-run found the hook applied by the run before
+// it, whose commit's outcome was reported as failed.
+var errAlreadyApplied = errors.New("hook already applied")
+
+// runHookOnce is one run of runHook. It reads last_upgrade_hook in the
+// hook's transaction, so that a store which checks the metadata a
+// transaction read (etcd) refuses the commit if another one applied a hook
+// meanwhile; *first holds the value the first run read.
+func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info, opts Options, record func(store.Tx) error, attempt int, first *[]byte) error {
 	tx, err := st.Begin(true)
 	if err != nil {
 		return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err)
 	}
 	h := &hookTx{st: st, cur: tx, info: info, name: p.Name, log: opts.Log}
+	defer func() {
+		if h.cur != nil {
+			h.cur.Rollback()
+		}
+	}()
+	last, err := readLastHook(tx)
+	if err != nil {
+		return fmt.Errorf("hook %d (%s): reading %s: %w", p.Num, p.Name, keyLastUpgradeHook, err)
+	}
+	if attempt == 1 {
+		*first = last
+	} else if !bytes.Equal(last, *first) {
+		if n, err := strconv.Atoi(string(last)); err == nil && n >= p.Num {
+			return errAlreadyApplied
+		}
+	}
 	if opts.Online {
 		cfg := opts.Config
 		if cfg == nil {
@@ -210,25 +340,49 @@ func runHook(ctx context.Context, st store.Store, p Pending, info hook.Info, opt
 	} else {
 		h.config = store.ConfigView(storeSource{h})
 	}
-	defer func() {
-		if h.cur != nil {
-			h.cur.Rollback()
+	fail := func(err error, wrap func(error) error) error {
+		switch {
+		case h.conflict || errors.Is(err, store.ErrConflict):
+			return &conflict{err: wrap(err)}
+		case errors.Is(err, store.ErrTooLarge):
+			return &LimitError{Num: p.Num, Name: p.Name, Checkpoints: h.gen, Err: err}
 		}
-	}()
-	if err := call(ctx, p.fn, h); err != nil {
-		return &HookError{Num: p.Num, Name: p.Name, Err: err}
+		return wrap(err)
+	}
+	if err := call(ctx, p.fn, hookView(h)); err != nil {
+		return fail(err, func(err error) error { return &HookError{Num: p.Num, Name: p.Name, Err: err} })
 	}
 	if h.cur == nil {
 		return &HookError{Num: p.Num, Name: p.Name, Err: store.ErrTxClosed}
 	}
 	if err := record(h.cur); err != nil {
-		return fmt.Errorf("hook %d (%s): recording it as applied: %w", p.Num, p.Name, err)
+		return fail(err, func(err error) error {
+			return fmt.Errorf("hook %d (%s): recording it as applied: %w", p.Num, p.Name, err)
+		})
 	}
-	if err := h.cur.Commit(); err != nil {
-		return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err)
-	}
+	err = h.cur.Commit()
 	h.cur = nil
+	if err != nil {
+		return fail(err, func(err error) error { return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err) })
+	}
 	return nil
+}
+
+// readLastHook returns the value of last_upgrade_hook, nil when there is
+// none.
+func readLastHook(tx store.Tx) ([]byte, error) {
+	meta, err := tx.Table(store.MetaTable)
+	if errors.Is(err, hook.ErrNoTable) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := meta.Get([]byte(keyLastUpgradeHook))
+	if errors.Is(err, hook.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
 }
 
 // call runs fn, turning a panic into an error.
@@ -246,8 +400,9 @@ func call(ctx context.Context, fn hook.Func, tx hook.Tx) (err error) {
 // together with its metadata update, with the configuration files of the
 // offline view (the store's configuration table, writable) or, with
 // opts.Online, of opts.Config read-only; a panic is an error; on failure a
-// *HookError and the transaction rolled back. from is the data version the
-// hook sees as [hook.Info.From]. It reads no metadata and refuses nothing:
+// *HookError (or, on etcd, a *LimitError or *ConflictError) and the
+// transaction rolled back; a conflicting commit re-runs the hook as in Run. from is the data version the
+// hook sees as [hook.Info.From]. It plans nothing and refuses nothing:
 // it is for testing one hook (see package hooktest).
 func RunHook(ctx context.Context, st store.Store, h hook.Hook, from string, opts Options) error {
 	now := opts.Now

@@ -73,7 +73,7 @@ func dump(t *testing.T, st store.Store) string {
 	return b.String()
 }
 
-func initAt(t *testing.T, st store.Store, release string, hooks ...hook.Hook) {
+func initAt(t testing.TB, st store.Store, release string, hooks ...hook.Hook) {
 	t.Helper()
 	if err := upgrade.Init(st, registry(release, hooks...)); err != nil {
 		t.Fatal(err)

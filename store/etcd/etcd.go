@@ -237,7 +237,8 @@ var (
 	// ErrConflict: a key the transaction writes (or a metadata key it
 	// read) changed after the transaction began, or its snapshot was
 	// compacted. Nothing was written; retry in a new transaction.
-	ErrConflict = errors.New("a key of the transaction changed since it began; nothing was written, retry")
+	// It wraps [store.ErrConflict].
+	ErrConflict = fmt.Errorf("%w: a key of the transaction changed since it began; nothing was written, retry", store.ErrConflict)
 	// ErrLockLost: the store's lock expired or was taken over, so the
 	// store may no longer write. Nothing was written.
 	ErrLockLost = errors.New("the store's lock was lost (its lease expired); nothing was written")
@@ -245,7 +246,8 @@ var (
 	// transaction began on (a restore switched it). Nothing was written.
 	ErrGenerationChanged = errors.New("the store's current generation changed (a restore replaced the data); nothing was written")
 	// ErrTooLarge: the transaction does not fit the cluster's limits.
-	ErrTooLarge = errors.New("transaction too large for the cluster")
+	// It wraps [store.ErrTooLarge].
+	ErrTooLarge = fmt.Errorf("%w (the cluster's limits)", store.ErrTooLarge)
 	// ErrOutcomeUnknown: the cluster did not answer a commit and the
 	// store could not find out whether it applied.
 	ErrOutcomeUnknown = errors.New("the outcome of the commit is unknown")

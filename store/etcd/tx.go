@@ -39,7 +39,10 @@ type Tx struct {
 	release   func()
 }
 
-var _ store.Tx = (*Tx)(nil)
+var (
+	_ store.Tx     = (*Tx)(nil)
+	_ store.Roomer = (*Tx)(nil)
+)
 
 // tableState is the transaction's view of one table, shared by its
 // handles.
