@@ -52,12 +52,14 @@ Example:
 const flagTable = "table"
 
 type dumpOptions struct {
+	etcd                 etcdFlags
 	store, backup, table string
 	json                 bool
 }
 
 func (o *dumpOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file`")
 	fs.StringVar(&o.table, flagTable, "", "print only the table `T`")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object per record and line")
@@ -75,7 +77,7 @@ func (o *dumpOptions) Run(e *env) error {
 	p := &dumpPrinter{w: w, json: o.json}
 	var err error
 	if o.store != "" {
-		err = o.dumpStore(p)
+		err = o.dumpStore(e, p)
 	} else {
 		err = o.dumpBackup(p)
 	}
@@ -85,8 +87,8 @@ func (o *dumpOptions) Run(e *env) error {
 	return err
 }
 
-func (o *dumpOptions) dumpStore(p *dumpPrinter) error {
-	st, err := openStore(o.store, openRead)
+func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
+	st, err := openStore(e, o.store, &o.etcd, openRead)
 	if err != nil {
 		return err
 	}

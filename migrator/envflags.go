@@ -7,10 +7,16 @@ import (
 
 // envFlags are the flags that the environment gives defaults for, as
 // goose and atlas read theirs: HOOKREG_STORE is --store, HOOKREG_CONFIG is
-// --config.
+// --config, and HOOKREG_ETCD_* the connection of an etcd:// store (see
+// also envEtcdPassword).
 var envFlags = []struct{ flag, env string }{
 	{flagStore, "HOOKREG_STORE"},
 	{flagConfig, "HOOKREG_CONFIG"},
+	{flagEtcdCACert, "HOOKREG_ETCD_CACERT"},
+	{flagEtcdCert, "HOOKREG_ETCD_CERT"},
+	{flagEtcdKey, "HOOKREG_ETCD_KEY"},
+	{flagEtcdUser, "HOOKREG_ETCD_USER"},
+	{flagEtcdPasswordFile, "HOOKREG_ETCD_PASSWORD_FILE"},
 }
 
 // replacesStore are the flags that name the data instead of --store: with

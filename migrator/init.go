@@ -53,13 +53,15 @@ Examples:
 const flagDataVersion = "data-version"
 
 type initOptions struct {
+	etcd        etcdFlags
 	store       string
 	dataVersion string
 	json        bool
 }
 
 func (o *initOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.StringVar(&o.dataVersion, flagDataVersion, "", "adopt data written before hookreg by release `V`: hooks introduced after V are pending")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
@@ -81,7 +83,7 @@ type initReport struct {
 }
 
 func (o *initOptions) Run(e *env) error {
-	st, err := openStore(o.store, openCreate)
+	st, err := openStore(e, o.store, &o.etcd, openCreate)
 	if err != nil {
 		return err
 	}

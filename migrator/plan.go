@@ -37,13 +37,15 @@ Example:
 const flagBackup = "backup"
 
 type planOptions struct {
+	etcd   etcdFlags
 	store  string
 	backup string
 	json   bool
 }
 
 func (o *planOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file` to plan from its manifest")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
@@ -71,7 +73,7 @@ func (o *planOptions) Run(e *env) error {
 		r.Backup = o.backup
 	} else {
 		var err error
-		if r, err = storePlan(e, o.store); err != nil {
+		if r, err = storePlan(e, o.store, &o.etcd, false); err != nil {
 			return err
 		}
 	}

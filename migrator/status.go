@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store/etcd"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -35,12 +36,14 @@ Example:
 }
 
 type statusOptions struct {
+	etcd  etcdFlags
 	store string
 	json  bool
 }
 
 func (o *statusOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
@@ -52,7 +55,7 @@ func (o *statusOptions) Validate(args []string) error {
 }
 
 func (o *statusOptions) Run(e *env) error {
-	r, err := storePlan(e, o.store)
+	r, err := storePlan(e, o.store, &o.etcd, true)
 	if err != nil {
 		return err
 	}
@@ -60,14 +63,18 @@ func (o *statusOptions) Run(e *env) error {
 		return writeJSON(e.stdout, r)
 	}
 	fmt.Fprintf(e.stdout, "store %s: product %s\n", o.store, productOf(r))
+	if r.Cluster != nil {
+		r.Cluster.writeText(e.stdout)
+	}
 	writePlanText(e, e.stdout, r)
 	return nil
 }
 
 // storePlan reads the metadata of the store at path, read-only, and plans
-// its upgrade.
-func storePlan(e *env, path string) (*planReport, error) {
-	st, err := openStore(path, openRead)
+// its upgrade; with cluster, it adds the status of an etcd store's
+// cluster.
+func storePlan(e *env, path string, conn *etcdFlags, cluster bool) (*planReport, error) {
+	st, err := openStore(e, path, conn, openRead)
 	if err != nil {
 		return nil, err
 	}
@@ -76,11 +83,19 @@ func storePlan(e *env, path string) (*planReport, error) {
 	if err != nil {
 		return nil, storeError(e, path, err)
 	}
+	var cs *clusterStatus
+	if es, ok := st.(*etcd.Store); ok && cluster {
+		s, err := es.Status()
+		if err != nil {
+			return nil, envErrorf("%w", err)
+		}
+		cs = newClusterStatus(s)
+	}
 	r, err := planFor(e, meta)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	r.Store = path
+	r.Store, r.Cluster = path, cs
 	return r, nil
 }
 

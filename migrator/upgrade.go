@@ -73,6 +73,7 @@ const (
 )
 
 type upgradeOptions struct {
+	etcd                etcdFlags
 	store               string
 	online              bool
 	offline             bool
@@ -84,7 +85,8 @@ type upgradeOptions struct {
 }
 
 func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store to upgrade: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.BoolVar(&o.online, flagOnline, false, "upgrade the live store --store in place")
 	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the stopped product's --store, or the backup --in into the backup --out")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` of the store")
@@ -142,7 +144,11 @@ func (o *upgradeOptions) Run(e *env) error {
 	if err := checkConfigDir(o.config); err != nil {
 		return err
 	}
-	if err := backup.CheckLayout(o.store, o.config); err != nil {
+	if isEtcd(o.store) {
+		if o.offline {
+			return fmt.Errorf("upgrade --%s --%s %s: an etcd store is upgraded offline through a backup: %s", flagOffline, flagStore, o.store, offlineEtcdSteps(e, o.store))
+		}
+	} else if err := backup.CheckLayout(o.store, o.config); err != nil {
 		return err
 	}
 	switch {
@@ -155,7 +161,7 @@ func (o *upgradeOptions) Run(e *env) error {
 }
 
 func (o *upgradeOptions) runOnline(e *env) error {
-	st, err := openStore(o.store, openWrite)
+	st, err := openStore(e, o.store, &o.etcd, openWrite)
 	if err != nil {
 		return err
 	}
@@ -246,8 +252,17 @@ func storeError(e *env, path string, err error) error {
 	case errors.Is(err, upgrade.ErrNotInitialized):
 		return fmt.Errorf("%s: %w: run \"%s init --store %s\" for a fresh install, \"%s init --store %s --data-version V\" to adopt data written by release V before hookreg, or restore a backup",
 			path, err, e.prog, path, e.prog, path)
+	case errors.As(err, &refusal) && refusal.Offline && isEtcd(path):
+		return fmt.Errorf("%s: %w: %s", path, err, offlineEtcdSteps(e, path))
 	case errors.As(err, &refusal) && refusal.Offline:
 		return fmt.Errorf("%s: %w: stop the product and run \"%s upgrade --offline --store %s\"", path, err, e.prog, path)
 	}
 	return fmt.Errorf("%s: %w", path, err)
+}
+
+// offlineEtcdSteps says how to upgrade the etcd store spec offline: the
+// offline upgrade of a backup file, restored into the cluster.
+func offlineEtcdSteps(e *env, spec string) string {
+	return fmt.Sprintf("stop the product, then run \"%[1]s backup --store %[2]s --out pre-upgrade.tar.zst\", "+
+		"\"%[1]s upgrade --offline --in pre-upgrade.tar.zst --out upgraded.tar.zst\" and \"%[1]s restore upgraded.tar.zst --store %[2]s\"", e.prog, spec)
 }
