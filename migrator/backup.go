@@ -38,10 +38,24 @@ DIR is refused, and so is a store inside DIR. FILE gets mode 0600: it
 holds the product's data. The archive is zstd-compressed unless --compress
 none. With --json, one JSON object: the store, the file and its manifest.
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+etcd store is read without its lock, at one revision (all its tables as
+they were at that revision, whatever the product writes meanwhile), which
+the backup reports ("revision" with --json). When the cluster compacts that
+revision before the backup has read it all, the backup fails and writes
+nothing: run it again, and if it keeps happening, raise the cluster's
+--auto-compaction-retention above the backup's duration. The archive is the
+same as a bbolt store's: "{{.Prog}} restore" puts it into a bbolt file.
+
 Example:
 
 	$ {{.Prog}} backup --store {{.Store}} --config {{.Config}} --out {{.Backup}}
 	backed up {{.Store}} to {{.Backup}}: data version {{.Release}}, 3 tables, 120 records, 1 config file
+	$ {{.Prog}} backup --store {{.EtcdStore}} --out {{.Backup}}
+	backed up {{.EtcdStore}} at revision 1874 to {{.Backup}}: data version {{.Release}}, 3 tables, 120 records, 0 config files
 `,
 		New: func() command { return &backupOptions{} },
 	})

@@ -36,6 +36,12 @@ escaped). With --json, one JSON object per line and record, {"table",
 "key", "value"}, where key and value are strings when they are valid UTF-8
 and otherwise given as "key_base64" or "value_base64" (standard base64).
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+etcd store is read without its lock, at one revision.
+
 Example:
 
 	$ {{.Prog}} dump --store {{.Store}} --table _hookreg
@@ -43,6 +49,7 @@ Example:
 	  "data_version"  "{{.Release}}"
 	  "last_upgrade_hook"  "{{.LastHook}}"
 	  "product"  "{{.Product}}"
+	$ {{.Prog}} dump --store {{.EtcdStore}} --json
 `,
 		New: func() command { return &dumpOptions{} },
 	})

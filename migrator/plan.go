@@ -23,12 +23,20 @@ product, data newer than the release, a downgrade, data older than the
 oldest version this release upgrades, a changed applied hook), saying why.
 With --json, one JSON object as "{{.Prog}} status --json" prints.
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+etcd store is read without its lock.
+
 Example:
 
 	$ {{.Prog}} plan --store {{.Store}}
 	{{if .Plan}}{{.Plan}}{{else}}data version {{.Release}}, last upgrade hook {{.LastHook}}; release {{.Release}}
 	up to date: no pending hooks
-{{end}}`,
+{{end}}
+	$ {{.Prog}} plan --store {{.EtcdStore}} --json
+`,
 		New: func() command { return &planOptions{} },
 	})
 }

@@ -22,6 +22,18 @@ time, mode), the hooks this release would run, and whether an upgrade would
 be refused. With --json, one JSON object with release, data_version,
 last_upgrade_hook, pending, applied, online_ok (and refusal when refused).
 
+An etcd store is opened without its lock, so status runs beside a
+migrator at work; it also shows the cluster: the store's generation, the
+revision read, the database size against the quota, how many members
+answered, and the alarms (a NOSPACE alarm stops every write). With --json,
+they are the object "cluster": generation, revision, db_size,
+db_size_quota, members, endpoints, alarms.
+
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
+
 Example:
 
 	$ {{.Prog}} status --store {{.Store}} --json
@@ -30,6 +42,10 @@ Example:
 	  "release": "{{.Release}}",
 	  "data_version": "{{.Release}}",
 	  ...
+	$ {{.Prog}} status --store {{.EtcdStore}}
+	store {{.EtcdStore}}: product {{.Product}}
+	cluster: generation 1, revision 1874, database 2.1 MiB of 2.0 GiB quota (0%), 3 of 3 members answered, no alarms
+	...
 `,
 		New: func() command { return &statusOptions{} },
 	})

@@ -40,6 +40,16 @@ it waits beside S as .S.upgraded.tar.zst until it is swapped in.
 --offline --in FILE --out FILE upgrades the backup FILE into a new backup
 in a child process; the input is never modified.
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
+--online takes the store's lock, so a second migrator is refused; the
+product keeps writing meanwhile. --offline --store does not run on an etcd
+store: stop the product, back the store up, upgrade the backup with
+--offline --in FILE --out FILE, and restore the result into the store (the
+refusal names the three commands).
+
 Refused, with nothing written: another product's data, a data version newer
 than this release, a downgrade, data older than the oldest version this
 release upgrades, and an applied hook whose code digest changed (unless
@@ -57,6 +67,8 @@ Examples:
 	...
 	upgraded {{.Store}} from data version {{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}} to {{.Release}}
 	pre-upgrade backup: {{.Store}}.pre-upgrade-{{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}}-20260101T000000Z.tar.zst
+	$ HOOKREG_ETCD_PASSWORD=... {{.Prog}} upgrade --online --store {{.EtcdStore}} --etcd-user migrator
+	...
 `,
 		New: func() command { return &upgradeOptions{} },
 	})
