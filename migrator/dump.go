@@ -3,6 +3,7 @@ package migrator
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,9 +12,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store/etcd"
 )
 
 func init() {
@@ -119,6 +123,9 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 		}
 		p.table(name)
 		err = t.Scan(nil, func(k, v []byte) error { return p.record(name, k, v) })
+		if et, ok := tx.(*etcd.Tx); ok && errors.Is(err, rpctypes.ErrCompacted) {
+			return fmt.Errorf("%s: table %q: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, name, et.Revision(), err)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: table %q: %w", o.store, name, err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/migrator"
 	"github.com/hookreg/hookreg/store/etcd"
 )
 
@@ -442,5 +443,62 @@ func TestEtcdBackupCompacted(t *testing.T) {
 	}
 	if got := names(t, dir); len(got) != 0 {
 		t.Errorf("the failed backup left %q", got)
+	}
+}
+
+// blockingWriter blocks its first write until release is closed, after
+// telling started.
+type blockingWriter struct {
+	strings.Builder
+	once             sync.Once
+	started, release chan struct{}
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() {
+		close(w.started)
+		<-w.release
+	})
+	return w.Builder.Write(p)
+}
+
+// TestEtcdDumpCompacted compacts the cluster past the revision of a dump
+// that has printed its first records: the dump fails saying that its
+// output is incomplete.
+func TestEtcdDumpCompacted(t *testing.T) {
+	url, prefix := etcdStore(t)
+	if code, _, stderr := migratorMain(waitRegistry, "init", "--store", url); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	createTable(t, prefix, "big")
+	cli := etcdClient(t)
+	for i := 0; i < 1500; i += 100 {
+		var ops []clientv3.Op
+		for j := i; j < i+100; j++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%s/g/1/t/big/key-%04d", prefix, j), "value"))
+		}
+		if _, err := cli.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := &blockingWriter{started: make(chan struct{}), release: make(chan struct{})}
+	var stderr strings.Builder
+	done := make(chan int)
+	go func() {
+		p := &migrator.Program{Registry: waitRegistry, Name: "migrator"}
+		done <- p.Main([]string{"dump", "--store", url, "--table", "big"}, strings.NewReader(""), out, &stderr)
+	}()
+	<-out.started
+	resp, err := cli.Put(context.Background(), prefix+"/g/1/t/big/key-0000", "changed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(context.Background(), resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	close(out.release)
+	code := <-done
+	if code != 1 || !regexp.MustCompile(`the cluster compacted revision [0-9]+ while the dump was reading it, so the output is incomplete: run the dump again`).MatchString(stderr.String()) {
+		t.Errorf("dump overtaken by compaction: exit %d\n%s", code, stderr.String())
 	}
 }
