@@ -150,12 +150,15 @@ func TestEtcdCommands(t *testing.T) {
 	var status struct {
 		DataVersion string `json:"data_version"`
 		Cluster     *struct {
-			Generation, Revision, DBSize, DBSizeQuota int64
-			Members                                   int
-			Alarms                                    []string
-		}
+			Generation  int64    `json:"generation"`
+			Revision    int64    `json:"revision"`
+			DBSize      int64    `json:"db_size"`
+			DBSizeQuota int64    `json:"db_size_quota"`
+			Members     int      `json:"members"`
+			Alarms      []string `json:"alarms"`
+		} `json:"cluster"`
 	}
-	if err := json.Unmarshal([]byte(strings.NewReplacer("db_size_quota", "DBSizeQuota", "db_size", "DBSize").Replace(out)), &status); code != 0 || err != nil {
+	if err := json.Unmarshal([]byte(out), &status); code != 0 || err != nil {
 		t.Fatalf("status --json: %d %v %s\n%s", code, err, stderr, out)
 	}
 	if c := status.Cluster; c == nil || c.Generation != 1 || c.Revision <= 0 || c.DBSize <= 0 || c.DBSizeQuota < c.DBSize || c.Members != 3 || c.Alarms == nil || len(c.Alarms) != 0 {
