@@ -505,3 +505,44 @@ func TestEtcdDumpCompacted(t *testing.T) {
 		t.Errorf("dump overtaken by compaction: exit %d\n%s", code, stderr.String())
 	}
 }
+
+// TestEtcdStatusFull fills a cluster's quota: status shows the NOSPACE
+// alarm in text and JSON, and an online upgrade fails without writing.
+func TestEtcdStatusFull(t *testing.T) {
+	c, err := etcdtest.Start(etcdtest.Config{QuotaBackendBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	url := "etcd://" + strings.TrimPrefix(c.Endpoints[0], "http://") + "/full"
+	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
+	if code, _, stderr := migratorMain(v100, "init", "--store", url); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	value := strings.Repeat("x", 1<<20)
+	for i := 0; ; i++ {
+		if _, err := cli.Put(context.Background(), fmt.Sprintf("/filler/%d", i), value); err != nil {
+			break
+		}
+		if i == 20 {
+			t.Fatal("20 MiB fit into a 4 MiB quota")
+		}
+	}
+	code, out, stderr := migratorMain(v100, "status", "--store", url)
+	if code != 0 || !regexp.MustCompile(`(?m)^ALARMS: member [0-9a-f]+: NOSPACE: writes fail until they are cleared`).MatchString(out) || !strings.Contains(out, "of 4.0 MiB quota") {
+		t.Errorf("status of a full cluster: %d %s\n%s", code, stderr, out)
+	}
+	code, out, _ = migratorMain(v100, "status", "--store", url, "--json")
+	if code != 0 || !regexp.MustCompile(`"alarms": \[\s*"member [0-9a-f]+: NOSPACE"\s*\]`).MatchString(out) {
+		t.Errorf("status --json of a full cluster: %d\n%s", code, out)
+	}
+	code, _, stderr = migratorMain(shopRegistry(false), "upgrade", "--online", "--store", url)
+	if code != 1 || !strings.Contains(stderr, "--quota-backend-bytes): compact and defragment it") {
+		t.Errorf("upgrade of a full cluster: exit %d\n%s", code, stderr)
+	}
+}

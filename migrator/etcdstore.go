@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
@@ -116,6 +118,10 @@ func openEtcd(e *env, spec string, conn *etcdFlags, mode openMode) (*etcd.Store,
 	switch {
 	case errors.Is(err, store.ErrInUse):
 		return nil, err
+	case errors.Is(err, rpctypes.ErrNoSpace):
+		// Taking the lock writes: a full cluster refuses it, as it
+		// would refuse the commits.
+		return nil, fmt.Errorf("%w: %w", err, etcd.ErrNoSpace)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, envErrorf("%w; run \"%s init --store %s\" first, or check the prefix", err, e.prog, spec)
 	case err != nil:
