@@ -124,7 +124,7 @@ func (o *backupOptions) Run(e *env) error {
 	if pinned != nil && errors.Is(err, rpctypes.ErrCompacted) {
 		return fmt.Errorf("%s: the cluster compacted revision %d while the backup was reading it, so no consistent copy could be made and nothing was written to %s: "+
 			"run the backup again; if compaction keeps overtaking it, run it when the product writes less, or raise the cluster's --auto-compaction-retention above the backup's duration (%w)",
-			o.store, pinned.rev, o.out, err)
+			o.store, pinned.rev, o.out, rpctypes.ErrCompacted)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)

@@ -124,7 +124,7 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 		p.table(name)
 		err = t.Scan(nil, func(k, v []byte) error { return p.record(name, k, v) })
 		if et, ok := tx.(*etcd.Tx); ok && errors.Is(err, rpctypes.ErrCompacted) {
-			return fmt.Errorf("%s: table %q: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, name, et.Revision(), err)
+			return fmt.Errorf("%s: table %q: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, name, et.Revision(), rpctypes.ErrCompacted)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: table %q: %w", o.store, name, err)
