@@ -53,7 +53,9 @@ Example:
 	  "data_version"  "{{.Release}}"
 	  "last_upgrade_hook"  "{{.LastHook}}"
 	  "product"  "{{.Product}}"
-	$ {{.Prog}} dump --store {{.EtcdStore}} --json
+	$ {{.Prog}} dump --store {{.EtcdStore}} --table _hookreg --json
+	{"table":"_hookreg","key":"data_version","value":"{{.Release}}"}
+	...
 `,
 		New: func() command { return &dumpOptions{} },
 	})

@@ -36,6 +36,10 @@ Example:
 	up to date: no pending hooks
 {{end}}
 	$ {{.Prog}} plan --store {{.EtcdStore}} --json
+	{
+	  "product": "{{.Product}}",
+	  "release": "{{.Release}}",
+	  ...
 `,
 		New: func() command { return &planOptions{} },
 	})
