@@ -3,6 +3,9 @@ package migrator
 import (
 	"flag"
 	"strings"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store/etcd"
 )
 
 // envFlags are the flags that the environment gives defaults for, as
@@ -58,6 +61,13 @@ func (c *envDefaults) Validate(args []string) error {
 		}
 		if err := f.Value.Set(v); err != nil {
 			return err
+		}
+	}
+	// An etcd URL is checked before anything can print it: one with a
+	// password in it is refused without repeating it.
+	if f := c.fs.Lookup(flagStore); f != nil && isEtcd(f.Value.String()) {
+		if _, _, err := etcd.ParseURL(f.Value.String()); err != nil {
+			return cliflag.Usagef("--%s: %v", flagStore, err)
 		}
 	}
 	return c.command.Validate(args)

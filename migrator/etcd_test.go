@@ -221,8 +221,9 @@ func TestEtcdCommands(t *testing.T) {
 	}
 }
 
-// TestEtcdStoreErrors: a bad URL is a usage error, a prefix without a
-// store an environment error naming init; both exit 2.
+// TestEtcdStoreErrors: a bad URL is a usage error of every command, never
+// repeated (it may hold a password), and a prefix without a store an
+// environment error naming init; both exit 2.
 func TestEtcdStoreErrors(t *testing.T) {
 	url, _ := etcdStore(t)
 	for _, tc := range []struct{ store, want string }{
@@ -230,9 +231,15 @@ func TestEtcdStoreErrors(t *testing.T) {
 		{"etcd://user:pw@127.0.0.1:2379/p", "user information in the URL"},
 		{url, "no store at this prefix"},
 	} {
-		code, _, stderr := run("status", "--store", tc.store)
-		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "pw@") {
-			t.Errorf("status --store %s: exit %d, want %q:\n%s", tc.store, code, tc.want, stderr)
+		commands := [][]string{{"status"}, {"upgrade", "--offline"}, {"restore", "f.tar.zst"}}
+		if tc.store == url {
+			commands = commands[:1]
+		}
+		for _, args := range commands {
+			code, _, stderr := run(append(args, "--store", tc.store)...)
+			if code != 2 || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "pw@") {
+				t.Errorf("%s --store %s: exit %d, want %q:\n%s", args[0], tc.store, code, tc.want, stderr)
+			}
 		}
 	}
 }

@@ -158,7 +158,7 @@ func (o *upgradeOptions) Run(e *env) error {
 	}
 	if isEtcd(o.store) {
 		if o.offline {
-			return fmt.Errorf("upgrade --%s --%s %s: an etcd store is upgraded offline through a backup: %s", flagOffline, flagStore, o.store, offlineEtcdSteps(e, o.store))
+			return fmt.Errorf("%s: an etcd store is upgraded offline through a backup: %s", o.store, offlineEtcdSteps(e, o.store))
 		}
 	} else if err := backup.CheckLayout(o.store, o.config); err != nil {
 		return err
