@@ -553,3 +553,38 @@ func TestEtcdStatusFull(t *testing.T) {
 		t.Errorf("upgrade of a full cluster: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestEtcdUpgradeUnderWriters upgrades an etcd store online while product
+// writers keep writing another table: the product needs no pause, and
+// the hook applies whole.
+func TestEtcdUpgradeUnderWriters(t *testing.T) {
+	url, prefix := etcdStore(t)
+	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
+	if code, _, stderr := migratorMain(v100, "init", "--store", url); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	createTable(t, prefix, "live")
+	stop := make(chan struct{})
+	writes, wait := liveWriters(t, prefix, stop)
+	waitWrites(t, writes, 50)
+	code, out, stderr := migratorMain(shopRegistry(false), "upgrade", "--online", "--store", url)
+	waitWrites(t, writes, 50)
+	close(stop)
+	wait()
+	if code != 0 || !strings.Contains(out, "hook 1") {
+		t.Fatalf("upgrade beside the product's writers: %d %s %s", code, out, stderr)
+	}
+	_, items, _ := migratorMain(shopRegistry(false), "dump", "--store", url, "--table", "items", "--json")
+	if n := strings.Count(items, "\n"); n != 40 {
+		t.Errorf("the hook wrote %d records, want 40:\n%s", n, items)
+	}
+	// The product's table reads through the store as etcd holds it.
+	resp, err := etcdClient(t).Get(context.Background(), prefix+"/g/1/t/live/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, live, _ := migratorMain(shopRegistry(false), "dump", "--store", url, "--table", "live")
+	if got := strings.Count(live, "\n") - 1; got != len(resp.Kvs) || len(resp.Kvs) == 0 {
+		t.Errorf("dump shows %d records of the product's table, etcd holds %d", got, len(resp.Kvs))
+	}
+}
