@@ -1,13 +1,17 @@
 package migrator
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 
-	"github.com/hookreg/hookreg/backup"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/etcd"
 )
 
 func init() {
@@ -34,10 +38,24 @@ DIR is refused, and so is a store inside DIR. FILE gets mode 0600: it
 holds the product's data. The archive is zstd-compressed unless --compress
 none. With --json, one JSON object: the store, the file and its manifest.
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+etcd store is read without its lock, at one revision (all its tables as
+they were at that revision, whatever the product writes meanwhile), which
+the backup reports ("revision" with --json). When the cluster compacts that
+revision before the backup has read it all, the backup fails and writes
+nothing: run it again, and if it keeps happening, raise the cluster's
+--auto-compaction-retention above the backup's duration. The archive is the
+same as a bbolt store's: "{{.Prog}} restore" puts it into a bbolt file.
+
 Example:
 
 	$ {{.Prog}} backup --store {{.Store}} --config {{.Config}} --out {{.Backup}}
 	backed up {{.Store}} to {{.Backup}}: data version {{.Release}}, 3 tables, 120 records, 1 config file
+	$ {{.Prog}} backup --store {{.EtcdStore}} --out {{.Backup}}
+	backed up {{.EtcdStore}} at revision 1874 to {{.Backup}}: data version {{.Release}}, 3 tables, 120 records, 0 config files
 `,
 		New: func() command { return &backupOptions{} },
 	})
@@ -49,6 +67,7 @@ const (
 )
 
 type backupOptions struct {
+	etcd     etcdFlags
 	store    string
 	config   string
 	compress string
@@ -57,7 +76,8 @@ type backupOptions struct {
 }
 
 func (o *backupOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to include")
 	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "compression: zstd or none")
 	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write")
@@ -85,24 +105,56 @@ func (o *backupOptions) Run(e *env) error {
 	if err := checkOut(o.out); err != nil {
 		return err
 	}
-	st, err := openStore(o.store, openRead)
+	st, err := openStore(e, o.store, &o.etcd, openRead)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	m, err := backup.WriteFile(e.ctx, st, e.reg, o.out, backup.Options{
+	src := st
+	var pinned *revisionRecorder
+	if es, ok := st.(*etcd.Store); ok {
+		pinned = &revisionRecorder{Store: es}
+		src = pinned
+	}
+	m, err := backup.WriteFile(e.ctx, src, e.reg, o.out, backup.Options{
 		ConfigDir:   o.config,
 		Compression: comp,
 		Progress:    e.progress,
 	})
+	if pinned != nil && errors.Is(err, rpctypes.ErrCompacted) {
+		return fmt.Errorf("%s: the cluster compacted revision %d while the backup was reading it, so no consistent copy could be made and nothing was written to %s: "+
+			"run the backup again; if compaction keeps overtaking it, run it when the product writes less, or raise the cluster's --auto-compaction-retention above the backup's duration (%w)",
+			o.store, pinned.rev, o.out, rpctypes.ErrCompacted)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)
 	}
-	if o.json {
-		return writeJSON(e.stdout, archiveReport{Store: o.store, Backup: o.out, Manifest: m})
+	r := archiveReport{Store: o.store, Backup: o.out, Manifest: m}
+	at := ""
+	if pinned != nil {
+		r.Revision = pinned.rev
+		at = fmt.Sprintf(" at revision %d", pinned.rev)
 	}
-	fmt.Fprintf(e.stdout, "backed up %s to %s: %s\n", o.store, o.out, summary(m))
+	if o.json {
+		return writeJSON(e.stdout, r)
+	}
+	fmt.Fprintf(e.stdout, "backed up %s%s to %s: %s\n", o.store, at, o.out, summary(m))
 	return nil
+}
+
+// revisionRecorder is an etcd store that remembers the revision of the
+// last transaction begun: the revision a backup reads at.
+type revisionRecorder struct {
+	*etcd.Store
+	rev int64
+}
+
+func (r *revisionRecorder) Begin(writable bool) (store.Tx, error) {
+	tx, err := r.Store.Begin(writable)
+	if t, ok := tx.(*etcd.Tx); ok {
+		r.rev = t.Revision()
+	}
+	return tx, err
 }
 
 // summary describes the content of an archive in one line.

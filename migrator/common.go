@@ -23,6 +23,9 @@ const (
 	flagJSON  = "json"
 )
 
+// storeUsage is the usage of --store.
+const storeUsage = "the store `S`: a bbolt file path or etcd://host:port[,host:port]/prefix"
+
 // openMode is how openStore opens a store.
 type openMode int
 
@@ -32,15 +35,20 @@ const (
 	openCreate                 // read-write, created when missing
 )
 
-// openStore opens the store named by spec, a bbolt file path. A store held
+// openStore opens the store named by spec: a bbolt file path, or an
+// etcd://host:port[,host:port]/prefix URL reached with conn. A store held
 // by another process is a refused operation; a missing or unreadable one
 // is an environment error.
-func openStore(spec string, mode openMode) (store.Store, error) {
+func openStore(e *env, spec string, conn *etcdFlags, mode openMode) (store.Store, error) {
 	if spec == "" {
 		return nil, envErrorf("no store given")
 	}
-	if strings.HasPrefix(spec, "etcd://") {
-		return nil, envErrorf("store %s: etcd stores are not supported by this migrator yet; use a bbolt file path", spec)
+	if isEtcd(spec) {
+		st, err := openEtcd(e, spec, conn, mode)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	}
 	if info, err := os.Stat(spec); err == nil && !info.Mode().IsRegular() {
 		return nil, envErrorf("store %s is not a regular file (%s)", spec, info.Mode().Type())
@@ -61,6 +69,8 @@ type planReport struct {
 	// Store or Backup names the data planned.
 	Store  string `json:"store,omitempty"`
 	Backup string `json:"backup,omitempty"`
+	// Cluster is the status of an etcd store's cluster (status only).
+	Cluster *clusterStatus `json:"cluster,omitempty"`
 	// Refusal is why the upgrade would be refused; empty when it may run
 	// (offline at least; see OnlineOK).
 	Refusal string `json:"refusal,omitempty"`
@@ -158,9 +168,11 @@ func planFor(e *env, meta upgrade.Metadata) (*planReport, error) {
 
 // archiveReport is the output of backup, verify and restore --json.
 type archiveReport struct {
-	Store    string            `json:"store,omitempty"`
-	Config   string            `json:"config,omitempty"`
-	Backup   string            `json:"backup"`
+	Store  string `json:"store,omitempty"`
+	Config string `json:"config,omitempty"`
+	Backup string `json:"backup"`
+	// Revision is the etcd revision a backup of an etcd store read at.
+	Revision int64             `json:"revision,omitempty"`
 	Manifest *archive.Manifest `json:"manifest"`
 	// Pending are the hooks pending on restored data.
 	Pending []int `json:"pending,omitempty"`

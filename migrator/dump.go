@@ -3,6 +3,7 @@ package migrator
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,9 +12,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store/etcd"
 )
 
 func init() {
@@ -36,6 +40,12 @@ escaped). With --json, one JSON object per line and record, {"table",
 "key", "value"}, where key and value are strings when they are valid UTF-8
 and otherwise given as "key_base64" or "value_base64" (standard base64).
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+etcd store is read without its lock, at one revision.
+
 Example:
 
 	$ {{.Prog}} dump --store {{.Store}} --table _hookreg
@@ -43,6 +53,9 @@ Example:
 	  "data_version"  "{{.Release}}"
 	  "last_upgrade_hook"  "{{.LastHook}}"
 	  "product"  "{{.Product}}"
+	$ {{.Prog}} dump --store {{.EtcdStore}} --table _hookreg --json
+	{"table":"_hookreg","key":"data_version","value":"{{.Release}}"}
+	...
 `,
 		New: func() command { return &dumpOptions{} },
 	})
@@ -52,12 +65,14 @@ Example:
 const flagTable = "table"
 
 type dumpOptions struct {
+	etcd                 etcdFlags
 	store, backup, table string
 	json                 bool
 }
 
 func (o *dumpOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file`")
 	fs.StringVar(&o.table, flagTable, "", "print only the table `T`")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object per record and line")
@@ -75,7 +90,7 @@ func (o *dumpOptions) Run(e *env) error {
 	p := &dumpPrinter{w: w, json: o.json}
 	var err error
 	if o.store != "" {
-		err = o.dumpStore(p)
+		err = o.dumpStore(e, p)
 	} else {
 		err = o.dumpBackup(p)
 	}
@@ -85,8 +100,8 @@ func (o *dumpOptions) Run(e *env) error {
 	return err
 }
 
-func (o *dumpOptions) dumpStore(p *dumpPrinter) error {
-	st, err := openStore(o.store, openRead)
+func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
+	st, err := openStore(e, o.store, &o.etcd, openRead)
 	if err != nil {
 		return err
 	}
@@ -110,6 +125,9 @@ func (o *dumpOptions) dumpStore(p *dumpPrinter) error {
 		}
 		p.table(name)
 		err = t.Scan(nil, func(k, v []byte) error { return p.record(name, k, v) })
+		if et, ok := tx.(*etcd.Tx); ok && errors.Is(err, rpctypes.ErrCompacted) {
+			return fmt.Errorf("%s: table %q: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, name, et.Revision(), rpctypes.ErrCompacted)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: table %q: %w", o.store, name, err)
 		}

@@ -3,14 +3,23 @@ package migrator
 import (
 	"flag"
 	"strings"
+
+	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store/etcd"
 )
 
 // envFlags are the flags that the environment gives defaults for, as
 // goose and atlas read theirs: HOOKREG_STORE is --store, HOOKREG_CONFIG is
-// --config.
+// --config, and HOOKREG_ETCD_* the connection of an etcd:// store (see
+// also envEtcdPassword).
 var envFlags = []struct{ flag, env string }{
 	{flagStore, "HOOKREG_STORE"},
 	{flagConfig, "HOOKREG_CONFIG"},
+	{flagEtcdCACert, "HOOKREG_ETCD_CACERT"},
+	{flagEtcdCert, "HOOKREG_ETCD_CERT"},
+	{flagEtcdKey, "HOOKREG_ETCD_KEY"},
+	{flagEtcdUser, "HOOKREG_ETCD_USER"},
+	{flagEtcdPasswordFile, "HOOKREG_ETCD_PASSWORD_FILE"},
 }
 
 // replacesStore are the flags that name the data instead of --store: with
@@ -52,6 +61,13 @@ func (c *envDefaults) Validate(args []string) error {
 		}
 		if err := f.Value.Set(v); err != nil {
 			return err
+		}
+	}
+	// An etcd URL is checked before anything can print it: one with a
+	// password in it is refused without repeating it.
+	if f := c.fs.Lookup(flagStore); f != nil && isEtcd(f.Value.String()) {
+		if _, _, err := etcd.ParseURL(f.Value.String()); err != nil {
+			return cliflag.Usagef("--%s: %v", flagStore, err)
 		}
 	}
 	return c.command.Validate(args)

@@ -18,8 +18,9 @@ type helpData struct {
 	// Product and Release are the registry's.
 	Product, Release string
 	// Store, Config and Backup are example paths named after the product:
-	// "acme.db", "etc/acme", "acme-5.1.0.tar.zst".
-	Store, Config, Backup string
+	// "acme.db", "etc/acme", "acme-5.1.0.tar.zst"; EtcdStore an example
+	// etcd store: "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/acme".
+	Store, Config, Backup, EtcdStore string
 	// LastHook is the largest hook number ("none" without hooks).
 	LastHook string
 	// Old is an example of older data: the version of the registry's
@@ -36,13 +37,14 @@ func newHelpData(e *env) *helpData {
 		base = "data"
 	}
 	d := &helpData{
-		Prog:     e.prog,
-		Product:  e.reg.Product,
-		Release:  e.reg.Release,
-		Store:    base + ".db",
-		Config:   "etc/" + base,
-		Backup:   base + "-" + e.reg.Release + ".tar.zst",
-		LastHook: "none",
+		Prog:      e.prog,
+		Product:   e.reg.Product,
+		Release:   e.reg.Release,
+		Store:     base + ".db",
+		Config:    "etc/" + base,
+		Backup:    base + "-" + e.reg.Release + ".tar.zst",
+		EtcdStore: "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/" + base,
+		LastHook:  "none",
 	}
 	hooks := e.reg.Hooks
 	if n := len(hooks); n > 0 {

@@ -18,7 +18,7 @@ func init() {
 Usage: {{.Prog}} init --store S [--data-version V] [--json]
 
 Records the upgrade metadata of the store S (a bbolt file, created when
-missing).
+missing; an etcd store, created at its prefix when the prefix holds none).
 
 Without --data-version, a fresh install of this release: data version = the
 release ({{.Release}}), last upgrade hook = the largest hook number ({{.LastHook}}), so
@@ -35,6 +35,12 @@ backup" works on a store without metadata.
 A store that already has upgrade metadata is refused. With --json, one JSON
 object with store, product, data_version and last_upgrade_hook.
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). init
+takes the store's lock, so a second migrator is refused.
+
 Examples:
 
 	$ {{.Prog}} init --store {{.Store}}
@@ -44,6 +50,9 @@ Examples:
 	$ {{.Prog}} init --store {{.Store}} --data-version {{.Old}}
 	initialized {{.Store}}: product {{.Product}}, data version {{.Old}}, last upgrade hook none
 {{- end}}
+
+	$ {{.Prog}} init --store {{.EtcdStore}} --etcd-cacert ca.pem
+	initialized {{.EtcdStore}}: product {{.Product}}, data version {{.Release}}, last upgrade hook {{.LastHook}}
 `,
 		New: func() command { return &initOptions{} },
 	})
@@ -53,13 +62,15 @@ Examples:
 const flagDataVersion = "data-version"
 
 type initOptions struct {
+	etcd        etcdFlags
 	store       string
 	dataVersion string
 	json        bool
 }
 
 func (o *initOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.StringVar(&o.dataVersion, flagDataVersion, "", "adopt data written before hookreg by release `V`: hooks introduced after V are pending")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
@@ -81,7 +92,7 @@ type initReport struct {
 }
 
 func (o *initOptions) Run(e *env) error {
-	st, err := openStore(o.store, openCreate)
+	st, err := openStore(e, o.store, &o.etcd, openCreate)
 	if err != nil {
 		return err
 	}

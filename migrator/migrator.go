@@ -36,18 +36,30 @@
 //	after the upgrade: data version 5.1.0
 //	online upgrade: refused, offline hooks 100: run "migrator upgrade --offline --store broker.db"
 //
-// S is a bbolt file path (the embedded store). HOOKREG_STORE and
-// HOOKREG_CONFIG in the environment stand for --store and --config when
-// the command line gives neither them nor --backup or --in. Flags may
-// stand before or after the positional arguments; "-flag" and "--flag"
-// are the same. A second migrator on the same store fails within seconds
-// with "store is in use by another process". SIGINT and SIGTERM stop every
-// command at its next safe point, exit 1 and leave the target as it was:
-// an upgrade between hooks or batches (what is committed stays, and a
-// re-run resumes), a backup or a restore before its rename or swap (its
-// temporary files removed), a verify or a plan at once. A second signal
-// ends the process at once; a rerun completes or cleans up. Long work
-// reports progress on stderr when stderr is a terminal.
+// S is a bbolt file path (the embedded store) or an etcd cluster and key
+// prefix, etcd://host:port[,host:port]/prefix (the cluster store, for
+// every command but restore; "upgrade --offline --store" on it names the
+// backup, offline upgrade and restore that replace it). The flags
+// --etcd-cacert, --etcd-cert, --etcd-key, --etcd-user and
+// --etcd-password-file reach the cluster, or the variables
+// HOOKREG_ETCD_CACERT, HOOKREG_ETCD_CERT, HOOKREG_ETCD_KEY,
+// HOOKREG_ETCD_USER and HOOKREG_ETCD_PASSWORD_FILE, and HOOKREG_ETCD_PASSWORD
+// holds the password itself (no flag does: a command line is visible to
+// every user of the machine); none of them is ever printed. status, plan,
+// dump and backup read an etcd store without its lock, at one revision;
+// init and upgrade take the lock.
+//
+// HOOKREG_STORE and HOOKREG_CONFIG in the environment stand for --store
+// and --config when the command line gives neither them nor --backup or
+// --in. Flags may stand before or after the positional arguments; "-flag"
+// and "--flag" are the same. A second migrator on the same store fails
+// within seconds with "store is in use by another process". SIGINT and
+// SIGTERM stop every command at its next safe point, exit 1 and leave the
+// target as it was: an upgrade between hooks or batches (what is committed
+// stays, and a re-run resumes), a backup or a restore before its rename or
+// swap (its temporary files removed), a verify or a plan at once. A second
+// signal ends the process at once; a rerun completes or cleans up. Long
+// work reports progress on stderr when stderr is a terminal.
 //
 // The offline upgrade runs in a child process: the program re-executed with
 // the arguments it was started with and the environment variable

@@ -23,12 +23,24 @@ product, data newer than the release, a downgrade, data older than the
 oldest version this release upgrades, a changed applied hook), saying why.
 With --json, one JSON object as "{{.Prog}} status --json" prints.
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+etcd store is read without its lock.
+
 Example:
 
 	$ {{.Prog}} plan --store {{.Store}}
 	{{if .Plan}}{{.Plan}}{{else}}data version {{.Release}}, last upgrade hook {{.LastHook}}; release {{.Release}}
 	up to date: no pending hooks
-{{end}}`,
+{{end}}
+	$ {{.Prog}} plan --store {{.EtcdStore}} --json
+	{
+	  "product": "{{.Product}}",
+	  "release": "{{.Release}}",
+	  ...
+`,
 		New: func() command { return &planOptions{} },
 	})
 }
@@ -37,13 +49,15 @@ Example:
 const flagBackup = "backup"
 
 type planOptions struct {
+	etcd   etcdFlags
 	store  string
 	backup string
 	json   bool
 }
 
 func (o *planOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file` to plan from its manifest")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
@@ -71,7 +85,7 @@ func (o *planOptions) Run(e *env) error {
 		r.Backup = o.backup
 	} else {
 		var err error
-		if r, err = storePlan(e, o.store); err != nil {
+		if r, err = storePlan(e, o.store, &o.etcd, false); err != nil {
 			return err
 		}
 	}

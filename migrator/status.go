@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store/etcd"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -21,6 +22,18 @@ time, mode), the hooks this release would run, and whether an upgrade would
 be refused. With --json, one JSON object with release, data_version,
 last_upgrade_hook, pending, applied, online_ok (and refusal when refused).
 
+An etcd store is opened without its lock, so status runs beside a
+migrator at work; it also shows the cluster: the store's generation, the
+revision read, the database size against the quota, how many members
+answered, and the alarms (a NOSPACE alarm stops every write). With --json,
+they are the object "cluster": generation, revision, db_size,
+db_size_quota, members, endpoints, alarms.
+
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
+
 Example:
 
 	$ {{.Prog}} status --store {{.Store}} --json
@@ -29,18 +42,24 @@ Example:
 	  "release": "{{.Release}}",
 	  "data_version": "{{.Release}}",
 	  ...
+	$ {{.Prog}} status --store {{.EtcdStore}}
+	store {{.EtcdStore}}: product {{.Product}}
+	cluster: generation 1, revision 1874, database 2.1 MiB of 2.0 GiB quota (0%), 3 of 3 members answered, no alarms
+	...
 `,
 		New: func() command { return &statusOptions{} },
 	})
 }
 
 type statusOptions struct {
+	etcd  etcdFlags
 	store string
 	json  bool
 }
 
 func (o *statusOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
@@ -52,7 +71,7 @@ func (o *statusOptions) Validate(args []string) error {
 }
 
 func (o *statusOptions) Run(e *env) error {
-	r, err := storePlan(e, o.store)
+	r, err := storePlan(e, o.store, &o.etcd, true)
 	if err != nil {
 		return err
 	}
@@ -60,14 +79,18 @@ func (o *statusOptions) Run(e *env) error {
 		return writeJSON(e.stdout, r)
 	}
 	fmt.Fprintf(e.stdout, "store %s: product %s\n", o.store, productOf(r))
+	if r.Cluster != nil {
+		r.Cluster.writeText(e.stdout)
+	}
 	writePlanText(e, e.stdout, r)
 	return nil
 }
 
 // storePlan reads the metadata of the store at path, read-only, and plans
-// its upgrade.
-func storePlan(e *env, path string) (*planReport, error) {
-	st, err := openStore(path, openRead)
+// its upgrade; with cluster, it adds the status of an etcd store's
+// cluster.
+func storePlan(e *env, path string, conn *etcdFlags, cluster bool) (*planReport, error) {
+	st, err := openStore(e, path, conn, openRead)
 	if err != nil {
 		return nil, err
 	}
@@ -76,11 +99,19 @@ func storePlan(e *env, path string) (*planReport, error) {
 	if err != nil {
 		return nil, storeError(e, path, err)
 	}
+	var cs *clusterStatus
+	if es, ok := st.(*etcd.Store); ok && cluster {
+		s, err := es.Status()
+		if err != nil {
+			return nil, envErrorf("%w", err)
+		}
+		cs = newClusterStatus(s)
+	}
 	r, err := planFor(e, meta)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	r.Store = path
+	r.Store, r.Cluster = path, cs
 	return r, nil
 }
 

@@ -40,6 +40,16 @@ it waits beside S as .S.upgraded.tar.zst until it is swapped in.
 --offline --in FILE --out FILE upgrades the backup FILE into a new backup
 in a child process; the input is never modified.
 
+S is a bbolt file path, or an etcd cluster and key prefix:
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
+--etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
+with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
+--online takes the store's lock, so a second migrator is refused; the
+product keeps writing meanwhile. --offline --store does not run on an etcd
+store: stop the product, back the store up, upgrade the backup with
+--offline --in FILE --out FILE, and restore the result into the store (the
+refusal names the three commands).
+
 Refused, with nothing written: another product's data, a data version newer
 than this release, a downgrade, data older than the oldest version this
 release upgrades, and an applied hook whose code digest changed (unless
@@ -57,6 +67,8 @@ Examples:
 	...
 	upgraded {{.Store}} from data version {{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}} to {{.Release}}
 	pre-upgrade backup: {{.Store}}.pre-upgrade-{{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}}-20260101T000000Z.tar.zst
+	$ HOOKREG_ETCD_PASSWORD=... {{.Prog}} upgrade --online --store {{.EtcdStore}} --etcd-user migrator
+	...
 `,
 		New: func() command { return &upgradeOptions{} },
 	})
@@ -73,6 +85,7 @@ const (
 )
 
 type upgradeOptions struct {
+	etcd                etcdFlags
 	store               string
 	online              bool
 	offline             bool
@@ -84,7 +97,8 @@ type upgradeOptions struct {
 }
 
 func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store to upgrade: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", storeUsage)
+	o.etcd.register(fs)
 	fs.BoolVar(&o.online, flagOnline, false, "upgrade the live store --store in place")
 	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the stopped product's --store, or the backup --in into the backup --out")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` of the store")
@@ -142,7 +156,11 @@ func (o *upgradeOptions) Run(e *env) error {
 	if err := checkConfigDir(o.config); err != nil {
 		return err
 	}
-	if err := backup.CheckLayout(o.store, o.config); err != nil {
+	if isEtcd(o.store) {
+		if o.offline {
+			return fmt.Errorf("%s: an etcd store is upgraded offline through a backup: %s", o.store, offlineEtcdSteps(e, o.store))
+		}
+	} else if err := backup.CheckLayout(o.store, o.config); err != nil {
 		return err
 	}
 	switch {
@@ -155,7 +173,7 @@ func (o *upgradeOptions) Run(e *env) error {
 }
 
 func (o *upgradeOptions) runOnline(e *env) error {
-	st, err := openStore(o.store, openWrite)
+	st, err := openStore(e, o.store, &o.etcd, openWrite)
 	if err != nil {
 		return err
 	}
@@ -246,8 +264,17 @@ func storeError(e *env, path string, err error) error {
 	case errors.Is(err, upgrade.ErrNotInitialized):
 		return fmt.Errorf("%s: %w: run \"%s init --store %s\" for a fresh install, \"%s init --store %s --data-version V\" to adopt data written by release V before hookreg, or restore a backup",
 			path, err, e.prog, path, e.prog, path)
+	case errors.As(err, &refusal) && refusal.Offline && isEtcd(path):
+		return fmt.Errorf("%s: %w: %s", path, err, offlineEtcdSteps(e, path))
 	case errors.As(err, &refusal) && refusal.Offline:
 		return fmt.Errorf("%s: %w: stop the product and run \"%s upgrade --offline --store %s\"", path, err, e.prog, path)
 	}
 	return fmt.Errorf("%s: %w", path, err)
+}
+
+// offlineEtcdSteps says how to upgrade the etcd store spec offline: the
+// offline upgrade of a backup file, restored into the cluster.
+func offlineEtcdSteps(e *env, spec string) string {
+	return fmt.Sprintf("stop the product, then run \"%[1]s backup --store %[2]s --out pre-upgrade.tar.zst\", "+
+		"\"%[1]s upgrade --offline --in pre-upgrade.tar.zst --out upgraded.tar.zst\" and \"%[1]s restore upgraded.tar.zst --store %[2]s\"", e.prog, spec)
 }

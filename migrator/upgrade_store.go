@@ -89,7 +89,7 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	// Hold the store exclusively while it is backed up, so that no other
 	// process changes it, and refuse before writing anything what the
 	// upgrade would refuse.
-	st, err := openStore(o.store, openWrite)
+	st, err := openStore(e, o.store, &o.etcd, openWrite)
 	if err != nil {
 		return false, err
 	}

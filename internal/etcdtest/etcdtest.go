@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -47,6 +48,18 @@ type Config struct {
 	MaxRequestBytes uint
 	// QuotaBackendBytes is the server's --quota-backend-bytes.
 	QuotaBackendBytes int64
+	// TLS, when set, serves clients over TLS only (https:// endpoints).
+	TLS *TLS
+}
+
+// TLS are the PEM files of a cluster that serves clients over TLS.
+type TLS struct {
+	// CertFile and KeyFile are the server's certificate (valid for
+	// 127.0.0.1) and key.
+	CertFile, KeyFile string
+	// ClientCAFile, when set, is the CA that signs the client
+	// certificates, and the members require one (--client-cert-auth).
+	ClientCAFile string
 }
 
 // Cluster is a running cluster.
@@ -86,6 +99,10 @@ func start(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
 	c := &Cluster{dir: dir}
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+	}
 	var initial []string
 	for i := range n {
 		initial = append(initial, fmt.Sprintf("m%d=http://127.0.0.1:%d", i, ports[2*i]))
@@ -95,7 +112,8 @@ func start(cfg Config) (*Cluster, error) {
 			Name:            fmt.Sprintf("m%d", i),
 			Dir:             fmt.Sprintf("%s/m%d", dir, i),
 			Peer:            fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			Client:          fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			Client:          fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i+1]),
+			TLS:             cfg.TLS,
 			InitialCluster:  strings.Join(initial, ","),
 			MaxTxnOps:       cfg.MaxTxnOps,
 			MaxRequestBytes: cfg.MaxRequestBytes,
@@ -223,6 +241,7 @@ type member struct {
 	Name, Dir, Peer, Client, InitialCluster string
 	MaxTxnOps, MaxRequestBytes              uint
 	Quota                                   int64
+	TLS                                     *TLS
 }
 
 const memberEnv = "HOOKREG_ETCDTEST_MEMBER"
@@ -247,6 +266,9 @@ func (m member) config() *embed.Config {
 		ec.MaxRequestBytes = m.MaxRequestBytes
 	}
 	ec.QuotaBackendBytes = m.Quota
+	if m.TLS != nil {
+		ec.ClientTLSInfo = transport.TLSInfo{CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile, TrustedCAFile: m.TLS.ClientCAFile, ClientCertAuth: m.TLS.ClientCAFile != ""}
+	}
 	return ec
 }
 
