@@ -342,8 +342,13 @@ func (s *Store) open(ctx context.Context) error {
 		return err
 	}
 	if len(resp.Kvs) > 0 {
-		_, err := parseGeneration(resp.Kvs[0].Value)
-		return err
+		if _, err := parseGeneration(resp.Kvs[0].Value); err != nil {
+			return err
+		}
+		if s.opts.ReadOnly {
+			return nil
+		}
+		return s.removeStale()
 	}
 	if !s.opts.Create || s.opts.ReadOnly {
 		return fmt.Errorf("no store at this prefix (no key %s): %w", s.lay.current(), fs.ErrNotExist)
