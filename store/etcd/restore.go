@@ -288,6 +288,9 @@ func (r *Restore) Sums() map[string]TableSum {
 	return out
 }
 
+// Prefix returns the store's key prefix, without a trailing slash.
+func (s *Store) Prefix() string { return s.lay.root }
+
 // Generation returns the generation the restore writes.
 func (r *Restore) Generation() int64 { return r.gen }
 
