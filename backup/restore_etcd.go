@@ -48,6 +48,10 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, err
 	}
 	defer f.Close()
+	checkRecord, err := st.RecordChecker()
+	if err != nil {
+		return nil, err
+	}
 	first := sha256.New()
 	var table string
 	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, archive.Handler{
@@ -61,9 +65,9 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 			table = t.Name
 			return nil
 		},
-		Record: func(key, value []byte) error { return st.CheckRecord(table, key, value) },
+		Record: func(key, value []byte) error { return checkRecord(table, key, value) },
 		Config: func(c archive.ConfigFile, data []byte) error {
-			return st.CheckRecord(store.ConfigTable, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
+			return checkRecord(store.ConfigTable, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
 		},
 	})
 	if err != nil {

@@ -79,7 +79,7 @@ func (t *TableSum) add(key, value []byte) {
 // restoreSenders is the number of batches a restore has in flight: the
 // batches write disjoint keys of a generation nobody reads yet, so their
 // order does not matter.
-const restoreSenders = 4
+const restoreSenders = 2
 
 // BeginRestore starts a restore of the writable store: it removes the
 // generations left by restores that did not finish (see
@@ -148,24 +148,19 @@ func (s *Store) beginRestore() (*Restore, error) {
 func (r *Restore) newBatch() *request {
 	p := &request{
 		cmps: []clientv3.Cmp{r.s.mu.IsOwner(), clientv3.Compare(clientv3.Value(r.s.lay.current()), "=", strconv.FormatInt(r.from, 10))},
-		ops:  []reqOp{{key: r.s.mu.Key(), value: commitTag(0), lock: true}},
 	}
 	p.size = r.s.baseSize(p.cmps)
 	return p
 }
 
-// baseSize is the size of a txn request with cmps, the lock tag and the
-// Else reads of a commit, without other operations.
+// baseSize is the size of a restore batch's txn request with cmps and the
+// Else read of P/current, without operations.
 func (s *Store) baseSize(cmps []clientv3.Cmp) int {
 	n := 0
 	for _, c := range cmps {
 		n += 1 + protowire.SizeBytes(proto.Size(c.GetCompare()))
 	}
-	n += putSize(len(s.mu.Key()), tagWidth) + 2
-	for _, k := range []string{s.mu.Key(), s.lay.current()} {
-		n += 1 + protowire.SizeBytes(1+protowire.SizeBytes(1+protowire.SizeBytes(len(k))))
-	}
-	return n
+	return n + 1 + protowire.SizeBytes(1+protowire.SizeBytes(1+protowire.SizeBytes(len(s.lay.current()))))
 }
 
 // putSize is the bytes a put of a key and a value adds to a txn request.
@@ -225,7 +220,7 @@ func (r *Restore) add(op reqOp, bytes int) error {
 	n := putSize(len(op.key), len(op.value))
 	l := r.s.limits
 	if len(r.batch.ops)+1 > l.MaxTxnOps || r.batch.size+n > l.requestBytes(r.s.opts.Username) {
-		if len(r.batch.ops) == 1 {
+		if len(r.batch.ops) == 0 {
 			return r.tooLarge(op)
 		}
 		if err := r.sender.send(r.batch); err != nil {
@@ -244,7 +239,7 @@ func (r *Restore) add(op reqOp, bytes int) error {
 }
 
 func (r *Restore) tooLarge(op reqOp) error {
-	return fmt.Errorf("restoring table %q: %w", r.table, &LimitError{Writes: 1, Bytes: len(op.key) + len(op.value), Compares: 2, Ops: 2, Size: r.batch.size + putSize(len(op.key), len(op.value)), Limits: r.s.limits})
+	return fmt.Errorf("restoring table %q: %w", r.table, &LimitError{Writes: 1, Bytes: len(op.key) + len(op.value), Compares: 2, Ops: 1, Size: r.batch.size + putSize(len(op.key), len(op.value)), Limits: r.s.limits})
 }
 
 // send commits one batch, fenced on the lock and the old generation. A
@@ -253,30 +248,78 @@ func (r *Restore) send(p *request) error {
 	if err := failpoint.Inject("etcd.restore.batch"); err != nil {
 		return err
 	}
-	if err := r.s.commit(p, r.from); err != nil {
+	if err := r.commit(p); err != nil {
 		return fmt.Errorf("writing generation %d: %w", r.gen, err)
 	}
 	return failpoint.Inject("etcd.restore.batch-sent")
 }
 
+// commit sends a batch. A batch only puts keys nobody else writes, so
+// when the answer is lost it is sent again: applying it twice writes the
+// same values.
+func (r *Restore) commit(p *request) error {
+	s := r.s
+	ops := make([]clientv3.Op, len(p.ops))
+	for i, o := range p.ops {
+		ops[i] = o.client()
+	}
+	var lastErr error
+	for attempt := range commitAttempts {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		ctx, cancel := s.reqCtx()
+		resp, err := s.cli.Txn(ctx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(s.lay.current())).Commit()
+		cancel()
+		if err == nil {
+			if resp.Succeeded {
+				return nil
+			}
+			if cur := resp.Responses[0].GetResponseRange().Kvs; len(cur) == 0 || string(cur[0].Value) != strconv.FormatInt(r.from, 10) {
+				return ErrGenerationChanged
+			}
+			return ErrLockLost
+		}
+		if definite(err) {
+			return s.refusal(p, err)
+		}
+		lastErr = err
+	}
+	return fmt.Errorf("%w after %d attempts: %w", ErrOutcomeUnknown, commitAttempts, lastErr)
+}
+
 // CheckRecord refuses, before anything is written, a record of table that
-// no restore batch can hold at the store's limits.
+// no restore batch can hold at the store's limits. To check many records,
+// use [Store.RecordChecker].
 func (s *Store) CheckRecord(table string, key, value []byte) error {
+	check, err := s.RecordChecker()
+	if err != nil {
+		return err
+	}
+	return check(table, key, value)
+}
+
+// RecordChecker returns a function that does what CheckRecord does, with
+// the work that depends only on the store done once.
+func (s *Store) RecordChecker() (func(table string, key, value []byte) error, error) {
 	if s.mu == nil {
-		return fmt.Errorf("checking a record: %w", store.ErrReadOnly)
+		return nil, fmt.Errorf("checking records: %w", store.ErrReadOnly)
 	}
 	const widestGen = "9223372036854775807"
 	cmps := []clientv3.Cmp{s.mu.IsOwner(), clientv3.Compare(clientv3.Value(s.lay.current()), "=", widestGen)}
-	k := len(s.lay.root) + len("/g/"+widestGen+"/t/"+encodeName(table)+"/") + len(key)
-	size := s.baseSize(cmps) + putSize(k, len(value))
-	if limit := s.limits.requestBytes(s.opts.Username); size > limit {
-		return fmt.Errorf("table %q, key %q: the record (%d bytes of key and value) does not fit in one request to the cluster: %w",
-			table, truncate(key), len(key)+len(value), &LimitError{Writes: 1, Bytes: len(key) + len(value), Compares: len(cmps), Ops: 2, Size: size, Limits: s.limits})
-	}
-	if s.limits.MaxTxnOps < 2 {
-		return fmt.Errorf("the cluster's --max-txn-ops %d is too small for a restore (at least 2)", s.limits.MaxTxnOps)
-	}
-	return nil
+	base := s.baseSize(cmps)
+	limit := s.limits.requestBytes(s.opts.Username)
+	lastTable, prefix := "", 0
+	return func(table string, key, value []byte) error {
+		if table != lastTable || prefix == 0 {
+			lastTable, prefix = table, len(s.lay.root)+len("/g/"+widestGen+"/t/"+encodeName(table)+"/")
+		}
+		if size := base + putSize(prefix+len(key), len(value)); size > limit {
+			return fmt.Errorf("table %q, key %q: the record (%d bytes of key and value) does not fit in one request to the cluster: %w",
+				table, truncate(key), len(key)+len(value), &LimitError{Writes: 1, Bytes: len(key) + len(value), Compares: len(cmps), Ops: 1, Size: size, Limits: s.limits})
+		}
+		return nil
+	}, nil
 }
 
 // Sums returns what the restore wrote so far, per table.
@@ -497,7 +540,7 @@ func (sd *sender) send(p *request) error {
 	if err := sd.failed(); err != nil {
 		return err
 	}
-	if len(p.ops) > 1 {
+	if len(p.ops) > 0 {
 		sd.ch <- p
 	}
 	return nil
