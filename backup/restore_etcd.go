@@ -48,28 +48,8 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, err
 	}
 	defer f.Close()
-	checkRecord, err := st.RecordChecker()
-	if err != nil {
-		return nil, err
-	}
 	first := sha256.New()
-	var table string
-	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, archive.Handler{
-		Table: func(t archive.TableInfo) error {
-			switch {
-			case len(t.Parent) > 0:
-				return fmt.Errorf("table %q is nested in another: a cluster store has no nested tables", t)
-			case t.Sequence != 0:
-				return fmt.Errorf("table %q has the sequence number %d: a cluster store keeps no sequence numbers", t, t.Sequence)
-			}
-			table = t.Name
-			return nil
-		},
-		Record: func(key, value []byte) error { return checkRecord(table, key, value) },
-		Config: func(c archive.ConfigFile, data []byte) error {
-			return checkRecord(store.ConfigTable, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
-		},
-	})
+	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, etcdChecks(st))
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +87,38 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
 	}
 	return m, nil
+}
+
+// VerifyEtcd checks the whole archive in r, named name, as [Verify] does,
+// and that the etcd store st (which may be open read-only) can hold it, as
+// [RestoreEtcd] checks before writing anything: no nested table, no
+// sequence number, no record or configuration file too large for one
+// request at the store's limits.
+func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, error) {
+	return verify(r, name, etcdChecks(st))
+}
+
+// etcdChecks refuses what the etcd store st cannot hold, naming the table
+// or key.
+func etcdChecks(st *etcd.Store) archive.Handler {
+	checkRecord := st.RecordChecker()
+	var table string
+	return archive.Handler{
+		Table: func(t archive.TableInfo) error {
+			switch {
+			case len(t.Parent) > 0:
+				return fmt.Errorf("table %q is nested in another: a cluster store has no nested tables", t)
+			case t.Sequence != 0:
+				return fmt.Errorf("table %q has the sequence number %d: a cluster store keeps no sequence numbers", t, t.Sequence)
+			}
+			table = t.Name
+			return nil
+		},
+		Record: func(key, value []byte) error { return checkRecord(table, key, value) },
+		Config: func(c archive.ConfigFile, data []byte) error {
+			return checkRecord(store.ConfigTable, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
+		},
+	}
 }
 
 // loadEtcd streams the archive into the restore's generation, then checks

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -36,6 +38,7 @@ func BenchmarkRestoreEtcd(b *testing.B) {
 		return fillTable(tx, "users", restoreBenchRecords)
 	})
 	const rounds = 2
+	phases := newPhaseClock()
 	restoreTime, replaceTime, plainTime := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
 	b.ResetTimer()
 	for range b.N * rounds {
@@ -46,9 +49,11 @@ func BenchmarkRestoreEtcd(b *testing.B) {
 		}
 		restore := func() time.Duration {
 			start := time.Now()
+			ph := phases.start()
 			if _, err := backup.RestoreEtcd(context.Background(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
 				b.Fatal(err)
 			}
+			phases.end(ph)
 			return time.Since(start)
 		}
 		plainTime = min(plainTime, plainLoop(b, st.Client(), prefix))
@@ -57,6 +62,9 @@ func BenchmarkRestoreEtcd(b *testing.B) {
 		if err := st.Close(); err != nil {
 			b.Fatal(err)
 		}
+	}
+	for _, p := range restorePhases {
+		b.ReportMetric(phases.total[p.name].Seconds()/float64(phases.n), p.name+"-s/restore")
 	}
 	rate := func(d time.Duration) float64 { return restoreBenchRecords / d.Seconds() }
 	b.ReportMetric(rate(restoreTime), "restore-records/s")
@@ -87,4 +95,62 @@ func plainLoop(b *testing.B, cli *clientv3.Client, prefix string) time.Duration 
 		}
 	}
 	return time.Since(start)
+}
+
+// restorePhases are the failpoints that end each phase of a restore.
+var restorePhases = []struct{ name, end string }{
+	{"check", "restore.checked"},
+	{"write", "etcd.restore.last-batch"},
+	{"verify", "etcd.restore.verified"},
+	{"remove", ""},
+}
+
+// phaseClock times the phases of restores from their failpoints: the
+// first pass and checks, the writes, the verification and the switch, and
+// the removal of the old generation.
+type phaseClock struct {
+	mu    sync.Mutex
+	last  time.Time // the last batch sent
+	seen  map[string]time.Time
+	total map[string]time.Duration
+	n     int
+}
+
+func newPhaseClock() *phaseClock {
+	c := &phaseClock{total: map[string]time.Duration{}}
+	failpoint.Hook = func(point string) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if point == "etcd.restore.batch-sent" {
+			c.last = time.Now()
+		} else if _, ok := c.seen[point]; !ok && c.seen != nil {
+			c.seen[point] = time.Now()
+		}
+		return nil
+	}
+	return c
+}
+
+func (c *phaseClock) start() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen = map[string]time.Time{}
+	return time.Now()
+}
+
+func (c *phaseClock) end(start time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen["etcd.restore.last-batch"] = c.last
+	from := start
+	for _, p := range restorePhases {
+		to := time.Now()
+		if p.end != "" {
+			to = c.seen[p.end]
+		}
+		c.total[p.name] += to.Sub(from)
+		from = to
+	}
+	c.n++
+	c.seen = nil
 }

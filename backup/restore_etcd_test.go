@@ -220,6 +220,14 @@ func TestRestoreEtcdRoundTrip(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	f, err := os.Open(arc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.VerifyEtcd(f, arc, st); err != nil {
+		t.Errorf("VerifyEtcd of an archive the store can hold: %v", err)
+	}
+	f.Close()
 	for round := range 2 {
 		m, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{})
 		if err != nil {
@@ -302,6 +310,23 @@ func TestRestoreEtcdRefused(t *testing.T) {
 			}
 			if after := rawKeys(t, cli, prefix); fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Errorf("the refused restore wrote: %v, was %v", after, before)
+			}
+			// verify refuses it too, through a read-only store.
+			ro, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints, Prefix: prefix, ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ro.Close()
+			f, err := os.Open(tc.arc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			_, err = backup.VerifyEtcd(f, tc.arc, ro)
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("VerifyEtcd: %v, want an error that says %q", err, w)
+				}
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -292,21 +293,19 @@ func (r *Restore) commit(p *request) error {
 // no restore batch can hold at the store's limits. To check many records,
 // use [Store.RecordChecker].
 func (s *Store) CheckRecord(table string, key, value []byte) error {
-	check, err := s.RecordChecker()
-	if err != nil {
-		return err
-	}
-	return check(table, key, value)
+	return s.RecordChecker()(table, key, value)
 }
 
 // RecordChecker returns a function that does what CheckRecord does, with
 // the work that depends only on the store done once.
-func (s *Store) RecordChecker() (func(table string, key, value []byte) error, error) {
-	if s.mu == nil {
-		return nil, fmt.Errorf("checking records: %w", store.ErrReadOnly)
-	}
+// It works on a read-only store too, assuming the longest lock key.
+func (s *Store) RecordChecker() func(table string, key, value []byte) error {
 	const widestGen = "9223372036854775807"
-	cmps := []clientv3.Cmp{s.mu.IsOwner(), clientv3.Compare(clientv3.Value(s.lay.current()), "=", widestGen)}
+	lockKey := s.lay.lockPrefix() + "/" + strconv.FormatUint(math.MaxUint64, 16)
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(lockKey), "=", math.MaxInt64),
+		clientv3.Compare(clientv3.Value(s.lay.current()), "=", widestGen),
+	}
 	base := s.baseSize(cmps)
 	limit := s.limits.requestBytes(s.opts.Username)
 	lastTable, prefix := "", 0
@@ -319,7 +318,7 @@ func (s *Store) RecordChecker() (func(table string, key, value []byte) error, er
 				table, truncate(key), len(key)+len(value), &LimitError{Writes: 1, Bytes: len(key) + len(value), Compares: len(cmps), Ops: 1, Size: size, Limits: s.limits})
 		}
 		return nil
-	}, nil
+	}
 }
 
 // Sums returns what the restore wrote so far, per table.
