@@ -204,8 +204,11 @@ func (r *Restore) Put(key, value []byte) error {
 	if len(key) == 0 {
 		return fmt.Errorf("restoring table %q: empty key", r.table)
 	}
+	if err := r.add(reqOp{key: r.prefix + string(key), value: value}, len(key)+len(value)); err != nil {
+		return err
+	}
 	r.sums[r.table].add(key, value)
-	return r.add(reqOp{key: r.prefix + string(key), value: value}, len(key)+len(value))
+	return nil
 }
 
 func (r *Restore) usable() error {
