@@ -243,7 +243,17 @@ func (r *Restore) add(op reqOp, bytes int) error {
 }
 
 func (r *Restore) tooLarge(op reqOp) error {
-	return fmt.Errorf("restoring table %q: %w", r.table, &LimitError{Writes: 1, Bytes: len(op.key) + len(op.value), Compares: 2, Ops: 1, Size: r.batch.size + putSize(len(op.key), len(op.value)), Limits: r.s.limits})
+	key := []byte(op.key[len(r.prefix):])
+	return r.s.recordTooLarge(r.table, key, len(key)+len(op.value), r.batch.size+putSize(len(op.key), len(op.value)))
+}
+
+// recordTooLarge is the error about a record that no restore batch can
+// carry: n bytes of key and value in a request of size bytes. It wraps
+// ErrTooLarge.
+func (s *Store) recordTooLarge(table string, key []byte, n, size int) error {
+	l := s.limits
+	return fmt.Errorf("table %q, key %q: %w: the record's %d bytes of key and value need a %d-byte request, and the cluster takes %d (--max-request-bytes %d, client send limit %d): raise --max-request-bytes on the cluster (and the store's limits to match), or keep the product's records smaller",
+		table, truncate(key), ErrTooLarge, n, size, l.requestBytes(s.opts.Username), l.MaxRequestBytes, l.MaxCallSendBytes)
 }
 
 // send commits one batch, fenced on the lock and the old generation. A
@@ -317,8 +327,7 @@ func (s *Store) RecordChecker() func(table string, key, value []byte) error {
 			lastTable, prefix = table, len(s.lay.root)+len("/g/"+widestGen+"/t/"+encodeName(table)+"/")
 		}
 		if size := base + putSize(prefix+len(key), len(value)); size > limit {
-			return fmt.Errorf("table %q, key %q: the record (%d bytes of key and value) does not fit in one request to the cluster: %w",
-				table, truncate(key), len(key)+len(value), &LimitError{Writes: 1, Bytes: len(key) + len(value), Compares: len(cmps), Ops: 1, Size: size, Limits: s.limits})
+			return s.recordTooLarge(table, key, len(key)+len(value), size)
 		}
 		return nil
 	}
