@@ -80,7 +80,7 @@ func (t *TableSum) add(key, value []byte) {
 // restoreSenders is the number of batches a restore has in flight: the
 // batches write disjoint keys of a generation nobody reads yet, so their
 // order does not matter.
-const restoreSenders = 2
+const restoreSenders = 4
 
 // BeginRestore starts a restore of the writable store: it removes the
 // generations left by restores that did not finish (see
