@@ -197,9 +197,43 @@ func parentDir(path string) string {
 // hook, applied hooks). A bad archive is a failed operation; an
 // unreadable file an environment error.
 func Verify(r io.Reader, name string) (*archive.Manifest, error) {
+	return verify(r, name, archive.Handler{})
+}
+
+// verify is Verify, calling also's callbacks (when not nil) after its own:
+// an error from them refuses the archive.
+func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
 	var meta metaTable
-	m, err := archive.Read(r, archive.Handler{Table: meta.table, Record: meta.record})
+	var refused error
+	h := archive.Handler{Table: meta.table, Record: meta.record}
+	if also.Table != nil {
+		h.Table = func(t archive.TableInfo) error {
+			if err := meta.table(t); err != nil {
+				return err
+			}
+			refused = also.Table(t)
+			return refused
+		}
+	}
+	if also.Record != nil {
+		h.Record = func(key, value []byte) error {
+			if err := meta.record(key, value); err != nil {
+				return err
+			}
+			refused = also.Record(key, value)
+			return refused
+		}
+	}
+	if also.Config != nil {
+		h.Config = func(c archive.ConfigFile, data []byte) error {
+			refused = also.Config(c, data)
+			return refused
+		}
+	}
+	m, err := archive.Read(r, h)
 	switch {
+	case refused != nil:
+		return nil, fmt.Errorf("backup %s: refused: %w", name, refused)
 	case errors.Is(err, archive.ErrInvalid):
 		return nil, fmt.Errorf("%s: %w", name, err)
 	case errors.Is(err, ErrInterrupted):
@@ -216,7 +250,12 @@ func Verify(r io.Reader, name string) (*archive.Manifest, error) {
 // Check checks the whole archive in r (see [Verify]) and that reg may
 // restore it.
 func Check(reg *hook.Registry, r io.Reader, name string) (*archive.Manifest, error) {
-	m, err := Verify(r, name)
+	return check(reg, r, name, archive.Handler{})
+}
+
+// check is Check, calling also's callbacks as verify does.
+func check(reg *hook.Registry, r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
+	m, err := verify(r, name, also)
 	if err != nil {
 		return nil, err
 	}

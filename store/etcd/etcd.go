@@ -82,10 +82,33 @@
 // [store.ErrInUse], as on bbolt. Every write is a txn fenced on the lock; a
 // holder whose lease expired (a paused process) has its commits refused with
 // [ErrLockLost]. Close releases the lock. Read-only stores take no lock.
+// A writable Open also removes the generations that are not current (see
+// Restore).
 //
 // [Store.Status] reports the generation, the revision, the database size
 // against the quota and the cluster's alarms (a full cluster raises
 // NOSPACE, and commits then fail with [ErrNoSpace]).
+//
+// # Restore
+//
+// A restore ([Store.BeginRestore], [Restore]; backup.RestoreEtcd reads an
+// archive into it) never touches the current generation G until the new
+// one is whole. BeginRestore removes every generation that is not current,
+// picks G' (one more than any that exists) and writes P/gen/G' alone,
+// first, so that every key of a generation exists only while its marker
+// does. [Restore.Table] and [Restore.Put] fill G' in txns as full as the
+// limits allow, a few in flight, each fenced on the lock and on P/current
+// still naming G; a batch only puts keys nobody else writes, so a batch
+// whose answer was lost is sent again. [Restore.Finish] reads G' back at
+// one revision, page by page, and compares every table and an
+// order-independent hash of its records ([TableSum]) with what was
+// written; then one txn comparing P/current's mod revision (and the lock)
+// makes G' current; then it deletes G, PageSize keys per fenced txn, its
+// marker last. A process killed at any point leaves G current, or G' once
+// the switch applied, and every writable Open removes the generations that
+// are not current, so the next migrator cleans up what a killed one left.
+// [Store.CheckRecord] refuses, before anything is written, a record that
+// no batch can carry at the store's limits.
 //
 // # Products
 //
@@ -344,8 +367,13 @@ func (s *Store) open(ctx context.Context) error {
 		return err
 	}
 	if len(resp.Kvs) > 0 {
-		_, err := parseGeneration(resp.Kvs[0].Value)
-		return err
+		if _, err := parseGeneration(resp.Kvs[0].Value); err != nil {
+			return err
+		}
+		if s.opts.ReadOnly {
+			return nil
+		}
+		return s.removeStale()
 	}
 	if !s.opts.Create || s.opts.ReadOnly {
 		return fmt.Errorf("no store at this prefix (no key %s): %w", s.lay.current(), fs.ErrNotExist)

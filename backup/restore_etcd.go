@@ -1,0 +1,215 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/etcd"
+)
+
+// RestoreEtcd replaces every table of the etcd store st with the content
+// of the backup archive at archivePath. st must be open writable: it holds
+// the cluster-wide lock for the whole restore. The archive's configuration
+// files go into the store's [store.ConfigTable]; opts.ConfigDir must be
+// empty (a cluster has no configuration directory).
+//
+// Before anything is written it checks the whole archive as [Restore]
+// does (checksums, manifest against metadata, reg may upgrade it) and
+// refuses, naming the table or key: nested tables and tables with a
+// sequence number (the cluster store holds neither), and any record or
+// configuration file too large for one request to the cluster (see
+// [etcd.Store.CheckRecord]); then it refuses data that would not fit
+// under the cluster's quota (see [EtcdSpaceNeeded]) or a cluster that has
+// an alarm raised.
+//
+// It then writes the data as a new generation with [etcd.Store.BeginRestore],
+// reading the archive a second time through the same open file (a file
+// rewritten between the passes is refused), checks that the generation
+// holds exactly the tables and record counts of the manifest, verifies it
+// by reading it back and makes it current in one step. Until that step
+// the old data stays current and whole; an error, a canceled ctx or a
+// killed process leaves it current, and what was written is removed (by
+// this call, or by the next writable open of the store).
+func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st *etcd.Store, opts RestoreOptions) (*archive.Manifest, error) {
+	if opts.ConfigDir != "" {
+		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
+	}
+	f, err := OpenArchive(archivePath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	first := sha256.New()
+	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, etcdChecks(st))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(first, ctxReader{ctx, f}); err != nil {
+		return nil, readError(archivePath, err)
+	}
+	if err := checkEtcdSpace(st, m); err != nil {
+		return nil, err
+	}
+	if err := failpoint.Inject("restore.checked"); err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, envErrorf("rereading backup %s: %w", archivePath, err)
+	}
+	rs, err := st.BeginRestore()
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Abort()
+	second := sha256.New()
+	if err := loadEtcd(ctxReader{ctx, io.TeeReader(f, second)}, rs, m, opts.Progress); err != nil {
+		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
+	}
+	if _, err := io.Copy(second, ctxReader{ctx, f}); err != nil {
+		return nil, readError(archivePath, err)
+	}
+	if !bytes.Equal(first.Sum(nil), second.Sum(nil)) {
+		return nil, fmt.Errorf("restoring %s: the file changed between the check and the restore: nothing was restored, run it again", archivePath)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("restoring %s: %w; nothing was restored", archivePath, interrupted(err))
+	}
+	if err := rs.Finish(); err != nil {
+		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
+	}
+	return m, nil
+}
+
+// VerifyEtcd checks the whole archive in r, named name, as [Verify] does,
+// and that the etcd store st (which may be open read-only) can hold it, as
+// [RestoreEtcd] checks before writing anything: no nested table, no
+// sequence number, no record or configuration file too large for one
+// request at the store's limits.
+func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, error) {
+	return verify(r, name, etcdChecks(st))
+}
+
+// etcdChecks refuses what the etcd store st cannot hold, naming the table
+// or key.
+func etcdChecks(st *etcd.Store) archive.Handler {
+	checkRecord := st.RecordChecker()
+	var table string
+	return archive.Handler{
+		Table: func(t archive.TableInfo) error {
+			switch {
+			case len(t.Parent) > 0:
+				return fmt.Errorf("table %q is nested in another: a cluster store has no nested tables", t)
+			case t.Sequence != 0:
+				return fmt.Errorf("table %q has the sequence number %d: a cluster store keeps no sequence numbers", t, t.Sequence)
+			}
+			table = t.Name
+			return nil
+		},
+		Record: func(key, value []byte) error { return checkRecord(table, key, value) },
+		Config: func(c archive.ConfigFile, data []byte) error {
+			return checkRecord(store.ConfigTable, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
+		},
+	}
+}
+
+// loadEtcd streams the archive into the restore's generation, then checks
+// that it wrote the manifest's tables and records.
+func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) error {
+	var total int64
+	for _, t := range m.Tables {
+		total += t.Records
+	}
+	prog := newProgress(w, "restore", total)
+	config := false
+	got, err := archive.Read(r, archive.Handler{
+		Table: func(t archive.TableInfo) error { return rs.Table(t.Name) },
+		Record: func(key, value []byte) error {
+			prog.add(1)
+			return rs.Put(key, value)
+		},
+		Config: func(c archive.ConfigFile, data []byte) error {
+			if !config {
+				config = true
+				if err := rs.Table(store.ConfigTable); err != nil {
+					return err
+				}
+			}
+			return rs.Put([]byte(c.Path), store.EncodeConfigFile(c.Mode, data))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if !got.Created.Equal(m.Created) || got.DataVersion != m.DataVersion || len(got.Tables) != len(m.Tables) {
+		return errors.New("the backup changed while it was being restored")
+	}
+	sums := rs.Sums()
+	want := len(m.Tables)
+	if len(m.Config) > 0 {
+		want++
+		if s := sums[store.ConfigTable]; s.Records != int64(len(m.Config)) {
+			return fmt.Errorf("wrote %d configuration files, the manifest lists %d", s.Records, len(m.Config))
+		}
+	}
+	for _, t := range m.Tables {
+		if s, ok := sums[t.Name]; !ok || s.Records != t.Records {
+			return fmt.Errorf("table %q: wrote %d records, the manifest says %d", t, s.Records, t.Records)
+		}
+	}
+	if len(sums) != want {
+		return fmt.Errorf("wrote %d tables, the manifest lists %d", len(sums), want)
+	}
+	prog.done()
+	return nil
+}
+
+// etcdRecordOverhead is what etcd keeps per key beyond its key and value,
+// in its bbolt file (the revision key, the key's metadata, page headers),
+// rounded up.
+const etcdRecordOverhead = 128
+
+// EtcdSpaceNeeded estimates the bytes a restore of m adds to the database
+// of the cluster of st: each record's key as the store lays it out, its
+// value and etcdRecordOverhead; a quarter more and 1 MiB as margin. The old
+// generation's space is not counted as free: etcd reuses it only after a
+// compaction and a defragmentation.
+func EtcdSpaceNeeded(st *etcd.Store, m *archive.Manifest) int64 {
+	const genKey = len("/g/9223372036854775807/t/")
+	root := len(st.Prefix())
+	var need int64
+	for _, t := range m.Tables {
+		name := 3 * len(t.Name) // the longest the store's encoding makes it
+		need += t.Bytes + t.Records*int64(root+genKey+name+etcdRecordOverhead)
+	}
+	for _, c := range m.Config {
+		need += c.Size + int64(len(c.Path)+root+genKey+len(store.ConfigTable)+etcdRecordOverhead)
+	}
+	return need + need/4 + 1<<20
+}
+
+// checkEtcdSpace refuses a restore that would not fit under the cluster's
+// quota, or into a cluster with an alarm raised.
+func checkEtcdSpace(st *etcd.Store, m *archive.Manifest) error {
+	status, err := st.Status()
+	if err != nil {
+		return envErrorf("restoring into %s: %w", st.Name(), err)
+	}
+	if len(status.Alarms) > 0 {
+		return envErrorf("restoring into %s: the cluster has alarms raised (%s): resolve them first (etcdctl alarm list)", st.Name(), strings.Join(status.Alarms, "; "))
+	}
+	need := EtcdSpaceNeeded(st, m)
+	if status.DBSizeQuota > 0 && status.DBSize+need > status.DBSizeQuota {
+		return envErrorf("restoring into %s: refused: the restore needs about %d bytes and the cluster's database uses %d of its %d-byte quota (--quota-backend-bytes), %d short: compact and defragment the cluster, or raise its quota",
+			st.Name(), need, status.DBSize, status.DBSizeQuota, status.DBSize+need-status.DBSizeQuota)
+	}
+	return nil
+}

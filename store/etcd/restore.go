@@ -1,0 +1,660 @@
+package etcd
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/store"
+)
+
+// A Restore replaces every table of the store with new content: it writes a
+// new generation beside the current one and makes it current only once it
+// is complete and verified (see "Restore" in the package documentation).
+//
+//	r, err := st.BeginRestore()
+//	if err != nil {
+//		return err
+//	}
+//	defer r.Abort()
+//	if err := r.Table("users"); err != nil {
+//		return err
+//	}
+//	if err := r.Put([]byte("alice"), []byte("1")); err != nil {
+//		return err
+//	}
+//	return r.Finish()
+//
+// A Restore holds the store's writer slot: no transaction of the store
+// begins until Finish or Abort. Its methods are not safe for concurrent use.
+type Restore struct {
+	s       *Store
+	gen     int64 // the generation being written
+	from    int64 // the current generation when the restore began
+	fromRev int64 // the mod revision of P/current then
+	sums    map[string]*TableSum
+	table   string // the table Put writes into
+	prefix  string // its records' prefix
+	batch   *request
+	sender  *sender
+	ended   bool
+}
+
+// TableSum sums up the records of one table: their number, the bytes of
+// their keys and values, and a hash of them that does not depend on their
+// order (the sum of the SHA-256 of each record, four 64-bit lanes added
+// separately).
+type TableSum struct {
+	Records, Bytes int64
+	Hash           [4]uint64
+}
+
+func (t *TableSum) add(key, value []byte) {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(key)))])
+	h.Write(key)
+	h.Write(value)
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	for i := range t.Hash {
+		t.Hash[i] += binary.BigEndian.Uint64(d[8*i:])
+	}
+	t.Records++
+	t.Bytes += int64(len(key) + len(value))
+}
+
+// restoreSenders is the number of batches a restore has in flight: the
+// batches write disjoint keys of a generation nobody reads yet, so their
+// order does not matter.
+const restoreSenders = 4
+
+// BeginRestore starts a restore of the writable store: it removes the
+// generations left by restores that did not finish (see
+// [Store.RemoveStale]) and picks the new generation, one more than any that
+// exists.
+func (s *Store) BeginRestore() (*Restore, error) {
+	if s.sess == nil {
+		return nil, fmt.Errorf("restoring %s: %w", s.name, store.ErrReadOnly)
+	}
+	select {
+	case s.writer <- struct{}{}:
+	case <-s.sess.Done():
+		return nil, fmt.Errorf("restoring %s: %w", s.name, ErrLockLost)
+	case <-s.ctx.Done():
+		return nil, fmt.Errorf("restoring %s: store closed", s.name)
+	}
+	r, err := s.beginRestore()
+	if err != nil {
+		<-s.writer
+		return nil, fmt.Errorf("restoring %s: %w", s.name, err)
+	}
+	return r, nil
+}
+
+func (s *Store) beginRestore() (*Restore, error) {
+	if err := s.removeStale(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.reqCtx()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.lay.current())
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("key %s is missing", s.lay.current())
+	}
+	from, err := parseGeneration(resp.Kvs[0].Value)
+	if err != nil {
+		return nil, err
+	}
+	gens, err := s.generations()
+	if err != nil {
+		return nil, err
+	}
+	next := from + 1
+	for _, g := range gens {
+		next = max(next, g+1)
+	}
+	r := &Restore{s: s, gen: next, from: from, fromRev: resp.Kvs[0].ModRevision, sums: map[string]*TableSum{}}
+	// The generation's marker goes first, alone, so that every key of
+	// the generation exists only while its marker does: removeStale
+	// finds every generation from the markers.
+	first := r.newBatch()
+	first.ops = append(first.ops, reqOp{key: s.lay.genMarker(next)})
+	if err := r.send(first); err != nil {
+		return nil, err
+	}
+	r.batch = r.newBatch()
+	r.sender = newSender(r)
+	return r, nil
+}
+
+// newBatch returns an empty fenced txn: the lock held and P/current still
+// naming the generation the restore began on.
+func (r *Restore) newBatch() *request {
+	p := &request{
+		cmps: []clientv3.Cmp{r.s.mu.IsOwner(), clientv3.Compare(clientv3.Value(r.s.lay.current()), "=", strconv.FormatInt(r.from, 10))},
+	}
+	p.size = r.s.baseSize(p.cmps)
+	return p
+}
+
+// baseSize is the size of a restore batch's txn request with cmps and the
+// Else read of P/current, without operations.
+func (s *Store) baseSize(cmps []clientv3.Cmp) int {
+	n := 0
+	for _, c := range cmps {
+		n += 1 + protowire.SizeBytes(proto.Size(c.GetCompare()))
+	}
+	return n + 1 + protowire.SizeBytes(1+protowire.SizeBytes(1+protowire.SizeBytes(len(s.lay.current()))))
+}
+
+// putSize is the bytes a put of a key and a value adds to a txn request.
+func putSize(key, value int) int {
+	n := 1 + protowire.SizeBytes(key)
+	if value > 0 {
+		n += 1 + protowire.SizeBytes(value)
+	}
+	n = 1 + protowire.SizeBytes(n) // RequestOp.request_put
+	return 1 + protowire.SizeBytes(n)
+}
+
+// Table starts table name (reserved names included): it creates it, empty,
+// and makes it the table that Put writes into. Each table may be started
+// once.
+func (r *Restore) Table(name string) error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if err := store.ValidateName(name); err != nil {
+		return fmt.Errorf("restoring table %q: %w", name, err)
+	}
+	if _, ok := r.sums[name]; ok {
+		return fmt.Errorf("restoring table %q: the table was restored already", name)
+	}
+	r.sums[name] = &TableSum{}
+	r.table, r.prefix = name, r.s.lay.records(r.gen, name)
+	return r.add(reqOp{key: r.s.lay.marker(r.gen, name)}, 0)
+}
+
+// Put writes a record into the table started last. Key and value are kept
+// until their batch is sent: the caller must not modify them.
+func (r *Restore) Put(key, value []byte) error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if r.table == "" {
+		return errors.New("restoring: a record before any table")
+	}
+	if len(key) == 0 {
+		return fmt.Errorf("restoring table %q: empty key", r.table)
+	}
+	if err := r.add(reqOp{key: r.prefix + string(key), value: value}, len(key)+len(value)); err != nil {
+		return err
+	}
+	r.sums[r.table].add(key, value)
+	return nil
+}
+
+func (r *Restore) usable() error {
+	if r.ended {
+		return fmt.Errorf("restoring %s: %w", r.s.name, store.ErrTxClosed)
+	}
+	return r.sender.failed()
+}
+
+// add appends op to the batch, sending the batch first when op would not
+// fit.
+func (r *Restore) add(op reqOp, bytes int) error {
+	n := putSize(len(op.key), len(op.value))
+	l := r.s.limits
+	if len(r.batch.ops)+1 > l.MaxTxnOps || r.batch.size+n > l.requestBytes(r.s.opts.Username) {
+		if len(r.batch.ops) == 0 {
+			return r.tooLarge(op)
+		}
+		if err := r.sender.send(r.batch); err != nil {
+			return err
+		}
+		r.batch = r.newBatch()
+		if r.batch.size+n > l.requestBytes(r.s.opts.Username) {
+			return r.tooLarge(op)
+		}
+	}
+	r.batch.ops = append(r.batch.ops, op)
+	r.batch.size += n
+	r.batch.writes++
+	r.batch.bytes += bytes
+	return nil
+}
+
+func (r *Restore) tooLarge(op reqOp) error {
+	key := []byte(op.key[len(r.prefix):])
+	return r.s.recordTooLarge(r.table, key, len(key)+len(op.value), r.batch.size+putSize(len(op.key), len(op.value)))
+}
+
+// recordTooLarge is the error about a record that no restore batch can
+// carry: n bytes of key and value in a request of size bytes. It wraps
+// ErrTooLarge.
+func (s *Store) recordTooLarge(table string, key []byte, n, size int) error {
+	l := s.limits
+	return fmt.Errorf("table %q, key %q: %w: the record's %d bytes of key and value need a %d-byte request, and the cluster takes %d (--max-request-bytes %d, client send limit %d): raise --max-request-bytes on the cluster (and the store's limits to match), or keep the product's records smaller",
+		table, truncate(key), ErrTooLarge, n, size, l.requestBytes(s.opts.Username), l.MaxRequestBytes, l.MaxCallSendBytes)
+}
+
+// send commits one batch, fenced on the lock and the old generation. A
+// batch only puts, so sending it again after a lost answer is harmless.
+func (r *Restore) send(p *request) error {
+	if err := failpoint.Inject("etcd.restore.batch"); err != nil {
+		return err
+	}
+	if err := r.commit(p); err != nil {
+		return fmt.Errorf("writing generation %d: %w", r.gen, err)
+	}
+	return failpoint.Inject("etcd.restore.batch-sent")
+}
+
+// commit sends a batch. A batch only puts keys nobody else writes, so
+// when the answer is lost it is sent again: applying it twice writes the
+// same values.
+func (r *Restore) commit(p *request) error {
+	s := r.s
+	ops := make([]clientv3.Op, len(p.ops))
+	for i, o := range p.ops {
+		ops[i] = o.client()
+	}
+	var lastErr error
+	for attempt := range commitAttempts {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		ctx, cancel := s.reqCtx()
+		resp, err := s.cli.Txn(ctx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(s.lay.current())).Commit()
+		cancel()
+		if err == nil {
+			if resp.Succeeded {
+				return nil
+			}
+			if cur := resp.Responses[0].GetResponseRange().Kvs; len(cur) == 0 || string(cur[0].Value) != strconv.FormatInt(r.from, 10) {
+				return ErrGenerationChanged
+			}
+			return ErrLockLost
+		}
+		if definite(err) {
+			return s.refusal(p, err)
+		}
+		lastErr = err
+	}
+	return fmt.Errorf("%w after %d attempts: %w", ErrOutcomeUnknown, commitAttempts, lastErr)
+}
+
+// CheckRecord refuses, before anything is written, a record of table that
+// no restore batch can hold at the store's limits. To check many records,
+// use [Store.RecordChecker].
+func (s *Store) CheckRecord(table string, key, value []byte) error {
+	return s.RecordChecker()(table, key, value)
+}
+
+// RecordChecker returns a function that does what CheckRecord does, with
+// the work that depends only on the store done once.
+// It works on a read-only store too, assuming the longest lock key.
+func (s *Store) RecordChecker() func(table string, key, value []byte) error {
+	const widestGen = "9223372036854775807"
+	lockKey := s.lay.lockPrefix() + "/" + strconv.FormatUint(math.MaxUint64, 16)
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(lockKey), "=", math.MaxInt64),
+		clientv3.Compare(clientv3.Value(s.lay.current()), "=", widestGen),
+	}
+	base := s.baseSize(cmps)
+	limit := s.limits.requestBytes(s.opts.Username)
+	lastTable, prefix := "", 0
+	return func(table string, key, value []byte) error {
+		if table != lastTable || prefix == 0 {
+			lastTable, prefix = table, len(s.lay.root)+len("/g/"+widestGen+"/t/"+encodeName(table)+"/")
+		}
+		if size := base + putSize(prefix+len(key), len(value)); size > limit {
+			return s.recordTooLarge(table, key, len(key)+len(value), size)
+		}
+		return nil
+	}
+}
+
+// Sums returns what the restore wrote so far, per table.
+func (r *Restore) Sums() map[string]TableSum {
+	out := make(map[string]TableSum, len(r.sums))
+	for name, s := range r.sums {
+		out[name] = *s
+	}
+	return out
+}
+
+// Prefix returns the store's key prefix, without a trailing slash.
+func (s *Store) Prefix() string { return s.lay.root }
+
+// Generation returns the generation the restore writes.
+func (r *Restore) Generation() int64 { return r.gen }
+
+// Finish sends the last batch, verifies the new generation by reading it
+// back, page by page, against what was written, makes it current in one
+// txn and removes the old generation. It fails with nothing changed when
+// the verification fails, the lock was lost or P/current changed since
+// BeginRestore; once the new generation is current, an error removing the
+// old one leaves it for the next writable Open.
+func (r *Restore) Finish() error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	err := r.sender.send(r.batch)
+	if cerr := r.sender.close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = r.verify()
+	}
+	if err == nil {
+		err = failpoint.Inject("etcd.restore.verified")
+	}
+	if err == nil {
+		err = r.flip()
+	}
+	if err != nil {
+		return fmt.Errorf("restoring %s: %w", r.s.name, err)
+	}
+	r.ended = true
+	defer func() { <-r.s.writer }()
+	if err := failpoint.Inject("etcd.restore.flipped"); err != nil {
+		return err
+	}
+	if err := r.s.removeGeneration(r.from); err != nil {
+		return fmt.Errorf("restoring %s: generation %d is current; removing the old generation %d: %w (the next writable open removes it)", r.s.name, r.gen, r.from, err)
+	}
+	return nil
+}
+
+// verify reads the new generation back at one revision and compares its
+// tables and the sums of their records with what was written.
+func (r *Restore) verify() error {
+	s := r.s
+	ctx, cancel := s.reqCtx()
+	resp, err := s.cli.Get(ctx, s.lay.genMarker(r.gen))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("verifying generation %d: %w", r.gen, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return fmt.Errorf("verifying generation %d: its marker %s is missing", r.gen, s.lay.genMarker(r.gen))
+	}
+	rev := resp.Header.Revision
+	got := map[string]*TableSum{}
+	markers := s.lay.markers(r.gen)
+	err = s.pages(rev, markers, prefixEnd(markers), true, func(k, _ []byte, _ int64) error {
+		name, err := decodeName(string(k[len(markers):]))
+		if err != nil {
+			return err
+		}
+		got[name] = &TableSum{}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("verifying generation %d: %w", r.gen, err)
+	}
+	recs := s.lay.gen(r.gen) + "t/"
+	var cur *TableSum
+	curEnc := ""
+	err = s.pages(rev, recs, prefixEnd(recs), false, func(k, v []byte, _ int64) error {
+		enc, key, _ := strings.Cut(string(k[len(recs):]), "/")
+		if enc != curEnc || cur == nil {
+			name, err := decodeName(enc)
+			if err != nil {
+				return err
+			}
+			if cur = got[name]; cur == nil {
+				return fmt.Errorf("record %q has no table marker", k)
+			}
+			curEnc = enc
+		}
+		cur.add([]byte(key), v)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("verifying generation %d: %w", r.gen, err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.sums)) {
+		want, have := r.sums[name], got[name]
+		switch {
+		case have == nil:
+			return fmt.Errorf("verifying generation %d: table %q is missing", r.gen, name)
+		case *have != *want:
+			return fmt.Errorf("verifying generation %d: table %q holds %d records (%d bytes) that differ from the %d records (%d bytes) written", r.gen, name, have.Records, have.Bytes, want.Records, want.Bytes)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(got)) {
+		if r.sums[name] == nil {
+			return fmt.Errorf("verifying generation %d: table %q was not written", r.gen, name)
+		}
+	}
+	return nil
+}
+
+// flip makes the new generation current in one txn, if the lock is still
+// held and P/current was not written since the restore began.
+func (r *Restore) flip() error {
+	s := r.s
+	cur := s.lay.current()
+	var lastErr error
+	for attempt := range commitAttempts {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
+		ctx, cancel := s.reqCtx()
+		resp, err := s.cli.Txn(ctx).
+			If(s.mu.IsOwner(), clientv3.Compare(clientv3.ModRevision(cur), "=", r.fromRev)).
+			Then(clientv3.OpPut(cur, strconv.FormatInt(r.gen, 10))).
+			Else(clientv3.OpGet(cur)).
+			Commit()
+		cancel()
+		if err == nil {
+			if resp.Succeeded {
+				return nil
+			}
+			kvs := resp.Responses[0].GetResponseRange().Kvs
+			if len(kvs) > 0 && string(kvs[0].Value) == strconv.FormatInt(r.gen, 10) {
+				return nil // an earlier attempt applied
+			}
+			if len(kvs) > 0 && kvs[0].ModRevision != r.fromRev {
+				return fmt.Errorf("switching to generation %d: %w", r.gen, ErrGenerationChanged)
+			}
+			return fmt.Errorf("switching to generation %d: %w", r.gen, ErrLockLost)
+		}
+		if definite(err) {
+			return fmt.Errorf("switching to generation %d: %w", r.gen, err)
+		}
+		lastErr = err
+	}
+	return fmt.Errorf("switching to generation %d: %w: %w", r.gen, ErrOutcomeUnknown, lastErr)
+}
+
+// Abort removes what the restore wrote, unless Finish made it current; it
+// can be deferred. What it cannot remove (the lock lost, the cluster
+// unreachable) the next writable Open removes.
+func (r *Restore) Abort() error {
+	if r.ended {
+		return nil
+	}
+	r.ended = true
+	defer func() { <-r.s.writer }()
+	r.sender.close()
+	if err := r.s.removeGeneration(r.gen); err != nil {
+		return fmt.Errorf("removing the unfinished generation %d: %w", r.gen, err)
+	}
+	return nil
+}
+
+// sender sends the batches of a restore, restoreSenders at a time.
+type sender struct {
+	r    *Restore
+	ch   chan *request
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+	done bool
+}
+
+func newSender(r *Restore) *sender {
+	sd := &sender{r: r, ch: make(chan *request)}
+	for range restoreSenders {
+		sd.wg.Add(1)
+		go func() {
+			defer sd.wg.Done()
+			for p := range sd.ch {
+				if sd.failed() != nil {
+					continue
+				}
+				if err := r.send(p); err != nil {
+					sd.mu.Lock()
+					if sd.err == nil {
+						sd.err = err
+					}
+					sd.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return sd
+}
+
+func (sd *sender) failed() error {
+	if sd == nil {
+		return nil
+	}
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	return sd.err
+}
+
+// send hands a batch to a sender; it fails when an earlier batch failed.
+func (sd *sender) send(p *request) error {
+	if err := sd.failed(); err != nil {
+		return err
+	}
+	if len(p.ops) > 0 {
+		sd.ch <- p
+	}
+	return nil
+}
+
+// close waits for every batch and returns the first error.
+func (sd *sender) close() error {
+	if !sd.done {
+		sd.done = true
+		close(sd.ch)
+		sd.wg.Wait()
+	}
+	return sd.failed()
+}
+
+// generations returns every generation that has a marker.
+func (s *Store) generations() ([]int64, error) {
+	ctx, cancel := s.reqCtx()
+	defer cancel()
+	p := s.lay.root + "/gen/"
+	resp, err := s.cli.Get(ctx, p, clientv3.WithRange(prefixEnd(p)), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	var gens []int64
+	for _, kv := range resp.Kvs {
+		g, err := parseGeneration(kv.Key[len(p):])
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", kv.Key, err)
+		}
+		gens = append(gens, g)
+	}
+	return gens, nil
+}
+
+// removeStale removes every generation that is not current: what restores
+// that did not finish left behind, or an old generation whose removal was
+// interrupted. Every writable Open and BeginRestore calls it.
+func (s *Store) removeStale() error {
+	ctx, cancel := s.reqCtx()
+	resp, err := s.cli.Get(ctx, s.lay.current())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("removing stale generations: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	cur, err := parseGeneration(resp.Kvs[0].Value)
+	if err != nil {
+		return err
+	}
+	gens, err := s.generations()
+	if err != nil {
+		return fmt.Errorf("removing stale generations: %w", err)
+	}
+	for _, g := range gens {
+		if g == cur {
+			continue
+		}
+		if err := s.removeGeneration(g); err != nil {
+			return fmt.Errorf("removing stale generation %d: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// removeGeneration deletes the keys of generation g, PageSize keys per
+// fenced txn, then its marker. It never touches the current generation.
+func (s *Store) removeGeneration(g int64) error {
+	p := s.lay.gen(g)
+	end := prefixEnd(p)
+	gen := strconv.FormatInt(g, 10)
+	fence := []clientv3.Cmp{s.mu.IsOwner(), clientv3.Compare(clientv3.Value(s.lay.current()), "!=", gen)}
+	for {
+		ctx, cancel := s.reqCtx()
+		resp, err := s.cli.Get(ctx, p, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(s.opts.PageSize)))
+		cancel()
+		if err != nil {
+			return err
+		}
+		op := clientv3.OpDelete(s.lay.genMarker(g))
+		if len(resp.Kvs) > 0 {
+			last := string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+			op = clientv3.OpDelete(p, clientv3.WithRange(last))
+		}
+		if err := failpoint.Inject("etcd.restore.delete"); err != nil {
+			return err
+		}
+		ctx, cancel = s.reqCtx()
+		tr, err := s.cli.Txn(ctx).If(fence...).Then(op).Commit()
+		cancel()
+		if err != nil {
+			return err
+		}
+		if !tr.Succeeded {
+			return fmt.Errorf("deleting generation %d: %w, or it became current", g, ErrLockLost)
+		}
+		if err := failpoint.Inject("etcd.restore.deleted"); err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 {
+			return nil
+		}
+	}
+}
