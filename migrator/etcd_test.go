@@ -588,3 +588,38 @@ func TestEtcdUpgradeUnderWriters(t *testing.T) {
 		t.Errorf("dump shows %d records of the product's table, etcd holds %d", got, len(resp.Kvs))
 	}
 }
+
+// TestEtcdFixtures: every release fixture restores into an etcd store,
+// goes through the offline upgrade of an etcd store (backup, upgrade of
+// the file, restore) and ends with the same content as the same fixture
+// upgraded and restored into bbolt; status then says up to date.
+func TestEtcdFixtures(t *testing.T) {
+	for _, fixture := range fixtures(t) {
+		release := strings.TrimSuffix(filepath.Base(fixture), ".tar.zst")
+		t.Run(release, func(t *testing.T) {
+			url, _ := etcdStore(t)
+			dir := t.TempDir()
+			pre, up := filepath.Join(dir, "pre.tar.zst"), filepath.Join(dir, "up.tar.zst")
+			boltPath := filepath.Join(dir, "up.db")
+			for _, args := range [][]string{
+				{"restore", fixture, "--store", url},
+				{"backup", "--store", url, "--out", pre},
+				{"upgrade", "--offline", "--in", pre, "--out", up},
+				{"restore", up, "--store", url},
+				{"restore", up, "--store", boltPath},
+			} {
+				if code, stdout, stderr := runMigrator(t, "example", args...); code != 0 {
+					t.Fatalf("%q: exit %d\n%s%s", args, code, stdout, stderr)
+				}
+			}
+			_, etcdDump, _ := runMigrator(t, "example", "dump", "--store", url)
+			_, boltDump, _ := runMigrator(t, "example", "dump", "--store", boltPath)
+			if etcdDump == "" || etcdDump != boltDump {
+				t.Errorf("dump of the etcd store:\n%s\nof the bbolt store:\n%s", etcdDump, boltDump)
+			}
+			if code, out, _ := runMigrator(t, "example", "status", "--store", url); code != 0 || !strings.Contains(out, "up to date") {
+				t.Errorf("status after the upgrade: exit %d\n%s", code, out)
+			}
+		})
+	}
+}

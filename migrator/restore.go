@@ -3,11 +3,11 @@ package migrator
 import (
 	"flag"
 	"fmt"
-	"strings"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
-
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -19,7 +19,8 @@ func init() {
 Usage: {{.Prog}} restore FILE --store S [--config DIR] [--force] [--json]
 
 Restores the backup FILE into the store S (a bbolt file, created when
-missing) and its configuration files into the directory DIR. Everything is
+missing, or an etcd store, see below) and its configuration files into the
+directory DIR. Everything is
 checked first (every checksum, the structure, the manifest against the
 content); a backup of another product, or of data newer than this release
 (or older than the oldest version it upgrades) is refused. The new store is
@@ -40,6 +41,16 @@ the manifest and the pending hooks.
 
 Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
+
+An etcd store (S = etcd://host:port[,host:port]/prefix, reached with the
+--etcd-* flags as in "{{.Prog}} backup --help") is restored under its lock:
+the backup is checked against the cluster's limits and quota first, written
+as a new generation in fenced batches, re-read and compared, and only then
+made current in one transaction; the old generation is deleted after. A
+restore killed at any point leaves the old data current, and the next
+writable open removes the unfinished generation. Its configuration files go
+into the store (the table "_config"): --config is refused. A product
+reading through etcd.OpenProduct moves to the new generation.
 
 Older data restores as it is: "{{.Prog}} plan --store S" then shows its
 pending hooks.
@@ -62,16 +73,18 @@ type restoreOptions struct {
 	config string
 	force  bool
 	json   bool
+	etcd   etcdFlags
 }
 
 // flagForce lets restore replace a file that is not a bbolt store.
 const flagForce = "force"
 
 func (o *restoreOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store to replace: a bbolt file `path`")
+	fs.StringVar(&o.store, flagStore, "", "the store to replace: a bbolt file `path` or etcd://host:port[,host:port]/prefix")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to replace")
 	fs.BoolVar(&o.force, flagForce, false, "replace --store even when it is not a bbolt store")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+	o.etcd.register(fs)
 }
 
 func (o *restoreOptions) Validate(args []string) error {
@@ -82,19 +95,14 @@ func (o *restoreOptions) Validate(args []string) error {
 	if o.store == "" {
 		return cliflag.Usagef("--%s is required", flagStore)
 	}
-	if strings.HasPrefix(o.store, "etcd://") {
-		return cliflag.Usagef("--%s %s: etcd stores are not supported by this migrator yet; use a bbolt file path", flagStore, o.store)
+	if isEtcd(o.store) && o.config != "" {
+		return cliflag.Usagef("--%s: an etcd store keeps its configuration files in the store (the table %q); restore without --%s", flagConfig, store.ConfigTable, flagConfig)
 	}
 	return nil
 }
 
 func (o *restoreOptions) Run(e *env) error {
-	if !o.force {
-		if err := checkBoltFile(o.store); err != nil {
-			return err
-		}
-	}
-	m, err := backup.Restore(e.ctx, e.reg, o.file, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress})
+	m, err := o.restore(e)
 	if err != nil {
 		return err
 	}
@@ -112,4 +120,23 @@ func (o *restoreOptions) Run(e *env) error {
 		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"%s plan --store %s\")\n", joinInts(r.Pending), e.prog, o.store)
 	}
 	return nil
+}
+
+// restore restores the backup into a bbolt file or an etcd store.
+func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
+	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress}
+	if isEtcd(o.store) {
+		st, err := openEtcd(e, o.store, &o.etcd, openCreate)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		return backup.RestoreEtcd(e.ctx, e.reg, o.file, st, opts)
+	}
+	if !o.force {
+		if err := checkBoltFile(o.store); err != nil {
+			return nil, err
+		}
+	}
+	return backup.Restore(e.ctx, e.reg, o.file, o.store, opts)
 }
