@@ -474,7 +474,8 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 
 // TestEtcdDumpCompacted compacts the cluster past the revision of a dump
 // that has printed its first records: the dump fails saying that its
-// output is incomplete.
+// output is incomplete. The table is larger than what the members stream
+// ahead of a reader that waits, so the compaction overtakes the dump.
 func TestEtcdDumpCompacted(t *testing.T) {
 	url, prefix := etcdStore(t)
 	if code, _, stderr := migratorMain(waitRegistry, "init", "--store", url); code != 0 {
@@ -482,10 +483,13 @@ func TestEtcdDumpCompacted(t *testing.T) {
 	}
 	createTable(t, prefix, "big")
 	cli := etcdClient(t)
-	for i := 0; i < 1500; i += 100 {
+	// 40 MB: more than the members send ahead of a reader that waits.
+	const records = 2000
+	value := strings.Repeat("v", 20<<10)
+	for i := 0; i < records; i += 50 {
 		var ops []clientv3.Op
-		for j := i; j < i+100; j++ {
-			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%s/g/1/t/big/key-%04d", prefix, j), "value"))
+		for j := i; j < i+50; j++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%s/g/1/t/big/key-%04d", prefix, j), value))
 		}
 		if _, err := cli.Txn(context.Background()).Then(ops...).Commit(); err != nil {
 			t.Fatal(err)

@@ -36,9 +36,13 @@
 // # Transactions
 //
 // Begin reads P/current and pins the revision R of that read: every read of
-// the transaction is a linearizable range read at revision R (paged, at most
-// [Options.PageSize] records in memory per Scan), so a read-only transaction
-// is one consistent snapshot of every table.
+// the transaction is a linearizable range read at revision R, so a read-only
+// transaction is one consistent snapshot of every table. A Scan streams its
+// range (RangeStream: chunks of at most the cluster's request size, read as
+// the Scan needs them), because etcd answers a paged read with the count of
+// every key to the end of the range, which makes paging through a large
+// table quadratic; on a cluster before v3.7, without RangeStream, it reads
+// [Options.PageSize] records a page.
 //
 // A writable transaction keeps its writes in memory (an overlay that its own
 // reads, Scans and Tables see) and commits them in one etcd transaction
@@ -216,7 +220,8 @@ type Options struct {
 	DialTimeout time.Duration
 	// Limits are the cluster's txn limits.
 	Limits Limits
-	// PageSize is the number of records per range read;
+	// PageSize is the number of records per paged range read (table
+	// listings, checks, and Scans on a cluster without RangeStream);
 	// DefaultPageSize when zero.
 	PageSize int
 }

@@ -178,7 +178,19 @@ func TestSnapshotIsPinned(t *testing.T) {
 // TestMatchesBolt runs the same random transactions on a bbolt store and on
 // the etcd store and compares every answer: gets, scans that modify the
 // scanned table, table creation and drops, commits and rollbacks.
+//
+// It runs twice: reading ranges as streams, and page by page as on a
+// cluster without RangeStream.
 func TestMatchesBolt(t *testing.T) {
+	t.Run("stream", matchesBolt)
+	t.Run("paged", func(t *testing.T) {
+		pagedReads = true
+		defer func() { pagedReads = false }()
+		matchesBolt(t)
+	})
+}
+
+func matchesBolt(t *testing.T) {
 	rounds := 60
 	if testing.Short() {
 		rounds = 15

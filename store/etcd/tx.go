@@ -2,13 +2,17 @@ package etcd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
@@ -451,9 +455,8 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 	pos := string(start)
 	var page []*kv
 	more := !st.cleared // the snapshot may hold keys at or after pos
-	// The first page holds what one commit can write, as a batching
-	// caller stops there; the next ones grow to PageSize.
-	limit := min(t.s.limits.MaxTxnOps, t.s.opts.PageSize)
+	r := t.newRangeReader(prefix+pos, end, len(prefix))
+	defer r.close()
 	outer := st.scan
 	defer func() { st.scan = outer }()
 	for {
@@ -463,10 +466,9 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 		}
 		if len(page) == 0 && more {
 			var err error
-			if page, more, err = t.page(prefix+pos, end, len(prefix), limit); err != nil {
+			if page, more, err = r.next(prefix + pos); err != nil {
 				return fmt.Errorf("table %q: %w", st.name, err)
 			}
-			limit = min(2*limit, t.s.opts.PageSize)
 			continue
 		}
 		// The next write at or after pos.
@@ -511,6 +513,92 @@ type kv struct {
 	key    string
 	value  []byte
 	modRev int64
+}
+
+// rangeReader reads the records of a range at the transaction's revision,
+// in key order, one chunk at a time. It streams the range (RangeStream):
+// etcd answers a paged range read (a limit) with the count of every key to
+// the end of the range, so reading a large table page by page costs the
+// members time quadratic in its size, where one stream costs linear time.
+// The stream's chunks are bounded by the cluster's request size and read
+// as the caller needs them (gRPC flow control holds the rest back). A
+// cluster without RangeStream (before etcd v3.7) is read page by page,
+// [Options.PageSize] records a page, the first page only as large as
+// what one commit can write (a batching caller stops there).
+type rangeReader struct {
+	t      *Tx
+	end    string
+	strip  int
+	paged  bool // the cluster has no RangeStream
+	limit  int  // the next page's size, when paged
+	ch     clientv3.GetStreamChan
+	cancel context.CancelFunc
+	quiet  *time.Timer // cancels a stream that sends nothing for RequestTimeout
+}
+
+func (t *Tx) newRangeReader(from, end string, strip int) *rangeReader {
+	return &rangeReader{t: t, end: end, strip: strip, paged: pagedReads, limit: min(t.s.limits.MaxTxnOps, t.s.opts.PageSize)}
+}
+
+// pagedReads makes every rangeReader read page by page, as on a cluster
+// without RangeStream; tests set it.
+var pagedReads = false
+
+// next returns the next records at or after from, and whether more may
+// follow.
+func (r *rangeReader) next(from string) ([]*kv, bool, error) {
+	if r.paged {
+		page, more, err := r.t.page(from, r.end, r.strip, r.limit)
+		r.limit = min(2*r.limit, r.t.s.opts.PageSize)
+		return page, more, err
+	}
+	if r.ch == nil {
+		ctx, cancel := context.WithCancel(r.t.s.ctx)
+		ch, err := r.t.s.cli.GetStream(ctx, from, clientv3.WithRange(r.end), clientv3.WithRev(r.t.rev))
+		if err != nil {
+			cancel()
+			return r.fallback(from, err)
+		}
+		r.ch, r.cancel = ch, cancel
+		r.quiet = time.AfterFunc(r.t.s.opts.RequestTimeout, cancel)
+	}
+	r.quiet.Reset(r.t.s.opts.RequestTimeout)
+	resp, ok := <-r.ch
+	r.quiet.Stop()
+	if !ok {
+		return nil, false, nil
+	}
+	if err := resp.Err(); err != nil {
+		if status.Code(err) == codes.Unimplemented && r.ch != nil {
+			r.close()
+			return r.fallback(from, err)
+		}
+		return nil, false, readError(r.t.rev, err)
+	}
+	page := make([]*kv, len(resp.Kvs))
+	for i, rec := range resp.Kvs {
+		page[i] = &kv{key: string(rec.Key[r.strip:]), value: rec.Value, modRev: rec.ModRevision}
+	}
+	return page, true, nil
+}
+
+// fallback reads page by page when the cluster has no RangeStream.
+func (r *rangeReader) fallback(from string, err error) ([]*kv, bool, error) {
+	if status.Code(err) != codes.Unimplemented {
+		return nil, false, readError(r.t.rev, err)
+	}
+	r.paged = true
+	return r.next(from)
+}
+
+func (r *rangeReader) close() {
+	if r.cancel != nil {
+		r.quiet.Stop()
+		r.cancel()
+		for range r.ch {
+		}
+		r.cancel, r.ch = nil, nil
+	}
 }
 
 // page reads up to limit records in [from, end) at rev; keys lose their
