@@ -11,6 +11,7 @@ import (
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -29,7 +30,7 @@ func BenchmarkBackupEtcd(b *testing.B) {
 	arc, _ := boltArchive(b, dir, "bench", func(tx store.Tx) error {
 		return fillTable(tx, "users", restoreBenchRecords)
 	})
-	prefix := newPrefix(b)
+	prefix := etcdtest.Prefix(b)
 	w, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints, Prefix: prefix, Create: true})
 	if err != nil {
 		b.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
@@ -42,7 +43,7 @@ func BenchmarkRestoreEtcd(b *testing.B) {
 	restoreTime, replaceTime, plainTime := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
 	b.ResetTimer()
 	for range b.N * rounds {
-		prefix := newPrefix(b)
+		prefix := etcdtest.Prefix(b)
 		st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints, Prefix: prefix, Create: true})
 		if err != nil {
 			b.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
@@ -116,7 +117,7 @@ func runRestoreChild(t *testing.T, c restoreChild) (string, bool) {
 // holds the lock, no other generation may remain.
 func TestRestoreEtcdCrash(t *testing.T) {
 	c := cluster(t)
-	cli := client(t, c)
+	cli := c.Client(t)
 	dir := t.TempDir()
 	oldArc, oldDump := boltArchive(t, dir, "old", func(tx store.Tx) error {
 		return fillTable(tx, "old", 300)
@@ -130,7 +131,7 @@ func TestRestoreEtcdCrash(t *testing.T) {
 	// setup makes a store holding the old data, in a generation of its
 	// own, as a restored store does.
 	setup := func(t *testing.T) string {
-		prefix := newPrefix(t)
+		prefix := etcdtest.Prefix(t)
 		st := openEtcd(t, c.Endpoints, prefix)
 		if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, oldArc, st, backup.RestoreOptions{}); err != nil {
 			t.Fatal(err)

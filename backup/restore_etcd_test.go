@@ -8,13 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
@@ -28,39 +26,13 @@ import (
 func TestMain(m *testing.M) {
 	restoreChildMain() // the restore that TestRestoreEtcdCrash kills
 	code := m.Run()
-	if etcdCluster != nil {
-		etcdCluster.Close()
-	}
+	etcdtest.CloseShared()
 	os.Exit(code)
 }
 
-// etcdCluster is a three-member cluster on loopback, started by the first
-// test that needs it and shared by the others; each works under its own
-// prefix.
-var (
-	etcdCluster *etcdtest.Cluster
-	etcdErr     error
-	etcdOnce    sync.Once
-	etcdRuns    int
-	etcdRunsMu  sync.Mutex
-)
-
-func cluster(t testing.TB) *etcdtest.Cluster {
-	t.Helper()
-	etcdOnce.Do(func() { etcdCluster, etcdErr = etcdtest.Start(etcdtest.Config{Members: 3}) })
-	if etcdErr != nil {
-		t.Fatal(etcdErr)
-	}
-	return etcdCluster
-}
-
-// newPrefix returns a prefix no test used yet.
-func newPrefix(t testing.TB) string {
-	etcdRunsMu.Lock()
-	defer etcdRunsMu.Unlock()
-	etcdRuns++
-	return fmt.Sprintf("/backup-test/%s/%d", strings.ReplaceAll(t.Name(), "/", "_"), etcdRuns)
-}
+// cluster is the process's shared etcd cluster (etcdtest.Shared); each
+// test works under its own prefix (etcdtest.Prefix).
+func cluster(t testing.TB) *etcdtest.Cluster { return etcdtest.Shared(t) }
 
 // openEtcd opens the store at prefix writable, creating it.
 func openEtcd(t testing.TB, endpoints []string, prefix string) *etcd.Store {
@@ -189,26 +161,16 @@ func generationsLeft(t testing.TB, cli *clientv3.Client, prefix string) (gens ma
 	return gens, current
 }
 
-func client(t testing.TB, c *etcdtest.Cluster) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 // TestRestoreEtcdRoundTrip backs up a bbolt store with odd table names,
 // empty tables, empty values and a configuration file, restores it into
 // an etcd store holding other data, twice, and wants the bbolt store's
 // logical dump back, one generation left, and a store that checks clean.
 func TestRestoreEtcdRoundTrip(t *testing.T) {
 	c := cluster(t)
-	cli := client(t, c)
+	cli := c.Client(t)
 	dir := t.TempDir()
 	arc, want := boltArchive(t, dir, "odd", oddTables)
-	prefix := newPrefix(t)
+	prefix := etcdtest.Prefix(t)
 	st := openEtcd(t, c.Endpoints, prefix)
 	tx, err := st.Begin(true)
 	if err != nil {
@@ -271,7 +233,7 @@ func TestRestoreEtcdRoundTrip(t *testing.T) {
 // refused before anything is written, with an error naming what is wrong.
 func TestRestoreEtcdRefused(t *testing.T) {
 	c := cluster(t)
-	cli := client(t, c)
+	cli := c.Client(t)
 	dir := t.TempDir()
 	nested := oddStore(t, dir) // nested buckets and sequence numbers
 	st, err := bolt.Open(nested, bolt.Options{ReadOnly: true})
@@ -296,7 +258,7 @@ func TestRestoreEtcdRefused(t *testing.T) {
 		{"too large", bigArc, []string{`table "blobs", key "huge"`, "--max-request-bytes", "refused"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			prefix := newPrefix(t)
+			prefix := etcdtest.Prefix(t)
 			est := openEtcd(t, c.Endpoints, prefix)
 			before := rawKeys(t, cli, prefix)
 			_, err := backup.RestoreEtcd(t.Context(), generated.Registry, tc.arc, est, backup.RestoreOptions{})
@@ -381,7 +343,7 @@ func TestRestoreEtcdQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer small.Close()
-	cli := client(t, small)
+	cli := small.Client(t)
 	dir := t.TempDir()
 	arc, _ := boltArchive(t, dir, "large", func(tx store.Tx) error {
 		tb, err := tx.CreateTable("blobs")
@@ -395,7 +357,7 @@ func TestRestoreEtcdQuota(t *testing.T) {
 		}
 		return nil
 	})
-	prefix := newPrefix(t)
+	prefix := etcdtest.Prefix(t)
 	st := openEtcd(t, small.Endpoints, prefix)
 	before := rawKeys(t, cli, prefix)
 	_, err = backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{})
@@ -425,12 +387,12 @@ func TestRestoreEtcdQuota(t *testing.T) {
 // its writes land in the current generation.
 func TestRestoreEtcdProduct(t *testing.T) {
 	c := cluster(t)
-	cli := client(t, c)
+	cli := c.Client(t)
 	dir := t.TempDir()
 	arc, want := boltArchive(t, dir, "new", func(tx store.Tx) error {
 		return puts(tx, "sessions", []byte("s1"), []byte("restored"))
 	})
-	prefix := newPrefix(t)
+	prefix := etcdtest.Prefix(t)
 	st := openEtcd(t, c.Endpoints, prefix)
 	tx, err := st.Begin(true)
 	if err != nil {
@@ -496,9 +458,9 @@ func TestRestoreEtcdProduct(t *testing.T) {
 // and nothing else.
 func TestRestoreEtcdCanceled(t *testing.T) {
 	c := cluster(t)
-	cli := client(t, c)
+	cli := c.Client(t)
 	arc, _ := boltArchive(t, t.TempDir(), "new", nil)
-	prefix := newPrefix(t)
+	prefix := etcdtest.Prefix(t)
 	st := openEtcd(t, c.Endpoints, prefix)
 	before := rawKeys(t, cli, prefix)
 	ctx, cancel := context.WithCancel(t.Context())

@@ -23,48 +23,30 @@ import (
 	"github.com/hookreg/hookreg/store/etcd"
 )
 
-// The package's three-member etcd cluster on loopback, started by the
-// first test that needs it; each test works under its own prefix.
-var (
-	clusterOnce sync.Once
-	cluster     *etcdtest.Cluster
-	clusterErr  error
-	prefixSeq   atomic.Int64
-)
+// cluster is the process's shared etcd cluster (etcdtest.Shared), once a
+// test has asked for a store on it; each test works under its own prefix.
+var cluster *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Close()
-	}
+	etcdtest.CloseShared()
 	os.Exit(code)
 }
 
-// etcdStore returns the URL of a new store on the package's cluster, and
-// its prefix.
+// etcdStore returns the URL of a new store on the shared cluster, and its
+// prefix.
 func etcdStore(t testing.TB) (url, prefix string) {
 	t.Helper()
-	clusterOnce.Do(func() { cluster, clusterErr = etcdtest.Start(etcdtest.Config{Members: 3}) })
-	if clusterErr != nil {
-		t.Fatal(clusterErr)
-	}
+	cluster = etcdtest.Shared(t)
 	var hosts []string
 	for _, ep := range cluster.Endpoints {
 		hosts = append(hosts, strings.TrimPrefix(ep, "http://"))
 	}
-	prefix = fmt.Sprintf("/migrator/%s/%d", regexp.MustCompile(`[^A-Za-z0-9]`).ReplaceAllString(t.Name(), "_"), prefixSeq.Add(1))
+	prefix = etcdtest.Prefix(t)
 	return "etcd://" + strings.Join(hosts, ",") + prefix, prefix
 }
 
-func etcdClient(t testing.TB) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
+func etcdClient(t testing.TB) *clientv3.Client { return cluster.Client(t) }
 
 // openEtcd opens the store at prefix writable: it holds the lock until
 // closed.

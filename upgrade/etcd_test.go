@@ -8,13 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/hook"
@@ -26,32 +22,22 @@ import (
 	"github.com/hookreg/hookreg/upgrade"
 )
 
-// The etcd tests share one three-member cluster on loopback (etcd's
-// default limits), started by the first of them; each test works under its
-// own prefix.
-var (
-	clusterOnce sync.Once
-	cluster     *etcdtest.Cluster
-	clusterErr  error
-	prefixes    atomic.Int64
-)
+// cluster is the process's shared etcd cluster (etcdtest.Shared, etcd's
+// default limits), once a test has asked for a store on it; each test
+// works under its own prefix.
+var cluster *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Close()
-	}
+	etcdtest.CloseShared()
 	os.Exit(code)
 }
 
 // openEtcd opens a new writable store on the shared cluster.
 func openEtcd(t testing.TB) (*etcd.Store, string) {
 	t.Helper()
-	clusterOnce.Do(func() { cluster, clusterErr = etcdtest.Start(etcdtest.Config{Members: 3}) })
-	if clusterErr != nil {
-		t.Fatal(clusterErr)
-	}
-	prefix := fmt.Sprintf("/upgrade/%s/%d", t.Name(), prefixes.Add(1))
+	cluster = etcdtest.Shared(t)
+	prefix := etcdtest.Prefix(t)
 	st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: cluster.Endpoints, Prefix: prefix, Create: true})
 	if err != nil {
 		t.Fatal(err)
@@ -61,15 +47,7 @@ func openEtcd(t testing.TB) (*etcd.Store, string) {
 }
 
 // etcdClient is a plain client of the cluster, as a product has.
-func etcdClient(t testing.TB) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
+func etcdClient(t testing.TB) *clientv3.Client { return cluster.Client(t) }
 
 // product opens the product's own access to the store at prefix.
 func product(t testing.TB, prefix string) *etcd.Product {

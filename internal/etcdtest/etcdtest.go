@@ -25,8 +25,12 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -319,4 +323,53 @@ func MemberMain() {
 			}
 		}
 	}
+}
+
+// shared is the cluster of Shared.
+var shared struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+	runs atomic.Int64
+}
+
+// Shared returns the process's three-member cluster, started by the first
+// test that asks for it and shared by the others, each under its own
+// Prefix. TestMain stops it with CloseShared after m.Run.
+func Shared(t testing.TB) *Cluster {
+	t.Helper()
+	shared.once.Do(func() { shared.c, shared.err = Start(Config{Members: 3}) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.c
+}
+
+// CloseShared stops the cluster of Shared, if a test started it.
+func CloseShared() {
+	if shared.c != nil {
+		shared.c.Close()
+	}
+}
+
+// Prefix returns a key prefix that no other call returned in this process
+// (go test -count=N included): /test/NAME/N, NAME the test's name with
+// every byte outside [A-Za-z0-9] written as "_", so that it also fits in
+// an etcd:// URL.
+func Prefix(t testing.TB) string {
+	return fmt.Sprintf("/test/%s/%d", nameRE.ReplaceAllString(t.Name(), "_"), shared.runs.Add(1))
+}
+
+var nameRE = regexp.MustCompile(`[^A-Za-z0-9]`)
+
+// Client returns a plain client of c, as a product or an operator has,
+// closed when the test ends.
+func (c *Cluster) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
