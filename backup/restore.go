@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -149,15 +150,8 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, err
 	}
 	defer b.discard()
-	second := sha256.New()
-	if err := b.load(ctxReader{ctx, io.TeeReader(f, second)}, m, opts.Progress); err != nil {
-		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
-	}
-	if _, err := io.Copy(second, ctxReader{ctx, f}); err != nil {
-		return nil, readError(archivePath, err)
-	}
-	if !bytes.Equal(first.Sum(nil), second.Sum(nil)) {
-		return nil, fmt.Errorf("restoring %s: the file changed between the check and the restore: nothing was restored, run it again", archivePath)
+	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error { return b.load(r, m, opts.Progress) }); err != nil {
+		return nil, err
 	}
 	if err := b.lockNew(); err != nil {
 		return nil, err
@@ -172,6 +166,23 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
 	}
 	return m, nil
+}
+
+// loadAgain is the second pass of a restore over the archive f, read from
+// its start: load reads it, and the whole file must hash to first, the
+// hash of the checking pass, or it changed in between.
+func loadAgain(ctx context.Context, f io.Reader, archivePath string, first hash.Hash, load func(io.Reader) error) error {
+	second := sha256.New()
+	if err := load(ctxReader{ctx, io.TeeReader(f, second)}); err != nil {
+		return fmt.Errorf("restoring %s: %w", archivePath, err)
+	}
+	if _, err := io.Copy(second, ctxReader{ctx, f}); err != nil {
+		return readError(archivePath, err)
+	}
+	if !bytes.Equal(first.Sum(nil), second.Sum(nil)) {
+		return fmt.Errorf("restoring %s: the file changed between the check and the restore: nothing was restored, run it again", archivePath)
+	}
+	return nil
 }
 
 // restoreSuffix marks the temporary files and directories of a restore:

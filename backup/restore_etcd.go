@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -70,15 +69,8 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, err
 	}
 	defer rs.Abort()
-	second := sha256.New()
-	if err := loadEtcd(ctxReader{ctx, io.TeeReader(f, second)}, rs, m, opts.Progress); err != nil {
-		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
-	}
-	if _, err := io.Copy(second, ctxReader{ctx, f}); err != nil {
-		return nil, readError(archivePath, err)
-	}
-	if !bytes.Equal(first.Sum(nil), second.Sum(nil)) {
-		return nil, fmt.Errorf("restoring %s: the file changed between the check and the restore: nothing was restored, run it again", archivePath)
+	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error { return loadEtcd(r, rs, m, opts.Progress) }); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("restoring %s: %w; nothing was restored", archivePath, interrupted(err))
