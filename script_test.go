@@ -8,11 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/internal/hookgen"
 	"github.com/hookreg/hookreg/migrator"
@@ -53,6 +55,10 @@ func TestMain(m *testing.M) {
 //     of another release) of internal/example;
 //   - "exits CODE PROG [ARGS...]": exec PROG and want exit status CODE
 //     (then stdout and stderr are checked as after exec);
+//   - "etcd": a real three-member etcd cluster on loopback (one for the
+//     whole run, started by the first script that asks), and a key prefix
+//     of the script's own: it sets ETCD_ENDPOINTS (host:port,...),
+//     ETCD_PREFIX and ETCD_STORE (the migrator's etcd://ENDPOINTS/PREFIX);
 //   - RELEASE and LAST_HOOK: the release of the example product's registry
 //     and its largest hook number, so that a script about "this release"
 //     holds when a release adds a hook;
@@ -63,12 +69,13 @@ func TestScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(etcdtest.CloseShared)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
 		UpdateScripts:       *update,
-		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"exits": exits},
+		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"exits": exits, "etcd": etcdCluster},
 		Setup: func(env *testscript.Env) error {
 			for _, kv := range [][2]string{
 				{"HOOKREG_ROOT", root},
@@ -118,4 +125,23 @@ func exits(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
 	}
+}
+
+// etcdCluster runs "etcd": see TestScript.
+func etcdCluster(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: etcd")
+	}
+	c, err := etcdtest.SharedCluster()
+	if err != nil {
+		ts.Fatalf("etcd: %v", err)
+	}
+	var hosts []string
+	for _, ep := range c.Endpoints {
+		hosts = append(hosts, strings.TrimPrefix(ep, "http://"))
+	}
+	prefix := etcdtest.NextPrefix(filepath.Base(ts.Getenv("WORK")))
+	ts.Setenv("ETCD_ENDPOINTS", strings.Join(hosts, ","))
+	ts.Setenv("ETCD_PREFIX", prefix)
+	ts.Setenv("ETCD_STORE", "etcd://"+strings.Join(hosts, ",")+prefix)
 }

@@ -338,11 +338,18 @@ var shared struct {
 // Prefix. TestMain stops it with CloseShared after m.Run.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
-	shared.once.Do(func() { shared.c, shared.err = Start(Config{Members: 3}) })
-	if shared.err != nil {
-		t.Fatal(shared.err)
+	c, err := SharedCluster()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return shared.c
+	return c
+}
+
+// SharedCluster is Shared for a caller without a testing.TB (a testscript
+// command). Prefixes under it come from NextPrefix.
+func SharedCluster() (*Cluster, error) {
+	shared.once.Do(func() { shared.c, shared.err = Start(Config{Members: 3}) })
+	return shared.c, shared.err
 }
 
 // CloseShared stops the cluster of Shared, if a test started it.
@@ -357,7 +364,12 @@ func CloseShared() {
 // every byte outside [A-Za-z0-9] written as "_", so that it also fits in
 // an etcd:// URL.
 func Prefix(t testing.TB) string {
-	return fmt.Sprintf("/test/%s/%d", nameRE.ReplaceAllString(t.Name(), "_"), shared.runs.Add(1))
+	return NextPrefix(t.Name())
+}
+
+// NextPrefix is Prefix for a caller without a testing.TB: /test/NAME/N.
+func NextPrefix(name string) string {
+	return fmt.Sprintf("/test/%s/%d", nameRE.ReplaceAllString(name, "_"), shared.runs.Add(1))
 }
 
 var nameRE = regexp.MustCompile(`[^A-Za-z0-9]`)
