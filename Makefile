@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo test cross generate check-generated lint fmt bench fuzz release
+.PHONY: demo demo-etcd demo-etcd-steps test cross generate check-generated lint fmt bench fuzz release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -25,6 +25,29 @@ demo:
 	$(MIGRATOR) restore $(DEMO)/after.tar.zst --store $(DEMO)/broker.db --config $(DEMO)/config
 	$(MIGRATOR) status --store $(DEMO)/broker.db
 
+## demo-etcd: the same job on the cluster store, against a throwaway
+## three-member etcd cluster on loopback (internal/cmd/etcdcluster)
+demo-etcd:
+	$(GO) build -o $(MIGRATOR) ./cmd/migrator
+	$(GO) build -o bin/etcdcluster ./internal/cmd/etcdcluster
+	bin/etcdcluster $(MAKE) --no-print-directory demo-etcd-steps
+
+# demo-etcd-steps runs under bin/etcdcluster, which sets ETCD_STORE.
+demo-etcd-steps:
+	rm -rf $(DEMO)/etcd && mkdir -p $(DEMO)/etcd
+	@echo '# 1. restore a backup made by release 4.4.0 into the cluster'
+	$(MIGRATOR) restore testdata/releases/4.4.0.tar.zst --store $(ETCD_STORE)
+	@echo '# 2. what an upgrade to this release would run'
+	$(MIGRATOR) plan --store $(ETCD_STORE)
+	@echo '# 3. upgrade offline: back the cluster up, upgrade the backup in a child process, restore it'
+	$(MIGRATOR) backup --store $(ETCD_STORE) --out $(DEMO)/etcd/before.tar.zst
+	$(MIGRATOR) upgrade --offline --in $(DEMO)/etcd/before.tar.zst --out $(DEMO)/etcd/after.tar.zst
+	$(MIGRATOR) restore $(DEMO)/etcd/after.tar.zst --store $(ETCD_STORE)
+	@echo '# 4. the status; a backup of the cluster restores into a bbolt file'
+	$(MIGRATOR) status --store $(ETCD_STORE)
+	$(MIGRATOR) backup --store $(ETCD_STORE) --out $(DEMO)/etcd/cluster.tar.zst
+	$(MIGRATOR) restore $(DEMO)/etcd/cluster.tar.zst --store $(DEMO)/etcd/broker.db
+
 ## test: every test, the generated files' freshness and vet
 test: check-generated cross
 	$(GO) vet ./...
@@ -34,11 +57,11 @@ test: check-generated cross
 # RELEASING.md): every package must compile for each of them.
 PLATFORMS := linux/arm64 darwin/arm64 windows/amd64
 
-## cross: compile every package but the test-only etcd cluster helper
-## (internal/etcdtest) for each of PLATFORMS
+## cross: compile every package but the test-only etcd cluster helpers
+## (internal/etcdtest, internal/cmd/etcdcluster) for each of PLATFORMS
 cross:
-	@pkgs=$$($(GO) list ./... | grep -v /internal/etcdtest); for p in $(PLATFORMS); do \
-		echo "GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build (every package but internal/etcdtest)"; \
+	@pkgs=$$($(GO) list ./... | grep -v -e /internal/etcdtest -e /internal/cmd/etcdcluster); for p in $(PLATFORMS); do \
+		echo "GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build (every package but the etcd cluster helpers)"; \
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build $$pkgs || exit 1; \
 	done
 

@@ -15,3 +15,24 @@ func goEnv(t *testing.T, name string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// TestNoEtcdServerInBinaries checks that the shipped commands link the
+// etcd client only: the server (internal/etcdtest's embed package) is for
+// tests and the demo.
+func TestNoEtcdServerInBinaries(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./cmd/migrator", "./cmd/hookgen").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	var client bool
+	for _, p := range deps {
+		if strings.HasPrefix(p, "go.etcd.io/etcd/server/") || strings.HasSuffix(p, "/internal/etcdtest") {
+			t.Errorf("the shipped commands link %s", p)
+		}
+		client = client || p == "go.etcd.io/etcd/client/v3"
+	}
+	if !client {
+		t.Errorf("the migrator does not link go.etcd.io/etcd/client/v3: go list -deps printed %d packages", len(deps))
+	}
+}

@@ -1,8 +1,9 @@
 // Package etcdtest starts real etcd clusters inside a test binary: members
 // of the go.etcd.io/etcd/server/v3 embed package on loopback, with free
 // ports and temporary data directories. It is for tests only: nothing but
-// _test.go files imports it, so the etcd server never links into the
-// migrator (check with `go list -deps ./cmd/migrator | grep etcd/server`).
+// _test.go files and the demo's internal/cmd/etcdcluster imports it, so the
+// etcd server never links into the migrator (check with
+// `go list -deps ./cmd/migrator | grep etcd/server`).
 //
 //	func TestMain(m *testing.M) {
 //		c, err := etcdtest.Start(etcdtest.Config{Members: 3})
