@@ -101,8 +101,9 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 		fmt.Fprintf(e.progress, "restoring the upgraded data into %s\n", o.store)
 	}
 	m, err := backup.RestoreEtcd(e.ctx, e.reg, upgraded, st, backup.RestoreOptions{Progress: e.progress}, etcd.IfUnchanged(unchanged))
-	if errors.Is(err, etcd.ErrChanged) {
-		return fmt.Errorf("%s: refused: %w: the product is still writing, and switching to the upgraded data would lose its writes; nothing was changed: stop the product and run the upgrade again", o.store, err)
+	var changed *etcd.ChangedError
+	if errors.As(err, &changed) {
+		return fmt.Errorf("%s: refused: %w: the product is still writing, and switching to the upgraded data would lose its writes; nothing was changed: stop the product and run the upgrade again", o.store, changed)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: restoring the upgraded data: %w; the store holds the old data or the upgraded data, never a mix: run the upgrade again (its backup: %s)", o.store, err, r.PreUpgradeBackup)
