@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -262,6 +263,38 @@ func TestEtcdOfflineCrash(t *testing.T) {
 			}
 			if kept == 0 {
 				t.Errorf("no pre-upgrade backup kept in %q", names(t, dir))
+			}
+		})
+	}
+}
+
+// TestEtcdOfflineSignal sends SIGTERM to "upgrade --offline --store
+// etcd://..." after its backup and while it writes the new generation:
+// it stops there, exits 1 saying it was interrupted, and leaves the old
+// data current, one generation, and in the backup directory the
+// pre-upgrade backup alone.
+func TestEtcdOfflineSignal(t *testing.T) {
+	for _, point := range []string{"offline.etcd.backed-up", "etcd.restore.batch-sent"} {
+		t.Run(point, func(t *testing.T) {
+			url, prefix := fixtureStore(t)
+			dir := t.TempDir()
+			old := dumpOf(t, "--store", url)
+			run := startPaused(t, migratorCmd(t, "example", "upgrade", "--offline", "--store", url, "--backup-dir", dir), point)
+			if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			code, stderr := run.resume(t)
+			if code != 1 || !strings.Contains(stderr, "interrupted") {
+				t.Fatalf("upgrade after SIGTERM: exit %d\n%s", code, stderr)
+			}
+			if cur, all := generations(t, prefix); cur != "2" || !slices.Equal(all, []string{"2"}) {
+				t.Errorf("after SIGTERM: generation %s current, generations %q", cur, all)
+			}
+			if dumpOf(t, "--store", url) != old {
+				t.Errorf("the old data changed")
+			}
+			if got := names(t, dir); len(got) != 1 || !strings.HasPrefix(got[0], etcdBackupName(prefix)+".pre-upgrade-") {
+				t.Errorf("the backup directory holds %q", got)
 			}
 		})
 	}
