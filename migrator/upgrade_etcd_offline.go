@@ -71,12 +71,11 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 		return err
 	}
 
-	dir, name := filepath.Split(r.PreUpgradeBackup)
-	name = etcdBackupName(st.Prefix())
-	backup.RemoveStale(filepath.Join(dir, name), offlineEtcdSuffix)
-	work, err := os.MkdirTemp(filepath.Clean(dir), "."+name+offlineEtcdSuffix+"*")
+	name := etcdBackupName(st.Prefix())
+	backup.RemoveStale(filepath.Join(o.backupDir, name), offlineEtcdSuffix)
+	work, err := os.MkdirTemp(o.backupDir, "."+name+offlineEtcdSuffix+"*")
 	if err != nil {
-		return envErrorf("creating a private directory in %s: %w", filepath.Clean(dir), err)
+		return envErrorf("creating a private directory in %s: %w", o.backupDir, err)
 	}
 	defer os.RemoveAll(work)
 	lock, err := os.Open(work)
