@@ -123,7 +123,8 @@
 // catch up with the cluster's revision ([Unchanged.Check], a progress
 // request) and fails on any put or delete it saw; and the switch's txn
 // also compares that no key of G has a mod revision above R (a range
-// compare), so no put can slip in between. A delete committed in the
+// compare, which each member evaluates over G's keys once), so no put can
+// slip in between. A delete committed in the
 // milliseconds between the watch's catch-up and the switch's txn is the
 // one change it can miss: etcd compares only keys that exist. The
 // refusal is a [*ChangedError] naming the key; G stays current and G' is
