@@ -38,7 +38,14 @@ import (
 // the old data stays current and whole; an error, a canceled ctx or a
 // killed process leaves it current, and what was written is removed (by
 // this call, or by the next writable open of the store).
-func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st *etcd.Store, opts RestoreOptions) (*archive.Manifest, error) {
+//
+// The etcd options ropts go to [etcd.Store.BeginRestore]: with
+// [etcd.IfUnchanged] (a watch from the revision the archive's data was
+// read at, for an offline upgrade of a stopped product) the restore also
+// refuses to switch when the current data changed after that revision,
+// with an error wrapping [etcd.ErrChanged] that names the key; the current
+// generation then stays current and the new one is removed.
+func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st *etcd.Store, opts RestoreOptions, ropts ...etcd.RestoreOption) (*archive.Manifest, error) {
 	if opts.ConfigDir != "" {
 		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
 	}
@@ -64,7 +71,7 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, envErrorf("rereading backup %s: %w", archivePath, err)
 	}
-	rs, err := st.BeginRestore()
+	rs, err := st.BeginRestore(ropts...)
 	if err != nil {
 		return nil, err
 	}

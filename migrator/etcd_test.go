@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/migrator"
@@ -190,15 +191,10 @@ func TestEtcdCommands(t *testing.T) {
 		}
 	}
 
-	// The offline upgrade of an etcd store names its three steps.
-	code, _, stderr = migratorMain(shopRegistry(true), "upgrade", "--offline", "--store", url)
-	for _, want := range []string{"backup --store " + url + " --out", "upgrade --offline --in", "restore upgraded.tar.zst --store " + url} {
-		if code != 1 || !strings.Contains(stderr, want) {
-			t.Errorf("upgrade --offline: exit %d, want %q in:\n%s", code, want, stderr)
-		}
-	}
+	// An online upgrade refused for an offline hook names the one
+	// command that does it offline.
 	code, _, stderr = migratorMain(shopRegistry(true), "upgrade", "--online", "--store", url)
-	if code != 1 || !strings.Contains(stderr, "upgrade --offline --in pre-upgrade.tar.zst") {
+	if code != 1 || !strings.Contains(stderr, "stop the product and run \"migrator upgrade --offline --store "+url+"\"") {
 		t.Errorf("upgrade --online with an offline hook: exit %d\n%s", code, stderr)
 	}
 }
@@ -575,36 +571,66 @@ func TestEtcdUpgradeUnderWriters(t *testing.T) {
 	}
 }
 
-// TestEtcdFixtures: every release fixture restores into an etcd store,
-// goes through the offline upgrade of an etcd store (backup, upgrade of
-// the file, restore) and ends with the same content as the same fixture
-// upgraded and restored into bbolt; status then says up to date.
+// TestEtcdFixtures: every release fixture restores into an etcd store and
+// into a bbolt file; "upgrade --offline --store" upgrades both, and they
+// end with the same dump; status then says up to date, and the kept
+// pre-upgrade backup of the etcd store holds the fixture's data.
 func TestEtcdFixtures(t *testing.T) {
 	for _, fixture := range fixtures(t) {
 		release := strings.TrimSuffix(filepath.Base(fixture), ".tar.zst")
 		t.Run(release, func(t *testing.T) {
 			url, _ := etcdStore(t)
 			dir := t.TempDir()
-			pre, up := filepath.Join(dir, "pre.tar.zst"), filepath.Join(dir, "up.tar.zst")
 			boltPath := filepath.Join(dir, "up.db")
 			for _, args := range [][]string{
 				{"restore", fixture, "--store", url},
-				{"backup", "--store", url, "--out", pre},
-				{"upgrade", "--offline", "--in", pre, "--out", up},
-				{"restore", up, "--store", url},
-				{"restore", up, "--store", boltPath},
+				{"restore", fixture, "--store", boltPath},
+				{"upgrade", "--offline", "--store", boltPath},
 			} {
 				if code, stdout, stderr := runMigrator(t, "example", args...); code != 0 {
 					t.Fatalf("%q: exit %d\n%s%s", args, code, stdout, stderr)
 				}
 			}
+			code, stdout, stderr := runMigrator(t, "example", "upgrade", "--offline", "--store", url, "--backup-dir", dir, "--json")
+			var r struct {
+				From, To         string
+				PreUpgradeBackup string `json:"pre_upgrade_backup"`
+				Revision         int64
+				Applied          []struct{ Num int }
+			}
+			if err := json.Unmarshal([]byte(stdout), &r); code != 0 || err != nil {
+				t.Fatalf("upgrade --offline --store %s: exit %d %v\n%s%s", url, code, err, stdout, stderr)
+			}
+			upToDate := release == generated.Registry.Release
+			if r.From != release || r.To != generated.Registry.Release || (r.Revision > 0) == upToDate || (len(r.Applied) == 0) != upToDate {
+				t.Errorf("upgrade --offline --json: %+v", r)
+			}
+			// The two upgrades ran at different times.
+			appliedAt := regexp.MustCompile(`\\"applied_at\\":\\"[^\\]*\\"`)
 			_, etcdDump, _ := runMigrator(t, "example", "dump", "--store", url)
 			_, boltDump, _ := runMigrator(t, "example", "dump", "--store", boltPath)
-			if etcdDump == "" || etcdDump != boltDump {
+			etcdDump, boltDump = appliedAt.ReplaceAllString(etcdDump, "TIME"), appliedAt.ReplaceAllString(boltDump, "TIME")
+			if etcdDump != boltDump || !strings.Contains(etcdDump, `"applied/0000000100"  "{\"num\":100`) || !strings.Contains(etcdDump, "TIME") {
 				t.Errorf("dump of the etcd store:\n%s\nof the bbolt store:\n%s", etcdDump, boltDump)
 			}
-			if code, out, _ := runMigrator(t, "example", "status", "--store", url); code != 0 || !strings.Contains(out, "up to date") {
+			// The restore made generation 2, the upgrade 3.
+			gen := "cluster: generation 3,"
+			if upToDate {
+				gen = "cluster: generation 2,"
+			}
+			if code, out, _ := runMigrator(t, "example", "status", "--store", url); code != 0 || !strings.Contains(out, "up to date") || !strings.Contains(out, gen) {
 				t.Errorf("status after the upgrade: exit %d\n%s", code, out)
+			}
+			if upToDate {
+				return
+			}
+			_, fixtureDump, _ := runMigrator(t, "example", "dump", "--backup", fixture)
+			if _, preDump, _ := runMigrator(t, "example", "dump", "--backup", r.PreUpgradeBackup); preDump == "" || preDump != fixtureDump || filepath.Dir(r.PreUpgradeBackup) != dir {
+				t.Errorf("the pre-upgrade backup %s:\n%s\nthe fixture:\n%s", r.PreUpgradeBackup, preDump, fixtureDump)
+			}
+			// The store, the two pre-upgrade backups, and nothing else.
+			if got := names(t, dir); len(got) != 3 {
+				t.Errorf("the backup directory holds %q", got)
 			}
 		})
 	}

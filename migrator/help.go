@@ -21,6 +21,9 @@ type helpData struct {
 	// "acme.db", "etc/acme", "acme-5.1.0.tar.zst"; EtcdStore an example
 	// etcd store: "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/acme".
 	Store, Config, Backup, EtcdStore string
+	// EtcdPrefix is EtcdStore's prefix as the names of files in a
+	// backup directory start with it: "acme".
+	EtcdPrefix string
 	// LastHook is the largest hook number ("none" without hooks).
 	LastHook string
 	// Old is an example of older data: the version of the registry's
@@ -37,14 +40,15 @@ func newHelpData(e *env) *helpData {
 		base = "data"
 	}
 	d := &helpData{
-		Prog:      e.prog,
-		Product:   e.reg.Product,
-		Release:   e.reg.Release,
-		Store:     base + ".db",
-		Config:    "etc/" + base,
-		Backup:    base + "-" + e.reg.Release + ".tar.zst",
-		EtcdStore: "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/" + base,
-		LastHook:  "none",
+		Prog:       e.prog,
+		Product:    e.reg.Product,
+		Release:    e.reg.Release,
+		Store:      base + ".db",
+		Config:     "etc/" + base,
+		Backup:     base + "-" + e.reg.Release + ".tar.zst",
+		EtcdStore:  "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/" + base,
+		EtcdPrefix: etcdBackupName("/" + base),
+		LastHook:   "none",
 	}
 	hooks := e.reg.Hooks
 	if n := len(hooks); n > 0 {

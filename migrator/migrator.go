@@ -19,6 +19,7 @@
 //	migrator plan    (--store S | --backup FILE) [--json]
 //	migrator upgrade --online --store S [--config DIR] [--allow-digest-mismatch] [--json]
 //	migrator upgrade --offline --store S [--config DIR] [--allow-digest-mismatch] [--json]
+//	migrator upgrade --offline --store etcd://HOST:PORT/PREFIX [--backup-dir DIR] [--allow-digest-mismatch] [--json]
 //	migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch] [--json]
 //	migrator backup  --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
 //	migrator verify  [--json] FILE
@@ -38,8 +39,9 @@
 //
 // S is a bbolt file path (the embedded store) or an etcd cluster and key
 // prefix, etcd://host:port[,host:port]/prefix (the cluster store, for
-// every command but restore; "upgrade --offline --store" on it names the
-// backup, offline upgrade and restore that replace it). The flags
+// every command; "upgrade --offline --store" on it keeps its pre-upgrade
+// backup in --backup-dir, and refuses to switch to the upgraded data when
+// the product wrote to the store during the run). The flags
 // --etcd-cacert, --etcd-cert, --etcd-key, --etcd-user and
 // --etcd-password-file reach the cluster, or the variables
 // HOOKREG_ETCD_CACERT, HOOKREG_ETCD_CERT, HOOKREG_ETCD_KEY,
@@ -47,7 +49,7 @@
 // holds the password itself (no flag does: a command line is visible to
 // every user of the machine); none of them is ever printed. status, plan,
 // dump and backup read an etcd store without its lock, at one revision;
-// init and upgrade take the lock.
+// init, restore and upgrade take the lock.
 //
 // HOOKREG_STORE and HOOKREG_CONFIG in the environment stand for --store
 // and --config when the command line gives neither them nor --backup or

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -18,6 +19,7 @@ func init() {
 		Usage: `
 Usage: {{.Prog}} upgrade --online --store S [--config DIR] [--allow-digest-mismatch] [--json]
        {{.Prog}} upgrade --offline --store S [--config DIR] [--allow-digest-mismatch] [--json]
+       {{.Prog}} upgrade --offline --store etcd://HOST:PORT/PREFIX [--backup-dir DIR] [--allow-digest-mismatch] [--json]
        {{.Prog}} upgrade --offline --in FILE --out FILE [--allow-digest-mismatch] [--json]
 
 Runs the pending hooks in ascending order, each in one transaction with its
@@ -45,10 +47,23 @@ etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
 --etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
 with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
 --online takes the store's lock, so a second migrator is refused; the
-product keeps writing meanwhile. --offline --store does not run on an etcd
-store: stop the product, back the store up, upgrade the backup with
---offline --in FILE --out FILE, and restore the result into the store (the
-refusal names the three commands).
+product keeps writing meanwhile.
+
+--offline --store etcd://... is the same one command for a stopped
+product's cluster store, holding the store's lock throughout (a second
+migrator is refused): it backs the store up at one revision R into the
+directory --backup-dir DIR (default: the current directory), to
+PREFIX.pre-upgrade-VERSION-TIME.tar.zst (PREFIX with "/" as "_"), which it
+keeps; upgrades that backup in a child process, in a private directory
+beside it; and restores the result into the store as a new generation,
+verified, then made current in one transaction, which also checks that
+nothing of the old data was written after R. The product must be stopped:
+a write or delete it made after R would be lost, so the upgrade is then
+refused, naming the key, with the old data left current and intact; stop
+the product and run it again. The configuration files are the store's
+table "_config" (--config is refused). A kill leaves the old data current,
+or the upgraded data current and whole: running the command again redoes
+the upgrade, or finds nothing left to do.
 
 Refused, with nothing written: another product's data, a data version newer
 than this release, a downgrade, data older than the oldest version this
@@ -67,6 +82,10 @@ Examples:
 	...
 	upgraded {{.Store}} from data version {{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}} to {{.Release}}
 	pre-upgrade backup: {{.Store}}.pre-upgrade-{{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}}-20260101T000000Z.tar.zst
+	$ {{.Prog}} upgrade --offline --store {{.EtcdStore}} --backup-dir /var/backups
+	...
+	upgraded {{.EtcdStore}} from data version {{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}} to {{.Release}}
+	pre-upgrade backup: /var/backups/{{.EtcdPrefix}}.pre-upgrade-{{if .Old}}{{.Old}}{{else}}{{.Release}}{{end}}-20260101T000000Z.tar.zst (revision 1874)
 	$ HOOKREG_ETCD_PASSWORD=... {{.Prog}} upgrade --online --store {{.EtcdStore}} --etcd-user migrator
 	...
 `,
@@ -82,6 +101,7 @@ const (
 	flagIn                  = "in"
 	flagOut                 = "out"
 	flagAllowDigestMismatch = "allow-digest-mismatch"
+	flagBackupDir           = "backup-dir"
 )
 
 type upgradeOptions struct {
@@ -93,6 +113,7 @@ type upgradeOptions struct {
 	in                  string
 	out                 string
 	allowDigestMismatch bool
+	backupDir           string
 	json                bool
 }
 
@@ -105,6 +126,7 @@ func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade offline")
 	fs.StringVar(&o.out, flagOut, "", "the upgraded backup `file` to write")
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed although an applied hook's code changed (recorded)")
+	fs.StringVar(&o.backupDir, flagBackupDir, ".", "--offline --store etcd://...: the `directory` of the pre-upgrade backup")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
@@ -125,6 +147,10 @@ func (o *upgradeOptions) Validate(args []string) error {
 		return cliflag.Usagef("--%s needs --%s, or --%s and --%s", flagOffline, flagStore, flagIn, flagOut)
 	case o.offline && o.in != "" && o.config != "":
 		return cliflag.Usagef("--%s is for --%s: a backup carries its configuration files", flagConfig, flagStore)
+	case o.offline && isEtcd(o.store) && o.config != "":
+		return cliflag.Usagef("--%s: an etcd store keeps its configuration files in the store (the table %q); upgrade without --%s", flagConfig, store.ConfigTable, flagConfig)
+	case o.backupDir != "." && !(o.offline && isEtcd(o.store)):
+		return cliflag.Usagef("--%s is for --%s --%s etcd://...: a bbolt store's pre-upgrade backup goes beside it", flagBackupDir, flagOffline, flagStore)
 	}
 	return nil
 }
@@ -141,6 +167,9 @@ type upgradeReport struct {
 	// PreUpgradeBackup is the backup of the store taken before an
 	// offline upgrade of a store.
 	PreUpgradeBackup string `json:"pre_upgrade_backup,omitempty"`
+	// Revision is the etcd store's revision the pre-upgrade backup was
+	// read at.
+	Revision int64 `json:"revision,omitempty"`
 	// Resumed reports that the run completed an interrupted one.
 	Resumed bool `json:"resumed,omitempty"`
 }
@@ -156,14 +185,14 @@ func (o *upgradeOptions) Run(e *env) error {
 	if err := checkConfigDir(o.config); err != nil {
 		return err
 	}
-	if isEtcd(o.store) {
-		if o.offline {
-			return fmt.Errorf("%s: an etcd store is upgraded offline through a backup: %s", o.store, offlineEtcdSteps(e, o.store))
+	if !isEtcd(o.store) {
+		if err := backup.CheckLayout(o.store, o.config); err != nil {
+			return err
 		}
-	} else if err := backup.CheckLayout(o.store, o.config); err != nil {
-		return err
 	}
 	switch {
+	case o.offline && isEtcd(o.store):
+		return o.runOfflineEtcd(e)
 	case o.offline && o.store != "":
 		return o.runOfflineStore(e)
 	case o.offline:
@@ -264,17 +293,8 @@ func storeError(e *env, path string, err error) error {
 	case errors.Is(err, upgrade.ErrNotInitialized):
 		return fmt.Errorf("%s: %w: run \"%s init --store %s\" for a fresh install, \"%s init --store %s --data-version V\" to adopt data written by release V before hookreg, or restore a backup",
 			path, err, e.prog, path, e.prog, path)
-	case errors.As(err, &refusal) && refusal.Offline && isEtcd(path):
-		return fmt.Errorf("%s: %w: %s", path, err, offlineEtcdSteps(e, path))
 	case errors.As(err, &refusal) && refusal.Offline:
 		return fmt.Errorf("%s: %w: stop the product and run \"%s upgrade --offline --store %s\"", path, err, e.prog, path)
 	}
 	return fmt.Errorf("%s: %w", path, err)
-}
-
-// offlineEtcdSteps says how to upgrade the etcd store spec offline: the
-// offline upgrade of a backup file, restored into the cluster.
-func offlineEtcdSteps(e *env, spec string) string {
-	return fmt.Sprintf("stop the product, then run \"%[1]s backup --store %[2]s --out pre-upgrade.tar.zst\", "+
-		"\"%[1]s upgrade --offline --in pre-upgrade.tar.zst --out upgraded.tar.zst\" and \"%[1]s restore upgraded.tar.zst --store %[2]s\"", e.prog, spec)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -94,6 +95,32 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 		return false, err
 	}
 	defer st.Close()
+	if done, err := o.checkOffline(e, st, r); err != nil || done {
+		return done, err
+	}
+	r.PreUpgradeBackup = fmt.Sprintf("%s%s-%s.tar.zst", preUpgradePrefix(o.store), r.From, time.Now().UTC().Format("20060102T150405Z"))
+	if e.progress != nil {
+		fmt.Fprintf(e.progress, "backing up %s to %s\n", o.store, r.PreUpgradeBackup)
+	}
+	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress}); err != nil {
+		return false, fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)
+	}
+	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch)
+	if !o.json {
+		reportHooks(e.stdout, res.Hooks)
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w; %s is unchanged (its backup: %s)", err, o.store, r.PreUpgradeBackup)
+	}
+	r.Applied = appliedHooks(res.Hooks)
+	return false, st.Close()
+}
+
+// checkOffline refuses, before anything is written, what the offline
+// upgrade of the open store st would refuse, and sets r.From and r.To to
+// its data version. It reports done, having said so, when there is
+// nothing to upgrade.
+func (o *upgradeOptions) checkOffline(e *env, st store.Store, r *upgradeReport) (done bool, err error) {
 	meta, err := upgrade.ReadStoreMetadata(st)
 	if err != nil {
 		return false, storeError(e, o.store, err)
@@ -113,22 +140,7 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 		fmt.Fprintf(e.stdout, "%s is up to date: data version %s, no pending hooks\n", o.store, meta.DataVersion)
 		return true, nil
 	}
-	r.PreUpgradeBackup = fmt.Sprintf("%s%s-%s.tar.zst", preUpgradePrefix(o.store), meta.DataVersion, time.Now().UTC().Format("20060102T150405Z"))
-	if e.progress != nil {
-		fmt.Fprintf(e.progress, "backing up %s to %s\n", o.store, r.PreUpgradeBackup)
-	}
-	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress}); err != nil {
-		return false, fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)
-	}
-	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch)
-	if !o.json {
-		reportHooks(e.stdout, res.Hooks)
-	}
-	if err != nil {
-		return false, fmt.Errorf("%w; %s is unchanged (its backup: %s)", err, o.store, r.PreUpgradeBackup)
-	}
-	r.Applied = appliedHooks(res.Hooks)
-	return false, st.Close()
+	return false, nil
 }
 
 // latestPreUpgrade returns the newest pre-upgrade backup of the store, or

@@ -114,6 +114,22 @@
 // [Store.CheckRecord] refuses, before anything is written, a record that
 // no batch can carry at the store's limits.
 //
+// A restore of data read at a revision R with the product stopped (the
+// migrator's offline upgrade: a backup at R, upgraded, restored) would
+// silently drop whatever the product wrote to G after R, if it was not
+// stopped after all. [IfUnchanged] refuses that: [Store.WatchUnchanged]
+// watches G's keys from R+1 (from right after the backup, so a later
+// compaction does not end it); before the switch Finish asks the watch to
+// catch up with the cluster's revision ([Unchanged.Check], a progress
+// request) and fails on any put or delete it saw; and the switch's txn
+// also compares that no key of G has a mod revision above R (a range
+// compare, which each member evaluates over G's keys once), so no put can
+// slip in between. A delete committed in the
+// milliseconds between the watch's catch-up and the switch's txn is the
+// one change it can miss: etcd compares only keys that exist. The
+// refusal is a [*ChangedError] naming the key; G stays current and G' is
+// removed.
+//
 // # Products
 //
 // A product reaches the same data through [Product]: its writes fenced on

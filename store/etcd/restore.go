@@ -51,6 +51,24 @@ type Restore struct {
 	batch   *request
 	sender  *sender
 	ended   bool
+	// unchanged, when not nil, is the watch of the generation the
+	// restore replaces (see IfUnchanged).
+	unchanged *Unchanged
+}
+
+// A RestoreOption configures [Store.BeginRestore].
+type RestoreOption func(*Restore)
+
+// IfUnchanged makes the restore refuse to make its generation current
+// when the current generation changed after u's revision: a write or a
+// delete the watch u saw before the switch, or a key written after the
+// revision, which the switch's txn itself compares (so no write can slip
+// in between). Then [Restore.Finish] fails with a [*ChangedError] and the
+// current generation stays current. It is for a restore of data read at
+// that revision with the product stopped (an offline upgrade): a product
+// write after it would be lost. The restore must begin on u's generation.
+func IfUnchanged(u *Unchanged) RestoreOption {
+	return func(r *Restore) { r.unchanged = u }
 }
 
 // TableSum sums up the records of one table: their number, the bytes of
@@ -86,7 +104,7 @@ const restoreSenders = 4
 // generations left by restores that did not finish (see
 // [Store.RemoveStale]) and picks the new generation, one more than any that
 // exists.
-func (s *Store) BeginRestore() (*Restore, error) {
+func (s *Store) BeginRestore(opts ...RestoreOption) (*Restore, error) {
 	if s.sess == nil {
 		return nil, fmt.Errorf("restoring %s: %w", s.name, store.ErrReadOnly)
 	}
@@ -97,7 +115,7 @@ func (s *Store) BeginRestore() (*Restore, error) {
 	case <-s.ctx.Done():
 		return nil, fmt.Errorf("restoring %s: store closed", s.name)
 	}
-	r, err := s.beginRestore()
+	r, err := s.beginRestore(opts)
 	if err != nil {
 		<-s.writer
 		return nil, fmt.Errorf("restoring %s: %w", s.name, err)
@@ -105,7 +123,7 @@ func (s *Store) BeginRestore() (*Restore, error) {
 	return r, nil
 }
 
-func (s *Store) beginRestore() (*Restore, error) {
+func (s *Store) beginRestore(opts []RestoreOption) (*Restore, error) {
 	if err := s.removeStale(); err != nil {
 		return nil, err
 	}
@@ -131,6 +149,12 @@ func (s *Store) beginRestore() (*Restore, error) {
 		next = max(next, g+1)
 	}
 	r := &Restore{s: s, gen: next, from: from, fromRev: resp.Kvs[0].ModRevision, sums: map[string]*TableSum{}}
+	for _, o := range opts {
+		o(r)
+	}
+	if u := r.unchanged; u != nil && (u.gen != from || r.fromRev > u.rev) {
+		return nil, fmt.Errorf("generation %d is current since revision %d, not generation %d since revision %d: %w", from, r.fromRev, u.gen, u.rev, ErrGenerationChanged)
+	}
 	// The generation's marker goes first, alone, so that every key of
 	// the generation exists only while its marker does: removeStale
 	// finds every generation from the markers.
@@ -368,6 +392,12 @@ func (r *Restore) Finish() error {
 	if err == nil {
 		err = failpoint.Inject("etcd.restore.verified")
 	}
+	if err == nil && r.unchanged != nil {
+		err = r.unchanged.Check()
+		if err == nil {
+			err = failpoint.Inject("etcd.restore.unchanged")
+		}
+	}
 	if err == nil {
 		err = r.flip()
 	}
@@ -451,10 +481,19 @@ func (r *Restore) verify() error {
 }
 
 // flip makes the new generation current in one txn, if the lock is still
-// held and P/current was not written since the restore began.
+// held and P/current was not written since the restore began, and with
+// IfUnchanged, if no key of the old generation was written after the
+// watch's revision (its Else reads one such key, to name it).
 func (r *Restore) flip() error {
 	s := r.s
 	cur := s.lay.current()
+	cmps := []clientv3.Cmp{s.mu.IsOwner(), clientv3.Compare(clientv3.ModRevision(cur), "=", r.fromRev)}
+	orElse := []clientv3.Op{clientv3.OpGet(cur)}
+	if u := r.unchanged; u != nil {
+		old := s.lay.gen(r.from)
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(old), "<", u.rev+1).WithPrefix())
+		orElse = append(orElse, clientv3.OpGet(old, clientv3.WithPrefix(), clientv3.WithMinModRev(u.rev+1), clientv3.WithLimit(1), clientv3.WithKeysOnly()))
+	}
 	var lastErr error
 	for attempt := range commitAttempts {
 		if attempt > 0 {
@@ -462,9 +501,9 @@ func (r *Restore) flip() error {
 		}
 		ctx, cancel := s.reqCtx()
 		resp, err := s.cli.Txn(ctx).
-			If(s.mu.IsOwner(), clientv3.Compare(clientv3.ModRevision(cur), "=", r.fromRev)).
+			If(cmps...).
 			Then(clientv3.OpPut(cur, strconv.FormatInt(r.gen, 10))).
-			Else(clientv3.OpGet(cur)).
+			Else(orElse...).
 			Commit()
 		cancel()
 		if err == nil {
@@ -477,6 +516,11 @@ func (r *Restore) flip() error {
 			}
 			if len(kvs) > 0 && kvs[0].ModRevision != r.fromRev {
 				return fmt.Errorf("switching to generation %d: %w", r.gen, ErrGenerationChanged)
+			}
+			if len(resp.Responses) > 1 {
+				if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+					return s.lay.changeAt(r.from, kvs[0].Key, kvs[0].ModRevision, r.unchanged.rev, false)
+				}
 			}
 			return fmt.Errorf("switching to generation %d: %w", r.gen, ErrLockLost)
 		}
