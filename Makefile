@@ -39,10 +39,8 @@ demo-etcd-steps:
 	$(MIGRATOR) restore testdata/releases/4.4.0.tar.zst --store $(ETCD_STORE)
 	@echo '# 2. what an upgrade to this release would run'
 	$(MIGRATOR) plan --store $(ETCD_STORE)
-	@echo '# 3. upgrade offline: back the cluster up, upgrade the backup in a child process, restore it'
-	$(MIGRATOR) backup --store $(ETCD_STORE) --out $(DEMO)/etcd/before.tar.zst
-	$(MIGRATOR) upgrade --offline --in $(DEMO)/etcd/before.tar.zst --out $(DEMO)/etcd/after.tar.zst
-	$(MIGRATOR) restore $(DEMO)/etcd/after.tar.zst --store $(ETCD_STORE)
+	@echo '# 3. upgrade offline: a backup at one revision (kept), upgraded in a child process, restored as a new generation'
+	$(MIGRATOR) upgrade --offline --store $(ETCD_STORE) --backup-dir $(DEMO)/etcd
 	@echo '# 4. the status; a backup of the cluster restores into a bbolt file'
 	$(MIGRATOR) status --store $(ETCD_STORE)
 	$(MIGRATOR) backup --store $(ETCD_STORE) --out $(DEMO)/etcd/cluster.tar.zst

@@ -117,6 +117,9 @@ func (p *Product) watch(ctx context.Context, rev int64) {
 				rev = ev.Kv.ModRevision
 			}
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		// The watch ended (compaction, a lost leader): read again and
 		// follow from there.
 		r, err := p.reload(ctx)
