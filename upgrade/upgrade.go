@@ -259,7 +259,7 @@ func (e *LimitError) Error() string {
 	}
 	return fmt.Sprintf("hook %d (%s) does not fit one transaction of the store (%s): %v; "+
 		"either raise --max-txn-ops/--max-request-bytes on the product's cluster (and the store's limits to match), "+
-		"or run the upgrade offline on a backup (migrator upgrade --offline --in BACKUP --out BACKUP, then restore it), where no such limit applies",
+		"or run the upgrade offline (migrator upgrade --offline --store S: it upgrades a backup of the store, where no such limit applies, and restores it)",
 		e.Num, e.Name, written, e.Err)
 }
 
