@@ -1,13 +1,8 @@
 package etcd
 
 import (
-	"context"
 	"fmt"
 	"slices"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Status describes the store and its cluster, for `migrator status`.
@@ -76,40 +71,19 @@ func (s *Store) Status() (Status, error) {
 // GenerationKeys returns the number of keys of the current generation
 // (records and table markers) and the sum of their lengths, as etcd holds
 // them: what a restore's removal of the generation deletes, one tombstone
-// per key. It reads the keys only, in one stream (page by page on a
-// cluster before v3.7).
+// per key. It reads the keys only, in one stream.
 func (s *Store) GenerationKeys() (keys, keyBytes int64, err error) {
 	t, err := s.pin()
-	if err != nil {
-		return 0, 0, fmt.Errorf("counting the keys of %s: %w", s.name, err)
-	}
-	from, end := s.lay.gen(t.gen), prefixEnd(s.lay.gen(t.gen))
-	count := func(k []byte) {
-		keys++
-		keyBytes += int64(len(k))
-	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	ch, err := s.cli.GetStream(ctx, from, clientv3.WithRange(end), clientv3.WithRev(t.rev), clientv3.WithKeysOnly())
 	if err == nil {
-		for resp := range ch {
-			if err = resp.Err(); err != nil {
-				break
-			}
-			for _, kv := range resp.Kvs {
-				count(kv.Key)
-			}
-		}
-	}
-	if status.Code(err) == codes.Unimplemented {
-		keys, keyBytes = 0, 0
-		err = s.pages(t.rev, from, end, true, func(k, _ []byte, _ int64) error {
-			count(k)
+		p := s.lay.gen(t.gen)
+		err = s.streamKeys(p, prefixEnd(p), func(k []byte) error {
+			keys++
+			keyBytes += int64(len(k))
 			return nil
 		})
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("counting the keys of %s: %w", s.name, readError(t.rev, err))
+		return 0, 0, fmt.Errorf("counting the keys of %s: %w", s.name, err)
 	}
 	return keys, keyBytes, nil
 }
