@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
@@ -167,57 +169,92 @@ func verifyEtcd(t testing.TB, path string, st *etcd.Store) *archive.Manifest {
 	return m
 }
 
-// TestEtcdSpaceQuota restores the same archive again and again into a
-// cluster with a small quota: every restore the estimate allows succeeds
-// without raising the NOSPACE alarm, until one is refused before anything
-// is written.
+// TestEtcdSpaceQuota: in a cluster with a small quota, filled so that a
+// restore over the current data just fits the estimate (less than 512 kB
+// to spare), the restore succeeds without raising the NOSPACE alarm; with
+// a little more data in the cluster, the estimate refuses it before
+// anything is written.
 func TestEtcdSpaceQuota(t *testing.T) {
-	const quota = 14 << 20
+	const quota, spare = 16 << 20, 512 << 10
 	c, err := etcdtest.Start(etcdtest.Config{Members: 1, QuotaBackendBytes: quota})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	st := openEtcd(t, c.Endpoints, etcdtest.Prefix(t))
+	cli := st.Client()
 	arc, want := boltArchive(t, t.TempDir(), "small", smallRecords)
-	allowed := 0
-	for {
-		before, err := st.Status()
-		if err != nil {
-			t.Fatal(err)
-		}
-		need, err := backup.EtcdSpaceNeeded(st, verifyEtcd(t, arc, st))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{})
-		if before.DBSize+need > quota {
-			if err == nil || !strings.Contains(err.Error(), "quota") {
-				t.Fatalf("restore %d needs %d bytes on %d of %d: %v, want the quota refusal", allowed+1, need, before.DBSize, quota, err)
-			}
-			if after, err := st.Status(); err != nil || after.Revision != before.Revision {
-				t.Errorf("the refused restore wrote: revision %d, then %d (%v)", before.Revision, after.Revision, err)
-			}
-			break
-		}
-		if err != nil {
-			t.Fatalf("restore %d, allowed (%d bytes needed on %d of %d): %v", allowed+1, need, before.DBSize, quota, err)
-		}
-		allowed++
-		if got := logicalDump(t, st); got != want {
-			t.Fatalf("after restore %d: %.200s", allowed, got)
-		}
-		time.Sleep(300 * time.Millisecond) // DbSize follows the backend's commits
-		after, err := st.Status()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(after.Alarms) > 0 {
-			t.Fatalf("restore %d raised alarms: %v", allowed, after.Alarms)
-		}
-		t.Logf("restore %d: %d bytes needed, the database went from %d to %d of %d", allowed, need, before.DBSize, after.DBSize, quota)
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
+		t.Fatal(err)
 	}
-	if allowed < 2 {
-		t.Errorf("%d restores allowed under a %d-byte quota, want several", allowed, quota)
+	need, err := backup.EtcdSpaceNeeded(st, verifyEtcd(t, arc, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pad grows the database, beside the store, until the restore has
+	// less than room bytes to spare under the quota.
+	pads := 0
+	pad := func(room int64) int64 {
+		t.Helper()
+		for {
+			time.Sleep(300 * time.Millisecond) // DbSize follows the backend's commits
+			s, err := st.Status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			left := quota - s.DBSize - need
+			if left < room {
+				return s.DBSize
+			}
+			// A quarter of what is left, in values of 1,000 bytes, 100
+			// a txn: they grow the database by up to twice their size
+			// (fewer fit a page than their size says).
+			v := strings.Repeat("p", 1000)
+			for n := int64(0); n < max(left/4, 1<<10); n += 100 * int64(len(v)) {
+				var ops []clientv3.Op
+				for range 100 {
+					ops = append(ops, clientv3.OpPut(fmt.Sprintf("/pad/%08d", pads), v))
+					pads++
+				}
+				if _, err := cli.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	before := pad(spare)
+	if before+need > quota {
+		t.Fatalf("padded too far: %d + %d > %d", before, need, quota)
+	}
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
+		t.Fatalf("a restore the estimate allows (%d bytes needed on %d of %d): %v", need, before, quota, err)
+	}
+	if got := logicalDump(t, st); got != want {
+		t.Fatalf("after the restore: %.200s", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	after, err := st.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Alarms) > 0 {
+		t.Fatalf("the restore raised alarms: %v", after.Alarms)
+	}
+	t.Logf("%d bytes needed on %d of %d: the database went to %d", need, before, quota, after.DBSize)
+
+	// Now the estimate no longer fits: refused, nothing written.
+	need, err = backup.EtcdSpaceNeeded(st, verifyEtcd(t, arc, st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.DBSize+need <= quota {
+		t.Fatalf("the database grew to %d only: the next restore (%d bytes needed) still fits", after.DBSize, need)
+	}
+	_, err = backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "quota") {
+		t.Fatalf("a restore needing %d bytes on %d of %d: %v, want the quota refusal", need, after.DBSize, quota, err)
+	}
+	if s, err := st.Status(); err != nil || s.Revision != after.Revision {
+		t.Errorf("the refused restore wrote: revision %d, then %d (%v)", after.Revision, s.Revision, err)
 	}
 }
