@@ -37,11 +37,12 @@ type followerKiller struct {
 	addr     string // the follower's host:port
 	at       int64
 
-	commits atomic.Int64
-	killed  atomic.Bool
-	mu      sync.Mutex
-	err     error          // of the kill
-	after   map[string]int // commits answered after the kill, by member
+	commits  atomic.Int64
+	killed   atomic.Bool
+	killedAt int64 // the commit whose answer was lost
+	mu       sync.Mutex
+	err      error          // of the kill
+	after    map[string]int // commits answered after the kill, by member
 }
 
 func (f *followerKiller) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -71,6 +72,7 @@ func (f *followerKiller) intercept(ctx context.Context, method string, req, repl
 	}
 	f.killed.Store(true)
 	f.mu.Lock()
+	f.killedAt = n
 	f.err = f.c.Kill(f.follower)
 	f.mu.Unlock()
 	return status.Error(codes.Unavailable, "test: the member was killed before answering")
@@ -133,7 +135,7 @@ func TestEtcdFollowerKilled(t *testing.T) {
 		t.Fatalf("online upgrade with a follower killed: %v\n%s", err, tail(log.String(), 5))
 	}
 	f.mu.Lock()
-	killErr, after := f.err, maps.Clone(f.after)
+	killErr, after, at := f.err, maps.Clone(f.after), f.killedAt
 	f.mu.Unlock()
 	if !f.killed.Load() || killErr != nil {
 		t.Fatalf("the follower was not killed (%v) after %d commits", killErr, f.commits.Load())
@@ -141,7 +143,7 @@ func TestEtcdFollowerKilled(t *testing.T) {
 	if len(after) == 0 || after[f.addr] != 0 {
 		t.Errorf("commits answered after the kill, by member: %v; want some, none by the dead %s", after, f.addr)
 	}
-	t.Logf("killed follower %s at commit %d or after; commits after it, by member: %v", f.addr, f.at, after)
+	t.Logf("killed follower %s at commit %d (the first the follower answered from %d on); commits after it, by member: %v", f.addr, at, f.at, after)
 
 	got := records(t, st, "src")
 	if len(got) != n {
