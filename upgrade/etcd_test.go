@@ -28,6 +28,7 @@ import (
 var cluster *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
+	etcdtest.MemberMain() // a member process of TestEtcdFollowerKilled
 	code := m.Run()
 	etcdtest.CloseShared()
 	os.Exit(code)

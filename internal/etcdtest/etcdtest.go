@@ -225,6 +225,25 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) {
 	return 0, errors.New("finding the etcd leader: no member leads")
 }
 
+// Follower returns the index of a member that serves clients and does
+// not lead.
+func (c *Cluster) Follower(ctx context.Context) (int, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	for i, ep := range c.Endpoints {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := cli.Status(rctx, ep)
+		cancel()
+		if err == nil && st.Leader != 0 && st.Leader != st.Header.MemberId {
+			return i, nil
+		}
+	}
+	return 0, errors.New("finding an etcd follower: no member follows a leader")
+}
+
 func (c *Cluster) waitLeader() error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()

@@ -107,8 +107,8 @@
 // one revision, page by page, and compares every table and an
 // order-independent hash of its records ([TableSum]) with what was
 // written; then one txn comparing P/current's mod revision (and the lock)
-// makes G' current; then it deletes G, PageSize keys per fenced txn, its
-// marker last. A process killed at any point leaves G current, or G' once
+// makes G' current; then it deletes G, PageSize keys per fenced txn (one
+// DeleteRange each, found in one keys-only stream), its marker last. A process killed at any point leaves G current, or G' once
 // the switch applied, and every writable Open removes the generations that
 // are not current, so the next migrator cleans up what a killed one left.
 // [Store.CheckRecord] refuses, before anything is written, a record that
@@ -238,7 +238,8 @@ type Options struct {
 	Limits Limits
 	// PageSize is the number of records per paged range read (table
 	// listings, checks, and Scans on a cluster without RangeStream);
-	// DefaultPageSize when zero.
+	// DefaultPageSize when zero. The removal of a generation deletes a
+	// page's worth of keys per txn.
 	PageSize int
 }
 

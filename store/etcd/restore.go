@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -664,28 +667,24 @@ func (s *Store) removeStale() error {
 }
 
 // removeGeneration deletes the keys of generation g, PageSize keys per
-// fenced txn, then its marker. It never touches the current generation.
+// fenced txn (one DeleteRange from a chunk's first key to the next chunk's
+// first), then its marker. It never touches the current generation. It
+// finds the chunks in one keys-only stream of the generation: a paged read
+// would have etcd count the keys to the end of the generation for every
+// page, time quadratic in its size (BenchmarkOpenStale: 100,000 keys took
+// 9.8-18 s to remove that way, 3.4 s now). A compaction that overtakes
+// the stream fails the removal; the chunks deleted stay deleted and the
+// next writable Open removes the rest.
 func (s *Store) removeGeneration(g int64) error {
 	p := s.lay.gen(g)
 	end := prefixEnd(p)
 	gen := strconv.FormatInt(g, 10)
 	fence := []clientv3.Cmp{s.mu.IsOwner(), clientv3.Compare(clientv3.Value(s.lay.current()), "!=", gen)}
-	for {
-		ctx, cancel := s.reqCtx()
-		resp, err := s.cli.Get(ctx, p, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(s.opts.PageSize)))
-		cancel()
-		if err != nil {
-			return err
-		}
-		op := clientv3.OpDelete(s.lay.genMarker(g))
-		if len(resp.Kvs) > 0 {
-			last := string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-			op = clientv3.OpDelete(p, clientv3.WithRange(last))
-		}
+	remove := func(op clientv3.Op) error {
 		if err := failpoint.Inject("etcd.restore.delete"); err != nil {
 			return err
 		}
-		ctx, cancel = s.reqCtx()
+		ctx, cancel := s.reqCtx()
 		tr, err := s.cli.Txn(ctx).If(fence...).Then(op).Commit()
 		cancel()
 		if err != nil {
@@ -694,11 +693,58 @@ func (s *Store) removeGeneration(g int64) error {
 		if !tr.Succeeded {
 			return fmt.Errorf("deleting generation %d: %w, or it became current", g, ErrLockLost)
 		}
-		if err := failpoint.Inject("etcd.restore.deleted"); err != nil {
+		return failpoint.Inject("etcd.restore.deleted")
+	}
+	from, n := p, 0
+	err := s.streamKeys(p, end, func(k []byte) error {
+		if n == s.opts.PageSize {
+			if err := remove(clientv3.OpDelete(from, clientv3.WithRange(string(k)))); err != nil {
+				return err
+			}
+			from, n = string(k), 0
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The last chunk runs to the end of the generation: nothing writes
+	// keys into a generation that is not current (every write is fenced
+	// on the lock or on P/current), but if anything did, it goes too.
+	if n > 0 {
+		if err := remove(clientv3.OpDelete(from, clientv3.WithRange(end))); err != nil {
 			return err
 		}
-		if len(resp.Kvs) == 0 {
-			return nil
+	}
+	return remove(clientv3.OpDelete(s.lay.genMarker(g)))
+}
+
+// streamKeys calls fn for every key in [from, end), in order, reading the
+// keys only in one stream (page by page on a cluster before v3.7). fn may
+// write meanwhile.
+func (s *Store) streamKeys(from, end string, fn func(k []byte) error) error {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	ch, err := s.cli.GetStream(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly())
+	if status.Code(err) == codes.Unimplemented {
+		return s.pages(0, from, end, true, func(k, _ []byte, _ int64) error { return fn(k) })
+	}
+	if err != nil {
+		return err
+	}
+	for resp := range ch {
+		if err := resp.Err(); err != nil {
+			if status.Code(err) == codes.Unimplemented {
+				return s.pages(0, from, end, true, func(k, _ []byte, _ int64) error { return fn(k) })
+			}
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			if err := fn(kv.Key); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
 }

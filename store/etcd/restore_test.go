@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -106,5 +108,80 @@ func TestRestoreVerifyFails(t *testing.T) {
 		if strings.Contains(k, "/g/2/") || strings.HasSuffix(k, "/gen/2") {
 			t.Errorf("key %q of the failed restore left", k)
 		}
+	}
+}
+
+// leaveGeneration writes n records of 200 B into table of a new generation
+// through a restore of st that never finishes, as a restore killed before
+// its switch leaves it, and closes st.
+func leaveGeneration(t testing.TB, st *Store, table string, n int) {
+	t.Helper()
+	r, err := st.BeginRestore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Table(table); err != nil {
+		t.Fatal(err)
+	}
+	v := bytes.Repeat([]byte("v"), 200)
+	for i := range n {
+		if err := r.Put(fmt.Appendf(nil, "%08d", i), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.sender.send(r.batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.sender.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenRemovesLeftover: a writable Open removes the generation a killed
+// restore left, in fenced DeleteRanges of a page of keys each, its marker
+// last, and leaves the current generation whole; a read-only Open
+// removes nothing.
+func TestOpenRemovesLeftover(t *testing.T) {
+	const pageSize, n = 10, 345
+	cli := client(t, cluster)
+	p := prefix(t)
+	st := open(t, Options{PageSize: pageSize})
+	put(t, st, "cur", "a", "1", "b", "2")
+	leaveGeneration(t, st, "left", n)
+	ro, err := Open(context.Background(), Options{Endpoints: cluster.Endpoints, Prefix: p, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro.Close()
+	if got := len(raw(t, cli, p+"/g/2/")); got != n+1 {
+		t.Fatalf("the leftover generation has %d keys, want %d", got, n+1)
+	}
+	var deletes int
+	failpoint.Hook = func(name string) error {
+		if name == "etcd.restore.delete" {
+			deletes++
+		}
+		return nil
+	}
+	defer func() { failpoint.Hook = nil }()
+	st2, err := Open(context.Background(), Options{Endpoints: cluster.Endpoints, Prefix: p, PageSize: pageSize, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if left := raw(t, cli, p+"/g/2/"); len(left) != 0 {
+		t.Errorf("%d keys of the leftover generation remain", len(left))
+	}
+	if left := raw(t, cli, p+"/gen/2"); len(left) != 0 {
+		t.Errorf("the leftover generation's marker remains")
+	}
+	if want := (n+1+pageSize-1)/pageSize + 1; deletes != want {
+		t.Errorf("%d delete txns for %d keys, want %d of up to %d keys and one for the marker", deletes, n+1, want, pageSize)
+	}
+	if got := records(t, st2, "cur"); fmt.Sprint(got) != "map[a:1 b:2]" {
+		t.Errorf("the current generation after the removal: %v", got)
 	}
 }

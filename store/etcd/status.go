@@ -67,3 +67,23 @@ func (s *Store) Status() (Status, error) {
 	slices.Sort(st.Alarms)
 	return st, nil
 }
+
+// GenerationKeys returns the number of keys of the current generation
+// (records and table markers) and the sum of their lengths, as etcd holds
+// them: what a restore's removal of the generation deletes, one tombstone
+// per key. It reads the keys only, in one stream.
+func (s *Store) GenerationKeys() (keys, keyBytes int64, err error) {
+	t, err := s.pin()
+	if err == nil {
+		p := s.lay.gen(t.gen)
+		err = s.streamKeys(p, prefixEnd(p), func(k []byte) error {
+			keys++
+			keyBytes += int64(len(k))
+			return nil
+		})
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("counting the keys of %s: %w", s.name, err)
+	}
+	return keys, keyBytes, nil
+}
