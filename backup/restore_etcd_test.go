@@ -342,7 +342,7 @@ func TestRestoreEtcdQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer small.Close()
+	t.Cleanup(small.Close) // after the store's and the client's cleanups, which reach it
 	cli := small.Client(t)
 	dir := t.TempDir()
 	arc, _ := boltArchive(t, dir, "large", func(tx store.Tx) error {

@@ -209,7 +209,7 @@ func (c *Cluster) Kill(i int) error {
 
 // Leader returns the index of the member that leads.
 func (c *Cluster) Leader(ctx context.Context) (int, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return 0, err
 	}
