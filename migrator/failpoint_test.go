@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,7 +36,12 @@ func setFailpoint(spec string) {
 		return
 	}
 	reached := map[string]int{}
+	// Points are reached from more than one goroutine (backup.read from
+	// the zstd decoder's, while a restore loads on its own).
+	var mu sync.Mutex
 	failpoint.Hook = func(point string) error {
+		mu.Lock()
+		defer mu.Unlock()
 		reached[point]++
 		key := point
 		if nth := fmt.Sprintf("%s#%d", point, reached[point]); actions[nth] != "" {
