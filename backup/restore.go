@@ -186,9 +186,9 @@ type loading struct {
 	refused error
 }
 
-// manifest checks what can be decided from the manifest alone, the free
-// space first, and starts the build. A manifest that [check] will refuse
-// anyway builds nothing: the rest of the archive is only checked.
+// manifest checks what the manifest alone decides (what [check] refuses
+// at the end, then the free space) and starts the build. A refused
+// manifest builds nothing: the rest of the archive is only checked.
 func (l *loading) manifest(m archive.Manifest) error {
 	if checkManifest(l.reg, &m, l.name) != nil {
 		return nil

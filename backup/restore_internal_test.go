@@ -192,6 +192,65 @@ func TestRestoreLateMismatch(t *testing.T) {
 	}
 }
 
+// TestRestoreManifestRefusal: an archive that its manifest alone refuses
+// (another product's) creates nothing beside the store, and is still read
+// to its end, so that the same archive damaged at its end (a line of
+// SHA256SUMS) is reported as damaged rather than as another product's.
+func TestRestoreManifestRefusal(t *testing.T) {
+	good, err := os.ReadFile(exampleArchive(t, "", example.Small, archive.None))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := tarMembers(t, good)
+	damaged := slices.Clone(good)
+	at := sums[len(sums)-1].start // the first digit of SHA256SUMS
+	if damaged[at] == '0' {
+		damaged[at] = '1'
+	} else {
+		damaged[at] = '0'
+	}
+	reg := *generated.Registry
+	reg.Product = "smtp-relay"
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"good", good, "refused: the data belongs to product"},
+		{"damaged at its end", damaged, "checksum mismatch"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			archivePath := filepath.Join(t.TempDir(), "b.tar")
+			if err := os.WriteFile(archivePath, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+			oldTarget(t, db, cfg)
+			before := tree(t, dir)
+			var built []string
+			failpoint.Hook = func(point string) error {
+				if point == "restore.checked" || point == "restore.batch" {
+					built = append(built, point)
+				}
+				return nil
+			}
+			t.Cleanup(func() { failpoint.Hook = nil })
+			_, err := Restore(context.Background(), &reg, archivePath, db, RestoreOptions{ConfigDir: cfg})
+			failpoint.Hook = nil
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("restore: %v; want %q", err, c.want)
+			}
+			if len(built) > 0 {
+				t.Errorf("a refused archive reached %q: it started building", built)
+			}
+			if after := tree(t, dir); after != before {
+				t.Errorf("the refused restore changed the directory:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
 // tarMember is a member of a tar stream and where its data is.
 type tarMember struct {
 	name       string
