@@ -49,10 +49,11 @@
 // of the archive (zstd skippable frames included), truncation and bad or
 // missing checksums are refused with an error that wraps [ErrInvalid] and
 // names the member. A caller that must not act on anything unchecked (a
-// restore) first runs [Verify], then [Read] with a [Handler] that loads
-// records as they stream and discards its work when Read returns an error:
-// Read re-checks everything, because the file may change between the
-// passes.
+// restore) reads the archive once, with [Read] and a [Handler] that loads
+// the records as they stream into something private (a new file beside
+// the one it replaces), and uses that work only when Read returns nil:
+// SHA256SUMS comes last and covers every member, so a bad checksum
+// anywhere is found at the end, and the work is then discarded.
 //
 // Limits (see FORMAT.md): a chunk is at most [MaxChunkSize] (one record of
 // the largest key and value), MANIFEST.json at most [MaxManifestSize], a
@@ -67,14 +68,17 @@
 // and 8 bytes per member read (of its checksum, for SHA256SUMS); it reads in
 // time linear in the archive's size.
 //
-//	m, err := archive.Verify(f) // every checksum, the structure, the counts
-//	...
-//	f.Seek(0, io.SeekStart)
-//	_, err = archive.Read(f, archive.Handler{
-//		Table:  func(t archive.TableInfo) error { return createTable(t.Path()) },
-//		Record: func(key, value []byte) error { return put(key, value) },
-//		Config: func(c archive.ConfigFile, data []byte) error { return writeConfig(c, data) },
+//	m, err := archive.Read(f, archive.Handler{
+//		Manifest: func(m archive.Manifest) error { return checkFreeSpace(m) },
+//		Table:    func(t archive.TableInfo) error { return createTable(t.Path()) },
+//		Record:   func(key, value []byte) error { return put(key, value) },
+//		Config:   func(c archive.ConfigFile, data []byte) error { return writeConfig(c, data) },
 //	})
+//	if err != nil {
+//		discard() // a bad checksum, found at the end, or anything else
+//		return err
+//	}
+//	swapIn() // every checksum matched
 package archive
 
 import (

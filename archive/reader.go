@@ -24,8 +24,11 @@ import (
 // unchanged.
 //
 // Nothing a callback receives has been checked against SHA256SUMS yet (it
-// comes last): a caller that must not keep unchecked data runs Verify
-// first and discards its work when Read returns an error.
+// comes last): a caller that must not keep unchecked data writes it where
+// nothing else uses it yet and discards it when Read returns an error. The
+// manifest's declared sizes are enforced as the members stream (a table
+// never holds more bytes than it declares), so Manifest may check them
+// against free space before anything is written.
 type Handler struct {
 	// Manifest is called once, with the checked manifest, before anything else.
 	Manifest func(m Manifest) error

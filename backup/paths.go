@@ -20,9 +20,9 @@ import (
 
 // OpenArchive opens the backup archive at path for reading ([Verify],
 // [Check]), symbolic links followed. It refuses anything but a regular
-// file, without blocking on a FIFO (it opens with O_NONBLOCK): a restore
-// reads its archive twice, and a pipe or a device cannot be read twice,
-// or may never end.
+// file, without blocking on a FIFO (it opens with O_NONBLOCK): an etcd
+// restore reads its archive twice, which a pipe or a device cannot do,
+// and a pipe or a device may never end.
 func OpenArchive(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {

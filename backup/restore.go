@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hookreg/hookreg/archive"
@@ -34,26 +35,36 @@ type RestoreOptions struct {
 }
 
 // Restore replaces the store file storePath (and opts.ConfigDir) with the
-// content of the backup archive at archivePath. It verifies the whole
-// archive first and refuses another product's data, data that reg cannot
-// upgrade (see [upgrade.PlanFor]), a manifest that disagrees with the
-// metadata table the archive carries, and data that would not fit in the
-// free space at the destination; then it loads the records into a new
-// store file beside storePath, streaming with bounded memory and checking
-// everything again as it goes, runs the store's consistency check on the
-// result, syncs it and swaps it in atomically, then the configuration
-// directory the same way. On any error the old store and configuration
-// are left exactly as they were.
+// content of the backup archive at archivePath, in one pass over the
+// archive: it decodes, hashes and checks the archive on one goroutine
+// while another loads the records into a new store file beside storePath
+// (and the configuration files into a new directory beside
+// opts.ConfigDir), streaming with bounded memory. Nothing it writes before
+// the swap is visible at storePath or opts.ConfigDir: the new store and
+// directory are private temporary files until the end of the archive has
+// been read and everything checked.
 //
-// Refused before anything is written: an archive that is not a regular
+// It refuses another product's data, data that reg cannot upgrade (see
+// [upgrade.PlanFor]), a manifest that disagrees with the metadata table
+// the archive carries or with SHA256SUMS, any bad checksum, and data
+// whose declared size would not fit in the free space at the destination
+// (checked from the manifest, the archive's first member, before anything
+// is written; the reader holds every table to its declared size). A
+// refusal decided from the manifest still reads the archive to its end
+// without writing, so that a damaged archive is reported as damaged. Once
+// the whole archive is good it runs the store's consistency check on the
+// new store, syncs it and swaps it in atomically, then the configuration
+// directory the same way. On any error the old store and configuration are
+// left exactly as they were and what was built is removed.
+//
+// Refused before the archive is read: an archive that is not a regular
 // file (a FIFO, a device), a store that is not a regular file, a store
 // inside the configuration directory (see [CheckLayout]), a store in use
 // by another process (Restore holds the store's exclusive lock, and for a
 // store that does not exist yet the flock of its directory, so two
 // restores of one store never interleave). A symbolic link as storePath or
 // opts.ConfigDir is followed: its target is replaced and the link kept.
-// The archive is read twice through one open file, and a file rewritten
-// between the two passes is refused.
+// The archive is read once, through one open file.
 //
 // When ctx is canceled, Restore stops at the next read of the archive
 // (or before the swap), removes what it built and returns an error
@@ -72,14 +83,6 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, err
 	}
 	defer f.Close()
-	first := sha256.New()
-	m, err := Check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(first, ctxReader{ctx, f}); err != nil {
-		return nil, readError(archivePath, err)
-	}
 	if storePath, err = resolve(storePath); err != nil {
 		return nil, envErrorf("store: %w", err)
 	}
@@ -125,34 +128,28 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	if err := failpoint.Inject("restore.locked"); err != nil {
 		return nil, err
 	}
-	sizes := archiveSizes{}
-	for _, t := range m.Tables {
-		sizes.tables += uint64(t.Bytes)
-	}
-	for _, c := range m.Config {
-		sizes.config += uint64(c.Size)
-	}
-	configParent := ""
-	if configDir != "" {
-		configParent = parentDir(configDir)
-	}
-	if err := checkSpace(&sizes, parentDir(storePath), configParent); err != nil {
+	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress}
+	defer l.discard()
+	m, err := check(reg, ctxReader{ctx, f}, archivePath, archive.Handler{
+		Manifest: l.manifest,
+		Table:    l.table,
+		Record:   l.record,
+		Config:   l.config,
+	})
+	switch {
+	case l.err != nil:
+		return nil, fmt.Errorf("restoring %s: %w", archivePath, l.err)
+	case err != nil:
 		return nil, err
+	case l.refused != nil:
+		return nil, l.refused
+	case l.b == nil: // check refuses what the manifest callback skips
+		return nil, fmt.Errorf("restoring %s: the archive was checked but not loaded", archivePath)
 	}
-	if err := failpoint.Inject("restore.checked"); err != nil {
-		return nil, err
+	if err := l.finish(); err != nil {
+		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, envErrorf("rereading backup %s: %w", archivePath, err)
-	}
-	b, err := newBuild(storePath, configDir)
-	if err != nil {
-		return nil, err
-	}
-	defer b.discard()
-	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error { return b.load(r, m, opts.Progress) }); err != nil {
-		return nil, err
-	}
+	b := l.b
 	if err := b.lockNew(); err != nil {
 		return nil, err
 	}
@@ -168,9 +165,129 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	return m, nil
 }
 
-// loadAgain is the second pass of a restore over the archive f, read from
-// its start: load reads it, and the whole file must hash to first, the
-// hash of the checking pass, or it changed in between.
+// loading is the single pass of a restore into bbolt: the callbacks that
+// [check] calls, after its own, as it reads the archive. The manifest
+// (the first member) decides whether anything is built; the records and
+// configuration files then go into the build, and nothing of it is kept
+// unless the whole archive turns out good.
+type loading struct {
+	reg                  *hook.Registry
+	name                 string // the archive's
+	storePath, configDir string
+	progress             io.Writer
+
+	b    *build // nil until the manifest allowed the restore
+	prog *progress
+	// err is the restore's own failure (writing the new store, a
+	// failpoint), which the check reports as a refusal; refused is a
+	// refusal decided from the manifest that is not the archive's fault
+	// (free space), reported once the whole archive is known to be good.
+	err     error
+	refused error
+}
+
+// manifest checks what the manifest alone decides (what [check] refuses
+// at the end, then the free space) and starts the build. A refused
+// manifest builds nothing: the rest of the archive is only checked.
+func (l *loading) manifest(m archive.Manifest) error {
+	if checkManifest(l.reg, &m, l.name) != nil {
+		return nil
+	}
+	sizes := archiveSizes{}
+	for _, t := range m.Tables {
+		sizes.tables += uint64(t.Bytes)
+	}
+	for _, c := range m.Config {
+		sizes.config += uint64(c.Size)
+	}
+	configParent := ""
+	if l.configDir != "" {
+		configParent = parentDir(l.configDir)
+	}
+	if err := checkSpace(&sizes, parentDir(l.storePath), configParent); err != nil {
+		l.refused = err
+		return nil
+	}
+	if l.err = failpoint.Inject("restore.checked"); l.err != nil {
+		return l.err
+	}
+	if l.b, l.err = newBuild(l.storePath, l.configDir); l.err != nil {
+		return l.err
+	}
+	var total int64
+	for _, t := range m.Tables {
+		total += t.Records
+	}
+	l.prog = newProgress(l.progress, "restore", total)
+	return nil
+}
+
+func (l *loading) table(t archive.TableInfo) error {
+	if l.b == nil {
+		return nil
+	}
+	l.err = l.b.pipe.table(t)
+	return l.err
+}
+
+func (l *loading) record(key, value []byte) error {
+	if l.b == nil {
+		return nil
+	}
+	l.prog.add(1)
+	l.err = l.b.pipe.record(key, value)
+	return l.err
+}
+
+func (l *loading) config(c archive.ConfigFile, data []byte) error {
+	if l.b == nil {
+		return nil
+	}
+	if l.err = l.b.pipe.close(); l.err == nil {
+		l.err = l.b.config(c, data)
+	}
+	return l.err
+}
+
+// finish completes the new store and configuration directory once the
+// whole archive is good: the last records loaded, the store checked while
+// it is synced, the new directories synced.
+func (l *loading) finish() error {
+	b := l.b
+	if err := b.pipe.close(); err != nil {
+		return err
+	}
+	if err := failpoint.Inject("restore.loaded"); err != nil {
+		return err
+	}
+	if err := b.loader.FinishCheck(b.checkNew); err != nil {
+		return err
+	}
+	l.prog.done()
+	if b.root != nil {
+		for i := len(b.dirs) - 1; i >= 0; i-- {
+			if err := atomicfile.SyncDir(filepath.Join(b.newConfig, b.dirs[i])); err != nil {
+				return err
+			}
+		}
+		if err := atomicfile.SyncDir(b.newConfig); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discard removes what was built unless it was swapped in; it can be
+// deferred.
+func (l *loading) discard() {
+	if l.b != nil {
+		l.b.discard()
+	}
+}
+
+// loadAgain is the second pass of the etcd restore over the archive f,
+// read from its start: load reads it, and the whole file must hash to
+// first, the hash of the checking pass, or it changed in between.
 func loadAgain(ctx context.Context, f io.Reader, archivePath string, first hash.Hash, load func(io.Reader) error) error {
 	second := sha256.New()
 	if err := load(ctxReader{ctx, io.TeeReader(f, second)}); err != nil {
@@ -217,6 +334,12 @@ func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, 
 	var meta metaTable
 	var refused error
 	h := archive.Handler{Table: meta.table, Record: meta.record}
+	if also.Manifest != nil {
+		h.Manifest = func(m archive.Manifest) error {
+			refused = also.Manifest(m)
+			return refused
+		}
+	}
 	if also.Table != nil {
 		h.Table = func(t archive.TableInfo) error {
 			if err := meta.table(t); err != nil {
@@ -270,15 +393,24 @@ func check(reg *hook.Registry, r io.Reader, name string, also archive.Handler) (
 	if err != nil {
 		return nil, err
 	}
+	if err := checkManifest(reg, m, name); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkManifest refuses the archive name when reg may not restore what
+// its manifest m records.
+func checkManifest(reg *hook.Registry, m *archive.Manifest, name string) error {
 	if _, err := upgrade.PlanFor(reg, ManifestMetadata(m)); err != nil {
-		return nil, fmt.Errorf("backup %s: refused: %w", name, err)
+		return fmt.Errorf("backup %s: refused: %w", name, err)
 	}
 	for _, t := range m.Tables {
 		if t.Name == store.ConfigTable {
-			return nil, fmt.Errorf("backup %s: refused: it carries the reserved table %q; configuration files belong in config/ members", name, store.ConfigTable)
+			return fmt.Errorf("backup %s: refused: it carries the reserved table %q; configuration files belong in config/ members", name, store.ConfigTable)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // ManifestMetadata returns the upgrade metadata a manifest records.
@@ -307,6 +439,7 @@ type build struct {
 	storePath, configDir string
 	newStore, newConfig  string
 	loader               *bolt.Loader
+	pipe                 *pipe // feeds loader
 	root                 *os.Root
 	// configLock holds the new configuration directory locked (see Lock)
 	// and newLock the finished new store, until the swap is done.
@@ -333,6 +466,7 @@ func newBuild(storePath, configDir string) (*build, error) {
 	if b.loader, err = bolt.NewLoader(b.newStore); err != nil {
 		return nil, envErrorf("creating the new store beside %s: %w", storePath, err)
 	}
+	b.pipe = newPipe(b.loader)
 	if configDir != "" {
 		parent, base := filepath.Split(filepath.Clean(configDir))
 		if parent == "" {
@@ -377,56 +511,6 @@ func (b *build) lockNew() error {
 	return nil
 }
 
-// load streams the archive into the new store and configuration
-// directory; archive.Read checks every checksum and count again, so a
-// file changed since the verify pass fails here.
-func (b *build) load(r io.Reader, m *archive.Manifest, w io.Writer) error {
-	var total int64
-	for _, t := range m.Tables {
-		total += t.Records
-	}
-	prog := newProgress(w, "restore", total)
-	p := newPipe(b.loader)
-	got, err := archive.Read(r, archive.Handler{
-		Table: p.table,
-		Record: func(key, value []byte) error {
-			prog.add(1)
-			return p.record(key, value)
-		},
-		Config: func(c archive.ConfigFile, data []byte) error {
-			if err := p.close(); err != nil {
-				return err
-			}
-			return b.config(c, data)
-		},
-	})
-	if perr := p.close(); err == nil {
-		err = perr
-	}
-	if err != nil {
-		return err
-	}
-	if !got.Created.Equal(m.Created) || got.DataVersion != m.DataVersion || len(got.Tables) != len(m.Tables) {
-		return errors.New("the backup changed while it was being restored")
-	}
-	// The new store is checked while it is synced.
-	if err := b.loader.FinishCheck(b.checkNew); err != nil {
-		return err
-	}
-	prog.done()
-	if b.root != nil {
-		for i := len(b.dirs) - 1; i >= 0; i-- {
-			if err := atomicfile.SyncDir(filepath.Join(b.newConfig, b.dirs[i])); err != nil {
-				return err
-			}
-		}
-		if err := atomicfile.SyncDir(b.newConfig); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // checkNew checks the new store, written and closed.
 func (b *build) checkNew() error {
 	st, err := bolt.Open(b.newStore, bolt.Options{ReadOnly: true})
@@ -457,6 +541,7 @@ type pipe struct {
 	err   error // the loader's error, read after done is closed
 	quit  chan struct{}
 	ended bool
+	stop  atomic.Bool // set by abort: the loader skips what is left
 }
 
 // loadBatch is a table to start (when path is not nil) and records to add.
@@ -477,7 +562,7 @@ func newPipe(l *bolt.Loader) *pipe {
 	go func() {
 		defer close(p.done)
 		for bt := range p.ch {
-			if p.err != nil {
+			if p.err != nil || p.stop.Load() {
 				continue
 			}
 			if bt.path != nil {
@@ -497,10 +582,15 @@ func newPipe(l *bolt.Loader) *pipe {
 	return p
 }
 
-// flush sends the current batch; it fails when the loader failed.
+// flush sends the current batch; it fails when the loader failed. The
+// failpoint restore.batch marks each batch handed to the loader, in the
+// middle of a restore's single pass.
 func (p *pipe) flush() error {
 	if p.batch == nil {
 		return nil
+	}
+	if err := failpoint.Inject("restore.batch"); err != nil {
+		return err
 	}
 	select {
 	case p.ch <- p.batch:
@@ -545,6 +635,18 @@ func (p *pipe) close() error {
 		err = p.err
 	}
 	return err
+}
+
+// abort stops the loader without loading what is queued, and waits for
+// it; after close it does nothing.
+func (p *pipe) abort() {
+	if p.ended {
+		return
+	}
+	p.ended = true
+	p.stop.Store(true)
+	close(p.ch)
+	<-p.done
 }
 
 // config writes one configuration file: into the new directory, or into
@@ -654,6 +756,9 @@ func (b *build) discard() {
 	b.unlock()
 	if b.swapped {
 		return
+	}
+	if b.pipe != nil {
+		b.pipe.abort()
 	}
 	if b.loader != nil {
 		b.loader.Abort()

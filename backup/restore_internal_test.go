@@ -1,7 +1,13 @@
 package backup
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +20,7 @@ import (
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 )
@@ -23,6 +30,13 @@ import (
 // dropped) and returns its path.
 func exampleBackup(t *testing.T, cfg string) string {
 	t.Helper()
+	return exampleArchive(t, cfg, example.Small, archive.Zstd)
+}
+
+// exampleArchive is exampleBackup of the example data of size, compressed
+// with c.
+func exampleArchive(t *testing.T, cfg string, size example.Size, c archive.Compression) string {
+	t.Helper()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "src.db")
 	st, err := bolt.Open(db, bolt.Options{Create: true})
@@ -30,7 +44,7 @@ func exampleBackup(t *testing.T, cfg string) string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := example.Build(context.Background(), st, generated.Registry, "4.4.0", example.Small); err != nil {
+	if err := example.Build(context.Background(), st, generated.Registry, "4.4.0", size); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := st.Begin(true)
@@ -45,8 +59,8 @@ func exampleBackup(t *testing.T, cfg string) string {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "b.tar.zst")
-	if _, err := WriteFile(context.Background(), st, generated.Registry, out, Options{ConfigDir: cfg}); err != nil {
+	out := filepath.Join(dir, "b.tar")
+	if _, err := WriteFile(context.Background(), st, generated.Registry, out, Options{ConfigDir: cfg, Compression: c}); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -82,6 +96,239 @@ func TestRestoreFreeSpace(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRestoreLateMismatch: a restore loads the records as it reads them,
+// so a bad checksum found at the end of the archive (in the last table
+// chunk, or a line of SHA256SUMS itself) comes after the records were
+// written into the new store and the configuration files into the new
+// directory: the error discards both and leaves the store and the
+// configuration directory byte for byte as they were, with nothing beside
+// them.
+func TestRestoreLateMismatch(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "etc")
+	if err := os.MkdirAll(filepath.Join(src, "tls"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"broker.json": `{"new":true}`, "tls/key.pem": "new key"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, err := os.ReadFile(exampleArchive(t, src, example.Size{Users: 20000, Rules: 20000}, archive.None))
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := tarMembers(t, good)
+	lastChunk := ""
+	for _, m := range members {
+		if strings.HasPrefix(m.name, archive.TablesDir) {
+			lastChunk = m.name
+		}
+	}
+	member := func(name string) tarMember {
+		i := slices.IndexFunc(members, func(m tarMember) bool { return m.name == name })
+		if i < 0 {
+			t.Fatalf("no member %s", name)
+		}
+		return members[i]
+	}
+	sums := member(archive.SumsName)
+	lastLine := sums.start + int64(bytes.LastIndexByte(good[sums.start:sums.end-1], '\n')) + 1
+	for _, c := range []struct {
+		name string
+		at   int64 // the byte of the archive changed, a hexadecimal digit or a value's
+	}{
+		// The last byte of the last chunk: the last record's value.
+		{"last table chunk", member(lastChunk).end - 1},
+		// The first digit of the last line of SHA256SUMS, that of the
+		// last configuration file.
+		{"SHA256SUMS", lastLine},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := slices.Clone(good)
+			if bad[c.at] == '0' {
+				bad[c.at] = '1'
+			} else {
+				bad[c.at] = '0'
+			}
+			archivePath := filepath.Join(t.TempDir(), "bad.tar")
+			if err := os.WriteFile(archivePath, bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+			oldTarget(t, db, cfg)
+			before := tree(t, dir)
+
+			// Watch the new store grow as the batches go to the loader.
+			var batches int
+			var written int64
+			failpoint.Hook = func(point string) error {
+				if point == "restore.batch" {
+					batches++
+					tmp, _ := filepath.Glob(filepath.Join(dir, ".broker.db"+restoreSuffix+"*"))
+					for _, p := range tmp {
+						if info, err := os.Stat(p); err == nil {
+							written = max(written, info.Size())
+						}
+					}
+				}
+				return nil
+			}
+			t.Cleanup(func() { failpoint.Hook = nil })
+			_, err := Restore(context.Background(), generated.Registry, archivePath, db, RestoreOptions{ConfigDir: cfg})
+			failpoint.Hook = nil
+			if !errors.Is(err, archive.ErrInvalid) || !strings.Contains(err.Error(), "checksum mismatch") {
+				t.Fatalf("restore: %v; want a checksum mismatch", err)
+			}
+			if batches < 10 || written < 1<<20 {
+				t.Fatalf("%d batches loaded, the new store grew to %d bytes before the mismatch: the test needs a restore that writes first", batches, written)
+			}
+			if after := tree(t, dir); after != before {
+				t.Errorf("the failed restore changed the directory:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+// TestRestoreManifestRefusal: an archive that its manifest alone refuses
+// (another product's) creates nothing beside the store, and is still read
+// to its end, so that the same archive damaged at its end (a line of
+// SHA256SUMS) is reported as damaged rather than as another product's.
+func TestRestoreManifestRefusal(t *testing.T) {
+	good, err := os.ReadFile(exampleArchive(t, "", example.Small, archive.None))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := tarMembers(t, good)
+	damaged := slices.Clone(good)
+	at := sums[len(sums)-1].start // the first digit of SHA256SUMS
+	if damaged[at] == '0' {
+		damaged[at] = '1'
+	} else {
+		damaged[at] = '0'
+	}
+	reg := *generated.Registry
+	reg.Product = "smtp-relay"
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"good", good, "refused: the data belongs to product"},
+		{"damaged at its end", damaged, "checksum mismatch"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			archivePath := filepath.Join(t.TempDir(), "b.tar")
+			if err := os.WriteFile(archivePath, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+			oldTarget(t, db, cfg)
+			before := tree(t, dir)
+			var built []string
+			failpoint.Hook = func(point string) error {
+				if point == "restore.checked" || point == "restore.batch" {
+					built = append(built, point)
+				}
+				return nil
+			}
+			t.Cleanup(func() { failpoint.Hook = nil })
+			_, err := Restore(context.Background(), &reg, archivePath, db, RestoreOptions{ConfigDir: cfg})
+			failpoint.Hook = nil
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("restore: %v; want %q", err, c.want)
+			}
+			if len(built) > 0 {
+				t.Errorf("a refused archive reached %q: it started building", built)
+			}
+			if after := tree(t, dir); after != before {
+				t.Errorf("the refused restore changed the directory:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+// tarMember is a member of a tar stream and where its data is.
+type tarMember struct {
+	name       string
+	start, end int64
+}
+
+// tarMembers lists the members of the plain tar archive data.
+func tarMembers(t *testing.T, data []byte) []tarMember {
+	t.Helper()
+	r := bytes.NewReader(data)
+	tr := tar.NewReader(r)
+	var members []tarMember
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return members
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := int64(len(data)) - int64(r.Len())
+		members = append(members, tarMember{hdr.Name, start, start + hdr.Size})
+	}
+}
+
+// oldTarget writes the store and configuration directory that a restore
+// replaces: the example data of release 5.1.0 and two files.
+func oldTarget(t *testing.T, db, cfg string) {
+	t.Helper()
+	st, err := bolt.Open(db, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = example.Build(context.Background(), st, generated.Registry, "5.1.0", example.Small)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg, "tls"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"broker.json": `{"old":true}`, "tls/key.pem": "old key"} {
+		if err := os.WriteFile(filepath.Join(cfg, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tree is every entry below dir, with its mode and, for a file, its
+// content's sha256.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %v", p, info.Mode())
+		if d.Type().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 // TestRestoreSyncsEachDirectoryOnce: the configuration directories created

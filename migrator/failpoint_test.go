@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,9 +17,10 @@ import (
 
 // envFailpoint names failpoints and what the migrator run by the test
 // binary does there, "NAME=ACTION[,NAME=ACTION...]", where NAME may be
-// "FIRST>NAME" (NAME once FIRST was reached): kill (SIGKILL itself), fail (the step
-// returns an error), pause (say "failpoint NAME" on stderr and wait until
-// standard input closes). Only the first time NAME is reached counts. The
+// "FIRST>NAME" (NAME once FIRST was reached) or "NAME#N" (the Nth time NAME
+// is reached): kill (SIGKILL itself), fail (the step returns an error),
+// pause (say "failpoint NAME" on stderr and wait until standard input
+// closes). Otherwise only the first time NAME is reached counts. The
 // offline upgrade's child inherits it, so a point only the child reaches
 // kills the child.
 const envFailpoint = "HOOKREG_TEST_FAILPOINT"
@@ -33,12 +35,20 @@ func setFailpoint(spec string) {
 	if len(actions) == 0 {
 		return
 	}
-	reached := map[string]bool{}
+	reached := map[string]int{}
+	// Points are reached from more than one goroutine (backup.read from
+	// the zstd decoder's, while a restore loads on its own).
+	var mu sync.Mutex
 	failpoint.Hook = func(point string) error {
-		reached[point] = true
+		mu.Lock()
+		defer mu.Unlock()
+		reached[point]++
 		key := point
+		if nth := fmt.Sprintf("%s#%d", point, reached[point]); actions[nth] != "" {
+			key = nth
+		}
 		for k := range actions {
-			if first, name, ok := strings.Cut(k, ">"); ok && name == point && reached[first] {
+			if first, name, ok := strings.Cut(k, ">"); ok && name == point && reached[first] > 0 {
 				key = k
 			}
 		}

@@ -83,8 +83,9 @@ func ageLeftovers(t *testing.T, dir string) {
 }
 
 // TestRestoreCrash kills "migrator restore" with SIGKILL at each step
-// (failpoints just before and after each swap, and in the undo of a failed
-// configuration swap) and at random moments: afterwards the store is
+// (failpoints in the middle of its single pass over the archive, once it
+// is read whole, just before and after each swap, and in the undo of a
+// failed configuration swap) and at random moments: afterwards the store is
 // entirely the old one or entirely the new one (it opens, passes bbolt's
 // check and holds exactly one of the two contents), and so is the
 // configuration directory; the configuration is never swapped before the
@@ -169,14 +170,20 @@ func TestRestoreCrash(t *testing.T) {
 	for _, c := range []struct {
 		failpoints string
 		want       string
+		building   bool // the killed run leaves its new store and directory
 	}{
-		{"restore.locked=kill", "old store, old config"},
-		{"restore.checked=kill", "old store, old config"},
-		{"restore.before-swap=kill", "old store, old config"},
-		{"restore.store-swapped=kill", "new store, old config"},
-		{"restore.config-swap=fail", "old store, old config"},
-		{"restore.config-swap=fail,restore.undone=kill", "old store, old config"},
-		{"restore.swapped=kill", "new store, new config"},
+		{"restore.locked=kill", "old store, old config", false},
+		{"restore.checked=kill", "old store, old config", false},
+		// The tenth batch of records handed to the new store, in the
+		// middle of the archive; then the whole archive read and checked,
+		// before the new store is synced.
+		{"restore.batch#10=kill", "old store, old config", true},
+		{"restore.loaded=kill", "old store, old config", true},
+		{"restore.before-swap=kill", "old store, old config", true},
+		{"restore.store-swapped=kill", "new store, old config", false},
+		{"restore.config-swap=fail", "old store, old config", false},
+		{"restore.config-swap=fail,restore.undone=kill", "old store, old config", true},
+		{"restore.swapped=kill", "new store, new config", false},
 	} {
 		oldState(t, db, cfg, template)
 		code, _, stderr := runMigrator(t, "example", withFailpointArgs(c.failpoints, "restore", archivePath, "--store", db, "--config", cfg)...)
@@ -185,6 +192,13 @@ func TestRestoreCrash(t *testing.T) {
 		}
 		if got := state(c.failpoints); got != c.want {
 			t.Fatalf("%s: left %s, want %s (exit %d: %s)", c.failpoints, got, c.want, code, stderr)
+		}
+		if c.building {
+			got := names(t, dir)
+			if !slices.ContainsFunc(got, func(n string) bool { return strings.HasPrefix(n, ".broker.db.restore-") }) ||
+				!slices.ContainsFunc(got, func(n string) bool { return strings.HasPrefix(n, ".etc.restore-") }) {
+				t.Fatalf("%s: left %q, want the killed run's new store and directory beside the old ones", c.failpoints, got)
+			}
 		}
 		rerun(c.failpoints)
 	}

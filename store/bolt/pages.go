@@ -31,7 +31,10 @@ const (
 // file and every element inside its page: then nothing bbolt reads through
 // its memory map points outside it. bbolt's own check runs in a goroutine
 // of its own, where such a fault would crash the process; it runs after
-// this one. Memory: one page and one bit per page.
+// this one. It reads through a window of readAhead bytes, so that a tree
+// whose pages follow each other in the file (as a loaded store's do) is
+// read in a few large reads rather than one a page. Memory: the window,
+// one page per tree level and one bit per page.
 func checkPages(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -48,6 +51,7 @@ func checkPages(path string) error {
 		return err
 	}
 	c.seen = make([]bool, c.hwm)
+	c.window = make([]byte, 0, readAhead)
 	if freelist != noFreelist {
 		if err := c.freelist(freelist); err != nil {
 			return err
@@ -62,6 +66,53 @@ type pageChecker struct {
 	pageSize int64
 	hwm      uint64 // pages in use
 	seen     []bool
+	window   []byte   // the bytes of the file at windowAt, read ahead
+	windowAt int64    // offset of window in the file
+	pages    [][]byte // per tree level, the buffer of the page being checked
+}
+
+// readAhead is the size of the pageChecker's read window.
+const readAhead = 256 << 10
+
+// read fills p with the bytes of the file at off, from the read window,
+// read again from off when it does not hold them. A page larger than the
+// window (with its overflow pages) is read on its own.
+func (c *pageChecker) read(p []byte, off int64) error {
+	if off >= c.windowAt && off+int64(len(p)) <= c.windowAt+int64(len(c.window)) {
+		copy(p, c.window[off-c.windowAt:])
+		return nil
+	}
+	if len(p) > cap(c.window) {
+		n, err := c.f.ReadAt(p, off)
+		if n == len(p) {
+			return nil
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	n, err := c.f.ReadAt(c.window[:cap(c.window)], off)
+	c.window, c.windowAt = c.window[:n], off
+	if n < len(p) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	copy(p, c.window)
+	return nil
+}
+
+// buffer returns the page buffer of tree level depth, of n bytes.
+func (c *pageChecker) buffer(depth int, n int64) []byte {
+	for len(c.pages) <= depth {
+		c.pages = append(c.pages, nil)
+	}
+	if int64(cap(c.pages[depth])) < n {
+		c.pages[depth] = make([]byte, n)
+	}
+	return c.pages[depth][:n]
 }
 
 // meta picks the meta page bbolt uses: the valid one with the larger
@@ -109,18 +160,19 @@ func (c *pageChecker) meta() (root, freelist uint64, err error) {
 	return best.root, best.freelist, nil
 }
 
-// page reads page id and its overflow pages, checking its header.
-func (c *pageChecker) page(id uint64, want uint16) ([]byte, error) {
+// page reads page id and its overflow pages into the buffer of tree level
+// depth, checking its header.
+func (c *pageChecker) page(id uint64, want uint16, depth int) ([]byte, error) {
 	if id < 2 || id >= c.hwm {
 		return nil, fmt.Errorf("page %d is outside the %d pages in use", id, c.hwm)
 	}
 	if c.seen[id] {
 		return nil, fmt.Errorf("page %d is reachable twice", id)
 	}
-	// One read for the page; its overflow pages, if any, once its header
-	// says they are in use.
-	hdr := make([]byte, c.pageSize)
-	if _, err := c.f.ReadAt(hdr, int64(id)*c.pageSize); err != nil {
+	// The page first; its overflow pages, if any, once its header says
+	// they are in use.
+	hdr := c.buffer(depth, c.pageSize)
+	if err := c.read(hdr, int64(id)*c.pageSize); err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
 	overflow := uint64(binary.LittleEndian.Uint32(hdr[12:]))
@@ -139,15 +191,15 @@ func (c *pageChecker) page(id uint64, want uint16) ([]byte, error) {
 	if overflow == 0 {
 		return hdr, nil
 	}
-	buf := make([]byte, int64(overflow+1)*c.pageSize)
-	if _, err := c.f.ReadAt(buf, int64(id)*c.pageSize); err != nil && err != io.EOF {
+	buf := c.buffer(depth, int64(overflow+1)*c.pageSize)
+	if err := c.read(buf, int64(id)*c.pageSize); err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
 	return buf, nil
 }
 
 func (c *pageChecker) freelist(id uint64) error {
-	p, err := c.page(id, freelistFlag)
+	p, err := c.page(id, freelistFlag, 0)
 	if err != nil {
 		return fmt.Errorf("freelist: %w", err)
 	}
@@ -166,7 +218,7 @@ func (c *pageChecker) tree(id uint64, depth int) error {
 	if depth > 64 {
 		return fmt.Errorf("page %d: the tree is deeper than 64", id)
 	}
-	p, err := c.page(id, branchFlag|leafFlag)
+	p, err := c.page(id, branchFlag|leafFlag, depth)
 	if err != nil {
 		return err
 	}
