@@ -20,13 +20,14 @@ Usage: {{.Prog}} restore FILE --store S [--config DIR] [--force] [--json]
 
 Restores the backup FILE into the store S (a bbolt file, created when
 missing, or an etcd store, see below) and its configuration files into the
-directory DIR. Everything is
-checked first (every checksum, the structure, the manifest against the
-content); a backup of another product, or of data newer than this release
-(or older than the oldest version it upgrades) is refused. The new store is
-built beside the old one, re-checked as it streams in, opened and checked
-(bbolt's consistency check), synced, and swapped in with an atomic rename;
-then DIR the same way (built beside it, swapped in). A failure at any point
+directory DIR. The backup is read once: the new store (and DIR) is built
+beside the old one as the backup streams in, and replaces nothing until
+everything is checked (every checksum, the structure, the manifest against
+the content); a backup of another product, or of data newer than this
+release (or older than the oldest version it upgrades) is refused, and so
+is a damaged one, with the new store discarded. The new store is then
+opened and checked (bbolt's consistency check), synced, and swapped in with
+an atomic rename; then DIR the same way (swapped in). A failure at any point
 leaves the old store and the old configuration exactly as they were; a
 restore killed between the two swaps leaves the new store with the old
 configuration, and running it again completes it. A store in use by
