@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -54,6 +55,14 @@ type Options struct {
 	Created time.Time
 	// Progress receives progress lines about long work; nil is quiet.
 	Progress io.Writer
+	// SpoolDir, for a store whose reads go to a server
+	// ([store.RemoteReader]: etcd), is where the backup keeps the records
+	// it reads while counting them, in a temporary file (unlinked at once
+	// where the system allows, so a kill leaves nothing; as large as the
+	// data), so that it reads the store once. When empty, such a store is
+	// read twice, once to count the records and once to copy them, at the
+	// same snapshot. [WriteFile] spools beside its output.
+	SpoolDir string
 }
 
 // Backup writes an archive of st to w: every table at every depth (the
@@ -62,7 +71,8 @@ type Options struct {
 // sequence numbers) from one read-only transaction, so the archive is one
 // consistent snapshot even while other goroutines write to st, and the
 // configuration files (see [Options]). The record counts of the
-// manifest are taken in that same transaction, and what the archive format
+// manifest are taken in that same transaction (a store whose reads go to a
+// server is read once, see [Options.SpoolDir]), and what the archive format
 // cannot carry exactly (a value over [archive.MaxValueSize], a name over
 // [archive.MaxNameLen] bytes once encoded) is refused, naming it, before
 // anything is written. Memory stays bounded by the
@@ -105,12 +115,18 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if m.Product == "" {
 		m.Product = reg.Product
 	}
-	tables, configInStore, err := countTables(tx)
+	sp, err := newSpool(st, tx, opts.SpoolDir)
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
-	// Between the two reads of the snapshot: where a cluster's compaction
-	// can overtake an etcd store's backup.
+	if sp != nil {
+		defer sp.close()
+	}
+	tables, configInStore, err := countTables(tx, sp)
+	if err != nil {
+		return nil, fmt.Errorf("backing up: %w", err)
+	}
+	// Every record is counted (and, for a remote store, spooled).
 	if err := failpoint.Inject("backup.counted"); err != nil {
 		return nil, err
 	}
@@ -144,7 +160,12 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	}
 	defer aw.Abort()
 	prog := newProgress(opts.Progress, "backup", total)
-	if err := copyTables(tx, aw, prog); err != nil {
+	if sp != nil {
+		err = sp.copyTo(tables, aw, prog)
+	} else {
+		err = copyTables(tx, aw, prog)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
 	for _, c := range m.Config {
@@ -193,6 +214,9 @@ func WriteFile(ctx context.Context, st store.Store, reg *hook.Registry, path str
 		return nil, err
 	}
 	RemoveStale(path, ".tmp-")
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = filepath.Dir(path)
+	}
 	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, cliflag.Env(err)
@@ -326,8 +350,9 @@ func isConfigTable(path []string) bool {
 // countTables declares every table of tx (but the configuration table,
 // whose presence it reports): its path, records, size and sequence. It
 // refuses, naming it, anything the archive format cannot carry exactly,
-// before anything is written.
-func countTables(tx store.Tx) (tables []archive.TableInfo, configInStore bool, err error) {
+// before anything is written. With a spool, it also keeps every record
+// there.
+func countTables(tx store.Tx, sp *spool) (tables []archive.TableInfo, configInStore bool, err error) {
 	var cur *archive.TableInfo
 	err = walkTables(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
@@ -336,6 +361,9 @@ func countTables(tx store.Tx) (tables []archive.TableInfo, configInStore bool, e
 		}
 		if err := archive.ValidTablePath(path); err != nil {
 			return fmt.Errorf("table %q cannot be backed up: %w", archive.EncodePath(path), err)
+		}
+		if err := failpoint.Inject("backup.table"); err != nil {
+			return err
 		}
 		info := archive.TableInfo{Name: path[len(path)-1], Sequence: sequence}
 		if len(path) > 1 {
@@ -350,6 +378,9 @@ func countTables(tx store.Tx) (tables []archive.TableInfo, configInStore bool, e
 		}
 		cur.Records++
 		cur.Bytes += archive.RecordSize(key, value)
+		if sp != nil {
+			return sp.put(key, value)
+		}
 		return nil
 	})
 	if err != nil {

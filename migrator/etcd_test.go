@@ -312,12 +312,12 @@ func liveWriters(t *testing.T, prefix string, stop chan struct{}) (writes *atomi
 }
 
 // pausedBackup starts a backup of url by the migrator in a child process
-// that pauses between its count of the records and their copy (the
-// failpoint backup.counted); resume continues it and returns its exit
-// status and output.
+// that pauses once its snapshot is pinned, before it reads the first
+// table (the failpoint backup.table); resume continues it and returns its
+// exit status and output.
 func pausedBackup(t *testing.T, url, out string) (resume func() (int, string, string)) {
 	t.Helper()
-	cmd := migratorCmd(t, "example", "env:"+envFailpoint+"=backup.counted=pause", "backup", "--store", url, "--out", out, "--json")
+	cmd := migratorCmd(t, "example", "env:"+envFailpoint+"=backup.table=pause", "backup", "--store", url, "--out", out, "--json")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +332,7 @@ func pausedBackup(t *testing.T, url, out string) (resume func() (int, string, st
 		t.Fatal(err)
 	}
 	stderr := bufio.NewReader(stderrPipe)
-	if line, err := stderr.ReadString('\n'); err != nil || line != "failpoint backup.counted\n" {
+	if line, err := stderr.ReadString('\n'); err != nil || line != "failpoint backup.table\n" {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("the backup said %q, %v", line, err)
@@ -431,6 +431,36 @@ func TestEtcdBackupCompacted(t *testing.T) {
 	}
 	if got := names(t, dir); len(got) != 0 {
 		t.Errorf("the failed backup left %q", got)
+	}
+}
+
+// TestEtcdBackupSpoolKilled kills a backup of an etcd store once it has
+// read (and spooled) every record: the spool file is gone with the
+// process, and the next backup succeeds.
+func TestEtcdBackupSpoolKilled(t *testing.T) {
+	url, prefix := etcdStore(t)
+	if code, _, stderr := runMigrator(t, "example", "init", "--store", url); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	createTable(t, prefix, "live", "k", "v")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "live.tar.zst")
+	code, _, stderr := runMigrator(t, "example", "env:"+envFailpoint+"=backup.counted=kill", "backup", "--store", url, "--out", out)
+	if code != -1 {
+		t.Fatalf("backup killed at backup.counted: exit %d %s", code, stderr)
+	}
+	for _, name := range names(t, dir) {
+		if strings.Contains(name, "spool") {
+			t.Errorf("the killed backup left its spool file %s", name)
+		}
+	}
+	if code, _, stderr := runMigrator(t, "example", "backup", "--store", url, "--out", out); code != 0 {
+		t.Fatalf("backup after the kill: exit %d %s", code, stderr)
+	}
+	for _, name := range names(t, dir) {
+		if strings.Contains(name, "spool") {
+			t.Errorf("after the second backup the directory holds %s", name)
+		}
 	}
 }
 

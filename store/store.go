@@ -153,6 +153,16 @@ type Walker interface {
 	Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error
 }
 
+// RemoteReader is implemented by stores whose reads go to a server (etcd):
+// each read of a table costs the server and the network, so a backup
+// reads every table once, spooling the records to a local file while it
+// counts them, rather than reading the store twice (once to count the
+// records for the archive's manifest, once to copy them).
+type RemoteReader interface {
+	// ReadsAreRemote reports whether the store's reads go to a server.
+	ReadsAreRemote() bool
+}
+
 // Roomer is implemented by the transactions of stores that bound what one
 // transaction may write: store/etcd's, within the cluster's --max-txn-ops
 // and --max-request-bytes. Room reports how many more writes the

@@ -372,6 +372,10 @@ func (r *Restore) Sums() map[string]TableSum {
 // Prefix returns the store's key prefix, without a trailing slash.
 func (s *Store) Prefix() string { return s.lay.root }
 
+// ReadsAreRemote is true: every read is a request to the cluster (see
+// [store.RemoteReader]).
+func (s *Store) ReadsAreRemote() bool { return true }
+
 // Generation returns the generation the restore writes.
 func (r *Restore) Generation() int64 { return r.gen }
 
