@@ -47,8 +47,11 @@ they were at that revision, whatever the product writes meanwhile), which
 the backup reports ("revision" with --json). When the cluster compacts that
 revision before the backup has read it all, the backup fails and writes
 nothing: run it again, and if it keeps happening, raise the cluster's
---auto-compaction-retention above the backup's duration. The archive is the
-same as a bbolt store's: "{{.Prog}} restore" puts it into a bbolt file.
+--auto-compaction-retention above the backup's duration. The cluster is
+read once: the records wait in a temporary file beside FILE (unlinked, as
+large as the data) until the manifest, which comes first, is written. The
+archive is the same as a bbolt store's: "{{.Prog}} restore" puts it into a
+bbolt file.
 
 Example:
 
