@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
@@ -37,7 +39,10 @@ import (
 //     sync policy (read, SHA-256, write to a new file, one fsync), the like
 //     for like of a plain backup: backup (plain) / copy floor;
 //   - the zstd command, "zstd -1 -T2" of the plain archive's bytes;
-//     backup (zstd) / zstd, goal <= 1.25;
+//     backup (zstd) / zstd, goal <= 1.25; and the same bytes compressed
+//     by the zstd library the archive uses, at its level and window on
+//     two goroutines (zstd_lib): the library's own cost beside the
+//     command's;
 //   - the bbolt command built from the bbolt module of go.mod: "bbolt
 //     compact --tx-max-size 16777216 --no-sync" (big transactions, one
 //     final sync: like for like), restore / compact, goal <= 0.8; the same
@@ -171,6 +176,8 @@ func benchBackupRestore(b *testing.B, tools tools, records int) {
 		return syncFile(filepath.Join(dir, "cli.zst"))
 	})
 	os.Remove(filepath.Join(dir, "cli.zst"))
+	zstdLib := timed(b, func() error { return compressLib(plain, filepath.Join(dir, "lib.zst")) })
+	os.Remove(filepath.Join(dir, "lib.zst"))
 
 	compact := timed(b, run(tools.bbolt, "compact", "-o", filepath.Join(dir, "c.db"), src))
 	os.Remove(filepath.Join(dir, "c.db"))
@@ -211,6 +218,9 @@ func benchBackupRestore(b *testing.B, tools tools, records int) {
 	b.ReportMetric(zstdTime.Seconds(), "backup_zstd_s")
 	b.ReportMetric(zstdCLI.Seconds(), "zstd_cli_s")
 	b.ReportMetric(zstdTime.Seconds()/zstdCLI.Seconds(), "backup_zstd/zstd_cli")
+	b.ReportMetric(zstdLib.Seconds(), "zstd_lib_s")
+	b.ReportMetric(zstdLib.Seconds()/zstdCLI.Seconds(), "zstd_lib/zstd_cli")
+	b.ReportMetric(zstdTime.Seconds()/zstdLib.Seconds(), "backup_zstd/zstd_lib")
 	b.ReportMetric(restore.Seconds(), "restore_s")
 	b.ReportMetric(restoreZstd.Seconds(), "restore_zstd_s")
 	b.ReportMetric(compactTuned.Seconds(), "compact_tuned_s")
@@ -224,6 +234,35 @@ func benchBackupRestore(b *testing.B, tools tools, records int) {
 	b.ReportMetric(restore.Seconds()/compact.Seconds(), "restore/compact")
 	b.ReportMetric(max(backupRSS, zstdRSS)/1e6, "backup_peak_anon_MB")
 	b.ReportMetric(max(restoreRSS, restoreZstdRSS)/1e6, "restore_peak_anon_MB")
+}
+
+// compressLib compresses the file src into dst, synced, with the zstd
+// library the archive uses, at the archive's level and window, on two
+// goroutines (the library's own concurrency): what compression alone
+// costs with this library, without reading a store, hashing or taring.
+func compressLib(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(4<<20), zstd.WithEncoderConcurrency(2))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(zw, in); err != nil {
+		zw.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return out.Sync()
 }
 
 // buildBig writes records records of 16-byte keys and 200-byte values to
