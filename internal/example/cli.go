@@ -9,9 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
@@ -27,6 +30,7 @@ import (
 //	example meta STORE KEY=VALUE...                       edit the upgrade metadata
 //	example meta STORE none                               remove it (data from before hookreg)
 //	example dump STORE                                    every table and record, quoted
+//	example damage STORE TABLE                            zero the root page of TABLE's bucket
 //
 // meta keys: product, data_version, last_upgrade_hook ("none" removes it)
 // and digest.NUM (the recorded digest of applied hook NUM). reg is the
@@ -41,7 +45,7 @@ func Main(reg *hook.Registry, args []string, stdout, stderr io.Writer) int {
 
 func run(reg *hook.Registry, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("missing command: build, verify, meta or dump")
+		return errors.New("missing command: build, verify, meta, dump or damage")
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	size := Small
@@ -83,8 +87,51 @@ func run(reg *hook.Registry, args []string, stdout io.Writer) error {
 			return errors.New("usage: example dump STORE")
 		}
 		return withTx(pos[0], false, func(tx store.Tx) error { return Dump(tx, stdout) })
+	case "damage":
+		if len(pos) != 2 {
+			return errors.New("usage: example damage STORE TABLE")
+		}
+		return damage(pos[0], pos[1])
 	}
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// damage overwrites with zeros the page that holds the root of the bucket
+// table in the bbolt file path: a page every read of the table reaches,
+// unlike a page chosen by its number, which may be free.
+func damage(path, table string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	var root uint64
+	err = db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte(table))
+		if b == nil {
+			return fmt.Errorf("%s: no table %q", path, table)
+		}
+		root = uint64(b.Root())
+		return nil
+	})
+	pageSize := db.Info().PageSize
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if root == 0 {
+		return fmt.Errorf("%s: table %q is inline in its parent's page: it has no page of its own", path, table)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(make([]byte, pageSize), int64(root)*int64(pageSize)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func withTx(path string, writable bool, fn func(store.Tx) error) error {
