@@ -405,17 +405,25 @@ func TestEtcdBackupUnderWriters(t *testing.T) {
 	}
 }
 
-// TestEtcdBackupCompacted compacts the cluster past the revision of a
-// backup in progress: the backup fails saying so and what to do, and
-// writes nothing.
-func TestEtcdBackupCompacted(t *testing.T) {
-	url, prefix := etcdStore(t)
+// liveStore is a new etcd store of the example product with a table "live"
+// of one record, and where to back it up: a new directory dir and the
+// file out in it.
+func liveStore(t *testing.T) (url, prefix, dir, out string) {
+	t.Helper()
+	url, prefix = etcdStore(t)
 	if code, _, stderr := runMigrator(t, "example", "init", "--store", url); code != 0 {
 		t.Fatalf("init: %d %s", code, stderr)
 	}
 	createTable(t, prefix, "live", "k", "v")
-	dir := t.TempDir()
-	out := filepath.Join(dir, "live.tar.zst")
+	dir = t.TempDir()
+	return url, prefix, dir, filepath.Join(dir, "live.tar.zst")
+}
+
+// TestEtcdBackupCompacted compacts the cluster past the revision of a
+// backup in progress: the backup fails saying so and what to do, and
+// writes nothing.
+func TestEtcdBackupCompacted(t *testing.T) {
+	url, prefix, dir, out := liveStore(t)
 	resume := pausedBackup(t, url, out)
 	cli := etcdClient(t)
 	resp, err := cli.Put(context.Background(), prefix+"/g/1/t/live/k", "v2")
@@ -438,13 +446,7 @@ func TestEtcdBackupCompacted(t *testing.T) {
 // read (and spooled) every record: the spool file is gone with the
 // process, and the next backup succeeds.
 func TestEtcdBackupSpoolKilled(t *testing.T) {
-	url, prefix := etcdStore(t)
-	if code, _, stderr := runMigrator(t, "example", "init", "--store", url); code != 0 {
-		t.Fatalf("init: %d %s", code, stderr)
-	}
-	createTable(t, prefix, "live", "k", "v")
-	dir := t.TempDir()
-	out := filepath.Join(dir, "live.tar.zst")
+	url, _, dir, out := liveStore(t)
 	code, _, stderr := runMigrator(t, "example", "env:"+envFailpoint+"=backup.counted=kill", "backup", "--store", url, "--out", out)
 	if code != -1 {
 		t.Fatalf("backup killed at backup.counted: exit %d %s", code, stderr)

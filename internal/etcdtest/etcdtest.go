@@ -209,25 +209,18 @@ func (c *Cluster) Kill(i int) error {
 
 // Leader returns the index of the member that leads.
 func (c *Cluster) Leader(ctx context.Context) (int, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return 0, err
-	}
-	defer cli.Close()
-	for i, ep := range c.Endpoints {
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := cli.Status(rctx, ep)
-		cancel()
-		if err == nil && st.Leader != 0 && st.Leader == st.Header.MemberId {
-			return i, nil
-		}
-	}
-	return 0, errors.New("finding the etcd leader: no member leads")
+	return c.member(ctx, true)
 }
 
 // Follower returns the index of a member that serves clients and does
 // not lead.
 func (c *Cluster) Follower(ctx context.Context) (int, error) {
+	return c.member(ctx, false)
+}
+
+// member returns the index of the first member that answers and leads (or
+// follows a leader).
+func (c *Cluster) member(ctx context.Context, leads bool) (int, error) {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return 0, err
@@ -237,9 +230,12 @@ func (c *Cluster) Follower(ctx context.Context) (int, error) {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		st, err := cli.Status(rctx, ep)
 		cancel()
-		if err == nil && st.Leader != 0 && st.Leader != st.Header.MemberId {
+		if err == nil && st.Leader != 0 && (st.Leader == st.Header.MemberId) == leads {
 			return i, nil
 		}
+	}
+	if leads {
+		return 0, errors.New("finding the etcd leader: no member leads")
 	}
 	return 0, errors.New("finding an etcd follower: no member follows a leader")
 }
