@@ -4,9 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/dirtest"
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
@@ -159,7 +158,7 @@ func TestRestoreLateMismatch(t *testing.T) {
 			dir := t.TempDir()
 			db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
 			oldTarget(t, db, cfg)
-			before := tree(t, dir)
+			before := dirtest.Snapshot(t, dir)
 
 			// Watch the new store grow as the batches go to the loader.
 			var batches int
@@ -185,7 +184,7 @@ func TestRestoreLateMismatch(t *testing.T) {
 			if batches < 10 || written < 1<<20 {
 				t.Fatalf("%d batches loaded, the new store grew to %d bytes before the mismatch: the test needs a restore that writes first", batches, written)
 			}
-			if after := tree(t, dir); after != before {
+			if after := dirtest.Snapshot(t, dir); after != before {
 				t.Errorf("the failed restore changed the directory:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
@@ -227,7 +226,7 @@ func TestRestoreManifestRefusal(t *testing.T) {
 			dir := t.TempDir()
 			db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
 			oldTarget(t, db, cfg)
-			before := tree(t, dir)
+			before := dirtest.Snapshot(t, dir)
 			var built []string
 			failpoint.Hook = func(point string) error {
 				if point == "restore.checked" || point == "restore.batch" {
@@ -244,7 +243,7 @@ func TestRestoreManifestRefusal(t *testing.T) {
 			if len(built) > 0 {
 				t.Errorf("a refused archive reached %q: it started building", built)
 			}
-			if after := tree(t, dir); after != before {
+			if after := dirtest.Snapshot(t, dir); after != before {
 				t.Errorf("the refused restore changed the directory:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
@@ -299,36 +298,6 @@ func oldTarget(t *testing.T, db, cfg string) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// tree is every entry below dir, with its mode and, for a file, its
-// content's sha256.
-func tree(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "%s %v", p, info.Mode())
-		if d.Type().IsRegular() {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // TestRestoreSyncsEachDirectoryOnce: the configuration directories created

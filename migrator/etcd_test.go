@@ -20,6 +20,7 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/migrator"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -65,23 +66,7 @@ func createTable(t testing.TB, prefix, table string, kv ...string) {
 	t.Helper()
 	st := openEtcd(t, prefix)
 	defer st.Close()
-	tx, err := st.Begin(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	tb, err := tx.CreateTable(table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		if err := tb.Put([]byte(kv[i]), []byte(kv[i+1])); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Put(t, st, table, kv...)
 }
 
 // shopRegistry is release 1.1.0 of the product "shop", whose online hook 1

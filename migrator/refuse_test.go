@@ -16,6 +16,7 @@ import (
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
+	"github.com/hookreg/hookreg/internal/dirtest"
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
@@ -42,36 +43,6 @@ func runBounded(t *testing.T, args ...string) (int, string) {
 	return cmd.ProcessState.ExitCode(), stderr.String()
 }
 
-// snapshot is what a refused command must leave as it was: every entry
-// below dir, with its type, mode and content.
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		b.WriteString(p + " " + info.Mode().String())
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			b.WriteString(" -> " + target)
-		case d.Type().IsRegular():
-			b.WriteString(" " + fileSum(t, p))
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 // refusal is one command that must be refused, naming why, and change
 // nothing.
 type refusal struct {
@@ -85,12 +56,12 @@ func checkRefusals(t *testing.T, dir string, cases []refusal) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := snapshot(t, dir)
+			before := dirtest.Snapshot(t, dir)
 			code, stderr := runBounded(t, c.args...)
 			if code != c.code || !strings.Contains(stderr, c.want) {
 				t.Errorf("migrator %q: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
 			}
-			if after := snapshot(t, dir); after != before {
+			if after := dirtest.Snapshot(t, dir); after != before {
 				t.Errorf("migrator %q changed the files:\nbefore:\n%s\nafter:\n%s", c.args, before, after)
 			}
 		})
@@ -399,7 +370,7 @@ func TestSignals(t *testing.T) {
 		{"plan", syscall.SIGTERM, "backup.read", []string{"plan", "--backup", archivePath}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			before := snapshot(t, dir)
+			before := dirtest.Snapshot(t, dir)
 			p := startPaused(t, migratorCmd(t, "example", c.args...), c.point)
 			if err := p.cmd.Process.Signal(c.sig); err != nil {
 				t.Fatal(err)
@@ -412,7 +383,7 @@ func TestSignals(t *testing.T) {
 			if code != 1 || !strings.Contains(stderr, "interrupted") {
 				t.Errorf("exit %d, stderr %q; want exit 1, interrupted", code, stderr)
 			}
-			if after := snapshot(t, dir); after != before {
+			if after := dirtest.Snapshot(t, dir); after != before {
 				t.Errorf("the files changed:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})

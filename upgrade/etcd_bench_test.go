@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -90,7 +91,7 @@ func BenchmarkEtcdEachBatch(b *testing.B) {
 			plainTime = min(plainTime, timed(plain))
 		}
 	}
-	if got := len(records(b, st, "out")); got != n {
+	if got := len(storetest.Records(b, st, "out")); got != n {
 		b.Fatalf("the hook copied %d records, want %d", got, n)
 	}
 	b.ReportMetric(n/engineTime.Seconds(), "engine-records/s")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store/etcd"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -145,7 +146,7 @@ func TestEtcdFollowerKilled(t *testing.T) {
 	}
 	t.Logf("killed follower %s at commit %d (the first the follower answered from %d on); commits after it, by member: %v", f.addr, at, f.at, after)
 
-	got := records(t, st, "src")
+	got := storetest.Records(t, st, "src")
 	if len(got) != n {
 		t.Errorf("%d records, want %d", len(got), n)
 	}

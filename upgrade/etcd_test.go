@@ -16,6 +16,7 @@ import (
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/store/etcd"
@@ -514,30 +515,8 @@ func TestEtcdConflictAtCheckpoint(t *testing.T) {
 	if calls["000400"] != 2 || again == 0 || again > 126 {
 		t.Errorf("%d records visited again (000400: %d times), want the records since the last checkpoint before 000400", again, calls["000400"])
 	}
-	got := records(t, st, "dst")
+	got := storetest.Records(t, st, "dst")
 	if len(got) != n || got["000400"] != "product" || got["000401"] != "value 401" {
 		t.Errorf("dst has %d records, 000400=%q 000401=%q; want %d, the product's 000400", len(got), got["000400"], got["000401"], n)
 	}
-}
-
-// records returns every record of table.
-func records(t testing.TB, st store.Store, table string) map[string]string {
-	t.Helper()
-	tx, err := st.Begin(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	tb, err := tx.Table(table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]string{}
-	if err := tb.Scan(nil, func(k, v []byte) error {
-		m[string(k)] = string(v)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 )
@@ -34,18 +35,6 @@ func begin(t *testing.T, st store.Store, writable bool) store.Tx {
 	}
 	t.Cleanup(func() { tx.Rollback() })
 	return tx
-}
-
-func records(t *testing.T, tb store.Table) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	if err := tb.Scan(nil, func(k, v []byte) error {
-		m[string(k)] = string(v)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 func TestPutCopiesReusedBuffers(t *testing.T) {
@@ -73,7 +62,7 @@ func TestPutCopiesReusedBuffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := records(t, rt)
+	got := storetest.TableRecords(t, rt)
 	if len(got) != 100 {
 		t.Fatalf("got %d records, want 100", len(got))
 	}
@@ -130,7 +119,7 @@ func TestScanToleratesModification(t *testing.T) {
 			t.Fatalf("key %q visited %d times", k, n)
 		}
 	}
-	got := records(t, tb)
+	got := storetest.TableRecords(t, tb)
 	if len(got) != 5000 || got["m00042"] != "k00042!" {
 		t.Fatalf("after the scan: %d records, m00042 = %q", len(got), got["m00042"])
 	}
@@ -275,7 +264,7 @@ func TestLoadAndReplace(t *testing.T) {
 		t.Errorf("tables %v", names)
 	}
 	big, _ := tx.Table("big")
-	got := records(t, big)
+	got := storetest.TableRecords(t, big)
 	if len(got) != n || got["00012345"] != "00012345" {
 		t.Errorf("loaded %d records, 00012345 = %q", len(got), got["00012345"])
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -34,7 +35,7 @@ func version(t testing.TB, cli *clientv3.Client, key string) int64 {
 func TestConflictWithProductWrites(t *testing.T) {
 	st := open(t, Options{})
 	cli := client(t, cluster)
-	put(t, st, "users", "alice", "1", "bob", "1", "carol", "1")
+	storetest.Put(t, st, "users", "alice", "1", "bob", "1", "carol", "1")
 	rec := prefix(t) + "/g/1/t/users/"
 	for _, c := range []struct {
 		name    string
@@ -67,7 +68,7 @@ func TestConflictWithProductWrites(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			before := records(t, st, "users")
+			before := storetest.Records(t, st, "users")
 			tx := begin(t, st, true)
 			tb, err := tx.Table("users")
 			if err != nil {
@@ -83,14 +84,14 @@ func TestConflictWithProductWrites(t *testing.T) {
 			if _, err := cli.Do(context.Background(), c.product); err != nil {
 				t.Fatal(err)
 			}
-			after := records(t, st, "users")
+			after := storetest.Records(t, st, "users")
 			if err := c.hook(tb); err != nil {
 				t.Fatal(err)
 			}
 			if err := tx.Commit(); !errors.Is(err, ErrConflict) {
 				t.Fatalf("commit after a %s: %v, want ErrConflict", c.name, err)
 			}
-			if got := records(t, st, "users"); len(got) != len(after) || got["alice"] != after["alice"] {
+			if got := storetest.Records(t, st, "users"); len(got) != len(after) || got["alice"] != after["alice"] {
 				t.Errorf("records %q after the refused commit, want the product's %q (before: %q)", got, after, before)
 			}
 			check := begin(t, st, false)
@@ -104,8 +105,8 @@ func TestConflictWithProductWrites(t *testing.T) {
 func TestConflictOnDroppedTableAndMetadata(t *testing.T) {
 	st := open(t, Options{})
 	cli := client(t, cluster)
-	put(t, st, "old", "a", "1")
-	put(t, st, store.MetaTable, "last_upgrade_hook", "98")
+	storetest.Put(t, st, "old", "a", "1")
+	storetest.Put(t, st, store.MetaTable, "last_upgrade_hook", "98")
 	p := prefix(t)
 
 	tx := begin(t, st, true)
@@ -147,7 +148,7 @@ func TestConflictOnDroppedTableAndMetadata(t *testing.T) {
 func TestGenerationChanged(t *testing.T) {
 	st := open(t, Options{})
 	cli := client(t, cluster)
-	put(t, st, "t", "k", "1")
+	storetest.Put(t, st, "t", "k", "1")
 	tx := begin(t, st, true)
 	tb, err := tx.Table("t")
 	if err != nil {
@@ -177,7 +178,7 @@ func TestGenerationChanged(t *testing.T) {
 func TestReplayedCommitRefused(t *testing.T) {
 	st := open(t, Options{})
 	cli := client(t, cluster)
-	put(t, st, "t", "n", "1")
+	storetest.Put(t, st, "t", "n", "1")
 	tx := begin(t, st, true).(*Tx)
 	tb, err := tx.Table("t")
 	if err != nil {
@@ -238,7 +239,7 @@ func TestLostAnswerAppliesOnce(t *testing.T) {
 	}
 	defer cli.Close()
 	st := open(t, Options{Client: cli})
-	put(t, st, "t", "n", "1")
+	storetest.Put(t, st, "t", "n", "1")
 	key := prefix(t) + "/g/1/t/t/n"
 	for _, mode := range []int32{loseAnswer, loseRequest} {
 		v0 := version(t, cli, key)
@@ -288,7 +289,7 @@ func TestOneMigratorAtATime(t *testing.T) {
 func TestLockTakeover(t *testing.T) {
 	cli := client(t, cluster)
 	a := open(t, Options{LockTTL: 2 * time.Second})
-	put(t, a, "t", "k", "a1")
+	storetest.Put(t, a, "t", "k", "a1")
 	tx := begin(t, a, true)
 	tb, err := tx.Table("t")
 	if err != nil {
@@ -308,8 +309,8 @@ func TestLockTakeover(t *testing.T) {
 	if err := tx.Commit(); !errors.Is(err, ErrLockLost) {
 		t.Fatalf("commit by the old holder: %v, want ErrLockLost", err)
 	}
-	put(t, b, "t", "k", "b1")
-	if got := records(t, b, "t"); got["k"] != "b1" {
+	storetest.Put(t, b, "t", "k", "b1")
+	if got := storetest.Records(t, b, "t"); got["k"] != "b1" {
 		t.Errorf("after the takeover: %q", got)
 	}
 	// The old holder's session notices the lost lease; from then on it

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -26,7 +27,7 @@ import (
 func TestLeaderKilled(t *testing.T) {
 	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
 	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 3 * time.Second})
-	put(t, st, "c", "n", "0")
+	storetest.Put(t, st, "c", "n", "0")
 	killed := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
@@ -109,7 +110,7 @@ func counter(t *testing.T, st *Store) int {
 	var recs map[string]string
 	var err error
 	for range 50 {
-		if recs, err = tryRecords(st, "c"); err == nil {
+		if recs, err = storetest.TryRecords(st, "c"); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -201,7 +202,7 @@ func TestPausedMigrator(t *testing.T) {
 	}
 	defer b.Close()
 	t.Logf("took the lock over after %s", time.Since(start).Round(time.Millisecond))
-	put(t, b, "t", "k", "second")
+	storetest.Put(t, b, "t", "k", "second")
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestPausedMigrator(t *testing.T) {
 	if !strings.Contains(line, ErrLockLost.Error()) {
 		t.Errorf("the resumed migrator's commit: %q, want %q", line, ErrLockLost)
 	}
-	if got := records(t, b, "t"); got["k"] != "second" {
+	if got := storetest.Records(t, b, "t"); got["k"] != "second" {
 		t.Errorf("after the resumed migrator's commit: %q", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -114,7 +115,7 @@ func TestLimitOps(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatalf("126 writes: %v", err)
 	}
-	if got := len(records(t, st, "fits")); got != 126 {
+	if got := len(storetest.Records(t, st, "fits")); got != 126 {
 		t.Errorf("%d records written, want 126", got)
 	}
 	// 127 writes fail before anything is written.

@@ -85,54 +85,6 @@ func begin(t testing.TB, st store.Store, writable bool) store.Tx {
 	return tx
 }
 
-// put writes records into table in one transaction.
-func put(t testing.TB, st store.Store, table string, kv ...string) {
-	t.Helper()
-	tx := begin(t, st, true)
-	tb, err := tx.CreateTable(table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		if err := tb.Put([]byte(kv[i]), []byte(kv[i+1])); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// records reads every record of table in a new read-only transaction.
-func records(t testing.TB, st store.Store, table string) map[string]string {
-	t.Helper()
-	m, err := tryRecords(st, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// tryRecords returns every record of table, or the error that kept it from
-// reading them.
-func tryRecords(st store.Store, table string) (map[string]string, error) {
-	tx, err := st.Begin(false)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	tb, err := tx.Table(table)
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]string{}
-	err = tb.Scan(nil, func(k, v []byte) error {
-		m[string(k)] = string(v)
-		return nil
-	})
-	return m, err
-}
-
 // raw returns every key under p and its value, as etcd holds them.
 func raw(t testing.TB, cli *clientv3.Client, p string) map[string]string {
 	t.Helper()

@@ -11,13 +11,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 )
 
 func TestProduct(t *testing.T) {
 	ctx := context.Background()
 	st := open(t, Options{})
-	put(t, st, "users", "alice", "1")
+	storetest.Put(t, st, "users", "alice", "1")
 	cli := client(t, cluster)
 	switched := make(chan int64, 4)
 	p, err := OpenProduct(ctx, cli, prefix(t)+"/", func(g int64) { switched <- g })
@@ -34,7 +35,7 @@ func TestProduct(t *testing.T) {
 	if v, err := p.Get(ctx, "users", []byte("alice")); err != nil || string(v) != "1" {
 		t.Errorf("Get: %q, %v", v, err)
 	}
-	if got := records(t, st, "users"); got["bob"] != "2" {
+	if got := storetest.Records(t, st, "users"); got["bob"] != "2" {
 		t.Errorf("the store reads %q after the product's write", got)
 	}
 	if err := p.Put(ctx, "nosuch", []byte("k"), nil); !errors.Is(err, hook.ErrNoTable) {
@@ -69,7 +70,7 @@ func TestProduct(t *testing.T) {
 	if err := p.Put(ctx, "users", []byte("dave"), []byte("4")); err != nil {
 		t.Fatal(err)
 	}
-	if got := records(t, st, "users"); got["dave"] != "4" || got["carol"] != "3" || len(got) != 2 {
+	if got := storetest.Records(t, st, "users"); got["dave"] != "4" || got["carol"] != "3" || len(got) != 2 {
 		t.Errorf("generation 2 holds %q", got)
 	}
 
@@ -98,7 +99,7 @@ func TestProductWritesDuringHookCommits(t *testing.T) {
 	for _, k := range keys {
 		kv = append(kv, string(k), "0")
 	}
-	put(t, st, "t", kv...)
+	storetest.Put(t, st, "t", kv...)
 	p, err := OpenProduct(ctx, client(t, cluster), prefix(t), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestProductWritesDuringHookCommits(t *testing.T) {
 	// Every key holds the product's last write, with the hooks' marks
 	// after it: a hook commit from a snapshot older than that write
 	// would have replaced it.
-	got := records(t, st, "t")
+	got := storetest.Records(t, st, "t")
 	for k, v := range last {
 		if !strings.HasPrefix(got[k], v) || strings.Trim(got[k][len(v):], "h") != "" {
 			t.Errorf("%s = %q, want the product's last write %q", k, got[k], v)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -18,7 +19,7 @@ import (
 // left, and a record no batch can carry is refused by CheckRecord and Put.
 func TestRestoreSmallLimits(t *testing.T) {
 	st := open(t, Options{Limits: Limits{MaxTxnOps: 8, MaxRequestBytes: 4096}})
-	put(t, st, "old", "k", "v")
+	storetest.Put(t, st, "old", "k", "v")
 	r, err := st.BeginRestore()
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestRestoreSmallLimits(t *testing.T) {
 	if err := r.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	if got := records(t, st, "a/b"); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := storetest.Records(t, st, "a/b"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("restored %d records, want %d", len(got), len(want))
 	}
 	tx := begin(t, st, false)
@@ -79,7 +80,7 @@ func TestRestoreSmallLimits(t *testing.T) {
 func TestRestoreVerifyFails(t *testing.T) {
 	st := open(t, Options{})
 	cli := client(t, cluster)
-	put(t, st, "t", "k", "old")
+	storetest.Put(t, st, "t", "k", "old")
 	r, err := st.BeginRestore()
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func TestRestoreVerifyFails(t *testing.T) {
 	if err := r.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	if got := records(t, st, "t"); got["k"] != "old" || len(got) != 1 {
+	if got := storetest.Records(t, st, "t"); got["k"] != "old" || len(got) != 1 {
 		t.Errorf("after the failed restore: %q", got)
 	}
 	for k := range raw(t, cli, p) {
@@ -149,7 +150,7 @@ func TestOpenRemovesLeftover(t *testing.T) {
 	cli := client(t, cluster)
 	p := prefix(t)
 	st := open(t, Options{PageSize: pageSize})
-	put(t, st, "cur", "a", "1", "b", "2")
+	storetest.Put(t, st, "cur", "a", "1", "b", "2")
 	leaveGeneration(t, st, "left", n)
 	ro, err := Open(context.Background(), Options{Endpoints: cluster.Endpoints, Prefix: p, ReadOnly: true})
 	if err != nil {
@@ -181,7 +182,7 @@ func TestOpenRemovesLeftover(t *testing.T) {
 	if want := (n+1+pageSize-1)/pageSize + 1; deletes != want {
 		t.Errorf("%d delete txns for %d keys, want %d of up to %d keys and one for the marker", deletes, n+1, want, pageSize)
 	}
-	if got := records(t, st2, "cur"); fmt.Sprint(got) != "map[a:1 b:2]" {
+	if got := storetest.Records(t, st2, "cur"); fmt.Sprint(got) != "map[a:1 b:2]" {
 		t.Errorf("the current generation after the removal: %v", got)
 	}
 }

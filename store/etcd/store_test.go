@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 )
@@ -116,7 +117,7 @@ func TestOpenMissingAndReadOnly(t *testing.T) {
 		t.Fatalf("opening a missing store: %v, want fs.ErrNotExist", err)
 	}
 	st := open(t, Options{})
-	put(t, st, "t", "k", "v")
+	storetest.Put(t, st, "t", "k", "v")
 	ro, err := Open(context.Background(), Options{Endpoints: cluster.Endpoints, Prefix: prefix(t), ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ func TestOpenMissingAndReadOnly(t *testing.T) {
 	if _, err := ro.Begin(true); !errors.Is(err, store.ErrReadOnly) {
 		t.Errorf("Begin(true) on a read-only store: %v", err)
 	}
-	if got := records(t, ro, "t"); got["k"] != "v" {
+	if got := storetest.Records(t, ro, "t"); got["k"] != "v" {
 		t.Errorf("read-only store reads %q", got)
 	}
 }
@@ -136,7 +137,7 @@ func TestSnapshotIsPinned(t *testing.T) {
 	for i := range 20 {
 		kv = append(kv, fmt.Sprintf("k%02d", i), "old")
 	}
-	put(t, st, "t", kv...)
+	storetest.Put(t, st, "t", kv...)
 	tx := begin(t, st, false)
 	cli := client(t, cluster)
 	rec := prefix(t) + "/g/1/t/t/"
@@ -170,7 +171,7 @@ func TestSnapshotIsPinned(t *testing.T) {
 	if v, err := tb.Get([]byte("k06")); err != nil || string(v) != "old" {
 		t.Errorf("Get at the snapshot: %q, %v", v, err)
 	}
-	if got := records(t, st, "t"); got["k05"] != "new" || got["k055"] != "new" || len(got) != 20 {
+	if got := storetest.Records(t, st, "t"); got["k05"] != "new" || got["k055"] != "new" || len(got) != 20 {
 		t.Errorf("a new transaction sees %q", got)
 	}
 }
@@ -342,7 +343,7 @@ func dump(t testing.TB, st store.Store) string {
 
 func TestCheckFindsOrphanRecords(t *testing.T) {
 	st := open(t, Options{})
-	put(t, st, "t", "k", "v")
+	storetest.Put(t, st, "t", "k", "v")
 	if err := st.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +358,7 @@ func TestCheckFindsOrphanRecords(t *testing.T) {
 
 func TestCompactedSnapshot(t *testing.T) {
 	st := open(t, Options{PageSize: 2})
-	put(t, st, "t", "a", "1", "b", "2", "c", "3", "d", "4")
+	storetest.Put(t, st, "t", "a", "1", "b", "2", "c", "3", "d", "4")
 	tx := begin(t, st, false)
 	cli := client(t, cluster)
 	resp, err := cli.Put(context.Background(), prefix(t)+"/g/1/t/t/a", "new")

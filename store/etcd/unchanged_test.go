@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/internal/storetest"
 )
 
 // TestRestoreIfUnchanged restores over data read at a revision R while a
@@ -48,7 +49,7 @@ func TestRestoreIfUnchanged(t *testing.T) {
 			st := open(t, Options{})
 			cli := client(t, cluster)
 			p := prefix(t)
-			put(t, st, "users", "alice", "1", "bob", "2")
+			storetest.Put(t, st, "users", "alice", "1", "bob", "2")
 			tx := begin(t, st, false)
 			rev := tx.(*Tx).Revision()
 			tx.Rollback()
@@ -84,7 +85,7 @@ func TestRestoreIfUnchanged(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := records(t, st, "users"); got["alice"] != "restored" || len(got) != 1 {
+				if got := storetest.Records(t, st, "users"); got["alice"] != "restored" || len(got) != 1 {
 					t.Errorf("after the restore: %q", got)
 				}
 				return
@@ -99,7 +100,7 @@ func TestRestoreIfUnchanged(t *testing.T) {
 			if got := raw(t, cli, p+"/current"); got[p+"/current"] != "1" {
 				t.Errorf("current: %q", got)
 			}
-			if got := records(t, st, "users"); got["alice"] == "restored" {
+			if got := storetest.Records(t, st, "users"); got["alice"] == "restored" {
 				t.Errorf("the restored data is current: %q", got)
 			}
 			for k := range raw(t, cli, p) {
@@ -116,7 +117,7 @@ func TestRestoreIfUnchanged(t *testing.T) {
 func TestWatchUnchangedRefusals(t *testing.T) {
 	st := open(t, Options{})
 	cli := client(t, cluster)
-	put(t, st, "t", "k", "v")
+	storetest.Put(t, st, "t", "k", "v")
 	tx := begin(t, st, false)
 	rev := tx.(*Tx).Revision()
 	tx.Rollback()
