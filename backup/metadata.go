@@ -147,3 +147,18 @@ func (r *metaRecords) Scan(start []byte, fn func(key, value []byte) error) error
 	}
 	return nil
 }
+
+// Path, the nested tables and the sequence complete the read-only view: the
+// metadata table holds no nested table and no sequence.
+func (r *metaRecords) Path() []string { return []string{store.MetaTable} }
+
+func (r *metaRecords) Table(name string) (store.Table, error) {
+	return nil, fmt.Errorf("table %q: %w", name, hook.ErrNoTable)
+}
+
+func (r *metaRecords) CreateTable(string) (store.Table, error) { return nil, store.ErrReadOnly }
+func (r *metaRecords) DropTable(string) error                  { return store.ErrReadOnly }
+func (r *metaRecords) Tables() ([]string, error)               { return nil, nil }
+func (r *metaRecords) Sequence() (uint64, error)               { return 0, nil }
+func (r *metaRecords) SetSequence(uint64) error                { return store.ErrReadOnly }
+func (r *metaRecords) NextSequence() (uint64, error)           { return 0, store.ErrReadOnly }

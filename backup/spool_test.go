@@ -48,14 +48,18 @@ func (tx remoteTx) Table(name string) (hook.Table, error) {
 	return countedTable{t, tx.scans}, nil
 }
 
+// innerTable names the embedded table of countedTable, whose own name
+// would clash with the method Table.
+type innerTable = hook.Table
+
 type countedTable struct {
-	hook.Table
+	innerTable
 	scans map[string]int
 }
 
 func (t countedTable) Scan(start []byte, fn func(key, value []byte) error) error {
 	t.scans[t.Name()]++
-	return t.Table.Scan(start, fn)
+	return t.innerTable.Scan(start, fn)
 }
 
 // failingWriter fails once it has taken n bytes.

@@ -29,6 +29,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
+	"strings"
 )
 
 // Func is the signature of an upgrade hook. A hook returns an error to stop
@@ -90,25 +92,256 @@ func (h Hook) Amended(recorded string) (same bool, reasons []string, ok bool) {
 	return len(reasons) == 0, reasons, true
 }
 
-// Table is one table of ordered key/value records. Keys are non-empty byte
-// strings ordered bytewise.
+// Table is one table of ordered key/value records, which may also hold
+// nested tables (bbolt's buckets in buckets) at any depth, and a sequence.
+// Keys are non-empty byte strings ordered bytewise; a key names either a
+// record or a nested table, never both.
+//
+// The nested tables and the sequence follow go.etcd.io/bbolt's Bucket, so a
+// product's migration ports as it is:
+//
+//	payments, err := tx.Table("payments")       // bbolt: tx.Bucket
+//	byID, err := payments.CreateTable("by-id")  // bbolt: b.CreateBucketIfNotExists
+//	id, err := byID.NextSequence()              // bbolt: b.NextSequence
+//	err = byID.Put(itob(id), record)
+//
+// Records and nested tables share one key space, as in bbolt: [Table.Scan]
+// visits both, giving a nested table's name with a nil value; a record's
+// value is never nil (an empty value is a non-nil empty slice). Get, Put and
+// Delete of a key that names a nested table fail with an error wrapping
+// [ErrIsTable], and CreateTable of a key that names a record with one
+// wrapping [ErrNotTable], so no hook mistakes one for the other silently.
 type Table interface {
-	// Name returns the table's name.
+	// Name returns the table's name (its last path element).
 	Name() string
+	// Path returns the names from the top-level table down to this one.
+	Path() []string
 	// Get returns a copy of the value stored under key, or an error
-	// wrapping ErrNotFound when there is none.
+	// wrapping ErrNotFound when there is none (or ErrIsTable when key
+	// names a nested table).
 	Get(key []byte) ([]byte, error)
 	// Put stores value under key. The table keeps copies of both slices,
-	// so the caller may reuse them at once.
+	// so the caller may reuse them at once. A nil value is an error: it
+	// is how Scan shows a nested table, and copying one as a record would
+	// lose it; store an empty record as []byte{}.
 	Put(key, value []byte) error
-	// Delete removes key. Deleting a missing key is not an error.
+	// Delete removes key. Deleting a missing key is not an error;
+	// deleting a nested table's name is (use DropTable).
 	Delete(key []byte) error
-	// Scan calls fn for every record with a key >= start (all records
-	// when start is nil), in key order. The slices given to fn are valid
-	// only until fn returns. fn may modify the table; the scan continues
-	// after the last key it visited. Returning ErrStop from fn ends the
-	// scan without an error.
+	// Scan calls fn for every key >= start (all keys when start is nil),
+	// in key order: each record with its value, and each nested table
+	// with a nil value. The slices given to fn are valid only until fn
+	// returns. fn may modify the table; the scan continues after the last
+	// key it visited. Returning ErrStop from fn ends the scan without an
+	// error.
 	Scan(start []byte, fn func(key, value []byte) error) error
+
+	// Table returns the nested table name, or an error wrapping ErrNoTable
+	// (ErrNotTable when name is a record's key).
+	Table(name string) (Table, error)
+	// CreateTable returns the nested table name, creating it if needed.
+	CreateTable(name string) (Table, error)
+	// DropTable deletes the nested table name and its records. A missing
+	// table is not an error. A table that holds nested tables or a
+	// non-zero sequence is refused with an error wrapping ErrNotFlat, so
+	// nothing is lost unnoticed: drop or move those first, or call
+	// [DropTree] to drop everything knowingly.
+	DropTable(name string) error
+	// Tables returns the names of the nested tables, sorted.
+	Tables() ([]string, error)
+
+	// Sequence returns the table's sequence: the last integer
+	// NextSequence returned, or what SetSequence set (0 for a new table).
+	Sequence() (uint64, error)
+	// SetSequence sets the table's sequence. It is written with the
+	// transaction, like a record.
+	SetSequence(v uint64) error
+	// NextSequence increments the sequence and returns its new value, as
+	// bbolt's Bucket.NextSequence does: a hook that creates records under
+	// IDs from it keeps the product's next ID from reusing theirs.
+	NextSequence() (uint64, error)
+}
+
+// Parent is what holds tables: a [Tx] holds the top-level tables, and a
+// [Table] the tables nested in it.
+type Parent interface {
+	Table(name string) (Table, error)
+	CreateTable(name string) (Table, error)
+	DropTable(name string) error
+	Tables() ([]string, error)
+}
+
+// OpenPath returns the table at path, the names from a top-level table of p
+// down to it, or an error wrapping ErrNoTable that names the first missing
+// element.
+func OpenPath(p Parent, path ...string) (Table, error) {
+	if len(path) == 0 {
+		return nil, errors.New("opening a table: empty path")
+	}
+	var t Table
+	for i, name := range path {
+		var err error
+		if t, err = p.Table(name); err != nil {
+			return nil, fmt.Errorf("opening table %s: %w", FormatPath(path[:i+1]), err)
+		}
+		p = t
+	}
+	return t, nil
+}
+
+// CreatePath returns the table at path, creating every missing table on the
+// way.
+func CreatePath(p Parent, path ...string) (Table, error) {
+	if len(path) == 0 {
+		return nil, errors.New("creating a table: empty path")
+	}
+	var t Table
+	for i, name := range path {
+		var err error
+		if t, err = p.CreateTable(name); err != nil {
+			return nil, fmt.Errorf("creating table %s: %w", FormatPath(path[:i+1]), err)
+		}
+		p = t
+	}
+	return t, nil
+}
+
+// DropTree drops the table name of p with everything it holds: its records,
+// its sequence and its nested tables at every depth. It is the explicit form
+// of [Table.DropTable] for a table that is not flat; nothing else drops
+// nested tables. It drops one nested table at a time, so it holds no more
+// than one level's names in memory.
+func DropTree(p Parent, name string) error {
+	t, err := p.Table(name)
+	if errors.Is(err, ErrNoTable) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	nested, err := t.Tables()
+	if err != nil {
+		return err
+	}
+	for _, n := range nested {
+		if err := DropTree(t, n); err != nil {
+			return err
+		}
+	}
+	if err := t.SetSequence(0); err != nil {
+		return err
+	}
+	return p.DropTable(name)
+}
+
+// CopyTable copies the table at src into the table at dst, creating dst and
+// its parents when missing, in batches that survive a crash as
+// [EachBatchPath]'s do (phases named after phase): every record of src,
+// passed through fn; every table nested in src, at every depth, with its
+// records as they are; and every sequence (dst's becomes the larger of the
+// two, so IDs handed out from either never repeat). fn returns the value to
+// store under key in dst, or nil to leave the record out; a nil fn copies
+// every record as it is.
+//
+// It is the large-table pattern that loses nothing: copy with CopyTable,
+// then drop the source with [DropTree] in the same hook, after the copy.
+// src is only read, so an interrupted run leaves it whole and the next run
+// completes the copy. Memory holds one batch and the names of one level of
+// nested tables at a time.
+func CopyTable(ctx context.Context, tx Tx, phase string, src, dst []string, size int, fn func(key, value []byte) ([]byte, error)) error {
+	if _, err := CreatePath(tx, dst...); err != nil {
+		return err
+	}
+	var out Table
+	err := EachBatchPath(ctx, tx, phase, src, size, func(k, v []byte) error {
+		if v == nil {
+			return nil // a nested table: copied below
+		}
+		if fn != nil {
+			var err error
+			if v, err = fn(k, v); err != nil || v == nil {
+				return err
+			}
+		}
+		if out == nil {
+			var err error
+			if out, err = OpenPath(tx, dst...); err != nil {
+				return err
+			}
+		}
+		return out.Put(k, v)
+	})
+	if err != nil {
+		return fmt.Errorf("copying table %s to %s: %w", FormatPath(src), FormatPath(dst), err)
+	}
+	from, err := OpenPath(tx, src...)
+	if err != nil {
+		return err
+	}
+	to, err := OpenPath(tx, dst...)
+	if err != nil {
+		return err
+	}
+	seq, err := from.Sequence()
+	if err != nil {
+		return err
+	}
+	if have, err := to.Sequence(); err != nil {
+		return err
+	} else if seq > have {
+		if err := to.SetSequence(seq); err != nil {
+			return err
+		}
+	}
+	nested, err := from.Tables()
+	if err != nil {
+		return err
+	}
+	for _, n := range nested {
+		sub := func(p []string) []string { return append(p[:len(p):len(p)], n) }
+		if err := CopyTable(ctx, tx, phase+"/"+strconv.Quote(n), sub(src), sub(dst), size, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FormatPath returns path as text that tells every path from every other:
+// the names joined by "/" (users/by-id), each quoted as a Go string when any
+// name of the path holds other bytes than letters, digits and "._-"
+// ("users"/"by tenant", and "a/b" for a top-level table of that name). It is
+// how errors and the migrator's text output name a nested table.
+func FormatPath(path []string) string {
+	plain := true
+	for _, n := range path {
+		if !plainName(n) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return strings.Join(path, "/")
+	}
+	q := make([]string, len(path))
+	for i, n := range path {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, "/")
+}
+
+// plainName reports whether name prints as itself in FormatPath: letters,
+// digits and "._-" only, so it holds no "/" or quote.
+func plainName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Config is the view of the product's configuration files that a hook
@@ -143,14 +376,20 @@ type Info struct {
 type Tx interface {
 	// Info describes the running hook and its versions.
 	Info() Info
-	// Table returns the named table, or an error wrapping ErrNoTable.
+	// Table returns the named top-level table, or an error wrapping
+	// ErrNoTable. Nested tables are reached through their parents
+	// ([Table.Table], [OpenPath]).
 	Table(name string) (Table, error)
-	// CreateTable creates the named table, or returns it if it exists.
+	// CreateTable creates the named top-level table, or returns it if it
+	// exists. A name holding "/" is refused: it would read as a nested
+	// path; create nested tables in their parent ([CreatePath]).
 	CreateTable(name string) (Table, error)
 	// DropTable deletes the named table and all its records. Dropping a
-	// missing table is not an error.
+	// missing table is not an error. As [Table.DropTable], it refuses a
+	// table that holds nested tables or a non-zero sequence (ErrNotFlat);
+	// [DropTree] drops those knowingly.
 	DropTable(name string) error
-	// Tables returns the names of all tables, sorted.
+	// Tables returns the names of all top-level tables, sorted.
 	Tables() ([]string, error)
 	// Config returns the configuration files.
 	Config() Config
@@ -176,6 +415,15 @@ var (
 	ErrReadOnlyConfig = errors.New("configuration is read-only in an online upgrade; make the hook offline (allow_online: false) to change configuration files")
 	// ErrStop ends a Scan early without an error.
 	ErrStop = errors.New("stop scan")
+	// ErrIsTable is returned by Get, Put and Delete of a key that names a
+	// nested table: open it with Table, drop it with DropTable.
+	ErrIsTable = errors.New("the key names a nested table, not a record")
+	// ErrNotTable is returned by Table and CreateTable of a name that is
+	// a record's key.
+	ErrNotTable = errors.New("the key names a record, not a nested table")
+	// ErrNotFlat is returned by DropTable of a table that holds nested
+	// tables or a non-zero sequence, which dropping would lose.
+	ErrNotFlat = errors.New("the table holds nested tables or a sequence")
 )
 
 // DefaultBatchSize is the number of records EachBatch processes per
@@ -198,7 +446,8 @@ type Roomer interface {
 // every size records together with the position reached (under the progress
 // key "batch:"+phase). When a run is interrupted, the next run resumes after
 // the last committed batch, so memory and transaction size stay bounded by
-// the batch size whatever the table size.
+// the batch size whatever the table size. It is [EachBatchPath] of the
+// top-level table.
 //
 // On a store whose transactions are bounded (tx implements [Roomer]: an
 // etcd cluster), a batch also ends early, whatever size asked for, when the
@@ -213,10 +462,21 @@ type Roomer interface {
 // hook may run several phases in a row. Code between phases may run again
 // after a crash and must be idempotent. A hook that must stay all-or-nothing
 // from the user's point of view reads the source table in batches, writes a
-// new table, and drops or replaces the source only after the last phase.
+// new table, and drops or replaces the source only after the last phase
+// ([CopyTable] does the copy, nested tables and sequence included).
+//
+// As [Table.Scan], EachBatch gives fn each nested table's name with a nil
+// value, so that a table holding nested tables is never mistaken for an
+// empty one; fn opens it (t.Table(string(key))) or skips it knowingly.
 //
 // fn must not modify the scanned table; write to another table instead.
 func EachBatch(ctx context.Context, tx Tx, phase, table string, size int, fn func(key, value []byte) error) error {
+	return EachBatchPath(ctx, tx, phase, []string{table}, size, fn)
+}
+
+// EachBatchPath is [EachBatch] over the table at path: a top-level table
+// and the tables nested in it down to the one scanned (see [OpenPath]).
+func EachBatchPath(ctx context.Context, tx Tx, phase string, path []string, size int, fn func(key, value []byte) error) error {
 	if size <= 0 {
 		size = DefaultBatchSize
 	}
@@ -234,7 +494,7 @@ func EachBatch(ctx context.Context, tx Tx, phase, table string, size int, fn fun
 			start = append(state[1:], 0) // the smallest key after the last one done
 		}
 	}
-	t, err := tx.Table(table)
+	t, err := OpenPath(tx, path...)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
+	"strings"
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
@@ -75,6 +77,16 @@ func checkUserTable(name string) error {
 	return nil
 }
 
+// checkNewName refuses a name that a hook may not create: one holding "/",
+// which would print as a nested path (an existing table of such a name can
+// still be opened).
+func checkNewName(path []string) error {
+	if name := path[len(path)-1]; strings.Contains(name, "/") {
+		return fmt.Errorf("creating table %s: %w: a name holding \"/\" reads as a nested path; create nested tables in their parent (hook.CreatePath)", hook.FormatPath(path), store.ErrBadName)
+	}
+	return nil
+}
+
 func (h *hookTx) Table(name string) (hook.Table, error) {
 	if err := checkUserTable(name); err != nil {
 		return nil, err
@@ -87,11 +99,14 @@ func (h *hookTx) Table(name string) (hook.Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hookTable{h: h, name: name, gen: h.gen, t: t}, nil
+	return &hookTable{h: h, path: []string{name}, gen: h.gen, t: t}, nil
 }
 
 func (h *hookTx) CreateTable(name string) (hook.Table, error) {
 	if err := checkUserTable(name); err != nil {
+		return nil, err
+	}
+	if err := checkNewName([]string{name}); err != nil {
 		return nil, err
 	}
 	tx, err := h.tx()
@@ -102,7 +117,7 @@ func (h *hookTx) CreateTable(name string) (hook.Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hookTable{h: h, name: name, gen: h.gen, t: t}, nil
+	return &hookTable{h: h, path: []string{name}, gen: h.gen, t: t}, nil
 }
 
 func (h *hookTx) DropTable(name string) error {
@@ -206,10 +221,11 @@ func (h *hookTx) Progress(key string) ([]byte, bool, error) {
 }
 
 // hookTable is a table handle that survives checkpoints: it reopens the
-// table in the current transaction when a checkpoint replaced it.
+// table by its path in the current transaction when a checkpoint replaced
+// it.
 type hookTable struct {
 	h    *hookTx
-	name string
+	path []string
 	gen  int
 	t    store.Table
 }
@@ -222,7 +238,7 @@ func (t *hookTable) table() (store.Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	tt, err := tx.Table(t.name)
+	tt, err := hook.OpenPath(tx, t.path...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +246,8 @@ func (t *hookTable) table() (store.Table, error) {
 	return tt, nil
 }
 
-func (t *hookTable) Name() string { return t.name }
+func (t *hookTable) Name() string   { return t.path[len(t.path)-1] }
+func (t *hookTable) Path() []string { return slices.Clone(t.path) }
 
 func (t *hookTable) Get(key []byte) ([]byte, error) {
 	tt, err := t.table()
@@ -264,6 +281,71 @@ func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
 	t.h.scanning++
 	defer func() { t.h.scanning-- }()
 	return tt.Scan(start, fn)
+}
+
+// nested returns the handle of the table name nested in t, opened (or
+// created) by open in t's current store table.
+func (t *hookTable) nested(name string, open func(store.Table) (store.Table, error)) (hook.Table, error) {
+	tt, err := t.table()
+	if err != nil {
+		return nil, err
+	}
+	n, err := open(tt)
+	if err != nil {
+		return nil, err
+	}
+	return &hookTable{h: t.h, path: append(t.path[:len(t.path):len(t.path)], name), gen: t.h.gen, t: n}, nil
+}
+
+func (t *hookTable) Table(name string) (hook.Table, error) {
+	return t.nested(name, func(tt store.Table) (store.Table, error) { return tt.Table(name) })
+}
+
+func (t *hookTable) CreateTable(name string) (hook.Table, error) {
+	if err := checkNewName(append(t.Path(), name)); err != nil {
+		return nil, err
+	}
+	return t.nested(name, func(tt store.Table) (store.Table, error) { return tt.CreateTable(name) })
+}
+
+func (t *hookTable) DropTable(name string) error {
+	tt, err := t.table()
+	if err != nil {
+		return err
+	}
+	return tt.DropTable(name)
+}
+
+func (t *hookTable) Tables() ([]string, error) {
+	tt, err := t.table()
+	if err != nil {
+		return nil, err
+	}
+	return tt.Tables()
+}
+
+func (t *hookTable) Sequence() (uint64, error) {
+	tt, err := t.table()
+	if err != nil {
+		return 0, err
+	}
+	return tt.Sequence()
+}
+
+func (t *hookTable) SetSequence(v uint64) error {
+	tt, err := t.table()
+	if err != nil {
+		return err
+	}
+	return tt.SetSequence(v)
+}
+
+func (t *hookTable) NextSequence() (uint64, error) {
+	tt, err := t.table()
+	if err != nil {
+		return 0, err
+	}
+	return tt.NextSequence()
 }
 
 // storeSource resolves configuration tables through the current

@@ -48,9 +48,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 
 	bbolt "go.etcd.io/bbolt"
@@ -280,7 +283,8 @@ func (s *Store) Close() error {
 }
 
 // tx implements store.Tx. tables holds the state shared by every handle of
-// one table, so that a Scan notices writes made through any handle.
+// one table (by pathKey), so that a Scan notices writes made through any
+// handle and a handle of a dropped table knows it.
 type tx struct {
 	s      *Store
 	tx     *bbolt.Tx
@@ -305,10 +309,21 @@ func (t *tx) protect(fn func() error) error {
 }
 
 type tableState struct {
-	name    string
+	path    []string
 	b       *bbolt.Bucket // nil once dropped
 	mods    uint64        // writes that may have moved a cursor
 	scanKey []byte        // the key an active Scan is visiting
+}
+
+// pathKey is the key of a table's state in tx.tables: each name with its
+// length, so that a table's key starts every key of the tables nested in
+// it, and no other.
+func pathKey(path []string) string {
+	var b strings.Builder
+	for _, n := range path {
+		fmt.Fprintf(&b, "%d:%s", len(n), n)
+	}
+	return b.String()
 }
 
 func (t *tx) Writable() bool { return t.tx.Writable() }
@@ -323,87 +338,193 @@ func (t *tx) check(write bool) error {
 	return nil
 }
 
-func (t *tx) Table(name string) (store.Table, error) {
-	if err := t.check(false); err != nil {
-		return nil, err
-	}
-	if err := store.ValidateName(name); err != nil {
-		return nil, err
-	}
-	if st := t.tables[name]; st != nil {
-		return &table{tx: t, st: st}, nil
-	}
-	var b *bbolt.Bucket
-	if err := t.protect(func() error { b = t.tx.Bucket([]byte(name)); return nil }); err != nil {
-		return nil, err
-	}
-	if b == nil {
-		return nil, fmt.Errorf("table %q: %w", name, hook.ErrNoTable)
-	}
-	return t.handle(name, b), nil
+// bucketer is a top-level bucket's parent (the bbolt.Tx) or a nested
+// one's (a bbolt.Bucket).
+type bucketer interface {
+	Bucket(name []byte) *bbolt.Bucket
+	CreateBucketIfNotExists(name []byte) (*bbolt.Bucket, error)
+	DeleteBucket(name []byte) error
+	Cursor() *bbolt.Cursor
 }
 
-func (t *tx) handle(name string, b *bbolt.Bucket) *table {
-	st := &tableState{name: name, b: b}
-	t.tables[name] = st
-	return &table{tx: t, st: st}
+// parent is the state of what holds a table: the transaction (st nil) or
+// a table.
+type parent struct {
+	t  *tx
+	st *tableState
 }
 
-func (t *tx) CreateTable(name string) (store.Table, error) {
-	if err := t.check(true); err != nil {
-		return nil, err
+func (p parent) path(name string) []string {
+	if p.st == nil {
+		return []string{name}
 	}
-	if err := store.ValidateName(name); err != nil {
-		return nil, err
-	}
-	if st := t.tables[name]; st != nil {
-		return &table{tx: t, st: st}, nil
-	}
-	var b *bbolt.Bucket
-	err := t.protect(func() (err error) {
-		b, err = t.tx.CreateBucketIfNotExists([]byte(name))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating table %q: %w", name, err)
-	}
-	return t.handle(name, b), nil
+	return append(p.st.path[:len(p.st.path):len(p.st.path)], name)
 }
 
-func (t *tx) DropTable(name string) error {
-	if err := t.check(true); err != nil {
+func (p parent) bucketer(write bool) (bucketer, error) {
+	if err := p.t.check(write); err != nil {
+		return nil, err
+	}
+	if p.st == nil {
+		return p.t.tx, nil
+	}
+	if p.st.b == nil {
+		return nil, fmt.Errorf("table %s was dropped: %w", hook.FormatPath(p.st.path), hook.ErrNoTable)
+	}
+	return p.st.b, nil
+}
+
+// validate checks a path's last name and the whole path against what a
+// backup can carry.
+func validate(path []string) error {
+	if err := store.ValidateName(path[len(path)-1]); err != nil {
 		return err
 	}
-	if err := store.ValidateName(name); err != nil {
-		return err
-	}
-	if st := t.tables[name]; st != nil {
-		st.b = nil
-		delete(t.tables, name)
-	}
-	err := t.protect(func() error { return t.tx.DeleteBucket([]byte(name)) })
-	if err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-		return fmt.Errorf("dropping table %q: %w", name, err)
+	if err := archive.ValidTablePath(path); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrBadName, err)
 	}
 	return nil
 }
 
-func (t *tx) Tables() ([]string, error) {
-	if err := t.check(false); err != nil {
+func (p parent) table(name string) (*table, error) {
+	path := p.path(name)
+	if err := validate(path); err != nil {
+		return nil, err
+	}
+	if st := p.t.tables[pathKey(path)]; st != nil && st.b != nil {
+		return &table{tx: p.t, st: st}, nil
+	}
+	bk, err := p.bucketer(false)
+	if err != nil {
+		return nil, err
+	}
+	var b *bbolt.Bucket
+	isRecord := false
+	err = p.t.protect(func() error {
+		if b = bk.Bucket([]byte(name)); b == nil {
+			k, v := bk.Cursor().Seek([]byte(name))
+			isRecord = k != nil && v != nil && string(k) == name
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case isRecord:
+		return nil, fmt.Errorf("table %s: %w", hook.FormatPath(path), hook.ErrNotTable)
+	case b == nil:
+		return nil, fmt.Errorf("table %s: %w", hook.FormatPath(path), hook.ErrNoTable)
+	}
+	return p.t.handle(path, b), nil
+}
+
+func (t *tx) handle(path []string, b *bbolt.Bucket) *table {
+	st := &tableState{path: path, b: b}
+	t.tables[pathKey(path)] = st
+	return &table{tx: t, st: st}
+}
+
+func (p parent) createTable(name string) (*table, error) {
+	path := p.path(name)
+	if err := validate(path); err != nil {
+		return nil, err
+	}
+	if st := p.t.tables[pathKey(path)]; st != nil && st.b != nil {
+		return &table{tx: p.t, st: st}, nil
+	}
+	bk, err := p.bucketer(true)
+	if err != nil {
+		return nil, err
+	}
+	var b *bbolt.Bucket
+	err = p.t.protect(func() (err error) {
+		b, err = bk.CreateBucketIfNotExists([]byte(name))
+		return err
+	})
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		return nil, fmt.Errorf("creating table %s: %w", hook.FormatPath(path), hook.ErrNotTable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating table %s: %w", hook.FormatPath(path), err)
+	}
+	if p.st != nil {
+		p.st.mods++
+	}
+	return p.t.handle(path, b), nil
+}
+
+// dropTable drops a flat table: one that holds no nested table and whose
+// sequence is 0 (hook.ErrNotFlat otherwise).
+func (p parent) dropTable(name string) error {
+	path := p.path(name)
+	if err := validate(path); err != nil {
+		return err
+	}
+	bk, err := p.bucketer(true)
+	if err != nil {
+		return err
+	}
+	err = p.t.protect(func() error {
+		b := bk.Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		var nested []string
+		c := b.Cursor()
+		for k, v := c.First(); k != nil && len(nested) < 3; k, v = c.Next() {
+			if v == nil {
+				nested = append(nested, strconv.Quote(string(k)))
+			}
+		}
+		if len(nested) > 0 || b.Sequence() != 0 {
+			return fmt.Errorf("%w: nested tables %s..., sequence %d; drop or copy them first, or drop everything with hook.DropTree", hook.ErrNotFlat, strings.Join(nested, ", "), b.Sequence())
+		}
+		return bk.DeleteBucket([]byte(name))
+	})
+	if err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+		if errors.Is(err, berrors.ErrIncompatibleValue) {
+			err = hook.ErrNotTable
+		}
+		return fmt.Errorf("dropping table %s: %w", hook.FormatPath(path), err)
+	}
+	key := pathKey(path)
+	for k, st := range p.t.tables {
+		if strings.HasPrefix(k, key) {
+			st.b = nil
+			delete(p.t.tables, k)
+		}
+	}
+	if p.st != nil {
+		p.st.mods++
+	}
+	return nil
+}
+
+func (p parent) tableNames() ([]string, error) {
+	bk, err := p.bucketer(false)
+	if err != nil {
 		return nil, err
 	}
 	var names []string
-	err := t.protect(func() error {
-		return t.tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
-			names = append(names, string(name))
-			return nil
-		})
+	err = p.t.protect(func() error {
+		c := bk.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil {
+				names = append(names, string(k))
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing tables: %w", err)
 	}
 	return names, nil
 }
+
+func (t *tx) Table(name string) (store.Table, error)       { return parent{t: t}.table(name) }
+func (t *tx) CreateTable(name string) (store.Table, error) { return parent{t: t}.createTable(name) }
+func (t *tx) DropTable(name string) error                  { return parent{t: t}.dropTable(name) }
+func (t *tx) Tables() ([]string, error)                    { return parent{t: t}.tableNames() }
 
 // Walk implements [store.Walker]: every bucket at every depth, depth first
 // in key order, with its sequence number and its records.
@@ -500,31 +621,47 @@ type table struct {
 	st *tableState
 }
 
-func (t *table) Name() string { return t.st.name }
+func (t *table) Name() string   { return t.st.path[len(t.st.path)-1] }
+func (t *table) Path() []string { return slices.Clone(t.st.path) }
+func (t *table) String() string { return hook.FormatPath(t.st.path) }
 
 func (t *table) bucket(write bool) (*bbolt.Bucket, error) {
 	if err := t.tx.check(write); err != nil {
-		return nil, fmt.Errorf("table %q: %w", t.st.name, err)
+		return nil, fmt.Errorf("table %s: %w", t, err)
 	}
 	if t.st.b == nil {
-		return nil, fmt.Errorf("table %q was dropped: %w", t.st.name, hook.ErrNoTable)
+		return nil, fmt.Errorf("table %s was dropped: %w", t, hook.ErrNoTable)
 	}
 	return t.st.b, nil
 }
 
-// Get implements [store.Table]; a nested bucket is not a record, so its
-// key is not found.
+// Get implements [store.Table]; the key of a nested bucket is not a
+// record (hook.ErrIsTable).
 func (t *table) Get(key []byte) ([]byte, error) {
 	b, err := t.bucket(false)
 	if err != nil {
 		return nil, err
 	}
 	var v []byte
-	if err := t.tx.protect(func() error { v = bytes.Clone(b.Get(key)); return nil }); err != nil {
+	nested := false
+	err = t.tx.protect(func() error {
+		k, val := b.Cursor().Seek(key)
+		if k != nil && bytes.Equal(k, key) {
+			if val == nil {
+				nested = true
+			} else {
+				v = append(make([]byte, 0, len(val)), val...)
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if v == nil {
-		return nil, fmt.Errorf("table %q: key %q: %w", t.st.name, truncate(key), hook.ErrNotFound)
+	case nested:
+		return nil, fmt.Errorf("table %s: key %q: %w", t, truncate(key), hook.ErrIsTable)
+	case v == nil:
+		return nil, fmt.Errorf("table %s: key %q: %w", t, truncate(key), hook.ErrNotFound)
 	}
 	return v, nil
 }
@@ -535,18 +672,18 @@ func (t *table) Put(key, value []byte) error {
 		return err
 	}
 	if len(key) == 0 {
-		return fmt.Errorf("table %q: putting an empty key", t.st.name)
+		return fmt.Errorf("table %s: putting an empty key", t)
+	}
+	if value == nil {
+		return fmt.Errorf("table %s: putting key %q: a nil value (a nested table, as Scan shows one; store an empty record as []byte{})", t, truncate(key))
 	}
 	// Replacing the value of the key a Scan visits leaves the cursor
 	// valid; any other write makes the Scan seek again.
 	if t.st.scanKey == nil || !bytes.Equal(key, t.st.scanKey) {
 		t.st.mods++
 	}
-	if value == nil {
-		value = []byte{}
-	}
 	if err := t.tx.protect(func() error { return b.Put(bytes.Clone(key), bytes.Clone(value)) }); err != nil {
-		return fmt.Errorf("table %q: putting key %q: %w", t.st.name, truncate(key), nestedErr(err))
+		return fmt.Errorf("table %s: putting key %q: %w", t, truncate(key), nestedErr(err))
 	}
 	return nil
 }
@@ -558,7 +695,7 @@ func (t *table) Delete(key []byte) error {
 	}
 	t.st.mods++
 	if err := t.tx.protect(func() error { return b.Delete(key) }); err != nil {
-		return fmt.Errorf("table %q: deleting key %q: %w", t.st.name, truncate(key), nestedErr(err))
+		return fmt.Errorf("table %s: deleting key %q: %w", t, truncate(key), nestedErr(err))
 	}
 	return nil
 }
@@ -566,13 +703,13 @@ func (t *table) Delete(key []byte) error {
 // nestedErr explains bbolt's error about a key that names a nested bucket.
 func nestedErr(err error) error {
 	if errors.Is(err, berrors.ErrIncompatibleValue) {
-		return fmt.Errorf("the key names a nested table, which hooks cannot change: %w", err)
+		return fmt.Errorf("%w (open it with Table, drop it with DropTable)", hook.ErrIsTable)
 	}
 	return err
 }
 
-// Scan implements [store.Table]; nested buckets are not records and are
-// skipped.
+// Scan implements [store.Table]: records with their values, nested
+// buckets with a nil value.
 func (t *table) Scan(start []byte, fn func(key, value []byte) error) error {
 	b, err := t.bucket(false)
 	if err != nil {
@@ -590,9 +727,8 @@ func (t *table) Scan(start []byte, fn func(key, value []byte) error) error {
 		}
 		var last []byte
 		for k != nil {
-			if v == nil { // a nested bucket
-				k, v = c.Next()
-				continue
+			if v != nil && len(v) == 0 {
+				v = empty
 			}
 			last = append(last[:0], k...)
 			mods := t.st.mods
@@ -619,6 +755,51 @@ func (t *table) Scan(start []byte, fn func(key, value []byte) error) error {
 		}
 		return nil
 	})
+}
+
+// empty is the value Scan gives an empty record: not nil, which means a
+// nested table.
+var empty = []byte{}
+
+func (t *table) parent() parent { return parent{t: t.tx, st: t.st} }
+
+func (t *table) Table(name string) (store.Table, error)       { return t.parent().table(name) }
+func (t *table) CreateTable(name string) (store.Table, error) { return t.parent().createTable(name) }
+func (t *table) DropTable(name string) error                  { return t.parent().dropTable(name) }
+func (t *table) Tables() ([]string, error)                    { return t.parent().tableNames() }
+
+func (t *table) Sequence() (uint64, error) {
+	b, err := t.bucket(false)
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = t.tx.protect(func() error { v = b.Sequence(); return nil })
+	return v, err
+}
+
+func (t *table) SetSequence(v uint64) error {
+	b, err := t.bucket(true)
+	if err != nil {
+		return err
+	}
+	if err := t.tx.protect(func() error { return b.SetSequence(v) }); err != nil {
+		return fmt.Errorf("table %s: setting the sequence: %w", t, err)
+	}
+	return nil
+}
+
+func (t *table) NextSequence() (uint64, error) {
+	b, err := t.bucket(true)
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = t.tx.protect(func() (err error) { v, err = b.NextSequence(); return err })
+	if err != nil {
+		return 0, fmt.Errorf("table %s: next sequence: %w", t, err)
+	}
+	return v, nil
 }
 
 // truncate shortens a key for an error message.
