@@ -162,8 +162,21 @@ func (s *Store) Put(table, key, value string) {
 // PutBytes is Put for keys and values that are not text.
 func (s *Store) PutBytes(table string, key, value []byte) {
 	s.t.Helper()
+	s.PutBytesIn([]string{table}, key, value)
+}
+
+// PutIn writes the record key = value into the table at path (a top-level
+// table and the tables nested in it), creating every table on the way.
+func (s *Store) PutIn(path []string, key, value string) {
+	s.t.Helper()
+	s.PutBytesIn(path, []byte(key), []byte(value))
+}
+
+// PutBytesIn is PutIn for keys and values that are not text.
+func (s *Store) PutBytesIn(path []string, key, value []byte) {
+	s.t.Helper()
 	s.update(func(tx store.Tx) error {
-		t, err := tx.CreateTable(table)
+		t, err := hook.CreatePath(tx, path...)
 		if err != nil {
 			return err
 		}
@@ -174,9 +187,68 @@ func (s *Store) PutBytes(table string, key, value []byte) {
 // CreateTable creates an empty table.
 func (s *Store) CreateTable(table string) {
 	s.t.Helper()
+	s.CreatePath(table)
+}
+
+// CreatePath creates the table at path and every table on the way.
+func (s *Store) CreatePath(path ...string) {
+	s.t.Helper()
 	s.update(func(tx store.Tx) error {
-		_, err := tx.CreateTable(table)
+		_, err := hook.CreatePath(tx, path...)
 		return err
+	})
+}
+
+// SetSequence sets the sequence of the table at path, creating the tables
+// on the way, as a product that hands out IDs with NextSequence leaves it.
+func (s *Store) SetSequence(path []string, v uint64) {
+	s.t.Helper()
+	s.update(func(tx store.Tx) error {
+		t, err := hook.CreatePath(tx, path...)
+		if err != nil {
+			return err
+		}
+		return t.SetSequence(v)
+	})
+}
+
+// Sequence returns the sequence of the table at path, 0 when the table
+// does not exist.
+func (s *Store) Sequence(path ...string) uint64 {
+	s.t.Helper()
+	var v uint64
+	s.viewPath(path, func(t store.Table) (err error) {
+		v, err = t.Sequence()
+		return err
+	})
+	return v
+}
+
+// TablesIn returns the names of the tables nested in the table at path,
+// sorted; nil when the table does not exist.
+func (s *Store) TablesIn(path ...string) []string {
+	s.t.Helper()
+	var names []string
+	s.viewPath(path, func(t store.Table) (err error) {
+		names, err = t.Tables()
+		return err
+	})
+	return names
+}
+
+// viewPath runs fn on the table at path in a read-only transaction, and
+// not at all when the table does not exist.
+func (s *Store) viewPath(path []string, fn func(t store.Table) error) {
+	s.t.Helper()
+	s.view(func(tx store.Tx) error {
+		t, err := hook.OpenPath(tx, path...)
+		if errors.Is(err, hook.ErrNoTable) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fn(t)
 	})
 }
 
@@ -254,16 +326,17 @@ func (s *Store) dataVersion() string {
 // key does not exist.
 func (s *Store) Get(table, key string) (string, bool) {
 	s.t.Helper()
+	return s.GetIn([]string{table}, key)
+}
+
+// GetIn returns the value of key in the table at path, and false when the
+// table or the key does not exist.
+func (s *Store) GetIn(path []string, key string) (string, bool) {
+	s.t.Helper()
 	var v []byte
 	found := false
-	s.view(func(tx store.Tx) error {
-		t, err := tx.Table(table)
-		if errors.Is(err, hook.ErrNoTable) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	s.viewPath(path, func(t store.Table) error {
+		var err error
 		v, err = t.Get([]byte(key))
 		if errors.Is(err, hook.ErrNotFound) {
 			return nil
@@ -275,29 +348,31 @@ func (s *Store) Get(table, key string) (string, bool) {
 }
 
 // Records returns every record of table, nil when the table does not
-// exist.
+// exist. Tables nested in it are not records (see TablesIn).
 func (s *Store) Records(table string) map[string]string {
 	s.t.Helper()
+	return s.RecordsIn(table)
+}
+
+// RecordsIn returns every record of the table at path, nil when the table
+// does not exist; the tables nested in it are listed by TablesIn.
+func (s *Store) RecordsIn(path ...string) map[string]string {
+	s.t.Helper()
 	var records map[string]string
-	s.view(func(tx store.Tx) error {
-		t, err := tx.Table(table)
-		if errors.Is(err, hook.ErrNoTable) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	s.viewPath(path, func(t store.Table) error {
 		records = map[string]string{}
 		return t.Scan(nil, func(k, v []byte) error {
-			records[string(k)] = string(v)
+			if v != nil {
+				records[string(k)] = string(v)
+			}
 			return nil
 		})
 	})
 	return records
 }
 
-// Tables returns the names of the product's tables, sorted: hookreg's
-// reserved tables (metadata, configuration) are left out.
+// Tables returns the names of the product's top-level tables, sorted:
+// hookreg's reserved tables (metadata, configuration) are left out.
 func (s *Store) Tables() []string {
 	s.t.Helper()
 	var names []string

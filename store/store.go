@@ -37,11 +37,12 @@
 // [ConfigView]). The store API itself reaches every table; the hook
 // transaction that the upgrade engine gives to hooks hides the reserved ones.
 //
-// Tables can hold nested tables in a store that has them (bbolt's buckets
-// in buckets). Hooks see only top-level tables and their records: a nested
-// table is not a record, so Scan skips it and Get does not find it. Backup
-// and restore carry nested tables exactly, through the optional [Walker]
-// interface of a store's transactions.
+// Tables hold nested tables at any depth, and a sequence, as bbolt's
+// buckets do (see [hook.Table]): a key names a record or a nested table,
+// Scan shows a nested table with a nil value, and DropTable refuses a table
+// whose nested tables or sequence it would lose ([NotFlat]). Backup and
+// restore carry every table at every depth through the [Walker] interface
+// of a store's transactions.
 //
 // Values given to Put are copied, and values returned by Get are copies, so
 // callers may reuse their buffers. Scan tolerates modifications of the
@@ -51,6 +52,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/hookreg/hookreg/archive"
@@ -192,4 +194,30 @@ func ValidateName(name string) error {
 // IsReserved reports whether name belongs to hookreg (it starts with "_").
 func IsReserved(name string) bool {
 	return strings.HasPrefix(name, "_")
+}
+
+// NotFlat returns the error of a DropTable that would lose nested tables
+// (the first few of their names) or a non-zero sequence, wrapping
+// [hook.ErrNotFlat]; nil when there is neither. Stores share it so that
+// the refusal reads the same on each.
+func NotFlat(nested []string, sequence uint64) error {
+	var what []string
+	if len(nested) > 0 {
+		q := make([]string, 0, 3)
+		for _, n := range nested[:min(3, len(nested))] {
+			q = append(q, strconv.Quote(n))
+		}
+		list := strings.Join(q, ", ")
+		if len(nested) > 3 {
+			list += ", ..."
+		}
+		what = append(what, "nested tables "+list)
+	}
+	if sequence != 0 {
+		what = append(what, fmt.Sprintf("the sequence %d", sequence))
+	}
+	if len(what) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: it holds %s, which dropping it would lose; drop or copy them first (hook.CopyTable), or drop everything knowingly with hook.DropTree", hook.ErrNotFlat, strings.Join(what, " and "))
 }

@@ -1,10 +1,10 @@
 // Package bolt implements the [store] API on a go.etcd.io/bbolt file, the
-// embedded default store of hookreg (--store PATH). Tables are top-level
-// buckets; their names are any bytes a backup can carry
-// ([store.ValidateName]). Buckets nested in buckets are not records:
-// [store.Table.Scan] skips them and Get does not find them, so hooks see
-// only top-level tables and their records. Backup and restore carry nested
-// buckets exactly, at any depth, with their sequence numbers, through
+// embedded default store of hookreg (--store PATH). Tables are buckets,
+// top-level or nested at any depth ([store.Table.Table]), each with its
+// sequence (bbolt's Sequence, SetSequence and NextSequence); their names
+// are any bytes a backup can carry ([store.ValidateName]). Scan gives a
+// nested bucket's name with a nil value, as bbolt's ForEach does. Backup
+// and restore carry every bucket exactly, with its sequence, through
 // [Store]'s transactions' Walk ([store.Walker]) and [Loader.Table].
 //
 //	st, err := bolt.Open("broker.db", bolt.Options{Create: true})
@@ -49,7 +49,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -471,13 +470,13 @@ func (p parent) dropTable(name string) error {
 		}
 		var nested []string
 		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(nested) < 3; k, v = c.Next() {
+		for k, v := c.First(); k != nil && len(nested) < 4; k, v = c.Next() {
 			if v == nil {
-				nested = append(nested, strconv.Quote(string(k)))
+				nested = append(nested, string(k))
 			}
 		}
-		if len(nested) > 0 || b.Sequence() != 0 {
-			return fmt.Errorf("%w: nested tables %s..., sequence %d; drop or copy them first, or drop everything with hook.DropTree", hook.ErrNotFlat, strings.Join(nested, ", "), b.Sequence())
+		if err := store.NotFlat(nested, b.Sequence()); err != nil {
+			return err
 		}
 		return bk.DeleteBucket([]byte(name))
 	})

@@ -323,7 +323,10 @@ func TestEmptyValueRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.Put([]byte("k"), nil); err != nil {
+	if err := tb.Put([]byte("nil"), nil); err == nil {
+		t.Error("a nil value (how Scan shows a nested table) was accepted")
+	}
+	if err := tb.Put([]byte("k"), []byte{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tb.Put(nil, []byte("v")); err == nil {
@@ -337,7 +340,14 @@ func TestEmptyValueRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := rt.Get([]byte("k")); err != nil || len(v) != 0 {
-		t.Errorf("Get of an empty value = %q, %v", v, err)
+	if v, err := rt.Get([]byte("k")); err != nil || v == nil || len(v) != 0 {
+		t.Errorf("Get of an empty value = %#v, %v", v, err)
+	}
+	var seen [][]byte
+	if err := rt.Scan(nil, func(k, v []byte) error { seen = append(seen, v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] == nil {
+		t.Errorf("Scan gave %#v for one empty record; want a non-nil empty value", seen)
 	}
 }

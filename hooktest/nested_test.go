@@ -1,0 +1,211 @@
+package hooktest_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/hooktest"
+)
+
+func itob(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// TestNestedHooks runs, through the upgrade engine, the three kinds of hook
+// a product with nested buckets writes: one that rewrites records three
+// levels deep, one that adds an index bucket inside an existing bucket in
+// batches, and one that creates records under IDs from the sequence; the
+// product's next ID then follows the migrated ones.
+func TestNestedHooks(t *testing.T) {
+	st := hooktest.New(t)
+	for _, tenant := range []string{"eu", "us"} {
+		for i := 1; i <= 5; i++ {
+			st.PutBytesIn([]string{"tenants", tenant, "users"}, itob(uint64(i)), fmt.Appendf(nil, "user-%s-%d", tenant, i))
+		}
+		st.SetSequence([]string{"tenants", tenant, "users"}, 5)
+	}
+
+	rewrite := func(ctx context.Context, tx hook.Tx) error {
+		tenants, err := tx.Table("tenants")
+		if err != nil {
+			return err
+		}
+		names, err := tenants.Tables()
+		if err != nil {
+			return err
+		}
+		for _, tenant := range names {
+			users, err := hook.OpenPath(tenants, tenant, "users")
+			if err != nil {
+				return err
+			}
+			err = users.Scan(nil, func(k, v []byte) error {
+				return users.Put(k, []byte(strings.ToUpper(string(v))))
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	index := func(ctx context.Context, tx hook.Tx) error {
+		idx, err := hook.CreatePath(tx, "tenants", "eu", "by-name")
+		if err != nil {
+			return err
+		}
+		return hook.EachBatchPath(ctx, tx, "index", []string{"tenants", "eu", "users"}, 2, func(k, v []byte) error {
+			return idx.Put(v, k)
+		})
+	}
+	create := func(ctx context.Context, tx hook.Tx) error {
+		users, err := hook.OpenPath(tx, "tenants", "us", "users")
+		if err != nil {
+			return err
+		}
+		id, err := users.NextSequence()
+		if err != nil {
+			return err
+		}
+		return users.Put(itob(id), []byte("ADMIN"))
+	}
+	for i, fn := range []hook.Func{rewrite, index, create} {
+		h := hook.Hook{Num: 101 + i, IntroducedIn: "2.0.0", AllowOnline: true, Name: fmt.Sprint("H", i), Func: fn}
+		if err := st.Run(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := st.GetIn([]string{"tenants", "eu", "users"}, string(itob(3))); v != "USER-EU-3" {
+		t.Errorf("record three levels deep = %q, want it rewritten", v)
+	}
+	if got := st.TablesIn("tenants", "eu"); !slices.Equal(got, []string{"by-name", "users"}) {
+		t.Errorf("tables in tenants/eu = %q", got)
+	}
+	if got := len(st.RecordsIn("tenants", "eu", "by-name")); got != 5 {
+		t.Errorf("index has %d records, want 5", got)
+	}
+	if got := st.Sequence("tenants", "us", "users"); got != 6 {
+		t.Errorf("sequence after the hook = %d, want 6", got)
+	}
+	if v, _ := st.GetIn([]string{"tenants", "us", "users"}, string(itob(6))); v != "ADMIN" {
+		t.Errorf("created record = %q", v)
+	}
+}
+
+// TestNestedHandlesSurviveCheckpoints: a nested table's handle obtained
+// before a checkpoint writes into the same table after it, and an
+// interrupted EachBatchPath resumes after its last batch.
+func TestNestedHandlesSurviveCheckpoints(t *testing.T) {
+	st := hooktest.New(t)
+	for i := 1; i <= 10; i++ {
+		st.PutBytesIn([]string{"a", "b", "src"}, itob(uint64(i)), []byte("v"))
+	}
+	calls := 0
+	failAt := 7
+	fn := func(ctx context.Context, tx hook.Tx) error {
+		dst, err := hook.CreatePath(tx, "a", "b", "dst")
+		if err != nil {
+			return err
+		}
+		return hook.EachBatchPath(ctx, tx, "copy", []string{"a", "b", "src"}, 3, func(k, v []byte) error {
+			calls++
+			if calls == failAt {
+				return errors.New("interrupted")
+			}
+			return dst.Put(k, v)
+		})
+	}
+	h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Copy", Func: fn}
+	if err := st.Run(h); err == nil {
+		t.Fatal("the interrupted run succeeded")
+	}
+	if got := len(st.RecordsIn("a", "b", "dst")); got != 6 {
+		t.Errorf("after the interruption dst holds %d records, want the 6 of two committed batches", got)
+	}
+	failAt = -1
+	calls = 0
+	if err := st.Run(h); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 4 {
+		t.Errorf("the re-run visited %d records, want the 4 after the last batch", calls)
+	}
+	if got := len(st.RecordsIn("a", "b", "dst")); got != 10 {
+		t.Errorf("dst holds %d records, want 10", got)
+	}
+}
+
+// TestCopyTableKeepsEverything: the large-table pattern (CopyTable, then
+// DropTree) carries nested tables and sequences at every depth, and the
+// plain drop refuses to lose them.
+func TestCopyTableKeepsEverything(t *testing.T) {
+	st := hooktest.New(t)
+	st.PutIn([]string{"old"}, "r1", "one")
+	st.PutIn([]string{"old", "inner"}, "r2", "two")
+	st.PutIn([]string{"old", "inner", "deeper"}, "r3", "three")
+	st.SetSequence([]string{"old"}, 9)
+	st.SetSequence([]string{"old", "inner", "deeper"}, 4)
+
+	drop := func(ctx context.Context, tx hook.Tx) error { return tx.DropTable("old") }
+	err := st.Run(hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Drop", Func: drop})
+	if !errors.Is(err, hook.ErrNotFlat) {
+		t.Fatalf("dropping a table holding nested tables = %v, want ErrNotFlat", err)
+	}
+	if st.Sequence("old", "inner", "deeper") != 4 {
+		t.Fatal("the refused drop changed the store")
+	}
+
+	move := func(ctx context.Context, tx hook.Tx) error {
+		err := hook.CopyTable(ctx, tx, "move", []string{"old"}, []string{"new"}, 1, func(k, v []byte) ([]byte, error) {
+			return []byte(strings.ToUpper(string(v))), nil
+		})
+		if err != nil {
+			return err
+		}
+		return hook.DropTree(tx, "old")
+	}
+	if err := st.Run(hook.Hook{Num: 102, IntroducedIn: "2.0.0", Name: "Move", Func: move}); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Tables(); !slices.Equal(got, []string{"new"}) {
+		t.Errorf("tables = %q", got)
+	}
+	if v, _ := st.GetIn([]string{"new"}, "r1"); v != "ONE" {
+		t.Errorf("new/r1 = %q", v)
+	}
+	if v, _ := st.GetIn([]string{"new", "inner", "deeper"}, "r3"); v != "three" {
+		t.Errorf("new/inner/deeper/r3 = %q", v)
+	}
+	if a, b := st.Sequence("new"), st.Sequence("new", "inner", "deeper"); a != 9 || b != 4 {
+		t.Errorf("sequences = %d, %d; want 9, 4", a, b)
+	}
+}
+
+// TestHookNamesThatReadAsPaths: a hook cannot create a table whose name
+// holds "/", which would print as a nested path.
+func TestHookNamesThatReadAsPaths(t *testing.T) {
+	st := hooktest.New(t)
+	st.CreateTable("a")
+	for _, fn := range []hook.Func{
+		func(ctx context.Context, tx hook.Tx) error { _, err := tx.CreateTable("a/b"); return err },
+		func(ctx context.Context, tx hook.Tx) error {
+			a, err := tx.Table("a")
+			if err != nil {
+				return err
+			}
+			_, err = a.CreateTable("b/c")
+			return err
+		},
+	} {
+		err := st.Run(hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Slash", Func: fn})
+		if err == nil || !strings.Contains(err.Error(), "nested path") {
+			t.Errorf("creating a name with a slash = %v", err)
+		}
+	}
+	if got := st.Tables(); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("tables = %q", got)
+	}
+}
