@@ -46,10 +46,11 @@ demo-etcd-steps:
 	$(MIGRATOR) backup --store $(ETCD_STORE) --out $(DEMO)/etcd/cluster.tar.zst
 	$(MIGRATOR) restore $(DEMO)/etcd/cluster.tar.zst --store $(DEMO)/etcd/broker.db
 
-## test: every test, the generated files' freshness and vet
+## test: every test, the generated files' freshness and vet; no timeout
+## (-timeout 0): a busy machine is slow, not wrong, and CI bounds the run
 test: check-generated cross
 	$(GO) vet ./...
-	$(GO) test -timeout 20m ./...
+	$(GO) test -timeout 0 ./...
 
 # PLATFORMS are the targets a release builds besides the host (see
 # RELEASING.md): every package must compile for each of them.
@@ -98,7 +99,7 @@ fmt:
 
 ## bench: the benchmarks, each beside its reference (see README.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 0 ./...
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
