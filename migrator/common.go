@@ -186,20 +186,27 @@ const boltMagic = 0xED0CDAED
 // checkBoltFile refuses a path that exists and is not a bbolt store: a
 // restore replaces the whole file, which must not be anything else.
 func checkBoltFile(path string) error {
-	f, err := os.Open(path)
+	// Stat before open: opening a FIFO would block until a writer came.
+	info, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return envErrorf("--%s: %w", flagStore, err)
 	}
-	defer f.Close()
-	info, err := f.Stat()
+	if !info.Mode().IsRegular() {
+		return envErrorf("--%s %s is not a regular file (%s): a restore replaces a bbolt store file; name the store's file", flagStore, path, info.Mode().Type())
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return envErrorf("--%s: %w", flagStore, err)
 	}
+	defer f.Close()
+	if info, err = f.Stat(); err != nil {
+		return envErrorf("--%s: %w", flagStore, err)
+	}
 	if !info.Mode().IsRegular() {
-		return fmt.Errorf("--%s %s is not a regular file: a restore replaces a bbolt store file", flagStore, path)
+		return envErrorf("--%s %s is not a regular file (%s): a restore replaces a bbolt store file; name the store's file", flagStore, path, info.Mode().Type())
 	}
 	var head [20]byte
 	if _, err := io.ReadFull(f, head[:]); err == nil {

@@ -63,7 +63,7 @@ func (f *etcdFlags) options(getenv func(string) string) (etcd.Options, error) {
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	if f.cacert != "" {
-		pem, err := os.ReadFile(f.cacert)
+		pem, err := readSmallFile(f.cacert, maxPEMFile)
 		if err != nil {
 			return opts, envErrorf("--%s: %w", flagEtcdCACert, err)
 		}
@@ -74,7 +74,15 @@ func (f *etcdFlags) options(getenv func(string) string) (etcd.Options, error) {
 		opts.TLS.RootCAs = pool
 	}
 	if f.cert != "" {
-		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+		certPEM, err := readSmallFile(f.cert, maxPEMFile)
+		if err != nil {
+			return opts, envErrorf("--%s: %w", flagEtcdCert, err)
+		}
+		keyPEM, err := readSmallFile(f.key, maxPEMFile)
+		if err != nil {
+			return opts, envErrorf("--%s: %w", flagEtcdKey, err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return opts, envErrorf("--%s %s, --%s %s: %w", flagEtcdCert, f.cert, flagEtcdKey, f.key, err)
 		}
@@ -82,7 +90,7 @@ func (f *etcdFlags) options(getenv func(string) string) (etcd.Options, error) {
 	}
 	password := getenv(envEtcdPassword)
 	if f.passwordFile != "" {
-		data, err := os.ReadFile(f.passwordFile)
+		data, err := readSmallFile(f.passwordFile, maxPasswordFile)
 		if err != nil {
 			return opts, envErrorf("--%s: %w", flagEtcdPasswordFile, err)
 		}
@@ -173,4 +181,37 @@ func bytesIEC(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Bounds of the files the etcd flags name: a password, and a PEM file of
+// certificates or a key (a CA bundle of a few hundred certificates fits).
+const (
+	maxPasswordFile = 64 << 10
+	maxPEMFile      = 4 << 20
+)
+
+// readSmallFile reads a file of at most limit bytes, refusing before it
+// opens anything what is not a regular file: a FIFO would block the open,
+// and a device such as /dev/zero would never end.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, info.Mode().Type())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a file this flag takes", path, limit)
+	}
+	return data, nil
 }

@@ -153,6 +153,37 @@ func TestFIFORefusals(t *testing.T) {
 	})
 }
 
+// TestBlockingOpens: a FIFO or a directory given as the store of a
+// restore, and a FIFO, a device or a huge file given as an etcd secret, are
+// refused at once (exit 2), never opened: a FIFO blocks open(2) until a
+// writer comes, /dev/zero never ends.
+func TestBlockingOpens(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.tar.zst")
+	writeBackup(t, good, "5.0.0", example.Small)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adir := filepath.Join(dir, "adir")
+	os.Mkdir(adir, 0o755)
+	huge := filepath.Join(dir, "huge")
+	if err := os.WriteFile(huge, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	etcdStatus := func(file string) []string {
+		return []string{"status", "--store", "etcd://127.0.0.1:1/x", "--etcd-user", "u", "--etcd-password-file", file}
+	}
+	checkRefusals(t, dir, []refusal{
+		{"restore into a FIFO", []string{"restore", good, "--store", fifo}, 2, "fifo is not a regular file"},
+		{"restore into a directory", []string{"restore", good, "--store", adir}, 2, "adir is not a regular file"},
+		{"password file a FIFO", etcdStatus(fifo), 2, "fifo is not a regular file"},
+		{"password file a device", etcdStatus("/dev/zero"), 2, "/dev/zero is not a regular file"},
+		{"password file of a megabyte", etcdStatus(huge), 2, "huge is larger than 65536 bytes"},
+		{"CA file a FIFO", []string{"status", "--store", "etcd://127.0.0.1:1/x", "--etcd-cacert", fifo}, 2, "fifo is not a regular file"},
+	})
+}
+
 // TestRestoreExclusive: a restore holds the store's exclusive lock from
 // before it reads the archive to after both swaps, so a second restore of
 // the same store is refused ("store is in use") instead of mixing one

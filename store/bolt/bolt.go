@@ -103,7 +103,12 @@ func Open(path string, opts Options) (st *Store, err error) {
 	info, statErr := os.Stat(path)
 	created := false
 	switch {
-	case statErr == nil && info.Mode().IsRegular() && info.Size() == 0:
+	case statErr == nil && info.IsDir():
+		return nil, fmt.Errorf("opening store %s: it is a directory; name the store's file", path)
+	case statErr == nil && !info.Mode().IsRegular():
+		// A FIFO or device would block open(2) or be no store at all.
+		return nil, fmt.Errorf("opening store %s: not a regular file (%s); name the store's file", path, info.Mode().Type())
+	case statErr == nil && info.Size() == 0:
 		return nil, damaged(path, errors.New("the file is empty"))
 	case statErr == nil:
 	case errors.Is(statErr, os.ErrNotExist) && opts.Create && !opts.ReadOnly:
