@@ -80,7 +80,7 @@ func TestSpool(t *testing.T) {
 	dir := t.TempDir()
 	_, _ = boltArchive(t, dir, "src", func(tx store.Tx) error {
 		big := bytes.Repeat([]byte("v"), 1<<20)
-		if err := puts(tx, "blobs", []byte("a"), big, []byte("b"), nil, []byte("c"), []byte("x")); err != nil {
+		if err := puts(tx, "blobs", []byte("a"), big, []byte("b"), []byte{}, []byte("c"), []byte("x")); err != nil {
 			return err
 		}
 		var kv [][]byte
