@@ -36,7 +36,17 @@ import (
 //     product's write is never overwritten from a stale read;
 //   - the product writes only tables that exist (the migrator's init and
 //     hooks create them) and never the reserved ones (names starting with
-//     "_").
+//     "_");
+//   - a nested table (bbolt's bucket in a bucket) is addressed by its
+//     path, the top-level table's name first ([Product.GetPath],
+//     [Product.PutPath], [Product.DeletePath]); a write is also fenced on
+//     its key naming no table nested in the table, so the product never
+//     puts a record where a hook made a nested table, nor the reverse;
+//   - [Product.NextSequence] takes a table's next sequence value (bbolt's
+//     Bucket.NextSequence) in a txn fenced on the generation and on the
+//     table's marker, which holds the sequence: a hook's commit that set
+//     the same sequence meanwhile is refused, so no ID is handed out
+//     twice.
 //
 // For example:
 //
@@ -50,6 +60,10 @@ import (
 //	err = p.Put(ctx, "users", []byte("alice"), []byte(`{"role":"admin"}`))
 //	if errors.Is(err, etcd.ErrGenerationChanged) {
 //		// re-read and redo the change on the new generation
+//	}
+//	id, err := p.NextSequence(ctx, "payments", "by-id")
+//	if err == nil {
+//		err = p.PutPath(ctx, []string{"payments", "by-id"}, itob(id), payment)
 //	}
 type Product struct {
 	cli      *clientv3.Client
