@@ -23,14 +23,14 @@ import (
 //
 // Before anything is written it checks the whole archive as [Restore]
 // does (checksums, manifest against metadata, reg may upgrade it) and
-// refuses, naming the table or key: nested tables and tables with a
-// sequence number (the cluster store holds neither), and any record or
-// configuration file too large for one request to the cluster (see
-// [etcd.Store.CheckRecord]); then it refuses data that would not fit
+// refuses, naming the table or key, any record or configuration file too
+// large for one request to the cluster (see [etcd.Store.CheckRecord]);
+// then it refuses data that would not fit
 // under the cluster's quota (see [EtcdSpaceNeeded]) or a cluster that has
 // an alarm raised.
 //
-// It then writes the data as a new generation with [etcd.Store.BeginRestore],
+// It then writes the data, nested tables and sequences included, as a new
+// generation with [etcd.Store.BeginRestore],
 // reading the archive a second time through the same open file (a file
 // rewritten between the passes is refused), checks that the generation
 // holds exactly the tables and record counts of the manifest, verifies it
@@ -90,9 +90,8 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 
 // VerifyEtcd checks the whole archive in r, named name, as [Verify] does,
 // and that the etcd store st (which may be open read-only) can hold it, as
-// [RestoreEtcd] checks before writing anything: no nested table, no
-// sequence number, no record or configuration file too large for one
-// request at the store's limits.
+// [RestoreEtcd] checks before writing anything: no record or
+// configuration file too large for one request at the store's limits.
 func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, error) {
 	return verify(r, name, etcdChecks(st))
 }
@@ -100,22 +99,16 @@ func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, er
 // etcdChecks refuses what the etcd store st cannot hold, naming the table
 // or key.
 func etcdChecks(st *etcd.Store) archive.Handler {
-	checkRecord := st.RecordChecker()
-	var table string
+	checkRecord := st.PathRecordChecker()
+	var path []string
 	return archive.Handler{
 		Table: func(t archive.TableInfo) error {
-			switch {
-			case len(t.Parent) > 0:
-				return fmt.Errorf("table %q is nested in another: a cluster store has no nested tables", t)
-			case t.Sequence != 0:
-				return fmt.Errorf("table %q has the sequence number %d: a cluster store keeps no sequence numbers", t, t.Sequence)
-			}
-			table = t.Name
+			path = t.Path()
 			return nil
 		},
-		Record: func(key, value []byte) error { return checkRecord(table, key, value) },
+		Record: func(key, value []byte) error { return checkRecord(path, key, value) },
 		Config: func(c archive.ConfigFile, data []byte) error {
-			return checkRecord(store.ConfigTable, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
+			return checkRecord([]string{store.ConfigTable}, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
 		},
 	}
 }
@@ -130,7 +123,7 @@ func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) e
 	prog := newProgress(w, "restore", total)
 	config := false
 	got, err := archive.Read(r, archive.Handler{
-		Table: func(t archive.TableInfo) error { return rs.Table(t.Name) },
+		Table: func(t archive.TableInfo) error { return rs.TablePath(t.Path(), t.Sequence) },
 		Record: func(key, value []byte) error {
 			prog.add(1)
 			return rs.Put(key, value)
@@ -155,12 +148,12 @@ func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) e
 	want := len(m.Tables)
 	if len(m.Config) > 0 {
 		want++
-		if s := sums[store.ConfigTable]; s.Records != int64(len(m.Config)) {
+		if s := sums[archive.EncodeName(store.ConfigTable)]; s.Records != int64(len(m.Config)) {
 			return fmt.Errorf("wrote %d configuration files, the manifest lists %d", s.Records, len(m.Config))
 		}
 	}
 	for _, t := range m.Tables {
-		if s, ok := sums[t.Name]; !ok || s.Records != t.Records {
+		if s, ok := sums[t.String()]; !ok || s.Records != t.Records {
 			return fmt.Errorf("table %q: wrote %d records, the manifest says %d", t, s.Records, t.Records)
 		}
 	}
@@ -208,6 +201,9 @@ func EtcdSpaceNeeded(st *etcd.Store, m *archive.Manifest) (int64, error) {
 	var need int64
 	for _, t := range m.Tables {
 		name := 3 * len(t.Name) // the longest the store's encoding makes it
+		for _, p := range t.Parent {
+			name += 3*len(p) + 2 // a nested table's parents and separators
+		}
 		need += t.Bytes + t.Records*int64(root+genKey+name+etcdRecordOverhead)
 		if t.Records > 0 && t.Bytes/t.Records >= etcdLargeRecord {
 			need += t.Bytes

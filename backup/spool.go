@@ -30,14 +30,13 @@ type spool struct {
 const spoolBuffer = 1 << 20
 
 // newSpool returns a spool for a backup of st in dir, or nil when st is
-// read locally (or dir is empty, or tx gives nested tables, whose records
-// it may interleave): then the backup reads st twice.
+// read locally (or dir is empty): then the backup reads st twice. A
+// store.Walker gives each table's records right after the table, before
+// the tables nested in it, so the records spool table after table in the
+// order counted, at every depth.
 func newSpool(st store.Store, tx store.Tx, dir string) (*spool, error) {
 	r, ok := st.(store.RemoteReader)
 	if !ok || !r.ReadsAreRemote() || dir == "" {
-		return nil, nil
-	}
-	if _, ok := tx.(store.Walker); ok {
 		return nil, nil
 	}
 	f, err := os.CreateTemp(dir, ".hookreg-spool-*")

@@ -139,7 +139,7 @@ func rewritePlain(b *testing.B, st *Store) int {
 		b.Fatal(err)
 	}
 	g.Rollback()
-	prefix := st.lay.records(g.gen, "users")
+	prefix := st.lay.records(g.gen, []string{"users"})
 	end := prefixEnd(prefix)
 	from := prefix
 	total := 0

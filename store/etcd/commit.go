@@ -3,7 +3,7 @@ package etcd
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -69,24 +70,25 @@ func (t *Tx) plan() (*request, error) {
 		return nil, fmt.Errorf("writing: %w", ErrLockLost)
 	}
 	p.cmps = append(p.cmps, t.s.mu.IsOwner(), clientv3.Compare(clientv3.Value(lay.current()), "=", fmt.Sprint(t.gen)))
-	names := make([]string, 0, len(t.tables))
-	for name := range t.tables {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	states := slices.Clone(t.states)
+	slices.SortFunc(states, func(a, b *tableState) int { return archive.ComparePaths(a.path, b.path) })
 	written := map[string]bool{}
-	for _, name := range names {
-		st := t.tables[name]
-		prefix := lay.records(t.gen, name)
-		marker := lay.marker(t.gen, name)
-		if st.cleared || st.exists != st.existed {
+	for _, st := range states {
+		prefix := lay.records(t.gen, st.path)
+		marker := lay.marker(t.gen, st.path)
+		if st.cleared || st.markerChanged() {
 			p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(marker), "=", st.markerRev))
 		}
 		switch {
-		case st.exists && !st.existed:
-			p.ops = append(p.ops, reqOp{key: marker})
+		case st.exists && st.markerChanged():
+			p.ops = append(p.ops, reqOp{key: marker, value: []byte(encodeSeq(st.seq))})
 		case !st.exists && st.existed:
 			p.ops = append(p.ops, reqOp{del: true, key: marker})
+		}
+		if st.guard != "" && st.exists && !st.existed {
+			// A new nested table: no record took its name in the
+			// parent since rev.
+			p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(st.guard), "=", 0))
 		}
 		if st.cleared {
 			// No record written after rev, then every record
@@ -125,7 +127,7 @@ func (t *Tx) plan() (*request, error) {
 			p.bytes += len(k) + len(w.value)
 		}
 	}
-	if meta := t.tables[store.MetaTable]; meta == nil || !meta.cleared {
+	if meta := t.top[store.MetaTable]; meta == nil || !meta.cleared {
 		for _, ek := range t.metaReads {
 			if !written[ek] {
 				p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(ek), "=", t.seen[ek]))

@@ -18,37 +18,72 @@
 // a restore can build a whole new copy of the data and switch to it in one
 // step:
 //
-//	P/current             G: the current generation, a positive decimal number
-//	P/gen/G               "" for every generation that exists
-//	P/g/G/m/NAME          "" for every table of generation G, empty or not
-//	P/g/G/t/NAME/KEY      the value of KEY in table NAME
-//	P/lock/LEASE          the migrator's lock (a client/v3/concurrency Mutex)
+//	P/current                  G: the current generation, a positive decimal number
+//	P/gen/G                    "" for every generation that exists
+//	P/g/G/m/NAME               the marker of every top-level table of generation G
+//	P/g/G/t/NAME/KEY           the value of KEY in the top-level table NAME
+//	P/g/G/nm/A/B//NAME         the marker of the table NAME nested in A/B (A top-level)
+//	P/g/G/n/A/B/NAME//KEY      the value of KEY in the table A/B/NAME
+//	P/lock/LEASE               the migrator's lock (a client/v3/concurrency Mutex)
 //
-// NAME is the table name with every byte outside [A-Za-z0-9._-] written as
-// %XX, so a name never contains "/" and the records of one table are exactly
-// the keys with the prefix P/g/G/t/NAME/, whatever the names. KEY is the
-// record's key, raw: any bytes, and etcd's bytewise order of the full keys is
-// the table's key order. The reserved tables ([store.MetaTable],
-// [store.ConfigTable]) are tables like the others. A table exists when its
-// marker P/g/G/m/NAME does, so an empty table survives and Tables reads the
-// markers only.
+// NAME (and A, B) is a table name with every byte outside [A-Za-z0-9._-]
+// written as %XX, so a name is never empty and never contains "/", and a
+// path of names joined by "/" never contains "//". KEY is the record's key,
+// raw: any bytes, and etcd's bytewise order of the full keys is the table's
+// key order. The reserved tables ([store.MetaTable], [store.ConfigTable])
+// are tables like the others. A table exists when its marker does, so an
+// empty table survives and Tables reads the markers only.
+//
+// A marker's value is the table's sequence ([store.Table.NextSequence]):
+// empty for 0, as every marker written before sequences existed, otherwise
+// decimal. A sequence is thus read with the markers and written as a
+// marker, with the commit, under the same compare as any write.
+//
+// Nested tables (bbolt's buckets in buckets) live under their own
+// prefixes, n/ and nm/, which no key of the top-level layout (m/, t/)
+// starts, so the generations written before nested tables read as they
+// did. No key of one table falls in another's ranges:
+//   - the records of a top-level table are exactly the keys with the
+//     prefix t/NAME/ (NAME holds no "/");
+//   - the records of a nested table are exactly the keys with the prefix
+//     n/PATH// (PATH, its encoded names joined by "/", holds no "//", so
+//     the first "//" of a key ends the path: no other table's record
+//     prefix starts with this one, and a key holding "//" stays in its
+//     table);
+//   - the markers of the tables nested directly in a table at PATH are
+//     exactly the keys with the prefix nm/PATH// (what follows is one
+//     NAME), so listing a table's nested tables reads only them, not
+//     those nested deeper.
+//
+// A nested table's name and its parent's records share one key space (as
+// in bbolt): Get, Put and Delete of a key that names a nested table are
+// refused, so is a nested table over a record's key, and the commit that
+// creates one compares that the record is still absent (a product's
+// [Product.PutPath] compares that no such table exists).
 //
 // # Transactions
 //
-// Begin reads P/current and pins the revision R of that read: every read of
+// Begin reads P/current and pins the revision R of that read (and, in the
+// same request, up to 1000 markers each of top-level and nested tables,
+// with their sequences): every read of
 // the transaction is a linearizable range read at revision R, so a read-only
 // transaction is one consistent snapshot of every table. A Scan streams its
 // range (RangeStream: chunks of at most the cluster's request size, read as
 // the Scan needs them), because etcd answers a paged read with the count of
 // every key to the end of the range, which makes paging through a large
 // table quadratic; on a cluster before v3.7, without RangeStream, it reads
-// [Options.PageSize] records a page.
+// [Options.PageSize] records a page. A Scan gives the nested tables (with
+// a nil value) merged in key order with the records; the transaction's
+// Walk ([store.Walker], for backups) gives every table at every depth with
+// its sequence and records, all at R.
 //
 // A writable transaction keeps its writes in memory (an overlay that its own
 // reads, Scans and Tables see) and commits them in one etcd transaction
 // whose compares check that
 //   - this store still holds the lock (the lock key's create revision);
 //   - P/current still names G (no restore switched generations);
+//   - every marker written (a table created or dropped, a sequence set)
+//     is unchanged since R, and so is a dropped table's;
 //   - every written key is unchanged since R: a key the transaction read
 //     (Get, or the record a Scan visits) has the mod revision it had at R,
 //     so even a delete is caught; a key it wrote blind was not written
@@ -100,11 +135,12 @@
 // one is whole. BeginRestore removes every generation that is not current,
 // picks G' (one more than any that exists) and writes P/gen/G' alone,
 // first, so that every key of a generation exists only while its marker
-// does. [Restore.Table] and [Restore.Put] fill G' in txns as full as the
+// does. [Restore.TablePath] (a table at any depth, with its sequence) and
+// [Restore.Put] fill G' in txns as full as the
 // limits allow, a few in flight, each fenced on the lock and on P/current
 // still naming G; a batch only puts keys nobody else writes, so a batch
 // whose answer was lost is sent again. [Restore.Finish] reads G' back at
-// one revision, page by page, and compares every table and an
+// one revision, page by page, and compares every table, its sequence and an
 // order-independent hash of its records ([TableSum]) with what was
 // written; then one txn comparing P/current's mod revision (and the lock)
 // makes G' current; then it deletes G, PageSize keys per fenced txn (one
@@ -507,17 +543,18 @@ func (s *Store) begin(writable bool) (*Tx, error) {
 }
 
 // maxPreloadedTables bounds the table markers Begin reads with the
-// generation.
-const maxPreloadedTables = 1000
+// generation, top-level and nested each; tests lower it.
+var maxPreloadedTables int64 = 1000
 
 // pin reads P/current and, in the same request when the generation is the
-// one seen last, the table markers: one round trip for a transaction's
-// revision, generation and tables.
+// one seen last, the table markers (top-level and nested, with their
+// sequences): one round trip for a transaction's revision, generation and
+// tables.
 func (s *Store) pin() (*Tx, error) {
 	ctx, cancel := s.reqCtx()
 	defer cancel()
 	last := s.lastGen.Load()
-	markers := s.lay.markers(last)
+	markers, nested := s.lay.markers(last), s.lay.nestedMarkers(last)
 	var resp *clientv3.TxnResponse
 	// The read is a Txn, which the client never sends twice; it writes
 	// nothing, so an unavailable member (a leader that just died) is
@@ -525,7 +562,9 @@ func (s *Store) pin() (*Tx, error) {
 	err := retryUnavailable(ctx, func() (err error) {
 		resp, err = s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.Value(s.lay.current()), "=", fmt.Sprint(last))).
-			Then(clientv3.OpGet(s.lay.current()), clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithKeysOnly(), clientv3.WithLimit(maxPreloadedTables))).
+			Then(clientv3.OpGet(s.lay.current()),
+				clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithLimit(maxPreloadedTables)),
+				clientv3.OpGet(nested, clientv3.WithRange(prefixEnd(nested)), clientv3.WithLimit(maxPreloadedTables))).
 			Else(clientv3.OpGet(s.lay.current())).
 			Commit()
 		return err
@@ -543,11 +582,11 @@ func (s *Store) pin() (*Tx, error) {
 	}
 	s.lastGen.Store(g)
 	t := &Tx{
-		s:      s,
-		rev:    resp.Header.Revision,
-		gen:    g,
-		tables: map[string]*tableState{},
-		seen:   map[string]int64{},
+		s:    s,
+		rev:  resp.Header.Revision,
+		gen:  g,
+		top:  map[string]*tableState{},
+		seen: map[string]int64{},
 	}
 	if resp.Succeeded {
 		r := resp.Responses[1].GetResponseRange()
@@ -556,11 +595,49 @@ func (s *Store) pin() (*Tx, error) {
 			if err != nil {
 				return nil, err
 			}
-			t.tables[name] = &tableState{name: name, existed: true, exists: true, markerRev: kv.ModRevision, writes: map[string]*write{}}
+			if err := t.newState(nil, name).found(kv.ModRevision, kv.Value); err != nil {
+				return nil, err
+			}
 		}
-		t.allTables = !r.More
+		n := resp.Responses[2].GetResponseRange()
+		if !n.More {
+			// Every nested table, so that no lookup of one needs a
+			// request. A marker whose parent is missing (which Check
+			// reports) is left out.
+			for _, kv := range n.Kvs {
+				path, err := parseNestedMarker(string(kv.Key[len(nested):]))
+				if err != nil {
+					return nil, err
+				}
+				st := t.preloaded(path)
+				if st == nil {
+					continue
+				}
+				if err := st.found(kv.ModRevision, kv.Value); err != nil {
+					return nil, err
+				}
+			}
+		}
+		t.allTop, t.allNested = !r.More, !r.More && !n.More
 	}
 	return t, nil
+}
+
+// preloaded returns the state of the nested table at path, adding a
+// missing one under its parent: nil when the top-level table is missing.
+func (t *Tx) preloaded(path []string) *tableState {
+	st := t.top[path[0]]
+	if st == nil {
+		return nil
+	}
+	for _, name := range path[1:] {
+		c := st.children[name]
+		if c == nil {
+			c = t.newState(st, name)
+		}
+		st = c
+	}
+	return st
 }
 
 // retryUnavailable calls read until it returns anything but
@@ -604,11 +681,21 @@ func (s *Store) Check() error {
 	if len(resp.Kvs) == 0 {
 		errs = append(errs, fmt.Errorf("generation %d is current but %s is missing", t.gen, s.lay.genMarker(t.gen)))
 	}
-	tables := map[string]bool{}
-	err = s.pages(t.rev, s.lay.markers(t.gen), prefixEnd(s.lay.markers(t.gen)), true, func(k, _ []byte, _ int64) error {
-		enc := string(k[len(s.lay.markers(t.gen)):])
-		if _, err := decodeName(enc); err != nil {
+	bad := func(err error) {
+		if len(errs) < maxCheckErrors {
 			errs = append(errs, err)
+		}
+	}
+	// tables holds the encoded path (encodePath) of every table.
+	tables := map[string]bool{}
+	markers := s.lay.markers(t.gen)
+	err = s.pages(t.rev, markers, prefixEnd(markers), false, func(k, v []byte, _ int64) error {
+		enc := string(k[len(markers):])
+		if _, err := decodeName(enc); err != nil {
+			bad(err)
+		}
+		if _, err := parseSeq(v); err != nil {
+			bad(fmt.Errorf("marker %q: %w", k, err))
 		}
 		tables[enc] = true
 		return nil
@@ -616,13 +703,46 @@ func (s *Store) Check() error {
 	if err != nil {
 		return fmt.Errorf("checking store %s: %w", s.name, err)
 	}
-	recs := s.lay.gen(t.gen) + "t/"
+	nested := s.lay.nestedMarkers(t.gen)
+	var parents [][2]string // a nested table's encoded path and its parent's
+	err = s.pages(t.rev, nested, prefixEnd(nested), false, func(k, v []byte, _ int64) error {
+		path, err := parseNestedMarker(string(k[len(nested):]))
+		if err != nil {
+			bad(err)
+			return nil
+		}
+		if _, err := parseSeq(v); err != nil {
+			bad(fmt.Errorf("marker %q: %w", k, err))
+		}
+		enc := encodePath(path)
+		tables[enc] = true
+		parents = append(parents, [2]string{enc, encodePath(path[:len(path)-1])})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checking store %s: %w", s.name, err)
+	}
+	for _, p := range parents {
+		if !tables[p[1]] {
+			bad(fmt.Errorf("nested table %q has no parent table %q", p[0], p[1]))
+		}
+	}
+	recs := s.lay.topRecords(t.gen)
 	err = s.pages(t.rev, recs, prefixEnd(recs), true, func(k, _ []byte, _ int64) error {
 		enc, _, ok := strings.Cut(string(k[len(recs):]), "/")
 		if !ok || !tables[enc] {
-			if len(errs) < maxCheckErrors {
-				errs = append(errs, fmt.Errorf("record %q has no table marker", k))
-			}
+			bad(fmt.Errorf("record %q has no table marker", k))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checking store %s: %w", s.name, err)
+	}
+	recs = s.lay.nestedRecords(t.gen)
+	err = s.pages(t.rev, recs, prefixEnd(recs), true, func(k, _ []byte, _ int64) error {
+		path, _, err := parseNestedRecord(string(k[len(recs):]))
+		if err != nil || !tables[encodePath(path)] {
+			bad(fmt.Errorf("record %q has no table marker", k))
 		}
 		return nil
 	})

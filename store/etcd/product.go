@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +36,17 @@ import (
 //     product's write is never overwritten from a stale read;
 //   - the product writes only tables that exist (the migrator's init and
 //     hooks create them) and never the reserved ones (names starting with
-//     "_").
+//     "_");
+//   - a nested table (bbolt's bucket in a bucket) is addressed by its
+//     path, the top-level table's name first ([Product.GetPath],
+//     [Product.PutPath], [Product.DeletePath]); a write is also fenced on
+//     its key naming no table nested in the table, so the product never
+//     puts a record where a hook made a nested table, nor the reverse;
+//   - [Product.NextSequence] takes a table's next sequence value (bbolt's
+//     Bucket.NextSequence) in a txn fenced on the generation and on the
+//     table's marker, which holds the sequence: a hook's commit that set
+//     the same sequence meanwhile is refused, so no ID is handed out
+//     twice.
 //
 // For example:
 //
@@ -48,6 +60,10 @@ import (
 //	err = p.Put(ctx, "users", []byte("alice"), []byte(`{"role":"admin"}`))
 //	if errors.Is(err, etcd.ErrGenerationChanged) {
 //		// re-read and redo the change on the new generation
+//	}
+//	id, err := p.NextSequence(ctx, "payments", "by-id")
+//	if err == nil {
+//		err = p.PutPath(ctx, []string{"payments", "by-id"}, itob(id), payment)
 //	}
 type Product struct {
 	cli      *clientv3.Client
@@ -146,65 +162,218 @@ func (p *Product) Fence() clientv3.Cmp {
 // Key returns the etcd key of a record of table in the product's
 // generation, for a product that builds its own txns (with Fence).
 func (p *Product) Key(table string, key []byte) string {
-	return p.lay.records(p.gen.Load(), table) + string(key)
+	return p.KeyPath([]string{table}, key)
+}
+
+// KeyPath returns the etcd key of a record of the table at path (a
+// top-level table, then the tables nested in it) in the product's
+// generation, for a product that builds its own txns (with Fence).
+func (p *Product) KeyPath(path []string, key []byte) string {
+	return p.lay.records(p.gen.Load(), path) + string(key)
+}
+
+// MarkerKey returns the etcd key of the marker of the table at path in
+// the product's generation: it exists while the table does, and its value
+// is the table's sequence (empty for 0, else decimal). A product that
+// builds its own txns compares its create revision (> 0) so as to write
+// only into a table that exists.
+func (p *Product) MarkerKey(path ...string) string {
+	return p.lay.marker(p.gen.Load(), path)
 }
 
 // Get returns the value of key in table, or an error wrapping
 // hook.ErrNotFound.
 func (p *Product) Get(ctx context.Context, table string, key []byte) ([]byte, error) {
-	resp, err := p.cli.Get(ctx, p.Key(table, key))
+	return p.GetPath(ctx, []string{table}, key)
+}
+
+// GetPath returns the value of key in the table at path, or an error
+// wrapping hook.ErrNotFound (hook.ErrIsTable when key names a table
+// nested in it).
+func (p *Product) GetPath(ctx context.Context, path []string, key []byte) ([]byte, error) {
+	if len(path) == 0 {
+		return nil, errors.New("getting a record: empty table path")
+	}
+	label := pathLabel(path)
+	g := p.gen.Load()
+	ops := []clientv3.Op{clientv3.OpGet(p.lay.records(g, path) + string(key))}
+	if mayName(key) {
+		ops = append(ops, clientv3.OpGet(p.lay.marker(g, append(path[:len(path):len(path)], string(key))), clientv3.WithKeysOnly()))
+	}
+	resp, err := p.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("table %q: getting key %q: %w", table, truncate(key), err)
+		return nil, fmt.Errorf("table %s: getting key %q: %w", label, truncate(key), err)
 	}
-	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("table %q: key %q: %w", table, truncate(key), hook.ErrNotFound)
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		return kvs[0].Value, nil
 	}
-	return resp.Kvs[0].Value, nil
+	if len(resp.Responses) > 1 && len(resp.Responses[1].GetResponseRange().Kvs) > 0 {
+		return nil, fmt.Errorf("table %s: key %q: %w", label, truncate(key), hook.ErrIsTable)
+	}
+	return nil, fmt.Errorf("table %s: key %q: %w", label, truncate(key), hook.ErrNotFound)
 }
 
 // Put stores value under key in table, fenced on the generation.
 func (p *Product) Put(ctx context.Context, table string, key, value []byte) error {
+	return p.PutPath(ctx, []string{table}, key, value)
+}
+
+// PutPath stores value under key in the table at path, fenced on the
+// generation, on the table's existence and on key naming no table nested
+// in it (hook.ErrIsTable).
+func (p *Product) PutPath(ctx context.Context, path []string, key, value []byte) error {
 	if len(key) == 0 {
-		return fmt.Errorf("table %q: putting an empty key", table)
+		return fmt.Errorf("table %s: putting an empty key", pathLabel(path))
 	}
-	return p.write(ctx, table, key, clientv3.OpPut(p.Key(table, key), string(value)))
+	return p.write(ctx, path, key, func(ek string) clientv3.Op { return clientv3.OpPut(ek, string(value)) })
 }
 
 // Delete removes key from table, fenced on the generation.
 func (p *Product) Delete(ctx context.Context, table string, key []byte) error {
-	return p.write(ctx, table, key, clientv3.OpDelete(p.Key(table, key)))
+	return p.DeletePath(ctx, []string{table}, key)
 }
 
-func (p *Product) write(ctx context.Context, table string, key []byte, op clientv3.Op) error {
-	if err := store.ValidateName(table); err != nil {
+// DeletePath removes key from the table at path, fenced as PutPath.
+func (p *Product) DeletePath(ctx context.Context, path []string, key []byte) error {
+	return p.write(ctx, path, key, func(ek string) clientv3.Op { return clientv3.OpDelete(ek) })
+}
+
+// pathLabel names a table in errors: a top-level table's name quoted, a
+// nested table's path (hook.FormatPath).
+func pathLabel(path []string) string {
+	if len(path) == 1 {
+		return strconv.Quote(path[0])
+	}
+	return hook.FormatPath(path)
+}
+
+// mayName reports whether key can be a table's name.
+func mayName(key []byte) bool { return len(key) > 0 && len(key) <= store.MaxNameLen }
+
+// checkPath refuses a path the product may not write: invalid names, or
+// a table reserved for hookreg.
+func checkPath(path []string) error {
+	if len(path) == 0 {
+		return errors.New("writing: empty table path")
+	}
+	for i := range path {
+		if err := validate(path[:i+1]); err != nil {
+			return err
+		}
+	}
+	if store.IsReserved(path[0]) {
+		return fmt.Errorf("%w %q: reserved for hookreg", store.ErrBadName, path[0])
+	}
+	return nil
+}
+
+func (p *Product) write(ctx context.Context, path []string, key []byte, op func(ek string) clientv3.Op) error {
+	if err := checkPath(path); err != nil {
 		return err
 	}
-	if store.IsReserved(table) {
-		return fmt.Errorf("%w %q: reserved for hookreg", store.ErrBadName, table)
-	}
+	label := pathLabel(path)
 	g := p.gen.Load()
-	marker := p.lay.marker(g, table)
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.Value(p.lay.current()), "=", fmt.Sprint(g)),
+		clientv3.Compare(clientv3.CreateRevision(p.lay.marker(g, path)), ">", 0),
+	}
+	var nested string
+	if mayName(key) {
+		nested = p.lay.marker(g, append(path[:len(path):len(path)], string(key)))
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nested), "=", 0))
+	}
 	resp, err := p.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(p.lay.current()), "=", fmt.Sprint(g)), clientv3.Compare(clientv3.CreateRevision(marker), ">", 0)).
-		Then(op).
+		If(cmps...).
+		Then(op(p.lay.records(g, path) + string(key))).
 		Else(clientv3.OpGet(p.lay.current())).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("table %q: writing key %q: %w", table, truncate(key), err)
+		return fmt.Errorf("table %s: writing key %q: %w", label, truncate(key), err)
 	}
 	if resp.Succeeded {
 		return nil
 	}
+	return p.refused(ctx, g, resp, path, nested, key)
+}
+
+// refused explains a fenced write refused: the generation changed (the
+// product then moves to the new one), the table is missing, or key names
+// a nested table.
+func (p *Product) refused(ctx context.Context, g int64, resp *clientv3.TxnResponse, path []string, nested string, key []byte) error {
+	label := pathLabel(path)
 	cur := resp.Responses[0].GetResponseRange().Kvs
 	if len(cur) > 0 && string(cur[0].Value) == fmt.Sprint(g) {
-		return fmt.Errorf("table %q: %w", table, hook.ErrNoTable)
+		if nested != "" {
+			if r, err := p.cli.Get(ctx, nested, clientv3.WithKeysOnly()); err == nil && len(r.Kvs) > 0 {
+				return fmt.Errorf("table %s: key %q: %w", label, truncate(key), hook.ErrIsTable)
+			}
+		}
+		return fmt.Errorf("table %s: %w", label, hook.ErrNoTable)
 	}
 	if len(cur) > 0 {
 		if ng, err := parseGeneration(cur[0].Value); err == nil {
 			p.switchTo(ng)
 		}
 	}
-	return fmt.Errorf("table %q: writing key %q: %w", table, truncate(key), ErrGenerationChanged)
+	return fmt.Errorf("table %s: writing: %w", label, ErrGenerationChanged)
+}
+
+// NextSequence increments the sequence of the table at path and returns
+// its new value, as a hook's Table.NextSequence does: one txn fenced on
+// the generation that writes the table's marker only if nobody wrote it
+// since it was read (it reads again and retries when another writer took
+// a value meanwhile, until ctx ends). A hook's commit that overlaps it on
+// the same table is refused ([ErrConflict]) and re-run, so no two writers
+// ever get the same value.
+func (p *Product) NextSequence(ctx context.Context, path ...string) (uint64, error) {
+	if err := checkPath(path); err != nil {
+		return 0, err
+	}
+	label := pathLabel(path)
+	for {
+		g := p.gen.Load()
+		marker := p.lay.marker(g, path)
+		r, err := p.cli.Get(ctx, marker)
+		if err != nil {
+			return 0, fmt.Errorf("table %s: next sequence: %w", label, err)
+		}
+		// A missing marker: the txn below fails, and tells whether the
+		// table is missing or the generation changed.
+		var seq uint64
+		var modRev int64
+		if len(r.Kvs) > 0 {
+			if seq, err = parseSeq(r.Kvs[0].Value); err != nil {
+				return 0, fmt.Errorf("table %s: %w", label, err)
+			}
+			modRev = r.Kvs[0].ModRevision
+			if seq == math.MaxUint64 {
+				return 0, fmt.Errorf("table %s: next sequence: the sequence is at its maximum", label)
+			}
+		}
+		resp, err := p.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(p.lay.current()), "=", fmt.Sprint(g)),
+				clientv3.Compare(clientv3.CreateRevision(marker), ">", 0),
+				clientv3.Compare(clientv3.ModRevision(marker), "=", modRev)).
+			Then(clientv3.OpPut(marker, encodeSeq(seq+1))).
+			Else(clientv3.OpGet(p.lay.current()), clientv3.OpGet(marker, clientv3.WithKeysOnly())).
+			Commit()
+		if err != nil {
+			return 0, fmt.Errorf("table %s: next sequence: %w", label, err)
+		}
+		if resp.Succeeded {
+			return seq + 1, nil
+		}
+		cur := resp.Responses[0].GetResponseRange().Kvs
+		exists := len(resp.Responses[1].GetResponseRange().Kvs) > 0
+		if len(cur) > 0 && string(cur[0].Value) == fmt.Sprint(g) && exists {
+			// Another writer took a value: read again.
+			if err := ctx.Err(); err != nil {
+				return 0, fmt.Errorf("table %s: next sequence: %w", label, err)
+			}
+			continue
+		}
+		return 0, p.refused(ctx, g, resp, path, "", nil)
+	}
 }
 
 // Close stops watching.

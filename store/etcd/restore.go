@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
 )
@@ -45,12 +47,12 @@ import (
 // begins until Finish or Abort. Its methods are not safe for concurrent use.
 type Restore struct {
 	s       *Store
-	gen     int64 // the generation being written
-	from    int64 // the current generation when the restore began
-	fromRev int64 // the mod revision of P/current then
-	sums    map[string]*TableSum
-	table   string // the table Put writes into
-	prefix  string // its records' prefix
+	gen     int64                // the generation being written
+	from    int64                // the current generation when the restore began
+	fromRev int64                // the mod revision of P/current then
+	sums    map[string]*restored // by encodePath
+	table   *restored            // the table Put writes into
+	prefix  string               // its records' prefix
 	batch   *request
 	sender  *sender
 	ended   bool
@@ -77,10 +79,17 @@ func IfUnchanged(u *Unchanged) RestoreOption {
 // TableSum sums up the records of one table: their number, the bytes of
 // their keys and values, and a hash of them that does not depend on their
 // order (the sum of the SHA-256 of each record, four 64-bit lanes added
-// separately).
+// separately); and the table's sequence.
 type TableSum struct {
 	Records, Bytes int64
 	Hash           [4]uint64
+	Sequence       uint64
+}
+
+// restored is a table a restore wrote.
+type restored struct {
+	path []string
+	sum  TableSum
 }
 
 func (t *TableSum) add(key, value []byte) {
@@ -151,7 +160,7 @@ func (s *Store) beginRestore(opts []RestoreOption) (*Restore, error) {
 	for _, g := range gens {
 		next = max(next, g+1)
 	}
-	r := &Restore{s: s, gen: next, from: from, fromRev: resp.Kvs[0].ModRevision, sums: map[string]*TableSum{}}
+	r := &Restore{s: s, gen: next, from: from, fromRev: resp.Kvs[0].ModRevision, sums: map[string]*restored{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -201,22 +210,42 @@ func putSize(key, value int) int {
 	return 1 + protowire.SizeBytes(n)
 }
 
-// Table starts table name (reserved names included): it creates it, empty,
-// and makes it the table that Put writes into. Each table may be started
-// once.
+// Table starts the top-level table name (reserved names included): it is
+// TablePath([]string{name}, 0).
 func (r *Restore) Table(name string) error {
+	return r.TablePath([]string{name}, 0)
+}
+
+// TablePath starts the table at path (a top-level table's name, then the
+// names of the tables nested in it down to this one) with the sequence
+// seq: it creates it, empty, and makes it the table that Put writes into.
+// Each table may be started once, and a nested table only after its
+// parent, as an archive orders them.
+func (r *Restore) TablePath(path []string, seq uint64) error {
 	if err := r.usable(); err != nil {
 		return err
 	}
-	if err := store.ValidateName(name); err != nil {
-		return fmt.Errorf("restoring table %q: %w", name, err)
+	if len(path) == 0 {
+		return errors.New("restoring: a table with an empty path")
 	}
-	if _, ok := r.sums[name]; ok {
-		return fmt.Errorf("restoring table %q: the table was restored already", name)
+	label := hook.FormatPath(path)
+	if err := validate(path); err != nil {
+		return fmt.Errorf("restoring table %s: %w", label, err)
 	}
-	r.sums[name] = &TableSum{}
-	r.table, r.prefix = name, r.s.lay.records(r.gen, name)
-	return r.add(reqOp{key: r.s.lay.marker(r.gen, name)}, 0)
+	enc := encodePath(path)
+	if _, ok := r.sums[enc]; ok {
+		return fmt.Errorf("restoring table %s: the table was restored already", label)
+	}
+	if len(path) > 1 {
+		if _, ok := r.sums[encodePath(path[:len(path)-1])]; !ok {
+			return fmt.Errorf("restoring table %s: its parent table was not restored first", label)
+		}
+	}
+	r.table = &restored{path: slices.Clone(path), sum: TableSum{Sequence: seq}}
+	r.sums[enc] = r.table
+	r.prefix = r.s.lay.records(r.gen, path)
+	marker := r.s.lay.marker(r.gen, path)
+	return r.add(reqOp{key: marker, value: []byte(encodeSeq(seq))}, 0)
 }
 
 // Put writes a record into the table started last. Key and value are kept
@@ -225,17 +254,25 @@ func (r *Restore) Put(key, value []byte) error {
 	if err := r.usable(); err != nil {
 		return err
 	}
-	if r.table == "" {
+	if r.table == nil {
 		return errors.New("restoring: a record before any table")
 	}
 	if len(key) == 0 {
-		return fmt.Errorf("restoring table %q: empty key", r.table)
+		return fmt.Errorf("restoring table %s: empty key", r.table.label())
 	}
 	if err := r.add(reqOp{key: r.prefix + string(key), value: value}, len(key)+len(value)); err != nil {
 		return err
 	}
-	r.sums[r.table].add(key, value)
+	r.table.sum.add(key, value)
 	return nil
+}
+
+// label names the table in errors, as tableState.label does.
+func (t *restored) label() string {
+	if len(t.path) == 1 {
+		return strconv.Quote(t.path[0])
+	}
+	return hook.FormatPath(t.path)
 }
 
 func (r *Restore) usable() error {
@@ -271,7 +308,7 @@ func (r *Restore) add(op reqOp, bytes int) error {
 
 func (r *Restore) tooLarge(op reqOp) error {
 	key := []byte(op.key[len(r.prefix):])
-	return r.s.recordTooLarge(r.table, key, len(key)+len(op.value), r.batch.size+putSize(len(op.key), len(op.value)))
+	return r.s.recordTooLarge(r.table.label(), key, len(key)+len(op.value), r.batch.size+putSize(len(op.key), len(op.value)))
 }
 
 // recordTooLarge is the error about a record that no restore batch can
@@ -279,7 +316,7 @@ func (r *Restore) tooLarge(op reqOp) error {
 // ErrTooLarge.
 func (s *Store) recordTooLarge(table string, key []byte, n, size int) error {
 	l := s.limits
-	return fmt.Errorf("table %q, key %q: %w: the record's %d bytes of key and value need a %d-byte request, and the cluster takes %d (--max-request-bytes %d, client send limit %d): raise --max-request-bytes on the cluster (and the store's limits to match), or keep the product's records smaller",
+	return fmt.Errorf("table %s, key %q: %w: the record's %d bytes of key and value need a %d-byte request, and the cluster takes %d (--max-request-bytes %d, client send limit %d): raise --max-request-bytes on the cluster (and the store's limits to match), or keep the product's records smaller",
 		table, truncate(key), ErrTooLarge, n, size, l.requestBytes(s.opts.Username), l.MaxRequestBytes, l.MaxCallSendBytes)
 }
 
@@ -340,31 +377,49 @@ func (s *Store) CheckRecord(table string, key, value []byte) error {
 // the work that depends only on the store done once.
 // It works on a read-only store too, assuming the longest lock key.
 func (s *Store) RecordChecker() func(table string, key, value []byte) error {
-	const widestGen = "9223372036854775807"
+	check := s.PathRecordChecker()
+	var path [1]string
+	return func(table string, key, value []byte) error {
+		path[0] = table
+		return check(path[:], key, value)
+	}
+}
+
+// PathRecordChecker is RecordChecker for a record of the table at path,
+// nested or not.
+func (s *Store) PathRecordChecker() func(path []string, key, value []byte) error {
+	const widestGen = 9223372036854775807
 	lockKey := s.lay.lockPrefix() + "/" + strconv.FormatUint(math.MaxUint64, 16)
 	cmps := []clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(lockKey), "=", math.MaxInt64),
-		clientv3.Compare(clientv3.Value(s.lay.current()), "=", widestGen),
+		clientv3.Compare(clientv3.Value(s.lay.current()), "=", strconv.FormatInt(widestGen, 10)),
 	}
 	base := s.baseSize(cmps)
 	limit := s.limits.requestBytes(s.opts.Username)
-	lastTable, prefix := "", 0
-	return func(table string, key, value []byte) error {
-		if table != lastTable || prefix == 0 {
-			lastTable, prefix = table, len(s.lay.root)+len("/g/"+widestGen+"/t/"+encodeName(table)+"/")
+	var last []string
+	prefix := 0
+	return func(path []string, key, value []byte) error {
+		if prefix == 0 || !slices.Equal(path, last) {
+			last, prefix = append(last[:0], path...), len(s.lay.records(widestGen, path))
 		}
 		if size := base + putSize(prefix+len(key), len(value)); size > limit {
-			return s.recordTooLarge(table, key, len(key)+len(value), size)
+			label := strconv.Quote(path[0])
+			if len(path) > 1 {
+				label = hook.FormatPath(path)
+			}
+			return s.recordTooLarge(label, key, len(key)+len(value), size)
 		}
 		return nil
 	}
 }
 
-// Sums returns what the restore wrote so far, per table.
+// Sums returns what the restore wrote so far, per table, by the table's
+// path as the archive encodes it ([archive.EncodePath]; a top-level table
+// of a plain name by its name).
 func (r *Restore) Sums() map[string]TableSum {
 	out := make(map[string]TableSum, len(r.sums))
-	for name, s := range r.sums {
-		out[name] = *s
+	for _, t := range r.sums {
+		out[archive.EncodePath(t.path)] = t.sum
 	}
 	return out
 }
@@ -436,52 +491,73 @@ func (r *Restore) verify() error {
 		return fmt.Errorf("verifying generation %d: its marker %s is missing", r.gen, s.lay.genMarker(r.gen))
 	}
 	rev := resp.Header.Revision
+	// got holds what the generation holds, by encodePath.
 	got := map[string]*TableSum{}
-	markers := s.lay.markers(r.gen)
-	err = s.pages(rev, markers, prefixEnd(markers), true, func(k, _ []byte, _ int64) error {
-		name, err := decodeName(string(k[len(markers):]))
-		if err != nil {
-			return err
-		}
-		got[name] = &TableSum{}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("verifying generation %d: %w", r.gen, err)
-	}
-	recs := s.lay.gen(r.gen) + "t/"
-	var cur *TableSum
-	curEnc := ""
-	err = s.pages(rev, recs, prefixEnd(recs), false, func(k, v []byte, _ int64) error {
-		enc, key, _ := strings.Cut(string(k[len(recs):]), "/")
-		if enc != curEnc || cur == nil {
-			name, err := decodeName(enc)
+	for _, markers := range []string{s.lay.markers(r.gen), s.lay.nestedMarkers(r.gen)} {
+		nested := markers == s.lay.nestedMarkers(r.gen)
+		err = s.pages(rev, markers, prefixEnd(markers), false, func(k, v []byte, _ int64) error {
+			rest := string(k[len(markers):])
+			var path []string
+			if nested {
+				if path, err = parseNestedMarker(rest); err != nil {
+					return err
+				}
+			} else {
+				name, err := decodeName(rest)
+				if err != nil {
+					return err
+				}
+				path = []string{name}
+			}
+			seq, err := parseSeq(v)
 			if err != nil {
-				return err
+				return fmt.Errorf("marker %q: %w", k, err)
 			}
-			if cur = got[name]; cur == nil {
-				return fmt.Errorf("record %q has no table marker", k)
-			}
-			curEnc = enc
+			got[encodePath(path)] = &TableSum{Sequence: seq}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("verifying generation %d: %w", r.gen, err)
 		}
-		cur.add([]byte(key), v)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("verifying generation %d: %w", r.gen, err)
 	}
-	for _, name := range slices.Sorted(maps.Keys(r.sums)) {
-		want, have := r.sums[name], got[name]
+	for _, recs := range []string{s.lay.topRecords(r.gen), s.lay.nestedRecords(r.gen)} {
+		nested := recs == s.lay.nestedRecords(r.gen)
+		var cur *TableSum
+		curEnc := ""
+		err = s.pages(rev, recs, prefixEnd(recs), false, func(k, v []byte, _ int64) error {
+			sep := "/"
+			if nested {
+				sep = "//"
+			}
+			enc, key, _ := strings.Cut(string(k[len(recs):]), sep)
+			if enc != curEnc || cur == nil {
+				if cur = got[enc]; cur == nil {
+					return fmt.Errorf("record %q has no table marker", k)
+				}
+				curEnc = enc
+			}
+			cur.add([]byte(key), v)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("verifying generation %d: %w", r.gen, err)
+		}
+	}
+	for _, enc := range slices.Sorted(maps.Keys(r.sums)) {
+		want, have := r.sums[enc], got[enc]
+		label := want.label()
 		switch {
 		case have == nil:
-			return fmt.Errorf("verifying generation %d: table %q is missing", r.gen, name)
-		case *have != *want:
-			return fmt.Errorf("verifying generation %d: table %q holds %d records (%d bytes) that differ from the %d records (%d bytes) written", r.gen, name, have.Records, have.Bytes, want.Records, want.Bytes)
+			return fmt.Errorf("verifying generation %d: table %s is missing", r.gen, label)
+		case have.Sequence != want.sum.Sequence:
+			return fmt.Errorf("verifying generation %d: table %s has the sequence %d, not the %d written", r.gen, label, have.Sequence, want.sum.Sequence)
+		case *have != want.sum:
+			return fmt.Errorf("verifying generation %d: table %s holds %d records (%d bytes) that differ from the %d records (%d bytes) written", r.gen, label, have.Records, have.Bytes, want.sum.Records, want.sum.Bytes)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(got)) {
-		if r.sums[name] == nil {
-			return fmt.Errorf("verifying generation %d: table %q was not written", r.gen, name)
+	for _, enc := range slices.Sorted(maps.Keys(got)) {
+		if r.sums[enc] == nil {
+			return fmt.Errorf("verifying generation %d: table %q was not written", r.gen, enc)
 		}
 	}
 	return nil
@@ -526,7 +602,7 @@ func (r *Restore) flip() error {
 			}
 			if len(resp.Responses) > 1 {
 				if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-					return s.lay.changeAt(r.from, kvs[0].Key, kvs[0].ModRevision, r.unchanged.rev, false)
+					return s.lay.changeAt(r.from, kvs[0].Key, kvs[0].ModRevision, r.unchanged.rev, kvs[0].Version, false)
 				}
 			}
 			return fmt.Errorf("switching to generation %d: %w", r.gen, ErrLockLost)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -14,22 +16,29 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
 )
 
-// Tx is a transaction of a [Store]. It implements [store.Tx]; see the
-// package documentation for what a commit checks.
+// Tx is a transaction of a [Store]. It implements [store.Tx] and
+// [store.Walker]; see the package documentation for what a commit checks.
 type Tx struct {
 	s        *Store
 	writable bool
 	rev      int64 // the pinned revision
 	gen      int64
 	closed   bool
-	tables   map[string]*tableState
-	// allTables: tables holds every table of the generation at rev, so
-	// a name missing there has no table.
-	allTables bool
+	// top holds the state of every top-level table the transaction
+	// knows, and states every state of any depth, in creation order.
+	top    map[string]*tableState
+	states []*tableState
+	// allTop: top holds every top-level table of the generation at rev,
+	// so a name missing there has no table; allNested: likewise, the
+	// states hold every nested table.
+	allTop, allNested bool
+	// maxPrefix is the longest record prefix of a nested state.
+	maxPrefix int
 	// seen holds the mod revision at rev (0: absent) of every key Get
 	// read, which the commit checks when the key is written.
 	seen map[string]int64
@@ -46,20 +55,48 @@ type Tx struct {
 var (
 	_ store.Tx     = (*Tx)(nil)
 	_ store.Roomer = (*Tx)(nil)
+	_ store.Walker = (*Tx)(nil)
 )
 
 // tableState is the transaction's view of one table, shared by its
 // handles.
 type tableState struct {
-	name      string
-	existed   bool  // the marker existed at rev
-	markerRev int64 // its mod revision at rev
+	path      []string
+	parent    *tableState // nil for a top-level table
+	existed   bool        // the marker existed at rev
+	markerRev int64       // its mod revision at rev
 	exists    bool
-	cleared   bool // dropped in this transaction: no record of rev counts
-	epoch     int  // incremented by DropTable; older handles are dead
+	cleared   bool   // dropped in this transaction: no record of rev counts
+	epoch     int    // incremented by DropTable; older handles are dead
+	seq0, seq uint64 // the sequence at rev (the marker's value), and now
 	writes    map[string]*write
 	keys      []string // the keys of writes, sorted
 	scan      scanState
+	// children holds the states of the tables nested in this one that
+	// the transaction knows; kids: every one that existed at rev.
+	children map[string]*tableState
+	kids     bool
+	kidsMod  int // incremented when a child is created or dropped
+	// guard is the parent's record key under the table's name, which
+	// the commit checks is still absent when the table is new.
+	guard string
+}
+
+func (st *tableState) name() string { return st.path[len(st.path)-1] }
+
+// label names the table in errors: a top-level table's name quoted, a
+// nested table's path (hook.FormatPath).
+func (st *tableState) label() string {
+	if len(st.path) == 1 {
+		return strconv.Quote(st.path[0])
+	}
+	return hook.FormatPath(st.path)
+}
+
+// markerChanged reports whether the commit writes the table's marker:
+// created, dropped, or its sequence changed.
+func (st *tableState) markerChanged() bool {
+	return st.exists != st.existed || st.exists && st.seq != st.seq0
 }
 
 // scanState is the record a Scan is visiting, so that writing it needs no
@@ -97,30 +134,129 @@ func (t *Tx) check(write bool) error {
 	return nil
 }
 
-// state returns the state of table name, reading its marker at rev the
-// first time.
-func (t *Tx) state(name string) (*tableState, error) {
-	if st := t.tables[name]; st != nil {
+// newState adds the state of a table the transaction did not know, as
+// missing at rev.
+func (t *Tx) newState(parent *tableState, name string) *tableState {
+	st := &tableState{parent: parent, writes: map[string]*write{}}
+	if parent == nil {
+		st.path = []string{name}
+		t.top[name] = st
+	} else {
+		st.path = append(parent.path[:len(parent.path):len(parent.path)], name)
+		if parent.children == nil {
+			parent.children = map[string]*tableState{}
+		}
+		parent.children[name] = st
+		t.maxPrefix = max(t.maxPrefix, len(t.s.lay.records(t.gen, st.path)))
+	}
+	t.states = append(t.states, st)
+	return st
+}
+
+// found records what the marker of st held at rev.
+func (st *tableState) found(modRev int64, value []byte) error {
+	seq, err := parseSeq(value)
+	if err != nil {
+		return fmt.Errorf("table %s: %w", st.label(), err)
+	}
+	st.existed, st.exists, st.markerRev, st.seq0, st.seq = true, true, modRev, seq, seq
+	return nil
+}
+
+// known reports whether the states of the children of parent (nil: the
+// top-level tables) hold every child that existed at rev.
+func (t *Tx) known(parent *tableState) bool {
+	if parent == nil {
+		return t.allTop
+	}
+	return t.allNested || parent.kids || !parent.existed
+}
+
+// child returns the state of table name in parent (nil: a top-level
+// table), reading its marker at rev the first time.
+func (t *Tx) child(parent *tableState, name string) (*tableState, error) {
+	m := t.top
+	if parent != nil {
+		m = parent.children
+	}
+	if st := m[name]; st != nil {
 		return st, nil
 	}
-	if t.allTables {
-		st := &tableState{name: name, writes: map[string]*write{}}
-		t.tables[name] = st
+	known := t.known(parent)
+	st := t.newState(parent, name)
+	if known {
 		return st, nil
 	}
 	ctx, cancel := t.s.reqCtx()
 	defer cancel()
-	resp, err := t.s.cli.Get(ctx, t.s.lay.marker(t.gen, name), clientv3.WithRev(t.rev), clientv3.WithKeysOnly())
+	resp, err := t.s.cli.Get(ctx, t.s.lay.marker(t.gen, st.path), clientv3.WithRev(t.rev))
 	if err != nil {
-		return nil, fmt.Errorf("table %q: %w", name, readError(t.rev, err))
+		return nil, fmt.Errorf("table %s: %w", st.label(), readError(t.rev, err))
 	}
-	st := &tableState{name: name, writes: map[string]*write{}}
 	if len(resp.Kvs) > 0 {
-		st.existed, st.exists, st.markerRev = true, true, resp.Kvs[0].ModRevision
+		if err := st.found(resp.Kvs[0].ModRevision, resp.Kvs[0].Value); err != nil {
+			return nil, err
+		}
 	}
-	t.tables[name] = st
 	return st, nil
 }
+
+// loadKids reads the markers of every table nested in parent at rev into
+// its children, once.
+func (t *Tx) loadKids(parent *tableState) error {
+	if t.known(parent) {
+		return nil
+	}
+	p := t.s.lay.children(t.gen, parent.path)
+	err := t.s.pages(t.rev, p, prefixEnd(p), false, func(k, v []byte, modRev int64) error {
+		name, err := decodeName(string(k[len(p):]))
+		if err != nil {
+			return err
+		}
+		if parent.children[name] != nil {
+			return nil
+		}
+		return t.newState(parent, name).found(modRev, v)
+	})
+	if err != nil {
+		return fmt.Errorf("listing the tables nested in %s: %w", parent.label(), readError(t.rev, err))
+	}
+	parent.kids = true
+	return nil
+}
+
+// kidNames returns the sorted names of the tables nested in parent, as
+// the transaction sees them.
+func (t *Tx) kidNames(parent *tableState) ([]string, error) {
+	if err := t.loadKids(parent); err != nil {
+		return nil, err
+	}
+	var names []string
+	for name, st := range parent.children {
+		if st.exists {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// validate checks a path's last name and the whole path against what a
+// backup can carry.
+func validate(path []string) error {
+	if err := store.ValidateName(path[len(path)-1]); err != nil {
+		return err
+	}
+	if len(path) > 1 {
+		if err := archive.ValidTablePath(path); err != nil {
+			return fmt.Errorf("%w: %w", store.ErrBadName, err)
+		}
+	}
+	return nil
+}
+
+// handle returns a handle of the table of st.
+func (t *Tx) handle(st *tableState) *table { return &table{tx: t, st: st, epoch: st.epoch} }
 
 // Table implements [store.Tx].
 func (t *Tx) Table(name string) (store.Table, error) {
@@ -130,14 +266,14 @@ func (t *Tx) Table(name string) (store.Table, error) {
 	if err := store.ValidateName(name); err != nil {
 		return nil, err
 	}
-	st, err := t.state(name)
+	st, err := t.child(nil, name)
 	if err != nil {
 		return nil, err
 	}
 	if !st.exists {
 		return nil, fmt.Errorf("table %q: %w", name, hook.ErrNoTable)
 	}
-	return &table{tx: t, st: st, epoch: st.epoch}, nil
+	return t.handle(st), nil
 }
 
 // CreateTable implements [store.Tx].
@@ -148,15 +284,16 @@ func (t *Tx) CreateTable(name string) (store.Table, error) {
 	if err := store.ValidateName(name); err != nil {
 		return nil, err
 	}
-	st, err := t.state(name)
+	st, err := t.child(nil, name)
 	if err != nil {
 		return nil, err
 	}
 	st.exists = true
-	return &table{tx: t, st: st, epoch: st.epoch}, nil
+	return t.handle(st), nil
 }
 
-// DropTable implements [store.Tx].
+// DropTable implements [store.Tx]. A table that holds nested tables or a
+// non-zero sequence is refused ([hook.ErrNotFlat]).
 func (t *Tx) DropTable(name string) error {
 	if err := t.check(true); err != nil {
 		return err
@@ -164,12 +301,28 @@ func (t *Tx) DropTable(name string) error {
 	if err := store.ValidateName(name); err != nil {
 		return err
 	}
-	st, err := t.state(name)
+	st, err := t.child(nil, name)
 	if err != nil {
 		return err
 	}
+	return t.drop(st)
+}
+
+// drop drops the table of st, if it exists and is flat.
+func (t *Tx) drop(st *tableState) error {
 	if !st.exists {
 		return nil
+	}
+	nested, err := t.kidNames(st)
+	if err != nil {
+		return err
+	}
+	if len(nested) > 0 || st.seq != 0 {
+		q := make([]string, 0, 3)
+		for _, n := range nested[:min(len(nested), 3)] {
+			q = append(q, strconv.Quote(n))
+		}
+		return fmt.Errorf("dropping table %s: %w: nested tables %s..., sequence %d; drop or copy them first, or drop everything with hook.DropTree", st.label(), hook.ErrNotFlat, strings.Join(q, ", "), st.seq)
 	}
 	for k, w := range st.writes {
 		t.nwrites--
@@ -180,6 +333,10 @@ func (t *Tx) DropTable(name string) error {
 	st.cleared = st.cleared || st.existed
 	st.writes, st.keys = map[string]*write{}, nil
 	st.epoch++
+	st.guard = ""
+	if st.parent != nil {
+		st.parent.kidsMod++
+	}
 	return nil
 }
 
@@ -189,7 +346,7 @@ func (t *Tx) Tables() ([]string, error) {
 		return nil, err
 	}
 	names := map[string]bool{}
-	if !t.allTables {
+	if !t.allTop {
 		markers := t.s.lay.markers(t.gen)
 		err := t.s.pages(t.rev, markers, prefixEnd(markers), true, func(k, _ []byte, _ int64) error {
 			name, err := decodeName(string(k[len(markers):]))
@@ -203,7 +360,7 @@ func (t *Tx) Tables() ([]string, error) {
 			return nil, fmt.Errorf("listing tables: %w", err)
 		}
 	}
-	for name, st := range t.tables {
+	for name, st := range t.top {
 		if st.exists {
 			names[name] = true
 		} else {
@@ -228,7 +385,10 @@ func (t *Tx) Room() (writes, bytes int) {
 	l := t.s.limits
 	cmps, ops, size, perWrite := t.need()
 	writes = (l.MaxTxnOps - max(cmps, ops)) / perWrite
-	next := 3 * (len(t.s.lay.records(t.gen, "")) + 3*store.MaxNameLen + elemBytes)
+	// The next write's key has the record prefix of a table the
+	// transaction knows: a top-level one's, or the longest nested one's.
+	prefix := max(len(t.s.lay.topRecords(t.gen))+3*store.MaxNameLen+1, t.maxPrefix)
+	next := 3 * (prefix + elemBytes)
 	bytes = l.requestBytes(t.s.opts.Username) - size - next
 	return max(writes, 0), max(bytes, 0)
 }
@@ -236,6 +396,9 @@ func (t *Tx) Room() (writes, bytes int) {
 // elemBytes bounds the encoding of one compare or operation of a txn
 // request besides its keys and value: tags, lengths and a revision.
 const elemBytes = 32
+
+// seqBytes bounds the value of a marker (encodeSeq).
+const seqBytes = 20
 
 // need bounds from above the compares, operations and request bytes the
 // commit's txn needs (plan builds it exactly), and returns the operations
@@ -245,12 +408,17 @@ func (t *Tx) need() (cmps, ops, size, perWrite int) {
 	cmps, ops = 2+len(t.metaReads), 1
 	size = 5*(root+tagWidth+elemBytes) + t.wcost + t.rcost
 	perWrite = 1
-	for _, st := range t.tables {
+	for _, st := range t.states {
 		n := len(st.writes)
-		prefix := len(t.s.lay.records(t.gen, st.name))
-		if st.cleared || st.exists != st.existed {
+		prefix := len(t.s.lay.records(t.gen, st.path))
+		if st.cleared || st.markerChanged() {
+			// The marker's key is as long as the records' prefix.
 			cmps, ops = cmps+1, ops+1
-			size += 2 * (prefix + elemBytes)
+			size += 2*(prefix+elemBytes) + seqBytes
+		}
+		if st.guard != "" && st.exists && !st.existed {
+			cmps++
+			size += len(st.guard) + elemBytes
 		}
 		if st.cleared {
 			cmps, ops = cmps+1, ops+2*n+1
@@ -261,6 +429,18 @@ func (t *Tx) need() (cmps, ops, size, perWrite int) {
 		cmps, ops = cmps+n, ops+n
 	}
 	return cmps, ops, size, perWrite
+}
+
+// fitsNeed refuses a transaction whose commit would not fit the limits
+// by need's bound: a write that adds no record (a table, a sequence)
+// undoes itself when it fails.
+func (t *Tx) fitsNeed() error {
+	l := t.s.limits
+	cmps, ops, size, _ := t.need()
+	if cmps > l.MaxTxnOps || ops > l.MaxTxnOps || size > l.requestBytes(t.s.opts.Username) {
+		return &LimitError{Writes: t.nwrites, Bytes: t.wbytes, Limits: l}
+	}
+	return nil
 }
 
 // Commit implements [store.Tx]: the writes, all or none, in one etcd txn.
@@ -297,8 +477,8 @@ func (t *Tx) Rollback() error {
 }
 
 func (t *Tx) dirty() bool {
-	for _, st := range t.tables {
-		if st.cleared || st.exists != st.existed || len(st.writes) > 0 {
+	for _, st := range t.states {
+		if st.cleared || st.markerChanged() || len(st.writes) > 0 {
 			return true
 		}
 	}
@@ -320,14 +500,41 @@ type table struct {
 	epoch int
 }
 
-func (tb *table) Name() string { return tb.st.name }
+func (tb *table) Name() string { return tb.st.name() }
+
+// Path implements [hook.Table].
+func (tb *table) Path() []string { return slices.Clone(tb.st.path) }
 
 func (tb *table) check(write bool) error {
 	if err := tb.tx.check(write); err != nil {
-		return fmt.Errorf("table %q: %w", tb.st.name, err)
+		return fmt.Errorf("table %s: %w", tb.st.label(), err)
 	}
 	if tb.epoch != tb.st.epoch || !tb.st.exists {
-		return fmt.Errorf("table %q was dropped: %w", tb.st.name, hook.ErrNoTable)
+		return fmt.Errorf("table %s was dropped: %w", tb.st.label(), hook.ErrNoTable)
+	}
+	return nil
+}
+
+// isTable reports whether key names a table nested in the table: Get,
+// Put and Delete refuse it (hook.ErrIsTable).
+func (tb *table) isTable(key []byte) (bool, error) {
+	if len(key) == 0 || len(key) > store.MaxNameLen {
+		return false, nil // no table has that name
+	}
+	if err := tb.tx.loadKids(tb.st); err != nil {
+		return false, err
+	}
+	c := tb.st.children[string(key)]
+	return c != nil && c.exists, nil
+}
+
+func (tb *table) refuseTable(key []byte) error {
+	is, err := tb.isTable(key)
+	if err != nil {
+		return err
+	}
+	if is {
+		return fmt.Errorf("table %s: key %q: %w (open it with Table, drop it with DropTable)", tb.st.label(), truncate(key), hook.ErrIsTable)
 	}
 	return nil
 }
@@ -337,38 +544,57 @@ func (tb *table) Get(key []byte) ([]byte, error) {
 	if err := tb.check(false); err != nil {
 		return nil, err
 	}
+	if err := tb.refuseTable(key); err != nil {
+		return nil, err
+	}
+	v, ok, err := tb.get(key)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("table %s: key %q: %w", tb.st.label(), truncate(key), hook.ErrNotFound)
+	}
+	return v, nil
+}
+
+// get reads the record key as the transaction sees it.
+func (tb *table) get(key []byte) ([]byte, bool, error) {
 	if w := tb.st.writes[string(key)]; w != nil {
 		if w.del {
-			return nil, fmt.Errorf("table %q: key %q: %w", tb.st.name, truncate(key), hook.ErrNotFound)
+			return nil, false, nil
 		}
-		return bytes.Clone(w.value), nil
+		return bytes.Clone(w.value), true, nil
 	}
-	if tb.st.cleared || len(key) == 0 {
-		return nil, fmt.Errorf("table %q: key %q: %w", tb.st.name, truncate(key), hook.ErrNotFound)
+	if tb.st.cleared || !tb.st.existed || len(key) == 0 {
+		return nil, false, nil
 	}
 	t := tb.tx
-	ek := t.s.lay.records(t.gen, tb.st.name) + string(key)
+	ek := t.s.lay.records(t.gen, tb.st.path) + string(key)
 	ctx, cancel := t.s.reqCtx()
 	defer cancel()
 	resp, err := t.s.cli.Get(ctx, ek, clientv3.WithRev(t.rev))
 	if err != nil {
-		return nil, fmt.Errorf("table %q: getting key %q: %w", tb.st.name, truncate(key), readError(t.rev, err))
+		return nil, false, fmt.Errorf("table %s: getting key %q: %w", tb.st.label(), truncate(key), readError(t.rev, err))
 	}
 	var modRev int64
 	if len(resp.Kvs) > 0 {
 		modRev = resp.Kvs[0].ModRevision
 	}
 	if t.writable {
-		if _, ok := t.seen[ek]; !ok && tb.st.name == store.MetaTable {
+		if _, ok := t.seen[ek]; !ok && len(tb.st.path) == 1 && tb.st.path[0] == store.MetaTable {
 			t.metaReads = append(t.metaReads, ek)
 			t.rcost += len(ek) + elemBytes
 		}
 		t.seen[ek] = modRev
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("table %q: key %q: %w", tb.st.name, truncate(key), hook.ErrNotFound)
+		return nil, false, nil
 	}
-	return resp.Kvs[0].Value, nil
+	v := resp.Kvs[0].Value
+	if v == nil {
+		v = []byte{}
+	}
+	return v, true, nil
 }
 
 // Put implements [hook.Table].
@@ -377,10 +603,13 @@ func (tb *table) Put(key, value []byte) error {
 		return err
 	}
 	if len(key) == 0 {
-		return fmt.Errorf("table %q: putting an empty key", tb.st.name)
+		return fmt.Errorf("table %s: putting an empty key", tb.st.label())
 	}
 	if value == nil {
-		value = []byte{}
+		return fmt.Errorf("table %s: putting key %q: a nil value (a nested table, as Scan shows one; store an empty record as []byte{})", tb.st.label(), truncate(key))
+	}
+	if err := tb.refuseTable(key); err != nil {
+		return err
 	}
 	return tb.write(key, bytes.Clone(value), false)
 }
@@ -393,7 +622,10 @@ func (tb *table) Delete(key []byte) error {
 	if len(key) == 0 {
 		return nil
 	}
-	if tb.st.cleared && tb.st.writes[string(key)] == nil {
+	if err := tb.refuseTable(key); err != nil {
+		return err
+	}
+	if (tb.st.cleared || !tb.st.existed) && tb.st.writes[string(key)] == nil {
 		return nil // nothing of the snapshot is left to delete
 	}
 	return tb.write(key, nil, true)
@@ -405,10 +637,10 @@ func (tb *table) write(key, value []byte, del bool) error {
 	w := st.writes[k]
 	if w == nil {
 		if err := t.fitsOneMore(len(k) + len(value)); err != nil {
-			return fmt.Errorf("table %q: writing key %q: %w", st.name, truncate(key), err)
+			return fmt.Errorf("table %s: writing key %q: %w", st.label(), truncate(key), err)
 		}
 		w = &write{}
-		ek := t.s.lay.records(t.gen, st.name) + k
+		ek := t.s.lay.records(t.gen, st.path) + k
 		w.cost = 2 * (len(ek) + elemBytes) // a compare and an operation
 		if st.cleared {
 			w.cost = len(ek) + elemBytes + 2*len(ek) + 1 + elemBytes // a put and the range delete before it
@@ -444,21 +676,29 @@ func (tb *table) write(key, value []byte, del bool) error {
 }
 
 // Scan implements [hook.Table]: the snapshot at rev, page by page, merged
-// in key order with the transaction's writes.
+// in key order with the transaction's writes and with the nested tables
+// (a nil value each).
 func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
+	return tb.scan(start, true, fn)
+}
+
+// scan is Scan, without the nested tables when tables is false.
+func (tb *table) scan(start []byte, tables bool, fn func(key, value []byte) error) error {
 	if err := tb.check(false); err != nil {
 		return err
 	}
 	t, st := tb.tx, tb.st
-	prefix := t.s.lay.records(t.gen, st.name)
+	prefix := t.s.lay.records(t.gen, st.path)
 	end := prefixEnd(prefix)
 	pos := string(start)
 	var page []*kv
-	more := !st.cleared // the snapshot may hold keys at or after pos
+	more := !st.cleared && st.existed // the snapshot may hold keys at or after pos
 	r := t.newRangeReader(prefix+pos, end, len(prefix))
 	defer r.close()
 	outer := st.scan
 	defer func() { st.scan = outer }()
+	var kids []string // the nested tables' names, as of kidsMod
+	kidsMod := -1
 	for {
 		// The next snapshot record at or after pos.
 		for len(page) > 0 && page[0].key < pos {
@@ -467,9 +707,26 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 		if len(page) == 0 && more {
 			var err error
 			if page, more, err = r.next(prefix + pos); err != nil {
-				return fmt.Errorf("table %q: %w", st.name, err)
+				return fmt.Errorf("table %s: %w", st.label(), err)
 			}
 			continue
+		}
+		// The next nested table at or after pos.
+		kid := ""
+		if tables {
+			if kidsMod != st.kidsMod || kids == nil {
+				var err error
+				if kids, err = t.kidNames(st); err != nil {
+					return err
+				}
+				if kids == nil {
+					kids = []string{}
+				}
+				kidsMod = st.kidsMod
+			}
+			if i, _ := slices.BinarySearch(kids, pos); i < len(kids) {
+				kid = kids[i]
+			}
 		}
 		// The next write at or after pos.
 		var ow *write
@@ -481,6 +738,8 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 		var value []byte
 		var modRev int64
 		switch {
+		case kid != "" && (ow == nil || kid <= ok) && (len(page) == 0 || kid <= page[0].key):
+			key, value = kid, nil
 		case ow != nil && (len(page) == 0 || ok <= page[0].key):
 			key = ok
 			if ow.del {
@@ -490,10 +749,13 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 			value, modRev = ow.value, ow.modRev
 		case len(page) > 0:
 			key, value, modRev = page[0].key, page[0].value, page[0].modRev
+			if value == nil {
+				value = empty
+			}
 		default:
 			return nil
 		}
-		st.scan = scanState{key: key, modRev: modRev, on: true}
+		st.scan = scanState{key: key, modRev: modRev, on: value != nil}
 		err := fn([]byte(key), value)
 		st.scan = outer
 		if errors.Is(err, hook.ErrStop) {
@@ -508,6 +770,10 @@ func (tb *table) Scan(start []byte, fn func(key, value []byte) error) error {
 		pos = key + "\x00"
 	}
 }
+
+// empty is the value Scan gives an empty record: not nil, which means a
+// nested table.
+var empty = []byte{}
 
 type kv struct {
 	key    string

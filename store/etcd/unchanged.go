@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -26,23 +27,33 @@ type ChangedError struct {
 	Since int64
 	// Revision is the revision of the change.
 	Revision int64
-	// Table is the table changed; Key the record, or nil when the table
-	// itself was created or dropped.
+	// Table is the table changed (a nested table's path as
+	// hook.FormatPath gives it); Key the record, or nil when the table
+	// itself was created, dropped, or its sequence written.
 	Table string
 	Key   []byte
+	// Path is the path of the table changed.
+	Path []string
 	// Deleted reports a delete (of the record, or of the table).
 	Deleted bool
+	// Sequence reports a write of the sequence of a table that existed.
+	Sequence bool
 }
 
 func (e *ChangedError) Error() string {
 	what, how := fmt.Sprintf("table %q", e.Table), "written"
+	if len(e.Path) > 1 {
+		what = "table " + e.Table
+	}
 	switch {
 	case e.Key != nil && e.Deleted:
-		what, how = fmt.Sprintf("table %q, key %q", e.Table, truncate(e.Key)), "deleted"
+		what, how = fmt.Sprintf("%s, key %q", what, truncate(e.Key)), "deleted"
 	case e.Key != nil:
-		what = fmt.Sprintf("table %q, key %q", e.Table, truncate(e.Key))
+		what = fmt.Sprintf("%s, key %q", what, truncate(e.Key))
 	case e.Deleted:
 		how = "dropped"
+	case e.Sequence:
+		what = "the sequence of " + what
 	default:
 		how = "created"
 	}
@@ -51,19 +62,38 @@ func (e *ChangedError) Error() string {
 
 func (e *ChangedError) Unwrap() error { return ErrChanged }
 
-// changeAt describes the key k of generation g, changed at rev.
-func (l layout) changeAt(g int64, k []byte, rev, since int64, deleted bool) *ChangedError {
+// changeAt describes the key k of generation g, changed at rev; version
+// is the key's version after the change (1: created).
+func (l layout) changeAt(g int64, k []byte, rev, since, version int64, deleted bool) *ChangedError {
 	e := &ChangedError{Since: since, Revision: rev, Deleted: deleted, Table: string(k)}
 	rest := strings.TrimPrefix(string(k), l.gen(g))
-	if enc, ok := strings.CutPrefix(rest, "m/"); ok {
-		if name, err := decodeName(enc); err == nil {
-			e.Table = name
+	var path []string
+	switch {
+	case strings.HasPrefix(rest, "m/"):
+		if name, err := decodeName(rest[len("m/"):]); err == nil {
+			path = []string{name}
 		}
-		return e
+		e.Sequence = !deleted && version > 1
+	case strings.HasPrefix(rest, "nm/"):
+		path, _ = parseNestedMarker(rest[len("nm/"):])
+		e.Sequence = !deleted && version > 1
+	case strings.HasPrefix(rest, "t/"):
+		if enc, key, ok := strings.Cut(rest[len("t/"):], "/"); ok {
+			if name, err := decodeName(enc); err == nil {
+				path, e.Key = []string{name}, []byte(key)
+			}
+		}
+	case strings.HasPrefix(rest, "n/"):
+		var key string
+		var err error
+		if path, key, err = parseNestedRecord(rest[len("n/"):]); err == nil {
+			e.Key = []byte(key)
+		}
 	}
-	if enc, key, ok := strings.Cut(strings.TrimPrefix(rest, "t/"), "/"); ok {
-		if name, err := decodeName(enc); err == nil {
-			e.Table, e.Key = name, []byte(key)
+	if path != nil {
+		e.Path, e.Table = path, path[0]
+		if len(path) > 1 {
+			e.Table = hook.FormatPath(path)
 		}
 	}
 	return e
@@ -161,7 +191,7 @@ func (u *Unchanged) follow(wch clientv3.WatchChan) {
 		}
 		for _, ev := range resp.Events {
 			if u.changed == nil {
-				u.changed = u.s.lay.changeAt(u.gen, ev.Kv.Key, ev.Kv.ModRevision, u.rev, ev.Type == clientv3.EventTypeDelete)
+				u.changed = u.s.lay.changeAt(u.gen, ev.Kv.Key, ev.Kv.ModRevision, u.rev, ev.Kv.Version, ev.Type == clientv3.EventTypeDelete)
 			}
 		}
 		if resp.IsProgressNotify() {
