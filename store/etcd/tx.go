@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -317,12 +316,8 @@ func (t *Tx) drop(st *tableState) error {
 	if err != nil {
 		return err
 	}
-	if len(nested) > 0 || st.seq != 0 {
-		q := make([]string, 0, 3)
-		for _, n := range nested[:min(len(nested), 3)] {
-			q = append(q, strconv.Quote(n))
-		}
-		return fmt.Errorf("dropping table %s: %w: nested tables %s..., sequence %d; drop or copy them first, or drop everything with hook.DropTree", st.label(), hook.ErrNotFlat, strings.Join(q, ", "), st.seq)
+	if err := store.NotFlat(nested, st.seq); err != nil {
+		return fmt.Errorf("dropping table %s: %w", st.label(), err)
 	}
 	for k, w := range st.writes {
 		t.nwrites--
