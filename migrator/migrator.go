@@ -81,6 +81,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/hookreg/hookreg/hook"
@@ -200,8 +201,14 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 	}
 	if req, ok := childRequest(); ok {
 		// The process exists for the child alone: nothing of the
-		// product's main after Main runs in it.
-		err := runChild(e, req)
+		// product's main after Main runs in it. Only an offline
+		// upgrade re-executes itself as a child, with its own args.
+		var err error
+		if isOfflineUpgrade(args) {
+			err = runChild(e, req)
+		} else {
+			err = envErrorf("$%s is set on %q, which is not an offline upgrade: it is for the child process that \"upgrade --offline\" starts itself; unset it", childEnv, strings.Join(args, " "))
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		}

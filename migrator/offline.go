@@ -3,6 +3,10 @@ package migrator
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,7 +124,12 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	}
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
-	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch})
+	token := make([]byte, childTokenLen)
+	if _, err := rand.Read(token); err != nil {
+		return res, envErrorf("making the child's token: %w", err)
+	}
+	sum := sha256.Sum256(token)
+	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch, TokenSHA256: hex.EncodeToString(sum[:])})
 	if err != nil {
 		return res, err
 	}
@@ -140,6 +149,11 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	childErr := &tailBuffer{max: 16 << 10}
 	cmd.Stderr = childErr
 	runErr := cmd.Start()
+	if runErr == nil {
+		// The token goes to the child on its standard input, never in
+		// its environment: a copy of the environment is not a child.
+		_, runErr = stdin.Write(token)
+	}
 	if runErr == nil {
 		failpoint.Inject("offline.child-running")
 		stopFollow := followReport(report, e.progress)
@@ -351,6 +365,52 @@ type childOptions struct {
 	// RegistryDigest is the parent's registry digest.
 	RegistryDigest      string `json:"registry_digest"`
 	AllowDigestMismatch bool   `json:"allow_digest_mismatch,omitempty"`
+	// TokenSHA256 is the hex SHA-256 of the token that the parent writes
+	// first on the child's standard input: only a process the migrator
+	// started itself has it.
+	TokenSHA256 string `json:"token_sha256"`
+}
+
+// childTokenLen is the length of the child's token in bytes.
+const childTokenLen = 32
+
+// childTokenWait bounds the child's wait for its token.
+const childTokenWait = 10 * time.Second
+
+// isOfflineUpgrade reports whether args are those of an offline upgrade,
+// the only command whose process a parent re-executes as its child.
+func isOfflineUpgrade(args []string) bool {
+	if len(args) == 0 || args[0] != "upgrade" {
+		return false
+	}
+	for _, a := range args[1:] {
+		switch strings.TrimLeft(a, "-") {
+		case "offline", "offline=true":
+			return len(a) > 0 && a[0] == '-'
+		}
+	}
+	return false
+}
+
+// readToken reads the child's token from r, the standard input the parent
+// holds, waiting at most childTokenWait.
+func readToken(r io.Reader) ([]byte, error) {
+	type result struct {
+		token []byte
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		token := make([]byte, childTokenLen)
+		_, err := io.ReadFull(r, token)
+		ch <- result{token, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.token, res.err
+	case <-time.After(childTokenWait):
+		return nil, fmt.Errorf("no token on standard input within %s", childTokenWait)
+	}
 }
 
 // childRequest returns the request of the parent when this process is the
@@ -372,15 +432,40 @@ func runChild(e *env, req string) error {
 	if err := dec.Decode(&o); err != nil {
 		return envErrorf("the offline upgrade's child process: bad request in $%s: %w", childEnv, err)
 	}
-	if o.In == "" || o.Out == "" || o.Work == "" || o.Report == "" {
-		return envErrorf("the offline upgrade's child process: $%s lacks in, out, work or report", childEnv)
+	if o.In == "" || o.Out == "" || o.Work == "" || o.Report == "" || o.TokenSHA256 == "" {
+		return envErrorf("the offline upgrade's child process: $%s lacks in, out, work, report or token_sha256", childEnv)
+	}
+	for _, p := range []string{o.Out, o.Report} {
+		if filepath.Dir(p) != filepath.Clean(o.Work) {
+			return envErrorf("the offline upgrade's child process: %s is not in its private directory %s", p, o.Work)
+		}
 	}
 	return o.Run(e)
+}
+
+// checkToken refuses a child whose standard input does not start with the
+// token of the request: a process started with $HOOKREG_OFFLINE_CHILD by
+// anything but its parent migrator.
+func (o *childOptions) checkToken(stdin io.Reader) error {
+	token, err := readToken(stdin)
+	if err == nil {
+		sum := sha256.Sum256(token)
+		if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(o.TokenSHA256)) != 1 {
+			err = errors.New("the token on standard input does not match the request")
+		}
+	}
+	if err != nil {
+		return envErrorf("$%s is set, but this process was not started by an offline upgrade (%v): unset it", childEnv, err)
+	}
+	return nil
 }
 
 func (o *childOptions) Run(e *env) error {
 	work, err := privateDir(o.Work, o.Report)
 	if err != nil {
+		return err
+	}
+	if err := o.checkToken(e.stdin); err != nil {
 		return err
 	}
 	rep, err := os.OpenFile(o.Report, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -339,21 +339,58 @@ func TestOfflineChildPrivateDir(t *testing.T) {
 	os.Mkdir(named, 0o755)
 	os.WriteFile(filepath.Join(named, "keep"), []byte("keep"), 0o644)
 	os.Symlink("shared", filepath.Join(dir, ".out.offline-2"))
-	// The child is the program started with HOOKREG_OFFLINE_CHILD set,
-	// whatever its arguments.
+	// The child is the program started with HOOKREG_OFFLINE_CHILD set and
+	// the arguments of an offline upgrade.
 	child := func(work string) []string {
-		req, err := json.Marshal(map[string]string{"in": in, "out": filepath.Join(work, "result.tar.zst"), "work": work,
-			"report": filepath.Join(work, "report.jsonl"), "registry_digest": generated.Registry.Digest})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []string{"env:HOOKREG_OFFLINE_CHILD=" + string(req), "version"}
+		return childArgs(t, in, work, filepath.Join(work, "result.tar.zst"), "upgrade", "--offline", "--in", in, "--out", filepath.Join(dir, "out.tar.zst"))
 	}
 	checkRefusals(t, dir, []refusal{
 		{"a shared directory", child(shared), 2, "is not named .NAME.offline-*"},
 		{"a readable directory", child(named), 2, "has mode 0755, not 0700"},
 		{"a link", child(filepath.Join(dir, ".out.offline-2")), 2, "is not a directory"},
 	})
+}
+
+// childArgs returns the arguments that run the migrator with a child
+// request for in, work and out in its environment, then args.
+func childArgs(t *testing.T, in, work, out string, args ...string) []string {
+	t.Helper()
+	req, err := json.Marshal(map[string]string{"in": in, "out": out, "work": work,
+		"report": filepath.Join(work, "report.jsonl"), "registry_digest": generated.Registry.Digest,
+		"token_sha256": strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"env:HOOKREG_OFFLINE_CHILD=" + string(req)}, args...)
+}
+
+// TestOfflineChildTrust: only a process that an offline upgrade started
+// acts as its child. $HOOKREG_OFFLINE_CHILD on any other command is
+// refused without doing anything (an online upgrade does not exit 0 having
+// done nothing); a request whose output is outside its private directory
+// is refused; and a process without the parent's token on its standard
+// input (a copy of the child's environment) is refused before it writes
+// or removes anything, its private directory included.
+func TestOfflineChildTrust(t *testing.T) {
+	dir := t.TempDir()
+	in := fixtures(t)[0]
+	db := filepath.Join(dir, "broker.db")
+	buildStore(t, db, "4.4.0", example.Small)
+	work := filepath.Join(dir, ".out.offline-1")
+	os.Mkdir(work, 0o700)
+	os.WriteFile(filepath.Join(work, "keep"), []byte("keep"), 0o600)
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("precious"), 0o644)
+	offline := []string{"upgrade", "--offline", "--in", in, "--out", filepath.Join(dir, "out.tar.zst")}
+	checkRefusals(t, dir, []refusal{
+		{"on version", childArgs(t, in, work, filepath.Join(work, "r.tar.zst"), "version"), 2, "which is not an offline upgrade"},
+		{"on an online upgrade", childArgs(t, in, work, filepath.Join(work, "r.tar.zst"), "upgrade", "--online", "--store", db), 2, "which is not an offline upgrade"},
+		{"an output outside", childArgs(t, in, work, victim, offline...), 2, "is not in its private directory"},
+		{"no token", childArgs(t, in, work, filepath.Join(work, "r.tar.zst"), offline...), 2, "was not started by an offline upgrade"},
+	})
+	if m := metadataOfStore(t, db); m.DataVersion != "4.4.0" {
+		t.Errorf("the store was upgraded to %s", m.DataVersion)
+	}
 }
 
 // metadataOfStore reads the upgrade metadata of the store at path.
