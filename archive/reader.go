@@ -173,7 +173,7 @@ type reader struct {
 	tables  int64
 	total   int64
 	read3   int64 // bytes of the table stream read
-	ended   bool // the table stream ended
+	ended   bool  // the table stream ended
 }
 
 // openRead is an open table of a format 3 stream.

@@ -68,14 +68,14 @@ type Writer struct {
 	// the stream; lastKey is the current table's last entry (a record's
 	// key or a nested table's name; at the top, the last top-level
 	// table's name), hasLast whether it has one.
-	v3       bool
-	open     []openTable
-	path     []string
-	hasLast  bool
-	decl     []TableInfo // the tables the caller declared, if any
-	tables   int64 // tables started
-	total    int64 // records written
-	data     int64 // bytes of the stream
+	v3      bool
+	open    []openTable
+	path    []string
+	hasLast bool
+	decl    []TableInfo // the tables the caller declared, if any
+	tables  int64       // tables started
+	total   int64       // records written
+	data    int64       // bytes of the stream
 
 	sums bytes.Buffer // written by the worker
 	err  error
