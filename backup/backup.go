@@ -122,7 +122,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if sp != nil {
 		defer sp.close()
 	}
-	tables, configInStore, err := countTables(tx, sp)
+	totals, configInStore, err := countTables(tx, sp)
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
@@ -130,11 +130,8 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if err := failpoint.Inject("backup.counted"); err != nil {
 		return nil, err
 	}
-	m.Tables = tables
-	var total int64
-	for _, t := range tables {
-		total += t.Records
-	}
+	totals.Set(&m)
+	total := m.RecordCount
 	var cfg configSource
 	switch {
 	case configInStore && opts.ConfigDir != "":
@@ -161,7 +158,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	defer aw.Abort()
 	prog := newProgress(opts.Progress, "backup", total)
 	if sp != nil {
-		err = sp.copyTo(tables, aw, prog)
+		err = sp.copyTo(aw, prog)
 	} else {
 		err = copyTables(tx, aw, prog)
 	}
@@ -312,18 +309,52 @@ func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
 	return out
 }
 
-// walkTables visits every table of tx at every depth with store.Walker,
-// or the top-level tables of a store whose transactions do not nest.
-func walkTables(tx store.Tx, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
+// walkTables visits every table of tx at every depth, in the order of a
+// format 3 archive: with store.TreeWalker (bbolt), in the store's own
+// order; with store.Walker, whose tables come in path order, each table's
+// records before the tables nested in it; otherwise the top-level tables.
+// end is called when a table ends, after the tables nested in it.
+func walkTables(tx store.Tx, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
+	if w, ok := tx.(store.TreeWalker); ok {
+		return w.WalkTree(table, record, end)
+	}
 	if w, ok := tx.(store.Walker); ok {
-		return w.Walk(table, record)
+		var open [][]string
+		closeTo := func(path []string) error {
+			for len(open) > 0 {
+				top := open[len(open)-1]
+				if path != nil && len(top) < len(path) && slices.Equal(top, path[:len(top)]) {
+					return nil
+				}
+				open = open[:len(open)-1]
+				if err := end(top); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		err := w.Walk(func(path []string, sequence uint64) error {
+			if err := closeTo(path); err != nil {
+				return err
+			}
+			err := table(path, sequence)
+			if err == nil {
+				open = append(open, slices.Clone(path))
+			}
+			return err
+		}, record)
+		if err != nil {
+			return err
+		}
+		return closeTo(nil)
 	}
 	names, err := tx.Tables()
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		err := table([]string{name}, 0)
+		path := []string{name}
+		err := table(path, 0)
 		if errors.Is(err, store.SkipTable) {
 			continue
 		}
@@ -337,6 +368,9 @@ func walkTables(tx store.Tx, table func(path []string, sequence uint64) error, r
 		if err := t.Scan(nil, record); err != nil {
 			return err
 		}
+		if err := end(path); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -347,13 +381,13 @@ func isConfigTable(path []string) bool {
 	return len(path) == 1 && path[0] == store.ConfigTable
 }
 
-// countTables declares every table of tx (but the configuration table,
-// whose presence it reports): its path, records, size and sequence. It
+// countTables counts every table of tx (but the configuration table,
+// whose presence it reports) into the totals of a format 3 manifest. It
 // refuses, naming it, anything the archive format cannot carry exactly,
-// before anything is written. With a spool, it also keeps every record
-// there.
-func countTables(tx store.Tx, sp *spool) (tables []archive.TableInfo, configInStore bool, err error) {
-	var cur *archive.TableInfo
+// before anything is written. With a spool, it also keeps every table
+// and record there. Memory: the path of the current table.
+func countTables(tx store.Tx, sp *spool) (totals archive.Totals, configInStore bool, err error) {
+	var cur []string
 	err = walkTables(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
 			configInStore = true
@@ -365,40 +399,47 @@ func countTables(tx store.Tx, sp *spool) (tables []archive.TableInfo, configInSt
 		if err := failpoint.Inject("backup.table"); err != nil {
 			return err
 		}
-		info := archive.TableInfo{Name: path[len(path)-1], Sequence: sequence}
-		if len(path) > 1 {
-			info.Parent = slices.Clone(path[:len(path)-1])
+		totals.StartTable(path[len(path)-1], sequence)
+		cur = append(cur[:0], path...)
+		if sp != nil {
+			return sp.table(path, sequence)
 		}
-		tables = append(tables, info)
-		cur = &tables[len(tables)-1]
 		return nil
 	}, func(key, value []byte) error {
 		if len(value) > archive.MaxValueSize {
-			return fmt.Errorf("table %q: key %q cannot be backed up: its value of %d bytes exceeds the archive format's %d", cur, truncate(key), len(value), archive.MaxValueSize)
+			return fmt.Errorf("table %q: key %q cannot be backed up: its value of %d bytes exceeds the archive format's %d", archive.EncodePath(cur), truncate(key), len(value), archive.MaxValueSize)
 		}
-		cur.Records++
-		cur.Bytes += archive.RecordSize(key, value)
+		totals.Record(key, value)
 		if sp != nil {
 			return sp.put(key, value)
 		}
 		return nil
+	}, func(path []string) error {
+		totals.EndTable()
+		cur = append(cur[:0], path[:len(path)-1]...)
+		if sp != nil {
+			return sp.end()
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("counting the records: %w", err)
+		return archive.Totals{}, false, fmt.Errorf("counting the records: %w", err)
 	}
-	return tables, configInStore, nil
+	return totals, configInStore, nil
 }
 
-// copyTables writes the records of every table countTables declared.
+// copyTables writes every table countTables counted.
 func copyTables(tx store.Tx, aw *archive.Writer, prog *progress) error {
-	return walkTables(tx, func(path []string, _ uint64) error {
+	return walkTables(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
 			return store.SkipTable
 		}
-		return aw.Table(path...)
+		return aw.StartTable(path, sequence)
 	}, func(key, value []byte) error {
 		prog.add(1)
 		return aw.Record(key, value)
+	}, func([]string) error {
+		return aw.EndTable()
 	})
 }
 
