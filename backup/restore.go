@@ -330,6 +330,13 @@ func Verify(r io.Reader, name string) (*archive.Manifest, error) {
 	return verify(r, name, archive.Handler{})
 }
 
+// VerifyWith is Verify, calling also's callbacks (when not nil) after its
+// own as the archive streams: an error from them refuses the archive.
+// Nothing they receive has been checked against SHA256SUMS yet.
+func VerifyWith(r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
+	return verify(r, name, also)
+}
+
 // verify is Verify, calling also's callbacks (when not nil) after its own:
 // an error from them refuses the archive.
 func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {

@@ -22,7 +22,7 @@ func TestDumpBinary(t *testing.T) {
 	}
 	tb, _ := tx.CreateTable("bin")
 	tb.Put([]byte{0xff, 0x00}, []byte{0x80})
-	tb.Put([]byte("empty"), nil)
+	tb.Put([]byte("empty"), []byte{})
 	tb.Put([]byte("héllo"), []byte("wörld\n"))
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
