@@ -97,7 +97,7 @@ import (
 
 // FormatVersion is the archive format this package writes. It reads this
 // one and every earlier one (see FORMAT.md).
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Member names and limits of the format.
 const (
@@ -226,10 +226,20 @@ type Manifest struct {
 	LastUpgradeHook *int
 	// Applied lists the applied hooks, as the upgrade metadata records them.
 	Applied []AppliedHook
-	// Tables lists every table in the archive, nested ones included, in
-	// strictly ascending path order ([ComparePaths]: a table comes before
-	// the tables nested in it), reserved tables ("_hookreg") included.
+	// Tables lists every table of a format 1 or 2 archive, nested ones
+	// included, in strictly ascending path order ([ComparePaths]: a table
+	// comes before the tables nested in it), reserved tables ("_hookreg")
+	// included. A format 3 manifest has none: its tables travel with
+	// their records (see [Handler]), and the manifest holds the totals.
+	// A Writer given Tables checks every table against them.
 	Tables []TableInfo
+	// TableCount, RecordCount and DataBytes are the totals of the tables:
+	// the number of tables (nested ones included), of records, and the
+	// bytes of the table data (format 3: the sum of the chunk members'
+	// sizes; formats 1 and 2: of the tables' Bytes), which bounds what
+	// the archive decompresses to. A reader sets them for every format; a
+	// Writer computes them from Tables when Tables is given.
+	TableCount, RecordCount, DataBytes int64
 	// Config lists the configuration files in strictly ascending path order.
 	Config []ConfigFile
 }
@@ -488,6 +498,14 @@ func (m *Manifest) check() error {
 	if m.Format < 1 || m.Format > FormatVersion {
 		return fmt.Errorf("unsupported format version %d (want 1 to %d)", m.Format, FormatVersion)
 	}
+	if m.Format >= 3 {
+		if len(m.Tables) > 0 {
+			return fmt.Errorf("format %d lists no tables in the manifest", m.Format)
+		}
+		if err := checkTotals(m.TableCount, m.RecordCount, m.DataBytes); err != nil {
+			return err
+		}
+	}
 	if m.Created.IsZero() {
 		return errors.New("created is missing")
 	}
@@ -554,6 +572,19 @@ func isPrefix(prefix, p []string) bool {
 	return len(prefix) < len(p) && ComparePaths(prefix, p[:len(prefix)]) == 0
 }
 
+// checkTotals refuses totals no format 3 stream can have.
+func checkTotals(tables, records, data int64) error {
+	switch {
+	case tables < 0 || records < 0 || data < 0:
+		return fmt.Errorf("impossible totals: %d tables, %d records, %d bytes", tables, records, data)
+	case tables == 0 && (records != 0 || data != 0):
+		return fmt.Errorf("impossible totals: %d records in %d bytes without a table", records, data)
+	case (data-minTableEntries*tables)/3 < records || data < minTableEntries*tables:
+		return fmt.Errorf("impossible totals: %d tables and %d records in %d bytes", tables, records, data)
+	}
+	return nil
+}
+
 // memberPrefix returns the member path of a table's chunks, without the
 // chunk name: TablesDir + "<encoded path>/" (format 1: the name as is).
 func memberPrefix(format int, t TableInfo) string {
@@ -567,6 +598,100 @@ func chunkName(prefix string, n int64) string {
 	return prefix + fmt.Sprintf("%06d.rec", n)
 }
 
+// The entries of a format 3 table stream besides records: a record's key
+// length is never 0, so a 0 byte starts one of these, its kind next.
+const (
+	entryTable = 1 // uvarint(len(name)) name uvarint(sequence)
+	entryEnd   = 2 // uvarint(records) uvarint(bytes)
+
+	// minTableEntries is the smallest size of a table's start and end
+	// entries together.
+	minTableEntries = 2 + 1 + 1 + 1 + 2 + 1 + 1
+)
+
+// tableStartSize and tableEndSize are the sizes of a table's entries.
+func tableStartSize(name string, sequence uint64) int64 {
+	return int64(2 + uvarintLen(uint64(len(name))) + len(name) + uvarintLen(sequence))
+}
+
+func tableEndSize(records, bytes int64) int64 {
+	return int64(2 + uvarintLen(uint64(records)) + uvarintLen(uint64(bytes)))
+}
+
+// Totals counts what a format 3 manifest declares ([Manifest.TableCount],
+// [Manifest.RecordCount], [Manifest.DataBytes]) from the calls a [Writer]
+// then takes, in the same order: a backup counts its store with it, then
+// writes. Its memory is bounded by the depth of nesting.
+type Totals struct {
+	Tables, Records, Bytes int64
+	open                   []tableCount
+}
+
+type tableCount struct{ records, bytes int64 }
+
+// StartTable counts a table nested in the current one (a top-level table
+// when none is open).
+func (t *Totals) StartTable(name string, sequence uint64) {
+	t.Tables++
+	t.Bytes += tableStartSize(name, sequence)
+	t.open = append(t.open, tableCount{})
+}
+
+// Record counts a record of the current table.
+func (t *Totals) Record(key, value []byte) {
+	n := RecordSize(key, value)
+	t.Records++
+	t.Bytes += n
+	if len(t.open) > 0 {
+		c := &t.open[len(t.open)-1]
+		c.records++
+		c.bytes += n
+	}
+}
+
+// EndTable ends the current table; its parent becomes current again.
+func (t *Totals) EndTable() {
+	if len(t.open) == 0 {
+		return
+	}
+	c := t.open[len(t.open)-1]
+	t.open = t.open[:len(t.open)-1]
+	t.Bytes += tableEndSize(c.records, c.bytes)
+}
+
+// Depth returns the number of open tables.
+func (t *Totals) Depth() int { return len(t.open) }
+
+// Set copies the totals into m (every open table ended first).
+func (t *Totals) Set(m *Manifest) {
+	for len(t.open) > 0 {
+		t.EndTable()
+	}
+	m.TableCount, m.RecordCount, m.DataBytes = t.Tables, t.Records, t.Bytes
+}
+
+// totalsOf returns the format 3 totals of tables declared in path order.
+func totalsOf(tables []TableInfo) Totals {
+	var tt Totals
+	var open [][]string
+	for _, t := range tables {
+		p := t.Path()
+		for len(open) > 0 && !isPrefix(open[len(open)-1], p) {
+			open = open[:len(open)-1]
+			tt.EndTable()
+		}
+		open = append(open, p)
+		tt.StartTable(t.Name, t.Sequence)
+		tt.Records += t.Records
+		tt.Bytes += t.Bytes
+		tt.open[len(tt.open)-1] = tableCount{t.Records, t.Bytes}
+	}
+	for len(tt.open) > 0 {
+		tt.EndTable()
+	}
+	return tt
+}
+
 // manifestJSON is the JSON form of a Manifest.
 type manifestJSON struct {
 	Format          int           `json:"format"`
@@ -577,7 +702,10 @@ type manifestJSON struct {
 	DataVersion     string        `json:"data_version"`
 	LastUpgradeHook *int          `json:"last_upgrade_hook,omitempty"`
 	Applied         []AppliedHook `json:"applied"`
-	Tables          []tableJSON   `json:"tables"`
+	Tables          *[]tableJSON  `json:"tables,omitempty"`
+	TableCount      *int64        `json:"table_count,omitempty"`
+	RecordCount     *int64        `json:"record_count,omitempty"`
+	DataBytes       *int64        `json:"data_bytes,omitempty"`
 	Config          []ConfigFile  `json:"config"`
 }
 
@@ -598,11 +726,16 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 		Format: m.Format, Created: m.Created, Product: m.Product, Release: m.Release,
 		RegistryDigest: m.RegistryDigest, DataVersion: m.DataVersion,
 		LastUpgradeHook: m.LastUpgradeHook, Applied: m.Applied, Config: m.Config,
-		Tables: make([]tableJSON, 0, len(m.Tables)),
 	}
 	if j.Format == 0 {
 		j.Format = FormatVersion
 	}
+	if j.Format >= 3 {
+		j.TableCount, j.RecordCount, j.DataBytes = &m.TableCount, &m.RecordCount, &m.DataBytes
+		return json.Marshal(j)
+	}
+	tables := make([]tableJSON, 0, len(m.Tables))
+	j.Tables = &tables
 	for _, t := range m.Tables {
 		tj := tableJSON{Records: t.Records, Bytes: t.Bytes, Sequence: t.Sequence}
 		if j.Format == 1 {
@@ -610,7 +743,7 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 		} else {
 			tj.Path = t.String()
 		}
-		j.Tables = append(j.Tables, tj)
+		tables = append(tables, tj)
 	}
 	return json.Marshal(j)
 }
@@ -634,9 +767,20 @@ func (m *Manifest) UnmarshalJSON(data []byte) error {
 		Format: j.Format, Created: j.Created, Product: j.Product, Release: j.Release,
 		RegistryDigest: j.RegistryDigest, DataVersion: j.DataVersion,
 		LastUpgradeHook: j.LastUpgradeHook, Applied: j.Applied, Config: j.Config,
-		Tables: make([]TableInfo, 0, len(j.Tables)),
 	}
-	for _, tj := range j.Tables {
+	if j.Format >= 3 {
+		if j.Tables != nil || j.TableCount == nil || j.RecordCount == nil || j.DataBytes == nil {
+			return fmt.Errorf("format %d has \"table_count\", \"record_count\" and \"data_bytes\", and no \"tables\"", j.Format)
+		}
+		out.TableCount, out.RecordCount, out.DataBytes = *j.TableCount, *j.RecordCount, *j.DataBytes
+		*m = out
+		return nil
+	}
+	if j.Tables == nil || j.TableCount != nil || j.RecordCount != nil || j.DataBytes != nil {
+		return fmt.Errorf("format %d has \"tables\", and no totals", j.Format)
+	}
+	out.Tables = make([]TableInfo, 0, len(*j.Tables))
+	for _, tj := range *j.Tables {
 		t := TableInfo{Records: tj.Records, Bytes: tj.Bytes, Sequence: tj.Sequence}
 		switch {
 		case j.Format == 1 && tj.Path == "":
@@ -654,6 +798,9 @@ func (m *Manifest) UnmarshalJSON(data []byte) error {
 			return fmt.Errorf("a table of format %d has \"path\" or \"name\" where the other is expected", j.Format)
 		}
 		out.Tables = append(out.Tables, t)
+		out.TableCount++
+		out.RecordCount += t.Records
+		out.DataBytes += t.Bytes
 	}
 	*m = out
 	return nil

@@ -9,7 +9,8 @@ import (
 	"github.com/hookreg/hookreg/archive"
 )
 
-// An archive of one table and one configuration file, written and read back.
+// An archive of a table with a nested one and a configuration file,
+// counted, written and read back.
 func Example() {
 	key, value := []byte("alice"), []byte(`{"role":"admin"}`)
 	conf := []byte("listeners.tcp = 1883\n")
@@ -18,18 +19,29 @@ func Example() {
 		Product:     "mqtt-broker",
 		Release:     "5.1.0",
 		DataVersion: "5.1.0",
-		Tables:      []archive.TableInfo{{Name: "users", Records: 1, Bytes: archive.RecordSize(key, value)}},
 		Config:      []archive.ConfigFile{{Path: "broker.conf", Mode: 0o644, Size: int64(len(conf))}},
 	}
+	// The manifest declares the totals: count what will be written.
+	var tt archive.Totals
+	tt.StartTable("users", 0)
+	tt.Record(key, value)
+	tt.StartTable("by-tenant", 7)
+	tt.EndTable()
+	tt.EndTable()
+	tt.Set(&m)
+
 	var buf bytes.Buffer
 	w, err := archive.NewWriter(&buf, m, archive.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := w.Table("users"); err != nil {
+	if err := w.StartTable([]string{"users"}, 0); err != nil {
 		log.Fatal(err)
 	}
 	if err := w.Record(key, value); err != nil {
+		log.Fatal(err)
+	}
+	if err := w.StartTable([]string{"users", "by-tenant"}, 7); err != nil {
 		log.Fatal(err)
 	}
 	if err := w.Config("broker.conf", 0o644, conf); err != nil {
@@ -49,7 +61,11 @@ func Example() {
 			return nil
 		},
 		Table: func(t archive.TableInfo) error {
-			fmt.Printf("table %s: %d records\n", t.Name, t.Records)
+			fmt.Printf("table %s (sequence %d)\n", t, t.Sequence)
+			return nil
+		},
+		TableEnd: func(t archive.TableInfo) error {
+			fmt.Printf("end of %s: %d records\n", t, t.Records)
 			return nil
 		},
 		Record: func(key, value []byte) error {
@@ -66,7 +82,10 @@ func Example() {
 	}
 	// Output:
 	// mqtt-broker data version 5.1.0
-	// table users: 1 records
+	// table users (sequence 0)
 	//   alice = {"role":"admin"}
+	// table users/by-tenant (sequence 7)
+	// end of users/by-tenant: 0 records
+	// end of users: 1 records
 	// config broker.conf -rw-r--r--: "listeners.tcp = 1883\n"
 }

@@ -33,6 +33,9 @@ func FuzzReadArchive(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	for _, tc := range v3Cases() {
+		f.Add(tc.build(f, v3Base(f)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		target := filepath.Join(dir, "target")
@@ -59,10 +62,40 @@ func FuzzReadArchive(f *testing.F) {
 		if vm, err := archive.Verify(bytes.NewReader(data)); err != nil || !reflect.DeepEqual(vm, m) {
 			t.Fatalf("Read accepted the archive, Verify = %v, %v", vm, err)
 		}
-		rewritten := writeManifest(t, *m, got, archive.Options{Compression: archive.None})
+		var rewritten []byte
+		if m.Format >= 3 {
+			rewritten = replay(t, data)
+		} else {
+			rewritten = writeManifest(t, *m, got, archive.Options{Compression: archive.None})
+		}
 		m2, got2, err := read(rewritten)
 		if err != nil || !reflect.DeepEqual(m2, m) || !reflect.DeepEqual(got2, got) {
 			t.Fatalf("the rewritten archive reads back differently: %v", err)
 		}
 	})
+}
+
+// replay rewrites a format 3 archive through a Writer, table start, record
+// and table end as they come (its records may continue after a nested
+// table, which a content cannot tell).
+func replay(t *testing.T, data []byte) []byte {
+	var buf bytes.Buffer
+	var w *archive.Writer
+	_, err := archive.Read(bytes.NewReader(data), archive.Handler{
+		Manifest: func(m archive.Manifest) (err error) {
+			w, err = archive.NewWriter(&buf, m, archive.Options{Compression: archive.None})
+			return err
+		},
+		Table:    func(tb archive.TableInfo) error { return w.StartTable(tb.Path(), tb.Sequence) },
+		TableEnd: func(archive.TableInfo) error { return w.EndTable() },
+		Record:   func(k, v []byte) error { return w.Record(k, v) },
+		Config:   func(c archive.ConfigFile, data []byte) error { return w.Config(c.Path, c.Mode, data) },
+	})
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		t.Fatalf("rewriting the archive: %v", err)
+	}
+	return buf.Bytes()
 }

@@ -159,7 +159,7 @@ func hostileBase(t testing.TB) []member {
 			"dir/x.conf": {0o600, []byte("secret\n")},
 		},
 	}
-	return unpack(t, write(t, c, archive.Options{Compression: archive.None, ChunkSize: 6}))
+	return unpack(t, write(t, c, archive.WithFormat(archive.Options{Compression: archive.None, ChunkSize: 6}, 2)))
 }
 
 type hostileCase struct {
@@ -326,8 +326,8 @@ func hostileCases() []hostileCase {
 			return editManifest(t, ms, func(m map[string]any) { m["surprise"] = true })
 		}), `member "MANIFEST.json": malformed manifest: json: unknown field "surprise"`},
 		{"manifest-format", resum(func(t testing.TB, ms []member) []member {
-			return editManifest(t, ms, func(m map[string]any) { m["format"] = 3 })
-		}), `member "MANIFEST.json": unsupported format version 3 (want 1 to 2`},
+			return editManifest(t, ms, func(m map[string]any) { m["format"] = 4 })
+		}), `member "MANIFEST.json": unsupported format version 4 (want 1 to 3`},
 		{"manifest-bad-table-name", resum(func(t testing.TB, ms []member) []member {
 			return editManifest(t, ms, func(m map[string]any) {
 				m["tables"].([]any)[0].(map[string]any)["path"] = ".."

@@ -32,12 +32,22 @@ import (
 type Handler struct {
 	// Manifest is called once, with the checked manifest, before anything else.
 	Manifest func(m Manifest) error
-	// Table is called for every table of the manifest, in order, before its
-	// records (also for an empty table). A nested table comes after the
-	// table it is nested in.
+	// Table is called when a table starts, for every table in path order
+	// (also for an empty table), before its records: a table nested in
+	// another starts after the table it is nested in, and ends before it.
+	// In a format 3 archive, t holds no Records and Bytes yet (TableEnd
+	// gives them).
 	Table func(t TableInfo) error
-	// Record is called for every record of the table last given to Table,
-	// in key order. The Reader does not reuse key and value: the caller
+	// TableEnd is called when a table ends, after its records and the
+	// tables nested in it, with its Records and Bytes (checked). The table
+	// it is nested in (if any) is then the current table again.
+	TableEnd func(t TableInfo) error
+	// Record is called for every record of the current table: the table
+	// last given to Table and not yet to TableEnd. A table's records come
+	// in key order; in a format 3 archive a nested table starts at its
+	// place among the records of its parent (its name in key order among
+	// them, as bbolt keeps them), and the parent's records after it come
+	// after its end. The Reader does not reuse key and value: the caller
 	// may keep them (bbolt's Put does until the commit) but must not
 	// modify them.
 	Record func(key, value []byte) error
@@ -149,6 +159,28 @@ type reader struct {
 	bytes   int64
 	lastKey []byte
 	config  int // next index in m.Config
+
+	openV2 []int // formats 1 and 2: the indexes of the open tables
+
+	// Format 3: the open tables (outermost first) and the totals so far;
+	// lastKey is the current table's last entry, hasLast whether it has
+	// one (at the top: the last top-level table's name).
+	v3      bool
+	open    []openRead
+	path    []string
+	encLen  int // the length of path encoded
+	hasLast bool
+	tables  int64
+	total   int64
+	read3   int64 // bytes of the table stream read
+	ended   bool  // the table stream ended
+}
+
+// openRead is an open table of a format 3 stream.
+type openRead struct {
+	sequence       uint64
+	records, bytes int64
+	encLen         int // encLen of the path before it
 }
 
 // fail turns a stream error into the error to report: the source's own
@@ -262,6 +294,8 @@ func (r *reader) run() error {
 			return err
 		}
 		switch name := hdr.Name; {
+		case strings.HasPrefix(name, TablesDir) && r.v3:
+			err = r.chunk3(hdr)
 		case strings.HasPrefix(name, TablesDir):
 			err = r.chunk(hdr)
 		case strings.HasPrefix(name, ConfigDir):
@@ -292,6 +326,7 @@ func (r *reader) manifest(hdr *tar.Header) error {
 		return invalid(hdr.Name, "%w", err)
 	}
 	r.m = *m
+	r.v3 = m.Format >= 3
 	r.prefixes = make([]string, len(m.Tables))
 	for i, t := range m.Tables {
 		r.prefixes[i] = memberPrefix(m.Format, t)
@@ -320,6 +355,9 @@ func parseChunkName(name string) (prefix string, n int64, ok bool) {
 
 // startTable moves to table index i, ending the tables before it.
 func (r *reader) startTable(i int) error {
+	if r.v3 {
+		return r.endStream3()
+	}
 	for r.table < i {
 		if err := r.endTable(); err != nil {
 			return err
@@ -327,11 +365,234 @@ func (r *reader) startTable(i int) error {
 		r.table++
 		r.chunks, r.records, r.bytes = 0, 0, 0
 		r.lastKey = r.lastKey[:0]
-		if r.table < len(r.m.Tables) && r.h.Table != nil {
-			if err := r.h.Table(r.m.Tables[r.table]); err != nil {
-				return err
+		var p []string
+		if r.table < len(r.m.Tables) {
+			p = r.m.Tables[r.table].Path()
+		}
+		for len(r.openV2) > 0 && (p == nil || !isPrefix(r.m.Tables[r.openV2[len(r.openV2)-1]].Path(), p)) {
+			t := r.m.Tables[r.openV2[len(r.openV2)-1]]
+			r.openV2 = r.openV2[:len(r.openV2)-1]
+			if r.h.TableEnd != nil {
+				if err := r.h.TableEnd(t); err != nil {
+					return err
+				}
 			}
 		}
+		if r.table < len(r.m.Tables) {
+			r.openV2 = append(r.openV2, r.table)
+			if r.h.Table != nil {
+				if err := r.h.Table(r.m.Tables[r.table]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// chunk3 reads a chunk of a format 3 table stream.
+func (r *reader) chunk3(hdr *tar.Header) error {
+	name := hdr.Name
+	n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(name, TablesDir), ".rec"), 10, 64)
+	if err != nil || n < 1 || chunkName(TablesDir, n) != name {
+		return invalid(name, "unknown member (want %s<000001>.rec)", TablesDir)
+	}
+	switch {
+	case r.ended:
+		return invalid(name, "table member after the config files")
+	case n <= r.chunks:
+		return invalid(name, "duplicate member")
+	case n != r.chunks+1:
+		return invalid(name, "member out of order (want %s)", chunkName(TablesDir, r.chunks+1))
+	case hdr.Size == 0:
+		return invalid(name, "empty chunk")
+	case hdr.Size > MaxChunkSize:
+		return invalid(name, "chunk of %d bytes exceeds %d", hdr.Size, MaxChunkSize)
+	case hdr.Size > r.m.DataBytes-r.read3:
+		return invalid(name, "more than the %d bytes of table data the manifest declares", r.m.DataBytes)
+	}
+	buf, err := r.body(hdr)
+	if err != nil {
+		return err
+	}
+	r.chunks = n
+	r.read3 += hdr.Size
+	entries := 0
+	for p := buf; len(p) > 0; entries++ {
+		var err error
+		if p[0] == 0 {
+			p, err = r.tableEntry(name, p)
+		} else {
+			p, err = r.record3(name, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if hdr.Size > ChunkSize && entries > 1 {
+		return invalid(name, "chunk of %d bytes with %d entries exceeds %d", hdr.Size, entries, ChunkSize)
+	}
+	return nil
+}
+
+// current names the current table of a format 3 stream for messages.
+func (r *reader) current() string {
+	if len(r.path) == 0 {
+		return "(none)"
+	}
+	return EncodePath(r.path)
+}
+
+// record3 decodes and checks a record entry at the start of p.
+func (r *reader) record3(name string, p []byte) ([]byte, error) {
+	klen, k := binary.Uvarint(p)
+	if k <= 0 || klen == 0 || klen > MaxKeySize || klen > uint64(len(p)-k) {
+		return nil, invalid(name, "record %d: bad key length", r.total+1)
+	}
+	size := k
+	p = p[k:]
+	key := p[:klen:klen]
+	p = p[klen:]
+	vlen, k := binary.Uvarint(p)
+	if k <= 0 || vlen > MaxValueSize || vlen > uint64(len(p)-k) {
+		return nil, invalid(name, "record %d (key %q): bad value length", r.total+1, truncateKey(key))
+	}
+	p = p[k:]
+	value := p[:vlen:vlen]
+	p = p[vlen:]
+	size += int(klen) + k + int(vlen)
+	switch {
+	case len(r.open) == 0:
+		return nil, invalid(name, "record %d (key %q) outside a table", r.total+1, truncateKey(key))
+	case r.hasLast && bytes.Compare(key, r.lastKey) <= 0:
+		return nil, invalid(name, "table %q: record %d: key %q is not after %q (keys and nested tables' names are strictly ascending)", r.current(), r.total+1, truncateKey(key), truncateKey(r.lastKey))
+	case r.total == r.m.RecordCount:
+		return nil, invalid(name, "more than the %d records the manifest declares", r.m.RecordCount)
+	}
+	t := &r.open[len(r.open)-1]
+	t.records++
+	t.bytes += int64(size)
+	r.total++
+	r.lastKey = append(r.lastKey[:0], key...)
+	r.hasLast = true
+	if r.h.Record != nil {
+		if err := r.h.Record(key, value); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// tableEntry decodes and checks a table's start or end entry at the start
+// of p.
+func (r *reader) tableEntry(member string, p []byte) ([]byte, error) {
+	if len(p) < 2 {
+		return nil, invalid(member, "truncated entry after table %q", r.current())
+	}
+	kind := p[1]
+	p = p[2:]
+	switch kind {
+	case entryTable:
+		nlen, k := binary.Uvarint(p)
+		if k <= 0 || nlen == 0 || nlen > MaxNameLen || nlen > uint64(len(p)-k) {
+			return nil, invalid(member, "table %d: bad name length", r.tables+1)
+		}
+		name := string(p[k : k+int(nlen)])
+		p = p[k+int(nlen):]
+		seq, k := binary.Uvarint(p)
+		if k <= 0 {
+			return nil, invalid(member, "table %d: bad sequence", r.tables+1)
+		}
+		p = p[k:]
+		encLen := len(EncodeName(name))
+		full := r.encLen + encLen
+		if len(r.path) > 0 {
+			full++
+		}
+		path := append(r.path[:len(r.path):len(r.path)], name)
+		switch {
+		case encLen > MaxNameLen:
+			return nil, invalid(member, "table %q: name of %d bytes once encoded exceeds %d", truncateName(EncodePath(path)), encLen, MaxNameLen)
+		case full > MaxTablePathLen:
+			return nil, invalid(member, "table %q: path of %d bytes once encoded exceeds %d", truncateName(EncodePath(path)), full, MaxTablePathLen)
+		case r.hasLast && name <= string(r.lastKey):
+			what := "the last top-level table"
+			if len(r.path) > 0 {
+				what = fmt.Sprintf("the last entry of table %q (keys and nested tables' names are strictly ascending)", r.current())
+			}
+			return nil, invalid(member, "table %q is not after %q, %s", EncodePath(path), truncateKey(r.lastKey), what)
+		case r.tables == r.m.TableCount:
+			return nil, invalid(member, "more than the %d tables the manifest declares", r.m.TableCount)
+		}
+		r.tables++
+		r.open = append(r.open, openRead{sequence: seq, encLen: r.encLen})
+		r.path = path
+		r.encLen = full
+		r.hasLast = false
+		if r.h.Table != nil {
+			t := TableInfo{Name: name, Sequence: seq}
+			if len(path) > 1 {
+				t.Parent = slices.Clone(path[:len(path)-1])
+			}
+			if err := r.h.Table(t); err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
+	case entryEnd:
+		records, k := binary.Uvarint(p)
+		if k <= 0 {
+			return nil, invalid(member, "end of table %q: bad record count", r.current())
+		}
+		p = p[k:]
+		size, k := binary.Uvarint(p)
+		if k <= 0 {
+			return nil, invalid(member, "end of table %q: bad size", r.current())
+		}
+		p = p[k:]
+		if len(r.open) == 0 {
+			return nil, invalid(member, "end of a table outside a table")
+		}
+		t := r.open[len(r.open)-1]
+		if records != uint64(t.records) || size != uint64(t.bytes) {
+			return nil, invalid(member, "table %q has %d records in %d bytes, its end entry declares %d in %d", r.current(), t.records, t.bytes, records, size)
+		}
+		name := r.path[len(r.path)-1]
+		info := TableInfo{Name: name, Records: t.records, Bytes: t.bytes, Sequence: t.sequence}
+		if len(r.path) > 1 {
+			info.Parent = slices.Clone(r.path[:len(r.path)-1])
+		}
+		r.open = r.open[:len(r.open)-1]
+		r.path = r.path[:len(r.path)-1]
+		r.encLen = t.encLen
+		r.lastKey = append(r.lastKey[:0], name...)
+		r.hasLast = true
+		if r.h.TableEnd != nil {
+			if err := r.h.TableEnd(info); err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
+	}
+	return nil, invalid(member, "unknown entry kind %d after table %q", kind, r.current())
+}
+
+// endStream3 checks, when the first member after the table stream comes,
+// that the stream is whole: every table ended, the manifest's totals met.
+func (r *reader) endStream3() error {
+	if r.ended {
+		return nil
+	}
+	r.ended = true
+	member := r.last
+	if r.chunks > 0 {
+		member = chunkName(TablesDir, r.chunks)
+	}
+	if len(r.open) > 0 {
+		return invalid(member, "table %q does not end: the table data is truncated", r.current())
+	}
+	if r.tables != r.m.TableCount || r.total != r.m.RecordCount || r.read3 != r.m.DataBytes {
+		return invalid(member, "the table data holds %d tables, %d records and %d bytes, the manifest declares %d, %d and %d", r.tables, r.total, r.read3, r.m.TableCount, r.m.RecordCount, r.m.DataBytes)
 	}
 	return nil
 }
@@ -500,6 +761,14 @@ func (r *reader) members(fn func(i int, name string) error) error {
 	i := 0
 	if err := fn(i, ManifestName); err != nil {
 		return err
+	}
+	if r.v3 {
+		for n := int64(1); n <= r.chunks; n++ {
+			i++
+			if err := fn(i, chunkName(TablesDir, n)); err != nil {
+				return err
+			}
+		}
 	}
 	for t, count := range r.counts {
 		for n := int64(1); n <= count; n++ {

@@ -24,6 +24,10 @@ type Options struct {
 	// ChunkSize is the target chunk size, at most (and by default)
 	// ChunkSize; tests use small chunks to get many members.
 	ChunkSize int
+
+	// format is the format version written: FormatVersion, or an
+	// earlier one for this package's tests of the readers of old formats.
+	format int
 }
 
 // zstdOptions are fixed, so that the same input gives the same bytes on
@@ -60,6 +64,19 @@ type Writer struct {
 	config  int    // next index in m.Config
 	prefix  string // member path prefix of the current table's chunks
 
+	// Format 3: the open tables, outermost first, whose entries are in
+	// the stream; lastKey is the current table's last entry (a record's
+	// key or a nested table's name; at the top, the last top-level
+	// table's name), hasLast whether it has one.
+	v3      bool
+	open    []openTable
+	path    []string
+	hasLast bool
+	decl    []TableInfo // the tables the caller declared, if any
+	tables  int64       // tables started
+	total   int64       // records written
+	data    int64       // bytes of the stream
+
 	sums bytes.Buffer // written by the worker
 	err  error
 
@@ -72,6 +89,12 @@ type Writer struct {
 	werr    error       // the worker's error, read after failed or done
 	failed  atomic.Bool // set once werr is
 	stopped bool
+}
+
+// openTable is an open table of a format 3 stream.
+type openTable struct {
+	records, bytes int64
+	decl           int // its index in m.Tables, when declared
 }
 
 // job is a member for the worker to write.
@@ -135,6 +158,19 @@ func (w *Writer) stopAll() {
 // for the rest. Closing the Writer does not close w.
 func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	m.Format = FormatVersion
+	if opts.format != 0 {
+		m.Format = opts.format
+	}
+	var decl []TableInfo
+	if m.Format >= 3 && len(m.Tables) > 0 {
+		if err := (&Manifest{Format: 2, Created: time.Unix(1, 0), Product: "-", Release: "-", DataVersion: "-", Tables: m.Tables}).check(); err != nil {
+			return nil, fmt.Errorf("writing archive manifest: %w", err)
+		}
+		decl = m.Tables
+		m.Tables = nil
+		tt := totalsOf(decl)
+		tt.Set(&m)
+	}
 	if m.Created.IsZero() {
 		m.Created = time.Now()
 	}
@@ -142,7 +178,7 @@ func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	if m.Applied == nil {
 		m.Applied = []AppliedHook{}
 	}
-	if m.Tables == nil {
+	if m.Tables == nil && m.Format < 3 {
 		m.Tables = []TableInfo{}
 	}
 	if m.Config == nil {
@@ -155,7 +191,7 @@ func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	if cs <= 0 || cs > ChunkSize {
 		cs = ChunkSize
 	}
-	aw := &Writer{m: m, modTime: m.Created, chunkSize: cs, table: -1}
+	aw := &Writer{m: m, modTime: m.Created, chunkSize: cs, table: -1, v3: m.Format >= 3, decl: decl}
 	switch opts.Compression {
 	case Zstd, "":
 		zw, err := newFrameEncoder(w, frameWorkers, zstdOptions...)
@@ -224,6 +260,13 @@ func (w *Writer) Table(path ...string) error {
 	if w.err != nil {
 		return w.err
 	}
+	if w.v3 {
+		var seq uint64
+		if next := w.table + 1; next < len(w.decl) {
+			seq = w.decl[next].Sequence
+		}
+		return w.StartTable(path, seq)
+	}
 	if err := w.endTable(); err != nil {
 		return w.fail(err)
 	}
@@ -242,12 +285,185 @@ func (w *Writer) Table(path ...string) error {
 	return nil
 }
 
+// StartTable starts the table at path with the sequence number sequence:
+// a top-level table, or a table nested in one of the open tables. Open
+// tables that do not hold it are ended first, so that tables given in
+// path order need no [Writer.EndTable]. In a format 3 archive, the entries
+// of a table (its records and the tables nested in it, by their names)
+// are strictly ascending: a nested table comes at its place among its
+// parent's records, as bbolt keeps them, and the parent's records after
+// it follow its [Writer.EndTable].
+func (w *Writer) StartTable(path []string, sequence uint64) error {
+	if w.err != nil {
+		return w.err
+	}
+	if !w.v3 {
+		if w.table+1 < len(w.m.Tables) && w.m.Tables[w.table+1].Sequence != sequence {
+			return w.fail(fmt.Errorf("writing archive: table %q: sequence %d, the manifest declares %d", EncodePath(path), sequence, w.m.Tables[w.table+1].Sequence))
+		}
+		return w.Table(path...)
+	}
+	if len(path) == 0 {
+		return w.fail(errors.New("writing archive: empty table path"))
+	}
+	for len(w.open) > 0 && !(len(w.path) < len(path) && ComparePaths(w.path, path[:len(w.path)]) == 0) {
+		if err := w.EndTable(); err != nil {
+			return err
+		}
+	}
+	if len(path) != len(w.path)+1 {
+		return w.fail(fmt.Errorf("writing archive: table %q: the table it is nested in is not open", EncodePath(path)))
+	}
+	if err := ValidTablePath(path); err != nil {
+		return w.fail(fmt.Errorf("writing archive: %w", err))
+	}
+	name := path[len(path)-1]
+	if w.hasLast && name <= string(w.lastKey) {
+		return w.fail(fmt.Errorf("writing archive: table %q is not after %q, the last entry of its parent", EncodePath(path), w.lastKey))
+	}
+	decl := -1
+	if w.decl != nil {
+		next := w.table + 1
+		if next >= len(w.decl) || ComparePaths(w.decl[next].Path(), path) != 0 {
+			want := "no more tables"
+			if next < len(w.decl) {
+				want = fmt.Sprintf("table %q", w.decl[next])
+			}
+			return w.fail(fmt.Errorf("writing archive: table %q is not the next table of the manifest (want %s)", EncodePath(path), want))
+		}
+		if w.decl[next].Sequence != sequence {
+			return w.fail(fmt.Errorf("writing archive: table %q: sequence %d, the manifest declares %d", EncodePath(path), sequence, w.decl[next].Sequence))
+		}
+		w.table, decl = next, next
+	}
+	if w.tables == w.m.TableCount {
+		return w.fail(fmt.Errorf("writing archive: table %q: more tables than the %d of the manifest", EncodePath(path), w.m.TableCount))
+	}
+	w.tables++
+	if err := w.entry(tableStartSize(name, sequence)); err != nil {
+		return w.fail(err)
+	}
+	w.buf = append(w.buf, 0, entryTable)
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(name)))
+	w.buf = append(w.buf, name...)
+	w.buf = binary.AppendUvarint(w.buf, sequence)
+	w.open = append(w.open, openTable{decl: decl})
+	w.path = append(w.path, name)
+	w.hasLast = false
+	w.lastKey = w.lastKey[:0]
+	return nil
+}
+
+// EndTable ends the current table of a format 3 archive: the records that
+// follow go to the table it is nested in (none for a top-level table).
+func (w *Writer) EndTable() error {
+	if w.err != nil {
+		return w.err
+	}
+	if !w.v3 {
+		return nil
+	}
+	if len(w.open) == 0 {
+		return w.fail(errors.New("writing archive: no table to end"))
+	}
+	t := w.open[len(w.open)-1]
+	name := w.path[len(w.path)-1]
+	if t.decl >= 0 {
+		d := w.decl[t.decl]
+		if t.records != d.Records || t.bytes != d.Bytes {
+			return w.fail(fmt.Errorf("writing archive: table %q: wrote %d records in %d bytes, the manifest declares %d in %d", d, t.records, t.bytes, d.Records, d.Bytes))
+		}
+	}
+	if err := w.entry(tableEndSize(t.records, t.bytes)); err != nil {
+		return w.fail(err)
+	}
+	w.buf = append(w.buf, 0, entryEnd)
+	w.buf = binary.AppendUvarint(w.buf, uint64(t.records))
+	w.buf = binary.AppendUvarint(w.buf, uint64(t.bytes))
+	w.open = w.open[:len(w.open)-1]
+	w.path = w.path[:len(w.path)-1]
+	w.lastKey = append(w.lastKey[:0], name...)
+	w.hasLast = true
+	return nil
+}
+
+// entry makes room in the chunk buffer for an entry of size bytes of a
+// format 3 stream, counted against the manifest's DataBytes.
+func (w *Writer) entry(size int64) error {
+	if w.data+size > w.m.DataBytes {
+		return fmt.Errorf("writing archive: more than the %d bytes of table data the manifest declares", w.m.DataBytes)
+	}
+	w.data += size
+	if len(w.buf) > 0 && int64(len(w.buf))+size > int64(w.chunkSize) {
+		return w.flush()
+	}
+	return nil
+}
+
+// record3 is Record in a format 3 archive.
+func (w *Writer) record3(key, value []byte) error {
+	if len(w.open) == 0 {
+		return w.fail(errors.New("writing archive: record outside a table"))
+	}
+	t := &w.open[len(w.open)-1]
+	name := EncodePath(w.path)
+	switch {
+	case len(key) == 0:
+		return w.fail(fmt.Errorf("writing archive: table %q: empty key", name))
+	case len(key) > MaxKeySize:
+		return w.fail(fmt.Errorf("writing archive: table %q: key of %d bytes exceeds %d", name, len(key), MaxKeySize))
+	case len(value) > MaxValueSize:
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q: value of %d bytes exceeds %d", name, key, len(value), MaxValueSize))
+	case w.hasLast && bytes.Compare(key, w.lastKey) <= 0:
+		return w.fail(fmt.Errorf("writing archive: table %q: key %q is not after %q", name, key, w.lastKey))
+	case w.total >= w.m.RecordCount:
+		return w.fail(fmt.Errorf("writing archive: table %q: more records than the %d of the manifest", name, w.m.RecordCount))
+	case t.decl >= 0 && t.records >= w.decl[t.decl].Records:
+		return w.fail(fmt.Errorf("writing archive: table %q: more records than the %d of the manifest", name, w.decl[t.decl].Records))
+	}
+	size := RecordSize(key, value)
+	if err := w.entry(size); err != nil {
+		return w.fail(err)
+	}
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(key)))
+	w.buf = append(w.buf, key...)
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(value)))
+	w.buf = append(w.buf, value...)
+	t.records++
+	t.bytes += size
+	w.total++
+	w.lastKey = append(w.lastKey[:0], key...)
+	w.hasLast = true
+	return nil
+}
+
+// endTables3 ends the table stream of a format 3 archive and checks it
+// against the manifest's totals.
+func (w *Writer) endTables3() error {
+	for len(w.open) > 0 {
+		if err := w.EndTable(); err != nil {
+			return err
+		}
+	}
+	if w.decl != nil && w.table+1 < len(w.decl) {
+		return fmt.Errorf("writing archive: table %q of the manifest was not written", w.decl[w.table+1])
+	}
+	if w.tables != w.m.TableCount || w.total != w.m.RecordCount || w.data != w.m.DataBytes {
+		return fmt.Errorf("writing archive: wrote %d tables, %d records and %d bytes of table data, the manifest declares %d, %d and %d", w.tables, w.total, w.data, w.m.TableCount, w.m.RecordCount, w.m.DataBytes)
+	}
+	w.table = len(w.m.Tables)
+	return w.flush()
+}
+
 // Record appends a record to the current table. Keys are non-empty, at most
 // MaxKeySize bytes and strictly ascending; values at most MaxValueSize
 // bytes. The Writer copies both slices.
 func (w *Writer) Record(key, value []byte) error {
 	if w.err != nil {
 		return w.err
+	}
+	if w.v3 {
+		return w.record3(key, value)
 	}
 	if w.table < 0 || w.table >= len(w.m.Tables) {
 		return w.fail(errors.New("writing archive: record outside a table"))
@@ -286,7 +502,11 @@ func (w *Writer) flush() error {
 		return nil
 	}
 	w.chunks++
-	return w.send(job{name: chunkName(w.prefix, w.chunks), mode: 0o644, data: w.buf, chunk: true})
+	prefix := w.prefix
+	if w.v3 {
+		prefix = TablesDir
+	}
+	return w.send(job{name: chunkName(prefix, w.chunks), mode: 0o644, data: w.buf, chunk: true})
 }
 
 // endTable flushes the current table and checks it against the manifest.
@@ -306,6 +526,9 @@ func (w *Writer) endTable() error {
 
 // endTables ends the tables before the config files or the end.
 func (w *Writer) endTables() error {
+	if w.v3 {
+		return w.endTables3()
+	}
 	if err := w.endTable(); err != nil {
 		return err
 	}

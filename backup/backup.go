@@ -29,7 +29,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/hookreg/hookreg/archive"
@@ -122,7 +121,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if sp != nil {
 		defer sp.close()
 	}
-	tables, configInStore, err := countTables(tx, sp)
+	totals, configInStore, err := countTables(tx, sp)
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
@@ -130,11 +129,8 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if err := failpoint.Inject("backup.counted"); err != nil {
 		return nil, err
 	}
-	m.Tables = tables
-	var total int64
-	for _, t := range tables {
-		total += t.Records
-	}
+	totals.Set(&m)
+	total := m.RecordCount
 	var cfg configSource
 	switch {
 	case configInStore && opts.ConfigDir != "":
@@ -161,7 +157,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	defer aw.Abort()
 	prog := newProgress(opts.Progress, "backup", total)
 	if sp != nil {
-		err = sp.copyTo(tables, aw, prog)
+		err = sp.copyTo(aw, prog)
 	} else {
 		err = copyTables(tx, aw, prog)
 	}
@@ -312,33 +308,60 @@ func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
 	return out
 }
 
-// walkTables visits every table of tx at every depth with store.Walker,
-// or the top-level tables of a store whose transactions do not nest.
-func walkTables(tx store.Tx, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
-	if w, ok := tx.(store.Walker); ok {
-		return w.Walk(table, record)
+// walkTables visits every table of tx at every depth, in the order of a
+// format 3 archive: with store.TreeWalker (bbolt), in the store's own
+// order; otherwise through the tables' Scan (etcd), which gives a nested
+// table's name among the records with a nil value, so that each nested
+// table is visited at its place, whole: the same order, memory bounded by
+// the depth. end is called when a table ends, after the tables nested in
+// it.
+func walkTables(tx store.Tx, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
+	if w, ok := tx.(store.TreeWalker); ok {
+		return w.WalkTree(table, record, end)
 	}
 	names, err := tx.Tables()
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		err := table([]string{name}, 0)
-		if errors.Is(err, store.SkipTable) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
 		t, err := tx.Table(name)
 		if err != nil {
 			return err
 		}
-		if err := t.Scan(nil, record); err != nil {
+		if err := walkTable(t, []string{name}, table, record, end); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// walkTable is walkTables of the table t at path.
+func walkTable(t store.Table, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
+	seq, err := t.Sequence()
+	if err != nil {
+		return err
+	}
+	err = table(path, seq)
+	if errors.Is(err, store.SkipTable) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = t.Scan(nil, func(k, v []byte) error {
+		if v != nil {
+			return record(k, v)
+		}
+		n, err := t.Table(string(k))
+		if err != nil {
+			return err
+		}
+		return walkTable(n, append(path[:len(path):len(path)], string(k)), table, record, end)
+	})
+	if err != nil {
+		return err
+	}
+	return end(path)
 }
 
 // isConfigTable reports whether path is the store's configuration table,
@@ -347,13 +370,13 @@ func isConfigTable(path []string) bool {
 	return len(path) == 1 && path[0] == store.ConfigTable
 }
 
-// countTables declares every table of tx (but the configuration table,
-// whose presence it reports): its path, records, size and sequence. It
+// countTables counts every table of tx (but the configuration table,
+// whose presence it reports) into the totals of a format 3 manifest. It
 // refuses, naming it, anything the archive format cannot carry exactly,
-// before anything is written. With a spool, it also keeps every record
-// there.
-func countTables(tx store.Tx, sp *spool) (tables []archive.TableInfo, configInStore bool, err error) {
-	var cur *archive.TableInfo
+// before anything is written. With a spool, it also keeps every table
+// and record there. Memory: the path of the current table.
+func countTables(tx store.Tx, sp *spool) (totals archive.Totals, configInStore bool, err error) {
+	var cur []string
 	err = walkTables(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
 			configInStore = true
@@ -365,40 +388,47 @@ func countTables(tx store.Tx, sp *spool) (tables []archive.TableInfo, configInSt
 		if err := failpoint.Inject("backup.table"); err != nil {
 			return err
 		}
-		info := archive.TableInfo{Name: path[len(path)-1], Sequence: sequence}
-		if len(path) > 1 {
-			info.Parent = slices.Clone(path[:len(path)-1])
+		totals.StartTable(path[len(path)-1], sequence)
+		cur = append(cur[:0], path...)
+		if sp != nil {
+			return sp.table(path, sequence)
 		}
-		tables = append(tables, info)
-		cur = &tables[len(tables)-1]
 		return nil
 	}, func(key, value []byte) error {
 		if len(value) > archive.MaxValueSize {
-			return fmt.Errorf("table %q: key %q cannot be backed up: its value of %d bytes exceeds the archive format's %d", cur, truncate(key), len(value), archive.MaxValueSize)
+			return fmt.Errorf("table %q: key %q cannot be backed up: its value of %d bytes exceeds the archive format's %d", archive.EncodePath(cur), truncate(key), len(value), archive.MaxValueSize)
 		}
-		cur.Records++
-		cur.Bytes += archive.RecordSize(key, value)
+		totals.Record(key, value)
 		if sp != nil {
 			return sp.put(key, value)
 		}
 		return nil
+	}, func(path []string) error {
+		totals.EndTable()
+		cur = append(cur[:0], path[:len(path)-1]...)
+		if sp != nil {
+			return sp.end()
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("counting the records: %w", err)
+		return archive.Totals{}, false, fmt.Errorf("counting the records: %w", err)
 	}
-	return tables, configInStore, nil
+	return totals, configInStore, nil
 }
 
-// copyTables writes the records of every table countTables declared.
+// copyTables writes every table countTables counted.
 func copyTables(tx store.Tx, aw *archive.Writer, prog *progress) error {
-	return walkTables(tx, func(path []string, _ uint64) error {
+	return walkTables(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
 			return store.SkipTable
 		}
-		return aw.Table(path...)
+		return aw.StartTable(path, sequence)
 	}, func(key, value []byte) error {
 		prog.add(1)
 		return aw.Record(key, value)
+	}, func([]string) error {
+		return aw.EndTable()
 	})
 }
 

@@ -499,3 +499,118 @@ func rechunk(b *testing.B, data []byte, path string) {
 		b.Fatal(err)
 	}
 }
+
+// buildNested builds a store of records like buildBig's, the same keys
+// and values, split into tables of perTable records nested in the
+// top-level table "messages" (records/perTable of them).
+func buildNested(b *testing.B, path string, records, perTable int) {
+	st, err := bolt.Open(path, bolt.Options{Create: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	value := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 6)[:200]
+	for start := 0; start < records; start += 100 * perTable {
+		tx, err := st.Begin(true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		top, err := tx.CreateTable("messages")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := start; i < min(records, start+100*perTable); i++ {
+			if i%perTable == 0 {
+				if top, err = tx.Table("messages"); err == nil {
+					_, err = top.CreateTable(fmt.Sprintf("b-%08d", i/perTable))
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			t, err := top.Table(fmt.Sprintf("b-%08d", i/perTable))
+			if err != nil {
+				b.Fatal(err)
+			}
+			v := append(strconv.AppendInt(nil, int64(i), 10), value...)[:200]
+			if err := t.Put(fmt.Appendf(nil, "msg-%012d", i), v); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := upgrade.Init(st, generated.Registry); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkNested compares backup, verify and restore of 1,000,000
+// records in 100,000 nested tables with the same records in one table
+// (CPU of this process), and the plain archive's size with the records'.
+func BenchmarkNested(b *testing.B) {
+	const records, perTable = 1_000_000, 10
+	dir := b.TempDir()
+	flat, nested := filepath.Join(dir, "flat.db"), filepath.Join(dir, "nested.db")
+	buildBig(b, flat, records)
+	buildNested(b, nested, records, perTable)
+	recordBytes := int64(records) * (16 + 200)
+	for range b.N {
+		cpu := map[string][2]time.Duration{}
+		var sizes [2]int64
+		var rss float64
+		for i, src := range []string{flat, nested} {
+			out := filepath.Join(dir, fmt.Sprintf("b%d.tar", i))
+			os.Remove(out)
+			st, err := bolt.Open(src, bolt.Options{ReadOnly: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c0 := cpuTime(b, syscall.RUSAGE_SELF)
+			if _, err := backup.WriteFile(b.Context(), st, generated.Registry, out, backup.Options{Compression: archive.None}); err != nil {
+				b.Fatal(err)
+			}
+			c1 := cpuTime(b, syscall.RUSAGE_SELF)
+			st.Close()
+			f, err := os.Open(out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := backup.Verify(f, out); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+			c2 := cpuTime(b, syscall.RUSAGE_SELF)
+			dst := filepath.Join(dir, fmt.Sprintf("r%d.db", i))
+			os.Remove(dst)
+			restore := func() {
+				if _, err := backup.Restore(b.Context(), generated.Registry, out, dst, backup.RestoreOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if i == 1 {
+				rss = peakRSSAnon(b, restore)
+			} else {
+				restore()
+			}
+			c3 := cpuTime(b, syscall.RUSAGE_SELF)
+			for what, d := range map[string]time.Duration{"backup": c1 - c0, "verify": c2 - c1, "restore": c3 - c2} {
+				v := cpu[what]
+				v[i] = d
+				cpu[what] = v
+			}
+			info, err := os.Stat(out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sizes[i] = info.Size()
+		}
+		for what, v := range cpu {
+			b.ReportMetric(float64(v[1])/float64(v[0]), what+"-nested/flat")
+		}
+		b.ReportMetric(float64(sizes[1])/float64(recordBytes), "nested-archive/records")
+		b.ReportMetric(float64(sizes[0])/float64(recordBytes), "flat-archive/records")
+		b.ReportMetric(rss, "nested-restore-RssAnon-bytes")
+	}
+}

@@ -31,10 +31,22 @@ type metaTable struct {
 
 type record struct{ key, value []byte }
 
-// table notes that the archive carries the metadata table.
+// table notes that the archive carries the metadata table, and refuses
+// the configuration table (configuration files are config/ members,
+// which a restore without a configuration directory writes into it).
 func (t *metaTable) table(info archive.TableInfo) error {
+	if len(info.Parent) == 0 && info.Name == store.ConfigTable {
+		return &archive.FormatError{Err: fmt.Errorf("it carries the reserved table %q; configuration files belong in config/ members", store.ConfigTable)}
+	}
 	t.current = info.Name == store.MetaTable && len(info.Parent) == 0
 	t.seen = t.seen || t.current
+	return nil
+}
+
+// end notes the end of a table: the metadata table's records go on after
+// a table nested in it.
+func (t *metaTable) end(info archive.TableInfo) error {
+	t.current = len(info.Parent) == 1 && info.Parent[0] == store.MetaTable
 	return nil
 }
 

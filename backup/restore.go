@@ -133,6 +133,7 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	m, err := check(reg, ctxReader{ctx, f}, archivePath, archive.Handler{
 		Manifest: l.manifest,
 		Table:    l.table,
+		TableEnd: l.tableEnd,
 		Record:   l.record,
 		Config:   l.config,
 	})
@@ -193,10 +194,7 @@ func (l *loading) manifest(m archive.Manifest) error {
 	if checkManifest(l.reg, &m, l.name) != nil {
 		return nil
 	}
-	sizes := archiveSizes{}
-	for _, t := range m.Tables {
-		sizes.tables += uint64(t.Bytes)
-	}
+	sizes := archiveSizes{tables: uint64(m.DataBytes)}
 	for _, c := range m.Config {
 		sizes.config += uint64(c.Size)
 	}
@@ -214,11 +212,7 @@ func (l *loading) manifest(m archive.Manifest) error {
 	if l.b, l.err = newBuild(l.storePath, l.configDir); l.err != nil {
 		return l.err
 	}
-	var total int64
-	for _, t := range m.Tables {
-		total += t.Records
-	}
-	l.prog = newProgress(l.progress, "restore", total)
+	l.prog = newProgress(l.progress, "restore", m.RecordCount)
 	return nil
 }
 
@@ -227,6 +221,14 @@ func (l *loading) table(t archive.TableInfo) error {
 		return nil
 	}
 	l.err = l.b.pipe.table(t)
+	return l.err
+}
+
+func (l *loading) tableEnd(t archive.TableInfo) error {
+	if l.b == nil {
+		return nil
+	}
+	l.err = l.b.pipe.end(t)
 	return l.err
 }
 
@@ -328,12 +330,19 @@ func Verify(r io.Reader, name string) (*archive.Manifest, error) {
 	return verify(r, name, archive.Handler{})
 }
 
+// VerifyWith is Verify, calling also's callbacks (when not nil) after its
+// own as the archive streams: an error from them refuses the archive.
+// Nothing they receive has been checked against SHA256SUMS yet.
+func VerifyWith(r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
+	return verify(r, name, also)
+}
+
 // verify is Verify, calling also's callbacks (when not nil) after its own:
 // an error from them refuses the archive.
 func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
 	var meta metaTable
 	var refused error
-	h := archive.Handler{Table: meta.table, Record: meta.record}
+	h := archive.Handler{Table: meta.table, TableEnd: meta.end, Record: meta.record}
 	if also.Manifest != nil {
 		h.Manifest = func(m archive.Manifest) error {
 			refused = also.Manifest(m)
@@ -346,6 +355,15 @@ func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, 
 				return err
 			}
 			refused = also.Table(t)
+			return refused
+		}
+	}
+	if also.TableEnd != nil {
+		h.TableEnd = func(t archive.TableInfo) error {
+			if err := meta.end(t); err != nil {
+				return err
+			}
+			refused = also.TableEnd(t)
 			return refused
 		}
 	}
@@ -541,10 +559,14 @@ type pipe struct {
 	err   error // the loader's error, read after done is closed
 	quit  chan struct{}
 	ended bool
-	stop  atomic.Bool // set by abort: the loader skips what is left
+	// resume is the table to go back to before the next record: the
+	// parent of the table that ended last, nil when there is none.
+	resume []string
+	stop   atomic.Bool // set by abort: the loader skips what is left
 }
 
-// loadBatch is a table to start (when path is not nil) and records to add.
+// loadBatch is a table to start or go back to (when path is not nil) and
+// records to add.
 type loadBatch struct {
 	path     []string
 	sequence uint64
@@ -607,10 +629,25 @@ func (p *pipe) table(t archive.TableInfo) error {
 		return err
 	}
 	p.batch = &loadBatch{path: t.Path(), sequence: t.Sequence}
+	p.resume = nil
+	return nil
+}
+
+// end ends table t: the records that follow (if any, in a format 3
+// archive) go to the table it is nested in.
+func (p *pipe) end(t archive.TableInfo) error {
+	p.resume = t.Parent
 	return nil
 }
 
 func (p *pipe) record(key, value []byte) error {
+	if p.resume != nil {
+		if err := p.flush(); err != nil {
+			return err
+		}
+		p.batch = &loadBatch{path: p.resume}
+		p.resume = nil
+	}
 	if p.batch == nil {
 		p.batch = &loadBatch{}
 	}

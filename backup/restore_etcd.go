@@ -55,10 +55,13 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 	}
 	defer f.Close()
 	first := sha256.New()
-	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, etcdChecks(st))
+	checks := etcdChecks(st)
+	withTables := collectTables(&checks)
+	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, checks)
 	if err != nil {
 		return nil, err
 	}
+	withTables(m)
 	if _, err := io.Copy(first, ctxReader{ctx, f}); err != nil {
 		return nil, readError(archivePath, err)
 	}
@@ -92,8 +95,35 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 // and that the etcd store st (which may be open read-only) can hold it, as
 // [RestoreEtcd] checks before writing anything: no record or
 // configuration file too large for one request at the store's limits.
+//
+// The manifest it returns lists the tables (the Tables of a format 3
+// manifest are taken from the data, where that format carries them).
 func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, error) {
-	return verify(r, name, etcdChecks(st))
+	checks := etcdChecks(st)
+	withTables := collectTables(&checks)
+	m, err := verify(r, name, checks)
+	if err == nil {
+		withTables(m)
+	}
+	return m, err
+}
+
+// collectTables makes h keep every table, with its record count and size,
+// as the archive streams, and returns the function that sets them as the
+// Tables of its format 3 manifest (which has only totals): a cluster
+// store's tables are top-level, and its restore keeps a count per table
+// anyway.
+func collectTables(h *archive.Handler) func(m *archive.Manifest) {
+	var tables []archive.TableInfo
+	h.TableEnd = func(t archive.TableInfo) error {
+		tables = append(tables, t)
+		return nil
+	}
+	return func(m *archive.Manifest) {
+		if m.Format >= 3 {
+			m.Tables = tables
+		}
+	}
 }
 
 // etcdChecks refuses what the etcd store st cannot hold, naming the table
@@ -124,6 +154,12 @@ func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) e
 	config := false
 	got, err := archive.Read(r, archive.Handler{
 		Table: func(t archive.TableInfo) error { return rs.TablePath(t.Path(), t.Sequence) },
+		TableEnd: func(t archive.TableInfo) error {
+			if len(t.Parent) == 0 {
+				return nil
+			}
+			return rs.ResumePath(t.Parent)
+		},
 		Record: func(key, value []byte) error {
 			prog.add(1)
 			return rs.Put(key, value)
@@ -141,7 +177,7 @@ func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) e
 	if err != nil {
 		return err
 	}
-	if !got.Created.Equal(m.Created) || got.DataVersion != m.DataVersion || len(got.Tables) != len(m.Tables) {
+	if !got.Created.Equal(m.Created) || got.DataVersion != m.DataVersion || got.TableCount != m.TableCount {
 		return errors.New("the backup changed while it was being restored")
 	}
 	sums := rs.Sums()

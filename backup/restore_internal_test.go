@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -132,14 +133,17 @@ func TestRestoreLateMismatch(t *testing.T) {
 		}
 		return members[i]
 	}
+	// The end entry of the last table: 0, 2, its record count and size.
+	endEntry := int64(2 + binary.PutUvarint(make([]byte, 10), 20000) + binary.PutUvarint(make([]byte, 10), usersBytes(t, good)))
 	sums := member(archive.SumsName)
 	lastLine := sums.start + int64(bytes.LastIndexByte(good[sums.start:sums.end-1], '\n')) + 1
 	for _, c := range []struct {
 		name string
 		at   int64 // the byte of the archive changed, a hexadecimal digit or a value's
 	}{
-		// The last byte of the last chunk: the last record's value.
-		{"last table chunk", member(lastChunk).end - 1},
+		// The last byte of the last record's value, in the last chunk,
+		// before the end entry of the last table ("users").
+		{"last table chunk", member(lastChunk).end - 1 - endEntry},
 		// The first digit of the last line of SHA256SUMS, that of the
 		// last configuration file.
 		{"SHA256SUMS", lastLine},
@@ -445,4 +449,21 @@ func TestRemoveStale(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("left %q, want %q", got, want)
 	}
+}
+
+// usersBytes returns the size of the records of the table users in the
+// archive data.
+func usersBytes(t *testing.T, data []byte) uint64 {
+	t.Helper()
+	var size int64
+	_, err := archive.Read(bytes.NewReader(data), archive.Handler{TableEnd: func(tb archive.TableInfo) error {
+		if tb.Name == "users" {
+			size = tb.Bytes
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(size)
 }

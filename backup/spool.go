@@ -17,8 +17,10 @@ import (
 // spool holds the records a backup of a remote store read while counting
 // them (see [store.RemoteReader]), so that it copies them into the
 // archive from a local file instead of reading the store a second time.
-// Each record is uvarint(len(key)), key, uvarint(len(value)), value, table
-// after table in the order counted. The file is unlinked as soon as it is
+// Each record is uvarint(len(key)), key, uvarint(len(value)), value; a
+// table starts with a 0 byte, 1, uvarint(len(path)), each name as a
+// field, uvarint(sequence), and ends with a 0 byte and 2: the order
+// counted, as the archive's table stream. The file is unlinked as soon as it is
 // created where the system allows it, so that a kill leaves nothing.
 type spool struct {
 	f   *os.File
@@ -30,10 +32,7 @@ type spool struct {
 const spoolBuffer = 1 << 20
 
 // newSpool returns a spool for a backup of st in dir, or nil when st is
-// read locally (or dir is empty): then the backup reads st twice. A
-// store.Walker gives each table's records right after the table, before
-// the tables nested in it, so the records spool table after table in the
-// order counted, at every depth.
+// read locally (or dir is empty): then the backup reads st twice.
 func newSpool(st store.Store, tx store.Tx, dir string) (*spool, error) {
 	r, ok := st.(store.RemoteReader)
 	if !ok || !r.ReadsAreRemote() || dir == "" {
@@ -61,8 +60,31 @@ func (s *spool) put(key, value []byte) error {
 	return nil
 }
 
-// copyTo writes the spooled records of tables into aw, in order.
-func (s *spool) copyTo(tables []archive.TableInfo, aw *archive.Writer, prog *progress) error {
+// table appends the start of a table.
+func (s *spool) table(path []string, sequence uint64) error {
+	s.buf = append(s.buf[:0], 0, 1)
+	s.buf = binary.AppendUvarint(s.buf, uint64(len(path)))
+	for _, name := range path {
+		s.buf = binary.AppendUvarint(s.buf, uint64(len(name)))
+		s.buf = append(s.buf, name...)
+	}
+	s.buf = binary.AppendUvarint(s.buf, sequence)
+	if _, err := s.w.Write(s.buf); err != nil {
+		return fmt.Errorf("spooling the records: %w", err)
+	}
+	return nil
+}
+
+// end appends the end of the current table.
+func (s *spool) end() error {
+	if _, err := s.w.Write([]byte{0, 2}); err != nil {
+		return fmt.Errorf("spooling the records: %w", err)
+	}
+	return nil
+}
+
+// copyTo writes the spooled tables and records into aw, in order.
+func (s *spool) copyTo(aw *archive.Writer, prog *progress) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("spooling the records: %w", err)
 	}
@@ -71,28 +93,66 @@ func (s *spool) copyTo(tables []archive.TableInfo, aw *archive.Writer, prog *pro
 	}
 	r := bufio.NewReaderSize(s.f, spoolBuffer)
 	var key, value []byte
-	var err error
-	for _, t := range tables {
-		if err := aw.Table(append(t.Parent[:len(t.Parent):len(t.Parent)], t.Name)...); err != nil {
+	var path []string
+	for {
+		b, err := r.Peek(1)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the spooled records: %w", err)
+		}
+		if b[0] == 0 {
+			if path, err = s.entry(r, aw, path); err != nil {
+				return err
+			}
+			continue
+		}
+		if key, err = readSpooled(r, key); err != nil {
 			return err
 		}
-		for range t.Records {
-			if key, err = readSpooled(r, key); err != nil {
-				return err
-			}
-			if value, err = readSpooled(r, value); err != nil {
-				return err
-			}
-			prog.add(1)
-			if err := aw.Record(key, value); err != nil {
-				return err
-			}
+		if value, err = readSpooled(r, value); err != nil {
+			return err
+		}
+		prog.add(1)
+		if err := aw.Record(key, value); err != nil {
+			return err
 		}
 	}
-	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
-		return errors.New("reading the spooled records: more records than counted")
+}
+
+// entry replays the start or end of a table; path is the current table's.
+func (s *spool) entry(r *bufio.Reader, aw *archive.Writer, path []string) ([]string, error) {
+	var kind [2]byte
+	if _, err := io.ReadFull(r, kind[:]); err != nil {
+		return nil, fmt.Errorf("reading the spooled records: %w", err)
 	}
-	return nil
+	switch kind[1] {
+	case 1:
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n == 0 || n > archive.MaxTablePathLen {
+			return nil, fmt.Errorf("reading the spooled records: bad table path (%v)", err)
+		}
+		path = path[:0]
+		var name []byte
+		for range n {
+			if name, err = readSpooled(r, name); err != nil {
+				return nil, err
+			}
+			path = append(path, string(name))
+		}
+		seq, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, fmt.Errorf("reading the spooled records: %w", err)
+		}
+		return path, aw.StartTable(path, seq)
+	case 2:
+		if len(path) > 0 {
+			path = path[:len(path)-1]
+		}
+		return path, aw.EndTable()
+	}
+	return nil, fmt.Errorf("reading the spooled records: unknown entry %d", kind[1])
 }
 
 // readSpooled reads one length-prefixed field into buf. A length beyond

@@ -162,12 +162,8 @@ func (r *revisionRecorder) Begin(writable bool) (store.Tx, error) {
 
 // summary describes the content of an archive in one line.
 func summary(m *archive.Manifest) string {
-	var records int64
-	for _, t := range m.Tables {
-		records += t.Records
-	}
 	return fmt.Sprintf("data version %s, %s, %s, %s", m.DataVersion,
-		plural(int64(len(m.Tables)), "table"), plural(records, "record"), plural(int64(len(m.Config)), "config file"))
+		plural(m.TableCount, "table"), plural(m.RecordCount, "record"), plural(int64(len(m.Config)), "config file"))
 }
 
 func plural(n int64, what string) string {

@@ -195,7 +195,7 @@ func TestBackupRoundTripBinary(t *testing.T) {
 			for i := range k {
 				k[i] = byte(rng.UintN(256))
 			}
-			var v []byte
+			v := []byte{}
 			switch name {
 			case "bin":
 				v = make([]byte, rng.IntN(300))
@@ -234,8 +234,8 @@ func TestBackupRoundTripBinary(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Config) != 5 || len(m.Tables) != 5 {
-		t.Fatalf("manifest has %d config files and %d tables, want 5 and 5", len(m.Config), len(m.Tables))
+	if len(m.Config) != 5 || m.TableCount != 5 {
+		t.Fatalf("manifest has %d config files and %d tables, want 5 and 5", len(m.Config), m.TableCount)
 	}
 	dst, dstCfg := filepath.Join(dir, "dst.db"), filepath.Join(dir, "etc2")
 	if _, err := backup.Restore(context.Background(), generated.Registry, out, dst, backup.RestoreOptions{ConfigDir: dstCfg}); err != nil {

@@ -16,7 +16,9 @@ import (
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
 
@@ -111,6 +113,23 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 		return err
 	}
 	defer tx.Rollback()
+	if w, ok := tx.(store.TreeWalker); ok {
+		// Every table at every depth, in the store's order: one cursor
+		// a level, whatever the number of tables.
+		sel := o.selector()
+		err := w.WalkTree(func(path []string, seq uint64) error {
+			return sel.start(p, path, seq)
+		}, func(k, v []byte) error {
+			return sel.record(p, k, v)
+		}, func(path []string) error {
+			sel.end(p, path)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.store, err)
+		}
+		return sel.found(o.store)
+	}
 	names, err := tx.Tables()
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)
@@ -123,14 +142,16 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", o.store, err)
 		}
-		p.table(name)
-		err = t.Scan(nil, func(k, v []byte) error { return p.record(name, k, v) })
+		path := []string{name}
+		p.start(path, 0)
+		err = t.Scan(nil, func(k, v []byte) error { return p.record(k, v) })
 		if et, ok := tx.(*etcd.Tx); ok && errors.Is(err, rpctypes.ErrCompacted) {
 			return fmt.Errorf("%s: table %q: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, name, et.Revision(), rpctypes.ErrCompacted)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: table %q: %w", o.store, name, err)
 		}
+		p.end(path)
 	}
 	return nil
 }
@@ -141,34 +162,36 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 		return envErrorf("opening backup: %w", err)
 	}
 	defer f.Close()
-	m, err := backup.Verify(f, o.backup)
+	// The whole backup is verified first, and --table looked for, so
+	// that nothing is printed from a damaged backup.
+	look := o.selector()
+	_, err = backup.VerifyWith(f, o.backup, archive.Handler{
+		Table: func(t archive.TableInfo) error {
+			look.note(t.Path())
+			look.seen = look.seen || look.matches(t.Path())
+			return nil
+		},
+	})
 	if err != nil {
 		return err
 	}
-	names := make([]string, len(m.Tables))
-	for i, t := range m.Tables {
-		names[i] = tableName(t)
-	}
-	if _, err := o.selectTable(names, o.backup); err != nil {
+	if err := look.found(o.backup); err != nil {
 		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return envErrorf("rereading backup %s: %w", o.backup, err)
 	}
-	current := ""
+	sel := o.selector()
 	_, err = archive.Read(f, archive.Handler{
 		Table: func(t archive.TableInfo) error {
-			current = tableName(t)
-			if o.table == "" || current == o.table {
-				p.table(current)
-			}
+			return sel.start(p, t.Path(), t.Sequence)
+		},
+		TableEnd: func(t archive.TableInfo) error {
+			sel.end(p, t.Path())
 			return nil
 		},
 		Record: func(k, v []byte) error {
-			if o.table != "" && current != o.table {
-				return nil
-			}
-			return p.record(current, k, v)
+			return sel.record(p, k, v)
 		},
 	})
 	if err != nil {
@@ -177,48 +200,129 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 	return nil
 }
 
-// tableName names a table of a backup: a top-level table by its name, a
-// nested one by its encoded path (see archive.EncodePath).
-func tableName(t archive.TableInfo) string {
-	if len(t.Parent) == 0 {
-		return t.Name
-	}
-	return t.String()
+// selector passes to a printer the tables --table selects (every table
+// without it), as a walk of a store or a backup gives them.
+type selector struct {
+	table string
+	depth int // the depth of the selected table while it is open, else 0
+	seen  bool
+	// top holds the first top-level tables' names, for the error of a
+	// --table that names none; more counts the others.
+	top  []string
+	more int
 }
 
-// selectTable returns the tables to print: all of names, or --table,
-// which must be one of them.
+func (o *dumpOptions) selector() *selector { return &selector{table: o.table} }
+
+// matches reports whether --table names the table at path: as dump
+// prints it (hook.FormatPath), or a top-level table by its name as is.
+func (s *selector) matches(path []string) bool {
+	return s.table == "" || hook.FormatPath(path) == s.table || len(path) == 1 && path[0] == s.table
+}
+
+func (s *selector) start(p *dumpPrinter, path []string, seq uint64) error {
+	s.note(path)
+	switch {
+	case s.table == "":
+		p.start(path, seq)
+	case s.depth > 0:
+		p.inner++ // a table nested in the selected one: not printed
+	case s.matches(path):
+		s.seen = true
+		s.depth = len(path)
+		p.start(path, seq)
+	default:
+		return nil
+	}
+	return nil
+}
+
+func (s *selector) record(p *dumpPrinter, k, v []byte) error {
+	if s.table != "" && (s.depth == 0 || p.inner > 0) {
+		return nil
+	}
+	return p.record(k, v)
+}
+
+func (s *selector) end(p *dumpPrinter, path []string) {
+	switch {
+	case s.table == "":
+		p.end(path)
+	case s.depth > 0 && p.inner > 0:
+		p.inner--
+	case s.depth == len(path):
+		s.depth = 0
+		p.end(path)
+	}
+}
+
+// note keeps a few top-level table names for found's error.
+func (s *selector) note(path []string) {
+	if len(path) == 1 {
+		if len(s.top) < 6 {
+			s.top = append(s.top, path[0])
+		} else {
+			s.more++
+		}
+	}
+}
+
+// found returns the error of a --table that named no table of source.
+func (s *selector) found(source string) error {
+	if s.table != "" && !s.seen {
+		list := quoteList(s.top)
+		if s.more > 0 {
+			list = strings.Replace(list, "and 1 more", fmt.Sprintf("and %d more", s.more+1), 1)
+		}
+		return fmt.Errorf("%s has no table %q (its tables: %s)", source, s.table, list)
+	}
+	return nil
+}
+
+// selectTable returns the top-level tables to print: all of names, or
+// --table, which must be one of them.
 func (o *dumpOptions) selectTable(names []string, source string) ([]string, error) {
 	if o.table == "" {
 		return names, nil
 	}
 	for _, n := range names {
-		if n == o.table {
+		if n == o.table || hook.FormatPath([]string{n}) == o.table {
 			return []string{n}, nil
 		}
 	}
 	return nil, fmt.Errorf("%s has no table %q (its tables: %s)", source, o.table, quoteList(names))
 }
 
-// dumpPrinter writes records as text or JSON lines.
+// dumpPrinter writes records as text or JSON lines. It follows the
+// tables as they start and end: the records after a nested table's end
+// are its parent's again, and the text output names the parent again
+// before them.
 type dumpPrinter struct {
-	w    *bufio.Writer
-	json bool
+	w       *bufio.Writer
+	json    bool
+	open    []string // the formatted paths of the open tables
+	printed string   // the table the last "table" line named
+	inner   int      // tables open inside the selected one (not printed)
 }
 
-func (p *dumpPrinter) table(name string) {
-	if !p.json {
-		fmt.Fprintf(p.w, "table %s\n", quoteIfNeeded(name))
+func (p *dumpPrinter) start(path []string, seq uint64) {
+	name := hook.FormatPath(path)
+	p.open = append(p.open, name)
+	if p.json {
+		return
 	}
+	p.printed = name
+	if seq != 0 {
+		fmt.Fprintf(p.w, "table %s (sequence %d)\n", name, seq)
+		return
+	}
+	fmt.Fprintf(p.w, "table %s\n", name)
 }
 
-// quoteIfNeeded returns name as it is when it is printable and has no
-// space or quote, otherwise quoted as a Go string.
-func quoteIfNeeded(name string) string {
-	if q := strconv.Quote(name); q[1:len(q)-1] != name || strings.ContainsAny(name, " \"") || name == "" {
-		return q
+func (p *dumpPrinter) end([]string) {
+	if len(p.open) > 0 {
+		p.open = p.open[:len(p.open)-1]
 	}
-	return name
 }
 
 // dumpRecord is one line of dump --json.
@@ -230,8 +334,16 @@ type dumpRecord struct {
 	ValueBase64 []byte  `json:"value_base64,omitempty"`
 }
 
-func (p *dumpPrinter) record(table string, k, v []byte) error {
+func (p *dumpPrinter) record(k, v []byte) error {
+	table := ""
+	if len(p.open) > 0 {
+		table = p.open[len(p.open)-1]
+	}
 	if !p.json {
+		if table != p.printed {
+			p.printed = table
+			fmt.Fprintf(p.w, "table %s\n", table)
+		}
 		fmt.Fprintf(p.w, "  %s  %s\n", strconv.Quote(string(k)), strconv.Quote(string(v)))
 		return nil
 	}

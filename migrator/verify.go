@@ -1,13 +1,18 @@
 package migrator
 
 import (
+	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
 )
 
@@ -20,13 +25,19 @@ Usage: {{.Prog}} verify FILE
        {{.Prog}} verify --json FILE
 
 Reads the backup archive FILE (zstd-compressed or plain tar) to the end and
-checks everything a restore relies on: every member's sha256 against
+checks everything a restore checks: every member's sha256 against
 SHA256SUMS, the structure (member names, order, types and sizes; no links,
 devices, absolute or escaping paths, duplicates or unknown members; no
-decompression bomb), and the manifest against the content (every table with
-its record count and size, every configuration file with its mode and
-size). Then prints a summary (with --json, one JSON object: the file and
-its manifest). Nothing is written.
+decompression bomb), the tables (names, nesting, order: no record key equal
+to a nested table's name) and the manifest against the content (the totals
+of tables, records and bytes, every table's record count and size, every
+configuration file with its mode and size, the upgrade metadata). Then
+prints a summary: every table at every depth in path order (a nested one as
+parent/name, names quoted when they hold other bytes than letters, digits
+and "._-"), with its records and sequence number, and the configuration
+files; with --json, one JSON object: the file and its manifest (format 3:
+the totals). Nothing is written; the table list is kept in a temporary file
+while the archive is read, so memory does not grow with the tables.
 
 Exit status: 0 a good archive; 1 a bad one (the error names the member); 2
 a usage error or a missing or unreadable FILE.
@@ -34,14 +45,15 @@ a usage error or a missing or unreadable FILE.
 Example:
 
 	$ {{.Prog}} verify {{.Backup}}
-	{{.Backup}}: good archive (format 1), created 2026-01-01T00:00:00Z
+	{{.Backup}}: good archive (format 3), created 2026-01-01T00:00:00Z
 	product {{.Product}}, release {{.Release}} (registry h1:Qm9v...)
 	data version {{.Release}}, last upgrade hook {{.LastHook}}, 0 applied hooks
-	tables:
-	  _hookreg       4 records
-	  accounts     120 records
+	tables: 3, 124 records
+	  _hookreg  4 records
+	  accounts  120 records
+	  accounts/by-region  0 records, sequence 7
 	config files:
-	  app.json     -rw-r--r--  212 bytes
+	  app.json  -rw-r--r--  212 bytes
 `,
 		New: func() command { return &verifyOptions{} },
 	})
@@ -78,9 +90,19 @@ func (o *verifyOptions) Run(e *env) error {
 	if e.progress != nil {
 		r = &verifyProgress{r: r, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
 	}
-	m, err := backup.Verify(r, o.file)
+	var list *tableList
+	var h archive.Handler
+	if !o.json {
+		list = &tableList{}
+		defer list.close()
+		h = archive.Handler{Table: list.start, TableEnd: list.end}
+	}
+	m, err := backup.VerifyWith(r, o.file, h)
 	if p, ok := r.(*verifyProgress); ok {
 		p.done()
+	}
+	if err == nil && list != nil {
+		err = list.err
 	}
 	if err != nil {
 		return err
@@ -88,12 +110,113 @@ func (o *verifyOptions) Run(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, archiveReport{Backup: o.file, Manifest: m})
 	}
-	writeVerifySummary(e.stdout, o.file, m)
+	return writeVerifySummary(e.stdout, o.file, m, list)
+}
+
+// tableList keeps the lines of verify's table list, in path order, as the
+// archive streams: in memory up to tableListMemory bytes, then in a
+// temporary file (unlinked where the system allows). A table's line is
+// written when it starts, with room for its record count, which is
+// written in place when it ends (after the tables nested in it).
+type tableList struct {
+	mem  []byte
+	f    *os.File
+	size int64   // bytes written
+	open []int64 // the offsets of the open tables' counts
+	err  error
+}
+
+const (
+	tableListMemory = 4 << 20
+	countWidth      = 20 // the digits of the largest record count
+)
+
+func (l *tableList) write(b []byte) int64 {
+	off := l.size
+	l.size += int64(len(b))
+	if l.f == nil && len(l.mem)+len(b) > tableListMemory {
+		f, err := os.CreateTemp("", ".hookreg-verify-*")
+		if err != nil {
+			l.err = cliflag.Env(fmt.Errorf("creating a temporary file for the table list: %w", err))
+			return off
+		}
+		os.Remove(f.Name())
+		l.f = f
+		if _, err := f.Write(l.mem); err != nil {
+			l.err = cliflag.Env(err)
+		}
+		l.mem = nil
+	}
+	if l.f == nil {
+		l.mem = append(l.mem, b...)
+	} else if _, err := l.f.Write(b); err != nil && l.err == nil {
+		l.err = cliflag.Env(fmt.Errorf("writing the table list: %w", err))
+	}
+	return off
+}
+
+func (l *tableList) writeAt(b []byte, off int64) {
+	if l.f == nil {
+		copy(l.mem[off:], b)
+	} else if _, err := l.f.WriteAt(b, off); err != nil && l.err == nil {
+		l.err = cliflag.Env(fmt.Errorf("writing the table list: %w", err))
+	}
+}
+
+// start writes a line: the path, the sequence and room for the count.
+func (l *tableList) start(t archive.TableInfo) error {
+	line := fmt.Appendf(nil, "%s\t%d\t%0*d\n", hook.FormatPath(t.Path()), t.Sequence, countWidth, 0)
+	off := l.write(line)
+	l.open = append(l.open, off+int64(len(line)-1-countWidth))
+	return l.err
+}
+
+// end writes the record count of the table in its line.
+func (l *tableList) end(t archive.TableInfo) error {
+	off := l.open[len(l.open)-1]
+	l.open = l.open[:len(l.open)-1]
+	l.writeAt(fmt.Appendf(nil, "%0*d", countWidth, t.Records), off)
+	return l.err
+}
+
+// each calls fn with every table's formatted path, sequence and records.
+func (l *tableList) each(fn func(path string, seq, records string)) error {
+	var r io.Reader = bytes.NewReader(l.mem)
+	if l.f != nil {
+		if _, err := l.f.Seek(0, io.SeekStart); err != nil {
+			return cliflag.Env(err)
+		}
+		r = l.f
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 64<<10)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), "\t")
+		if len(fields) != 3 {
+			return fmt.Errorf("reading the table list: malformed line %q", sc.Text())
+		}
+		records := strings.TrimLeft(fields[2], "0")
+		if records == "" {
+			records = "0"
+		}
+		fn(fields[0], fields[1], records)
+	}
+	if err := sc.Err(); err != nil {
+		return cliflag.Env(fmt.Errorf("reading the table list: %w", err))
+	}
 	return nil
 }
 
-// writeVerifySummary prints what a good archive holds.
-func writeVerifySummary(w io.Writer, file string, m *archive.Manifest) {
+func (l *tableList) close() {
+	if l.f != nil {
+		l.f.Close()
+		os.Remove(l.f.Name())
+	}
+}
+
+// writeVerifySummary prints what a good archive holds: tables lists its
+// tables.
+func writeVerifySummary(w io.Writer, file string, m *archive.Manifest, tables *tableList) error {
 	fmt.Fprintf(w, "%s: good archive (format %d), created %s\n", archive.Escape(file), m.Format, m.Created.Format(time.RFC3339))
 	fmt.Fprintf(w, "product %s, release %s (registry %s)\n", archive.Escape(m.Product), archive.Escape(m.Release), archive.Escape(m.RegistryDigest))
 	last := "none"
@@ -101,22 +224,26 @@ func writeVerifySummary(w io.Writer, file string, m *archive.Manifest) {
 		last = fmt.Sprint(*m.LastUpgradeHook)
 	}
 	fmt.Fprintf(w, "data version %s, last upgrade hook %s, %d applied hooks\n", archive.Escape(m.DataVersion), last, len(m.Applied))
-	width := 0
-	for _, t := range m.Tables {
-		width = max(width, len(archive.Escape(tableName(t))))
+	if m.TableCount == 0 {
+		fmt.Fprintf(w, "tables: none\n")
+	} else {
+		fmt.Fprintf(w, "tables: %d, %d records\n", m.TableCount, m.RecordCount)
 	}
-	fmt.Fprintf(w, "tables:%s\n", none(len(m.Tables)))
-	for _, t := range m.Tables {
-		fmt.Fprintf(w, "  %-*s  %d records\n", width, archive.Escape(tableName(t)), t.Records)
-	}
-	width = 0
-	for _, c := range m.Config {
-		width = max(width, len(archive.Escape(c.Path)))
+	err := tables.each(func(path, seq, records string) {
+		if seq != "0" {
+			fmt.Fprintf(w, "  %s  %s records, sequence %s\n", path, records, seq)
+			return
+		}
+		fmt.Fprintf(w, "  %s  %s records\n", path, records)
+	})
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "config files:%s\n", none(len(m.Config)))
 	for _, c := range m.Config {
-		fmt.Fprintf(w, "  %-*s  %v  %d bytes\n", width, archive.Escape(c.Path), c.Mode, c.Size)
+		fmt.Fprintf(w, "  %s  %v  %d bytes\n", archive.Escape(c.Path), c.Mode, c.Size)
 	}
+	return nil
 }
 
 func none(n int) string {

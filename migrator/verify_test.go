@@ -76,17 +76,17 @@ func TestVerify(t *testing.T) {
 		stdout string
 		stderr string
 	}{
-		{[]string{"good.tar.zst"}, 0, "good.tar.zst: good archive (format 2), created 2026-01-01T00:00:00Z\n" +
+		{[]string{"good.tar.zst"}, 0, "good.tar.zst: good archive (format 3), created 2026-01-01T00:00:00Z\n" +
 			"product mqtt-broker, release 5.0.1 (registry h1:x)\n" +
 			"data version 5.0.1, last upgrade hook 99, 0 applied hooks\n" +
-			"tables:\n  _hookreg  3 records\n  empty     0 records\n  users     1 records\n" +
+			"tables: 3, 4 records\n  _hookreg  3 records\n  empty  0 records\n  users  1 records\n" +
 			"config files:\n  etc/broker.conf  -rw-r-----  10 bytes\n", ""},
 		{[]string{"good.tar"}, 0, "good.tar: good archive", ""},
 		{[]string{"bad.tar"}, 1, "", `migrator: verify: bad.tar: invalid archive: member "config/etc/broker.conf": checksum mismatch`},
 		{[]string{"cut.tar.zst"}, 1, "", "migrator: verify: cut.tar.zst: invalid archive: "},
 		{[]string{"disagree.tar"}, 1, "", `migrator: verify: disagree.tar: invalid archive: the manifest disagrees with the data: the manifest records data version 5.0.1, the table "_hookreg" data version 6.0.0`},
 		{[]string{"nometa.tar"}, 1, "", `migrator: verify: nometa.tar: invalid archive: the manifest disagrees with the data: the manifest records data version "5.0.1" but the table "_hookreg" carries no upgrade metadata`},
-		{[]string{"escape.tar"}, 0, "escape.tar: good archive (format 2), created 2026-01-01T00:00:00Z\n" +
+		{[]string{"escape.tar"}, 0, "escape.tar: good archive (format 3), created 2026-01-01T00:00:00Z\n" +
 			`product "mqtt\x1b[2J-broker\u202e", release 5.0.1`, ""},
 		{[]string{"missing.tar"}, 2, "", "migrator: verify: open missing.tar: no such file or directory"},
 		{[]string{}, 2, "", "migrator: verify: missing argument FILE"},

@@ -155,6 +155,25 @@ type Walker interface {
 	Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error
 }
 
+// TreeWalker is implemented by the transactions of stores whose tables can
+// hold nested tables (bbolt) to visit them in the store's own order, with
+// memory bounded by the depth of nesting whatever the number of tables:
+// in each table, its records and the tables nested in it interleaved in
+// key order (a nested table's name among the keys, as bbolt keeps them),
+// each nested table visited at its place, whole. WalkTree calls table
+// when a table starts (its path and sequence number), record for each of
+// the current table's records, and end when a table ends (after the tables
+// nested in it; its parent is then current again). Top-level tables come
+// in name order. The slices passed are valid only during the call. An
+// error from a callback stops the walk and is returned, except SkipTable
+// from table, which skips the table, its records and the tables nested in
+// it (end is not called for it). Backups use it: the archive format
+// (format 3) keeps this order, in which a record's key and a nested
+// table's name cannot be equal unnoticed.
+type TreeWalker interface {
+	WalkTree(table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error
+}
+
 // RemoteReader is implemented by stores whose reads go to a server (etcd):
 // each read of a table costs the server and the network, so a backup
 // reads every table once, spooling the records to a local file while it

@@ -296,7 +296,10 @@ type tx struct {
 	tables map[string]*tableState
 }
 
-var _ store.Walker = (*tx)(nil)
+var (
+	_ store.Walker     = (*tx)(nil)
+	_ store.TreeWalker = (*tx)(nil)
+)
 
 // protect runs fn at the store boundary (see the package protect); after a
 // panic of bbolt, the transaction is rolled back and closed, so that it
@@ -545,6 +548,53 @@ func (t *tx) Walk(table func(path []string, sequence uint64) error, record func(
 		}
 		return nil
 	})
+}
+
+// WalkTree implements [store.TreeWalker]: every bucket at every depth,
+// in the order of bbolt's cursors (a nested bucket among the keys of its
+// parent), with one cursor open per level.
+func (t *tx) WalkTree(table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
+	if err := t.check(false); err != nil {
+		return err
+	}
+	return t.protect(func() error {
+		c := t.tx.Cursor()
+		path := make([]string, 1, 8)
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			path[0] = string(k)
+			if err := walkTree(t.tx.Bucket(k), path, table, record, end); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func walkTree(b *bbolt.Bucket, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
+	if b == nil {
+		return fmt.Errorf("bucket %q is not a bucket", strings.Join(path, "/"))
+	}
+	seq := b.Sequence()
+	err := call(func() error { return table(path, seq) })
+	if errors.Is(err, store.SkipTable) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			if err := walkTree(b.Bucket(k), append(path, string(k)), table, record, end); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := call(func() error { return record(k, v) }); err != nil {
+			return err
+		}
+	}
+	return call(func() error { return end(path) })
 }
 
 func walk(b *bbolt.Bucket, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {

@@ -248,7 +248,23 @@ func (r *Restore) TablePath(path []string, seq uint64) error {
 	return r.add(reqOp{key: marker, value: []byte(encodeSeq(seq))}, 0)
 }
 
-// Put writes a record into the table started last. Key and value are kept
+// ResumePath makes the table at path, started already, the one Put writes
+// into again: in a format 3 archive a table's records go on after each
+// table nested in it, as bbolt orders them.
+func (r *Restore) ResumePath(path []string) error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	t, ok := r.sums[encodePath(path)]
+	if !ok {
+		return fmt.Errorf("restoring table %s: resumed before it was started", hook.FormatPath(path))
+	}
+	r.table = t
+	r.prefix = r.s.lay.records(r.gen, path)
+	return nil
+}
+
+// Put writes a record into the table started (or resumed) last. Key and value are kept
 // until their batch is sent: the caller must not modify them.
 func (r *Restore) Put(key, value []byte) error {
 	if err := r.usable(); err != nil {
