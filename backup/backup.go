@@ -64,10 +64,10 @@ type Options struct {
 	SpoolDir string
 }
 
-// Backup writes an archive of st to w: every table at every depth (the
-// metadata table included; a store whose transactions implement
-// [store.Walker], as bbolt's do, gives its nested buckets with their
-// sequence numbers) from one read-only transaction, so the archive is one
+// Backup writes an archive of st to w: every table at every depth with its
+// sequence (the metadata table included; through [store.TreeWalker] where
+// the store's transactions implement it, as bbolt's do, else through the
+// tables' Scan) from one read-only transaction, so the archive is one
 // consistent snapshot even while other goroutines write to st, and the
 // configuration files (see [Options]). The record counts of the
 // manifest are taken in that same transaction (a store whose reads go to a
