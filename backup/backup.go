@@ -308,62 +308,6 @@ func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
 	return out
 }
 
-// walkTables visits every table of tx at every depth, in the order of a
-// format 3 archive: with store.TreeWalker (bbolt), in the store's own
-// order; otherwise through the tables' Scan (etcd), which gives a nested
-// table's name among the records with a nil value, so that each nested
-// table is visited at its place, whole: the same order, memory bounded by
-// the depth. end is called when a table ends, after the tables nested in
-// it.
-func walkTables(tx store.Tx, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
-	if w, ok := tx.(store.TreeWalker); ok {
-		return w.WalkTree(table, record, end)
-	}
-	names, err := tx.Tables()
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		t, err := tx.Table(name)
-		if err != nil {
-			return err
-		}
-		if err := walkTable(t, []string{name}, table, record, end); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// walkTable is walkTables of the table t at path.
-func walkTable(t store.Table, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
-	seq, err := t.Sequence()
-	if err != nil {
-		return err
-	}
-	err = table(path, seq)
-	if errors.Is(err, store.SkipTable) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	err = t.Scan(nil, func(k, v []byte) error {
-		if v != nil {
-			return record(k, v)
-		}
-		n, err := t.Table(string(k))
-		if err != nil {
-			return err
-		}
-		return walkTable(n, append(path[:len(path):len(path)], string(k)), table, record, end)
-	})
-	if err != nil {
-		return err
-	}
-	return end(path)
-}
-
 // isConfigTable reports whether path is the store's configuration table,
 // which a backup carries as config/ members.
 func isConfigTable(path []string) bool {
@@ -377,7 +321,7 @@ func isConfigTable(path []string) bool {
 // and record there. Memory: the path of the current table.
 func countTables(tx store.Tx, sp *spool) (totals archive.Totals, configInStore bool, err error) {
 	var cur []string
-	err = walkTables(tx, func(path []string, sequence uint64) error {
+	err = store.WalkTree(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
 			configInStore = true
 			return store.SkipTable
@@ -419,7 +363,7 @@ func countTables(tx store.Tx, sp *spool) (totals archive.Totals, configInStore b
 
 // copyTables writes every table countTables counted.
 func copyTables(tx store.Tx, aw *archive.Writer, prog *progress) error {
-	return walkTables(tx, func(path []string, sequence uint64) error {
+	return store.WalkTree(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
 			return store.SkipTable
 		}

@@ -31,14 +31,20 @@ Usage: {{.Prog}} dump (--store S | --backup FILE) [--table T] [--json]
 
 Prints every record of the store S (opened read-only, one consistent
 snapshot) or of the backup FILE (verified whole first, so nothing is
-printed from a damaged backup), table by table in name order and key order
-within a table; with --table T, only the table T. The metadata table
+printed from a damaged backup), every table at every depth with its
+sequence, in the store's order: a table's records in key order, each table
+nested in it at its name's place among them. With --table T, only the
+table T (a nested one by its path as printed). The metadata table
 _hookreg is a table like the others; a backup's configuration files are
 not records ("{{.Prog}} verify" lists them).
 
-Text output: a line "table NAME" before each table's records, then one line
-per record: the key and the value, quoted as Go strings (non-printable bytes
-escaped). With --json, one JSON object per line and record, {"table",
+Text output: a line "table PATH" before each table's records (and again
+before its records after a nested table), then one line per record: the
+key and the value, quoted as Go strings (non-printable bytes escaped).
+PATH is the table's names joined by "/", each quoted as a Go string when
+any of them holds other bytes than letters, digits and "._-", so that a
+nested table ("a"/"b c") never reads as a top-level name holding a slash
+("a/b c"); a table with a sequence shows it: "table users (sequence 42)". With --json, one JSON object per line and record, {"table",
 "key", "value"}, where key and value are strings when they are valid UTF-8
 and otherwise given as "key_base64" or "value_base64" (standard base64).
 
@@ -113,47 +119,24 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 		return err
 	}
 	defer tx.Rollback()
-	if w, ok := tx.(store.TreeWalker); ok {
-		// Every table at every depth, in the store's order: one cursor
-		// a level, whatever the number of tables.
-		sel := o.selector()
-		err := w.WalkTree(func(path []string, seq uint64) error {
-			return sel.start(p, path, seq)
-		}, func(k, v []byte) error {
-			return sel.record(p, k, v)
-		}, func(path []string) error {
-			sel.end(p, path)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", o.store, err)
-		}
-		return sel.found(o.store)
+	// Every table at every depth, in the store's order, whatever the
+	// number of tables.
+	sel := o.selector()
+	err = store.WalkTree(tx, func(path []string, seq uint64) error {
+		return sel.start(p, path, seq)
+	}, func(k, v []byte) error {
+		return sel.record(p, k, v)
+	}, func(path []string) error {
+		sel.end(p, path)
+		return nil
+	})
+	if et, ok := tx.(*etcd.Tx); ok && errors.Is(err, rpctypes.ErrCompacted) {
+		return fmt.Errorf("%s: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, et.Revision(), rpctypes.ErrCompacted)
 	}
-	names, err := tx.Tables()
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)
 	}
-	if names, err = o.selectTable(names, o.store); err != nil {
-		return err
-	}
-	for _, name := range names {
-		t, err := tx.Table(name)
-		if err != nil {
-			return fmt.Errorf("%s: %w", o.store, err)
-		}
-		path := []string{name}
-		p.start(path, 0)
-		err = t.Scan(nil, func(k, v []byte) error { return p.record(k, v) })
-		if et, ok := tx.(*etcd.Tx); ok && errors.Is(err, rpctypes.ErrCompacted) {
-			return fmt.Errorf("%s: table %q: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, name, et.Revision(), rpctypes.ErrCompacted)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: table %q: %w", o.store, name, err)
-		}
-		p.end(path)
-	}
-	return nil
+	return sel.found(o.store)
 }
 
 func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
@@ -277,20 +260,6 @@ func (s *selector) found(source string) error {
 		return fmt.Errorf("%s has no table %q (its tables: %s)", source, s.table, list)
 	}
 	return nil
-}
-
-// selectTable returns the top-level tables to print: all of names, or
-// --table, which must be one of them.
-func (o *dumpOptions) selectTable(names []string, source string) ([]string, error) {
-	if o.table == "" {
-		return names, nil
-	}
-	for _, n := range names {
-		if n == o.table || hook.FormatPath([]string{n}) == o.table {
-			return []string{n}, nil
-		}
-	}
-	return nil, fmt.Errorf("%s has no table %q (its tables: %s)", source, o.table, quoteList(names))
 }
 
 // dumpPrinter writes records as text or JSON lines. It follows the

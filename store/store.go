@@ -240,3 +240,59 @@ func NotFlat(nested []string, sequence uint64) error {
 	}
 	return fmt.Errorf("%w: it holds %s, which dropping it would lose; drop or copy them first (hook.CopyTable), or drop everything knowingly with hook.DropTree", hook.ErrNotFlat, strings.Join(what, " and "))
 }
+
+// WalkTree visits every table of tx at every depth, in the order of a
+// [TreeWalker] (and of a format 3 archive), with memory bounded by the
+// depth: through the transaction's own WalkTree where it implements
+// TreeWalker (bbolt), otherwise through the tables' Scan (etcd), which
+// gives a nested table's name among the records with a nil value, so that
+// each nested table is visited at its place, whole. Backup and dump use
+// it, so that every store shows every table.
+func WalkTree(tx Tx, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
+	if w, ok := tx.(TreeWalker); ok {
+		return w.WalkTree(table, record, end)
+	}
+	names, err := tx.Tables()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		t, err := tx.Table(name)
+		if err != nil {
+			return err
+		}
+		if err := walkTable(t, []string{name}, table, record, end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkTable is WalkTree of the table t at path.
+func walkTable(t Table, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error, end func(path []string) error) error {
+	seq, err := t.Sequence()
+	if err != nil {
+		return err
+	}
+	err = table(path, seq)
+	if errors.Is(err, SkipTable) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = t.Scan(nil, func(k, v []byte) error {
+		if v != nil {
+			return record(k, v)
+		}
+		n, err := t.Table(string(k))
+		if err != nil {
+			return err
+		}
+		return walkTable(n, append(path[:len(path):len(path)], string(k)), table, record, end)
+	})
+	if err != nil {
+		return err
+	}
+	return end(path)
+}
