@@ -246,7 +246,10 @@ type Manifest struct {
 
 // AppliedHook is the record of one applied upgrade hook.
 type AppliedHook struct {
-	Num            int       `json:"num"`
+	Num int `json:"num"`
+	// Name is the hook's function, as the registry names it (format 3;
+	// absent in records from before hookreg recorded it).
+	Name           string    `json:"name,omitempty"`
 	Digest         string    `json:"digest"`
 	Release        string    `json:"release"`
 	AppliedAt      time.Time `json:"applied_at"`
@@ -512,6 +515,11 @@ func (m *Manifest) check() error {
 	for _, f := range [...]struct{ name, v string }{{"product", m.Product}, {"release", m.Release}, {"data_version", m.DataVersion}} {
 		if f.v == "" {
 			return fmt.Errorf("%s is missing", f.name)
+		}
+	}
+	for _, a := range m.Applied {
+		if a.Name != "" && m.Format < 3 {
+			return fmt.Errorf("applied hook %d: format %d records no hook names", a.Num, m.Format)
 		}
 	}
 	// ancestors is the chain of tables the current one may be nested in.

@@ -298,6 +298,7 @@ func manifestApplied(applied []upgrade.Applied) []archive.AppliedHook {
 		t, _ := time.Parse(time.RFC3339, a.AppliedAt)
 		out = append(out, archive.AppliedHook{
 			Num:            a.Num,
+			Name:           a.Name,
 			Digest:         a.Digest,
 			Release:        a.Release,
 			AppliedAt:      t,

@@ -101,7 +101,7 @@ func hookNum(n *int) string {
 func sameApplied(a, b upgrade.Applied) bool {
 	ta, erra := time.Parse(time.RFC3339, a.AppliedAt)
 	tb, errb := time.Parse(time.RFC3339, b.AppliedAt)
-	return a.Num == b.Num && a.Digest == b.Digest && a.Release == b.Release && a.Mode == b.Mode &&
+	return a.Num == b.Num && a.Name == b.Name && a.Digest == b.Digest && a.Release == b.Release && a.Mode == b.Mode &&
 		a.AllowDigestMismatch == b.AllowDigestMismatch && (erra == nil) == (errb == nil) && ta.Equal(tb)
 }
 

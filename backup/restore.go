@@ -441,6 +441,7 @@ func ManifestMetadata(m *archive.Manifest) upgrade.Metadata {
 	for _, a := range m.Applied {
 		meta.Applied = append(meta.Applied, upgrade.Applied{
 			Num:                 a.Num,
+			Name:                a.Name,
 			Digest:              a.Digest,
 			Release:             a.Release,
 			AppliedAt:           a.AppliedAt.UTC().Format(time.RFC3339),

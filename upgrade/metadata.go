@@ -41,6 +41,12 @@ type Metadata struct {
 // Applied records one applied hook.
 type Applied struct {
 	Num int `json:"num"`
+	// Name is the hook's function as the registry names it
+	// ("libfoo.UpgradeLibFoo"): with Num and Digest, the hook's identity.
+	// A migrator whose hook Num is another function refuses the data,
+	// whatever its flags. Empty in records of hookreg releases before it
+	// was recorded.
+	Name string `json:"name,omitempty"`
 	// Digest is the hook's code digest in the binary that applied it.
 	Digest string `json:"digest"`
 	// Release is the release of the migrator that applied it.

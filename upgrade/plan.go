@@ -144,6 +144,12 @@ func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
 		if !ok {
 			continue
 		}
+		if a.Name != "" && a.Name != h.Name {
+			// Not a changed hook but another one: the data never ran
+			// this migrator's hook a.Num, and no flag may skip it.
+			return p, refusef("the data's hook %d is %s (applied by release %s), but this migrator's hook %d is %s: two different hooks under one number, so %s never ran on this data; upgrade it with a migrator whose hook %d is %s (the release line the data comes from), and give each hook a number of its own",
+				a.Num, a.Name, a.Release, h.Num, h.Name, h.Name, a.Num, a.Name)
+		}
 		same, reasons, known := h.Amended(a.Digest)
 		switch {
 		case !known:

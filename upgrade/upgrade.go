@@ -160,6 +160,7 @@ func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) 
 		start := time.Now()
 		a := Applied{
 			Num:                 p.Num,
+			Name:                p.Name,
 			Digest:              p.digest,
 			Release:             reg.Release,
 			Mode:                mode,
@@ -416,7 +417,7 @@ func RunHook(ctx context.Context, st store.Store, h hook.Hook, from string, opts
 	p := Pending{Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Name, DataVersionAfter: h.IntroducedIn, fn: h.Func, digest: h.Digest}
 	info := hook.Info{Num: h.Num, From: from, To: h.IntroducedIn, Online: opts.Online}
 	return runHook(ctx, st, p, info, opts, func(tx store.Tx) error {
-		a := Applied{Num: h.Num, Digest: h.Digest, Release: h.IntroducedIn, AppliedAt: appliedAt(now()), Mode: mode}
+		a := Applied{Num: h.Num, Name: h.Name, Digest: h.Digest, Release: h.IntroducedIn, AppliedAt: appliedAt(now()), Mode: mode}
 		return recordApplied(tx, a, h.IntroducedIn)
 	})
 }

@@ -193,6 +193,36 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestHookIdentity: an applied hook is known by number, function and
+// digest. A data's hook 2 that is another function than the migrator's
+// hook 2 (a hook of a maintenance branch under a number main used) is
+// refused as exactly that, with or without --allow-digest-mismatch, and
+// nothing runs; the applied records name the function.
+func TestHookIdentity(t *testing.T) {
+	st := newStore(t)
+	branch := putHook(2, "1.1.0", true, "branch")
+	branch.Name, branch.Digest = "FixBranch", "h2:branch"
+	initAt(t, st, "1.0.0", putHook(1, "1.0.0", true, "a"))
+	if _, err := upgrade.Run(context.Background(), st, registry("1.1.0", putHook(1, "1.0.0", true, "a"), branch), upgrade.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if a := meta(t, st).Applied; len(a) != 1 || a[0].Name != "FixBranch" {
+		t.Fatalf("applied records %+v, want hook 2 named FixBranch", a)
+	}
+	before := dump(t, st)
+	main := registry("1.2.0", putHook(1, "1.0.0", true, "a"), putHook(2, "1.2.0", true, "main"), putHook(3, "1.2.0", true, "c"))
+	for _, allow := range []bool{false, true} {
+		_, err := upgrade.Run(context.Background(), st, main, upgrade.Options{AllowDigestMismatch: allow})
+		var r *upgrade.Refusal
+		if !errors.As(err, &r) || !strings.Contains(r.Reason, "the data's hook 2 is FixBranch (applied by release 1.1.0), but this migrator's hook 2 is Hook2: two different hooks under one number") {
+			t.Errorf("allow digest mismatch %v: %v, want the identity refusal", allow, err)
+		}
+	}
+	if after := dump(t, st); after != before {
+		t.Errorf("the refused upgrade changed the data:\n%s\nwant\n%s", after, before)
+	}
+}
+
 func TestHookFailureRollsBack(t *testing.T) {
 	for _, tc := range []struct {
 		name string
