@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
@@ -23,8 +24,10 @@ missing; an etcd store, created at its prefix when the prefix holds none).
 Without --data-version, a fresh install of this release: data version = the
 release ({{.Release}}), last upgrade hook = the largest hook number ({{.LastHook}}), so
 that no hook runs on data this release wrote. A store that already holds
-tables is refused: its data was written by an earlier release, and
-recording it as this one would skip the hooks meant to migrate it.
+data (a record or a sequence in any table; empty tables that the product
+created are no data) is refused: its data was written by an earlier
+release, and recording it as this one would skip the hooks meant to
+migrate it.
 
 With --data-version V, a baseline for data written before the product
 adopted hookreg: data version V and no last upgrade hook, so that every
@@ -134,7 +137,7 @@ func (o *initOptions) Run(e *env) error {
 	return nil
 }
 
-// refuseData refuses a fresh install on a store that holds tables and no
+// refuseData refuses a fresh install on a store that holds data and no
 // metadata: data written before the product adopted hookreg.
 func (o *initOptions) refuseData(e *env, st store.Store) error {
 	tx, err := st.Begin(false)
@@ -145,13 +148,13 @@ func (o *initOptions) refuseData(e *env, st store.Store) error {
 	if _, err := upgrade.ReadMetadata(tx); err == nil {
 		return nil // upgrade.Init refuses it
 	}
-	tables, err := upgrade.DataTables(tx)
-	if err != nil || len(tables) == 0 {
+	held, err := upgrade.HeldData(tx)
+	if err != nil || held == nil {
 		return err
 	}
-	return &upgrade.Refusal{Reason: fmt.Sprintf("the store holds tables without hookreg metadata (%s): data written before the product adopted hookreg; "+
+	return &upgrade.Refusal{Reason: fmt.Sprintf("the store holds data without hookreg metadata (table %s is not empty): data written before the product adopted hookreg; "+
 		"give the release that wrote it with --%s V, so that the hooks introduced after V run (a fresh install would record it as release %s and skip them)",
-		quoteList(tables), flagDataVersion, e.reg.Release)}
+		hook.FormatPath(held), flagDataVersion, e.reg.Release)}
 }
 
 // quoteList quotes up to five names: "a", "b", and 3 more.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -335,6 +336,40 @@ func DataTables(tx store.Tx) ([]string, error) {
 		}
 	}
 	return data, nil
+}
+
+// errHeld stops HeldData's walk at the first data.
+var errHeld = errors.New("data found")
+
+// HeldData returns the path of the first of tx's data tables (at any
+// depth) that holds data: a record or a non-zero sequence; nil when there
+// is none. A store without upgrade metadata whose tables hold no data is
+// a fresh install whose product created its (empty) tables before
+// migrating, not data written before the product adopted hookreg.
+func HeldData(tx store.Tx) ([]string, error) {
+	var open [][]string // the tables the walk is in
+	var held []string
+	err := store.WalkTree(tx, func(path []string, seq uint64) error {
+		if store.IsReserved(path[0]) {
+			return store.SkipTable
+		}
+		open = append(open, slices.Clone(path))
+		if seq != 0 {
+			held = open[len(open)-1]
+			return errHeld
+		}
+		return nil
+	}, func(k, v []byte) error {
+		held = open[len(open)-1]
+		return errHeld
+	}, func(path []string) error {
+		open = open[:len(open)-1]
+		return nil
+	})
+	if errors.Is(err, errHeld) {
+		return held, nil
+	}
+	return nil, err
 }
 
 // appliedAt formats t as an applied-hook time.

@@ -34,11 +34,14 @@ type StartOptions struct {
 
 // Start is the upgrade a product runs at start-up on the store it holds
 // open (see bolt.FromDB), before it serves:
-//   - a store without metadata and without tables is a fresh install: it
-//     is initialized (see [Init]);
-//   - a store without metadata that holds tables (data written before the
-//     product adopted hookreg) is refused: an operator adopts it with a
-//     baseline (see [Baseline]);
+//   - a store without metadata and without data is a fresh install: it is
+//     initialized (see [Init]), also when the product created its tables
+//     (empty, at any depth, without sequences) before calling Start;
+//   - a store without metadata that holds data (a record or a sequence in
+//     any table: data written before the product adopted hookreg) is
+//     refused: the product or an operator adopts it with a baseline (see
+//     [Baseline], which a product may call itself for a store it knows
+//     the release of);
 //   - the pending hooks are applied online, each in its transaction, when
 //     every one allows online;
 //   - when a pending hook must run offline, nothing is written and Start
@@ -81,19 +84,21 @@ func Start(ctx context.Context, st store.Store, reg *hook.Registry, opts StartOp
 	})
 }
 
-// startFresh initializes a store without metadata unless it holds data.
+// startFresh initializes a store without metadata unless it holds data:
+// tables the product created before migrating, empty (no record, no
+// sequence, at any depth), are a fresh install's.
 func startFresh(st store.Store, reg *hook.Registry) (Result, error) {
 	tx, err := st.Begin(false)
 	if err != nil {
 		return Result{}, err
 	}
-	tables, err := DataTables(tx)
+	held, err := HeldData(tx)
 	tx.Rollback()
 	if err != nil {
 		return Result{}, err
 	}
-	if len(tables) > 0 {
-		return Result{}, refusef("the store holds tables without hookreg metadata (%d tables, such as %q): data written before the product adopted hookreg; record the release that wrote it as a baseline (the migrator's \"init --data-version V\") before starting", len(tables), tables[0])
+	if held != nil {
+		return Result{}, refusef("the store holds data without hookreg metadata (table %s is not empty): data written before the product adopted hookreg; record the release that wrote it as a baseline (upgrade.Baseline, or the migrator's \"init --data-version V\") before starting", hook.FormatPath(held))
 	}
 	if err := Init(st, reg); err != nil {
 		return Result{}, err

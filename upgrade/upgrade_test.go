@@ -438,3 +438,63 @@ func TestBaseline(t *testing.T) {
 		t.Errorf("store:\n%s", got)
 	}
 }
+
+// TestStartFreshWithEmptyTables: a product that creates its tables before
+// migrating (empty, nested, no sequence) starts as a fresh install; a
+// record or a sequence anywhere, at any depth, is data from before the
+// product adopted hookreg, refused naming the table.
+func TestStartFreshWithEmptyTables(t *testing.T) {
+	reg := registry("1.0.0", putHook(1, "1.0.0", true, "a"))
+	for _, c := range []struct {
+		name  string
+		build func(tx store.Tx) error
+		want  string // the refusal; empty: initialized
+	}{
+		{"empty tables", func(tx store.Tx) error {
+			_, err := hook.CreatePath(tx, "users", "by-id")
+			if err == nil {
+				_, err = tx.CreateTable("sessions")
+			}
+			return err
+		}, ""},
+		{"a record deep", func(tx store.Tx) error {
+			t, err := hook.CreatePath(tx, "users", "by-id")
+			if err == nil {
+				err = t.Put([]byte("k"), []byte("v"))
+			}
+			return err
+		}, "table users/by-id is not empty"},
+		{"a sequence", func(tx store.Tx) error {
+			t, err := hook.CreatePath(tx, "users", "by-id")
+			if err == nil {
+				err = t.SetSequence(3)
+			}
+			return err
+		}, "table users/by-id is not empty"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := newStore(t)
+			tx, err := st.Begin(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.build(tx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			_, err = upgrade.Start(context.Background(), st, reg, upgrade.StartOptions{})
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("Start = %v, want a fresh install", err)
+			case c.want == "":
+				if m := meta(t, st); m.DataVersion != "1.0.0" || m.LastUpgradeHook == nil || *m.LastUpgradeHook != 1 {
+					t.Errorf("metadata %+v, want a fresh install of 1.0.0", m)
+				}
+			case err == nil || !strings.Contains(err.Error(), c.want):
+				t.Errorf("Start = %v, want a refusal naming %q", err, c.want)
+			}
+		})
+	}
+}
