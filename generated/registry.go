@@ -14,7 +14,7 @@ import (
 var Registry = &hook.Registry{
 	Product: "mqtt-broker",
 	Release: "5.1.0",
-	Digest:  "h1:Ichu9yxQ55WxQD/C4908HHOB7+OCiby0Gu4H4K8Gga8=",
+	Digest:  "h1:c4EYKF32UEIacKsVJng92VXRPoryQze4BlztWeFAjsY=",
 	Hooks: []hook.Hook{
 		// 98 libfoo.UpgradeLibFoo (5.0.0, offline): Key users by authenticator group; rename the acl_nomatch setting.
 		{
@@ -22,9 +22,10 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.0",
 			AllowOnline:  false,
 			Name:         "libfoo.UpgradeLibFoo",
-			Digest:       "h2:HTcpbBg6Ttal80UkmtdAFjbqdlPUhXmbr6cut/4PzqM=",
+			Digest:       "h3:JKKxuCWLO8vhvVeySHo9Ck2POaMzYXPVYn6abK/8DfU=",
 			Amendments: []hook.Amendment{
 				{Old: "h1:jN31opiLekN6UkY2ilR8mpojtNyLp9opEa5Ji8zYs8U=", New: "h2:HTcpbBg6Ttal80UkmtdAFjbqdlPUhXmbr6cut/4PzqM="},
+				{Old: "h2:HTcpbBg6Ttal80UkmtdAFjbqdlPUhXmbr6cut/4PzqM=", New: "h3:JKKxuCWLO8vhvVeySHo9Ck2POaMzYXPVYn6abK/8DfU="},
 			},
 			Func: libfoo.UpgradeLibFoo,
 		},
@@ -34,9 +35,10 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.1",
 			AllowOnline:  true,
 			Name:         "libbar.UpgradeLibBar",
-			Digest:       "h2:YJ8F1djhVZQjRClNNGCylzZVoVVL8zKrWlXTI1//dtw=",
+			Digest:       "h3:hrBJC7nUJaARa9dyQdfMx1HmkHjfrC9Oa3Gv/49dkNM=",
 			Amendments: []hook.Amendment{
 				{Old: "h1:l7yhR9PX51Whdvf7QKMEPoxtU9dXltoKnsVBHbyFXXw=", New: "h2:YJ8F1djhVZQjRClNNGCylzZVoVVL8zKrWlXTI1//dtw="},
+				{Old: "h2:YJ8F1djhVZQjRClNNGCylzZVoVVL8zKrWlXTI1//dtw=", New: "h3:hrBJC7nUJaARa9dyQdfMx1HmkHjfrC9Oa3Gv/49dkNM="},
 			},
 			Func: libbar.UpgradeLibBar,
 		},
@@ -46,10 +48,11 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.1.0",
 			AllowOnline:  false,
 			Name:         "UpgradeLibBaz",
-			Digest:       "h2:5T4WPPOjfY80d4Pgtal4wXviuMn+wemvjYtSV5Nc2uE=",
+			Digest:       "h3:857Nr/zlN3GZ1Zm5ouU7zZ+8l/MDiiA1QXluGunM/dQ=",
 			Amendments: []hook.Amendment{
 				{Old: "h1:tHNR6FAypqOEAZI7xxa3zcuboBP2A9JYcjtBDFynqi0=", New: "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E="},
 				{Old: "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E=", New: "h2:5T4WPPOjfY80d4Pgtal4wXviuMn+wemvjYtSV5Nc2uE=", Reason: "hook.EachBatch now also checkpoints when a bounded store's transaction (etcd) gets full, so the hook fits a cluster's transactions at default limits; the records it writes are unchanged"},
+				{Old: "h2:5T4WPPOjfY80d4Pgtal4wXviuMn+wemvjYtSV5Nc2uE=", New: "h3:857Nr/zlN3GZ1Zm5ouU7zZ+8l/MDiiA1QXluGunM/dQ="},
 			},
 			Func: hooks.UpgradeLibBaz,
 		},

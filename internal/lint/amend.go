@@ -78,7 +78,8 @@ func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, 
 	if err != nil {
 		return Amended{}, err
 	}
-	var from, fromRef string
+	var from, fromRef, fromCommit string
+	amended := false
 	for _, r := range refs {
 		old, digests, err := w.read(ctx, r.name, r.commit)
 		if err != nil {
@@ -91,24 +92,35 @@ func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, 
 		for _, a := range h.Amendments {
 			if a.Old == d {
 				d = a.New
+				amended = true
 			}
 		}
-		from, fromRef = d, r.name
+		from, fromRef, fromCommit = d, r.name, r.commit
 		break
 	}
 	if from == "" {
 		return Amended{}, fmt.Errorf("amending hook %d: %w: it has not landed at any reference (the merge base with the default branch, the release tags), so it may still change freely", num, ErrNothingToAmend)
 	}
-	now := res.Digest
+	now, same := res.Digest, from
 	if codedigest.Algorithm(from) != codedigest.Algorithm(now) {
-		// A reference of an earlier algorithm: compare like with like.
-		old, err := funcs.Digest(cur, idx, codedigest.Algorithm(from)+":")
-		if err != nil {
-			return Amended{}, err
+		// A digest of an earlier algorithm: compare like with like, the
+		// current algorithm over the reference's tree (an amendment's
+		// end: the earlier algorithm over the current tree).
+		if amended {
+			old, err := funcs.Digest(cur, idx, codedigest.Algorithm(from)+":")
+			if err != nil {
+				return Amended{}, err
+			}
+			now = old.Digest
+		} else {
+			ref, err := w.refResult(ctx, fromCommit, num, codedigest.Prefix)
+			if err != nil {
+				return Amended{}, fmt.Errorf("amending hook %d: %s records %s: computing the %s digest over its tree: %w", num, fromRef, from, codedigest.Algorithm(codedigest.Prefix), err)
+			}
+			same = ref.Digest
 		}
-		now = old.Digest
 	}
-	if from == now {
+	if same == now {
 		return Amended{}, fmt.Errorf("amending hook %d: %w: its code digest %q is the one at %s", num, ErrNothingToAmend, now, fromRef)
 	}
 	am := Amended{Old: from, New: res.Digest, Reason: reason, Ref: fromRef}

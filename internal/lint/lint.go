@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
-	"golang.org/x/mod/modfile"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/diag"
@@ -61,14 +60,12 @@ type work struct {
 	tmpDirs     []string
 }
 
-// refCode is the loaded code of a reference, to name changed declarations:
-// its source scope (h2) or its type-checked functions (h1).
+// refCode is the loaded code of a reference: its registry and its
+// type-checked hook functions, to compute digests over its own tree.
 type refCode struct {
-	reg    *registry.File
-	scope  *codedigest.Scope
-	module string
-	funcs  *registry.Funcs
-	err    error
+	reg   *registry.File
+	funcs *registry.Funcs
+	err   error
 }
 
 func open(ctx context.Context, opts Options) (*work, error) {
@@ -267,47 +264,49 @@ func (w *work) landed(ctx context.Context, num int) []diag.Related {
 }
 
 // changedDecls names what changed behind a code change of hook num since
-// commit: the reference's tree is extracted and its digest computed again
-// under the algorithm of old, and the pieces compared with cur's by key.
+// commit: the reference's digest of algorithm alg is computed again over
+// its tree, and the pieces compared with cur's by key.
 func (w *work) changedDecls(ctx context.Context, commit string, num int, old string, cur *current) []change {
 	alg := codedigest.Algorithm(old) + ":"
-	key := commit + " " + alg
-	rc := w.refCache[key]
-	if rc == nil {
-		rc = w.loadRef(ctx, commit, alg)
-		w.refCache[key] = rc
-	}
-	if rc.err != nil {
-		return []change{{name: fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, rc.err)}}
-	}
-	i := slices.IndexFunc(rc.reg.Hooks, func(h registry.Hook) bool { return h.Num == num })
-	if i < 0 {
-		return nil
-	}
-	var res codedigest.Result
-	var err error
-	if alg == codedigest.Prefix {
-		pkgPath, name := registry.FuncPath(rc.module, rc.reg, rc.reg.Hooks[i].Func)
-		res, err = rc.scope.Compute(pkgPath, name)
-	} else {
-		if rc.funcs.Funcs[i] == nil {
-			return nil
-		}
-		res, err = rc.funcs.Digest(rc.reg, i, alg)
-	}
+	res, err := w.refResult(ctx, commit, num, alg)
 	if err != nil {
+		return []change{{name: fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, err)}}
+	}
+	if res.Digest == "" {
 		return nil
 	}
 	now, err := cur.result(num, alg)
 	if err != nil {
 		return nil
 	}
+	if res.Digest == now.Digest {
+		return []change{{name: fmt.Sprintf("(no declaration: the tree of %.7s has the current digest in this environment; the build differs, such as GOFLAGS, GOWORK or GOOS)", commit)}}
+	}
 	return diffDecls(res.Decls, now.Decls)
 }
 
-// loadRef extracts the tree of commit and reads its code: from source for
-// "h2:" (no build needed), type-checked for "h1:".
-func (w *work) loadRef(ctx context.Context, commit, alg string) *refCode {
+// refResult returns hook num's digest under alg computed over the tree of
+// commit; an empty Result when the hook is not there or its function does
+// not check at commit.
+func (w *work) refResult(ctx context.Context, commit string, num int, alg string) (codedigest.Result, error) {
+	rc := w.refCache[commit]
+	if rc == nil {
+		rc = w.loadRef(ctx, commit)
+		w.refCache[commit] = rc
+	}
+	if rc.err != nil {
+		return codedigest.Result{}, rc.err
+	}
+	i := slices.IndexFunc(rc.reg.Hooks, func(h registry.Hook) bool { return h.Num == num })
+	if i < 0 || rc.funcs.Funcs[i] == nil {
+		return codedigest.Result{}, nil
+	}
+	return rc.funcs.Digest(rc.reg, i, alg)
+}
+
+// loadRef extracts the tree of commit and loads its hook functions, as
+// the working tree's are (registry.LoadFuncs).
+func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 	dir, err := os.MkdirTemp("", "hookgen-lint-")
 	if err != nil {
 		return &refCode{err: err}
@@ -321,24 +320,15 @@ func (w *work) loadRef(ctx context.Context, commit, alg string) *refCode {
 	if err != nil {
 		return &refCode{err: err}
 	}
-	reg, _ := registry.Parse(w.opts.Registry, data)
+	reg, pds := registry.Parse(w.opts.Registry, data)
+	if len(pds) > 0 {
+		return &refCode{err: fmt.Errorf("%s at %.12s: %s", w.relReg, commit, pds[0].Text())}
+	}
 	modRel, err := filepath.Rel(w.repo.Root, w.opts.ModuleDir)
 	if err != nil || !filepath.IsLocal(modRel) && modRel != "." {
 		modRel = filepath.Dir(filepath.FromSlash(w.relReg))
 	}
-	modDir := filepath.Join(dir, modRel)
-	if alg == codedigest.Prefix {
-		gomod, err := os.ReadFile(filepath.Join(modDir, "go.mod"))
-		if err != nil {
-			return &refCode{err: err}
-		}
-		scope, err := codedigest.NewScope(modDir)
-		if err != nil {
-			return &refCode{err: err}
-		}
-		return &refCode{reg: reg, scope: scope, module: modfile.ModulePath(gomod)}
-	}
-	funcs, _, err := registry.LoadFuncs(modDir, reg)
+	funcs, _, err := registry.LoadFuncs(filepath.Join(dir, modRel), reg)
 	if err != nil {
 		return &refCode{err: err}
 	}
@@ -473,14 +463,32 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		for _, h := range old.Hooks {
 			landedAnywhere[h.Num] = true
 		}
+		var refErr error
 		c := &comparison{
-			ref:     r.name,
-			landed:  func(num int) []diag.Related { return w.landed(ctx, num) },
-			changed: func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
+			ref:      r.name,
+			landed:   func(num int) []diag.Related { return w.landed(ctx, num) },
+			changed:  func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
+			recorded: func(num int) string { return oldDigests.digest(num, "") },
 		}
-		ds = append(ds, compare(snapshot{old, oldDigests.digest}, snapshot{cur, curDigest}, c)...)
+		// A digest of an earlier algorithm is compared like with like:
+		// the current algorithm over the reference's own tree.
+		oldDigest := func(num int, alg string) string {
+			d := oldDigests.digest(num, alg)
+			if d == "" || alg != "" || strings.HasPrefix(d, codedigest.Prefix) {
+				return d
+			}
+			res, err := w.refResult(ctx, r.commit, num, codedigest.Prefix)
+			if err != nil && refErr == nil {
+				refErr = fmt.Errorf("%s records %s digests: computing the %s digest over its tree to compare like with like: %w", r.name, codedigest.Algorithm(d), codedigest.Algorithm(codedigest.Prefix), err)
+			}
+			return res.Digest
+		}
+		ds = append(ds, compare(snapshot{old, oldDigest}, snapshot{cur, curDigest}, c)...)
 		if digestErr != nil {
 			return nil, digestErr
+		}
+		if refErr != nil {
+			return nil, refErr
 		}
 	}
 	rds, err := w.releasedVersions(ctx, cur, landedAnywhere)
@@ -569,4 +577,41 @@ func nextRelease(cur *registry.File, newest gitx.Tag) string {
 		return r.String()
 	}
 	return newest.Version.IncPatch().String()
+}
+
+// Origin returns hook num's digest under the current algorithm computed
+// over the tree of the first commit whose hooks.sum recorded digest for
+// it: the code that digest was computed from. hookgen generate writes a
+// pair of two algorithms' digests only when it equals the current code's
+// digest, so that a pair never links a digest to other code than its own.
+// It returns "" when no commit of HEAD's history recorded the digest.
+func Origin(ctx context.Context, opts Options, num int, digest string) (origin string, err error) {
+	w, err := open(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if cerr := w.close(); err == nil && cerr != nil {
+			err = fmt.Errorf("cleaning up: %w", cerr)
+		}
+	}()
+	out, err := w.repo.Run(ctx, "log", "--reverse", "--format=%H", "-S"+digest, "HEAD", "--", w.relSum)
+	if err != nil {
+		return "", err
+	}
+	for commit := range strings.FieldsSeq(string(out)) {
+		_, sums, err := w.read(ctx, commit, commit)
+		if err != nil {
+			return "", err
+		}
+		if sums.digest(num, "") != digest {
+			continue
+		}
+		res, err := w.refResult(ctx, commit, num, codedigest.Prefix)
+		if err != nil {
+			return "", err
+		}
+		return res.Digest, nil
+	}
+	return "", nil
 }

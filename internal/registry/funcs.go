@@ -106,6 +106,7 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	scope.UsePackages(append(listed, pkgs...))
 	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
@@ -234,10 +235,11 @@ func FuncPath(module string, f *File, fn string) (pkgPath, name string) {
 var ErrNoFunc = errors.New("hook function not checked")
 
 // Digest computes the code digest of hook i of f (indexed like File.Hooks)
-// under algorithm alg: codedigest.Prefix ("h2:", from source with every
-// build context) or codedigest.PrefixH1 (the first algorithm, from the
-// type-checked packages, to compare with digests recorded under it). Each
-// digest is computed once.
+// under algorithm alg: codedigest.Prefix ("h3:", from source with every
+// build context, package names from the type checker),
+// codedigest.PrefixH2 or codedigest.PrefixH1 (the earlier algorithms, to
+// check pairs of digests recorded under them). Each digest is computed
+// once.
 func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
 	if res, ok := fs.digests[digestKey{i, alg}]; ok {
 		return res, nil
@@ -252,6 +254,8 @@ func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
 	switch alg {
 	case codedigest.Prefix:
 		res, err = fs.Scope.Compute(fn.Pkg().Path(), fn.Name())
+	case codedigest.PrefixH2:
+		res, err = fs.Scope.ComputeH2(fn.Pkg().Path(), fn.Name())
 	case codedigest.PrefixH1:
 		res, err = codedigest.ComputeH1(fs.Packages, fn)
 	default:
