@@ -202,7 +202,9 @@ func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest 
 	d := follow(oldDigest)
 	if d != curDigest(algorithm(d)+":") && c.recorded != nil {
 		if r := c.recorded(h.Num); r != "" && r != oldDigest {
-			if e := follow(r); e == curDigest(algorithm(e)+":") {
+			// Only through an amendment: the recorded digest itself
+			// was compared by the current algorithm over its tree.
+			if e := follow(r); e != r && e == curDigest(algorithm(e)+":") {
 				d = e
 			} else {
 				follow(oldDigest)
