@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/build/constraint"
@@ -26,6 +27,10 @@ import (
 // the one hookgen writes to hooks.sum.
 const Prefix = "h3:"
 
+// ErrNotDeclared is returned by Compute for a function that its package
+// does not declare, or a package outside the scope.
+var ErrNotDeclared = errors.New("not declared")
+
 // MigratorPkgPath is the import path of the migrator CLI: a main package
 // whose imports reach it builds the product's migrator, and its //go:debug
 // lines set the GODEBUG defaults the hooks run with.
@@ -37,6 +42,9 @@ type h3state struct {
 	// names are package names by import path, as the go command and
 	// the type checker of the loaded packages read them.
 	names map[string]string
+	// clauses are the names of the packages in scope, read from their
+	// package clauses.
+	clauses map[string]string
 	// aliases are, per package path, the alias type names the type
 	// checker resolved to a named type of the same package.
 	aliases map[string]map[string][]string
@@ -60,7 +68,14 @@ type h3state struct {
 // others from their paths (see the package doc).
 func (s *Scope) UsePackages(pkgs []*packages.Package) {
 	st := s.h3init()
+	// The vendor directory of the tree pkgs were loaded from (the
+	// packages of another version of the module may be given).
 	vendor := filepath.Join(s.mainDir, "vendor") + string(filepath.Separator)
+	packages.Visit(pkgs, nil, func(p *packages.Package) {
+		if p.Module != nil && p.Module.Main && p.Module.Dir != "" {
+			vendor = filepath.Join(p.Module.Dir, "vendor") + string(filepath.Separator)
+		}
+	})
 	sawDep, sawVendor := false, false
 	var visitTypes func(t *types.Package)
 	seenTypes := make(map[*types.Package]bool)
@@ -121,6 +136,7 @@ func (s *Scope) h3init() *h3state {
 	st.ready = true
 	st.pkgs = make(map[string]*pkg3)
 	st.names = make(map[string]string)
+	st.clauses = make(map[string]string)
 	st.aliases = make(map[string]map[string][]string)
 	st.modules = s.modules3(false)
 	return st
@@ -197,11 +213,11 @@ func (s *Scope) Compute(pkgPath, name string) (Result, error) {
 		return Result{}, fmt.Errorf("computing code digest of %s: %w", name, err)
 	}
 	if p == nil {
-		return Result{}, fmt.Errorf("computing code digest of %s: package %s is not in the module", name, pkgPath)
+		return Result{}, fmt.Errorf("computing code digest of %s: package %s is not in the module: %w", name, pkgPath, ErrNotDeclared)
 	}
 	roots := p.decls[name]
 	if len(roots) == 0 {
-		return Result{}, fmt.Errorf("computing code digest of %s: package %s declares no %s", name, pkgPath, name)
+		return Result{}, fmt.Errorf("computing code digest of %s: package %s declares no %s: %w", name, pkgPath, name, ErrNotDeclared)
 	}
 	if st.debug == nil {
 		if st.debug, err = s.migratorDebug(); err != nil {
@@ -363,20 +379,25 @@ func (s *Scope) pkg3(importPath string) (*pkg3, error) {
 	return p, p.err
 }
 
-// packageName returns the name of the package importPath: from the go
-// command and the type checker (UsePackages), from its package clause
-// when it is in scope, else guessed from the path as the go command's
+// packageName returns the name of the package importPath: from its
+// package clause when it is in scope, from the go command and the type
+// checker (UsePackages), else guessed from the path as the go command's
 // own heuristic for goimports does (last element without a major version
 // suffix, ".vN", "go-" prefix or "-go" suffix).
 func (s *Scope) packageName(importPath string) string {
-	if n, ok := s.h3.names[importPath]; ok {
-		return n
-	}
 	if _, dir, ok := s.locate3(importPath); ok {
-		if n := clauseName(dir); n != "" {
-			s.h3.names[importPath] = n
+		// In scope, the package clause of this tree (packages given to
+		// UsePackages may come from another version of the module).
+		if n, ok := s.h3.clauses[importPath]; ok {
 			return n
 		}
+		if n := clauseName(dir); n != "" {
+			s.h3.clauses[importPath] = n
+			return n
+		}
+	}
+	if n, ok := s.h3.names[importPath]; ok {
+		return n
 	}
 	base := path.Base(importPath)
 	if len(base) > 1 && base[0] == 'v' && strings.Trim(base[1:], "0123456789") == "" && path.Dir(importPath) != "." {

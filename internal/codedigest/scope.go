@@ -267,7 +267,10 @@ func (s *Scope) readVendor() error {
 		// module replaced by a local directory.
 		s.modules = slices.DeleteFunc(s.modules, func(m module) bool { return m.Path == f[1] && m.Origin != "main" })
 		s.modules = append(s.modules, module{Path: f[1], Dir: filepath.Join(s.mainDir, "vendor", filepath.FromSlash(f[1])), Origin: "vendor"})
-		s.addOrder = append(s.addOrder, s.modules[len(s.modules)-1])
+		if f[2] != "=>" {
+			// Not the line of a replacement alone ("# path => dir").
+			s.addOrder = append(s.addOrder, s.modules[len(s.modules)-1])
+		}
 		if v, ok := s.requires[f[1]]; ok {
 			s.vendored[f[1]] = v
 		}

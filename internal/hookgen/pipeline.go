@@ -183,7 +183,7 @@ func (c *checked) earlier(i int, prev sumfile.Line, digest string) ([]string, er
 		}
 	}
 	if prev.Digest != "" && codedigest.Algorithm(prev.Digest) != codedigest.Algorithm(digest) {
-		origin, err := lint.Origin(context.Background(), lint.Options{Registry: c.file, ModuleDir: c.moduleDir}, c.reg.Hooks[i].Num, prev.Digest)
+		origin, err := lint.Origin(context.Background(), lint.Options{Registry: c.file, ModuleDir: c.moduleDir}, c.funcs.Loaded, c.reg.Hooks[i].Num, prev.Digest)
 		if err == nil && origin == digest {
 			if err := add(prev.Digest, digest); err != nil {
 				return nil, err

@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	"golang.org/x/mod/modfile"
+	"golang.org/x/tools/go/packages"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/diag"
@@ -57,15 +61,25 @@ type work struct {
 	// landedCache and refCache memoise git lookups per hook and commit.
 	landedCache map[int][]diag.Related
 	refCache    map[string]*refCode
-	tmpDirs     []string
+	// landedCommit is the first commit that added each num line;
+	// containing the release tags that contain a commit.
+	landedCommit map[int]landedAt
+	containing   map[string][]gitx.Tag
+	// loaded are the working tree's packages (registry.Funcs.Loaded):
+	// the package names for digests of a reference's tree.
+	loaded  []*packages.Package
+	tmpDirs []string
 }
 
-// refCode is the loaded code of a reference: its registry and its
-// type-checked hook functions, to compute digests over its own tree.
+// refCode is the code of a reference: its registry and its source scope,
+// to compute digests over its own tree; funcs is its type-checked hook
+// functions, loaded only for an h1 digest.
 type refCode struct {
-	reg   *registry.File
-	funcs *registry.Funcs
-	err   error
+	dir, module string
+	reg         *registry.File
+	scope       *codedigest.Scope
+	funcs       *registry.Funcs
+	err         error
 }
 
 func open(ctx context.Context, opts Options) (*work, error) {
@@ -106,6 +120,7 @@ func open(ctx context.Context, opts Options) (*work, error) {
 		tags:        tags,
 		landedCache: make(map[int][]diag.Related),
 		refCache:    make(map[string]*refCode),
+		containing:  make(map[string][]gitx.Tag),
 	}, nil
 }
 
@@ -240,27 +255,73 @@ func (w *work) checkTags(ctx context.Context, cur *registry.File) error {
 }
 
 // landed says where hook num landed: the first commit that added its num
-// line to the registry, and the first release tag that contains it.
+// line to the registry, and the first release tag that contains it. The
+// registry's history is read once, for every hook (one git log), and the
+// tags that contain a commit once per commit.
 func (w *work) landed(ctx context.Context, num int) []diag.Related {
+	if w.landedCommit == nil {
+		w.landedCommit = w.firstNumCommits(ctx)
+	}
 	if r, ok := w.landedCache[num]; ok {
 		return r
 	}
 	var rel []diag.Related
-	out, err := w.repo.Run(ctx, "log", "--reverse", "--format=%H %s", fmt.Sprintf("-G^[[:space:]]*(-[[:space:]]*)?num:[[:space:]]*%d[[:space:]]*(#.*)?$", num), "HEAD", "--", w.relReg)
-	if err == nil {
-		if line, _, _ := strings.Cut(string(out), "\n"); line != "" {
-			commit, subject, _ := strings.Cut(line, " ")
-			msg := fmt.Sprintf("hook %d landed in commit %.12s %q", num, commit, subject)
-			if tags, err := w.repo.Contains(ctx, commit, w.tags); err == nil && len(tags) > 0 {
-				msg += ", first released in " + tags[0].Name
-			} else if err == nil {
-				msg += ", not released yet"
+	if lc, ok := w.landedCommit[num]; ok {
+		msg := fmt.Sprintf("hook %d landed in commit %.12s %q", num, lc.commit, lc.subject)
+		tags, ok := w.containing[lc.commit]
+		var err error
+		if !ok {
+			tags, err = w.repo.Contains(ctx, lc.commit, w.tags)
+			if err == nil {
+				w.containing[lc.commit] = tags
 			}
-			rel = append(rel, diag.Related{Pos: diag.Position{File: w.opts.Registry}, Message: msg})
 		}
+		if err == nil && len(tags) > 0 {
+			msg += ", first released in " + tags[0].Name
+		} else if err == nil {
+			msg += ", not released yet"
+		}
+		rel = append(rel, diag.Related{Pos: diag.Position{File: w.opts.Registry}, Message: msg})
 	}
 	w.landedCache[num] = rel
 	return rel
+}
+
+// landedAt is the commit that first added a hook's num line.
+type landedAt struct{ commit, subject string }
+
+// addedNumLine is a registry line that holds a hook's num.
+var addedNumLine = regexp.MustCompile(`^\+[ \t]*(?:-[ \t]*)?num:[ \t]*([0-9]+)[ \t]*(?:#.*)?$`)
+
+// firstNumCommits reads the registry's history from its first commit and
+// returns, for every num, the first commit whose diff adds its num line.
+func (w *work) firstNumCommits(ctx context.Context) map[int]landedAt {
+	out := make(map[int]landedAt)
+	data, err := w.repo.Run(ctx, "log", "--reverse", "--format=%x00%H %s", "-p", "-U0", "--no-color", "--no-ext-diff", "HEAD", "--", w.relReg)
+	if err != nil {
+		return out
+	}
+	for chunk := range strings.SplitSeq(string(data), "\x00") {
+		header, body, _ := strings.Cut(chunk, "\n")
+		commit, subject, ok := strings.Cut(header, " ")
+		if !ok {
+			continue
+		}
+		for line := range strings.SplitSeq(body, "\n") {
+			m := addedNumLine.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			n, err := strconv.Atoi(m[1])
+			if err != nil {
+				continue
+			}
+			if _, seen := out[n]; !seen {
+				out[n] = landedAt{commit, subject}
+			}
+		}
+	}
+	return out
 }
 
 // changedDecls names what changed behind a code change of hook num since
@@ -286,8 +347,10 @@ func (w *work) changedDecls(ctx context.Context, commit string, num int, old str
 }
 
 // refResult returns hook num's digest under alg computed over the tree of
-// commit; an empty Result when the hook is not there or its function does
-// not check at commit.
+// commit; an empty Result when the hook is not there or (h1) its function
+// does not check at commit. h3 and h2 read the tree's source, with the
+// package names of the working tree's load (w.loaded): no go command runs
+// on it.
 func (w *work) refResult(ctx context.Context, commit string, num int, alg string) (codedigest.Result, error) {
 	rc := w.refCache[commit]
 	if rc == nil {
@@ -298,14 +361,34 @@ func (w *work) refResult(ctx context.Context, commit string, num int, alg string
 		return codedigest.Result{}, rc.err
 	}
 	i := slices.IndexFunc(rc.reg.Hooks, func(h registry.Hook) bool { return h.Num == num })
-	if i < 0 || rc.funcs.Funcs[i] == nil {
+	if i < 0 {
+		return codedigest.Result{}, nil
+	}
+	if alg == codedigest.Prefix || alg == codedigest.PrefixH2 {
+		pkgPath, name := registry.FuncPath(rc.module, rc.reg, rc.reg.Hooks[i].Func)
+		res, err := rc.scope.Compute(pkgPath, name)
+		if alg == codedigest.PrefixH2 {
+			res, err = rc.scope.ComputeH2(pkgPath, name)
+		}
+		if errors.Is(err, codedigest.ErrNotDeclared) {
+			return codedigest.Result{}, nil // no such function there
+		}
+		return res, err
+	}
+	if rc.funcs == nil {
+		funcs, _, err := registry.LoadFuncs(rc.dir, rc.reg)
+		if err != nil {
+			return codedigest.Result{}, err
+		}
+		rc.funcs = funcs
+	}
+	if rc.funcs.Funcs[i] == nil {
 		return codedigest.Result{}, nil
 	}
 	return rc.funcs.Digest(rc.reg, i, alg)
 }
 
-// loadRef extracts the tree of commit and loads its hook functions, as
-// the working tree's are (registry.LoadFuncs).
+// loadRef extracts the tree of commit and reads its registry and module.
 func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 	dir, err := os.MkdirTemp("", "hookgen-lint-")
 	if err != nil {
@@ -328,11 +411,17 @@ func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 	if err != nil || !filepath.IsLocal(modRel) && modRel != "." {
 		modRel = filepath.Dir(filepath.FromSlash(w.relReg))
 	}
-	funcs, _, err := registry.LoadFuncs(filepath.Join(dir, modRel), reg)
+	modDir := filepath.Join(dir, modRel)
+	gomod, err := os.ReadFile(filepath.Join(modDir, "go.mod"))
 	if err != nil {
 		return &refCode{err: err}
 	}
-	return &refCode{reg: reg, funcs: funcs}
+	scope, err := codedigest.NewScope(modDir)
+	if err != nil {
+		return &refCode{err: err}
+	}
+	scope.UsePackages(w.loaded)
+	return &refCode{dir: modDir, module: modfile.ModulePath(gomod), reg: reg, scope: scope}
 }
 
 // change is one piece of code that differs between two digests; mod,
@@ -429,6 +518,7 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return nil, err
 	}
 	ds = append(ds, fds...)
+	w.loaded = funcs.Loaded
 	now := newCurrent(cur, funcs)
 	for num := range now.index {
 		if _, err := now.result(num, codedigest.Prefix); err != nil {
@@ -580,16 +670,18 @@ func nextRelease(cur *registry.File, newest gitx.Tag) string {
 }
 
 // Origin returns hook num's digest under the current algorithm computed
-// over the tree of the first commit whose hooks.sum recorded digest for
+// (with the package names of loaded, registry.Funcs.Loaded) over the tree
+// of the first commit whose hooks.sum recorded digest for
 // it: the code that digest was computed from. hookgen generate writes a
 // pair of two algorithms' digests only when it equals the current code's
 // digest, so that a pair never links a digest to other code than its own.
 // It returns "" when no commit of HEAD's history recorded the digest.
-func Origin(ctx context.Context, opts Options, num int, digest string) (origin string, err error) {
+func Origin(ctx context.Context, opts Options, loaded []*packages.Package, num int, digest string) (origin string, err error) {
 	w, err := open(ctx, opts)
 	if err != nil {
 		return "", err
 	}
+	w.loaded = loaded
 	defer func() {
 		if cerr := w.close(); err == nil && cerr != nil {
 			err = fmt.Errorf("cleaning up: %w", cerr)

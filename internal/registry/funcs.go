@@ -53,6 +53,9 @@ type Funcs struct {
 	// reach, loaded from source, and the runtime package; their other
 	// dependencies, loaded from export data, are reachable through Imports.
 	Packages []*packages.Package
+	// Loaded are all the packages listed and loaded, for
+	// codedigest.Scope.UsePackages of another tree of the same module.
+	Loaded []*packages.Package
 	// Funcs holds each hook's function, indexed like File.Hooks; nil where
 	// the function is missing or wrong.
 	Funcs []*types.Func
@@ -106,8 +109,9 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	scope.UsePackages(append(listed, pkgs...))
-	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
+	loaded := append(listed, pkgs...)
+	scope.UsePackages(loaded)
+	fs := &Funcs{Module: module, Packages: pkgs, Loaded: loaded, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
 	packages.Visit(pkgs, nil, func(p *packages.Package) {
