@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +18,8 @@ import (
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/internal/hookgen"
+	"github.com/hookreg/hookreg/internal/registry"
+	"github.com/hookreg/hookreg/internal/sumfile"
 	"github.com/hookreg/hookreg/migrator"
 )
 
@@ -32,6 +35,12 @@ func TestMain(m *testing.M) {
 		},
 		"example": func() {
 			os.Exit(example.Main(generated.Registry, os.Args[1:], os.Stdout, os.Stderr))
+		},
+		"oldsum": func() {
+			if err := oldSum(os.Args[1:]); err != nil {
+				fmt.Fprintln(os.Stderr, "oldsum:", err)
+				os.Exit(1)
+			}
 		},
 		"migrator-at": func() {
 			reg, args, err := example.RegistryAt(generated.Registry, os.Args[1:])
@@ -62,6 +71,9 @@ func TestMain(m *testing.M) {
 //   - RELEASE and LAST_HOOK: the release of the example product's registry
 //     and its largest hook number, so that a script about "this release"
 //     holds when a release adds a hook;
+//   - the command "oldsum ALG": write generated/hooks.sum of registry.yaml
+//     with the digests of an earlier algorithm (h1:, h2:), as a hookgen of
+//     that time wrote it;
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
 //     GOPROXY=off, so scratch modules build offline.
 func TestScript(t *testing.T) {
@@ -144,4 +156,39 @@ func etcdCluster(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("ETCD_ENDPOINTS", strings.Join(hosts, ","))
 	ts.Setenv("ETCD_PREFIX", prefix)
 	ts.Setenv("ETCD_STORE", "etcd://"+strings.Join(hosts, ",")+prefix)
+}
+
+// oldSum runs "oldsum ALG" in the working directory: see TestScript.
+func oldSum(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: oldsum ALG")
+	}
+	data, err := os.ReadFile("registry.yaml")
+	if err != nil {
+		return err
+	}
+	f, ds := registry.Parse("registry.yaml", data)
+	if len(ds) > 0 {
+		return errors.New(ds[0].Text())
+	}
+	funcs, ds, err := registry.LoadFuncs(".", f)
+	if err != nil {
+		return err
+	}
+	if len(ds) > 0 {
+		return errors.New(ds[0].Text())
+	}
+	var lines []sumfile.Line
+	for i, h := range f.Hooks {
+		res, err := funcs.Digest(f, i, args[0])
+		if err != nil {
+			return err
+		}
+		lines = append(lines, sumfile.Line{Num: h.Num, Name: h.Func, Digest: res.Digest})
+	}
+	slices.SortFunc(lines, func(a, b sumfile.Line) int { return a.Num - b.Num })
+	if err := os.MkdirAll("generated", 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join("generated", "hooks.sum"), sumfile.Format(lines), 0o644)
 }

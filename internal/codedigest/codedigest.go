@@ -1,19 +1,25 @@
 // Package codedigest computes the code digest of an upgrade hook: a hash over
 // everything of the product's own code that can change what the hook does.
 //
-// # The h2 algorithm
+// # The h3 algorithm
 //
-// [Scope.Compute] returns "h2:" digests, the algorithm hookgen writes to
+// [Scope.Compute] returns "h3:" digests, the algorithm hookgen writes to
 // generated/hooks.sum. It works on source files, not on the host's build:
 // every package in scope is read from its directory with all its files, for
-// every build context (any GOOS, GOARCH, cgo setting or Go version), so the
-// digest does not depend on the machine, the environment or the build cache
-// of the run that computes it.
+// every build context (any GOOS, GOARCH, cgo setting, build tag or Go
+// version), so that the digest does not depend on the machine or the build
+// cache of the run that computes it. Facts only the go command and the type
+// checker know are taken from them ([Scope.UsePackages], given the packages
+// hookgen loads anyway): the name of every imported package (its package
+// clause: internal/text-fmt holding package textfmt, go.yaml.in/yaml/v3,
+// gopkg.in/x.v3), alias types (a method declared on an alias receiver
+// belongs to the named type), and whether the build uses vendor/.
 //
 // What is in scope: the packages of the main module, and of every module
 // whose code go.sum does not pin: a replace to a local directory, a go.work
-// use entry, and vendor/ (the vendored copy is what builds, so it is hashed).
-// Other modules are pinned by go.sum; for them the digest records the
+// use entry (a go.work replace overrides go.mod's), and vendor/ when the
+// build uses it (as the go command reports: GOFLAGS=-mod=mod builds without
+// it). Other modules are pinned by go.sum; for them the digest records the
 // version go.mod requires (see below). The standard library and the Go
 // toolchain are not hashed.
 //
@@ -23,24 +29,43 @@
 // both sides of a //go:linkname):
 //
 //   - each declaration (function, method, type, var, const; a grouped const
-//     declaration as a whole) of an unconditional Go file, over its syntax
-//     tree: positions and comments do not count, directive comments
-//     (//go:embed, //go:noinline, //export, ...) do, and a //go:embed
-//     declaration includes the embedded files' names and bytes;
+//     declaration as a whole) in a normal form that cannot lose a token: the
+//     tokens go/printer prints for it (so also those the syntax tree holds
+//     only as positions: an alias's "=", a call's "..."), after gofmt -s's
+//     simplifications, without comments and layout (a semicolon is ";"
+//     written or not, a comma before a closing bracket is dropped, number
+//     literals are lower-cased); then the directives of its doc comments,
+//     the import paths of the file's dot imports and, for every identifier
+//     that names an import, the import path;
 //   - a conditional Go file (a //go:build or +build line, a GOOS or GOARCH
-//     file name suffix such as x_windows.go or x_arm64.go, or import "C") as a
-//     whole: its name, constraint lines, directives, cgo preamble and syntax
-//     tree, comments excepted; such files are the ones that differ between
-//     builds, so all of them of every reached package are hashed;
+//     file name suffix such as x_windows.go or x_arm64.go, or import "C") as
+//     a whole: its name, constraint lines, directives, cgo preamble, imports
+//     and declarations, these two as sorted sets; such files are the ones
+//     that differ between builds, so all of them of every reached package
+//     are hashed. A file no build compiles (its constraint is false for any
+//     tags with "ignore" unset: a go generate program) is not;
 //   - the non-Go sources of every reached package (.s, .c, .h, .syso, ...),
-//     byte for byte;
-//   - package state: for every reached package and every package of the scope
-//     that it imports, transitively, in any file, its init functions (in
-//     order), every package-level var whose initialiser runs code of the
-//     product (a call of a function in scope, a method call, a function
-//     literal, or a blank "var _ ="), its blank imports, and its
-//     //go:linkname and //go:debug directives;
-//   - the go line and the godebug settings of go.mod (and go.work);
+//     byte for byte, and of a cgo package also those in its subdirectories
+//     (a preamble may #include "sub/x.h");
+//   - the files every //go:embed line of the package names (attached to its
+//     var or not, in any file), names and bytes;
+//   - package state: for every reached package and every package of the
+//     scope that it imports, transitively, in any file: its init functions,
+//     every package-level var whose initialiser may run code of the product
+//     (a call of a function or method of the product, a function literal, a
+//     blank "var _ =", or a call of the standard library or another module
+//     that is given a value of the product, which may call its methods:
+//     fmt.Sprint(v) calls v.String), their order (the initialisers, then the
+//     init functions, in the order of the files as the go command sorts them
+//     and of the source: swapping two or renaming a file so that it sorts
+//     elsewhere changes it, moving an init function to another file in the
+//     same place of the order does not), its blank imports, and its
+//     //go:linkname (pull or push) and //go:debug directives;
+//   - the go line and the godebug settings of go.mod (and go.work), the go
+//     line of every other module in scope whose code is reached, and the
+//     //go:debug lines of the main packages that build the product's
+//     migrator (those whose imports reach [MigratorPkgPath]; every main
+//     package when none does);
 //   - for each module outside the scope that the reached code refers to
 //     (pkg.Name) or imports for its side effects (import _), the version go.mod
 //     requires: bumping it changes the digest, and the lint reports it
@@ -49,41 +74,65 @@
 // Each piece is an item with a key that names its package directory, not
 // its file: reformatting, reordering, comment edits and moving a
 // declaration to another unconditional file of the package keep the digest.
-// The digest is "h2:" followed by the standard base64 encoding of a SHA-256
+// The digest is "h3:" followed by the standard base64 encoding of a SHA-256
 // over the sorted "key hash" lines.
 //
 // Limits: data the hook reads at run time from disk or the network is not
 // code and is not hashed; nor is the engine's own implementation of hook.Tx
-// and the store, the standard library, the toolchain, or code of the
-// product outside the hook's import closure that writes a hook package's
-// variables (a main package's init); names are followed by syntax, not by
-// type (x.M follows M through the methods of the types the code names),
-// which can include more than the hook runs but never less of what it
-// names.
+// and the store, the standard library, the toolchain, the code of pinned
+// modules (their version is recorded instead), or code of the product
+// outside the hook's import closure that writes a hook package's variables
+// (a main package's init). Names are followed by syntax over every build
+// (x.M follows M through the methods of the types the code names), which can
+// include more than the hook runs but never less of what it names. The name
+// of a package imported only by files the host's build does not compile,
+// and outside the scope, is guessed from its path when the go command did
+// not list it (last element without a major version, ".vN", "go-" or "-go").
 //
-// # The h1 algorithm and algorithm changes
+// # Why not a call graph
 //
-// [ComputeH1] is the algorithm of hookreg's first releases, kept unchanged:
-// it follows type information of one host build and leaves out package
-// state, directives, other build contexts and non-Go files. Its digests
-// remain in release fixtures, in the metadata of stores that applied hooks,
-// and in hooks.sum at old references. So:
+// golang.org/x/tools has call graphs over SSA (go/ssa, go/callgraph/cha,
+// rta, vta) that find what a function reaches through interfaces and method
+// values. They were measured and not used: BenchmarkReachability, on this
+// repository's three example hooks, loads every package of the program from
+// source, builds SSA and a CHA call graph in 1.67 s, against 0.14 s for the
+// load hookgen does anyway plus the three h3 digests (11.7 times). And an
+// SSA program is one build (one GOOS, GOARCH, tag set) of the host, while
+// the digest must cover every build and be the same on every machine;
+// following names over the syntax of every file, and every method of every
+// type named, already reaches what an interface call can reach in the
+// product's code, without the type checker's single build deciding what is
+// included.
+//
+// # Earlier algorithms and algorithm changes
+//
+// [ComputeH1] (type information of one host build, without package state,
+// directives, other builds or non-Go files) and [Scope.ComputeH2] (source
+// over every build, with AST fields hashed by hand and names guessed from
+// import paths) are the algorithms of hookreg's earlier releases, kept
+// unchanged: their digests remain in release fixtures, in the metadata of
+// stores that applied hooks, and in hooks.sum at old references. So:
 //
 //   - the lint compares like with like: against a reference whose hooks.sum
-//     holds an h1 digest it computes the current h1 digest;
-//   - when hookgen generate replaces an h1 line of hooks.sum with an h2 one
-//     and the current h1 digest equals the recorded one, it keeps the pair
-//     as a fourth field ("h1:...=h2:..."): the same code under both
-//     algorithms. The generated registry carries these pairs with the
-//     amendments, so the migrator accepts a store that applied the hook
-//     under h1 (see hook.Hook.Amendments).
+//     holds an earlier algorithm's digest, it computes the current algorithm
+//     over the reference's own tree (an earlier algorithm may be blind to
+//     the change);
+//   - when hookgen generate replaces an earlier algorithm's line of
+//     hooks.sum, it keeps the pair as a further field ("h2:...=h3:..."):
+//     the same code under both algorithms, checked twice: the current code
+//     has the old digest under the old algorithm, and the tree of the commit
+//     that first recorded the old digest has the current digest. The
+//     generated registry carries these pairs with the amendments, so the
+//     migrator accepts a store that applied the hook under h1 or h2 (see
+//     hook.Hook.Amendments).
 //
 // Example:
 //
 //	s, err := codedigest.NewScope(moduleDir)
 //	// ...
+//	s.UsePackages(pkgs) // from golang.org/x/tools/go/packages
 //	res, err := s.Compute("example.com/broker/hooks/libfoo", "UpgradeLibFoo")
-//	// res.Digest == "h2:2T4l...="
+//	// res.Digest == "h3:2T4l...="
 //	// res.Decls[0] == Decl{Name: "hooks/libfoo/users.go: func normalize", ...}
 package codedigest
 
@@ -94,7 +143,7 @@ import (
 
 // Result is a hook's code digest and the pieces it covers.
 type Result struct {
-	// Digest is the algorithm prefix ("h2:", "h1:") followed by base64 of
+	// Digest is the algorithm prefix ("h3:", "h2:", "h1:") followed by base64 of
 	// a SHA-256.
 	Digest string
 	// Decls are the pieces covered, sorted by Name.

@@ -28,6 +28,7 @@ type item struct {
 	// refers to; computed by resolve.
 	deps     []*item
 	pkgs     []*pkgSrc
+	pkgs3    []*pkg3
 	resolved bool
 	resolve  func(*item)
 }
@@ -73,9 +74,10 @@ type srcFile struct {
 	item    *item // the whole-file item of a conditional file
 }
 
-// Compute returns the "h2:" code digest of the function name of the
-// package pkgPath (in scope).
-func (s *Scope) Compute(pkgPath, name string) (Result, error) {
+// ComputeH2 returns the "h2:" code digest of the function name of the
+// package pkgPath (in scope): the algorithm before h3, kept unchanged so
+// that digests recorded with it are still recognised.
+func (s *Scope) ComputeH2(pkgPath, name string) (Result, error) {
 	p, err := s.pkg(pkgPath)
 	if err != nil {
 		return Result{}, fmt.Errorf("computing code digest of %s: %w", name, err)
@@ -125,7 +127,7 @@ func (s *Scope) Compute(pkgPath, name string) (Result, error) {
 		fmt.Fprintf(h, "%s %s\n", d.ID, d.Hash)
 	}
 	slices.SortFunc(decls, func(a, b Decl) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Hash, b.Hash)) })
-	return Result{Digest: Prefix + base64.StdEncoding.EncodeToString(h.Sum(nil)), Decls: decls}, nil
+	return Result{Digest: PrefixH2 + base64.StdEncoding.EncodeToString(h.Sum(nil)), Decls: decls}, nil
 }
 
 type walk2 struct {

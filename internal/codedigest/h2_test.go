@@ -112,7 +112,7 @@ func compute2(t testing.TB, files map[string]string) codedigest.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Compute("example.com/p/hooks", "Upgrade")
+	res, err := s.ComputeH2("example.com/p/hooks", "Upgrade")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestH2Workspace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := s.Compute("example.com/p/hooks", "Upgrade")
+		res, err := s.ComputeH2("example.com/p/hooks", "Upgrade")
 		if err != nil {
 			t.Fatal(err)
 		}

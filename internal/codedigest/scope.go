@@ -16,8 +16,8 @@ import (
 	"golang.org/x/mod/modfile"
 )
 
-// Prefix is the algorithm prefix of the digests Scope.Compute returns.
-const Prefix = "h2:"
+// PrefixH2 is the algorithm prefix of the digests Scope.ComputeH2 returns.
+const PrefixH2 = "h2:"
 
 // module is a module whose source is in a digest's scope.
 type module struct {
@@ -26,6 +26,8 @@ type module struct {
 	// Origin says why it is in scope: "main", "replace", "go.work" or
 	// "vendor".
 	Origin string
+	// goLine is a vendored module's go version (vendor/modules.txt).
+	goLine string
 }
 
 // Scope is the code digests are computed over: the main module and the
@@ -39,10 +41,17 @@ type Scope struct {
 	fset     *token.FileSet
 	pkgs     map[string]*pkgSrc
 	modItems map[string]*item
+	// addOrder are the modules in the order they were read (go.mod,
+	// go.work, vendor/), for h3, where a later one wins; vendored are the
+	// versions of the vendored modules.
+	addOrder []module
+	vendored map[string]string
+	h3       h3state
 }
 
-// setting is a piece of the build configuration in every digest.
-type setting struct{ key, name, value string }
+// setting is a piece of the build configuration in every digest; dir is
+// the package directory of a main package's //go:debug line.
+type setting struct{ key, name, value, dir string }
 
 // NewScope reads the module in moduleDir: its go.mod (requirements,
 // replaces, go line, godebug), the go.work that applies to it (GOWORK as
@@ -71,12 +80,14 @@ func NewScope(moduleDir string) (*Scope, error) {
 		fset:     token.NewFileSet(),
 		pkgs:     make(map[string]*pkgSrc),
 		modItems: make(map[string]*item),
+		vendored: make(map[string]string),
 	}
+	s.addOrder = append(s.addOrder, s.modules[0])
 	if mf.Go != nil {
-		s.settings = append(s.settings, setting{"go.mod: go", "go.mod: go " + mf.Go.Version, mf.Go.Version})
+		s.settings = append(s.settings, setting{"go.mod: go", "go.mod: go " + mf.Go.Version, mf.Go.Version, ""})
 	}
 	for _, g := range mf.Godebug {
-		s.settings = append(s.settings, setting{"go.mod: godebug " + g.Key, "go.mod: godebug " + g.Key + "=" + g.Value, g.Value})
+		s.settings = append(s.settings, setting{"go.mod: godebug " + g.Key, "go.mod: godebug " + g.Key + "=" + g.Value, g.Value, ""})
 	}
 	for _, r := range mf.Require {
 		s.requires[r.Mod.Path] = r.Mod.Version
@@ -106,6 +117,7 @@ func (s *Scope) replace(dir string, r *modfile.Replace) {
 			d = filepath.Join(dir, d)
 		}
 		s.modules = append(s.modules, module{Path: r.Old.Path, Dir: filepath.Clean(d), Origin: "replace"})
+		s.addOrder = append(s.addOrder, s.modules[len(s.modules)-1])
 		delete(s.requires, r.Old.Path)
 		return
 	}
@@ -149,7 +161,7 @@ func (s *Scope) readWork() error {
 	}
 	dir := filepath.Dir(file)
 	for _, g := range wf.Godebug {
-		s.settings = append(s.settings, setting{"go.work: godebug " + g.Key, "go.work: godebug " + g.Key + "=" + g.Value, g.Value})
+		s.settings = append(s.settings, setting{"go.work: godebug " + g.Key, "go.work: godebug " + g.Key + "=" + g.Value, g.Value, ""})
 	}
 	for _, u := range wf.Use {
 		d := u.Path
@@ -169,6 +181,7 @@ func (s *Scope) readWork() error {
 			return fmt.Errorf("reading the digest scope: go.work use %s: %s has no module line", u.Path, filepath.Join(d, "go.mod"))
 		}
 		s.modules = append(s.modules, module{Path: path, Dir: d, Origin: "go.work"})
+		s.addOrder = append(s.addOrder, s.modules[len(s.modules)-1])
 		delete(s.requires, path)
 	}
 	for _, r := range wf.Replace {
@@ -214,7 +227,7 @@ func (s *Scope) readMainDebug() error {
 			for _, c := range cg.List {
 				if strings.HasPrefix(c.Text, "//go:debug ") {
 					key := filepath.ToSlash(rel) + ": " + c.Text
-					s.settings = append(s.settings, setting{key, key, c.Text})
+					s.settings = append(s.settings, setting{key, key, c.Text, filepath.ToSlash(rel)})
 				}
 			}
 		}
@@ -239,6 +252,14 @@ func (s *Scope) readVendor() error {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
+		if len(f) > 1 && f[0] == "##" && len(s.addOrder) > 0 && s.addOrder[len(s.addOrder)-1].Origin == "vendor" {
+			for _, a := range strings.Split(strings.Join(f[1:], " "), ";") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(a), "go "); ok {
+					s.addOrder[len(s.addOrder)-1].goLine = v
+				}
+			}
+			continue
+		}
 		if len(f) < 3 || f[0] != "#" {
 			continue
 		}
@@ -246,6 +267,13 @@ func (s *Scope) readVendor() error {
 		// module replaced by a local directory.
 		s.modules = slices.DeleteFunc(s.modules, func(m module) bool { return m.Path == f[1] && m.Origin != "main" })
 		s.modules = append(s.modules, module{Path: f[1], Dir: filepath.Join(s.mainDir, "vendor", filepath.FromSlash(f[1])), Origin: "vendor"})
+		if f[2] != "=>" {
+			// Not the line of a replacement alone ("# path => dir").
+			s.addOrder = append(s.addOrder, s.modules[len(s.modules)-1])
+		}
+		if v, ok := s.requires[f[1]]; ok {
+			s.vendored[f[1]] = v
+		}
 		delete(s.requires, f[1])
 	}
 	return nil

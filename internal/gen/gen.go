@@ -172,17 +172,60 @@ func Generate(in Input) (map[string][]byte, error) {
 // registry.yaml.
 func amendments(h Hook) ([]jen.Code, error) {
 	var out []jen.Code
+	var links []hook.Amendment
 	for _, e := range h.Earlier {
 		old, cur, ok := strings.Cut(e, "->")
 		if !ok {
 			return nil, fmt.Errorf("generating %s: hook %d: %q is not a pair OLD->NEW of digests", RegistryFile, h.Num, e)
 		}
-		out = append(out, jen.Values(field("Old", jen.Lit(old)), field("New", jen.Lit(cur))))
+		links = append(links, hook.Amendment{Old: old, New: cur})
 	}
-	for _, a := range h.Amendments {
+	links = append(links, h.Amendments...)
+	for _, a := range chainOrder(links) {
+		if a.Reason == "" {
+			out = append(out, jen.Values(field("Old", jen.Lit(a.Old)), field("New", jen.Lit(a.New))))
+			continue
+		}
 		out = append(out, jen.Values(field("Old", jen.Lit(a.Old)), field("New", jen.Lit(a.New)), field("Reason", jen.Lit(a.Reason))))
 	}
 	return out, nil
+}
+
+// chainOrder orders links so that a link stands after every link whose
+// new digest is its old one (hook.Hook.Amended follows them in one pass):
+// an algorithm's pair from an amended digest (h2:B->h3:C) after the
+// amendment (h2:A->h2:B). Otherwise the order stays.
+func chainOrder(links []hook.Amendment) []hook.Amendment {
+	out := make([]hook.Amendment, 0, len(links))
+	placed := make([]bool, len(links))
+	for len(out) < len(links) {
+		progress := false
+		for i, a := range links {
+			if placed[i] {
+				continue
+			}
+			ready := true
+			for j, b := range links {
+				if j != i && !placed[j] && b.New == a.Old && b.Old != a.New {
+					ready = false
+				}
+			}
+			if ready {
+				placed[i] = true
+				out = append(out, a)
+				progress = true
+			}
+		}
+		if !progress {
+			for i, a := range links {
+				if !placed[i] {
+					placed[i] = true
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // multi renders a composite literal with one element a line.

@@ -19,21 +19,22 @@ var amendCmd = &spec{
 	Name:    "amend",
 	Summary: "record a reviewed change of a released hook",
 	Usage: `
-Usage: hookgen amend NUM --reason TEXT [--registry FILE]
+Usage: hookgen amend NUM... --reason TEXT [--registry FILE]
 
 Amend is the one reviewable way to change the code of a hook that has
 landed (a security fix, a reviewed bump of a dependency it uses): it
-appends an amendment to hook NUM in registry.yaml,
+appends an amendment to each hook NUM in registry.yaml, with the same
+reason (one change that touches many hooks is one review),
 
 	amendments:
-	  - old: h2:...        # the hook's code digest at the references
-	    new: h2:...        # its code digest now
+	  - old: h3:...        # the hook's code digest at the references
+	    new: h3:...        # its code digest now
 	    reason: TEXT
 
 keeping the file's comments and layout. "hookgen lint" accepts a code change
 (immutable-code, dependency-version) exactly when the amendments lead from
-a reference's digest to the current one; "old" may be an h1: digest of a
-reference older than the h2 algorithm. Make the change first, then amend,
+a reference's digest to the current one; "old" may be an h1: or h2: digest
+of a reference older than the h3 algorithm. Every hook is amended, or none. Make the change first, then amend,
 regenerate and commit both; review the amendment like any code change. The
 generated registry carries the amendments: the migrator built from it
 upgrades stores that applied the hook before the change, and marks the hook
@@ -42,7 +43,8 @@ as amended.
 Example:
 
 	$ hookgen amend 98 --reason "fix CVE-2026-1234 in ACL parsing"
-	hookgen: hook 98: recorded amendment from h2:2T4l...= (v5.0.0) to h2:Qm9v...= in registry.yaml
+	hookgen: hook 98: recorded amendment from h3:2T4l...= (v5.0.0) to h3:Qm9v...= in registry.yaml
+	$ hookgen amend 98 99 100 --reason "reviewed github.com/hookreg/hookreg v1.2.1"
 	$ go generate ./... && hookgen lint
 `,
 	New: func() command { return &amendOptions{} },
@@ -52,7 +54,7 @@ Example:
 type amendOptions struct {
 	registry registryFlag
 	reason   string
-	num      int
+	nums     []int
 }
 
 func (o *amendOptions) Flags(fs *flag.FlagSet) {
@@ -61,14 +63,16 @@ func (o *amendOptions) Flags(fs *flag.FlagSet) {
 }
 
 func (o *amendOptions) Validate(args []string) error {
-	if err := cliflag.Exactly(args, "NUM"); err != nil {
-		return err
+	if len(args) == 0 {
+		return cliflag.Usagef("want NUM... (the numbers of the hooks to amend)")
 	}
-	n, err := strconv.Atoi(args[0])
-	if err != nil || n <= 0 {
-		return cliflag.Usagef("NUM %q is not a hook number (a positive integer)", args[0])
+	for _, a := range args {
+		n, err := strconv.Atoi(a)
+		if err != nil || n <= 0 {
+			return cliflag.Usagef("NUM %q is not a hook number (a positive integer)", a)
+		}
+		o.nums = append(o.nums, n)
 	}
-	o.num = n
 	if strings.TrimSpace(o.reason) == "" {
 		return cliflag.Usagef("--%s TEXT is required: say why the released hook changes", flagReason)
 	}
@@ -83,13 +87,15 @@ func (o *amendOptions) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	am, err := lint.Amend(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir}, o.num, o.reason)
+	ams, err := lint.Amend(context.Background(), lint.Options{Registry: file, ModuleDir: moduleDir}, o.nums, o.reason)
 	if errors.Is(err, gitx.ErrNotRepository) || errors.Is(err, gitx.ErrIncomplete) {
 		return cliflag.Env(err)
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "hookgen: hook %d: recorded amendment from %s (%s) to %s in %s\n", o.num, am.Old, am.Ref, am.New, file)
+	for _, am := range ams {
+		fmt.Fprintf(e.stderr, "hookgen: hook %d: recorded amendment from %s (%s) to %s in %s\n", am.Num, am.Old, am.Ref, am.New, file)
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package hookgen
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"go/token"
@@ -16,6 +17,7 @@ import (
 	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/diag"
 	"github.com/hookreg/hookreg/internal/gen"
+	"github.com/hookreg/hookreg/internal/lint"
 	"github.com/hookreg/hookreg/internal/registry"
 	"github.com/hookreg/hookreg/internal/sumfile"
 )
@@ -151,10 +153,12 @@ func previousSums(path string) map[int]sumfile.Line {
 
 // earlier returns the pairs "OLD->NEW" of hook i's line in hooks.sum: the
 // digest of an earlier algorithm recorded in the file being replaced and
-// the current digest, when the current code has that digest under the
-// earlier algorithm (the algorithm changed, the code did not); and the
-// pairs the file carried already, those naming the current digest checked
-// again.
+// the current digest, when both come from the same code: the current code
+// has that digest under the earlier algorithm, and the tree of the commit
+// that recorded it (lint.Origin) has the current digest under the current
+// algorithm (an earlier algorithm may be blind to what changed since); and
+// the pairs the file carried already, those naming the current digest
+// checked again.
 func (c *checked) earlier(i int, prev sumfile.Line, digest string) ([]string, error) {
 	var out []string
 	add := func(old, cur string) error {
@@ -179,8 +183,11 @@ func (c *checked) earlier(i int, prev sumfile.Line, digest string) ([]string, er
 		}
 	}
 	if prev.Digest != "" && codedigest.Algorithm(prev.Digest) != codedigest.Algorithm(digest) {
-		if err := add(prev.Digest, digest); err != nil {
-			return nil, err
+		origin, err := lint.Origin(context.Background(), lint.Options{Registry: c.file, ModuleDir: c.moduleDir}, c.funcs.Loaded, c.reg.Hooks[i].Num, prev.Digest)
+		if err == nil && origin == digest {
+			if err := add(prev.Digest, digest); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil

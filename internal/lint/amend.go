@@ -12,6 +12,7 @@ import (
 
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/codedigest"
+	"github.com/hookreg/hookreg/internal/diag"
 	"github.com/hookreg/hookreg/internal/registry"
 )
 
@@ -21,29 +22,80 @@ var ErrNothingToAmend = errors.New("nothing to amend")
 
 // Amended is the amendment Amend recorded.
 type Amended struct {
+	// Num is the hook's number.
+	Num              int
 	Old, New, Reason string
 	// Ref is the reference whose digest the chain started from.
 	Ref string
 }
 
-// Amend records a reviewed change of hook num's code in the registry: an
-// amendment {old, new, reason} appended to the hook's amendments list, old
-// being the digest the hook has at the references (followed through the
-// amendments already recorded; the merge base's first) and new its current
-// code digest. The registry is edited as text, keeping its comments and
-// layout, and replaced atomically.
-func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, error) {
+// Amend records a reviewed change of the code of hooks nums in the
+// registry, with one reason: for each, an amendment {old, new, reason}
+// appended to the hook's amendments list, old being the digest the hook has
+// at the references (followed through the amendments already recorded; the
+// merge base's first) and new its current code digest. The registry is
+// edited as text, keeping its comments and layout, and replaced atomically
+// once: either every hook is amended or none (an error names the hook).
+func Amend(ctx context.Context, opts Options, nums []int, reason string) ([]Amended, error) {
+	if len(nums) == 0 {
+		return nil, errors.New("amending: no hook number")
+	}
 	if strings.TrimSpace(reason) == "" || strings.ContainsAny(reason, "\r\n") {
-		return Amended{}, fmt.Errorf("amending hook %d: the reason must be one non-empty line", num)
+		return nil, fmt.Errorf("amending hook %d: the reason must be one non-empty line", nums[0])
 	}
 	data, err := os.ReadFile(opts.Registry)
 	if err != nil {
-		return Amended{}, fmt.Errorf("reading the registry: %w", err)
+		return nil, fmt.Errorf("reading the registry: %w", err)
 	}
 	cur, pds := registry.Parse(opts.Registry, data)
 	if len(pds) > 0 {
-		return Amended{}, fmt.Errorf("amending hook %d: %s: the registry does not parse; run hookgen check", num, pds[0].Text())
+		return nil, fmt.Errorf("amending hook %d: %s: the registry does not parse; run hookgen check", nums[0], pds[0].Text())
 	}
+	w, err := open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	refs, err := w.refs(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	funcs, fds, err := registry.LoadFuncs(opts.ModuleDir, cur)
+	if err != nil {
+		return nil, err
+	}
+	w.loaded = funcs.Loaded
+	var out []Amended
+	seen := make(map[int]bool)
+	for _, num := range nums {
+		if seen[num] {
+			continue
+		}
+		seen[num] = true
+		am, err := w.amendment(ctx, opts, cur, funcs, fds, refs, num, reason)
+		if err != nil {
+			return nil, err
+		}
+		data, err = insertAmendment(data, num, am)
+		if err != nil {
+			return nil, fmt.Errorf("amending hook %d in %s: %w", num, opts.Registry, err)
+		}
+		check, pds := registry.Parse(opts.Registry, data)
+		if len(pds) > 0 || !lastAmendmentIs(check, num, am) {
+			return nil, fmt.Errorf("amending hook %d in %s: the edited registry does not read back as intended; add the amendment by hand: old: %s new: %s", num, opts.Registry, am.Old, am.New)
+		}
+		out = append(out, am)
+	}
+	if err := writeAtomic(opts.Registry, data); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// amendment returns the amendment of hook num: from the digest at the
+// first reference that has one, through the amendments recorded, to the
+// current digest.
+func (w *work) amendment(ctx context.Context, opts Options, cur *registry.File, funcs *registry.Funcs, fds []diag.Diagnostic, refs []ref, num int, reason string) (Amended, error) {
 	idx := -1
 	for i, h := range cur.Hooks {
 		if h.Num == num {
@@ -54,19 +106,6 @@ func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, 
 		return Amended{}, fmt.Errorf("amending hook %d: %s has no hook %d", num, opts.Registry, num)
 	}
 	h := cur.Hooks[idx]
-	w, err := open(ctx, opts)
-	if err != nil {
-		return Amended{}, err
-	}
-	defer w.close()
-	refs, err := w.refs(ctx, cur)
-	if err != nil {
-		return Amended{}, err
-	}
-	funcs, fds, err := registry.LoadFuncs(opts.ModuleDir, cur)
-	if err != nil {
-		return Amended{}, err
-	}
 	if funcs.Funcs[idx] == nil {
 		msg := "its function does not check"
 		if len(fds) > 0 {
@@ -78,7 +117,8 @@ func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, 
 	if err != nil {
 		return Amended{}, err
 	}
-	var from, fromRef string
+	var from, fromRef, fromCommit string
+	amended := false
 	for _, r := range refs {
 		old, digests, err := w.read(ctx, r.name, r.commit)
 		if err != nil {
@@ -91,39 +131,38 @@ func Amend(ctx context.Context, opts Options, num int, reason string) (Amended, 
 		for _, a := range h.Amendments {
 			if a.Old == d {
 				d = a.New
+				amended = true
 			}
 		}
-		from, fromRef = d, r.name
+		from, fromRef, fromCommit = d, r.name, r.commit
 		break
 	}
 	if from == "" {
 		return Amended{}, fmt.Errorf("amending hook %d: %w: it has not landed at any reference (the merge base with the default branch, the release tags), so it may still change freely", num, ErrNothingToAmend)
 	}
-	now := res.Digest
+	now, same := res.Digest, from
 	if codedigest.Algorithm(from) != codedigest.Algorithm(now) {
-		// A reference of an earlier algorithm: compare like with like.
-		old, err := funcs.Digest(cur, idx, codedigest.Algorithm(from)+":")
-		if err != nil {
-			return Amended{}, err
+		// A digest of an earlier algorithm: compare like with like, the
+		// current algorithm over the reference's tree (an amendment's
+		// end: the earlier algorithm over the current tree).
+		if amended {
+			old, err := funcs.Digest(cur, idx, codedigest.Algorithm(from)+":")
+			if err != nil {
+				return Amended{}, err
+			}
+			now = old.Digest
+		} else {
+			ref, err := w.refResult(ctx, fromCommit, num, codedigest.Prefix)
+			if err != nil {
+				return Amended{}, fmt.Errorf("amending hook %d: %s records %s: computing the %s digest over its tree: %w", num, fromRef, from, codedigest.Algorithm(codedigest.Prefix), err)
+			}
+			same = ref.Digest
 		}
-		now = old.Digest
 	}
-	if from == now {
+	if same == now {
 		return Amended{}, fmt.Errorf("amending hook %d: %w: its code digest %q is the one at %s", num, ErrNothingToAmend, now, fromRef)
 	}
-	am := Amended{Old: from, New: res.Digest, Reason: reason, Ref: fromRef}
-	out, err := insertAmendment(data, num, am)
-	if err != nil {
-		return Amended{}, fmt.Errorf("amending hook %d in %s: %w", num, opts.Registry, err)
-	}
-	check, pds := registry.Parse(opts.Registry, out)
-	if len(pds) > 0 || !lastAmendmentIs(check, num, am) {
-		return Amended{}, fmt.Errorf("amending hook %d in %s: the edited registry does not read back as intended; add the amendment by hand: old: %s new: %s", num, opts.Registry, am.Old, am.New)
-	}
-	if err := writeAtomic(opts.Registry, out); err != nil {
-		return Amended{}, err
-	}
-	return am, nil
+	return Amended{Num: num, Old: from, New: res.Digest, Reason: reason, Ref: fromRef}, nil
 }
 
 func lastAmendmentIs(f *registry.File, num int, am Amended) bool {

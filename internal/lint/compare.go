@@ -77,6 +77,10 @@ type comparison struct {
 	prefix string
 	// related is added to every finding (the offending commit in audit).
 	related []diag.Related
+	// recorded returns the digest the reference recorded for hook num,
+	// when the old digest compared is computed over its tree under a
+	// newer algorithm (lint): amendments may start from either.
+	recorded func(num int) string
 }
 
 func (c *comparison) finding(ds *[]diag.Diagnostic, pos diag.Position, rule string, num int, format string, args ...any) {
@@ -184,12 +188,27 @@ func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest 
 			return
 		}
 	}
-	d := oldDigest
-	used := make([]bool, len(h.Amendments))
-	for i, a := range h.Amendments {
-		if a.Old == d {
-			d = a.New
-			used[i] = true
+	var used []bool
+	follow := func(d string) string {
+		used = make([]bool, len(h.Amendments))
+		for i, a := range h.Amendments {
+			if a.Old == d {
+				d = a.New
+				used[i] = true
+			}
+		}
+		return d
+	}
+	d := follow(oldDigest)
+	if d != curDigest(algorithm(d)+":") && c.recorded != nil {
+		if r := c.recorded(h.Num); r != "" && r != oldDigest {
+			// Only through an amendment: the recorded digest itself
+			// was compared by the current algorithm over its tree.
+			if e := follow(r); e != r && e == curDigest(algorithm(e)+":") {
+				d = e
+			} else {
+				follow(oldDigest)
+			}
 		}
 	}
 	if d == curDigest(algorithm(d)+":") {
@@ -235,7 +254,7 @@ func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest 
 
 // knownAlgorithm reports a digest of an algorithm hookgen computes.
 func knownAlgorithm(digest string) bool {
-	return strings.HasPrefix(digest, codedigest.Prefix) || strings.HasPrefix(digest, codedigest.PrefixH1)
+	return strings.HasPrefix(digest, codedigest.Prefix) || strings.HasPrefix(digest, codedigest.PrefixH2) || strings.HasPrefix(digest, codedigest.PrefixH1)
 }
 
 func amendmentsExtend(old, cur []registry.Amendment) bool {

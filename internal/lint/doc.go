@@ -3,8 +3,7 @@
 // "hookgen amend".
 //
 // [Lint] compares the working tree's registry.yaml, and the code digest of
-// every hook computed now (internal/codedigest, under the algorithm each
-// reference recorded: "h2:", or "h1:" for references older than it), with
+// every hook computed now (internal/codedigest, "h3:"), with
 // registry.yaml and generated/hooks.sum at each reference commit: by
 // default the merge base with the default branch and every release tag (v
 // followed by a strict semantic version); a reference without registry.yaml
@@ -37,11 +36,15 @@
 // offending commit (audit). The same finding seen from several references
 // is reported once, against the first: the merge base, then the newest tag.
 //
-// Digests are compared like with like: the current code's digest is
-// computed under the reference's algorithm; a digest of an algorithm
-// hookgen no longer computes is not compared, so that changing the
-// algorithm raises no false alarm. An amendment may lead from one
-// algorithm's digest to another's. A registry.yaml or hooks.sum that does
+// Digests are compared like with like: where a reference recorded a digest
+// of an earlier algorithm ("h2:", "h1:"), its own tree is extracted and the
+// current algorithm computed over it, so that changing the algorithm raises
+// no false alarm and an earlier algorithm's blind spots do not return for
+// hooks released before it; a reference whose tree does not load then is an
+// error. A digest of an algorithm hookgen no longer computes is not
+// compared. An amendment may lead from one algorithm's digest to another's,
+// starting from the digest the reference recorded or the one computed over
+// its tree. A registry.yaml or hooks.sum that does
 // not parse at a reference is an error wrapping ErrBrokenReference. A shallow clone is an error wrapping
 // gitx.ErrIncomplete that says to run "git fetch --unshallow --tags"; a
 // complete clone with a remote and no release tag, whose registry names a

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
 	"golang.org/x/mod/modfile"
+	"golang.org/x/tools/go/packages"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
 	"github.com/hookreg/hookreg/internal/diag"
@@ -58,17 +61,25 @@ type work struct {
 	// landedCache and refCache memoise git lookups per hook and commit.
 	landedCache map[int][]diag.Related
 	refCache    map[string]*refCode
-	tmpDirs     []string
+	// landedCommit is the first commit that added each num line;
+	// containing the release tags that contain a commit.
+	landedCommit map[int]landedAt
+	containing   map[string][]gitx.Tag
+	// loaded are the working tree's packages (registry.Funcs.Loaded):
+	// the package names for digests of a reference's tree.
+	loaded  []*packages.Package
+	tmpDirs []string
 }
 
-// refCode is the loaded code of a reference, to name changed declarations:
-// its source scope (h2) or its type-checked functions (h1).
+// refCode is the code of a reference: its registry and its source scope,
+// to compute digests over its own tree; funcs is its type-checked hook
+// functions, loaded only for an h1 digest.
 type refCode struct {
-	reg    *registry.File
-	scope  *codedigest.Scope
-	module string
-	funcs  *registry.Funcs
-	err    error
+	dir, module string
+	reg         *registry.File
+	scope       *codedigest.Scope
+	funcs       *registry.Funcs
+	err         error
 }
 
 func open(ctx context.Context, opts Options) (*work, error) {
@@ -109,6 +120,7 @@ func open(ctx context.Context, opts Options) (*work, error) {
 		tags:        tags,
 		landedCache: make(map[int][]diag.Related),
 		refCache:    make(map[string]*refCode),
+		containing:  make(map[string][]gitx.Tag),
 	}, nil
 }
 
@@ -243,71 +255,141 @@ func (w *work) checkTags(ctx context.Context, cur *registry.File) error {
 }
 
 // landed says where hook num landed: the first commit that added its num
-// line to the registry, and the first release tag that contains it.
+// line to the registry, and the first release tag that contains it. The
+// registry's history is read once, for every hook (one git log), and the
+// tags that contain a commit once per commit.
 func (w *work) landed(ctx context.Context, num int) []diag.Related {
+	if w.landedCommit == nil {
+		w.landedCommit = w.firstNumCommits(ctx)
+	}
 	if r, ok := w.landedCache[num]; ok {
 		return r
 	}
 	var rel []diag.Related
-	out, err := w.repo.Run(ctx, "log", "--reverse", "--format=%H %s", fmt.Sprintf("-G^[[:space:]]*(-[[:space:]]*)?num:[[:space:]]*%d[[:space:]]*(#.*)?$", num), "HEAD", "--", w.relReg)
-	if err == nil {
-		if line, _, _ := strings.Cut(string(out), "\n"); line != "" {
-			commit, subject, _ := strings.Cut(line, " ")
-			msg := fmt.Sprintf("hook %d landed in commit %.12s %q", num, commit, subject)
-			if tags, err := w.repo.Contains(ctx, commit, w.tags); err == nil && len(tags) > 0 {
-				msg += ", first released in " + tags[0].Name
-			} else if err == nil {
-				msg += ", not released yet"
+	if lc, ok := w.landedCommit[num]; ok {
+		msg := fmt.Sprintf("hook %d landed in commit %.12s %q", num, lc.commit, lc.subject)
+		tags, ok := w.containing[lc.commit]
+		var err error
+		if !ok {
+			tags, err = w.repo.Contains(ctx, lc.commit, w.tags)
+			if err == nil {
+				w.containing[lc.commit] = tags
 			}
-			rel = append(rel, diag.Related{Pos: diag.Position{File: w.opts.Registry}, Message: msg})
 		}
+		if err == nil && len(tags) > 0 {
+			msg += ", first released in " + tags[0].Name
+		} else if err == nil {
+			msg += ", not released yet"
+		}
+		rel = append(rel, diag.Related{Pos: diag.Position{File: w.opts.Registry}, Message: msg})
 	}
 	w.landedCache[num] = rel
 	return rel
 }
 
+// landedAt is the commit that first added a hook's num line.
+type landedAt struct{ commit, subject string }
+
+// addedNumLine is a registry line that holds a hook's num.
+var addedNumLine = regexp.MustCompile(`^\+[ \t]*(?:-[ \t]*)?num:[ \t]*([0-9]+)[ \t]*(?:#.*)?$`)
+
+// firstNumCommits reads the registry's history from its first commit and
+// returns, for every num, the first commit whose diff adds its num line.
+func (w *work) firstNumCommits(ctx context.Context) map[int]landedAt {
+	out := make(map[int]landedAt)
+	data, err := w.repo.Run(ctx, "log", "--reverse", "--format=%x00%H %s", "-p", "-U0", "--no-color", "--no-ext-diff", "HEAD", "--", w.relReg)
+	if err != nil {
+		return out
+	}
+	for chunk := range strings.SplitSeq(string(data), "\x00") {
+		header, body, _ := strings.Cut(chunk, "\n")
+		commit, subject, ok := strings.Cut(header, " ")
+		if !ok {
+			continue
+		}
+		for line := range strings.SplitSeq(body, "\n") {
+			m := addedNumLine.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			n, err := strconv.Atoi(m[1])
+			if err != nil {
+				continue
+			}
+			if _, seen := out[n]; !seen {
+				out[n] = landedAt{commit, subject}
+			}
+		}
+	}
+	return out
+}
+
 // changedDecls names what changed behind a code change of hook num since
-// commit: the reference's tree is extracted and its digest computed again
-// under the algorithm of old, and the pieces compared with cur's by key.
+// commit: the reference's digest of algorithm alg is computed again over
+// its tree, and the pieces compared with cur's by key.
 func (w *work) changedDecls(ctx context.Context, commit string, num int, old string, cur *current) []change {
 	alg := codedigest.Algorithm(old) + ":"
-	key := commit + " " + alg
-	rc := w.refCache[key]
-	if rc == nil {
-		rc = w.loadRef(ctx, commit, alg)
-		w.refCache[key] = rc
-	}
-	if rc.err != nil {
-		return []change{{name: fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, rc.err)}}
-	}
-	i := slices.IndexFunc(rc.reg.Hooks, func(h registry.Hook) bool { return h.Num == num })
-	if i < 0 {
-		return nil
-	}
-	var res codedigest.Result
-	var err error
-	if alg == codedigest.Prefix {
-		pkgPath, name := registry.FuncPath(rc.module, rc.reg, rc.reg.Hooks[i].Func)
-		res, err = rc.scope.Compute(pkgPath, name)
-	} else {
-		if rc.funcs.Funcs[i] == nil {
-			return nil
-		}
-		res, err = rc.funcs.Digest(rc.reg, i, alg)
-	}
+	res, err := w.refResult(ctx, commit, num, alg)
 	if err != nil {
+		return []change{{name: fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, err)}}
+	}
+	if res.Digest == "" {
 		return nil
 	}
 	now, err := cur.result(num, alg)
 	if err != nil {
 		return nil
 	}
+	if res.Digest == now.Digest {
+		return []change{{name: fmt.Sprintf("(no declaration: the tree of %.7s has the current digest in this environment; the build differs, such as GOFLAGS, GOWORK or GOOS)", commit)}}
+	}
 	return diffDecls(res.Decls, now.Decls)
 }
 
-// loadRef extracts the tree of commit and reads its code: from source for
-// "h2:" (no build needed), type-checked for "h1:".
-func (w *work) loadRef(ctx context.Context, commit, alg string) *refCode {
+// refResult returns hook num's digest under alg computed over the tree of
+// commit; an empty Result when the hook is not there or (h1) its function
+// does not check at commit. h3 and h2 read the tree's source, with the
+// package names of the working tree's load (w.loaded): no go command runs
+// on it.
+func (w *work) refResult(ctx context.Context, commit string, num int, alg string) (codedigest.Result, error) {
+	rc := w.refCache[commit]
+	if rc == nil {
+		rc = w.loadRef(ctx, commit)
+		w.refCache[commit] = rc
+	}
+	if rc.err != nil {
+		return codedigest.Result{}, rc.err
+	}
+	i := slices.IndexFunc(rc.reg.Hooks, func(h registry.Hook) bool { return h.Num == num })
+	if i < 0 {
+		return codedigest.Result{}, nil
+	}
+	if alg == codedigest.Prefix || alg == codedigest.PrefixH2 {
+		pkgPath, name := registry.FuncPath(rc.module, rc.reg, rc.reg.Hooks[i].Func)
+		res, err := rc.scope.Compute(pkgPath, name)
+		if alg == codedigest.PrefixH2 {
+			res, err = rc.scope.ComputeH2(pkgPath, name)
+		}
+		if errors.Is(err, codedigest.ErrNotDeclared) {
+			return codedigest.Result{}, nil // no such function there
+		}
+		return res, err
+	}
+	if rc.funcs == nil {
+		funcs, _, err := registry.LoadFuncs(rc.dir, rc.reg)
+		if err != nil {
+			return codedigest.Result{}, err
+		}
+		rc.funcs = funcs
+	}
+	if rc.funcs.Funcs[i] == nil {
+		return codedigest.Result{}, nil
+	}
+	return rc.funcs.Digest(rc.reg, i, alg)
+}
+
+// loadRef extracts the tree of commit and reads its registry and module.
+func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 	dir, err := os.MkdirTemp("", "hookgen-lint-")
 	if err != nil {
 		return &refCode{err: err}
@@ -321,28 +403,25 @@ func (w *work) loadRef(ctx context.Context, commit, alg string) *refCode {
 	if err != nil {
 		return &refCode{err: err}
 	}
-	reg, _ := registry.Parse(w.opts.Registry, data)
+	reg, pds := registry.Parse(w.opts.Registry, data)
+	if len(pds) > 0 {
+		return &refCode{err: fmt.Errorf("%s at %.12s: %s", w.relReg, commit, pds[0].Text())}
+	}
 	modRel, err := filepath.Rel(w.repo.Root, w.opts.ModuleDir)
 	if err != nil || !filepath.IsLocal(modRel) && modRel != "." {
 		modRel = filepath.Dir(filepath.FromSlash(w.relReg))
 	}
 	modDir := filepath.Join(dir, modRel)
-	if alg == codedigest.Prefix {
-		gomod, err := os.ReadFile(filepath.Join(modDir, "go.mod"))
-		if err != nil {
-			return &refCode{err: err}
-		}
-		scope, err := codedigest.NewScope(modDir)
-		if err != nil {
-			return &refCode{err: err}
-		}
-		return &refCode{reg: reg, scope: scope, module: modfile.ModulePath(gomod)}
-	}
-	funcs, _, err := registry.LoadFuncs(modDir, reg)
+	gomod, err := os.ReadFile(filepath.Join(modDir, "go.mod"))
 	if err != nil {
 		return &refCode{err: err}
 	}
-	return &refCode{reg: reg, funcs: funcs}
+	scope, err := codedigest.NewScope(modDir)
+	if err != nil {
+		return &refCode{err: err}
+	}
+	scope.UsePackages(w.loaded)
+	return &refCode{dir: modDir, module: modfile.ModulePath(gomod), reg: reg, scope: scope}
 }
 
 // change is one piece of code that differs between two digests; mod,
@@ -439,6 +518,7 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return nil, err
 	}
 	ds = append(ds, fds...)
+	w.loaded = funcs.Loaded
 	now := newCurrent(cur, funcs)
 	for num := range now.index {
 		if _, err := now.result(num, codedigest.Prefix); err != nil {
@@ -473,14 +553,32 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		for _, h := range old.Hooks {
 			landedAnywhere[h.Num] = true
 		}
+		var refErr error
 		c := &comparison{
-			ref:     r.name,
-			landed:  func(num int) []diag.Related { return w.landed(ctx, num) },
-			changed: func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
+			ref:      r.name,
+			landed:   func(num int) []diag.Related { return w.landed(ctx, num) },
+			changed:  func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
+			recorded: func(num int) string { return oldDigests.digest(num, "") },
 		}
-		ds = append(ds, compare(snapshot{old, oldDigests.digest}, snapshot{cur, curDigest}, c)...)
+		// A digest of an earlier algorithm is compared like with like:
+		// the current algorithm over the reference's own tree.
+		oldDigest := func(num int, alg string) string {
+			d := oldDigests.digest(num, alg)
+			if d == "" || alg != "" || strings.HasPrefix(d, codedigest.Prefix) {
+				return d
+			}
+			res, err := w.refResult(ctx, r.commit, num, codedigest.Prefix)
+			if err != nil && refErr == nil {
+				refErr = fmt.Errorf("%s records %s digests: computing the %s digest over its tree to compare like with like: %w", r.name, codedigest.Algorithm(d), codedigest.Algorithm(codedigest.Prefix), err)
+			}
+			return res.Digest
+		}
+		ds = append(ds, compare(snapshot{old, oldDigest}, snapshot{cur, curDigest}, c)...)
 		if digestErr != nil {
 			return nil, digestErr
+		}
+		if refErr != nil {
+			return nil, refErr
 		}
 	}
 	rds, err := w.releasedVersions(ctx, cur, landedAnywhere)
@@ -569,4 +667,43 @@ func nextRelease(cur *registry.File, newest gitx.Tag) string {
 		return r.String()
 	}
 	return newest.Version.IncPatch().String()
+}
+
+// Origin returns hook num's digest under the current algorithm computed
+// (with the package names of loaded, registry.Funcs.Loaded) over the tree
+// of the first commit whose hooks.sum recorded digest for
+// it: the code that digest was computed from. hookgen generate writes a
+// pair of two algorithms' digests only when it equals the current code's
+// digest, so that a pair never links a digest to other code than its own.
+// It returns "" when no commit of HEAD's history recorded the digest.
+func Origin(ctx context.Context, opts Options, loaded []*packages.Package, num int, digest string) (origin string, err error) {
+	w, err := open(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	w.loaded = loaded
+	defer func() {
+		if cerr := w.close(); err == nil && cerr != nil {
+			err = fmt.Errorf("cleaning up: %w", cerr)
+		}
+	}()
+	out, err := w.repo.Run(ctx, "log", "--reverse", "--format=%H", "-S"+digest, "HEAD", "--", w.relSum)
+	if err != nil {
+		return "", err
+	}
+	for commit := range strings.FieldsSeq(string(out)) {
+		_, sums, err := w.read(ctx, commit, commit)
+		if err != nil {
+			return "", err
+		}
+		if sums.digest(num, "") != digest {
+			continue
+		}
+		res, err := w.refResult(ctx, commit, num, codedigest.Prefix)
+		if err != nil {
+			return "", err
+		}
+		return res.Digest, nil
+	}
+	return "", nil
 }

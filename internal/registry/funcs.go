@@ -53,6 +53,9 @@ type Funcs struct {
 	// reach, loaded from source, and the runtime package; their other
 	// dependencies, loaded from export data, are reachable through Imports.
 	Packages []*packages.Package
+	// Loaded are all the packages listed and loaded, for
+	// codedigest.Scope.UsePackages of another tree of the same module.
+	Loaded []*packages.Package
 	// Funcs holds each hook's function, indexed like File.Hooks; nil where
 	// the function is missing or wrong.
 	Funcs []*types.Func
@@ -106,7 +109,9 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
+	loaded := append(listed, pkgs...)
+	scope.UsePackages(loaded)
+	fs := &Funcs{Module: module, Packages: pkgs, Loaded: loaded, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
 	packages.Visit(pkgs, nil, func(p *packages.Package) {
@@ -234,10 +239,11 @@ func FuncPath(module string, f *File, fn string) (pkgPath, name string) {
 var ErrNoFunc = errors.New("hook function not checked")
 
 // Digest computes the code digest of hook i of f (indexed like File.Hooks)
-// under algorithm alg: codedigest.Prefix ("h2:", from source with every
-// build context) or codedigest.PrefixH1 (the first algorithm, from the
-// type-checked packages, to compare with digests recorded under it). Each
-// digest is computed once.
+// under algorithm alg: codedigest.Prefix ("h3:", from source with every
+// build context, package names from the type checker),
+// codedigest.PrefixH2 or codedigest.PrefixH1 (the earlier algorithms, to
+// check pairs of digests recorded under them). Each digest is computed
+// once.
 func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
 	if res, ok := fs.digests[digestKey{i, alg}]; ok {
 		return res, nil
@@ -252,6 +258,8 @@ func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
 	switch alg {
 	case codedigest.Prefix:
 		res, err = fs.Scope.Compute(fn.Pkg().Path(), fn.Name())
+	case codedigest.PrefixH2:
+		res, err = fs.Scope.ComputeH2(fn.Pkg().Path(), fn.Name())
 	case codedigest.PrefixH1:
 		res, err = codedigest.ComputeH1(fs.Packages, fn)
 	default:
