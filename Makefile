@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo demo-etcd demo-etcd-steps test cross generate check-generated lint fmt bench fuzz release
+.PHONY: demo demo-etcd demo-etcd-steps test testdeps cross generate check-generated lint fmt bench fuzz release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -48,9 +48,16 @@ demo-etcd-steps:
 
 ## test: every test, the generated files' freshness and vet; no timeout
 ## (-timeout 0): a busy machine is slow, not wrong, and CI bounds the run
-test: check-generated cross
+test: check-generated cross testdeps
 	$(GO) vet ./...
 	$(GO) test -timeout 0 ./...
+
+## testdeps: fill the module cache with what the testscripts' scratch
+## modules resolve offline (GOPROXY=off): the whole module graph of this
+## module (go.mod files included) and the versions the scripts pin
+testdeps:
+	$(GO) list -m all >/dev/null
+	$(GO) mod download golang.org/x/sync@v0.24.0 golang.org/x/sync@v0.25.0
 
 # PLATFORMS are the targets a release builds besides the host (see
 # RELEASING.md): every package must compile for each of them.
