@@ -76,6 +76,20 @@ func (t *metaTable) agrees(m *archive.Manifest) error {
 	case err != nil:
 		return fmt.Errorf("table %q: %w", store.MetaTable, err)
 	}
+	return sameMetadata(got, want)
+}
+
+// HoldsManifest reports whether the upgrade metadata meta of a store is
+// what the manifest m records: the same product, data version, last
+// upgrade hook and applied hooks (their times included, so the store holds
+// the data of that backup, or of another backup of the same moment).
+func HoldsManifest(meta upgrade.Metadata, m *archive.Manifest) bool {
+	return sameMetadata(meta, ManifestMetadata(m)) == nil
+}
+
+// sameMetadata returns an error unless got (a metadata table's) records
+// what want (a manifest's) does.
+func sameMetadata(got, want upgrade.Metadata) error {
 	if got.Product != "" && got.Product != want.Product {
 		return fmt.Errorf("the manifest records product %q, the table %q product %q", want.Product, store.MetaTable, got.Product)
 	}

@@ -32,7 +32,19 @@ type RestoreOptions struct {
 	ConfigDir string
 	// Progress receives progress lines about long work; nil is quiet.
 	Progress io.Writer
+	// IfIdentity, when not empty, is the [bolt.Store.Identity] that the
+	// store must still have: Restore checks it under the store's lock,
+	// before it writes anything, and refuses with an error wrapping
+	// [ErrStoreChanged] when the store changed (or is gone). The
+	// one-command offline upgrade swaps its result in this way, so that
+	// it never undoes a restore or a product's writes that came after its
+	// backup.
+	IfIdentity string
 }
+
+// ErrStoreChanged is wrapped by the refusal of a Restore whose store no
+// longer has RestoreOptions.IfIdentity.
+var ErrStoreChanged = errors.New("the store changed since it was backed up")
 
 // Restore replaces the store file storePath (and opts.ConfigDir) with the
 // content of the backup archive at archivePath, in one pass over the
@@ -110,14 +122,28 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	switch {
 	case err == nil:
 		defer old.Close()
+		if opts.IfIdentity != "" {
+			id, err := old.Identity()
+			if err != nil {
+				return nil, err
+			}
+			if id != opts.IfIdentity {
+				return nil, fmt.Errorf("restoring %s: %w (then %s, now %s)", storePath, ErrStoreChanged, opts.IfIdentity, id)
+			}
+		}
 	case errors.Is(err, store.ErrInUse):
 		return nil, fmt.Errorf("restoring %s: %w", storePath, err)
+	case errors.Is(err, fs.ErrNotExist) && opts.IfIdentity != "":
+		return nil, fmt.Errorf("restoring %s: %w (it is gone)", storePath, ErrStoreChanged)
 	case errors.Is(err, fs.ErrNotExist):
 		dir, err := lockDir(parentDir(storePath))
 		if err != nil {
 			return nil, fmt.Errorf("restoring %s: %w", storePath, err)
 		}
 		defer dir.Close()
+	}
+	if err != nil && opts.IfIdentity != "" {
+		return nil, fmt.Errorf("restoring %s: %w (it cannot be opened: %v)", storePath, ErrStoreChanged, err)
 	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		RemoveStale(storePath, restoreSuffix)

@@ -3,6 +3,7 @@ package migrator
 import (
 	"flag"
 	"fmt"
+	"os"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
@@ -106,6 +107,16 @@ func (o *restoreOptions) Run(e *env) error {
 	m, err := o.restore(e)
 	if err != nil {
 		return err
+	}
+	if !isEtcd(o.store) {
+		// An interrupted one-command offline upgrade's result holds the
+		// data this restore replaced: it will never be swapped in.
+		if _, err := os.Stat(upgradedName(o.store)); err == nil {
+			if err := removeIntent(o.store); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "%s: discarded %s, the upgraded data of an interrupted \"upgrade --offline --store %s\": it was made from the data this restore replaced\n", e.prog, upgradedName(o.store), o.store)
+		}
 	}
 	r := archiveReport{Backup: o.file, Store: o.store, Config: o.config, Manifest: m, Pending: []int{}}
 	if p, err := upgrade.PlanFor(e.reg, backup.ManifestMetadata(m)); err == nil {

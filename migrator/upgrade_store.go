@@ -10,9 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -25,6 +28,11 @@ func upgradedName(storePath string) string {
 	return filepath.Join(dir, "."+base+".upgraded.tar.zst")
 }
 
+// identityName is the file beside the intent that records the identity
+// (bolt.Store.Identity) the store had when it was backed up: the intent
+// is swapped in only over that identity.
+func identityName(storePath string) string { return upgradedName(storePath) + ".store" }
+
 // preUpgradePrefix is the start of the names of the pre-upgrade backups of
 // the store S: "S.pre-upgrade-".
 func preUpgradePrefix(storePath string) string { return storePath + ".pre-upgrade-" }
@@ -34,13 +42,18 @@ func preUpgradePrefix(storePath string) string { return storePath + ".pre-upgrad
 // and swap it in. Each step leaves S either old or upgraded:
 //
 //  1. the pre-upgrade backup S.pre-upgrade-V-TIME.tar.zst is written
-//     atomically, with S held exclusively;
+//     atomically, with S held exclusively, and S's identity then (see
+//     bolt.Store.Identity) to .S.upgraded.tar.zst.store;
 //  2. the child upgrades it; the parent verifies the result and renames it
 //     to .S.upgraded.tar.zst (the intent to swap);
-//  3. a restore swaps S (then DIR) with the upgraded content atomically;
-//  4. .S.upgraded.tar.zst is removed.
+//  3. a restore swaps S (then DIR) with the upgraded content atomically,
+//     only if S still has the identity of step 1 (checked under S's lock):
+//     a restore of S or a product's write after the backup is never
+//     undone, the run refuses instead;
+//  4. .S.upgraded.tar.zst and its .store file are removed.
 //
-// A run that finds .S.upgraded.tar.zst goes straight to step 3.
+// A run that finds .S.upgraded.tar.zst goes straight to step 3, with the
+// same check.
 func (o *upgradeOptions) runOfflineStore(e *env) error {
 	upgraded := upgradedName(o.store)
 	r := upgradeReport{Store: o.store, Applied: []appliedHook{}}
@@ -48,23 +61,45 @@ func (o *upgradeOptions) runOfflineStore(e *env) error {
 		r.Resumed = true
 		r.PreUpgradeBackup = latestPreUpgrade(o.store)
 	} else {
+		os.Remove(identityName(o.store)) // of a run killed before its intent
 		done, err := o.backUpAndUpgrade(e, upgraded, &r)
 		if err != nil || done {
 			return err
 		}
 	}
+	if err := failpoint.Inject("offline-store.intent"); err != nil {
+		return err
+	}
+	if _, err := os.Stat(upgraded); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s changed after the upgrade backed it up: a restore replaced it and discarded the upgraded data, so %s is left as the restore made it; run the upgrade again to upgrade it as it is now", o.store, o.store)
+	}
 	m, err := checkResult(e.reg, upgraded)
 	if err != nil {
 		return fmt.Errorf("the upgraded backup %s: %w; remove it and run the upgrade again", upgraded, err)
 	}
+	id, err := os.ReadFile(identityName(o.store))
+	if err != nil {
+		return envErrorf("the upgraded backup %s waits without the record of the store it was made from (%w): remove it and run the upgrade again", upgraded, err)
+	}
 	if e.progress != nil {
 		fmt.Fprintf(e.progress, "swapping the upgraded data into %s\n", o.store)
 	}
-	if _, err := backup.Restore(e.ctx, e.reg, upgraded, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress}); err != nil {
+	want := string(id)
+	if cur, ok := swappedAlready(o.store, m); ok {
+		// A run killed after the store's swap: the store holds the
+		// upgraded data already; restoring it again completes the
+		// configuration's swap.
+		want = cur
+	}
+	_, err = backup.Restore(e.ctx, e.reg, upgraded, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, IfIdentity: want})
+	if errors.Is(err, backup.ErrStoreChanged) {
+		return fmt.Errorf("%s changed after the upgrade backed it up (a restore, or the product wrote to it): swapping in the upgraded data would undo that, so %s is left as it is (%w); to upgrade the store as it is now, remove %s and run the upgrade again", o.store, o.store, err, upgraded)
+	}
+	if err != nil {
 		return fmt.Errorf("swapping in the upgraded data: %w; %s is unchanged or upgraded, never partly: run the upgrade again to complete it", err, o.store)
 	}
-	if err := os.Remove(upgraded); err != nil {
-		return envErrorf("removing %s: %w", upgraded, err)
+	if err := removeIntent(o.store); err != nil {
+		return err
 	}
 	if err := atomicfile.SyncDir(filepath.Dir(upgraded)); err != nil {
 		return err
@@ -97,6 +132,19 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	defer st.Close()
 	if done, err := o.checkOffline(e, st, r); err != nil || done {
 		return done, err
+	}
+	// The temporary files of pre-upgrade backups of killed runs.
+	backup.RemoveStale(o.store, ".pre-upgrade-")
+	bs, ok := st.(*bolt.Store)
+	if !ok {
+		return false, fmt.Errorf("%s: an offline upgrade of the store in one command takes a bbolt file", o.store)
+	}
+	id, err := bs.Identity()
+	if err != nil {
+		return false, err
+	}
+	if err := atomicfile.Write(identityName(o.store), []byte(id), 0o600); err != nil {
+		return false, envErrorf("recording the store's identity: %w", err)
 	}
 	r.PreUpgradeBackup = fmt.Sprintf("%s%s-%s.tar.zst", preUpgradePrefix(o.store), r.From, time.Now().UTC().Format("20060102T150405Z"))
 	if e.progress != nil {
@@ -201,4 +249,32 @@ func checkOut(path string) error {
 		return envErrorf("--%s %s is a directory: name the archive file to write", flagOut, path)
 	}
 	return nil
+}
+
+// removeIntent removes the intent of an offline upgrade of the store at
+// storePath (.S.upgraded.tar.zst and its .store file), durably.
+func removeIntent(storePath string) error {
+	for _, p := range []string{upgradedName(storePath), identityName(storePath)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return envErrorf("removing %s: %w", p, err)
+		}
+	}
+	return atomicfile.SyncDir(filepath.Dir(storePath))
+}
+
+// swappedAlready returns the identity of the store at storePath when it
+// holds the upgraded data of manifest m (its metadata is m's, applied
+// times included): a run was killed after the swap of the store.
+func swappedAlready(storePath string, m *archive.Manifest) (string, bool) {
+	st, err := bolt.Open(storePath, bolt.Options{ReadOnly: true})
+	if err != nil {
+		return "", false
+	}
+	defer st.Close()
+	meta, err := upgrade.ReadStoreMetadata(st)
+	if err != nil || !backup.HoldsManifest(meta, m) {
+		return "", false
+	}
+	id, err := st.Identity()
+	return id, err == nil
 }

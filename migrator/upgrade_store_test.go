@@ -26,6 +26,7 @@ const envStoreUpgrade = "HOOKREG_TEST_STORE_UPGRADE"
 
 func init() {
 	if os.Getenv(envStoreUpgrade) != "" {
+		setFailpoint(os.Getenv(envFailpoint))
 		p := &migrator.Program{Registry: storeUpgradeRegistry(), Name: "migrator"}
 		os.Exit(p.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
@@ -339,4 +340,134 @@ func TestOfflineStoreUpgradeCrash(t *testing.T) {
 		t.Fatalf("only %d kills", len(kills))
 	}
 	t.Logf("an uninterrupted run takes %s; %d kills (%d after the run finished): %v", took.Round(time.Millisecond), len(kills), finished, counts)
+}
+
+// TestOfflineStoreChangedUnderneath: the one-command offline upgrade swaps
+// its result in only over the store it backed up. A restore that lands
+// after the upgrade's backup, while the child's result waits (issue: the
+// restore was undone), and the old product writing after a killed run (a
+// stale resume) each make the upgrade refuse, leaving the store as it is
+// and saying how to start over; a restore discards a waiting result,
+// saying so, and the upgrade then upgrades what the restore put in place.
+func TestOfflineStoreChangedUnderneath(t *testing.T) {
+	dir := t.TempDir()
+	template := filepath.Join(dir, "template.db")
+	buildStore(t, template, "5.1.0", example.Small)
+	dropConfigTable(t, template)
+	other := filepath.Join(dir, "other.tar.zst")
+	writeBackup(t, other, "5.0.0", example.Small)
+	work := filepath.Join(dir, "w")
+	db, cfg := filepath.Join(work, "broker.db"), filepath.Join(work, "etc")
+	intent := filepath.Join(work, ".broker.db.upgraded.tar.zst")
+	args := []string{"upgrade", "--offline", "--store", db, "--config", cfg}
+	reset := func() {
+		os.RemoveAll(work)
+		os.Mkdir(work, 0o755)
+		oldState(t, db, cfg, template)
+	}
+	dataVersion := func() string {
+		t.Helper()
+		return metadataOfStore(t, db).DataVersion
+	}
+
+	t.Run("a restore while the result waits", func(t *testing.T) {
+		reset()
+		p := startPaused(t, storeUpgradeCmd(args...), "offline-store.intent")
+		code, _, stderr := runMigrator(t, "example", "restore", other, "--store", db, "--config", cfg)
+		if code != 0 {
+			t.Fatalf("the restore beside the upgrade: exit %d: %s", code, stderr)
+		}
+		if !strings.Contains(stderr, "discarded "+intent) {
+			t.Errorf("the restore did not say it discarded the waiting result: %q", stderr)
+		}
+		code, stderr = p.resume(t)
+		if code != 1 || !strings.Contains(stderr, "changed after the upgrade backed it up") {
+			t.Errorf("the upgrade: exit %d, stderr %q; want the refusal of a changed store", code, stderr)
+		}
+		if v := dataVersion(); v != "5.0.0" {
+			t.Errorf("the store holds data version %s, want the restore's 5.0.0", v)
+		}
+	})
+
+	t.Run("the old product writes after a kill", func(t *testing.T) {
+		reset()
+		out, err := withFailpoint(storeUpgradeCmd(args...), "offline-store.intent=kill").CombinedOutput()
+		if err == nil {
+			t.Fatalf("the killed run succeeded: %s", out)
+		}
+		if _, err := os.Stat(intent); err != nil {
+			t.Fatalf("the killed run left no result waiting: %v", err)
+		}
+		st, err := bolt.Open(db, bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, _ := st.Begin(true)
+		users, _ := tx.CreateTable("users")
+		users.Put([]byte("written-after"), []byte("by the old product"))
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		out, err = storeUpgradeCmd(args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "changed after the upgrade backed it up") || !strings.Contains(string(out), "remove "+intent) {
+			t.Fatalf("the resume over a changed store: %v\n%s", err, out)
+		}
+		if v := dataVersion(); v != "5.1.0" {
+			t.Errorf("the refused resume changed the store to %s", v)
+		}
+		os.Remove(intent)
+		if out, err := storeUpgradeCmd(args...).CombinedOutput(); err != nil {
+			t.Fatalf("the upgrade after removing the result: %v\n%s", err, out)
+		}
+		if v := dataVersion(); v != "5.2.0" {
+			t.Errorf("data version %s, want 5.2.0", v)
+		}
+		st, err = bolt.Open(db, bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		rtx, _ := st.Begin(false)
+		defer rtx.Rollback()
+		u, err := rtx.Table("users")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := u.Get([]byte("written-after")); err != nil || string(v) != "by the old product" {
+			t.Errorf("the product's write after the kill: %q, %v", v, err)
+		}
+	})
+}
+
+// TestOfflineStoreRemovesStaleBackupTemps: the temporary file of a
+// pre-upgrade backup that a killed run left is removed by the next run,
+// once it is older than backup.StaleAge; a fresh one (a live run's) stays.
+func TestOfflineStoreRemovesStaleBackupTemps(t *testing.T) {
+	dir := t.TempDir()
+	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
+	template := filepath.Join(t.TempDir(), "template.db")
+	buildStore(t, template, "5.1.0", example.Small)
+	dropConfigTable(t, template)
+	oldState(t, db, cfg, template)
+	stale := filepath.Join(dir, ".broker.db.pre-upgrade-5.1.0-20260101T000000Z.tar.zst.tmp-1")
+	fresh := filepath.Join(dir, ".broker.db.pre-upgrade-5.1.0-20260101T000001Z.tar.zst.tmp-2")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial backup"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ageLeftovers(t, dir)
+	if err := os.Chtimes(fresh, time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := storeUpgradeCmd("upgrade", "--offline", "--store", db, "--config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("the stale temporary file of a killed pre-upgrade backup is still there")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh temporary file was removed: %v", err)
+	}
 }

@@ -863,3 +863,29 @@ func truncate(key []byte) []byte {
 	}
 	return key
 }
+
+// Identity returns what tells this store file's content from any other's
+// and from its own after a change: the last committed transaction's ID,
+// the file's size and modification time. A write, a restore (a new file)
+// or a compaction changes it. The one-command offline upgrade records it
+// when it backs the store up, and swaps its result in only over the same
+// identity.
+func (s *Store) Identity() (string, error) {
+	var txid int
+	err := protect(s.path, func() error {
+		btx, err := s.db.Begin(false)
+		if err != nil {
+			return err
+		}
+		txid = btx.ID()
+		return btx.Rollback()
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading the identity of %s: %w", s.path, err)
+	}
+	info, err := os.Stat(s.path)
+	if err != nil {
+		return "", fmt.Errorf("reading the identity of %s: %w", s.path, err)
+	}
+	return fmt.Sprintf("txid %d, %d bytes, modified %s", txid, info.Size(), info.ModTime().UTC().Format(time.RFC3339Nano)), nil
+}
