@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -44,9 +45,14 @@ key and the value, quoted as Go strings (non-printable bytes escaped).
 PATH is the table's names joined by "/", each quoted as a Go string when
 any of them holds other bytes than letters, digits and "._-", so that a
 nested table ("a"/"b c") never reads as a top-level name holding a slash
-("a/b c"); a table with a sequence shows it: "table users (sequence 42)". With --json, one JSON object per line and record, {"table",
-"key", "value"}, where key and value are strings when they are valid UTF-8
-and otherwise given as "key_base64" or "value_base64" (standard base64).
+("a/b c"); a table with a sequence shows it: "table users (sequence 42)".
+
+With --json, one JSON object per line and record: {"table", "path", "key",
+"value"}, where "table" is the path as text does, "path" the table's names
+(a top-level table's alone), and key and value strings when they are valid
+UTF-8; otherwise they are given as "path_base64" (every name),
+"key_base64" or "value_base64" (standard base64), so that two different
+names never print the same.
 
 S is a bbolt file path, or an etcd cluster and key prefix:
 etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
@@ -62,7 +68,7 @@ Example:
 	  "last_upgrade_hook"  "{{.LastHook}}"
 	  "product"  "{{.Product}}"
 	$ {{.Prog}} dump --store {{.EtcdStore}} --table _hookreg --json
-	{"table":"_hookreg","key":"data_version","value":"{{.Release}}"}
+	{"table":"_hookreg","path":["_hookreg"],"key":"data_version","value":"{{.Release}}"}
 	...
 `,
 		New: func() command { return &dumpOptions{} },
@@ -269,14 +275,14 @@ func (s *selector) found(source string) error {
 type dumpPrinter struct {
 	w       *bufio.Writer
 	json    bool
-	open    []string // the formatted paths of the open tables
-	printed string   // the table the last "table" line named
-	inner   int      // tables open inside the selected one (not printed)
+	open    []openTable // the open tables, innermost last
+	printed string      // the table the last "table" line named
+	inner   int         // tables open inside the selected one (not printed)
 }
 
 func (p *dumpPrinter) start(path []string, seq uint64) {
 	name := hook.FormatPath(path)
-	p.open = append(p.open, name)
+	p.open = append(p.open, openTable{name: name, path: slices.Clone(path)})
 	if p.json {
 		return
 	}
@@ -294,20 +300,31 @@ func (p *dumpPrinter) end([]string) {
 	}
 }
 
+// openTable is a table a dump is in: its path and how it prints.
+type openTable struct {
+	name string
+	path []string
+}
+
 // dumpRecord is one line of dump --json.
 type dumpRecord struct {
-	Table       string  `json:"table"`
-	Key         string  `json:"key,omitempty"`
-	KeyBase64   []byte  `json:"key_base64,omitempty"`
-	Value       *string `json:"value,omitempty"`
-	ValueBase64 []byte  `json:"value_base64,omitempty"`
+	// Table is the table's path as text (see hook.FormatPath), Path its
+	// names, or PathBase64 when a name is not valid UTF-8.
+	Table       string   `json:"table"`
+	Path        []string `json:"path,omitempty"`
+	PathBase64  [][]byte `json:"path_base64,omitempty"`
+	Key         string   `json:"key,omitempty"`
+	KeyBase64   []byte   `json:"key_base64,omitempty"`
+	Value       *string  `json:"value,omitempty"`
+	ValueBase64 []byte   `json:"value_base64,omitempty"`
 }
 
 func (p *dumpPrinter) record(k, v []byte) error {
-	table := ""
+	var cur openTable
 	if len(p.open) > 0 {
-		table = p.open[len(p.open)-1]
+		cur = p.open[len(p.open)-1]
 	}
+	table := cur.name
 	if !p.json {
 		if table != p.printed {
 			p.printed = table
@@ -316,7 +333,16 @@ func (p *dumpPrinter) record(k, v []byte) error {
 		fmt.Fprintf(p.w, "  %s  %s\n", strconv.Quote(string(k)), strconv.Quote(string(v)))
 		return nil
 	}
-	r := dumpRecord{Table: table}
+	r := dumpRecord{Table: table, Path: cur.path}
+	for _, n := range cur.path {
+		if !utf8.ValidString(n) {
+			r.Path = nil
+			for _, n := range cur.path {
+				r.PathBase64 = append(r.PathBase64, []byte(n))
+			}
+			break
+		}
+	}
 	if utf8.Valid(k) {
 		r.Key = string(k)
 	} else {

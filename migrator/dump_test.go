@@ -24,15 +24,21 @@ func TestDumpBinary(t *testing.T) {
 	tb.Put([]byte{0xff, 0x00}, []byte{0x80})
 	tb.Put([]byte("empty"), []byte{})
 	tb.Put([]byte("héllo"), []byte("wörld\n"))
+	for _, name := range []string{"\xfe", "\xff"} { // two names U+FFFD would print alike
+		odd, _ := tb.CreateTable(name)
+		odd.Put([]byte("k"), []byte("v"))
+	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
 
 	code, out, stderr := run("dump", "--store", path, "--json")
-	want := `{"table":"bin","key":"empty","value":""}
-{"table":"bin","key":"héllo","value":"wörld\n"}
-{"table":"bin","key_base64":"/wA=","value_base64":"gA=="}
+	want := `{"table":"bin","path":["bin"],"key":"empty","value":""}
+{"table":"bin","path":["bin"],"key":"héllo","value":"wörld\n"}
+{"table":"\"bin\"/\"\\xfe\"","path_base64":["Ymlu","/g=="],"key":"k","value":"v"}
+{"table":"\"bin\"/\"\\xff\"","path_base64":["Ymlu","/w=="],"key":"k","value":"v"}
+{"table":"bin","path":["bin"],"key_base64":"/wA=","value_base64":"gA=="}
 `
 	if code != 0 || out != want {
 		t.Errorf("dump --json: %d %s\n%s\nwant:\n%s", code, stderr, out, want)
@@ -41,6 +47,11 @@ func TestDumpBinary(t *testing.T) {
 	want = `table bin
   "empty"  ""
   "héllo"  "wörld\n"
+table "bin"/"\xfe"
+  "k"  "v"
+table "bin"/"\xff"
+  "k"  "v"
+table bin
   "\xff\x00"  "\x80"
 `
 	if code != 0 || out != want {
