@@ -75,6 +75,7 @@ package migrator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -222,8 +223,35 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 		WrapErrors: true,
 	}
 	err := program.Run(e, stdout, stderr, args)
-	if err != nil {
+	code := cliflag.ExitCode(err)
+	switch {
+	case err != nil && jsonRequested(args):
+		line, _ := json.Marshal(jsonError{Error: fmt.Sprintf("%s: %v", prog, err), ExitStatus: code})
+		fmt.Fprintf(stderr, "%s\n", line)
+	case err != nil:
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 	}
-	return cliflag.ExitCode(err)
+	return code
+}
+
+// jsonError is what a command given --json prints on standard error when
+// it fails: the message a text run prints, and the exit status (1: a
+// refused or failed operation; 2: usage or environment).
+type jsonError struct {
+	Error      string `json:"error"`
+	ExitStatus int    `json:"exit_status"`
+}
+
+// jsonRequested reports whether args ask for JSON output (--json before
+// any "--").
+func jsonRequested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--json", "-json", "--json=true", "-json=true":
+			return true
+		}
+	}
+	return false
 }
