@@ -854,6 +854,12 @@ func checkValue(dec *json.Decoder, depth int) error {
 	if err != nil {
 		return err
 	}
+	if tok == nil {
+		// encoding/json leaves a field at its zero value for null: a
+		// "sequence": null would read as 0. No field of the manifest is
+		// nullable; an absent optional field is omitted.
+		return errors.New("null is not a value of any manifest field: omit an optional field instead")
+	}
 	d, ok := tok.(json.Delim)
 	if !ok {
 		return nil

@@ -434,6 +434,11 @@ func hostileCases() []hostileCase {
 			ms[i].data = bytes.Replace(ms[i].data, []byte(`"product":`), []byte(`"product":"other","product":`), 1)
 			return ms
 		}), `member "MANIFEST.json": malformed manifest: duplicate key "product"`},
+		{"manifest-null-value", resum(func(t testing.TB, ms []member) []member {
+			i := index(ms, archive.ManifestName)
+			ms[i].data = bytes.Replace(ms[i].data, []byte(`"product":`), []byte(`"last_upgrade_hook":null,"product":`), 1)
+			return ms
+		}), `member "MANIFEST.json": malformed manifest: null is not a value of any manifest field`},
 		{"manifest-case-folded-key", resum(func(t testing.TB, ms []member) []member {
 			i := index(ms, archive.ManifestName)
 			ms[i].data = bytes.Replace(ms[i].data, []byte(`"product":`), []byte(`"Product":`), 1)
