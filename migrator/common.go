@@ -60,6 +60,9 @@ func openStore(e *env, spec string, conn *etcdFlags, mode openMode) (store.Store
 	if err != nil {
 		return nil, cliflag.Env(err)
 	}
+	if w := st.Warning(); w != "" {
+		fmt.Fprintf(e.stderr, "%s: warning: %s\n", e.prog, w)
+	}
 	return st, nil
 }
 

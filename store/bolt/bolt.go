@@ -94,7 +94,15 @@ type Store struct {
 	// panic: bbolt may still hold its locks, so Close must not wait for
 	// them.
 	stuck bool
+	// warning is what Warning returns.
+	warning string
 }
+
+// Warning returns what an operator should know of the file that Open
+// found but that is no error: that one of its two meta pages is damaged,
+// so that bbolt reads the store through the other one, possibly one
+// transaction back (bbolt says nothing of it). "" when there is nothing.
+func (s *Store) Warning() string { return s.warning }
 
 var _ store.Store = (*Store)(nil)
 
@@ -158,7 +166,11 @@ func Open(path string, opts Options) (st *Store, err error) {
 			return nil, fmt.Errorf("creating store %s: %w", path, err)
 		}
 	}
-	return &Store{db: db, path: path}, nil
+	st = &Store{db: db, path: path}
+	if !created {
+		st.warning = metaFallback(path)
+	}
+	return st, nil
 }
 
 // checkSize refuses a file shorter than the pages its metadata claims: a

@@ -115,18 +115,19 @@ func (c *pageChecker) buffer(depth int, n int64) []byte {
 	return c.pages[depth][:n]
 }
 
-// meta picks the meta page bbolt uses: the valid one with the larger
-// transaction id.
-func (c *pageChecker) meta() (root, freelist uint64, err error) {
+// metaPage is what checkPages reads of a meta page.
+type metaPage struct{ txid, root, freelist, pgid, pageSize uint64 }
+
+// readMetas reads the two meta pages of f: each one's content, and whether
+// it is valid (bbolt's magic number and checksum).
+func readMetas(f io.ReaderAt) (metas [2]metaPage, valid [2]bool) {
 	buf := make([]byte, pageHeaderSize+64)
-	var best struct{ txid, root, freelist, pgid, pageSize uint64 }
-	found := false
 	for i := range int64(2) {
 		off := i * 4096
-		if found {
-			off = i * int64(best.pageSize)
+		if valid[0] {
+			off = i * int64(metas[0].pageSize)
 		}
-		if _, err := c.f.ReadAt(buf, off); err != nil {
+		if _, err := f.ReadAt(buf, off); err != nil {
 			continue
 		}
 		m := buf[pageHeaderSize:]
@@ -138,12 +139,47 @@ func (c *pageChecker) meta() (root, freelist uint64, err error) {
 		if h.Sum64() != binary.LittleEndian.Uint64(m[metaSumOffset:]) {
 			continue
 		}
-		txid := binary.LittleEndian.Uint64(m[48:])
-		if !found || txid > best.txid {
-			best.txid, best.root = txid, binary.LittleEndian.Uint64(m[16:])
-			best.freelist, best.pgid = binary.LittleEndian.Uint64(m[32:]), binary.LittleEndian.Uint64(m[40:])
-			best.pageSize = uint64(binary.LittleEndian.Uint32(m[8:]))
-			found = true
+		metas[i] = metaPage{
+			txid:     binary.LittleEndian.Uint64(m[48:]),
+			root:     binary.LittleEndian.Uint64(m[16:]),
+			freelist: binary.LittleEndian.Uint64(m[32:]),
+			pgid:     binary.LittleEndian.Uint64(m[40:]),
+			pageSize: uint64(binary.LittleEndian.Uint32(m[8:])),
+		}
+		valid[i] = true
+	}
+	return metas, valid
+}
+
+// metaFallback returns, when one of the store file's two meta pages is
+// damaged and bbolt reads the store through the other, a warning saying
+// so: the other page may hold the transaction before the last one, so the
+// store may read one transaction back, silently. "" when both are valid
+// (or neither: Open refuses that).
+func metaFallback(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	metas, valid := readMetas(f)
+	for i := range 2 {
+		if !valid[i] && valid[1-i] {
+			return fmt.Sprintf("meta page %d of %s is damaged, so the store reads through meta page %d (transaction %d), which may be one transaction older than the last commit; back it up now, then restore a backup if the last commit mattered (the next write rewrites the damaged page)", i, path, 1-i, metas[1-i].txid)
+		}
+	}
+	return ""
+}
+
+// meta picks the meta page bbolt uses: the valid one with the larger
+// transaction id.
+func (c *pageChecker) meta() (root, freelist uint64, err error) {
+	metas, valid := readMetas(c.f)
+	var best metaPage
+	found := false
+	for i := range 2 {
+		if valid[i] && (!found || metas[i].txid > best.txid) {
+			best, found = metas[i], true
 		}
 	}
 	if !found {
