@@ -29,7 +29,10 @@ var replacesStore = []string{flagBackup, flagIn}
 
 // envDefaults is a command whose --store and --config default to the
 // environment (see envFlags), for the commands that have them, when the
-// command line gives neither them nor a flag of replacesStore.
+// command line gives neither them nor a flag of replacesStore. --config
+// comes from the environment only with --store: the configuration
+// directory of the environment's store is not another store's, so
+// "restore X --store scratch.db" never replaces $HOOKREG_CONFIG.
 type envDefaults struct {
 	command
 	getenv func(string) string
@@ -57,6 +60,9 @@ func (c *envDefaults) Validate(args []string) error {
 		f := c.fs.Lookup(ef.flag)
 		v := strings.TrimSpace(c.getenv(ef.env))
 		if f == nil || set[ef.flag] || replaced || v == "" {
+			continue
+		}
+		if ef.flag == flagConfig && set[flagStore] {
 			continue
 		}
 		if err := f.Value.Set(v); err != nil {

@@ -127,7 +127,11 @@ func (o *restoreOptions) Run(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, r)
 	}
-	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", o.file, o.store, summary(m))
+	to := o.store
+	if o.config != "" {
+		to += " and " + o.config
+	}
+	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", o.file, to, summary(m))
 	if len(r.Pending) > 0 {
 		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"%s plan --store %s\")\n", joinInts(r.Pending), e.prog, o.store)
 	}

@@ -108,10 +108,14 @@ func (o *upgradeOptions) runOfflineStore(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, r)
 	}
+	what := o.store
+	if o.config != "" {
+		what += " and " + o.config
+	}
 	if r.Resumed {
-		fmt.Fprintf(e.stdout, "completed the interrupted upgrade of %s: data version %s\n", o.store, r.To)
+		fmt.Fprintf(e.stdout, "completed the interrupted upgrade of %s: data version %s\n", what, r.To)
 	} else {
-		fmt.Fprintf(e.stdout, "upgraded %s from data version %s to %s\n", o.store, r.From, r.To)
+		fmt.Fprintf(e.stdout, "upgraded %s from data version %s to %s\n", what, r.From, r.To)
 	}
 	if r.PreUpgradeBackup != "" {
 		fmt.Fprintf(e.stdout, "pre-upgrade backup: %s\n", r.PreUpgradeBackup)
