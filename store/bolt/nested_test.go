@@ -184,3 +184,32 @@ func TestNestedReadOnly(t *testing.T) {
 		t.Errorf("CreateTable in a read-only transaction = %v", err)
 	}
 }
+
+// TestDeepNestingChecks: buckets nested 300 deep (each a page tree of
+// its own) are a legal store: Check accepts it, so that a backup of it
+// restores.
+func TestDeepNestingChecks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := open(t, path)
+	tx := begin(t, st, true)
+	var p hook.Parent = tx
+	for i := range 300 {
+		tb, err := p.CreateTable(fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Enough records that the bucket is not inlined in its parent.
+		for k := range 40 {
+			if err := tb.Put(fmt.Appendf(nil, "k%03d", k), make([]byte, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p = tb
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Check(); err != nil {
+		t.Errorf("Check of a store nested 300 deep: %v", err)
+	}
+}

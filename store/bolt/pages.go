@@ -249,10 +249,18 @@ func (c *pageChecker) freelist(id uint64) error {
 	return nil
 }
 
+// maxPageDepth bounds the pages one path from the root page crosses:
+// the page trees of nested buckets add up, and bbolt nests buckets as deep
+// as a product likes. A backup carries paths of up to 2048 encoded bytes,
+// so at most 1024 levels of buckets, each a page tree of a few levels; a
+// deeper chain is a damaged file (a cycle is caught earlier: no page is
+// reachable twice). Memory: one page buffer per level.
+const maxPageDepth = 8 << 10
+
 // tree checks the page tree of a bucket rooted at page id.
 func (c *pageChecker) tree(id uint64, depth int) error {
-	if depth > 64 {
-		return fmt.Errorf("page %d: the tree is deeper than 64", id)
+	if depth > maxPageDepth {
+		return fmt.Errorf("page %d: the page trees are nested deeper than %d", id, maxPageDepth)
 	}
 	p, err := c.page(id, branchFlag|leafFlag, depth)
 	if err != nil {
