@@ -31,6 +31,9 @@ func (s storeConfig) list() ([]archive.ConfigFile, error) {
 	}
 	var files []archive.ConfigFile
 	err = t.Scan(nil, func(k, v []byte) error {
+		if v == nil {
+			return errNestedInConfig(k)
+		}
 		mode, data, err := store.DecodeConfigFile(v)
 		if err != nil {
 			return fmt.Errorf("configuration file %q in table %q: %w", k, store.ConfigTable, err)
@@ -119,4 +122,11 @@ func (d dirConfig) read(c archive.ConfigFile) ([]byte, error) {
 // permission bits only, so no setuid, setgid or sticky bit is restored.
 func ConfigMode(recorded fs.FileMode) fs.FileMode {
 	return recorded.Perm()&^0o002 | 0o400
+}
+
+// errNestedInConfig is the refusal of a backup whose reserved configuration
+// table holds the nested table name: it is no configuration file, and a
+// backup would otherwise leave it out without a word.
+func errNestedInConfig(name []byte) error {
+	return fmt.Errorf("the table %q holds the nested table %q, which is no configuration file (the reserved table holds configuration files only, and a backup carries them as files): move it out of %q and back up again", store.ConfigTable, name, store.ConfigTable)
 }

@@ -133,7 +133,10 @@ func (c configView) List() ([]string, error) {
 		return nil, err
 	}
 	var paths []string
-	err = t.Scan(nil, func(k, _ []byte) error {
+	err = t.Scan(nil, func(k, v []byte) error {
+		if v == nil {
+			return fmt.Errorf("the table %q holds the nested table %q, which is no configuration file: the reserved table holds configuration files only", ConfigTable, k)
+		}
 		paths = append(paths, string(k))
 		return nil
 	})
