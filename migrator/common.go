@@ -77,6 +77,9 @@ type planReport struct {
 	// Refusal is why the upgrade would be refused; empty when it may run
 	// (offline at least; see OnlineOK).
 	Refusal string `json:"refusal,omitempty"`
+	// OfflineCommand is the command that upgrades the store offline, when
+	// the online upgrade is refused (status and plan of a store).
+	OfflineCommand string `json:"offline_command,omitempty"`
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -143,11 +146,18 @@ func writePlanText(e *env, w io.Writer, r *planReport) {
 			offline = append(offline, fmt.Sprint(h.Num))
 		}
 	}
-	target := "--store " + r.Store
-	if r.Store == "" {
-		target = "--in " + r.Backup + " --out FILE"
+	cmd := r.OfflineCommand
+	if cmd == "" {
+		cmd = fmt.Sprintf("%s upgrade --offline --store %s", e.prog, r.Store)
 	}
-	fmt.Fprintf(w, "online upgrade: refused, offline hooks %s: run \"%s upgrade --offline %s\"\n", strings.Join(offline, ", "), e.prog, target)
+	if r.Store == "" {
+		cmd = fmt.Sprintf("%s upgrade --offline --in %s --out FILE", e.prog, r.Backup)
+	}
+	fmt.Fprintf(w, "online upgrade: refused, offline hooks %s: run %q", strings.Join(offline, ", "), cmd)
+	if strings.HasSuffix(cmd, " --config DIR") {
+		fmt.Fprint(w, offlineAdvice)
+	}
+	fmt.Fprintln(w)
 }
 
 // planFor plans the upgrade of data with metadata meta. A refusal is

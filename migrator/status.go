@@ -97,7 +97,7 @@ func storePlan(e *env, path string, conn *etcdFlags, cluster bool) (*planReport,
 	defer st.Close()
 	meta, err := upgrade.ReadStoreMetadata(st)
 	if err != nil {
-		return nil, storeError(e, path, err)
+		return nil, storeError(e, path, st, "", err)
 	}
 	var cs *clusterStatus
 	if es, ok := st.(*etcd.Store); ok && cluster {
@@ -112,6 +112,9 @@ func storePlan(e *env, path string, conn *etcdFlags, cluster bool) (*planReport,
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	r.Store, r.Cluster = path, cs
+	if !r.OnlineOK {
+		r.OfflineCommand = offlineCommand(e, path, st, "")
+	}
 	return r, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
@@ -115,6 +116,9 @@ type upgradeOptions struct {
 	allowDigestMismatch bool
 	backupDir           string
 	json                bool
+	// configNew: a one-command offline upgrade without --config of a
+	// store that keeps no configuration files (see configWritten).
+	configNew bool
 }
 
 func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
@@ -172,6 +176,10 @@ type upgradeReport struct {
 	Revision int64 `json:"revision,omitempty"`
 	// Resumed reports that the run completed an interrupted one.
 	Resumed bool `json:"resumed,omitempty"`
+	// ConfigInStore are the configuration files that the hooks of a
+	// one-command offline upgrade without --config wrote into the table
+	// _config of a store that kept none.
+	ConfigInStore []string `json:"config_in_store,omitempty"`
 }
 
 type appliedHook struct {
@@ -225,7 +233,7 @@ func (o *upgradeOptions) runOnline(e *env) error {
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("%s: %w; what is committed stays, run the upgrade again to resume", o.store, err)
 		}
-		return storeError(e, o.store, err)
+		return storeError(e, o.store, st, o.config, err)
 	}
 	if err := st.Close(); err != nil {
 		return err
@@ -284,17 +292,60 @@ func hookList(applied []upgrade.Applied) string {
 	return "hooks " + joinInts(nums)
 }
 
-// storeError adds to an error about the store path what the operator can
-// do: how to initialize a store without metadata, how to run the offline
-// upgrade that an online one was refused for.
-func storeError(e *env, path string, err error) error {
+// offlineCommand is the command that upgrades the store at path (open as
+// st) offline. For a bbolt file that keeps no configuration files in its
+// table _config it names --config: the offline hooks may rewrite the
+// product's configuration files, which an upgrade without --config would
+// put in that table, where a product that reads a directory never sees
+// them. configDir is the --config the operator gave, if any.
+func offlineCommand(e *env, path string, st store.Store, configDir string) string {
+	cmd := fmt.Sprintf("%s upgrade --offline --store %s", e.prog, path)
+	switch {
+	case isEtcd(path):
+		return cmd
+	case configDir != "":
+		return cmd + " --config " + configDir
+	case st != nil && hasConfigTable(st):
+		return cmd
+	}
+	return cmd + " --config DIR"
+}
+
+// offlineAdvice follows an offline command that names --config DIR.
+const offlineAdvice = " (DIR: the product's configuration directory, which offline hooks may rewrite; omit --config only for a product that keeps none)"
+
+// suggestOffline says to run cmd, explaining its DIR placeholder.
+func suggestOffline(cmd string) string {
+	s := fmt.Sprintf("stop the product and run %q", cmd)
+	if strings.HasSuffix(cmd, " --config DIR") {
+		s += offlineAdvice
+	}
+	return s
+}
+
+// hasConfigTable reports whether the store keeps configuration files in
+// its table _config.
+func hasConfigTable(st store.Store) bool {
+	tx, err := st.Begin(false)
+	if err != nil {
+		return false
+	}
+	defer tx.Rollback()
+	_, err = tx.Table(store.ConfigTable)
+	return err == nil
+}
+
+// storeError adds to an error about the store path (open as st, or nil)
+// what the operator can do: how to initialize a store without metadata,
+// how to run the offline upgrade that an online one was refused for.
+func storeError(e *env, path string, st store.Store, configDir string, err error) error {
 	var refusal *upgrade.Refusal
 	switch {
 	case errors.Is(err, upgrade.ErrNotInitialized):
 		return fmt.Errorf("%s: %w: run \"%s init --store %s\" for a fresh install, \"%s init --store %s --data-version V\" to adopt data written by release V before hookreg, or restore a backup",
 			path, err, e.prog, path, e.prog, path)
 	case errors.As(err, &refusal) && refusal.Offline:
-		return fmt.Errorf("%s: %w: stop the product and run \"%s upgrade --offline --store %s\"", path, err, e.prog, path)
+		return fmt.Errorf("%s: %w: %s", path, err, suggestOffline(offlineCommand(e, path, st, configDir)))
 	}
 	return fmt.Errorf("%s: %w", path, err)
 }

@@ -101,6 +101,11 @@ func (o *upgradeOptions) runOfflineStore(e *env) error {
 	if err := removeIntent(o.store); err != nil {
 		return err
 	}
+	if o.configNew {
+		if r.ConfigInStore, err = configWritten(o.store); err != nil {
+			return err
+		}
+	}
 	if err := atomicfile.SyncDir(filepath.Dir(upgraded)); err != nil {
 		return err
 	}
@@ -120,7 +125,28 @@ func (o *upgradeOptions) runOfflineStore(e *env) error {
 	if r.PreUpgradeBackup != "" {
 		fmt.Fprintf(e.stdout, "pre-upgrade backup: %s\n", r.PreUpgradeBackup)
 	}
+	if len(r.ConfigInStore) > 0 {
+		fmt.Fprintf(e.stdout, "the hooks wrote configuration files into the store's table %s, since no --%s was given: %s; a product that reads its configuration from a directory does not see them (restore the pre-upgrade backup, then run the upgrade again with --%s DIR)\n",
+			store.ConfigTable, flagConfig, strings.Join(r.ConfigInStore, ", "), flagConfig)
+	}
 	return nil
+}
+
+// configWritten returns the configuration files in the table _config of
+// the store at storePath, which kept none before the upgrade: what the
+// hooks wrote there for want of --config.
+func configWritten(storePath string) ([]string, error) {
+	st, err := bolt.Open(storePath, bolt.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	tx, err := st.Begin(false)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return store.ConfigView(tx).List()
 }
 
 // backUpAndUpgrade does steps 1 and 2 of runOfflineStore, filling r. It
@@ -139,6 +165,10 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	}
 	// The temporary files of pre-upgrade backups of killed runs.
 	backup.RemoveStale(o.store, ".pre-upgrade-")
+	// Without --config, on a store that keeps no configuration files,
+	// what the hooks write to configuration lands in the table _config:
+	// noted to say so after the swap.
+	o.configNew = o.config == "" && !hasConfigTable(st)
 	bs, ok := st.(*bolt.Store)
 	if !ok {
 		return false, fmt.Errorf("%s: an offline upgrade of the store in one command takes a bbolt file", o.store)
@@ -175,14 +205,14 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 func (o *upgradeOptions) checkOffline(e *env, st store.Store, r *upgradeReport) (done bool, err error) {
 	meta, err := upgrade.ReadStoreMetadata(st)
 	if err != nil {
-		return false, storeError(e, o.store, err)
+		return false, storeError(e, o.store, st, o.config, err)
 	}
 	p, err := upgrade.PlanFor(e.reg, meta)
 	if err == nil {
 		err = p.Check(false, o.allowDigestMismatch)
 	}
 	if err != nil {
-		return false, storeError(e, o.store, err)
+		return false, storeError(e, o.store, st, o.config, err)
 	}
 	r.From, r.To = meta.DataVersion, meta.DataVersion
 	if len(p.Pending) == 0 && p.TargetVersion == meta.DataVersion {

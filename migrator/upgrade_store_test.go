@@ -471,3 +471,33 @@ func TestOfflineStoreRemovesStaleBackupTemps(t *testing.T) {
 		t.Errorf("a fresh temporary file was removed: %v", err)
 	}
 }
+
+// TestOfflineStoreWithoutConfig: for a store that keeps no configuration
+// files, the suggested offline command names --config (its offline hooks
+// may rewrite configuration files), and an upgrade run without it says
+// which files the hooks wrote into the store's table _config instead.
+func TestOfflineStoreWithoutConfig(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "broker.db")
+	buildStore(t, db, "5.1.0", example.Small)
+	dropConfigTable(t, db)
+	out, err := storeUpgradeCmd("plan", "--store", db).CombinedOutput()
+	if !strings.Contains(string(out), "upgrade --offline --store "+db+" --config DIR") || !strings.Contains(string(out), "DIR: the product's configuration directory") {
+		t.Errorf("plan: %v\n%s\nwant the offline command with --config DIR", err, out)
+	}
+	out, err = storeUpgradeCmd("upgrade", "--online", "--store", db).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--store "+db+" --config DIR") {
+		t.Errorf("the refused online upgrade: %v\n%s\nwant the offline command with --config DIR", err, out)
+	}
+	out, err = storeUpgradeCmd("upgrade", "--offline", "--store", db).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "the hooks wrote configuration files into the store's table _config, since no --config was given: broker.json") {
+		t.Errorf("the upgrade without --config did not say where the hook's file went:\n%s", out)
+	}
+	out, err = storeUpgradeCmd("upgrade", "--offline", "--store", db, "--json").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "config_in_store") {
+		t.Errorf("an upgrade with nothing to do: %v\n%s", err, out)
+	}
+}
