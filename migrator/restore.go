@@ -60,10 +60,10 @@ pending hooks.
 Example:
 
 {{if .Old}}	$ {{.Prog}} restore {{.OldBackup}} --store {{.Store}} --config {{.Config}}
-	restored {{.OldBackup}} to {{.Store}}: data version {{.Old}}, 3 tables, 140 records, 1 config file
+	restored {{.OldBackup}} to {{.Store}} and {{.Config}}: data version {{.Old}}, 3 tables, 140 records, 1 config file
 	pending hooks: {{.OldPending}} (see "{{.Prog}} plan --store {{.Store}}")
 {{else}}	$ {{.Prog}} restore {{.Backup}} --store {{.Store}} --config {{.Config}}
-	restored {{.Backup}} to {{.Store}}: data version {{.Release}}, 3 tables, 140 records, 1 config file
+	restored {{.Backup}} to {{.Store}} and {{.Config}}: data version {{.Release}}, 3 tables, 140 records, 1 config file
 {{end}}`,
 		New: func() command { return &restoreOptions{} },
 	})

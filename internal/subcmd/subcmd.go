@@ -150,11 +150,30 @@ func (p *Program[E]) writeOverview(w io.Writer) {
 func writeUsage[E any](w io.Writer, spec *Spec[E], fs *flag.FlagSet) {
 	fmt.Fprintf(w, "%s\n", strings.TrimSpace(spec.Usage))
 	var flags strings.Builder
-	fs.SetOutput(&flags)
-	fs.PrintDefaults()
+	writeFlags(&flags, fs)
 	if flags.Len() > 0 {
 		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
 	}
+}
+
+// writeFlags lists the flags of fs as the usage texts write them,
+// "--name VALUE" (flag.PrintDefaults writes "-name"), each with its usage
+// on the next line and its default when it is not the zero value.
+func writeFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(w, " %s", name)
+		}
+		fmt.Fprintf(w, "\n    \t%s", strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch f.DefValue {
+		case "", "false", "0":
+		default:
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // IsTerminal reports whether w is a terminal (a character device): where

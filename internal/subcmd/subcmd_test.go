@@ -66,8 +66,8 @@ func TestRun(t *testing.T) {
 		{args: []string{"wave"}, err: `unknown command "wave" (run "tool help")`, code: 2},
 		{args: nil, err: "missing command", code: 2, stderrContains: "  greet  say hello\n"},
 		{args: []string{"help"}, stdout: "tool greets.\n\nUsage: tool COMMAND [flags] [args]\n\nCommands:\n  greet  say hello\n\nRun \"tool help COMMAND\" or \"tool COMMAND --help\" for a command's flags and an example.\n"},
-		{args: []string{"greet", "--help"}, stdout: "Usage: tool greet [--loud] NAME\n\nFlags:\n  -loud\n    \tshout\n"},
-		{args: []string{"help", "greet"}, stdout: "Usage: tool greet [--loud] NAME\n\nFlags:\n  -loud\n    \tshout\n"},
+		{args: []string{"greet", "--help"}, stdout: "Usage: tool greet [--loud] NAME\n\nFlags:\n  --loud\n    \tshout\n"},
+		{args: []string{"help", "greet"}, stdout: "Usage: tool greet [--loud] NAME\n\nFlags:\n  --loud\n    \tshout\n"},
 		{args: []string{"help", "a", "b"}, err: "help takes at most one command, got 2", code: 2},
 	} {
 		var out, stdout, stderr strings.Builder
