@@ -377,8 +377,13 @@ func TestEtcdBackupUnderWriters(t *testing.T) {
 	for _, kv := range resp.Kvs {
 		table, key, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix+"/g/1/t/"), "/")
 		if table == "live" {
-			line, _ := json.Marshal(struct{ Table, Key, Value string }{table, key, string(kv.Value)})
-			fmt.Fprintf(&want, "%s\n", strings.NewReplacer(`"Table"`, `"table"`, `"Key"`, `"key"`, `"Value"`, `"value"`).Replace(string(line)))
+			line, _ := json.Marshal(struct {
+				Table string   `json:"table"`
+				Path  []string `json:"path"`
+				Key   string   `json:"key"`
+				Value string   `json:"value"`
+			}{table, []string{table}, key, string(kv.Value)})
+			fmt.Fprintf(&want, "%s\n", line)
 		}
 	}
 	code, got, stderr := runMigrator(t, "example", "dump", "--backup", out, "--table", "live", "--json")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -283,6 +284,10 @@ func TestEtcdOfflineSignal(t *testing.T) {
 			if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
+			// The signal is handled asynchronously (by the signal
+			// package's goroutine); give it time to cancel before the
+			// command goes on from the failpoint, as TestSignals does.
+			time.Sleep(500 * time.Millisecond)
 			code, stderr := run.resume(t)
 			if code != 1 || !strings.Contains(stderr, "interrupted") {
 				t.Fatalf("upgrade after SIGTERM: exit %d\n%s", code, stderr)
