@@ -221,11 +221,36 @@ func checkBoltFile(path string) error {
 	if !info.Mode().IsRegular() {
 		return envErrorf("--%s %s is not a regular file (%s): a restore replaces a bbolt store file; name the store's file", flagStore, path, info.Mode().Type())
 	}
-	var head [20]byte
-	if _, err := io.ReadFull(f, head[:]); err == nil {
-		if m := binary.LittleEndian.Uint32(head[16:]); m == boltMagic || binary.BigEndian.Uint32(head[16:]) == boltMagic {
-			return nil
-		}
+	if looksLikeBolt(f) {
+		return nil
 	}
 	return fmt.Errorf("--%s %s exists and is not a bbolt store (%d bytes): a restore would replace it; check the path, or give --%s to replace it anyway", flagStore, path, info.Size(), flagForce)
+}
+
+// boltMetaFlag is the page flag of bbolt's meta pages.
+const boltMetaFlag = 0x04
+
+// looksLikeBolt reports whether f starts as a bbolt file: the magic number
+// in either meta page (pages 0 and 1, 4096 bytes apart), or, for a store
+// whose two meta pages are damaged (one that status tells the operator to
+// restore), the headers of two meta pages: page ID 0 then 1, each with the
+// meta flag.
+func looksLikeBolt(f io.ReaderAt) bool {
+	var page [2][20]byte
+	for i := range page {
+		if _, err := f.ReadAt(page[i][:], int64(i)*4096); err != nil {
+			return false
+		}
+	}
+	for _, p := range page {
+		if m := binary.LittleEndian.Uint32(p[16:]); m == boltMagic || binary.BigEndian.Uint32(p[16:]) == boltMagic {
+			return true
+		}
+	}
+	for i, p := range page {
+		if binary.LittleEndian.Uint64(p[0:]) != uint64(i) || binary.LittleEndian.Uint16(p[8:])&boltMetaFlag == 0 {
+			return false
+		}
+	}
+	return true
 }
