@@ -337,6 +337,17 @@ func EncodeName(name string) string {
 	return string(b)
 }
 
+// encodedLen returns len(EncodeName(name)) without encoding it.
+func encodedLen(name string) int {
+	n := len(name)
+	for i := 0; i < len(name); i++ {
+		if !plainByte(name[i]) {
+			n += 2
+		}
+	}
+	return n
+}
+
 func plainByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
@@ -419,7 +430,7 @@ func ValidTableName(name string) error {
 	if name == "" {
 		return errors.New("empty table name")
 	}
-	if n := len(EncodeName(name)); n > MaxNameLen {
+	if n := encodedLen(name); n > MaxNameLen {
 		return fmt.Errorf("table name %s: %d bytes once encoded, the archive format allows %d", strconv.Quote(truncateName(name)), n, MaxNameLen)
 	}
 	return nil
@@ -431,12 +442,14 @@ func ValidTablePath(path []string) error {
 	if len(path) == 0 {
 		return errors.New("empty table path")
 	}
+	n := len(path) - 1 // the slashes
 	for _, name := range path {
 		if err := ValidTableName(name); err != nil {
 			return err
 		}
+		n += encodedLen(name)
 	}
-	if n := len(EncodePath(path)); n > MaxTablePathLen {
+	if n > MaxTablePathLen {
 		return fmt.Errorf("table %q: path of %d bytes once encoded, the archive format allows %d", truncateName(EncodePath(path)), n, MaxTablePathLen)
 	}
 	return nil

@@ -340,6 +340,9 @@ func TestNameEncoding(t *testing.T) {
 		if back, err := archive.DecodeName(got); err != nil || back != name {
 			t.Errorf("DecodeName(%q) = %q, %v", got, back, err)
 		}
+		if n := archive.EncodedLen(name); n != len(want) {
+			t.Errorf("encodedLen(%q) = %d, want %d", name, n, len(want))
+		}
 	}
 	for _, bad := range []string{"", "a b", "%ff", "%41", "%4", "%", "a.b", "a/b"} {
 		if _, err := archive.DecodeName(bad); err == nil {

@@ -16,3 +16,6 @@ func Totaled(m Manifest) Manifest {
 	m.Format = FormatVersion
 	return m
 }
+
+// EncodedLen is encodedLen, for the tests.
+var EncodedLen = encodedLen

@@ -504,7 +504,7 @@ func (r *reader) tableEntry(member string, p []byte) ([]byte, error) {
 			return nil, invalid(member, "table %d: bad sequence", r.tables+1)
 		}
 		p = p[k:]
-		encLen := len(EncodeName(name))
+		encLen := encodedLen(name)
 		full := r.encLen + encLen
 		if len(r.path) > 0 {
 			full++

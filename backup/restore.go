@@ -574,9 +574,11 @@ func (b *build) checkNew() error {
 
 // pipe hands the records archive.Read decodes (and hashes) in this
 // goroutine to a goroutine that loads them into bbolt, in batches, so that
-// the two overlap on two cores. Memory: a few batches of at most
-// pipeBatchBytes of records, and the chunks they point into (the reader
-// does not reuse them).
+// the two overlap on two cores. A batch holds the tables that start among
+// its records too, so that many small tables travel together rather than a
+// batch (and a hand-over between the goroutines) each. Memory: a few
+// batches of at most pipeBatchBytes of records and table names, and the
+// chunks they point into (the reader does not reuse them).
 type pipe struct {
 	l     *bolt.Loader
 	batch *loadBatch
@@ -592,17 +594,25 @@ type pipe struct {
 	stop   atomic.Bool // set by abort: the loader skips what is left
 }
 
-// loadBatch is a table to start or go back to (when path is not nil) and
-// records to add.
+// loadBatch is records to add and the tables to start or go back to
+// among them.
 type loadBatch struct {
+	records [][2][]byte
+	tables  []loadTable
+}
+
+// loadTable is a table to start (with its sequence) or go back to before
+// the record at index at of its batch (after the last when at is the
+// number of records).
+type loadTable struct {
+	at       int
 	path     []string
 	sequence uint64
-	records  [][2][]byte
 }
 
 const (
 	pipeBatchBytes   = 1 << 20
-	pipeBatchRecords = 4096
+	pipeBatchRecords = 4096 // records and tables
 	pipeBatches      = 4
 )
 
@@ -614,21 +624,34 @@ func newPipe(l *bolt.Loader) *pipe {
 			if p.err != nil || p.stop.Load() {
 				continue
 			}
-			if bt.path != nil {
-				if p.err = l.Table(bt.path, bt.sequence); p.err != nil {
-					close(p.quit)
-					continue
-				}
-			}
-			for _, kv := range bt.records {
-				if p.err = l.Record(kv[0], kv[1]); p.err != nil {
-					close(p.quit)
-					break
-				}
+			if p.err = p.load(bt); p.err != nil {
+				close(p.quit)
 			}
 		}
 	}()
 	return p
+}
+
+// load loads one batch, in the loader's goroutine.
+func (p *pipe) load(bt *loadBatch) error {
+	tables := bt.tables
+	for i, kv := range bt.records {
+		for len(tables) > 0 && tables[0].at == i {
+			if err := p.l.Table(tables[0].path, tables[0].sequence); err != nil {
+				return err
+			}
+			tables = tables[1:]
+		}
+		if err := p.l.Record(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	for _, t := range tables {
+		if err := p.l.Table(t.path, t.sequence); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // flush sends the current batch; it fails when the loader failed. The
@@ -651,13 +674,38 @@ func (p *pipe) flush() error {
 	return nil
 }
 
-func (p *pipe) table(t archive.TableInfo) error {
-	if err := p.flush(); err != nil {
+// add makes room in the current batch for an entry of size bytes,
+// sending the batch when it is full.
+func (p *pipe) add(size int) error {
+	if p.batch != nil && (p.bytes+size > pipeBatchBytes || len(p.batch.records)+len(p.batch.tables) >= pipeBatchRecords) {
+		if err := p.flush(); err != nil {
+			return err
+		}
+	}
+	if p.batch == nil {
+		p.batch = &loadBatch{}
+	}
+	p.bytes += size
+	return nil
+}
+
+// startTable adds a table to start, or to go back to when sequence is
+// 0 and it exists.
+func (p *pipe) startTable(path []string, sequence uint64) error {
+	size := 0
+	for _, name := range path {
+		size += len(name)
+	}
+	if err := p.add(size); err != nil {
 		return err
 	}
-	p.batch = &loadBatch{path: t.Path(), sequence: t.Sequence}
-	p.resume = nil
+	p.batch.tables = append(p.batch.tables, loadTable{at: len(p.batch.records), path: path, sequence: sequence})
 	return nil
+}
+
+func (p *pipe) table(t archive.TableInfo) error {
+	p.resume = nil
+	return p.startTable(t.Path(), t.Sequence)
 }
 
 // end ends table t: the records that follow (if any, in a format 3
@@ -669,20 +717,15 @@ func (p *pipe) end(t archive.TableInfo) error {
 
 func (p *pipe) record(key, value []byte) error {
 	if p.resume != nil {
-		if err := p.flush(); err != nil {
+		if err := p.startTable(p.resume, 0); err != nil {
 			return err
 		}
-		p.batch = &loadBatch{path: p.resume}
 		p.resume = nil
 	}
-	if p.batch == nil {
-		p.batch = &loadBatch{}
+	if err := p.add(len(key) + len(value)); err != nil {
+		return err
 	}
 	p.batch.records = append(p.batch.records, [2][]byte{key, value})
-	p.bytes += len(key) + len(value)
-	if p.bytes >= pipeBatchBytes || len(p.batch.records) >= pipeBatchRecords {
-		return p.flush()
-	}
 	return nil
 }
 

@@ -17,10 +17,11 @@ import (
 
 // Loader limits: a Loader commits when either is reached.
 const (
-	// LoadBatchRecords is the number of records per load transaction.
+	// LoadBatchRecords is the number of records per load transaction,
+	// each table counting as one.
 	LoadBatchRecords = 10000
-	// LoadBatchBytes is the number of key and value bytes per load
-	// transaction.
+	// LoadBatchBytes is the number of key and value bytes (and table
+	// names) per load transaction.
 	LoadBatchBytes = 16 << 20
 )
 
@@ -47,13 +48,18 @@ const (
 //	}
 //	return bolt.Replace("broker.db.new", "broker.db")
 type Loader struct {
-	db      *bbolt.DB
-	file    *os.File // the same file, for startWriteback
-	path    string
-	tx      *bbolt.Tx
-	bucket  *bbolt.Bucket // the current table in tx; nil after a commit
-	table   []string      // the current table's path
-	records int
+	db   *bbolt.DB
+	file *os.File // the same file, for startWriteback
+	path string
+	tx   *bbolt.Tx
+	// open holds the buckets of the current table's path in tx, outermost
+	// first, as far as they are open: all of them (the last is the
+	// current table) or none after a commit. A table nested in the
+	// current one, or its parent again, is then found without looking
+	// its path up from the top: memory by the depth of nesting.
+	open    []*bbolt.Bucket
+	table   []string // the current table's path
+	records int      // records and tables of the transaction
 	bytes   int
 	done    bool
 	// slabs hold the copies of the keys and values of the transaction,
@@ -90,14 +96,24 @@ func NewLoader(path string) (*Loader, error) {
 
 // Table creates the table at path (a top-level table's name, or the names
 // down to a nested one, whose parents exist), sets its sequence number
-// when not 0, and makes it the current table. Names are any non-empty
-// bytes; validating them is the caller's business.
+// when not 0, and makes it the current table. A table that exists already
+// (the parent of the current table, to add the records that follow its
+// nested tables) is made current as it is. Names are any non-empty bytes;
+// validating them is the caller's business. Each table counts as a record
+// towards the transaction's batch, so that memory stays bounded however
+// many tables hold few records or none.
 func (l *Loader) Table(path []string, sequence uint64) error {
 	if len(path) == 0 {
 		return fmt.Errorf("loading %s: empty table path", l.path)
 	}
+	// Keep the open buckets of the path the new table shares with the
+	// current one.
+	keep := 0
+	for keep < len(l.open) && keep < len(path) && l.table[keep] == path[keep] {
+		keep++
+	}
+	l.open = l.open[:keep]
 	l.table = append(l.table[:0], path...)
-	l.bucket = nil
 	b, err := l.current()
 	if err != nil {
 		return err
@@ -107,20 +123,20 @@ func (l *Loader) Table(path []string, sequence uint64) error {
 			return fmt.Errorf("loading %s: table %q: %w", l.path, l.name(), err)
 		}
 	}
-	return nil
+	return l.count(len(path[len(path)-1]))
 }
 
 // name returns the current table's path for messages.
 func (l *Loader) name() string { return strings.Join(l.table, "/") }
 
 // current returns the current table's bucket, beginning a transaction and
-// creating the bucket (and its parents) as needed.
+// opening or creating the buckets of its path that are not open yet.
 func (l *Loader) current() (*bbolt.Bucket, error) {
 	if l.done {
 		return nil, fmt.Errorf("loading %s: %w", l.path, store.ErrTxClosed)
 	}
-	if l.bucket != nil {
-		return l.bucket, nil
+	if n := len(l.open); n > 0 && n == len(l.table) {
+		return l.open[n-1], nil
 	}
 	if len(l.table) == 0 {
 		return nil, fmt.Errorf("loading %s: record outside a table", l.path)
@@ -131,20 +147,25 @@ func (l *Loader) current() (*bbolt.Bucket, error) {
 			return nil, fmt.Errorf("loading %s: %w", l.path, err)
 		}
 		l.tx = tx
+		l.open = l.open[:0]
 	}
-	b, err := l.tx.CreateBucketIfNotExists([]byte(l.table[0]))
-	for _, name := range l.table[1:] {
-		if err != nil {
-			break
+	for len(l.open) < len(l.table) {
+		name := []byte(l.table[len(l.open)])
+		var b *bbolt.Bucket
+		var err error
+		if len(l.open) == 0 {
+			b, err = l.tx.CreateBucketIfNotExists(name)
+		} else {
+			b, err = l.open[len(l.open)-1].CreateBucketIfNotExists(name)
 		}
-		b, err = b.CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			l.open = l.open[:0]
+			return nil, fmt.Errorf("loading %s: creating table %q: %w", l.path, l.name(), err)
+		}
+		b.FillPercent = 1.0
+		l.open = append(l.open, b)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("loading %s: creating table %q: %w", l.path, l.name(), err)
-	}
-	b.FillPercent = 1.0
-	l.bucket = b
-	return b, nil
+	return l.open[len(l.open)-1], nil
 }
 
 // Record adds a record to the current table. Key and value are copied.
@@ -159,8 +180,14 @@ func (l *Loader) Record(key, value []byte) error {
 	if err := b.Put(l.clone(key), l.clone(value)); err != nil {
 		return fmt.Errorf("loading %s: table %q: %w", l.path, l.name(), err)
 	}
+	return l.count(len(key) + len(value))
+}
+
+// count counts a record or a table of size bytes into the transaction,
+// which it commits when it is full.
+func (l *Loader) count(size int) error {
 	l.records++
-	l.bytes += len(key) + len(value)
+	l.bytes += size
 	if l.records >= LoadBatchRecords || l.bytes >= LoadBatchBytes {
 		return l.commit()
 	}
@@ -212,7 +239,8 @@ func (l *Loader) commit() error {
 		return nil
 	}
 	tx := l.tx
-	l.tx, l.bucket, l.records, l.bytes = nil, nil, 0, 0
+	clear(l.open) // nothing of tx stays reachable from here
+	l.tx, l.open, l.records, l.bytes = nil, l.open[:0], 0, 0
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("loading %s: %w", l.path, err)
 	}

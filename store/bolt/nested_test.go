@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
 )
 
 // TestNestedTables builds tables three levels deep under binary names
@@ -211,5 +213,106 @@ func TestDeepNestingChecks(t *testing.T) {
 	}
 	if err := st.Check(); err != nil {
 		t.Errorf("Check of a store nested 300 deep: %v", err)
+	}
+}
+
+// TestLoaderNested loads nested tables, records of a parent after its
+// nested tables, a sequence, and enough tables and records that the load
+// commits in the middle of a table at every depth, then reads it all back
+// in the store's own order.
+func TestLoaderNested(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "n.db")
+	l, err := bolt.NewLoader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Abort()
+	var want []string
+	table := func(p []string, seq uint64) {
+		t.Helper()
+		if err := l.Table(p, seq); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("table %s %d", strings.Join(p, "/"), seq))
+	}
+	record := func(k string) {
+		t.Helper()
+		if err := l.Record([]byte(k), []byte("v"+k)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, "record "+k)
+	}
+	end := func(p []string) { want = append(want, "end "+strings.Join(p, "/")) }
+	// Top level "a": records, then as many nested tables as a load
+	// transaction holds records (each with a deeper table in turn), then
+	// records of "a" again.
+	table([]string{"a"}, 7)
+	record("a0")
+	for i := range bolt.LoadBatchRecords + 3 {
+		name := fmt.Sprintf("n%06d", i)
+		table([]string{"a", name}, 0)
+		if i%1000 == 0 {
+			record("c")
+			table([]string{"a", name, "deep"}, uint64(i+1))
+			for j := range 3 {
+				record(fmt.Sprintf("d%d", j))
+			}
+			end([]string{"a", name, "deep"})
+			if err := l.Table([]string{"a", name}, 0); err != nil { // back to the parent
+				t.Fatal(err)
+			}
+			record("z")
+		}
+		end([]string{"a", name})
+	}
+	if err := l.Table([]string{"a"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range bolt.LoadBatchRecords + 1 {
+		record(fmt.Sprintf("z%06d", i))
+	}
+	end([]string{"a"})
+	table([]string{"b"}, 0)
+	end([]string{"b"})
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(path, bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Check(); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := st.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var got []string
+	err = store.WalkTree(tx, func(p []string, seq uint64) error {
+		got = append(got, fmt.Sprintf("table %s %d", strings.Join(p, "/"), seq))
+		return nil
+	}, func(k, v []byte) error {
+		if string(v) != "v"+string(k) {
+			t.Errorf("%s = %q", k, v)
+		}
+		got = append(got, "record "+string(k))
+		return nil
+	}, func(p []string) error {
+		got = append(got, "end "+strings.Join(p, "/"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("walk differs at %d: got %q, want %q (%d and %d entries)", i, got[i], want[i], len(got), len(want))
+			}
+		}
+		t.Fatalf("walk of %d entries, want %d", len(got), len(want))
 	}
 }

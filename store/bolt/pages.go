@@ -31,10 +31,15 @@ const (
 // file and every element inside its page: then nothing bbolt reads through
 // its memory map points outside it. bbolt's own check runs in a goroutine
 // of its own, where such a fault would crash the process; it runs after
-// this one. It reads through a window of readAhead bytes, so that a tree
-// whose pages follow each other in the file (as a loaded store's do) is
-// read in a few large reads rather than one a page. Memory: the window,
-// one page per tree level and one bit per page.
+// this one. It reads through a cache of cacheBlocks blocks of cacheBlock
+// bytes, so that a tree whose pages follow each other in the file (a
+// loaded store's) is read in a few large reads rather than one a page, and
+// so is one whose pages are near each other in any order: bbolt writes
+// the buckets of a transaction in a random order (a map's), and a store of
+// many small nested buckets has one page each, so a tree walk jumps back
+// and forth among the pages one commit wrote (a read window refilled at
+// every jump read 60 times the file). Memory: the cache, one page per tree
+// level and one bit per page.
 func checkPages(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -51,7 +56,6 @@ func checkPages(path string) error {
 		return err
 	}
 	c.seen = make([]bool, c.hwm)
-	c.window = make([]byte, 0, readAhead)
 	if freelist != noFreelist {
 		if err := c.freelist(freelist); err != nil {
 			return err
@@ -66,23 +70,71 @@ type pageChecker struct {
 	pageSize int64
 	hwm      uint64 // pages in use
 	seen     []bool
-	window   []byte   // the bytes of the file at windowAt, read ahead
-	windowAt int64    // offset of window in the file
+	cache    blockCache
 	pages    [][]byte // per tree level, the buffer of the page being checked
 }
 
-// readAhead is the size of the pageChecker's read window.
-const readAhead = 256 << 10
+// The page checker's cache: blocks of cacheBlock bytes at offsets that are
+// multiples of it (a page, whose size is a power of two, fits in one
+// unless it is larger or has overflow pages: those are read on their
+// own), cacheBlocks of them, evicted by the clock algorithm.
+const (
+	cacheBlock  = 128 << 10
+	cacheBlocks = 64
+)
 
-// read fills p with the bytes of the file at off, from the read window,
-// read again from off when it does not hold them. A page larger than the
-// window (with its overflow pages) is read on its own.
-func (c *pageChecker) read(p []byte, off int64) error {
-	if off >= c.windowAt && off+int64(len(p)) <= c.windowAt+int64(len(c.window)) {
-		copy(p, c.window[off-c.windowAt:])
-		return nil
+type blockCache struct {
+	blocks []cacheEntry
+	index  map[int64]int // block number -> index in blocks
+	hand   int
+}
+
+type cacheEntry struct {
+	num  int64  // block number
+	data []byte // the bytes of the file at num*cacheBlock, up to cacheBlock (fewer at its end)
+	used bool   // read since the clock hand last passed
+}
+
+// get returns the entry of block num, read from f when the cache does not
+// hold it.
+func (c *blockCache) get(f *os.File, num int64) (*cacheEntry, error) {
+	if i, ok := c.index[num]; ok {
+		e := &c.blocks[i]
+		e.used = true
+		return e, nil
 	}
-	if len(p) > cap(c.window) {
+	if c.index == nil {
+		c.index = make(map[int64]int, cacheBlocks)
+	}
+	var i int
+	if len(c.blocks) < cacheBlocks {
+		c.blocks = append(c.blocks, cacheEntry{data: make([]byte, cacheBlock)})
+		i = len(c.blocks) - 1
+	} else {
+		for c.blocks[c.hand].used {
+			c.blocks[c.hand].used = false
+			c.hand = (c.hand + 1) % len(c.blocks)
+		}
+		i = c.hand
+		c.hand = (c.hand + 1) % len(c.blocks)
+		delete(c.index, c.blocks[i].num)
+	}
+	e := &c.blocks[i]
+	n, err := f.ReadAt(e.data[:cacheBlock], num*cacheBlock)
+	if n < cacheBlock && err != nil && err != io.EOF {
+		e.data = e.data[:0]
+		return nil, err
+	}
+	e.num, e.data, e.used = num, e.data[:n], true
+	c.index[num] = i
+	return e, nil
+}
+
+// read fills p with the bytes of the file at off, from the cache, or
+// directly when they are not inside one block.
+func (c *pageChecker) read(p []byte, off int64) error {
+	num := off / cacheBlock
+	if (off+int64(len(p))-1)/cacheBlock != num {
 		n, err := c.f.ReadAt(p, off)
 		if n == len(p) {
 			return nil
@@ -92,15 +144,15 @@ func (c *pageChecker) read(p []byte, off int64) error {
 		}
 		return err
 	}
-	n, err := c.f.ReadAt(c.window[:cap(c.window)], off)
-	c.window, c.windowAt = c.window[:n], off
-	if n < len(p) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	e, err := c.cache.get(c.f, num)
+	if err != nil {
 		return err
 	}
-	copy(p, c.window)
+	start := off - num*cacheBlock
+	if start+int64(len(p)) > int64(len(e.data)) {
+		return io.ErrUnexpectedEOF
+	}
+	copy(p, e.data[start:])
 	return nil
 }
 
