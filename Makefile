@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo demo-etcd demo-etcd-steps test testdeps cross generate check-generated lint fmt bench fuzz release
+.PHONY: demo demo-etcd demo-etcd-steps test testdeps benchdeps cross generate check-generated lint fmt bench fuzz release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -105,8 +105,16 @@ fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '^testdata/')
 
 ## bench: the benchmarks, each beside its reference (see README.md)
-bench:
+bench: testdeps benchdeps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 0 ./...
+
+## benchdeps: what the benchmarks' references need: the zstd command,
+## and the bbolt command's modules in the module cache (the benchmarks
+## build it offline from the bbolt module in go.mod)
+benchdeps:
+	@command -v zstd >/dev/null || { echo 'make bench needs the zstd command (apt-get install zstd)' >&2; exit 1; }
+	tmp=$$(mktemp -d) && sed 's/^module .*/module bbolttool/' go.mod > $$tmp/go.mod && cp go.sum $$tmp/ && \
+		(cd $$tmp && GOFLAGS=-mod=mod $(GO) build -o /dev/null go.etcd.io/bbolt/cmd/bbolt); st=$$?; rm -rf $$tmp; exit $$st
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
