@@ -95,6 +95,16 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, err
 	}
 	defer f.Close()
+	return RestoreReader(ctx, reg, f, archivePath, storePath, opts)
+}
+
+// RestoreReader is [Restore] reading the archive, named name in errors,
+// from r: a pipe, which it reads once, to its end, whatever it holds.
+// Nothing is written to storePath or opts.ConfigDir unless the whole
+// archive is good, so a pipe cut short writes nothing.
+func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, storePath string, opts RestoreOptions) (*archive.Manifest, error) {
+	archivePath := name
+	var err error
 	if storePath, err = resolve(storePath); err != nil {
 		return nil, envErrorf("store: %w", err)
 	}
@@ -156,7 +166,7 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	}
 	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress}
 	defer l.discard()
-	m, err := check(reg, ctxReader{ctx, f}, archivePath, archive.Handler{
+	m, err := check(reg, ctxReader{ctx, r}, archivePath, archive.Handler{
 		Manifest: l.manifest,
 		Table:    l.table,
 		TableEnd: l.tableEnd,

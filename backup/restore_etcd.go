@@ -54,6 +54,17 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, err
 	}
 	defer f.Close()
+	return RestoreEtcdFile(ctx, reg, f, archivePath, st, opts, ropts...)
+}
+
+// RestoreEtcdFile is [RestoreEtcd] reading the archive, named name in
+// errors, from f, which it reads twice from its start (f is at its start):
+// a pipe goes through [Spool] first.
+func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, name string, st *etcd.Store, opts RestoreOptions, ropts ...etcd.RestoreOption) (*archive.Manifest, error) {
+	archivePath := name
+	if opts.ConfigDir != "" {
+		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
+	}
 	first := sha256.New()
 	checks := etcdChecks(st)
 	withTables := collectTables(&checks)

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/subcmd"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -19,7 +21,7 @@ func init() {
 		Name:    "backup",
 		Summary: "write a consistent backup of a store and its configuration",
 		Usage: `
-Usage: {{.Prog}} backup --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
+Usage: {{.Prog}} backup --store S [--config DIR] [--compress zstd|none] --out (FILE | -) [--json]
 
 Writes one archive FILE (its format is archive/FORMAT.md in the hookreg
 repository) holding every table, nested ones included, of the store
@@ -37,6 +39,12 @@ device, a FIFO or a directory, the store itself (under any name) or inside
 DIR is refused, and so is a store inside DIR. FILE gets mode 0600: it
 holds the product's data. The archive is zstd-compressed unless --compress
 none. With --json, one JSON object: the store, the file and its manifest.
+
+--out - writes the archive to standard output, to pipe it into any
+transfer or storage tool ("{{.Prog}} backup --store S --out - | ssh host
+'cat > b.tar.zst'"); nothing else goes to standard output: the summary (or
+the JSON) goes to standard error. A backup that fails leaves the stream
+without its final SHA256SUMS, which every reader refuses.
 
 S is a bbolt file path, or an etcd cluster and key prefix:
 etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
@@ -83,7 +91,7 @@ func (o *backupOptions) Flags(fs *flag.FlagSet) {
 	o.etcd.register(fs)
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to include")
 	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "compression: zstd or none")
-	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write")
+	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write (- for standard output)")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 }
 
@@ -105,8 +113,18 @@ func (o *backupOptions) Run(e *env) error {
 	if err := checkConfigDir(o.config); err != nil {
 		return err
 	}
-	if err := checkOut(o.out); err != nil {
-		return err
+	toStdout := o.out == stdio
+	if toStdout && subcmd.IsTerminal(e.stdout) {
+		return cliflag.Usagef("--%s -: standard output is a terminal; redirect it to a file or pipe it into a program", flagOut)
+	}
+	if !toStdout {
+		if err := checkOut(o.out); err != nil {
+			return err
+		}
+	} else if !isEtcd(o.store) {
+		if err := backup.CheckLayout(o.store, o.config); err != nil {
+			return err
+		}
 	}
 	st, err := openStore(e, o.store, &o.etcd, openRead)
 	if err != nil {
@@ -119,15 +137,25 @@ func (o *backupOptions) Run(e *env) error {
 		pinned = &revisionRecorder{Store: es}
 		src = pinned
 	}
-	m, err := backup.WriteFile(e.ctx, src, e.reg, o.out, backup.Options{
+	opts := backup.Options{
 		ConfigDir:   o.config,
 		Compression: comp,
 		Progress:    e.progress,
-	})
+	}
+	var m *archive.Manifest
+	out, report := o.out, e.stdout
+	if toStdout {
+		// The archive alone goes to standard output.
+		out, report = "standard output", e.stderr
+		opts.SpoolDir = os.TempDir()
+		m, err = backup.WriteTo(e.ctx, src, e.reg, e.stdout, opts)
+	} else {
+		m, err = backup.WriteFile(e.ctx, src, e.reg, o.out, opts)
+	}
 	if pinned != nil && errors.Is(err, rpctypes.ErrCompacted) {
 		return fmt.Errorf("%s: the cluster compacted revision %d while the backup was reading it, so no consistent copy could be made and nothing was written to %s: "+
 			"run the backup again; if compaction keeps overtaking it, run it when the product writes less, or raise the cluster's --auto-compaction-retention above the backup's duration (%w)",
-			o.store, pinned.rev, o.out, rpctypes.ErrCompacted)
+			o.store, pinned.rev, out, rpctypes.ErrCompacted)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)
@@ -139,9 +167,9 @@ func (o *backupOptions) Run(e *env) error {
 		at = fmt.Sprintf(" at revision %d", pinned.rev)
 	}
 	if o.json {
-		return writeJSON(e.stdout, r)
+		return writeJSON(report, r)
 	}
-	fmt.Fprintf(e.stdout, "backed up %s%s to %s: %s\n", o.store, at, o.out, summary(m))
+	fmt.Fprintf(report, "backed up %s%s to %s: %s\n", o.store, at, out, summary(m))
 	return nil
 }
 

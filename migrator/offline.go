@@ -71,29 +71,36 @@ type offlineEvent struct {
 // The hooks the child ran are in the result, also on failure.
 func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineResult, error) {
 	res := &offlineResult{}
-	in, err := filepath.Abs(inPath)
-	if err != nil {
-		return res, envErrorf("input %s: %w", inPath, err)
-	}
-	f, err := backup.OpenArchive(in)
-	if err != nil {
-		return res, err
-	}
-	defer f.Close()
-	inInfo, err := f.Stat()
-	if err != nil {
-		return res, envErrorf("opening backup: %w", err)
-	}
-	if outInfo, err := os.Stat(out); err == nil && os.SameFile(inInfo, outInfo) {
-		return res, cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
+	fromStdin := inPath == stdio
+	in := ""
+	if !fromStdin {
+		var err error
+		if in, err = filepath.Abs(inPath); err != nil {
+			return res, envErrorf("input %s: %w", inPath, err)
+		}
+		f, err := backup.OpenArchive(in)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		inInfo, err := f.Stat()
+		if err != nil {
+			return res, envErrorf("opening backup: %w", err)
+		}
+		if outInfo, err := os.Stat(out); err == nil && os.SameFile(inInfo, outInfo) {
+			return res, cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
+		}
 	}
 	if err := backup.CheckOutput(out); err != nil {
 		return res, err
 	}
-	// Refuse what the child would refuse before starting it: a damaged
-	// backup, another product's data, data this release cannot upgrade.
-	if _, err := backup.Check(e.reg, backup.ContextReader(e.ctx, f), inPath); err != nil {
-		return res, err
+	if !fromStdin {
+		// Refuse what the child would refuse before starting it: a
+		// damaged backup, another product's data, data this release
+		// cannot upgrade.
+		if err := checkInput(e, in, inPath); err != nil {
+			return res, err
+		}
 	}
 	exe, err := selfExecutable()
 	if err != nil {
@@ -121,6 +128,17 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	defer lock.Close()
 	if err := failpoint.Inject("offline.private-dir"); err != nil {
 		return res, err
+	}
+	if fromStdin {
+		// The parent checks the input, then the child reads it: it
+		// waits in the private directory, removed with it.
+		in = filepath.Join(work, "in.tar.zst")
+		if err := spoolTo(e, in); err != nil {
+			return res, err
+		}
+		if err := checkInput(e, in, stdinName); err != nil {
+			return res, err
+		}
 	}
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
@@ -212,6 +230,38 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	}
 	res.From, res.To = last.From, m.DataVersion
 	return res, nil
+}
+
+// checkInput refuses the backup at path (named name) when the child would
+// refuse it: damaged, another product's data, data this release cannot
+// upgrade.
+func checkInput(e *env, path, name string) error {
+	f, err := backup.OpenArchive(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = backup.Check(e.reg, backup.ContextReader(e.ctx, f), name)
+	return err
+}
+
+// spoolTo copies standard input to the new private file path.
+func spoolTo(e *env, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return envErrorf("spooling standard input: %w", err)
+	}
+	_, err = io.Copy(f, backup.ContextReader(e.ctx, e.stdin))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, backup.ErrInterrupted) {
+		return fmt.Errorf("reading standard input: %w", err)
+	}
+	if err != nil {
+		return envErrorf("spooling standard input: %w", err)
+	}
+	return nil
 }
 
 // checkResult verifies the child's archive and that nothing is left pending.

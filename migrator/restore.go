@@ -17,7 +17,7 @@ func init() {
 		Name:    "restore",
 		Summary: "replace a store and its configuration with a verified backup",
 		Usage: `
-Usage: {{.Prog}} restore FILE --store S [--config DIR] [--force] [--json]
+Usage: {{.Prog}} restore (FILE | -) --store S [--config DIR] [--force] [--json]
 
 Restores the backup FILE into the store S (a bbolt file, created when
 missing, or an etcd store, see below) and its configuration files into the
@@ -53,6 +53,13 @@ restore killed at any point leaves the old data current, and the next
 writable open removes the unfinished generation. Its configuration files go
 into the store (the table "_config"): --config is refused. A product
 reading through etcd.OpenProduct moves to the new generation.
+
+FILE - reads the backup from standard input, as it comes out of a pipe
+("ssh host cat b.tar.zst | {{.Prog}} restore - --store S"): into a bbolt
+store in the same single pass, so memory stays bounded and a pipe cut short
+writes nothing; into an etcd store through a private temporary file in
+$TMPDIR (unlinked at once, as large as the archive), since that restore
+reads the archive twice.
 
 Older data restores as it is: "{{.Prog}} plan --store S" then shows its
 pending hooks.
@@ -127,7 +134,11 @@ func (o *restoreOptions) Run(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, r)
 	}
-	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", o.file, o.store, summary(m))
+	name := o.file
+	if name == stdio {
+		name = stdinName
+	}
+	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", name, o.store, summary(m))
 	if len(r.Pending) > 0 {
 		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"%s plan --store %s\")\n", joinInts(r.Pending), e.prog, o.store)
 	}
@@ -143,12 +154,25 @@ func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
 			return nil, err
 		}
 		defer st.Close()
+		if o.file == stdio {
+			// The etcd restore reads its archive twice: from a
+			// private copy, gone when the process is.
+			f, err := backup.Spool(e.ctx, e.stdin, "")
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			return backup.RestoreEtcdFile(e.ctx, e.reg, f, stdinName, st, opts)
+		}
 		return backup.RestoreEtcd(e.ctx, e.reg, o.file, st, opts)
 	}
 	if !o.force {
 		if err := checkBoltFile(o.store); err != nil {
 			return nil, err
 		}
+	}
+	if o.file == stdio {
+		return backup.RestoreReader(e.ctx, e.reg, e.stdin, stdinName, o.store, opts)
 	}
 	return backup.Restore(e.ctx, e.reg, o.file, o.store, opts)
 }

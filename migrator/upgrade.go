@@ -40,7 +40,9 @@ it again (before the product starts): once the upgraded backup is verified
 it waits beside S as .S.upgraded.tar.zst until it is swapped in.
 
 --offline --in FILE --out FILE upgrades the backup FILE into a new backup
-in a child process; the input is never modified.
+in a child process; the input is never modified. --in - reads the backup
+from standard input: it is copied into the run's private directory beside
+the output (removed when the run ends), checked, then upgraded.
 
 S is a bbolt file path, or an etcd cluster and key prefix:
 etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
@@ -123,7 +125,7 @@ func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.online, flagOnline, false, "upgrade the live store --store in place")
 	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the stopped product's --store, or the backup --in into the backup --out")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` of the store")
-	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade offline")
+	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade offline (- for standard input)")
 	fs.StringVar(&o.out, flagOut, "", "the upgraded backup `file` to write")
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed although an applied hook's code changed (recorded)")
 	fs.StringVar(&o.backupDir, flagBackupDir, ".", "--offline --store etcd://...: the `directory` of the pre-upgrade backup")
@@ -254,7 +256,11 @@ func (o *upgradeOptions) runOfflineBackup(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, upgradeReport{In: o.in, Out: o.out, From: res.From, To: res.To, Applied: appliedHooks(res.Hooks)})
 	}
-	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", o.in, o.out, res.From, res.To)
+	name := o.in
+	if name == stdio {
+		name = stdinName
+	}
+	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", name, o.out, res.From, res.To)
 	return nil
 }
 
