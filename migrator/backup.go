@@ -61,6 +61,16 @@ large as the data) until the manifest, which comes first, is written. The
 archive is the same as a bbolt store's: "{{.Prog}} restore" puts it into a
 bbolt file.
 
+A running product holds its bbolt store locked, so this command waits 2
+seconds for the lock and then fails ("store is in use by another
+process"). To back it up while it runs, the product serves a consistent
+backup of its open store itself, from one read transaction, with the
+package github.com/hookreg/hookreg/backup: backup.Handler(db, registry,
+opts) is an http.Handler that streams the archive (mount it behind the
+product's authentication: "curl -fsS -o b.tar.zst https://HOST/admin/backup"),
+and backup.WriteDB writes it to any io.Writer. The archive is the same as
+this command's.
+
 Example:
 
 	$ {{.Prog}} backup --store {{.Store}} --config {{.Config}} --out {{.Backup}}
@@ -127,6 +137,10 @@ func (o *backupOptions) Run(e *env) error {
 		}
 	}
 	st, err := openStore(e, o.store, &o.etcd, openRead)
+	if errors.Is(err, store.ErrInUse) {
+		return fmt.Errorf("%w: a running product holds its bbolt store locked; stop it and run the backup again, or back it up while it runs through the product itself, "+
+			"which serves a consistent backup of its open store with package backup (backup.Handler over HTTP, or backup.WriteDB; see \"%s help backup\")", err, e.prog)
+	}
 	if err != nil {
 		return err
 	}
