@@ -177,7 +177,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
 	prog.done()
-	m.Format = archive.FormatVersion
+	m.Format = aw.Format()
 	m.Created = m.Created.UTC().Truncate(time.Second)
 	return &m, nil
 }
