@@ -68,7 +68,7 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 	first := sha256.New()
 	checks := etcdChecks(st)
 	withTables := collectTables(&checks)
-	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, checks)
+	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, opts.Keys, checks)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,13 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 		return nil, err
 	}
 	defer rs.Abort()
-	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error { return loadEtcd(r, rs, m, opts.Progress) }); err != nil {
+	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error {
+		r, err := Decrypt(r, archivePath, opts.Keys.Identities)
+		if err != nil {
+			return err
+		}
+		return loadEtcd(r, rs, m, opts.Progress)
+	}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -112,7 +118,7 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, error) {
 	checks := etcdChecks(st)
 	withTables := collectTables(&checks)
-	m, err := verify(r, name, checks)
+	m, err := verify(r, name, ReadKeys{}, checks)
 	if err == nil {
 		withTables(m)
 	}
