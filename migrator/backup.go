@@ -61,6 +61,18 @@ large as the data) until the manifest, which comes first, is written. The
 archive is the same as a bbolt store's: "{{.Prog}} restore" puts it into a
 bbolt file.
 
+Encryption and signatures: --recipient KEY (an age public key age1... or
+an SSH public key ssh-ed25519/ssh-rsa ..., repeatable) and
+--recipients-file FILE (one a line) encrypt the archive with age: FILE is
+then a standard age file around the archive ("age -d -i KEY FILE" opens
+it); --passphrase-file FILE encrypts with the passphrase on its first line
+instead. --sign KEY signs the archive's SHA256SUMS with the SSH private key
+KEY (format 4; "ssh-keygen -Y verify ... -n hookreg-backup" checks it by
+hand, see archive/FORMAT.md); restore, verify, dump --backup, plan --backup
+and upgrade --offline --in take --identity FILE ($HOOKREG_IDENTITY) and
+--trusted-key FILE ($HOOKREG_TRUSTED_KEY). Keys and passphrases are only
+ever read from files, never printed.
+
 A running product holds its bbolt store locked, so this command waits 2
 seconds for the lock and then fails ("store is in use by another
 process"). To back it up while it runs, the product serves a consistent
@@ -94,6 +106,7 @@ type backupOptions struct {
 	compress string
 	out      string
 	json     bool
+	seal     sealFlags
 }
 
 func (o *backupOptions) Flags(fs *flag.FlagSet) {
@@ -103,6 +116,7 @@ func (o *backupOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "compression: zstd or none")
 	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write (- for standard output)")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+	o.seal.register(fs, true)
 }
 
 func (o *backupOptions) Validate(args []string) error {
@@ -120,6 +134,10 @@ func (o *backupOptions) Validate(args []string) error {
 
 func (o *backupOptions) Run(e *env) error {
 	comp, _ := archive.ParseCompression(o.compress)
+	recipients, signer, err := o.seal.options()
+	if err != nil {
+		return err
+	}
 	if err := checkConfigDir(o.config); err != nil {
 		return err
 	}
@@ -155,6 +173,8 @@ func (o *backupOptions) Run(e *env) error {
 		ConfigDir:   o.config,
 		Compression: comp,
 		Progress:    e.progress,
+		Recipients:  recipients,
+		Signer:      signer,
 	}
 	var m *archive.Manifest
 	out, report := o.out, e.stdout

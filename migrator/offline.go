@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/failpoint"
@@ -69,7 +71,7 @@ type offlineEvent struct {
 // place. The input is only read; on any failure there is no output file.
 //
 // The hooks the child ran are in the result, also on failure.
-func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineResult, error) {
+func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offlineSeal) (*offlineResult, error) {
 	res := &offlineResult{}
 	fromStdin := inPath == stdio
 	in := ""
@@ -98,7 +100,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 		// Refuse what the child would refuse before starting it: a
 		// damaged backup, another product's data, data this release
 		// cannot upgrade.
-		if err := checkInput(e, in, inPath); err != nil {
+		if err := checkInput(e, in, inPath, seal); err != nil {
 			return res, err
 		}
 	}
@@ -136,7 +138,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 		if err := spoolTo(e, in); err != nil {
 			return res, err
 		}
-		if err := checkInput(e, in, stdinName); err != nil {
+		if err := checkInput(e, in, stdinName, seal); err != nil {
 			return res, err
 		}
 	}
@@ -147,7 +149,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 		return res, envErrorf("making the child's token: %w", err)
 	}
 	sum := sha256.Sum256(token)
-	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch, TokenSHA256: hex.EncodeToString(sum[:])})
+	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch, TokenSHA256: hex.EncodeToString(sum[:]), Keys: seal.files, Sign: seal.sign})
 	if err != nil {
 		return res, err
 	}
@@ -222,7 +224,11 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	if err := backup.CheckOutput(out); err != nil {
 		return res, err
 	}
-	if err := os.Rename(result, out); err != nil {
+	if len(seal.recipients) > 0 {
+		if err := sealResult(e, result, out, seal.recipients); err != nil {
+			return res, err
+		}
+	} else if err := os.Rename(result, out); err != nil {
 		return res, envErrorf("moving the result to %s: %w", out, err)
 	}
 	if err := atomicfile.SyncDir(dir); err != nil {
@@ -235,14 +241,58 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 // checkInput refuses the backup at path (named name) when the child would
 // refuse it: damaged, another product's data, data this release cannot
 // upgrade.
-func checkInput(e *env, path, name string) error {
+func checkInput(e *env, path, name string, seal offlineSeal) error {
 	f, err := backup.OpenArchive(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	_, err = backup.Check(e.reg, backup.ContextReader(e.ctx, f), name)
+	var head [64]byte
+	n, _ := io.ReadFull(f, head[:])
+	if archive.Encrypted(head[:n]) && len(seal.recipients) == 0 {
+		return cliflag.Usagef("%s is encrypted, so its upgrade must be: give the output's recipients (--%s, --%s: an age file does not name its recipients, give the same ones), or --%s", name, flagRecipient, flagRecipientsFile, flagPassphraseFile)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return envErrorf("rereading backup %s: %w", name, err)
+	}
+	_, err = backup.CheckSealed(e.reg, backup.ContextReader(e.ctx, f), name, seal.keys)
 	return err
+}
+
+// offlineSeal is how "upgrade --offline --in" opens its input and seals
+// its output: the child decrypts with files and signs with sign; the
+// parent encrypts the checked result to recipients.
+type offlineSeal struct {
+	files      openFiles
+	keys       backup.ReadKeys
+	recipients []age.Recipient
+	sign       string
+}
+
+// sealResult writes the checked result to out encrypted to recipients:
+// a temporary file beside out, renamed into place.
+func sealResult(e *env, result, out string, recipients []age.Recipient) error {
+	in, err := os.Open(result)
+	if err != nil {
+		return envErrorf("reading the result: %w", err)
+	}
+	defer in.Close()
+	f, err := atomicfile.Create(out)
+	if err != nil {
+		return cliflag.Env(err)
+	}
+	defer f.Abort()
+	enc, err := age.Encrypt(f.File, recipients...)
+	if err != nil {
+		return fmt.Errorf("encrypting the result: %w", err)
+	}
+	if _, err := io.Copy(enc, backup.ContextReader(e.ctx, in)); err != nil {
+		return fmt.Errorf("encrypting the result: %w; nothing was written to %s", err, out)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("encrypting the result: %w", err)
+	}
+	return f.Commit()
 }
 
 // spoolTo copies standard input to the new private file path.
@@ -419,6 +469,10 @@ type childOptions struct {
 	// first on the child's standard input: only a process the migrator
 	// started itself has it.
 	TokenSHA256 string `json:"token_sha256"`
+	// Keys are the files that open the input (file names, not secrets);
+	// Sign the SSH private key file that signs the result.
+	Keys openFiles `json:"keys"`
+	Sign string    `json:"sign,omitempty"`
 }
 
 // childTokenLen is the length of the child's token in bytes.
@@ -603,7 +657,15 @@ func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {
 	if o.RegistryDigest != e.reg.Digest {
 		return envErrorf("the re-executed migrator has registry %s, the parent %s: the program must run the same registry when it is re-executed", e.reg.Digest, o.RegistryDigest)
 	}
-	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.In, o.Out, o.Work, backup.UpgradeOptions{AllowDigestMismatch: o.AllowDigestMismatch})
+	keys, err := o.Keys.keys()
+	if err != nil {
+		return err
+	}
+	_, signer, err := (&sealFlags{sign: o.Sign}).options()
+	if err != nil {
+		return err
+	}
+	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.In, o.Out, o.Work, backup.UpgradeOptions{AllowDigestMismatch: o.AllowDigestMismatch, Keys: keys, Signer: signer})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,14 @@ writable open removes the unfinished generation. Its configuration files go
 into the store (the table "_config"): --config is refused. A product
 reading through etcd.OpenProduct moves to the new generation.
 
+An encrypted backup is opened with --identity FILE (an age identity file
+or an SSH private key; repeatable; or $HOOKREG_IDENTITY) or
+--passphrase-file FILE; a wrong key is refused before anything is written.
+--trusted-key FILE (SSH public keys, one a line; or $HOOKREG_TRUSTED_KEY)
+requires a signature by one of them: an unsigned backup, or one signed by
+another key, is refused before anything is written, and one whose
+signature does not match its content before anything is swapped in.
+
 FILE - reads the backup from standard input, as it comes out of a pipe
 ("ssh host cat b.tar.zst | {{.Prog}} restore - --store S"): into a bbolt
 store in the same single pass, so memory stays bounded and a pipe cut short
@@ -83,6 +91,7 @@ type restoreOptions struct {
 	force  bool
 	json   bool
 	etcd   etcdFlags
+	keys   openFlags
 }
 
 // flagForce lets restore replace a file that is not a bbolt store.
@@ -94,6 +103,7 @@ func (o *restoreOptions) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.force, flagForce, false, "replace --store even when it is not a bbolt store")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 	o.etcd.register(fs)
+	o.keys.register(fs)
 }
 
 func (o *restoreOptions) Validate(args []string) error {
@@ -147,7 +157,11 @@ func (o *restoreOptions) Run(e *env) error {
 
 // restore restores the backup into a bbolt file or an etcd store.
 func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
-	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress}
+	keys, err := o.keys.files().keys()
+	if err != nil {
+		return nil, err
+	}
+	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, Keys: keys}
 	if isEtcd(o.store) {
 		st, err := openEtcd(e, o.store, &o.etcd, openCreate)
 		if err != nil {

@@ -63,10 +63,12 @@ Example:
 type verifyOptions struct {
 	file string
 	json bool
+	keys openFlags
 }
 
 func (o *verifyOptions) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+	o.keys.register(fs)
 }
 
 func (o *verifyOptions) Validate(args []string) error {
@@ -78,6 +80,10 @@ func (o *verifyOptions) Validate(args []string) error {
 }
 
 func (o *verifyOptions) Run(e *env) error {
+	keys, err := o.keys.files().keys()
+	if err != nil {
+		return err
+	}
 	name := o.file
 	var r io.Reader
 	if o.file == stdio {
@@ -105,7 +111,7 @@ func (o *verifyOptions) Run(e *env) error {
 		defer list.close()
 		h = archive.Handler{Table: list.start, TableEnd: list.end}
 	}
-	m, err := backup.VerifyWith(r, name, h)
+	m, err := backup.VerifySealed(r, name, keys, h)
 	if p, ok := r.(*verifyProgress); ok {
 		p.done()
 	}
