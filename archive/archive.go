@@ -95,16 +95,26 @@ import (
 	"unicode/utf8"
 )
 
-// FormatVersion is the archive format this package writes. It reads this
-// one and every earlier one (see FORMAT.md).
-const FormatVersion = 3
+// FormatVersion is the newest archive format this package reads and
+// writes: a signed archive (see [Options.Sign]). It reads every earlier
+// one (see FORMAT.md).
+const FormatVersion = 4
+
+// FormatUnsigned is the format of an archive without a signature, which
+// the Writer writes so that every format 3 reader reads it.
+const FormatUnsigned = 3
 
 // Member names and limits of the format.
 const (
 	// ManifestName is the first member.
 	ManifestName = "MANIFEST.json"
-	// SumsName is the last member.
+	// SumsName is the last member, or the last but the signature.
 	SumsName = "SHA256SUMS"
+	// SigName is the signature of SHA256SUMS, the last member of a
+	// signed (format 4) archive.
+	SigName = "SHA256SUMS.sig"
+	// MaxSigSize bounds SigName.
+	MaxSigSize = 16 << 10
 	// TablesDir holds the table chunks: TablesDir + "<path>/000001.rec".
 	TablesDir = "tables/"
 	// ConfigDir holds the configuration files: ConfigDir + "<path>".
@@ -207,8 +217,12 @@ func ParseCompression(s string) (Compression, error) {
 // Its JSON form is the one of the archive's format version (see FORMAT.md).
 type Manifest struct {
 	// Format is the archive's format version; the Writer sets
-	// FormatVersion.
+	// FormatUnsigned, or FormatVersion for a signed archive.
 	Format int
+	// SignedBy is the SHA-256 fingerprint of the public key that signed
+	// the archive ("SHA256:...", as "ssh-keygen -l" prints it): set in a
+	// format 4 archive, and only there.
+	SignedBy string
 	// Created is when the backup was taken (UTC, whole seconds); it is also
 	// the modification time of every member. Set it for deterministic
 	// archives; the Writer uses the current time when it is zero.
@@ -514,6 +528,9 @@ func (m *Manifest) check() error {
 	if m.Format < 1 || m.Format > FormatVersion {
 		return fmt.Errorf("unsupported format version %d (want 1 to %d)", m.Format, FormatVersion)
 	}
+	if (m.Format >= 4) != (m.SignedBy != "") {
+		return fmt.Errorf("format %d with signed_by %q: format 4 is a signed archive's, and names its signer", m.Format, m.SignedBy)
+	}
 	if m.Format >= 3 {
 		if len(m.Tables) > 0 {
 			return fmt.Errorf("format %d lists no tables in the manifest", m.Format)
@@ -722,6 +739,7 @@ type manifestJSON struct {
 	RegistryDigest  string        `json:"registry_digest"`
 	DataVersion     string        `json:"data_version"`
 	LastUpgradeHook *int          `json:"last_upgrade_hook,omitempty"`
+	SignedBy        string        `json:"signed_by,omitempty"`
 	Applied         []AppliedHook `json:"applied"`
 	Tables          *[]tableJSON  `json:"tables,omitempty"`
 	TableCount      *int64        `json:"table_count,omitempty"`
@@ -747,9 +765,10 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 		Format: m.Format, Created: m.Created, Product: m.Product, Release: m.Release,
 		RegistryDigest: m.RegistryDigest, DataVersion: m.DataVersion,
 		LastUpgradeHook: m.LastUpgradeHook, Applied: m.Applied, Config: m.Config,
+		SignedBy: m.SignedBy,
 	}
 	if j.Format == 0 {
-		j.Format = FormatVersion
+		j.Format = FormatUnsigned
 	}
 	if j.Format >= 3 {
 		j.TableCount, j.RecordCount, j.DataBytes = &m.TableCount, &m.RecordCount, &m.DataBytes
@@ -788,6 +807,7 @@ func (m *Manifest) UnmarshalJSON(data []byte) error {
 		Format: j.Format, Created: j.Created, Product: j.Product, Release: j.Release,
 		RegistryDigest: j.RegistryDigest, DataVersion: j.DataVersion,
 		LastUpgradeHook: j.LastUpgradeHook, Applied: j.Applied, Config: j.Config,
+		SignedBy: j.SignedBy,
 	}
 	if j.Format >= 3 {
 		if j.Tables != nil || j.TableCount == nil || j.RecordCount == nil || j.DataBytes == nil {

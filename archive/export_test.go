@@ -13,7 +13,7 @@ func Totaled(m Manifest) Manifest {
 	tt := totalsOf(m.Tables)
 	tt.Set(&m)
 	m.Tables = nil
-	m.Format = FormatVersion
+	m.Format = FormatUnsigned
 	return m
 }
 

@@ -326,8 +326,11 @@ func hostileCases() []hostileCase {
 			return editManifest(t, ms, func(m map[string]any) { m["surprise"] = true })
 		}), `member "MANIFEST.json": malformed manifest: json: unknown field "surprise"`},
 		{"manifest-format", resum(func(t testing.TB, ms []member) []member {
+			return editManifest(t, ms, func(m map[string]any) { m["format"] = 5 })
+		}), `member "MANIFEST.json": unsupported format version 5 (want 1 to 4`},
+		{"manifest-format-4-unsigned", resum(func(t testing.TB, ms []member) []member {
 			return editManifest(t, ms, func(m map[string]any) { m["format"] = 4 })
-		}), `member "MANIFEST.json": unsupported format version 4 (want 1 to 3`},
+		}), `member "MANIFEST.json": malformed manifest: format 4 has "table_count"`},
 		{"manifest-bad-table-name", resum(func(t testing.TB, ms []member) []member {
 			return editManifest(t, ms, func(m map[string]any) {
 				m["tables"].([]any)[0].(map[string]any)["path"] = ".."

@@ -54,6 +54,12 @@ type Handler struct {
 	// Config is called for every configuration file, in path order, after
 	// all tables. data stays valid after the call.
 	Config func(c ConfigFile, data []byte) error
+	// Signature is called with the SHA-256 digest of SHA256SUMS (whose
+	// lines have all been checked) and the signature member of a signed
+	// (format 4) archive, before Read checks that the archive ends there.
+	// Without it a signature is read but not checked: whoever needs the
+	// archive to come from a signer checks it here.
+	Signature func(sumsDigest, sig []byte) error
 }
 
 // Reader limits beyond the member caps of the format.
@@ -74,6 +80,19 @@ const (
 
 var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 
+// The starts of an age file, binary and armored (age-encryption.org/v1).
+const (
+	ageMagic = "age-encryption.org/"
+	ageArmor = "-----BEGIN AGE ENCRYPTED FILE-----"
+)
+
+// Encrypted reports whether head, the start of a file, is the start of an
+// age-encrypted file: an archive encrypted for its recipients (see
+// FORMAT.md), which a reader decrypts before reading it.
+func Encrypted(head []byte) bool {
+	return bytes.HasPrefix(head, []byte(ageMagic)) || bytes.HasPrefix(head, []byte(ageArmor))
+}
+
 // Verify reads the whole archive from r and checks everything: the
 // structure, every member against its limits, the manifest against the
 // content (tables, record counts and sizes, configuration files) and every
@@ -92,6 +111,9 @@ func Read(r io.Reader, h Handler) (*Manifest, error) {
 	br := bufio.NewReaderSize(src, 64<<10)
 	ar := &reader{h: h, src: src, table: -1, expect: sha256.New()}
 	var data io.Reader = br
+	if head, _ := br.Peek(len(ageArmor)); Encrypted(head) {
+		return nil, invalid("", "encrypted with age: give --identity")
+	}
 	if magic, _ := br.Peek(len(zstdMagic)); bytes.Equal(magic, zstdMagic) {
 		ar.frames = &frameChecker{r: br}
 		zr, err := zstd.NewReader(ar.frames,
@@ -840,17 +862,49 @@ func (r *reader) checksums(hdr *tar.Header) error {
 	if !bytes.Equal(actual.Sum(nil), r.expect.Sum(nil)) {
 		return invalid(SumsName, "checksum mismatch: a line differs from its member's sha256 after its first %d bytes", sumPrefix)
 	}
+	if r.m.Format >= 4 {
+		if err := r.signature(actual.Sum(nil)); err != nil {
+			return err
+		}
+	}
 	end := (r.data.n+blockSize-1)/blockSize*blockSize + 2*blockSize
+	last := r.last
 	if hdr, err := r.next(); err != io.EOF {
 		if err != nil {
 			return err
 		}
-		return invalid(hdr.Name, "member after %s", SumsName)
+		return invalid(hdr.Name, "member after %s", last)
 	}
 	if r.data.n < end {
 		return invalid("", "truncated archive: the end-of-archive blocks after %s are missing", SumsName)
 	}
 	return r.trailing()
+}
+
+// signature reads the signature member of a signed archive, which follows
+// SHA256SUMS (whose digest is sums), and hands it to the handler.
+func (r *reader) signature(sums []byte) error {
+	hdr, err := r.next()
+	if err == io.EOF {
+		return invalid("", "truncated archive: %s is missing after %s (the manifest says it is signed by %s)", SigName, SumsName, r.m.SignedBy)
+	}
+	if err != nil {
+		return err
+	}
+	if hdr.Name != SigName {
+		return invalid(hdr.Name, "member after %s (want %s)", SumsName, SigName)
+	}
+	if hdr.Size > MaxSigSize {
+		return invalid(hdr.Name, "size %d exceeds %d", hdr.Size, MaxSigSize)
+	}
+	sig := make([]byte, hdr.Size)
+	if _, err := io.ReadFull(r.tr, sig); err != nil {
+		return r.fail(hdr.Name, err)
+	}
+	if r.h.Signature != nil {
+		return r.h.Signature(sums, sig)
+	}
+	return nil
 }
 
 // trailing checks that only zero padding, and not much, follows the end of

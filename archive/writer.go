@@ -24,6 +24,12 @@ type Options struct {
 	// ChunkSize is the target chunk size, at most (and by default)
 	// ChunkSize; tests use small chunks to get many members.
 	ChunkSize int
+	// Sign, when not nil, signs the archive: it is given the SHA-256
+	// digest of SHA256SUMS and returns the signature, written as the
+	// member SHA256SUMS.sig (at most MaxSigSize bytes; see FORMAT.md).
+	// The manifest must then name the signer (SignedBy), and the archive
+	// is format 4.
+	Sign func(sumsDigest []byte) ([]byte, error)
 
 	// format is the format version written: FormatVersion, or an
 	// earlier one for this package's tests of the readers of old formats.
@@ -50,6 +56,7 @@ var zstdOptions = []zstd.EOption{
 // next chunk; it ends with Close, Abort or an error.
 type Writer struct {
 	m         Manifest
+	sign      func([]byte) ([]byte, error)
 	zw        *frameEncoder
 	tw        *tar.Writer
 	modTime   time.Time
@@ -157,7 +164,13 @@ func (w *Writer) stopAll() {
 // NewWriter checks m, writes its MANIFEST.json to w and returns the Writer
 // for the rest. Closing the Writer does not close w.
 func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
-	m.Format = FormatVersion
+	m.Format = FormatUnsigned
+	if opts.Sign != nil {
+		if m.SignedBy == "" {
+			return nil, errors.New("writing archive manifest: a signed archive names its signer (SignedBy)")
+		}
+		m.Format = FormatVersion
+	}
 	if opts.format != 0 {
 		m.Format = opts.format
 	}
@@ -191,7 +204,7 @@ func NewWriter(w io.Writer, m Manifest, opts Options) (*Writer, error) {
 	if cs <= 0 || cs > ChunkSize {
 		cs = ChunkSize
 	}
-	aw := &Writer{m: m, modTime: m.Created, chunkSize: cs, table: -1, v3: m.Format >= 3, decl: decl}
+	aw := &Writer{m: m, modTime: m.Created, chunkSize: cs, table: -1, v3: m.Format >= 3, decl: decl, sign: opts.Sign}
 	switch opts.Compression {
 	case Zstd, "":
 		zw, err := newFrameEncoder(w, frameWorkers, zstdOptions...)
@@ -574,6 +587,9 @@ func (w *Writer) Config(path string, mode fs.FileMode, data []byte) error {
 	return nil
 }
 
+// Format returns the format version the Writer writes.
+func (w *Writer) Format() int { return w.m.Format }
+
 // Abort ends a Writer that will not be closed, because the caller gave up
 // after an error of its own; the archive is incomplete. After Close or an
 // error of the Writer it does nothing, so it can be deferred.
@@ -602,8 +618,21 @@ func (w *Writer) Close() error {
 	if err := w.stop(); err != nil {
 		return w.fail(err)
 	}
+	sums := sha256.Sum256(w.sums.Bytes())
 	if err := w.member(SumsName, 0o644, w.sums.Bytes()); err != nil {
 		return w.fail(err)
+	}
+	if w.sign != nil {
+		sig, err := w.sign(sums[:])
+		if err == nil && len(sig) > MaxSigSize {
+			err = fmt.Errorf("a signature of %d bytes exceeds the format's %d", len(sig), MaxSigSize)
+		}
+		if err != nil {
+			return w.fail(fmt.Errorf("writing archive: %w", err))
+		}
+		if err := w.member(SigName, 0o644, sig); err != nil {
+			return w.fail(err)
+		}
 	}
 	if err := w.tw.Close(); err != nil {
 		return w.fail(fmt.Errorf("writing archive: %w", err))

@@ -61,6 +61,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/atomicfile"
@@ -84,6 +87,14 @@ type Options struct {
 	Created time.Time
 	// Progress receives progress lines about long work; nil is quiet.
 	Progress io.Writer
+	// Recipients, when not empty, encrypt the archive with age to each of
+	// them (X25519 or SSH public keys, or one passphrase): the file is a
+	// standard age file around the archive (see archive/FORMAT.md).
+	Recipients []age.Recipient
+	// Signer, when not nil, signs the archive's SHA256SUMS (an SSH
+	// signature; the archive is then format 4 and its manifest names the
+	// key).
+	Signer ssh.Signer
 	// SpoolDir, for a store whose reads go to a server
 	// ([store.RemoteReader]: etcd), is where the backup keeps the records
 	// it reads while counting them, in a temporary file (unlinked at once
@@ -115,6 +126,11 @@ type Options struct {
 // become the archive's config/ members, as a restore without a
 // configuration directory puts them back.
 func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*archive.Manifest, error) {
+	if len(opts.Recipients) > 0 {
+		recipients := opts.Recipients
+		opts.Recipients = nil
+		return backupSealed(func(w io.Writer) (*archive.Manifest, error) { return Backup(st, reg, w, opts) }, w, recipients)
+	}
 	tx, err := st.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
@@ -143,6 +159,9 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	}
 	if m.Product == "" {
 		m.Product = reg.Product
+	}
+	if opts.Signer != nil {
+		m.SignedBy = Fingerprint(opts.Signer.PublicKey())
 	}
 	sp, err := newSpool(st, tx, opts.SpoolDir)
 	if err != nil {
@@ -180,7 +199,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 			return nil, fmt.Errorf("backing up: %w", err)
 		}
 	}
-	aw, err := archive.NewWriter(w, m, archive.Options{Compression: opts.Compression})
+	aw, err := archive.NewWriter(w, m, archive.Options{Compression: opts.Compression, Sign: signer(opts.Signer)})
 	if err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
@@ -207,7 +226,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
 	prog.done()
-	m.Format = archive.FormatVersion
+	m.Format = aw.Format()
 	m.Created = m.Created.UTC().Truncate(time.Second)
 	return &m, nil
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store/bolt"
@@ -18,6 +20,10 @@ type UpgradeOptions struct {
 	// AllowDigestMismatch proceeds over applied hooks whose recorded code
 	// digest differs from reg's (see [upgrade.Options]).
 	AllowDigestMismatch bool
+	// Keys decrypt the input and name the signers it must come from.
+	Keys ReadKeys
+	// Signer signs the output (see [Options]).
+	Signer ssh.Signer
 }
 
 // Upgraded is the outcome of [UpgradeFile].
@@ -43,7 +49,7 @@ func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, 
 		return Upgraded{}, envErrorf("creating the isolated store: %w", err)
 	}
 	storePath := filepath.Join(data, "store.db")
-	m, err := Restore(ctx, reg, in, storePath, RestoreOptions{})
+	m, err := Restore(ctx, reg, in, storePath, RestoreOptions{Keys: opts.Keys})
 	if err != nil {
 		return Upgraded{}, err
 	}
@@ -60,7 +66,7 @@ func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, 
 		}
 		return Upgraded{}, fmt.Errorf("offline upgrade of %s: %w", in, err)
 	}
-	if _, err := WriteFile(ctx, st, reg, out, Options{Compression: archive.Zstd}); err != nil {
+	if _, err := WriteFile(ctx, st, reg, out, Options{Compression: archive.Zstd, Signer: opts.Signer}); err != nil {
 		return Upgraded{}, err
 	}
 	if err := st.Close(); err != nil {

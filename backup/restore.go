@@ -40,6 +40,10 @@ type RestoreOptions struct {
 	// it never undoes a restore or a product's writes that came after its
 	// backup.
 	IfIdentity string
+	// Keys decrypt an encrypted archive and name the signers it must
+	// come from (see [ReadKeys]). A refusal (no identity, a wrong one, an
+	// untrusted signer) comes before anything is written.
+	Keys ReadKeys
 }
 
 // ErrStoreChanged is wrapped by the refusal of a Restore whose store no
@@ -95,6 +99,16 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 		return nil, err
 	}
 	defer f.Close()
+	return RestoreReader(ctx, reg, f, archivePath, storePath, opts)
+}
+
+// RestoreReader is [Restore] reading the archive, named name in errors,
+// from r: a pipe, which it reads once, to its end, whatever it holds.
+// Nothing is written to storePath or opts.ConfigDir unless the whole
+// archive is good, so a pipe cut short writes nothing.
+func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, storePath string, opts RestoreOptions) (*archive.Manifest, error) {
+	archivePath := name
+	var err error
 	if storePath, err = resolve(storePath); err != nil {
 		return nil, envErrorf("store: %w", err)
 	}
@@ -156,7 +170,7 @@ func Restore(ctx context.Context, reg *hook.Registry, archivePath, storePath str
 	}
 	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress}
 	defer l.discard()
-	m, err := check(reg, ctxReader{ctx, f}, archivePath, archive.Handler{
+	m, err := check(reg, ctxReader{ctx, r}, archivePath, opts.Keys, archive.Handler{
 		Manifest: l.manifest,
 		Table:    l.table,
 		TableEnd: l.tableEnd,
@@ -353,19 +367,36 @@ func parentDir(path string) string {
 // hook, applied hooks). A bad archive is a failed operation; an
 // unreadable file an environment error.
 func Verify(r io.Reader, name string) (*archive.Manifest, error) {
-	return verify(r, name, archive.Handler{})
+	return verify(r, name, ReadKeys{}, archive.Handler{})
 }
 
 // VerifyWith is Verify, calling also's callbacks (when not nil) after its
 // own as the archive streams: an error from them refuses the archive.
 // Nothing they receive has been checked against SHA256SUMS yet.
 func VerifyWith(r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
-	return verify(r, name, also)
+	return verify(r, name, ReadKeys{}, also)
+}
+
+// VerifySealed is VerifyWith for an archive that may be encrypted or
+// must be signed: it decrypts r with keys.Identities (see [Decrypt]) and
+// checks its signature against keys.Trusted (see [ReadKeys]).
+func VerifySealed(r io.Reader, name string, keys ReadKeys, also archive.Handler) (*archive.Manifest, error) {
+	return verify(r, name, keys, also)
+}
+
+// CheckSealed is [Check] of an archive that may be encrypted or must be
+// signed (see [VerifySealed]).
+func CheckSealed(reg *hook.Registry, r io.Reader, name string, keys ReadKeys) (*archive.Manifest, error) {
+	return check(reg, r, name, keys, archive.Handler{})
 }
 
 // verify is Verify, calling also's callbacks (when not nil) after its own:
 // an error from them refuses the archive.
-func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
+func verify(r io.Reader, name string, keys ReadKeys, also archive.Handler) (*archive.Manifest, error) {
+	r, err := Decrypt(r, name, keys.Identities)
+	if err != nil {
+		return nil, err
+	}
 	var meta metaTable
 	var refused error
 	h := archive.Handler{Table: meta.table, TableEnd: meta.end, Record: meta.record}
@@ -408,6 +439,7 @@ func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, 
 			return refused
 		}
 	}
+	trust(&h, name, keys, &refused)
 	m, err := archive.Read(r, h)
 	switch {
 	case refused != nil:
@@ -428,12 +460,12 @@ func verify(r io.Reader, name string, also archive.Handler) (*archive.Manifest, 
 // Check checks the whole archive in r (see [Verify]) and that reg may
 // restore it.
 func Check(reg *hook.Registry, r io.Reader, name string) (*archive.Manifest, error) {
-	return check(reg, r, name, archive.Handler{})
+	return check(reg, r, name, ReadKeys{}, archive.Handler{})
 }
 
 // check is Check, calling also's callbacks as verify does.
-func check(reg *hook.Registry, r io.Reader, name string, also archive.Handler) (*archive.Manifest, error) {
-	m, err := verify(r, name, also)
+func check(reg *hook.Registry, r io.Reader, name string, keys ReadKeys, also archive.Handler) (*archive.Manifest, error) {
+	m, err := verify(r, name, keys, also)
 	if err != nil {
 		return nil, err
 	}

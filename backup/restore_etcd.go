@@ -54,10 +54,21 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, err
 	}
 	defer f.Close()
+	return RestoreEtcdFile(ctx, reg, f, archivePath, st, opts, ropts...)
+}
+
+// RestoreEtcdFile is [RestoreEtcd] reading the archive, named name in
+// errors, from f, which it reads twice from its start (f is at its start):
+// a pipe goes through [Spool] first.
+func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, name string, st *etcd.Store, opts RestoreOptions, ropts ...etcd.RestoreOption) (*archive.Manifest, error) {
+	archivePath := name
+	if opts.ConfigDir != "" {
+		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
+	}
 	first := sha256.New()
 	checks := etcdChecks(st)
 	withTables := collectTables(&checks)
-	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, checks)
+	m, err := check(reg, ctxReader{ctx, io.TeeReader(f, first)}, archivePath, opts.Keys, checks)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +90,13 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, err
 	}
 	defer rs.Abort()
-	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error { return loadEtcd(r, rs, m, opts.Progress) }); err != nil {
+	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error {
+		r, err := Decrypt(r, archivePath, opts.Keys.Identities)
+		if err != nil {
+			return err
+		}
+		return loadEtcd(r, rs, m, opts.Progress)
+	}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -101,7 +118,7 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, error) {
 	checks := etcdChecks(st)
 	withTables := collectTables(&checks)
-	m, err := verify(r, name, checks)
+	m, err := verify(r, name, ReadKeys{}, checks)
 	if err == nil {
 		withTables(m)
 	}

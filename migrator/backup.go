@@ -4,12 +4,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/subcmd"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -19,7 +21,7 @@ func init() {
 		Name:    "backup",
 		Summary: "write a consistent backup of a store and its configuration",
 		Usage: `
-Usage: {{.Prog}} backup --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
+Usage: {{.Prog}} backup --store S [--config DIR] [--compress zstd|none] --out (FILE | -) [--json]
 
 Writes one archive FILE (its format is archive/FORMAT.md in the hookreg
 repository) holding every table, nested ones included, of the store
@@ -38,6 +40,12 @@ DIR is refused, and so is a store inside DIR. FILE gets mode 0600: it
 holds the product's data. The archive is zstd-compressed unless --compress
 none. With --json, one JSON object: the store, the file and its manifest.
 
+--out - writes the archive to standard output, to pipe it into any
+transfer or storage tool ("{{.Prog}} backup --store S --out - | ssh host
+'cat > b.tar.zst'"); nothing else goes to standard output: the summary (or
+the JSON) goes to standard error. A backup that fails leaves the stream
+without its final SHA256SUMS, which every reader refuses.
+
 S is a bbolt file path, or an etcd cluster and key prefix:
 etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
 --etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
@@ -52,6 +60,28 @@ read once: the records wait in a temporary file beside FILE (unlinked, as
 large as the data) until the manifest, which comes first, is written. The
 archive is the same as a bbolt store's: "{{.Prog}} restore" puts it into a
 bbolt file.
+
+Encryption and signatures: --recipient KEY (an age public key age1... or
+an SSH public key ssh-ed25519/ssh-rsa ..., repeatable) and
+--recipients-file FILE (one a line) encrypt the archive with age: FILE is
+then a standard age file around the archive ("age -d -i KEY FILE" opens
+it); --passphrase-file FILE encrypts with the passphrase on its first line
+instead. --sign KEY signs the archive's SHA256SUMS with the SSH private key
+KEY (format 4; "ssh-keygen -Y verify ... -n hookreg-backup" checks it by
+hand, see archive/FORMAT.md); restore, verify, dump --backup, plan --backup
+and upgrade --offline --in take --identity FILE ($HOOKREG_IDENTITY) and
+--trusted-key FILE ($HOOKREG_TRUSTED_KEY). Keys and passphrases are only
+ever read from files, never printed.
+
+A running product holds its bbolt store locked, so this command waits 2
+seconds for the lock and then fails ("store is in use by another
+process"). To back it up while it runs, the product serves a consistent
+backup of its open store itself, from one read transaction, with the
+package github.com/hookreg/hookreg/backup: backup.Handler(db, registry,
+opts) is an http.Handler that streams the archive (mount it behind the
+product's authentication: "curl -fsS -o b.tar.zst https://HOST/admin/backup"),
+and backup.WriteDB writes it to any io.Writer. The archive is the same as
+this command's.
 
 Example:
 
@@ -76,6 +106,7 @@ type backupOptions struct {
 	compress string
 	out      string
 	json     bool
+	seal     sealFlags
 }
 
 func (o *backupOptions) Flags(fs *flag.FlagSet) {
@@ -83,8 +114,9 @@ func (o *backupOptions) Flags(fs *flag.FlagSet) {
 	o.etcd.register(fs)
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to include")
 	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "compression: zstd or none")
-	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write")
+	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write (- for standard output)")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+	o.seal.register(fs, true)
 }
 
 func (o *backupOptions) Validate(args []string) error {
@@ -102,13 +134,31 @@ func (o *backupOptions) Validate(args []string) error {
 
 func (o *backupOptions) Run(e *env) error {
 	comp, _ := archive.ParseCompression(o.compress)
+	recipients, signer, err := o.seal.options()
+	if err != nil {
+		return err
+	}
 	if err := checkConfigDir(o.config); err != nil {
 		return err
 	}
-	if err := checkOut(o.out); err != nil {
-		return err
+	toStdout := o.out == stdio
+	if toStdout && subcmd.IsTerminal(e.stdout) {
+		return cliflag.Usagef("--%s -: standard output is a terminal; redirect it to a file or pipe it into a program", flagOut)
+	}
+	if !toStdout {
+		if err := checkOut(o.out); err != nil {
+			return err
+		}
+	} else if !isEtcd(o.store) {
+		if err := backup.CheckLayout(o.store, o.config); err != nil {
+			return err
+		}
 	}
 	st, err := openStore(e, o.store, &o.etcd, openRead)
+	if errors.Is(err, store.ErrInUse) {
+		return fmt.Errorf("%w: a running product holds its bbolt store locked; stop it and run the backup again, or back it up while it runs through the product itself, "+
+			"which serves a consistent backup of its open store with package backup (backup.Handler over HTTP, or backup.WriteDB; see \"%s help backup\")", err, e.prog)
+	}
 	if err != nil {
 		return err
 	}
@@ -119,15 +169,27 @@ func (o *backupOptions) Run(e *env) error {
 		pinned = &revisionRecorder{Store: es}
 		src = pinned
 	}
-	m, err := backup.WriteFile(e.ctx, src, e.reg, o.out, backup.Options{
+	opts := backup.Options{
 		ConfigDir:   o.config,
 		Compression: comp,
 		Progress:    e.progress,
-	})
+		Recipients:  recipients,
+		Signer:      signer,
+	}
+	var m *archive.Manifest
+	out, report := o.out, e.stdout
+	if toStdout {
+		// The archive alone goes to standard output.
+		out, report = "standard output", e.stderr
+		opts.SpoolDir = os.TempDir()
+		m, err = backup.WriteTo(e.ctx, src, e.reg, e.stdout, opts)
+	} else {
+		m, err = backup.WriteFile(e.ctx, src, e.reg, o.out, opts)
+	}
 	if pinned != nil && errors.Is(err, rpctypes.ErrCompacted) {
 		return fmt.Errorf("%s: the cluster compacted revision %d while the backup was reading it, so no consistent copy could be made and nothing was written to %s: "+
 			"run the backup again; if compaction keeps overtaking it, run it when the product writes less, or raise the cluster's --auto-compaction-retention above the backup's duration (%w)",
-			o.store, pinned.rev, o.out, rpctypes.ErrCompacted)
+			o.store, pinned.rev, out, rpctypes.ErrCompacted)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)
@@ -139,9 +201,9 @@ func (o *backupOptions) Run(e *env) error {
 		at = fmt.Sprintf(" at revision %d", pinned.rev)
 	}
 	if o.json {
-		return writeJSON(e.stdout, r)
+		return writeJSON(report, r)
 	}
-	fmt.Fprintf(e.stdout, "backed up %s%s to %s: %s\n", o.store, at, o.out, summary(m))
+	fmt.Fprintf(report, "backed up %s%s to %s: %s\n", o.store, at, out, summary(m))
 	return nil
 }
 

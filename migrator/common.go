@@ -23,6 +23,12 @@ const (
 	flagJSON  = "json"
 )
 
+// stdio, as an archive's file name, is standard input or output.
+const stdio = "-"
+
+// stdinName names standard input in messages.
+const stdinName = "standard input"
+
 // storeUsage is the usage of --store.
 const storeUsage = "the store `S`: a bbolt file path or etcd://host:port[,host:port]/prefix"
 

@@ -82,6 +82,7 @@ type dumpOptions struct {
 	etcd                 etcdFlags
 	store, backup, table string
 	json                 bool
+	keys                 openFlags
 }
 
 func (o *dumpOptions) Flags(fs *flag.FlagSet) {
@@ -90,6 +91,7 @@ func (o *dumpOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file`")
 	fs.StringVar(&o.table, flagTable, "", "print only the table `T`")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object per record and line")
+	o.keys.register(fs)
 }
 
 func (o *dumpOptions) Validate(args []string) error {
@@ -146,6 +148,10 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 }
 
 func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
+	keys, err := o.keys.files().keys()
+	if err != nil {
+		return err
+	}
 	f, err := os.Open(o.backup)
 	if err != nil {
 		return envErrorf("opening backup: %w", err)
@@ -154,7 +160,7 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 	// The whole backup is verified first, and --table looked for, so
 	// that nothing is printed from a damaged backup.
 	look := o.selector()
-	_, err = backup.VerifyWith(f, o.backup, archive.Handler{
+	_, err = backup.VerifySealed(f, o.backup, keys, archive.Handler{
 		Table: func(t archive.TableInfo) error {
 			look.note(t.Path())
 			look.seen = look.seen || look.matches(t.Path())
@@ -171,7 +177,11 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 		return envErrorf("rereading backup %s: %w", o.backup, err)
 	}
 	sel := o.selector()
-	_, err = archive.Read(f, archive.Handler{
+	plain, err := backup.Decrypt(f, o.backup, keys.Identities)
+	if err != nil {
+		return err
+	}
+	_, err = archive.Read(plain, archive.Handler{
 		Table: func(t archive.TableInfo) error {
 			return sel.start(p, t.Path(), t.Sequence)
 		},

@@ -15,12 +15,21 @@ import (
 var envFlags = []struct{ flag, env string }{
 	{flagStore, "HOOKREG_STORE"},
 	{flagConfig, "HOOKREG_CONFIG"},
+	{flagIdentity, envIdentity},
+	{flagTrustedKey, envTrustedKey},
 	{flagEtcdCACert, "HOOKREG_ETCD_CACERT"},
 	{flagEtcdCert, "HOOKREG_ETCD_CERT"},
 	{flagEtcdKey, "HOOKREG_ETCD_KEY"},
 	{flagEtcdUser, "HOOKREG_ETCD_USER"},
 	{flagEtcdPasswordFile, "HOOKREG_ETCD_PASSWORD_FILE"},
 }
+
+// The variables of --identity and --trusted-key, which name files: they
+// apply whatever the data read (--in, --backup too).
+const (
+	envIdentity   = "HOOKREG_IDENTITY"
+	envTrustedKey = "HOOKREG_TRUSTED_KEY"
+)
 
 // replacesStore are the flags that name the data instead of --store: with
 // one of them on the command line, the environment gives no --store or
@@ -59,7 +68,8 @@ func (c *envDefaults) Validate(args []string) error {
 	for _, ef := range envFlags {
 		f := c.fs.Lookup(ef.flag)
 		v := strings.TrimSpace(c.getenv(ef.env))
-		if f == nil || set[ef.flag] || replaced || v == "" {
+		keyFlag := ef.flag == flagIdentity || ef.flag == flagTrustedKey
+		if f == nil || set[ef.flag] || replaced && !keyFlag || v == "" {
 			continue
 		}
 		if ef.flag == flagConfig && set[flagStore] {

@@ -20,10 +20,10 @@
 //	migrator upgrade --online --store S [--config DIR] [--allow-digest-mismatch] [--json]
 //	migrator upgrade --offline --store S [--config DIR] [--allow-digest-mismatch] [--json]
 //	migrator upgrade --offline --store etcd://HOST:PORT/PREFIX [--backup-dir DIR] [--allow-digest-mismatch] [--json]
-//	migrator upgrade --offline --in FILE --out FILE [--allow-digest-mismatch] [--json]
-//	migrator backup  --store S [--config DIR] [--compress zstd|none] --out FILE [--json]
-//	migrator verify  [--json] FILE
-//	migrator restore FILE --store S [--config DIR] [--force] [--json]
+//	migrator upgrade --offline --in (FILE | -) --out FILE [--allow-digest-mismatch] [--json]
+//	migrator backup  --store S [--config DIR] [--compress zstd|none] --out (FILE | -) [--json]
+//	migrator verify  [--json] (FILE | -)
+//	migrator restore (FILE | -) --store S [--config DIR] [--force] [--json]
 //	migrator dump    (--store S | --backup FILE) [--table T] [--json]
 //	migrator help    [COMMAND]
 //

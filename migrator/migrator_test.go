@@ -78,6 +78,11 @@ func TestStoreInUse(t *testing.T) {
 			t.Errorf("%s: gave up after %s", args[0], d)
 		}
 	}
+	// A backup names the way to back up a running product.
+	code, _, stderr := run("backup", "--store", path, "--out", filepath.Join(t.TempDir(), "b.tar.zst"))
+	if code != 1 || !strings.Contains(stderr, "store is in use by another process") || !strings.Contains(stderr, "backup.Handler") {
+		t.Errorf("backup: exit %d, %s", code, stderr)
+	}
 }
 
 const signalChildEnv = "HOOKREG_SIGNAL_CHILD"

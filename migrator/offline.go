@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/failpoint"
@@ -69,31 +71,38 @@ type offlineEvent struct {
 // place. The input is only read; on any failure there is no output file.
 //
 // The hooks the child ran are in the result, also on failure.
-func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineResult, error) {
+func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offlineSeal) (*offlineResult, error) {
 	res := &offlineResult{}
-	in, err := filepath.Abs(inPath)
-	if err != nil {
-		return res, envErrorf("input %s: %w", inPath, err)
-	}
-	f, err := backup.OpenArchive(in)
-	if err != nil {
-		return res, err
-	}
-	defer f.Close()
-	inInfo, err := f.Stat()
-	if err != nil {
-		return res, envErrorf("opening backup: %w", err)
-	}
-	if outInfo, err := os.Stat(out); err == nil && os.SameFile(inInfo, outInfo) {
-		return res, cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
+	fromStdin := inPath == stdio
+	in := ""
+	if !fromStdin {
+		var err error
+		if in, err = filepath.Abs(inPath); err != nil {
+			return res, envErrorf("input %s: %w", inPath, err)
+		}
+		f, err := backup.OpenArchive(in)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		inInfo, err := f.Stat()
+		if err != nil {
+			return res, envErrorf("opening backup: %w", err)
+		}
+		if outInfo, err := os.Stat(out); err == nil && os.SameFile(inInfo, outInfo) {
+			return res, cliflag.Usagef("--%s and --%s name the same file: the input is never modified", flagIn, flagOut)
+		}
 	}
 	if err := backup.CheckOutput(out); err != nil {
 		return res, err
 	}
-	// Refuse what the child would refuse before starting it: a damaged
-	// backup, another product's data, data this release cannot upgrade.
-	if _, err := backup.Check(e.reg, backup.ContextReader(e.ctx, f), inPath); err != nil {
-		return res, err
+	if !fromStdin {
+		// Refuse what the child would refuse before starting it: a
+		// damaged backup, another product's data, data this release
+		// cannot upgrade.
+		if err := checkInput(e, in, inPath, seal); err != nil {
+			return res, err
+		}
 	}
 	exe, err := selfExecutable()
 	if err != nil {
@@ -122,6 +131,17 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	if err := failpoint.Inject("offline.private-dir"); err != nil {
 		return res, err
 	}
+	if fromStdin {
+		// The parent checks the input, then the child reads it: it
+		// waits in the private directory, removed with it.
+		in = filepath.Join(work, "in.tar.zst")
+		if err := spoolTo(e, in); err != nil {
+			return res, err
+		}
+		if err := checkInput(e, in, stdinName, seal); err != nil {
+			return res, err
+		}
+	}
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
 	token := make([]byte, childTokenLen)
@@ -129,7 +149,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 		return res, envErrorf("making the child's token: %w", err)
 	}
 	sum := sha256.Sum256(token)
-	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch, TokenSHA256: hex.EncodeToString(sum[:])})
+	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch, TokenSHA256: hex.EncodeToString(sum[:]), Keys: seal.files, Sign: seal.sign})
 	if err != nil {
 		return res, err
 	}
@@ -204,7 +224,11 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	if err := backup.CheckOutput(out); err != nil {
 		return res, err
 	}
-	if err := os.Rename(result, out); err != nil {
+	if len(seal.recipients) > 0 {
+		if err := sealResult(e, result, out, seal.recipients); err != nil {
+			return res, err
+		}
+	} else if err := os.Rename(result, out); err != nil {
 		return res, envErrorf("moving the result to %s: %w", out, err)
 	}
 	if err := atomicfile.SyncDir(dir); err != nil {
@@ -212,6 +236,82 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool) (*offlineR
 	}
 	res.From, res.To = last.From, m.DataVersion
 	return res, nil
+}
+
+// checkInput refuses the backup at path (named name) when the child would
+// refuse it: damaged, another product's data, data this release cannot
+// upgrade.
+func checkInput(e *env, path, name string, seal offlineSeal) error {
+	f, err := backup.OpenArchive(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var head [64]byte
+	n, _ := io.ReadFull(f, head[:])
+	if archive.Encrypted(head[:n]) && len(seal.recipients) == 0 {
+		return cliflag.Usagef("%s is encrypted, so its upgrade must be: give the output's recipients (--%s, --%s: an age file does not name its recipients, give the same ones), or --%s", name, flagRecipient, flagRecipientsFile, flagPassphraseFile)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return envErrorf("rereading backup %s: %w", name, err)
+	}
+	_, err = backup.CheckSealed(e.reg, backup.ContextReader(e.ctx, f), name, seal.keys)
+	return err
+}
+
+// offlineSeal is how "upgrade --offline --in" opens its input and seals
+// its output: the child decrypts with files and signs with sign; the
+// parent encrypts the checked result to recipients.
+type offlineSeal struct {
+	files      openFiles
+	keys       backup.ReadKeys
+	recipients []age.Recipient
+	sign       string
+}
+
+// sealResult writes the checked result to out encrypted to recipients:
+// a temporary file beside out, renamed into place.
+func sealResult(e *env, result, out string, recipients []age.Recipient) error {
+	in, err := os.Open(result)
+	if err != nil {
+		return envErrorf("reading the result: %w", err)
+	}
+	defer in.Close()
+	f, err := atomicfile.Create(out)
+	if err != nil {
+		return cliflag.Env(err)
+	}
+	defer f.Abort()
+	enc, err := age.Encrypt(f.File, recipients...)
+	if err != nil {
+		return fmt.Errorf("encrypting the result: %w", err)
+	}
+	if _, err := io.Copy(enc, backup.ContextReader(e.ctx, in)); err != nil {
+		return fmt.Errorf("encrypting the result: %w; nothing was written to %s", err, out)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("encrypting the result: %w", err)
+	}
+	return f.Commit()
+}
+
+// spoolTo copies standard input to the new private file path.
+func spoolTo(e *env, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return envErrorf("spooling standard input: %w", err)
+	}
+	_, err = io.Copy(f, backup.ContextReader(e.ctx, e.stdin))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, backup.ErrInterrupted) {
+		return fmt.Errorf("reading standard input: %w", err)
+	}
+	if err != nil {
+		return envErrorf("spooling standard input: %w", err)
+	}
+	return nil
 }
 
 // checkResult verifies the child's archive and that nothing is left pending.
@@ -369,6 +469,10 @@ type childOptions struct {
 	// first on the child's standard input: only a process the migrator
 	// started itself has it.
 	TokenSHA256 string `json:"token_sha256"`
+	// Keys are the files that open the input (file names, not secrets);
+	// Sign the SSH private key file that signs the result.
+	Keys openFiles `json:"keys"`
+	Sign string    `json:"sign,omitempty"`
 }
 
 // childTokenLen is the length of the child's token in bytes.
@@ -553,7 +657,15 @@ func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {
 	if o.RegistryDigest != e.reg.Digest {
 		return envErrorf("the re-executed migrator has registry %s, the parent %s: the program must run the same registry when it is re-executed", e.reg.Digest, o.RegistryDigest)
 	}
-	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.In, o.Out, o.Work, backup.UpgradeOptions{AllowDigestMismatch: o.AllowDigestMismatch})
+	keys, err := o.Keys.keys()
+	if err != nil {
+		return err
+	}
+	_, signer, err := (&sealFlags{sign: o.Sign}).options()
+	if err != nil {
+		return err
+	}
+	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.In, o.Out, o.Work, backup.UpgradeOptions{AllowDigestMismatch: o.AllowDigestMismatch, Keys: keys, Signer: signer})
 	if err != nil {
 		return err
 	}

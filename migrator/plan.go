@@ -53,6 +53,7 @@ type planOptions struct {
 	store  string
 	backup string
 	json   bool
+	keys   openFlags
 }
 
 func (o *planOptions) Flags(fs *flag.FlagSet) {
@@ -60,6 +61,7 @@ func (o *planOptions) Flags(fs *flag.FlagSet) {
 	o.etcd.register(fs)
 	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file` to plan from its manifest")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+	o.keys.register(fs)
 }
 
 func (o *planOptions) Validate(args []string) error {
@@ -75,7 +77,7 @@ var errRefused = errors.New("the upgrade would be refused")
 func (o *planOptions) Run(e *env) error {
 	var r *planReport
 	if o.backup != "" {
-		meta, err := planBackup(e, o.backup)
+		meta, err := planBackup(e, o.backup, o.keys.files())
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package migrator
 
 import (
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 
 	"github.com/hookreg/hookreg/upgrade"
@@ -10,13 +11,17 @@ import (
 // --backup": it verifies the whole archive first (every checksum, the
 // structure, the manifest against the content), so a plan is never made
 // from a damaged backup, then returns what its manifest records.
-func planBackup(e *env, path string) (upgrade.Metadata, error) {
+func planBackup(e *env, path string, files openFiles) (upgrade.Metadata, error) {
+	keys, err := files.keys()
+	if err != nil {
+		return upgrade.Metadata{}, err
+	}
 	f, err := backup.OpenArchive(path)
 	if err != nil {
 		return upgrade.Metadata{}, err
 	}
 	defer f.Close()
-	m, err := backup.Verify(backup.ContextReader(e.ctx, f), path)
+	m, err := backup.VerifySealed(backup.ContextReader(e.ctx, f), path, keys, archive.Handler{})
 	if err != nil {
 		return upgrade.Metadata{}, err
 	}

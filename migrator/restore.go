@@ -17,7 +17,7 @@ func init() {
 		Name:    "restore",
 		Summary: "replace a store and its configuration with a verified backup",
 		Usage: `
-Usage: {{.Prog}} restore FILE --store S [--config DIR] [--force] [--json]
+Usage: {{.Prog}} restore (FILE | -) --store S [--config DIR] [--force] [--json]
 
 Restores the backup FILE into the store S (a bbolt file, created when
 missing, or an etcd store, see below) and its configuration files into the
@@ -54,6 +54,21 @@ writable open removes the unfinished generation. Its configuration files go
 into the store (the table "_config"): --config is refused. A product
 reading through etcd.OpenProduct moves to the new generation.
 
+An encrypted backup is opened with --identity FILE (an age identity file
+or an SSH private key; repeatable; or $HOOKREG_IDENTITY) or
+--passphrase-file FILE; a wrong key is refused before anything is written.
+--trusted-key FILE (SSH public keys, one a line; or $HOOKREG_TRUSTED_KEY)
+requires a signature by one of them: an unsigned backup, or one signed by
+another key, is refused before anything is written, and one whose
+signature does not match its content before anything is swapped in.
+
+FILE - reads the backup from standard input, as it comes out of a pipe
+("ssh host cat b.tar.zst | {{.Prog}} restore - --store S"): into a bbolt
+store in the same single pass, so memory stays bounded and a pipe cut short
+writes nothing; into an etcd store through a private temporary file in
+$TMPDIR (unlinked at once, as large as the archive), since that restore
+reads the archive twice.
+
 Older data restores as it is: "{{.Prog}} plan --store S" then shows its
 pending hooks.
 
@@ -76,6 +91,7 @@ type restoreOptions struct {
 	force  bool
 	json   bool
 	etcd   etcdFlags
+	keys   openFlags
 }
 
 // flagForce lets restore replace a file that is not a bbolt store.
@@ -87,6 +103,7 @@ func (o *restoreOptions) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.force, flagForce, false, "replace --store even when it is not a bbolt store")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 	o.etcd.register(fs)
+	o.keys.register(fs)
 }
 
 func (o *restoreOptions) Validate(args []string) error {
@@ -131,7 +148,11 @@ func (o *restoreOptions) Run(e *env) error {
 	if o.config != "" {
 		to += " and " + o.config
 	}
-	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", o.file, to, summary(m))
+	name := o.file
+	if name == stdio {
+		name = stdinName
+	}
+	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", name, to, summary(m))
 	if len(r.Pending) > 0 {
 		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"%s plan --store %s\")\n", joinInts(r.Pending), e.prog, o.store)
 	}
@@ -140,19 +161,36 @@ func (o *restoreOptions) Run(e *env) error {
 
 // restore restores the backup into a bbolt file or an etcd store.
 func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
-	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress}
+	keys, err := o.keys.files().keys()
+	if err != nil {
+		return nil, err
+	}
+	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, Keys: keys}
 	if isEtcd(o.store) {
 		st, err := openEtcd(e, o.store, &o.etcd, openCreate)
 		if err != nil {
 			return nil, err
 		}
 		defer st.Close()
+		if o.file == stdio {
+			// The etcd restore reads its archive twice: from a
+			// private copy, gone when the process is.
+			f, err := backup.Spool(e.ctx, e.stdin, "")
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			return backup.RestoreEtcdFile(e.ctx, e.reg, f, stdinName, st, opts)
+		}
 		return backup.RestoreEtcd(e.ctx, e.reg, o.file, st, opts)
 	}
 	if !o.force {
 		if err := checkBoltFile(o.store); err != nil {
 			return nil, err
 		}
+	}
+	if o.file == stdio {
+		return backup.RestoreReader(e.ctx, e.reg, e.stdin, stdinName, o.store, opts)
 	}
 	return backup.Restore(e.ctx, e.reg, o.file, o.store, opts)
 }

@@ -41,7 +41,14 @@ it again (before the product starts): once the upgraded backup is verified
 it waits beside S as .S.upgraded.tar.zst until it is swapped in.
 
 --offline --in FILE --out FILE upgrades the backup FILE into a new backup
-in a child process; the input is never modified.
+in a child process; the input is never modified. --in - reads the backup
+from standard input: it is copied into the run's private directory beside
+the output (removed when the run ends), checked, then upgraded. An
+encrypted FILE is opened with --identity or --passphrase-file, a signed one
+checked with --trusted-key (as in "{{.Prog}} help restore"); its output is
+encrypted too, to --recipient/--recipients-file (an age file does not name
+its recipients: give the same ones) or the same --passphrase-file, and
+signed with --sign KEY.
 
 S is a bbolt file path, or an etcd cluster and key prefix:
 etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
@@ -116,6 +123,8 @@ type upgradeOptions struct {
 	allowDigestMismatch bool
 	backupDir           string
 	json                bool
+	keys                openFlags
+	seal                sealFlags
 	// configNew: a one-command offline upgrade without --config of a
 	// store that keeps no configuration files (see configWritten).
 	configNew bool
@@ -127,11 +136,13 @@ func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.online, flagOnline, false, "upgrade the live store --store in place")
 	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the stopped product's --store, or the backup --in into the backup --out")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` of the store")
-	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade offline")
+	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade offline (- for standard input)")
 	fs.StringVar(&o.out, flagOut, "", "the upgraded backup `file` to write")
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed although an applied hook's code changed (recorded)")
 	fs.StringVar(&o.backupDir, flagBackupDir, ".", "--offline --store etcd://...: the `directory` of the pre-upgrade backup")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+	o.keys.register(fs)
+	o.seal.register(fs, false)
 }
 
 func (o *upgradeOptions) Validate(args []string) error {
@@ -153,6 +164,8 @@ func (o *upgradeOptions) Validate(args []string) error {
 		return cliflag.Usagef("--%s is for --%s: a backup carries its configuration files", flagConfig, flagStore)
 	case o.offline && isEtcd(o.store) && o.config != "":
 		return cliflag.Usagef("--%s: an etcd store keeps its configuration files in the store (the table %q); upgrade without --%s", flagConfig, store.ConfigTable, flagConfig)
+	case (len(o.keys.identities) > 0 || len(o.keys.trusted) > 0 || o.keys.passphraseFile != "" || o.seal.encrypts() || o.seal.sign != "") && !(o.offline && o.in != ""):
+		return cliflag.Usagef("--%s, --%s, --%s, --%s, --%s and --%s are for --%s --%s", flagIdentity, flagPassphraseFile, flagTrustedKey, flagRecipient, flagRecipientsFile, flagSign, flagOffline, flagIn)
 	case o.backupDir != "." && !(o.offline && isEtcd(o.store)):
 		return cliflag.Usagef("--%s is for --%s --%s etcd://...: a bbolt store's pre-upgrade backup goes beside it", flagBackupDir, flagOffline, flagStore)
 	}
@@ -252,7 +265,11 @@ func (o *upgradeOptions) runOfflineBackup(e *env) error {
 	if err := checkOut(o.out); err != nil {
 		return err
 	}
-	res, err := runOffline(e, o.in, o.out, o.allowDigestMismatch)
+	seal, err := o.sealing(e)
+	if err != nil {
+		return err
+	}
+	res, err := runOffline(e, o.in, o.out, o.allowDigestMismatch, seal)
 	if !o.json {
 		reportHooks(e.stdout, res.Hooks)
 	}
@@ -262,8 +279,36 @@ func (o *upgradeOptions) runOfflineBackup(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, upgradeReport{In: o.in, Out: o.out, From: res.From, To: res.To, Applied: appliedHooks(res.Hooks)})
 	}
-	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", o.in, o.out, res.From, res.To)
+	name := o.in
+	if name == stdio {
+		name = stdinName
+	}
+	fmt.Fprintf(e.stdout, "upgraded %s to %s: data version %s to %s\n", name, o.out, res.From, res.To)
 	return nil
+}
+
+// sealing reads the keys of "upgrade --offline --in": those that open the
+// input, and those that seal the output. A passphrase opens the input and
+// encrypts the output.
+func (o *upgradeOptions) sealing(e *env) (offlineSeal, error) {
+	s := offlineSeal{files: o.keys.files(), sign: o.seal.sign}
+	var err error
+	if s.keys, err = s.files.keys(); err != nil {
+		return s, err
+	}
+	seal := o.seal
+	if !seal.encrypts() {
+		seal.passphraseFile = o.keys.passphraseFile
+	}
+	if s.recipients, _, err = seal.options(); err != nil {
+		return s, err
+	}
+	if o.seal.sign != "" {
+		if _, _, err := (&sealFlags{sign: o.seal.sign}).options(); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
 }
 
 // appliedHooks lists the hooks the child applied.

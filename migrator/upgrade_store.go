@@ -187,7 +187,7 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress}); err != nil {
 		return false, fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)
 	}
-	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch)
+	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch, offlineSeal{})
 	if !o.json {
 		reportHooks(e.stdout, res.Hooks)
 	}

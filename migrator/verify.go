@@ -24,7 +24,8 @@ func init() {
 Usage: {{.Prog}} verify FILE
        {{.Prog}} verify --json FILE
 
-Reads the backup archive FILE (zstd-compressed or plain tar) to the end and
+Reads the backup archive FILE (zstd-compressed or plain tar; - reads it
+from standard input, as it comes out of a pipe) to the end and
 checks everything a restore checks: every member's sha256 against
 SHA256SUMS, the structure (member names, order, types and sizes; no links,
 devices, absolute or escaping paths, duplicates or unknown members; no
@@ -62,10 +63,12 @@ Example:
 type verifyOptions struct {
 	file string
 	json bool
+	keys openFlags
 }
 
 func (o *verifyOptions) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
+	o.keys.register(fs)
 }
 
 func (o *verifyOptions) Validate(args []string) error {
@@ -77,18 +80,29 @@ func (o *verifyOptions) Validate(args []string) error {
 }
 
 func (o *verifyOptions) Run(e *env) error {
-	f, err := backup.OpenArchive(o.file)
+	keys, err := o.keys.files().keys()
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return cliflag.Env(err)
-	}
-	r := backup.ContextReader(e.ctx, f)
-	if e.progress != nil {
-		r = &verifyProgress{r: r, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
+	name := o.file
+	var r io.Reader
+	if o.file == stdio {
+		name = stdinName
+		r = backup.ContextReader(e.ctx, e.stdin)
+	} else {
+		f, err := backup.OpenArchive(o.file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		info, err := f.Stat()
+		if err != nil {
+			return cliflag.Env(err)
+		}
+		r = backup.ContextReader(e.ctx, f)
+		if e.progress != nil {
+			r = &verifyProgress{r: r, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
+		}
 	}
 	var list *tableList
 	var h archive.Handler
@@ -97,7 +111,7 @@ func (o *verifyOptions) Run(e *env) error {
 		defer list.close()
 		h = archive.Handler{Table: list.start, TableEnd: list.end}
 	}
-	m, err := backup.VerifyWith(r, o.file, h)
+	m, err := backup.VerifySealed(r, name, keys, h)
 	if p, ok := r.(*verifyProgress); ok {
 		p.done()
 	}
@@ -110,7 +124,7 @@ func (o *verifyOptions) Run(e *env) error {
 	if o.json {
 		return writeJSON(e.stdout, archiveReport{Backup: o.file, Manifest: m})
 	}
-	return writeVerifySummary(e.stdout, o.file, m, list)
+	return writeVerifySummary(e.stdout, name, m, list)
 }
 
 // tableList keeps the lines of verify's table list, in path order, as the
