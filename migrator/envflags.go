@@ -20,6 +20,7 @@ var envFlags = []struct{ flag, env string }{
 	{flagEtcdKey, "HOOKREG_ETCD_KEY"},
 	{flagEtcdUser, "HOOKREG_ETCD_USER"},
 	{flagEtcdPasswordFile, "HOOKREG_ETCD_PASSWORD_FILE"},
+	{flagEtcdTimeout, "HOOKREG_ETCD_TIMEOUT"},
 }
 
 // replacesStore are the flags that name the data instead of --store: with
