@@ -174,10 +174,12 @@ func clusterHint(err error) string {
 	switch {
 	case strings.Contains(all, "unknown authority"):
 		return fmt.Sprintf("; give the CA that signed the members' certificates with --%s", flagEtcdCACert)
-	case strings.Contains(all, "does not look like a TLS handshake"):
+	case strings.Contains(all, "does not look like a TLS handshake"), strings.Contains(all, "may serve plain connections"):
 		return fmt.Sprintf("; the members serve plain connections: drop --%s/--%s/--%s, or name the cluster's TLS endpoints", flagEtcdCACert, flagEtcdCert, flagEtcdKey)
 	case strings.Contains(all, "certificate required"), strings.Contains(all, "bad certificate"):
 		return fmt.Sprintf("; the members require a client certificate their CA signed: --%s and --%s", flagEtcdCert, flagEtcdKey)
+	case strings.Contains(all, "may require TLS"):
+		return fmt.Sprintf("; the members serve TLS: give their CA with --%s (and a client certificate with --%s/--%s if they require one)", flagEtcdCACert, flagEtcdCert, flagEtcdKey)
 	case strings.Contains(all, "x509:"), strings.Contains(all, "tls:"):
 		return fmt.Sprintf("; check --%s/--%s/--%s", flagEtcdCACert, flagEtcdCert, flagEtcdKey)
 	case answered > 0 && !leader:

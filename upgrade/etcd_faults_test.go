@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -220,6 +221,81 @@ func onlineUnderFault(t *testing.T, c *etcdtest.Cluster, fault func() (string, e
 	for k := range prod {
 		if _, ok := model[k]; !ok {
 			t.Errorf("product record %s = %q, deleted by its last acknowledged write", k, prod[k])
+		}
+	}
+}
+
+// TestEtcdHookClusterFails: the cluster loses its quorum while an online
+// EachBatch hook runs; the run fails within the request timeout saying
+// that the cluster failed (not the hook), which members answered, and
+// that running again resumes from the last checkpoint; with the members
+// back, the next run resumes there and completes.
+func TestEtcdHookClusterFails(t *testing.T) {
+	faultTests(t)
+	const n = 3000
+	c, err := etcdtest.Start(etcdtest.Config{Members: 3, Processes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints, Prefix: "/lost", Create: true, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(i int) []byte { return fmt.Appendf(nil, "value %d", i) }
+	fill(t, st, n, value)
+	var visited atomic.Int64
+	var killErr error
+	h := hook.Hook{Num: 1, IntroducedIn: "2.0.0", AllowOnline: true, Name: "Bang", Digest: "h1:bang",
+		Func: func(ctx context.Context, tx hook.Tx) error {
+			src, err := tx.Table("src")
+			if err != nil {
+				return err
+			}
+			return hook.EachBatch(ctx, tx, "bang", "src", 10000, func(k, v []byte) error {
+				if visited.Add(1) == n/2 {
+					if killErr = c.Kill(1); killErr == nil {
+						killErr = c.Kill(2)
+					}
+				}
+				return src.Put(k, append(bytes.Clone(v), '!'))
+			})
+		}}
+	reg := registry("2.0.0", h)
+	start := time.Now()
+	_, err = upgrade.Run(context.Background(), st, reg, upgrade.Options{Online: true})
+	took := time.Since(start)
+	if killErr != nil {
+		t.Fatal(killErr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "hook 1 (Bang) stopped because the store's cluster failed, not the hook") ||
+		!strings.Contains(err.Error(), "no leader: 1 of 3 members answered") || !strings.Contains(err.Error(), "running the command again resumes from there") {
+		t.Fatalf("the run without quorum: %v", err)
+	}
+	t.Logf("without quorum the run failed after %s: %v", took.Round(time.Millisecond), err)
+	for _, i := range []int{1, 2} {
+		if err := c.Restart(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	st, err = etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints, Prefix: "/lost", Timeout: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	before := visited.Load()
+	if _, err := upgrade.Run(context.Background(), st, reg, upgrade.Options{Online: true}); err != nil {
+		t.Fatalf("the run with the members back: %v", err)
+	}
+	if again := visited.Load() - before; again >= n {
+		t.Errorf("the second run visited %d records, want fewer than %d (resumed from the checkpoint)", again, n)
+	}
+	got := storetest.Records(t, st, "src")
+	for i := range n {
+		k := fmt.Sprintf("%06d", i)
+		if want := string(value(i)) + "!"; got[k] != want {
+			t.Fatalf("record %s = %q, want %q", k, got[k], want)
 		}
 	}
 }

@@ -14,16 +14,20 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/hookreg/hookreg/store"
 )
 
 // ErrUnavailable is the cluster not answering: no quorum, every member
 // down or paused, or none reachable with the store's TLS settings. An
 // [*UnavailableError] wraps it.
-var ErrUnavailable = errors.New("the cluster is unavailable")
+// It wraps [store.ErrUnavailable].
+var ErrUnavailable = fmt.Errorf("%w: the cluster did not answer", store.ErrUnavailable)
 
 // UnavailableError is a request that failed because the cluster did not
 // answer, with what each member said when asked right after. It wraps
-// [ErrUnavailable] and the request's own error.
+// [ErrUnavailable] (and so [store.ErrUnavailable]) and the request's own
+// error.
 type UnavailableError struct {
 	// Err is the request's error.
 	Err error
@@ -101,6 +105,10 @@ func cause(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "no answer in time (down, paused or cut off)"
 	}
+	var tm *tlsMismatch
+	if errors.As(err, &tm) {
+		return tm.Error()
+	}
 	msg := err.Error()
 	if s, ok := status.FromError(err); ok {
 		msg = s.Message()
@@ -111,6 +119,11 @@ func cause(err error) string {
 		}
 	}
 	msg = strings.Trim(msg, `"`)
+	// "dial tcp 127.0.0.1:2379: connect: ..." names the endpoint the
+	// caller names already.
+	if host, rest, ok := strings.Cut(msg, ": "); ok && strings.Count(host, ":") >= 1 && !strings.Contains(host, " ") {
+		msg = rest
+	}
 	switch {
 	case strings.Contains(msg, "first record does not look like a TLS handshake"):
 		msg += " (the member serves plain connections: TLS is configured for a cluster without it)"
@@ -118,8 +131,8 @@ func cause(err error) string {
 		msg += " (the member requires a client certificate the client did not send or it refused)"
 	case strings.Contains(msg, "unknown authority"):
 		msg += " (the member's certificate is not signed by a trusted CA)"
-	case strings.Contains(msg, "EOF") || strings.Contains(msg, "http2: frame too large") || strings.Contains(msg, "connection reset"):
-		msg += " (if the cluster serves TLS, the client needs its CA)"
+	case strings.Contains(msg, "http2: frame too large"):
+		msg += " (the member may require TLS: a CA to verify it)"
 	}
 	return msg
 }
@@ -159,15 +172,39 @@ func (s *Store) probeOne(ctx context.Context, ep string, timeout time.Duration) 
 			err = context.DeadlineExceeded
 		}
 		m.Err = err
+		// A connection closed at once says little: with TLS, the
+		// member may serve plain connections; without, it may
+		// require TLS.
+		if strings.HasSuffix(err.Error(), "EOF") || strings.HasSuffix(err.Error(), `EOF"`) {
+			if s.opts.TLS != nil {
+				m.Err = &tlsMismatch{err: err, msg: "the member closed the connection in the TLS handshake: it may serve plain connections, without TLS"}
+			} else if !strings.Contains(err.Error(), "authentication handshake") {
+				m.Err = &tlsMismatch{err: err, msg: "the member closed the connection: it may require TLS (a CA to verify it)"}
+			}
+		}
 		return m
 	}
 	m.ID, m.Leader, m.DBSize, m.DBSizeQuota = r.Header.MemberId, r.Leader, r.DbSize, r.DbSizeQuota
 	return m
 }
 
+// tlsMismatch is a connection a member closed at once, with what it
+// likely means.
+type tlsMismatch struct {
+	err error
+	msg string
+}
+
+func (e *tlsMismatch) Error() string { return e.msg + " (" + cause(e.err) + ")" }
+func (e *tlsMismatch) Unwrap() error { return e.err }
+
 // fatal reports whether a member's error is a mistake of the client's
 // configuration that waiting does not mend: TLS.
 func fatal(err error) bool {
+	var tm *tlsMismatch
+	if errors.As(err, &tm) {
+		return true
+	}
 	msg := err.Error()
 	return strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") || strings.Contains(msg, "authentication handshake failed")
 }
@@ -178,6 +215,7 @@ func fatal(err error) bool {
 // [*UnavailableError] naming each member's cause.
 func (s *Store) reachable(ctx context.Context) error {
 	delay := 50 * time.Millisecond
+	allFatal := 0
 	for {
 		ms := s.probe(ctx, probeTimeout)
 		fatals := 0
@@ -190,6 +228,11 @@ func (s *Store) reachable(ctx context.Context) error {
 			}
 		}
 		if fatals == len(ms) {
+			allFatal++
+		} else {
+			allFatal = 0
+		}
+		if allFatal == 2 {
 			return &UnavailableError{Err: errors.New("the client's TLS settings do not fit the cluster"), Members: ms}
 		}
 		select {

@@ -366,6 +366,7 @@ type Store struct {
 	mu        *concurrency.Mutex
 	since     time.Time     // when the lock was taken
 	holder    string        // holderInfo, after the tag in the lock key
+	reached   bool          // Open found a member that knows a leader
 	lost      chan struct{} // closed when the lock's lease is known to be gone
 	lostOnce  sync.Once
 	writer    chan struct{} // one writable transaction at a time
@@ -414,12 +415,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if len(opts.Endpoints) == 0 {
 			return nil, fmt.Errorf("opening store %s: no endpoints", s.name)
 		}
-		cli, err := clientv3.New(clientv3.Config{
+		cfg := clientv3.Config{
 			Endpoints:          opts.Endpoints,
 			DialTimeout:        opts.DialTimeout,
 			TLS:                opts.TLS,
-			Username:           opts.Username,
-			Password:           opts.Password,
 			MaxCallSendMsgSize: s.limits.MaxCallSendBytes,
 			// A member that stops answering (paused, cut off) is
 			// left within seconds, not after the request timeout.
@@ -428,7 +427,25 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			// Every failure reaches the caller as an error; the
 			// client's own log lines would only repeat them on stderr.
 			Logger: zap.NewNop(),
-		})
+		}
+		if opts.Username != "" {
+			// A client with credentials authenticates as it is
+			// dialled, and a failure there says only "context
+			// deadline exceeded": reach the members first.
+			cli, err := clientv3.New(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("opening store %s: %w", s.name, err)
+			}
+			s.cli = cli
+			err = s.reach(ctx)
+			cli.Close()
+			if err != nil {
+				return nil, fmt.Errorf("opening store %s: %w", s.name, err)
+			}
+			s.reached = true
+		}
+		cfg.Username, cfg.Password = opts.Username, opts.Password
+		cli, err := clientv3.New(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("opening store %s: %w", s.name, err)
 		}
@@ -447,15 +464,28 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// reach waits, within the request timeout, for a member that knows a
+// leader: without one (no quorum), or with TLS settings that no member
+// accepts, it fails and says so, rather than a request after the request
+// timeout.
+func (s *Store) reach(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	if err := s.reachable(rctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %w", ctx.Err())
+		}
+		return err
+	}
+	return nil
+}
+
 func (s *Store) open() error {
-	// A member that knows a leader answers first: without one (no
-	// quorum), or with TLS settings that no member accepts, fail now
-	// and say so, rather than after the request timeout.
-	rctx, cancel := s.reqCtx()
-	err := s.reachable(rctx)
-	cancel()
-	if err != nil {
-		return s.interrupted(err)
+	var err error
+	if !s.reached {
+		if err = s.reach(s.ctx); err != nil {
+			return err
+		}
 	}
 	if !s.opts.ReadOnly {
 		if err := s.lock(); err != nil {

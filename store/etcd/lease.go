@@ -100,11 +100,11 @@ type Holder struct {
 
 func (h *Holder) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "held by %s", h.Key)
+	b.WriteString("held by a migrator")
 	if h.Info != "" {
 		fmt.Fprintf(&b, " (%s)", h.Info)
 	}
-	fmt.Fprintf(&b, ", its lease %x expires in %s unless its holder renews it (every %s)", int64(h.Lease), h.TTL, h.Granted/3)
+	fmt.Fprintf(&b, ", lock key %s; its lease expires in %d s unless its holder renews it", h.Key, int64(h.TTL/time.Second))
 	return b.String()
 }
 
