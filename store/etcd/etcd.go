@@ -24,6 +24,7 @@
 //	P/g/G/t/NAME/KEY           the value of KEY in the top-level table NAME
 //	P/g/G/nm/A/B//NAME         the marker of the table NAME nested in A/B (A top-level)
 //	P/g/G/n/A/B/NAME//KEY      the value of KEY in the table A/B/NAME
+//	P/g/G/d                    written by every delete of a product (Product.DeleteMark)
 //	P/lock/LEASE               the migrator's lock (a client/v3/concurrency Mutex)
 //
 // NAME (and A, B) is a table name with every byte outside [A-Za-z0-9._-]
@@ -124,9 +125,33 @@
 // A writable Open also removes the generations that are not current (see
 // Restore).
 //
+// The lease is renewed every third of its TTL by a request of its own,
+// through whichever member answers. A refused Open names the holder (the
+// process, host and time written into the lock key) and the seconds its
+// lease has left.
+//
 // [Store.Status] reports the generation, the revision, the database size
-// against the quota and the cluster's alarms (a full cluster raises
-// NOSPACE, and commits then fail with [ErrNoSpace]).
+// against the quota, the cluster's alarms (a full cluster raises NOSPACE,
+// and commits then fail with [ErrNoSpace]), the members that did not
+// answer and why, the lock's holder and the leftover generations.
+//
+// # Faults
+//
+// The store lives within the context given to Open: when it ends, every
+// request ends at once, and Close still revokes the lock's lease (within a
+// second). Every request is bounded by [Options.RequestTimeout], its
+// retries included, and each attempt by a quarter of it (1-3 s), so a
+// member that stops answering costs an attempt, not the request. etcd's
+// transient errors (leader changed, no leader, request timed out: the
+// client returns them as rpctypes.EtcdError, gRPC code Unknown) and
+// Unavailable are retried with backoff: reads, and a Scan's stream, opened
+// again after the last key it gave. A commit whose answer is lost is sent
+// again only after a read of the lock key says it did not apply (see
+// Transactions). When the cluster does not answer in time, the error is an
+// [*UnavailableError] (it wraps [ErrUnavailable] and
+// [store.ErrUnavailable]) naming the members that answered and the cause
+// of the others ("no leader: 1 of 3 members answered (...)"); Open asks
+// every member first, so no quorum and TLS mistakes fail at once.
 //
 // # Restore
 //
@@ -160,10 +185,12 @@
 // request) and fails on any put or delete it saw; and the switch's txn
 // also compares that no key of G has a mod revision above R (a range
 // compare, which each member evaluates over G's keys once), so no put can
-// slip in between. A delete committed in the
-// milliseconds between the watch's catch-up and the switch's txn is the
-// one change it can miss: etcd compares only keys that exist. The
-// refusal is a [*ChangedError] naming the key; G stays current and G' is
+// slip in between. etcd compares only keys that exist, so a delete leaves
+// nothing to compare: every delete through [Product] also writes the
+// mark P/g/G/d in its txn, which the range compare sees, so no product
+// delete slips in either (a product's own txns that delete add
+// [Product.DeleteMark]). The refusal is a [*ChangedError] naming the key
+// (a delete seen by its mark only names no key); G stays current and G' is
 // removed.
 //
 // # Products

@@ -38,9 +38,15 @@ type ChangedError struct {
 	Deleted bool
 	// Sequence reports a write of the sequence of a table that existed.
 	Sequence bool
+	// ProductDelete reports a delete through [Product] seen by its mark
+	// only: Table and Key are empty.
+	ProductDelete bool
 }
 
 func (e *ChangedError) Error() string {
+	if e.ProductDelete {
+		return fmt.Sprintf("%s: the product deleted a record at revision %d, after revision %d", ErrChanged, e.Revision, e.Since)
+	}
 	what, how := fmt.Sprintf("table %q", e.Table), "written"
 	if len(e.Path) > 1 {
 		what = "table " + e.Table
@@ -69,6 +75,8 @@ func (l layout) changeAt(g int64, k []byte, rev, since, version int64, deleted b
 	rest := strings.TrimPrefix(string(k), l.gen(g))
 	var path []string
 	switch {
+	case string(k) == l.deletes(g):
+		e.ProductDelete, e.Deleted, e.Table = true, true, ""
 	case strings.HasPrefix(rest, "m/"):
 		if name, err := decodeName(rest[len("m/"):]); err == nil {
 			path = []string{name}
