@@ -32,6 +32,9 @@ type RestoreOptions struct {
 	ConfigDir string
 	// Progress receives progress lines about long work; nil is quiet.
 	Progress io.Writer
+	// Warn receives warnings, such as a restore into an etcd cluster
+	// passing half its quota; nil is quiet.
+	Warn io.Writer
 }
 
 // Restore replaces the store file storePath (and opts.ConfigDir) with the

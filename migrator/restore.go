@@ -125,7 +125,7 @@ func (o *restoreOptions) Run(e *env) error {
 
 // restore restores the backup into a bbolt file or an etcd store.
 func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
-	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress}
+	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, Warn: e.stderr}
 	if isEtcd(o.store) {
 		st, err := openEtcd(e, o.store, &o.etcd, openCreate)
 		if err != nil {
