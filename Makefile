@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 60s
 
-.PHONY: demo demo-etcd demo-etcd-steps test testdeps benchdeps cross generate check-generated lint fmt bench fuzz release
+.PHONY: demo demo-etcd demo-etcd-steps test test-faults testdeps benchdeps cross generate check-generated lint fmt bench fuzz release
 
 DEMO := demo
 MIGRATOR := bin/migrator
@@ -58,6 +58,12 @@ test: check-generated cross testdeps
 testdeps:
 	$(GO) list -m all >/dev/null
 	$(GO) mod download golang.org/x/sync@v0.24.0 golang.org/x/sync@v0.25.0
+
+## test-faults: the fault tests of the cluster store, on etcd member
+## processes SIGKILLed and SIGSTOPped (about 2 minutes): make test skips
+## them, CI runs both
+test-faults:
+	HOOKREG_FAULT_TESTS=1 $(GO) test -timeout 0 -count=1 -run 'Fault|ClusterFails' ./upgrade ./migrator ./store/etcd
 
 # PLATFORMS are the targets a release builds besides the host (see
 # RELEASING.md): every package must compile for each of them.

@@ -44,6 +44,9 @@ type RestoreOptions struct {
 	// come from (see [ReadKeys]). A refusal (no identity, a wrong one, an
 	// untrusted signer) comes before anything is written.
 	Keys ReadKeys
+	// Warn receives warnings, such as a restore into an etcd cluster
+	// passing half its quota; nil is quiet.
+	Warn io.Writer
 }
 
 // ErrStoreChanged is wrapped by the refusal of a Restore whose store no

@@ -76,7 +76,7 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 	if _, err := io.Copy(first, ctxReader{ctx, f}); err != nil {
 		return nil, readError(archivePath, err)
 	}
-	if err := checkEtcdSpace(st, m); err != nil {
+	if err := checkEtcdSpace(st, m, opts.Warn); err != nil {
 		return nil, err
 	}
 	if err := failpoint.Inject("restore.checked"); err != nil {
@@ -279,7 +279,11 @@ func EtcdSpaceNeeded(st *etcd.Store, m *archive.Manifest) (int64, error) {
 // quota against DbSize, the file's high-water mark, and bbolt reuses a free
 // page only once no reader holds it and only where a run of free pages is
 // long enough, so the free space cannot be counted on.
-func checkEtcdSpace(st *etcd.Store, m *archive.Manifest) error {
+//
+// A restore that passes half the quota is warned about on warn (each
+// restore or offline upgrade writes the whole data set again, and the old
+// generations' revisions stay until a compaction and a defragmentation).
+func checkEtcdSpace(st *etcd.Store, m *archive.Manifest, warn io.Writer) error {
 	status, err := st.Status()
 	if err != nil {
 		return envErrorf("restoring into %s: %w", st.Name(), err)
@@ -294,6 +298,10 @@ func checkEtcdSpace(st *etcd.Store, m *archive.Manifest) error {
 	if status.DBSizeQuota > 0 && status.DBSize+need > status.DBSizeQuota {
 		return envErrorf("restoring into %s: refused: the restore needs about %d bytes and the cluster's database uses %d of its %d-byte quota (--quota-backend-bytes), %d short: compact and defragment the cluster, or raise its quota",
 			st.Name(), need, status.DBSize, status.DBSizeQuota, status.DBSize+need-status.DBSizeQuota)
+	}
+	if warn != nil && status.DBSizeQuota > 0 && status.DBSize+need > status.DBSizeQuota/2 {
+		fmt.Fprintf(warn, "warning: after this restore the database of %s may use about %d of its %d-byte quota (%d now, about %d more): past half of it; compact away the old revisions and defragment each member (README: the cluster store, Quota)\n",
+			st.Name(), status.DBSize+need, status.DBSizeQuota, status.DBSize, need)
 	}
 	return nil
 }

@@ -173,7 +173,8 @@ func verifyEtcd(t testing.TB, path string, st *etcd.Store) *archive.Manifest {
 // restore over the current data just fits the estimate (less than 512 kB
 // to spare), the restore succeeds without raising the NOSPACE alarm; with
 // a little more data in the cluster, the estimate refuses it before
-// anything is written.
+// anything is written. The restore past half the quota warns, with the
+// figures; the first, into an empty cluster, does not.
 func TestEtcdSpaceQuota(t *testing.T) {
 	const quota, spare = 16 << 20, 512 << 10
 	c, err := etcdtest.Start(etcdtest.Config{Members: 1, QuotaBackendBytes: quota})
@@ -184,8 +185,12 @@ func TestEtcdSpaceQuota(t *testing.T) {
 	st := openEtcd(t, c.Endpoints, etcdtest.Prefix(t))
 	cli := st.Client()
 	arc, want := boltArchive(t, t.TempDir(), "small", smallRecords)
-	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
+	var warned strings.Builder
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{Warn: &warned}); err != nil {
 		t.Fatal(err)
+	}
+	if warned.Len() > 0 {
+		t.Errorf("a restore into an empty cluster warned: %s", warned.String())
 	}
 	need, err := backup.EtcdSpaceNeeded(st, verifyEtcd(t, arc, st))
 	if err != nil {
@@ -226,8 +231,11 @@ func TestEtcdSpaceQuota(t *testing.T) {
 	if before+need > quota {
 		t.Fatalf("padded too far: %d + %d > %d", before, need, quota)
 	}
-	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{Warn: &warned}); err != nil {
 		t.Fatalf("a restore the estimate allows (%d bytes needed on %d of %d): %v", need, before, quota, err)
+	}
+	if !strings.Contains(warned.String(), fmt.Sprintf("of its %d-byte quota", quota)) || !strings.Contains(warned.String(), "past half of it") {
+		t.Errorf("a restore past half the quota: warned %q, want the figures", warned.String())
 	}
 	if got := logicalDump(t, st); got != want {
 		t.Fatalf("after the restore: %.200s", got)

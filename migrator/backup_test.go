@@ -65,8 +65,15 @@ func testRegistry(name string) *hook.Registry {
 			time.Sleep(100 * time.Millisecond)
 			return nil
 		}
+	case "hold":
+		// An online hook that holds the lock until the run ends.
+		fn = func(ctx context.Context, tx hook.Tx) error {
+			os.Stdout.WriteString("ready\n")
+			<-ctx.Done()
+			return ctx.Err()
+		}
 	}
-	r.Hooks = append(slices.Clone(r.Hooks), hook.Hook{Num: 101, IntroducedIn: "5.2.0", Name: "Upgrade" + name, Digest: "h1:test", Func: fn})
+	r.Hooks = append(slices.Clone(r.Hooks), hook.Hook{Num: 101, IntroducedIn: "5.2.0", Name: "Upgrade" + name, Digest: "h1:test", Func: fn, AllowOnline: name == "hold"})
 	r.Digest = r.ComputeDigest()
 	return &r
 }

@@ -22,6 +22,7 @@ var envFlags = []struct{ flag, env string }{
 	{flagEtcdKey, "HOOKREG_ETCD_KEY"},
 	{flagEtcdUser, "HOOKREG_ETCD_USER"},
 	{flagEtcdPasswordFile, "HOOKREG_ETCD_PASSWORD_FILE"},
+	{flagEtcdTimeout, "HOOKREG_ETCD_TIMEOUT"},
 }
 
 // The variables of --identity and --trusted-key, which name files: they

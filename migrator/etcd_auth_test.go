@@ -75,7 +75,12 @@ func TestEtcdTLSAndPassword(t *testing.T) {
 		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "client"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, ca, caKey)
+	writeCert(t, dir, "other-ca", &x509.Certificate{
+		SerialNumber: big.NewInt(4), Subject: pkix.Name{CommonName: "another CA"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}, nil, nil)
 	f := func(name string) string { return filepath.Join(dir, name) }
+	plain, _ := etcdStore(t) // a cluster without TLS
 	c, err := etcdtest.Start(etcdtest.Config{TLS: &etcdtest.TLS{CertFile: f("server.pem"), KeyFile: f("server-key.pem"), ClientCAFile: f("ca.pem")}})
 	if err != nil {
 		t.Fatal(err)
@@ -127,13 +132,23 @@ func TestEtcdTLSAndPassword(t *testing.T) {
 			"env:HOOKREG_ETCD_USER=root", "env:HOOKREG_ETCD_PASSWORD=" + secret, "status", "--store", url}, 0, "cluster: generation 1"},
 		{"a wrong password", append([]string{"status", "--store", url, "--etcd-user", "root", "--etcd-password-file", wrongPw}, tlsFlags...), 2, "authentication failed"},
 		{"no user", append([]string{"status", "--store", url}, tlsFlags...), 2, "permission denied"},
-		{"no client certificate", []string{"env:HOOKREG_ETCD_PASSWORD=" + secret, "status", "--store", url, "--etcd-user", "root", "--etcd-cacert", f("ca.pem")}, 2, "opening store " + url},
+		// A TLS mistake fails at once (well within the 10 s of
+		// --etcd-timeout), naming its cause and the flag to fix.
+		{"no client certificate", []string{"env:HOOKREG_ETCD_PASSWORD=" + secret, "status", "--store", url, "--etcd-user", "root", "--etcd-cacert", f("ca.pem")}, 2, "certificate required"},
+		{"a wrong CA", append([]string{"status", "--store", url, "--etcd-cacert", f("other-ca.pem")}, tlsFlags[2:]...), 2, "certificate signed by unknown authority"},
+		{"TLS against a plain cluster", []string{"status", "--store", plain, "--etcd-cacert", f("ca.pem")}, 2, "it may serve plain connections, without TLS"},
+		{"no TLS against a TLS cluster", []string{"status", "--store", url}, 2, "the members serve TLS: give their CA with --etcd-cacert"},
 	} {
 		start := time.Now()
 		code, out, stderr := runMigrator(t, "example", tc.args...)
+		took := time.Since(start)
 		if code != tc.code || !strings.Contains(out+stderr, tc.want) {
-			t.Errorf("%s: exit %d after %s, want %d and %q:\n%s%s", tc.name, code, time.Since(start).Round(time.Millisecond), tc.code, tc.want, out, stderr)
+			t.Errorf("%s: exit %d after %s, want %d and %q:\n%s%s", tc.name, code, took.Round(time.Millisecond), tc.code, tc.want, out, stderr)
 		}
+		if tc.code != 0 && took > 5*time.Second {
+			t.Errorf("%s: failed after %s, want at once", tc.name, took.Round(time.Millisecond))
+		}
+		t.Logf("%s: exit %d after %s: %s", tc.name, code, took.Round(time.Millisecond), strings.TrimSpace(stderr))
 		if strings.Contains(out+stderr, secret) {
 			t.Errorf("%s shows the password:\n%s%s", tc.name, out, stderr)
 		}

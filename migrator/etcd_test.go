@@ -30,6 +30,7 @@ import (
 var cluster *etcdtest.Cluster
 
 func TestMain(m *testing.M) {
+	etcdtest.MemberMain() // a member process of TestEtcdClusterFaults
 	code := m.Run()
 	etcdtest.CloseShared()
 	os.Exit(code)

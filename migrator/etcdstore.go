@@ -1,6 +1,7 @@
 package migrator
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
@@ -26,7 +28,13 @@ const (
 	flagEtcdKey          = "etcd-key"
 	flagEtcdUser         = "etcd-user"
 	flagEtcdPasswordFile = "etcd-password-file"
+	flagEtcdTimeout      = "etcd-timeout"
 )
+
+// defaultEtcdTimeout is --etcd-timeout's default: etcd's own request
+// timeout is 5 s plus two election timeouts, so a request the cluster
+// answers at all is answered well within it.
+const defaultEtcdTimeout = etcd.DefaultRequestTimeout
 
 // envEtcdPassword holds the password of --etcd-user itself. It has no
 // flag: a command line is visible to every user of the machine.
@@ -41,6 +49,7 @@ func isEtcd(spec string) bool { return strings.HasPrefix(spec, "etcd:") }
 // in --help (the flags have no defaults to show).
 type etcdFlags struct {
 	cacert, cert, key, user, passwordFile string
+	timeout                               time.Duration
 }
 
 func (f *etcdFlags) register(fs *flag.FlagSet) {
@@ -49,6 +58,7 @@ func (f *etcdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.key, flagEtcdKey, "", "etcd:// stores: the client key `file` (PEM)")
 	fs.StringVar(&f.user, flagEtcdUser, "", "etcd:// stores: authenticate as `user`, with the password of --"+flagEtcdPasswordFile+" or $"+envEtcdPassword)
 	fs.StringVar(&f.passwordFile, flagEtcdPasswordFile, "", "etcd:// stores: the `file` holding the password of --"+flagEtcdUser)
+	fs.DurationVar(&f.timeout, flagEtcdTimeout, defaultEtcdTimeout, "etcd:// stores: bound each request to the cluster, its retries through a member's death or an election included, to `duration`; without a quorum a command fails after it, naming the members that answered")
 }
 
 // options returns the connection options of f, reading the files it
@@ -56,6 +66,10 @@ func (f *etcdFlags) register(fs *flag.FlagSet) {
 // never the file's content or the password.
 func (f *etcdFlags) options(getenv func(string) string) (etcd.Options, error) {
 	var opts etcd.Options
+	if f.timeout < 0 {
+		return opts, cliflag.Usagef("--%s %s: want a positive duration, such as 10s", flagEtcdTimeout, f.timeout)
+	}
+	opts.RequestTimeout = f.timeout // 0: the default
 	if (f.cert == "") != (f.key == "") {
 		return opts, cliflag.Usagef("--%s and --%s go together", flagEtcdCert, flagEtcdKey)
 	}
@@ -133,40 +147,123 @@ func openEtcd(e *env, spec string, conn *etcdFlags, mode openMode) (*etcd.Store,
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, envErrorf("%w; run \"%s init --store %s\" first, or check the prefix", err, e.prog, spec)
 	case err != nil:
-		return nil, envErrorf("%w (is the cluster reachable at %s, and are --%s/--%s/--%s, --%s right?)", err, strings.Join(endpoints, ","), flagEtcdCACert, flagEtcdCert, flagEtcdKey, flagEtcdUser)
+		return nil, envErrorf("%w%s", err, clusterHint(err))
 	}
 	return st, nil
 }
 
+// clusterHint tells what to do about a cluster that did not answer, from
+// the causes its members gave: "" when err is no such failure.
+func clusterHint(err error) string {
+	var ue *etcd.UnavailableError
+	if !errors.As(err, &ue) {
+		if errors.Is(err, context.Canceled) {
+			return ""
+		}
+		return fmt.Sprintf("; check --%s/--%s/--%s and --%s", flagEtcdCACert, flagEtcdCert, flagEtcdKey, flagEtcdUser)
+	}
+	all := ""
+	answered, leader := 0, false
+	for _, m := range ue.Members {
+		all += " " + m.Down()
+		if m.Err == nil {
+			answered++
+			leader = leader || m.Leader != 0
+		}
+	}
+	switch {
+	case strings.Contains(all, "unknown authority"):
+		return fmt.Sprintf("; give the CA that signed the members' certificates with --%s", flagEtcdCACert)
+	case strings.Contains(all, "does not look like a TLS handshake"), strings.Contains(all, "may serve plain connections"):
+		return fmt.Sprintf("; the members serve plain connections: drop --%s/--%s/--%s, or name the cluster's TLS endpoints", flagEtcdCACert, flagEtcdCert, flagEtcdKey)
+	case strings.Contains(all, "certificate required"), strings.Contains(all, "bad certificate"):
+		return fmt.Sprintf("; the members require a client certificate their CA signed: --%s and --%s", flagEtcdCert, flagEtcdKey)
+	case strings.Contains(all, "may require TLS"):
+		return fmt.Sprintf("; the members serve TLS: give their CA with --%s (and a client certificate with --%s/--%s if they require one)", flagEtcdCACert, flagEtcdCert, flagEtcdKey)
+	case strings.Contains(all, "x509:"), strings.Contains(all, "tls:"):
+		return fmt.Sprintf("; check --%s/--%s/--%s", flagEtcdCACert, flagEtcdCert, flagEtcdKey)
+	case answered > 0 && !leader:
+		return "; the cluster has lost its quorum: start or repair the members that do not answer, then run again"
+	case answered == 0:
+		return fmt.Sprintf("; start the members, or check the endpoints and --%s (longer: --%s)", flagEtcdCACert, flagEtcdTimeout)
+	}
+	return fmt.Sprintf("; the cluster answers slowly: run again, or raise --%s", flagEtcdTimeout)
+}
+
 // clusterStatus is what status shows of an etcd store's cluster.
 type clusterStatus struct {
-	Generation  int64    `json:"generation"`
-	Revision    int64    `json:"revision"`
-	DBSize      int64    `json:"db_size"`
-	DBSizeQuota int64    `json:"db_size_quota"`
-	Members     int      `json:"members"`
-	Endpoints   int      `json:"endpoints"`
-	Alarms      []string `json:"alarms"`
+	Generation  int64        `json:"generation"`
+	Revision    int64        `json:"revision"`
+	DBSize      int64        `json:"db_size"`
+	DBSizeQuota int64        `json:"db_size_quota"`
+	Members     int          `json:"members"`
+	Endpoints   int          `json:"endpoints"`
+	Down        []memberDown `json:"members_down"`
+	Alarms      []string     `json:"alarms"`
+	Lock        *lockStatus  `json:"lock"`
+	Leftover    []int64      `json:"leftover_generations"`
+}
+
+// memberDown is a member that did not answer status, and why.
+type memberDown struct {
+	Endpoint string `json:"endpoint"`
+	Error    string `json:"error"`
+}
+
+// lockStatus is the migrator holding the store's lock.
+type lockStatus struct {
+	Key       string `json:"key"`
+	Holder    string `json:"holder,omitempty"`
+	Since     string `json:"since,omitempty"`
+	ExpiresIn int64  `json:"expires_in_s"`
 }
 
 func newClusterStatus(s etcd.Status) *clusterStatus {
 	c := &clusterStatus{Generation: s.Generation, Revision: s.Revision, DBSize: s.DBSize, DBSizeQuota: s.DBSizeQuota,
-		Members: s.Members, Endpoints: s.Endpoints, Alarms: s.Alarms}
+		Members: s.Members, Endpoints: s.Endpoints, Alarms: s.Alarms, Down: []memberDown{}, Leftover: s.Leftover}
 	if c.Alarms == nil {
 		c.Alarms = []string{}
+	}
+	if c.Leftover == nil {
+		c.Leftover = []int64{}
+	}
+	for _, m := range s.Down {
+		c.Down = append(c.Down, memberDown{Endpoint: m.Endpoint, Error: m.Down()})
+	}
+	if h := s.Holder; h != nil {
+		c.Lock = &lockStatus{Key: h.Key, Holder: h.Info, ExpiresIn: int64(h.TTL / time.Second)}
+		if !h.Since.IsZero() {
+			c.Lock.Since = h.Since.UTC().Format(time.RFC3339)
+		}
 	}
 	return c
 }
 
-// writeText writes c for people, one line.
+// writeText writes c for people: a line of the cluster, one per member
+// down, one for the lock and one for leftover generations.
 func (c *clusterStatus) writeText(w io.Writer) {
 	fmt.Fprintf(w, "cluster: generation %d, revision %d, database %s of %s quota (%.0f%%), %d of %d members answered",
 		c.Generation, c.Revision, bytesIEC(c.DBSize), bytesIEC(c.DBSizeQuota), 100*float64(c.DBSize)/float64(max(c.DBSizeQuota, 1)), c.Members, c.Endpoints)
 	if len(c.Alarms) == 0 {
 		fmt.Fprintln(w, ", no alarms")
-		return
+	} else {
+		fmt.Fprintf(w, "\nALARMS: %s: writes fail until they are cleared (etcdctl alarm list, compact, defrag, alarm disarm)\n", strings.Join(c.Alarms, "; "))
 	}
-	fmt.Fprintf(w, "\nALARMS: %s: writes fail until they are cleared (etcdctl alarm list, compact, defrag, alarm disarm)\n", strings.Join(c.Alarms, "; "))
+	for _, m := range c.Down {
+		fmt.Fprintf(w, "member %s is DOWN: %s\n", m.Endpoint, m.Error)
+	}
+	if l := c.Lock; l != nil {
+		fmt.Fprintf(w, "lock: held by a migrator")
+		if l.Holder != "" {
+			fmt.Fprintf(w, " (%s)", l.Holder)
+		}
+		fmt.Fprintf(w, ", lease expires in %d s unless renewed (%s)\n", l.ExpiresIn, l.Key)
+	} else {
+		fmt.Fprintln(w, "lock: free")
+	}
+	if len(c.Leftover) > 0 {
+		fmt.Fprintf(w, "leftover generations %v: left by a killed restore or offline upgrade; the next init, restore or upgrade removes them\n", c.Leftover)
+	}
 }
 
 // bytesIEC formats a size: "1.5 MiB".

@@ -47,7 +47,10 @@
 // HOOKREG_ETCD_CACERT, HOOKREG_ETCD_CERT, HOOKREG_ETCD_KEY,
 // HOOKREG_ETCD_USER and HOOKREG_ETCD_PASSWORD_FILE, and HOOKREG_ETCD_PASSWORD
 // holds the password itself (no flag does: a command line is visible to
-// every user of the machine); none of them is ever printed. status, plan,
+// every user of the machine); none of them is ever printed. --etcd-timeout
+// (HOOKREG_ETCD_TIMEOUT, default 10s) bounds each request to the cluster:
+// without a quorum a command fails after it, naming the members that
+// answered. status, plan,
 // dump and backup read an etcd store without its lock, at one revision;
 // init, restore and upgrade take the lock.
 //

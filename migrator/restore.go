@@ -165,7 +165,7 @@ func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, Keys: keys}
+	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, Keys: keys, Warn: e.stderr}
 	if isEtcd(o.store) {
 		st, err := openEtcd(e, o.store, &o.etcd, openCreate)
 		if err != nil {

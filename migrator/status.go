@@ -25,9 +25,13 @@ last_upgrade_hook, pending, applied, online_ok (and refusal when refused).
 An etcd store is opened without its lock, so status runs beside a
 migrator at work; it also shows the cluster: the store's generation, the
 revision read, the database size against the quota, how many members
-answered, and the alarms (a NOSPACE alarm stops every write). With --json,
-they are the object "cluster": generation, revision, db_size,
-db_size_quota, members, endpoints, alarms.
+answered and why the others did not (each member is asked at once, within
+a second), the alarms (a NOSPACE alarm stops every write), the migrator
+holding the lock (its process, since when, and when its lease expires: a
+killed migrator's lock is free then), and the generations a killed restore
+or offline upgrade left. With --json, they are the object "cluster":
+generation, revision, db_size, db_size_quota, members, endpoints,
+members_down, alarms, lock (null when free), leftover_generations.
 
 S is a bbolt file path, or an etcd cluster and key prefix:
 etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
@@ -44,7 +48,9 @@ Example:
 	  ...
 	$ {{.Prog}} status --store {{.EtcdStore}}
 	store {{.EtcdStore}}: product {{.Product}}
-	cluster: generation 1, revision 1874, database 2.1 MiB of 2.0 GiB quota (0%), 3 of 3 members answered, no alarms
+	cluster: generation 1, revision 1874, database 2.1 MiB of 2.0 GiB quota (0%), 2 of 3 members answered, no alarms
+	member 10.0.0.3:2379 is DOWN: connect: connection refused
+	lock: free
 	...
 `,
 		New: func() command { return &statusOptions{} },

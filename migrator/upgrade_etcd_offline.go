@@ -99,7 +99,7 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 	if e.progress != nil {
 		fmt.Fprintf(e.progress, "restoring the upgraded data into %s\n", o.store)
 	}
-	m, err := backup.RestoreEtcd(e.ctx, e.reg, upgraded, st, backup.RestoreOptions{Progress: e.progress}, etcd.IfUnchanged(unchanged))
+	m, err := backup.RestoreEtcd(e.ctx, e.reg, upgraded, st, backup.RestoreOptions{Progress: e.progress, Warn: e.stderr}, etcd.IfUnchanged(unchanged))
 	var changed *etcd.ChangedError
 	if errors.As(err, &changed) {
 		return fmt.Errorf("%s: refused: %w: the product is still writing, and switching to the upgraded data would lose its writes; nothing was changed: stop the product and run the upgrade again", o.store, changed)

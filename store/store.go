@@ -103,6 +103,11 @@ var (
 	// transaction (see [Roomer]) about a transaction beyond the bounds.
 	// Nothing of the transaction was written.
 	ErrTooLarge = errors.New("transaction too large for the store")
+	// ErrUnavailable: the store could not reach its data (a cluster
+	// without quorum, every member down): what is committed stays, the
+	// failed transaction was not written (or its outcome is unknown),
+	// and running again resumes from the last checkpoint.
+	ErrUnavailable = errors.New("the store is unavailable")
 	// SkipTable is returned by a [Walker] table callback to skip the table,
 	// its records and the tables nested in it.
 	SkipTable = errors.New("skip this table")

@@ -73,6 +73,7 @@ type Cluster struct {
 	Endpoints []string
 	members   []*embed.Etcd
 	procs     []*exec.Cmd
+	confs     []member // of procs
 	dir       string
 }
 
@@ -132,6 +133,7 @@ func start(cfg Config) (*Cluster, error) {
 				return nil, err
 			}
 			c.procs = append(c.procs, cmd)
+			c.confs = append(c.confs, m)
 			continue
 		}
 		e, err := embed.StartEtcd(m.config())
@@ -190,6 +192,7 @@ func (c *Cluster) Close() {
 	}
 	for _, p := range c.procs {
 		if p.ProcessState == nil {
+			p.Process.Signal(syscall.SIGCONT)
 			p.Process.Kill()
 			p.Wait()
 		}
@@ -204,6 +207,35 @@ func (c *Cluster) Kill(i int) error {
 		return fmt.Errorf("killing etcd member %d: %w", i, err)
 	}
 	p.Wait()
+	return nil
+}
+
+// Stop SIGSTOPs member i of a cluster of Processes: it keeps its
+// connections open and answers nothing, as a frozen machine or a
+// partition. Cont resumes it.
+func (c *Cluster) Stop(i int) error {
+	if err := c.procs[i].Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pausing etcd member %d: %w", i, err)
+	}
+	return nil
+}
+
+// Cont SIGCONTs member i, paused by Stop.
+func (c *Cluster) Cont(i int) error {
+	if err := c.procs[i].Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("resuming etcd member %d: %w", i, err)
+	}
+	return nil
+}
+
+// Restart starts member i again, killed by Kill, on its data directory
+// and ports.
+func (c *Cluster) Restart(i int) error {
+	cmd, err := c.confs[i].spawn()
+	if err != nil {
+		return err
+	}
+	c.procs[i] = cmd
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -55,11 +56,16 @@ func (o reqOp) pb() *pb.RequestOp {
 	return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(o.key), Value: o.value, IgnoreLease: o.lock}}}
 }
 
-// tagWidth is the length of a commit tag, fixed so that a planned request
-// has the size of the one sent.
+// tagWidth is the length of a commit tag's number, fixed so that a
+// planned request has the size of the one sent; the holder's information
+// (holderInfo, fixed when the lock is taken) follows it.
 const tagWidth = 16
 
-func commitTag(seq uint64) []byte { return fmt.Appendf(nil, "%0*x", tagWidth, seq) }
+// commitTag is the value a commit writes into the lock key: the commit's
+// number and the holder's information.
+func (s *Store) commitTag(seq uint64) []byte {
+	return fmt.Appendf(nil, "%0*x%s", tagWidth, seq, s.holder)
+}
 
 // plan builds the commit's txn: the compares (lock, generation, written
 // keys, read metadata keys, dropped tables) and the operations.
@@ -134,7 +140,7 @@ func (t *Tx) plan() (*request, error) {
 			}
 		}
 	}
-	p.ops = append(p.ops, reqOp{key: t.s.mu.Key(), value: commitTag(0), lock: true})
+	p.ops = append(p.ops, reqOp{key: t.s.mu.Key(), value: t.s.commitTag(0), lock: true})
 	req := &pb.TxnRequest{}
 	for _, c := range p.cmps {
 		req.Compare = append(req.Compare, c.GetCompare())
@@ -201,15 +207,14 @@ func (t *Tx) fits(p *request) error {
 	return nil
 }
 
-// commitAttempts bounds the sends of one commit whose outcome stays
+// commit sends p. When the answer is lost (a member died, an election,
+// a request the cluster timed out) it finds out from the lock key whether
+// the txn applied, and sends it again only when it knows it did not: the
+// compares let at most one send apply. It gives up when the request
+// timeout passes, with [ErrOutcomeUnknown] when a send's outcome is still
 // unknown.
-const commitAttempts = 3
-
-// commit sends p. When the answer is lost it finds out from the lock key
-// whether the txn applied, and sends it again if not: the compares let at
-// most one send apply.
 func (s *Store) commit(p *request, gen int64) error {
-	tag := commitTag(s.seq.Add(1))
+	tag := s.commitTag(s.seq.Add(1))
 	ops := make([]clientv3.Op, len(p.ops))
 	for i, o := range p.ops {
 		if o.lock {
@@ -218,15 +223,15 @@ func (s *Store) commit(p *request, gen int64) error {
 		ops[i] = o.client()
 	}
 	lockKey, current := s.mu.Key(), s.lay.current()
+	ctx, cancel := s.reqCtx()
+	defer cancel()
 	var lastErr error
 	unknown := false
-	for attempt := range commitAttempts {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-		}
-		ctx, cancel := s.reqCtx()
-		resp, err := s.cli.Txn(ctx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(lockKey), clientv3.OpGet(current)).Commit()
-		cancel()
+	delay := 20 * time.Millisecond
+	for {
+		actx, acancel := context.WithTimeout(ctx, s.attempt())
+		resp, err := s.cli.Txn(actx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(lockKey), clientv3.OpGet(current)).Commit()
+		acancel()
 		if err == nil {
 			if resp.Succeeded {
 				return nil
@@ -249,17 +254,36 @@ func (s *Store) commit(p *request, gen int64) error {
 			return s.refusal(p, err)
 		}
 		unknown, lastErr = true, err
-		ctx, cancel = s.reqCtx()
-		g, gerr := s.cli.Get(ctx, lockKey)
-		cancel()
-		if gerr != nil {
-			continue // send again: the compares keep it from applying twice
+		if s.ctx.Err() != nil {
+			return fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())
 		}
-		if len(g.Kvs) > 0 && string(g.Kvs[0].Value) == string(tag) {
+		// Did it apply? Ask, through whichever member answers.
+		var applied bool
+		gerr := s.retry(ctx, func(ctx context.Context) error {
+			g, err := s.cli.Get(ctx, lockKey)
+			if err == nil {
+				applied = len(g.Kvs) > 0 && string(g.Kvs[0].Value) == string(tag)
+			}
+			return err
+		})
+		if gerr != nil {
+			if s.ctx.Err() != nil {
+				return fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())
+			}
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
+		}
+		if applied {
 			return nil
 		}
+		// It did not apply (yet): send it again.
+		var wait time.Duration
+		wait, delay = backoff(delay)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
+		case <-time.After(wait):
+		}
 	}
-	return fmt.Errorf("%w after %d attempts: %w", ErrOutcomeUnknown, commitAttempts, lastErr)
 }
 
 // definite reports whether err is a refusal of the request, which then did

@@ -24,6 +24,7 @@
 //	P/g/G/t/NAME/KEY           the value of KEY in the top-level table NAME
 //	P/g/G/nm/A/B//NAME         the marker of the table NAME nested in A/B (A top-level)
 //	P/g/G/n/A/B/NAME//KEY      the value of KEY in the table A/B/NAME
+//	P/g/G/d                    written by every delete of a product (Product.DeleteMark)
 //	P/lock/LEASE               the migrator's lock (a client/v3/concurrency Mutex)
 //
 // NAME (and A, B) is a table name with every byte outside [A-Za-z0-9._-]
@@ -124,9 +125,33 @@
 // A writable Open also removes the generations that are not current (see
 // Restore).
 //
+// The lease is renewed every third of its TTL by a request of its own,
+// through whichever member answers. A refused Open names the holder (the
+// process, host and time written into the lock key) and the seconds its
+// lease has left.
+//
 // [Store.Status] reports the generation, the revision, the database size
-// against the quota and the cluster's alarms (a full cluster raises
-// NOSPACE, and commits then fail with [ErrNoSpace]).
+// against the quota, the cluster's alarms (a full cluster raises NOSPACE,
+// and commits then fail with [ErrNoSpace]), the members that did not
+// answer and why, the lock's holder and the leftover generations.
+//
+// # Faults
+//
+// The store lives within the context given to Open: when it ends, every
+// request ends at once, and Close still revokes the lock's lease (within a
+// second). Every request is bounded by [Options.RequestTimeout], its
+// retries included, and each attempt by a quarter of it (1-3 s), so a
+// member that stops answering costs an attempt, not the request. etcd's
+// transient errors (leader changed, no leader, request timed out: the
+// client returns them as rpctypes.EtcdError, gRPC code Unknown) and
+// Unavailable are retried with backoff: reads, and a Scan's stream, opened
+// again after the last key it gave. A commit whose answer is lost is sent
+// again only after a read of the lock key says it did not apply (see
+// Transactions). When the cluster does not answer in time, the error is an
+// [*UnavailableError] (it wraps [ErrUnavailable] and
+// [store.ErrUnavailable]) naming the members that answered and the cause
+// of the others ("no leader: 1 of 3 members answered (...)"); Open asks
+// every member first, so no quorum and TLS mistakes fail at once.
 //
 // # Restore
 //
@@ -160,10 +185,12 @@
 // request) and fails on any put or delete it saw; and the switch's txn
 // also compares that no key of G has a mod revision above R (a range
 // compare, which each member evaluates over G's keys once), so no put can
-// slip in between. A delete committed in the
-// milliseconds between the watch's catch-up and the switch's txn is the
-// one change it can miss: etcd compares only keys that exist. The
-// refusal is a [*ChangedError] naming the key; G stays current and G' is
+// slip in between. etcd compares only keys that exist, so a delete leaves
+// nothing to compare: every delete through [Product] also writes the
+// mark P/g/G/d in its txn, which the range compare sees, so no product
+// delete slips in either (a product's own txns that delete add
+// [Product.DeleteMark]). The refusal is a [*ChangedError] naming the key
+// (a delete seen by its mark only names no key); G stays current and G' is
 // removed.
 //
 // # Products
@@ -181,14 +208,13 @@ import (
 	"io/fs"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/hookreg/hookreg/store"
 )
@@ -200,6 +226,15 @@ const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultPageSize       = 1000
+	// DefaultKeepAliveTime and DefaultKeepAliveTimeout are the gRPC
+	// keepalive of a client dialled by Open: a connection that received
+	// nothing for KeepAliveTime is pinged, and closed when the ping has
+	// no answer within KeepAliveTimeout, so a paused or cut-off member's
+	// connection is closed within 13 s. 10 s is gRPC's minimum. Before
+	// that, each attempt of a request ends after a quarter of the
+	// request timeout (at most 3 s) and the next goes to another member.
+	DefaultKeepAliveTime    = 10 * time.Second
+	DefaultKeepAliveTimeout = 3 * time.Second
 )
 
 // etcd's defaults for the limits.
@@ -260,16 +295,26 @@ type Options struct {
 	// holds none; otherwise a missing store is an error wrapping
 	// fs.ErrNotExist.
 	Create bool
-	// Timeout bounds the wait for the lock; DefaultTimeout when zero.
+	// Timeout bounds the wait for another migrator's lock;
+	// DefaultTimeout when zero.
 	Timeout time.Duration
 	// LockTTL is the lease of the lock, whole seconds; DefaultLockTTL
 	// when zero.
 	LockTTL time.Duration
-	// RequestTimeout bounds each request to the cluster;
+	// RequestTimeout bounds each request to the cluster, its retries
+	// through a leader election or a member's death included; each
+	// attempt gets a quarter of it (at most 3 s, at least 1 s), so that a
+	// member that does not answer (paused, cut off) costs one attempt.
+	// Without a quorum a request fails after it with an
+	// [*UnavailableError] naming the members that answered.
 	// DefaultRequestTimeout when zero.
 	RequestTimeout time.Duration
 	// DialTimeout bounds dialling; DefaultDialTimeout when zero.
 	DialTimeout time.Duration
+	// KeepAliveTime and KeepAliveTimeout are the gRPC keepalive of a
+	// client dialled by Open; DefaultKeepAliveTime and
+	// DefaultKeepAliveTimeout when zero.
+	KeepAliveTime, KeepAliveTimeout time.Duration
 	// Limits are the cluster's txn limits.
 	Limits Limits
 	// PageSize is the number of records per paged range read (table
@@ -346,6 +391,11 @@ type Store struct {
 	cancel    context.CancelFunc
 	sess      *concurrency.Session // nil when read-only
 	mu        *concurrency.Mutex
+	since     time.Time     // when the lock was taken
+	holder    string        // holderInfo, after the tag in the lock key
+	reached   bool          // Open found a member that knows a leader
+	lost      chan struct{} // closed when the lock's lease is known to be gone
+	lostOnce  sync.Once
 	writer    chan struct{} // one writable transaction at a time
 	seq       atomic.Uint64 // commit sequence, written to the lock key
 	lastGen   atomic.Int64  // the generation the last transaction saw
@@ -370,6 +420,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.PageSize <= 0 {
 		opts.PageSize = DefaultPageSize
 	}
+	if opts.KeepAliveTime <= 0 {
+		opts.KeepAliveTime = DefaultKeepAliveTime
+	}
+	if opts.KeepAliveTimeout <= 0 {
+		opts.KeepAliveTimeout = DefaultKeepAliveTimeout
+	}
 	prefix := trimPrefix(opts.Prefix)
 	if prefix == "" {
 		return nil, errors.New("opening etcd store: empty prefix")
@@ -386,17 +442,37 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if len(opts.Endpoints) == 0 {
 			return nil, fmt.Errorf("opening store %s: no endpoints", s.name)
 		}
-		cli, err := clientv3.New(clientv3.Config{
+		cfg := clientv3.Config{
 			Endpoints:          opts.Endpoints,
 			DialTimeout:        opts.DialTimeout,
 			TLS:                opts.TLS,
-			Username:           opts.Username,
-			Password:           opts.Password,
 			MaxCallSendMsgSize: s.limits.MaxCallSendBytes,
+			// A member that stops answering (paused, cut off) is
+			// left within seconds, not after the request timeout.
+			DialKeepAliveTime:    opts.KeepAliveTime,
+			DialKeepAliveTimeout: opts.KeepAliveTimeout,
 			// Every failure reaches the caller as an error; the
 			// client's own log lines would only repeat them on stderr.
 			Logger: zap.NewNop(),
-		})
+		}
+		if opts.Username != "" {
+			// A client with credentials authenticates as it is
+			// dialled, and a failure there says only "context
+			// deadline exceeded": reach the members first.
+			cli, err := clientv3.New(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("opening store %s: %w", s.name, err)
+			}
+			s.cli = cli
+			err = s.reach(ctx)
+			cli.Close()
+			if err != nil {
+				return nil, fmt.Errorf("opening store %s: %w", s.name, err)
+			}
+			s.reached = true
+		}
+		cfg.Username, cfg.Password = opts.Username, opts.Password
+		cli, err := clientv3.New(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("opening store %s: %w", s.name, err)
 		}
@@ -404,23 +480,50 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	} else {
 		s.name = "etcd://" + strings.Join(s.cli.Endpoints(), ",") + prefix
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if err := s.open(ctx); err != nil {
+	// The store lives within the caller's context: when it ends, every
+	// request ends at once, and Close still releases the lock.
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.lost = make(chan struct{})
+	if err := s.open(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("opening store %s: %w", s.name, err)
 	}
 	return s, nil
 }
 
-func (s *Store) open(ctx context.Context) error {
-	if !s.opts.ReadOnly {
-		if err := s.lock(ctx); err != nil {
+// reach waits, within the request timeout, for a member that knows a
+// leader: without one (no quorum), or with TLS settings that no member
+// accepts, it fails and says so, rather than a request after the request
+// timeout.
+func (s *Store) reach(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	if err := s.reachable(rctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %w", ctx.Err())
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Store) open() error {
+	var err error
+	if !s.reached {
+		if err = s.reach(s.ctx); err != nil {
 			return err
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
-	resp, err := s.cli.Get(rctx, s.lay.current())
+	if !s.opts.ReadOnly {
+		if err := s.lock(); err != nil {
+			return err
+		}
+	}
+	var resp *clientv3.GetResponse
+	err = s.read(func(ctx context.Context) (err error) {
+		resp, err = s.cli.Get(ctx, s.lay.current())
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -437,46 +540,79 @@ func (s *Store) open(ctx context.Context) error {
 		return fmt.Errorf("no store at this prefix (no key %s): %w", s.lay.current(), fs.ErrNotExist)
 	}
 	// A new store: generation 1, created only if no other store
-	// appeared meanwhile.
-	tresp, err := s.cli.Txn(rctx).
-		If(s.mu.IsOwner(), clientv3.Compare(clientv3.CreateRevision(s.lay.current()), "=", 0)).
-		Then(clientv3.OpPut(s.lay.current(), "1"), clientv3.OpPut(s.lay.genMarker(1), "")).
-		Commit()
+	// appeared meanwhile. A lost answer is sent again: the compare lets
+	// one send apply, and a refusal then finds the store created.
+	var tresp *clientv3.TxnResponse
+	err = s.read(func(ctx context.Context) (err error) {
+		tresp, err = s.cli.Txn(ctx).
+			If(s.mu.IsOwner(), clientv3.Compare(clientv3.CreateRevision(s.lay.current()), "=", 0)).
+			Then(clientv3.OpPut(s.lay.current(), "1"), clientv3.OpPut(s.lay.genMarker(1), "")).
+			Else(clientv3.OpGet(s.lay.current())).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("creating the store: %w", err)
 	}
-	if !tresp.Succeeded {
+	if !tresp.Succeeded && len(tresp.Responses[0].GetResponseRange().Kvs) == 0 {
 		return fmt.Errorf("creating the store: %w", ErrLockLost)
 	}
 	return nil
 }
 
-// lock takes the migrator's lock, waiting at most Options.Timeout.
-func (s *Store) lock(ctx context.Context) error {
-	ttl := max(int(s.opts.LockTTL.Round(time.Second)/time.Second), 1)
-	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(s.ctx))
+// interrupted returns err, or says that the caller's context ended when
+// it did.
+func (s *Store) interrupted(err error) error {
+	if s.ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", s.ctx.Err())
+	}
+	return err
+}
+
+// lock takes the migrator's lock, waiting at most Options.Timeout for
+// another migrator's. The lease is granted and kept alive within the
+// store's context, so the caller's end ends it; keepLease keeps it alive
+// through whichever members answer.
+func (s *Store) lock() error {
+	ttl := max(int64(s.opts.LockTTL.Round(time.Second)/time.Second), 1)
+	var lease clientv3.LeaseID
+	err := s.read(func(ctx context.Context) error {
+		// A grant whose answer was lost leaves a lease nobody keeps
+		// alive: it expires after ttl, holding nothing.
+		resp, err := s.cli.Grant(ctx, ttl)
+		if err == nil {
+			lease = resp.ID
+		}
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("taking the lock: %w", err)
+		return fmt.Errorf("taking the lock (granting its lease): %w", err)
+	}
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithLease(lease), concurrency.WithTTL(int(ttl)), concurrency.WithContext(s.ctx))
+	if err != nil {
+		s.revoke(lease)
+		return fmt.Errorf("taking the lock: %w", s.interrupted(err))
 	}
 	s.sess = sess
+	go s.keepLease(lease, time.Duration(ttl)*time.Second)
 	s.mu = concurrency.NewMutex(sess, s.lay.lockPrefix())
 	deadline := time.Now().Add(s.opts.Timeout)
 	for {
-		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		err := s.mu.TryLock(rctx)
-		cancel()
+		err := s.read(func(ctx context.Context) error { return s.mu.TryLock(ctx) })
 		if err == nil {
+			s.since = time.Now()
+			s.writeHolder()
 			return nil
 		}
 		if !errors.Is(err, concurrency.ErrLocked) {
 			return fmt.Errorf("taking the lock: %w", err)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w (waited %s for the lock %s)", store.ErrInUse, s.opts.Timeout, s.lay.lockPrefix())
+			return fmt.Errorf("%w (waited %s for the lock %s%s)", store.ErrInUse, s.opts.Timeout, s.lay.lockPrefix(), s.holderNote())
 		}
 		select {
-		case <-ctx.Done():
-			return fmt.Errorf("taking the lock: %w", ctx.Err())
+		case <-s.ctx.Done():
+			return fmt.Errorf("taking the lock: interrupted: %w", s.ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -516,13 +652,13 @@ func (s *Store) begin(writable bool) (*Tx, error) {
 		}
 		select {
 		case s.writer <- struct{}{}:
-		case <-s.sess.Done():
+		case <-s.lost:
 			return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, ErrLockLost)
 		case <-s.ctx.Done():
-			return nil, fmt.Errorf("beginning a transaction on %s: store closed", s.name)
+			return nil, fmt.Errorf("beginning a transaction on %s: store closed or interrupted: %w", s.name, s.ctx.Err())
 		}
 		select {
-		case <-s.sess.Done():
+		case <-s.lost:
 			<-s.writer
 			return nil, fmt.Errorf("beginning a transaction on %s: %w", s.name, ErrLockLost)
 		default:
@@ -557,9 +693,9 @@ func (s *Store) pin() (*Tx, error) {
 	markers, nested := s.lay.markers(last), s.lay.nestedMarkers(last)
 	var resp *clientv3.TxnResponse
 	// The read is a Txn, which the client never sends twice; it writes
-	// nothing, so an unavailable member (a leader that just died) is
-	// retried here, within the request timeout.
-	err := retryUnavailable(ctx, func() (err error) {
+	// nothing, so a transient failure (a leader that just died, an
+	// election) is retried here, within the request timeout.
+	err := s.retry(ctx, func(ctx context.Context) (err error) {
 		resp, err = s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.Value(s.lay.current()), "=", fmt.Sprint(last))).
 			Then(clientv3.OpGet(s.lay.current()),
@@ -640,24 +776,6 @@ func (t *Tx) preloaded(path []string) *tableState {
 	return st
 }
 
-// retryUnavailable calls read until it returns anything but
-// codes.Unavailable, or ctx ends. read must write nothing.
-func retryUnavailable(ctx context.Context, read func() error) error {
-	delay := 20 * time.Millisecond
-	for {
-		err := read()
-		if status.Code(err) != codes.Unavailable {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 500*time.Millisecond)
-	}
-}
-
 func (s *Store) reqCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, s.opts.RequestTimeout)
 }
@@ -672,9 +790,11 @@ func (s *Store) Check() error {
 	}
 	defer t.Rollback()
 	var errs []error
-	ctx, cancel := s.reqCtx()
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.lay.genMarker(t.gen), clientv3.WithRev(t.rev), clientv3.WithKeysOnly())
+	var resp *clientv3.GetResponse
+	err = s.read(func(ctx context.Context) (err error) {
+		resp, err = s.cli.Get(ctx, s.lay.genMarker(t.gen), clientv3.WithRev(t.rev), clientv3.WithKeysOnly())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("checking store %s: %w", s.name, err)
 	}
@@ -762,13 +882,15 @@ const maxCheckErrors = 100
 // order, reading PageSize keys at a time.
 func (s *Store) pages(rev int64, from, end string, keysOnly bool, fn func(k, v []byte, modRev int64) error) error {
 	for {
-		ctx, cancel := s.reqCtx()
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(int64(s.opts.PageSize))}
 		if keysOnly {
 			opts = append(opts, clientv3.WithKeysOnly())
 		}
-		resp, err := s.cli.Get(ctx, from, opts...)
-		cancel()
+		var resp *clientv3.GetResponse
+		err := s.read(func(ctx context.Context) (err error) {
+			resp, err = s.cli.Get(ctx, from, opts...)
+			return err
+		})
 		if err != nil {
 			return readError(rev, err)
 		}
@@ -784,13 +906,15 @@ func (s *Store) pages(rev int64, from, end string, keysOnly bool, fn func(k, v [
 	}
 }
 
-// Close implements [store.Store]: it releases the lock (closing the
-// session revokes its lease) and the client if Open dialled it.
+// Close implements [store.Store]: it releases the lock (revoking its
+// lease, within a second, even when the caller's context has ended) and
+// the client if Open dialled it.
 func (s *Store) Close() error {
 	var errs []error
 	if s.sess != nil {
-		if err := s.sess.Close(); err != nil && !errors.Is(err, context.Canceled) {
-			errs = append(errs, fmt.Errorf("releasing the lock: %w", err))
+		s.sess.Orphan()
+		if err := s.revoke(s.sess.Lease()); err != nil {
+			errs = append(errs, fmt.Errorf("releasing the lock (it expires with its lease within %s): %w", s.opts.LockTTL, err))
 		}
 	}
 	if s.cancel != nil {

@@ -20,6 +20,12 @@ func (l layout) genMarker(g int64) string { return l.root + "/gen/" + strconv.Fo
 
 func (l layout) gen(g int64) string { return l.root + "/g/" + strconv.FormatInt(g, 10) + "/" }
 
+// deletes is the key every delete of a product through [Product] also
+// writes, in the same txn: a delete leaves no key for a compare to see,
+// this key's mod revision does (see [IfUnchanged]). No table's key starts
+// with it.
+func (l layout) deletes(g int64) string { return l.gen(g) + "d" }
+
 // markers is the prefix of the top-level table markers of generation g.
 func (l layout) markers(g int64) string { return l.gen(g) + "m/" }
 

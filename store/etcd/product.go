@@ -30,6 +30,10 @@ import (
 //     switch fails with an error wrapping [ErrGenerationChanged] after
 //     moving to the new generation, and the product redoes it from fresh
 //     reads;
+//   - a delete also writes a mark of the generation ([Product.DeleteMark],
+//     which a product's own txns that delete add), so that an offline
+//     upgrade that read the data before it refuses to switch to data that
+//     would bring the record back;
 //   - the product takes no lock: an online upgrade runs while it writes. A
 //     hook's commit that overlaps a product write to the same key is
 //     refused and the hook re-runs from its last checkpoint, so the
@@ -225,7 +229,7 @@ func (p *Product) PutPath(ctx context.Context, path []string, key, value []byte)
 	if len(key) == 0 {
 		return fmt.Errorf("table %s: putting an empty key", pathLabel(path))
 	}
-	return p.write(ctx, path, key, func(ek string) clientv3.Op { return clientv3.OpPut(ek, string(value)) })
+	return p.write(ctx, path, key, false, func(ek string) clientv3.Op { return clientv3.OpPut(ek, string(value)) })
 }
 
 // Delete removes key from table, fenced on the generation.
@@ -235,7 +239,7 @@ func (p *Product) Delete(ctx context.Context, table string, key []byte) error {
 
 // DeletePath removes key from the table at path, fenced as PutPath.
 func (p *Product) DeletePath(ctx context.Context, path []string, key []byte) error {
-	return p.write(ctx, path, key, func(ek string) clientv3.Op { return clientv3.OpDelete(ek) })
+	return p.write(ctx, path, key, true, func(ek string) clientv3.Op { return clientv3.OpDelete(ek) })
 }
 
 // pathLabel names a table in errors: a top-level table's name quoted, a
@@ -267,7 +271,7 @@ func checkPath(path []string) error {
 	return nil
 }
 
-func (p *Product) write(ctx context.Context, path []string, key []byte, op func(ek string) clientv3.Op) error {
+func (p *Product) write(ctx context.Context, path []string, key []byte, del bool, op func(ek string) clientv3.Op) error {
 	if err := checkPath(path); err != nil {
 		return err
 	}
@@ -282,9 +286,13 @@ func (p *Product) write(ctx context.Context, path []string, key []byte, op func(
 		nested = p.lay.marker(g, append(path[:len(path):len(path)], string(key)))
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nested), "=", 0))
 	}
+	ops := []clientv3.Op{op(p.lay.records(g, path) + string(key))}
+	if del {
+		ops = append(ops, p.DeleteMark())
+	}
 	resp, err := p.cli.Txn(ctx).
 		If(cmps...).
-		Then(op(p.lay.records(g, path) + string(key))).
+		Then(ops...).
 		Else(clientv3.OpGet(p.lay.current())).
 		Commit()
 	if err != nil {
@@ -316,6 +324,17 @@ func (p *Product) refused(ctx context.Context, g int64, resp *clientv3.TxnRespon
 		}
 	}
 	return fmt.Errorf("table %s: writing: %w", label, ErrGenerationChanged)
+}
+
+// DeleteMark is the operation that a product's own txn that deletes
+// records adds to its operations (Delete and DeletePath do): it writes a
+// key of the generation that no table holds, so that an offline upgrade's
+// switch to its upgraded data, which compares that no key of the
+// generation was written after its backup, sees the delete too (a
+// deleted key leaves nothing to compare) and refuses to switch rather
+// than bring the record back.
+func (p *Product) DeleteMark() clientv3.Op {
+	return clientv3.OpPut(p.lay.deletes(p.gen.Load()), "")
 }
 
 // NextSequence increments the sequence of the table at path and returns

@@ -122,7 +122,7 @@ func (s *Store) BeginRestore(opts ...RestoreOption) (*Restore, error) {
 	}
 	select {
 	case s.writer <- struct{}{}:
-	case <-s.sess.Done():
+	case <-s.lost:
 		return nil, fmt.Errorf("restoring %s: %w", s.name, ErrLockLost)
 	case <-s.ctx.Done():
 		return nil, fmt.Errorf("restoring %s: store closed", s.name)
@@ -139,9 +139,11 @@ func (s *Store) beginRestore(opts []RestoreOption) (*Restore, error) {
 	if err := s.removeStale(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.reqCtx()
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.lay.current())
+	var resp *clientv3.GetResponse
+	err := s.read(func(ctx context.Context) (err error) {
+		resp, err = s.cli.Get(ctx, s.lay.current())
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -358,13 +360,26 @@ func (r *Restore) commit(p *request) error {
 		ops[i] = o.client()
 	}
 	var lastErr error
-	for attempt := range commitAttempts {
+	// Sent again until the request timeout passes: a member's death or
+	// an election is ridden out.
+	ctx, cancel := s.reqCtx()
+	defer cancel()
+	delay := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			var wait time.Duration
+			wait, delay = backoff(delay)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
-		ctx, cancel := s.reqCtx()
-		resp, err := s.cli.Txn(ctx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(s.lay.current())).Commit()
-		cancel()
+		actx, acancel := context.WithTimeout(ctx, s.attempt())
+		resp, err := s.cli.Txn(actx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(s.lay.current())).Commit()
+		acancel()
 		if err == nil {
 			if resp.Succeeded {
 				return nil
@@ -379,7 +394,7 @@ func (r *Restore) commit(p *request) error {
 		}
 		lastErr = err
 	}
-	return fmt.Errorf("%w after %d attempts: %w", ErrOutcomeUnknown, commitAttempts, lastErr)
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
 }
 
 // CheckRecord refuses, before anything is written, a record of table that
@@ -487,7 +502,7 @@ func (r *Restore) Finish() error {
 	if err := failpoint.Inject("etcd.restore.flipped"); err != nil {
 		return err
 	}
-	if err := r.s.removeGeneration(r.from); err != nil {
+	if err := r.s.removeGeneration(r.s.ctx, r.from); err != nil {
 		return fmt.Errorf("restoring %s: generation %d is current; removing the old generation %d: %w (the next writable open removes it)", r.s.name, r.gen, r.from, err)
 	}
 	return nil
@@ -497,9 +512,11 @@ func (r *Restore) Finish() error {
 // tables and the sums of their records with what was written.
 func (r *Restore) verify() error {
 	s := r.s
-	ctx, cancel := s.reqCtx()
-	resp, err := s.cli.Get(ctx, s.lay.genMarker(r.gen))
-	cancel()
+	var resp *clientv3.GetResponse
+	err := s.read(func(ctx context.Context) (err error) {
+		resp, err = s.cli.Get(ctx, s.lay.genMarker(r.gen))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("verifying generation %d: %w", r.gen, err)
 	}
@@ -594,17 +611,30 @@ func (r *Restore) flip() error {
 		orElse = append(orElse, clientv3.OpGet(old, clientv3.WithPrefix(), clientv3.WithMinModRev(u.rev+1), clientv3.WithLimit(1), clientv3.WithKeysOnly()))
 	}
 	var lastErr error
-	for attempt := range commitAttempts {
+	// Sent again until the request timeout passes: a member's death or
+	// an election is ridden out.
+	ctx, cancel := s.reqCtx()
+	defer cancel()
+	delay := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			var wait time.Duration
+			wait, delay = backoff(delay)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
-		ctx, cancel := s.reqCtx()
-		resp, err := s.cli.Txn(ctx).
+		actx, acancel := context.WithTimeout(ctx, s.attempt())
+		resp, err := s.cli.Txn(actx).
 			If(cmps...).
 			Then(clientv3.OpPut(cur, strconv.FormatInt(r.gen, 10))).
 			Else(orElse...).
 			Commit()
-		cancel()
+		acancel()
 		if err == nil {
 			if resp.Succeeded {
 				return nil
@@ -628,7 +658,7 @@ func (r *Restore) flip() error {
 		}
 		lastErr = err
 	}
-	return fmt.Errorf("switching to generation %d: %w: %w", r.gen, ErrOutcomeUnknown, lastErr)
+	return fmt.Errorf("switching to generation %d: %w: %w", r.gen, ErrOutcomeUnknown, s.unavailable(lastErr))
 }
 
 // Abort removes what the restore wrote, unless Finish made it current; it
@@ -641,7 +671,15 @@ func (r *Restore) Abort() error {
 	r.ended = true
 	defer func() { <-r.s.writer }()
 	r.sender.close()
-	if err := r.s.removeGeneration(r.gen); err != nil {
+	// Interrupted (the caller's context ended), the restore still removes
+	// what it wrote, within a second; the next writable Open removes
+	// what is left.
+	base, cancel := r.s.ctx, context.CancelFunc(func() {})
+	if r.s.ctx.Err() != nil {
+		base, cancel = context.WithTimeout(context.WithoutCancel(r.s.ctx), time.Second)
+	}
+	defer cancel()
+	if err := r.s.removeGeneration(base, r.gen); err != nil {
 		return fmt.Errorf("removing the unfinished generation %d: %w", r.gen, err)
 	}
 	return nil
@@ -734,9 +772,11 @@ func (s *Store) generations() ([]int64, error) {
 // that did not finish left behind, or an old generation whose removal was
 // interrupted. Every writable Open and BeginRestore calls it.
 func (s *Store) removeStale() error {
-	ctx, cancel := s.reqCtx()
-	resp, err := s.cli.Get(ctx, s.lay.current())
-	cancel()
+	var resp *clientv3.GetResponse
+	err := s.read(func(ctx context.Context) (err error) {
+		resp, err = s.cli.Get(ctx, s.lay.current())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("removing stale generations: %w", err)
 	}
@@ -755,7 +795,7 @@ func (s *Store) removeStale() error {
 		if g == cur {
 			continue
 		}
-		if err := s.removeGeneration(g); err != nil {
+		if err := s.removeGeneration(s.ctx, g); err != nil {
 			return fmt.Errorf("removing stale generation %d: %w", g, err)
 		}
 	}
@@ -771,7 +811,7 @@ func (s *Store) removeStale() error {
 // 9.8-18 s to remove that way, 3.4 s now). A compaction that overtakes
 // the stream fails the removal; the chunks deleted stay deleted and the
 // next writable Open removes the rest.
-func (s *Store) removeGeneration(g int64) error {
+func (s *Store) removeGeneration(base context.Context, g int64) error {
 	p := s.lay.gen(g)
 	end := prefixEnd(p)
 	gen := strconv.FormatInt(g, 10)
@@ -780,7 +820,7 @@ func (s *Store) removeGeneration(g int64) error {
 		if err := failpoint.Inject("etcd.restore.delete"); err != nil {
 			return err
 		}
-		ctx, cancel := s.reqCtx()
+		ctx, cancel := context.WithTimeout(base, s.opts.RequestTimeout)
 		tr, err := s.cli.Txn(ctx).If(fence...).Then(op).Commit()
 		cancel()
 		if err != nil {
@@ -792,7 +832,7 @@ func (s *Store) removeGeneration(g int64) error {
 		return failpoint.Inject("etcd.restore.deleted")
 	}
 	from, n := p, 0
-	err := s.streamKeys(p, end, func(k []byte) error {
+	err := s.streamKeys(base, p, end, func(k []byte) error {
 		if n == s.opts.PageSize {
 			if err := remove(clientv3.OpDelete(from, clientv3.WithRange(string(k)))); err != nil {
 				return err
@@ -819,8 +859,8 @@ func (s *Store) removeGeneration(g int64) error {
 // streamKeys calls fn for every key in [from, end), in order, reading the
 // keys only in one stream (page by page on a cluster before v3.7). fn may
 // write meanwhile.
-func (s *Store) streamKeys(from, end string, fn func(k []byte) error) error {
-	ctx, cancel := context.WithCancel(s.ctx)
+func (s *Store) streamKeys(base context.Context, from, end string, fn func(k []byte) error) error {
+	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	ch, err := s.cli.GetStream(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly())
 	if status.Code(err) == codes.Unimplemented {

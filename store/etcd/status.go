@@ -1,8 +1,11 @@
 package etcd
 
 import (
+	"context"
 	"fmt"
 	"slices"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Status describes the store and its cluster, for `migrator status`.
@@ -18,46 +21,75 @@ type Status struct {
 	DBSize, DBSizeQuota int64
 	// Members is the number of members that answered, of Endpoints.
 	Members, Endpoints int
+	// Down are the members that did not answer, each with its cause.
+	Down []Member
 	// Alarms are the cluster's active alarms (such as NOSPACE), one
 	// "member <id>: <alarm>" each.
 	Alarms []string
+	// Holder is the migrator holding the lock, nil when none does.
+	Holder *Holder
+	// Leftover are the generations that exist besides the current one:
+	// what a killed restore or offline upgrade left, which the next
+	// writable Open removes.
+	Leftover []int64
 	// Limits are the txn limits the store obeys.
 	Limits Limits
 }
 
-// Status reads the store's generation and the cluster's sizes, quota and
-// alarms.
+// Status reads the store's generation, its lock's holder, the leftover
+// generations, and the cluster's members, sizes, quota and alarms. Every
+// member is asked at once, each within a second, so a dead or paused
+// member delays it by a second at most.
 func (s *Store) Status() (Status, error) {
+	var ms []Member
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ms = s.probe(s.ctx, probeTimeout)
+	}()
 	t, err := s.pin()
 	if err != nil {
+		<-done
 		return Status{}, fmt.Errorf("reading the status of %s: %w", s.name, err)
 	}
 	tables, err := t.Tables()
 	if err != nil {
+		<-done
 		return Status{}, fmt.Errorf("reading the status of %s: %w", s.name, err)
 	}
 	st := Status{Generation: t.gen, Revision: t.rev, Tables: len(tables), Limits: s.limits}
-	eps := s.cli.Endpoints()
-	st.Endpoints = len(eps)
-	for _, ep := range eps {
-		ctx, cancel := s.reqCtx()
-		r, err := s.cli.Status(ctx, ep)
-		cancel()
-		if err != nil {
+	if st.Holder, err = s.Holder(); err != nil {
+		<-done
+		return st, fmt.Errorf("reading the status of %s: %w", s.name, err)
+	}
+	gens, err := s.generations()
+	if err != nil {
+		<-done
+		return st, fmt.Errorf("reading the status of %s: %w", s.name, err)
+	}
+	for _, g := range gens {
+		if g != t.gen {
+			st.Leftover = append(st.Leftover, g)
+		}
+	}
+	var alarms *clientv3.AlarmResponse
+	err = s.read(func(ctx context.Context) (err error) {
+		alarms, err = s.cli.AlarmList(ctx)
+		return err
+	})
+	<-done
+	st.Endpoints = len(ms)
+	for _, m := range ms {
+		if m.Err != nil {
+			st.Down = append(st.Down, m)
 			continue
 		}
 		st.Members++
-		st.DBSize = max(st.DBSize, r.DbSize)
-		if st.DBSizeQuota == 0 || r.DbSizeQuota < st.DBSizeQuota {
-			st.DBSizeQuota = r.DbSizeQuota
+		st.DBSize = max(st.DBSize, m.DBSize)
+		if st.DBSizeQuota == 0 || m.DBSizeQuota < st.DBSizeQuota {
+			st.DBSizeQuota = m.DBSizeQuota
 		}
 	}
-	if st.Members == 0 {
-		return st, fmt.Errorf("reading the status of %s: no member answered", s.name)
-	}
-	ctx, cancel := s.reqCtx()
-	defer cancel()
-	alarms, err := s.cli.AlarmList(ctx)
 	if err != nil {
 		return st, fmt.Errorf("reading the alarms of %s: %w", s.name, err)
 	}
@@ -76,7 +108,7 @@ func (s *Store) GenerationKeys() (keys, keyBytes int64, err error) {
 	t, err := s.pin()
 	if err == nil {
 		p := s.lay.gen(t.gen)
-		err = s.streamKeys(p, prefixEnd(p), func(k []byte) error {
+		err = s.streamKeys(s.ctx, p, prefixEnd(p), func(k []byte) error {
 			keys++
 			keyBytes += int64(len(k))
 			return nil

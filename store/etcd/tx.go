@@ -186,9 +186,11 @@ func (t *Tx) child(parent *tableState, name string) (*tableState, error) {
 	if known {
 		return st, nil
 	}
-	ctx, cancel := t.s.reqCtx()
-	defer cancel()
-	resp, err := t.s.cli.Get(ctx, t.s.lay.marker(t.gen, st.path), clientv3.WithRev(t.rev))
+	var resp *clientv3.GetResponse
+	err := t.s.read(func(ctx context.Context) (err error) {
+		resp, err = t.s.cli.Get(ctx, t.s.lay.marker(t.gen, st.path), clientv3.WithRev(t.rev))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("table %s: %w", st.label(), readError(t.rev, err))
 	}
@@ -401,7 +403,7 @@ const seqBytes = 20
 func (t *Tx) need() (cmps, ops, size, perWrite int) {
 	root := len(t.s.lay.current())
 	cmps, ops = 2+len(t.metaReads), 1
-	size = 5*(root+tagWidth+elemBytes) + t.wcost + t.rcost
+	size = 5*(root+tagWidth+maxHolder+elemBytes) + t.wcost + t.rcost
 	perWrite = 1
 	for _, st := range t.states {
 		n := len(st.writes)
@@ -565,9 +567,11 @@ func (tb *table) get(key []byte) ([]byte, bool, error) {
 	}
 	t := tb.tx
 	ek := t.s.lay.records(t.gen, tb.st.path) + string(key)
-	ctx, cancel := t.s.reqCtx()
-	defer cancel()
-	resp, err := t.s.cli.Get(ctx, ek, clientv3.WithRev(t.rev))
+	var resp *clientv3.GetResponse
+	err := t.s.read(func(ctx context.Context) (err error) {
+		resp, err = t.s.cli.Get(ctx, ek, clientv3.WithRev(t.rev))
+		return err
+	})
 	if err != nil {
 		return nil, false, fmt.Errorf("table %s: getting key %q: %w", tb.st.label(), truncate(key), readError(t.rev, err))
 	}
@@ -793,8 +797,9 @@ type rangeReader struct {
 	paged  bool // the cluster has no RangeStream
 	limit  int  // the next page's size, when paged
 	ch     clientv3.GetStreamChan
+	sctx   context.Context // the stream's
 	cancel context.CancelFunc
-	quiet  *time.Timer // cancels a stream that sends nothing for RequestTimeout
+	quiet  *time.Timer // cancels a stream that sends nothing for an attempt's time
 }
 
 func (t *Tx) newRangeReader(from, end string, strip int) *rangeReader {
@@ -806,8 +811,36 @@ func (t *Tx) newRangeReader(from, end string, strip int) *rangeReader {
 var pagedReads = false
 
 // next returns the next records at or after from, and whether more may
-// follow.
+// follow. A stream that fails with a transient failure of the cluster (its
+// member died, an election) is opened again from the key after the last
+// one it gave (from), at the same revision, until the request timeout
+// passes without an answer.
 func (r *rangeReader) next(from string) ([]*kv, bool, error) {
+	var failed time.Time // when the stream first failed without an answer since
+	delay := 20 * time.Millisecond
+	for {
+		page, more, err := r.next1(from)
+		if err == nil || !retryable(err) || r.t.s.ctx.Err() != nil {
+			return page, more, err
+		}
+		r.close()
+		if failed.IsZero() {
+			failed = time.Now()
+		}
+		if time.Since(failed) > r.t.s.opts.RequestTimeout {
+			return nil, false, r.t.s.unavailable(err)
+		}
+		var wait time.Duration
+		wait, delay = backoff(delay)
+		select {
+		case <-r.t.s.ctx.Done():
+			return nil, false, r.t.s.interrupted(err)
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *rangeReader) next1(from string) ([]*kv, bool, error) {
 	if r.paged {
 		page, more, err := r.t.page(from, r.end, r.strip, r.limit)
 		r.limit = min(2*r.limit, r.t.s.opts.PageSize)
@@ -820,12 +853,16 @@ func (r *rangeReader) next(from string) ([]*kv, bool, error) {
 			cancel()
 			return r.fallback(from, err)
 		}
-		r.ch, r.cancel = ch, cancel
-		r.quiet = time.AfterFunc(r.t.s.opts.RequestTimeout, cancel)
+		r.ch, r.cancel, r.sctx = ch, cancel, ctx
+		r.quiet = time.AfterFunc(r.t.s.attempt(), cancel)
 	}
-	r.quiet.Reset(r.t.s.opts.RequestTimeout)
+	r.quiet.Reset(r.t.s.attempt())
 	resp, ok := <-r.ch
 	r.quiet.Stop()
+	if r.sctx.Err() != nil && r.t.s.ctx.Err() == nil {
+		// The quiet timer ended a stream that sent nothing.
+		return nil, false, status.Error(codes.Unavailable, "the range stream sent nothing within an attempt's time")
+	}
 	if !ok {
 		return nil, false, nil
 	}
@@ -865,9 +902,11 @@ func (r *rangeReader) close() {
 // page reads up to limit records in [from, end) at rev; keys lose their
 // first strip bytes.
 func (t *Tx) page(from, end string, strip, limit int) ([]*kv, bool, error) {
-	ctx, cancel := t.s.reqCtx()
-	defer cancel()
-	resp, err := t.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(t.rev), clientv3.WithLimit(int64(limit)))
+	var resp *clientv3.GetResponse
+	err := t.s.read(func(ctx context.Context) (err error) {
+		resp, err = t.s.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(t.rev), clientv3.WithLimit(int64(limit)))
+		return err
+	})
 	if err != nil {
 		return nil, false, readError(t.rev, err)
 	}

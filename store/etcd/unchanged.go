@@ -38,9 +38,15 @@ type ChangedError struct {
 	Deleted bool
 	// Sequence reports a write of the sequence of a table that existed.
 	Sequence bool
+	// ProductDelete reports a delete through [Product] seen by its mark
+	// only: Table and Key are empty.
+	ProductDelete bool
 }
 
 func (e *ChangedError) Error() string {
+	if e.ProductDelete {
+		return fmt.Sprintf("%s: the product deleted a record at revision %d, after revision %d", ErrChanged, e.Revision, e.Since)
+	}
 	what, how := fmt.Sprintf("table %q", e.Table), "written"
 	if len(e.Path) > 1 {
 		what = "table " + e.Table
@@ -69,6 +75,8 @@ func (l layout) changeAt(g int64, k []byte, rev, since, version int64, deleted b
 	rest := strings.TrimPrefix(string(k), l.gen(g))
 	var path []string
 	switch {
+	case string(k) == l.deletes(g):
+		e.ProductDelete, e.Deleted, e.Table = true, true, ""
 	case strings.HasPrefix(rest, "m/"):
 		if name, err := decodeName(rest[len("m/"):]); err == nil {
 			path = []string{name}
@@ -133,9 +141,11 @@ func (s *Store) WatchUnchanged(rev int64) (*Unchanged, error) {
 	if s.sess == nil {
 		return nil, fmt.Errorf("watching %s for changes: %w", s.name, store.ErrReadOnly)
 	}
-	ctx, cancel := s.reqCtx()
-	resp, err := s.cli.Get(ctx, s.lay.current())
-	cancel()
+	var resp *clientv3.GetResponse
+	err := s.read(func(ctx context.Context) (err error) {
+		resp, err = s.cli.Get(ctx, s.lay.current())
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("watching %s for changes: %w", s.name, err)
 	}
@@ -151,9 +161,10 @@ func (s *Store) WatchUnchanged(rev int64) (*Unchanged, error) {
 	}
 	// A watch from a compacted revision is created, then canceled: find
 	// out now, with a read at the revision.
-	ctx, cancel = s.reqCtx()
-	_, err = s.cli.Get(ctx, s.lay.current(), clientv3.WithRev(rev), clientv3.WithCountOnly())
-	cancel()
+	err = s.read(func(ctx context.Context) error {
+		_, err := s.cli.Get(ctx, s.lay.current(), clientv3.WithRev(rev), clientv3.WithCountOnly())
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("watching %s for changes after revision %d: %w", s.name, rev, err)
 	}
@@ -219,13 +230,17 @@ func (u *Unchanged) Revision() int64 { return u.rev }
 // serving the watch for a progress notification, which comes once the
 // watch has delivered every event up to the member's revision.
 func (u *Unchanged) Check() error {
-	ctx, cancel := u.s.reqCtx()
-	defer cancel()
-	resp, err := u.s.cli.Get(ctx, u.s.lay.current())
+	var resp *clientv3.GetResponse
+	err := u.s.read(func(ctx context.Context) (err error) {
+		resp, err = u.s.cli.Get(ctx, u.s.lay.current())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("checking for changes after revision %d: %w", u.rev, err)
 	}
 	now := resp.Header.Revision
+	ctx, cancel := u.s.reqCtx()
+	defer cancel()
 	for {
 		u.mu.Lock()
 		changed, werr, synced, tick := u.changed, u.err, u.synced, u.tick

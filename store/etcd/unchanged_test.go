@@ -40,6 +40,14 @@ func TestRestoreIfUnchanged(t *testing.T) {
 			_, err := cli.Put(context.Background(), gen+"t/users/bob", "product")
 			return err
 		}, `table "users", key "bob" was written at revision`},
+		{"product delete after the check", "etcd.restore.unchanged", func(cli *clientv3.Client, gen string) error {
+			p, err := OpenProduct(context.Background(), cli, strings.TrimSuffix(gen, "/g/1/"), nil)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			return p.Delete(context.Background(), "users", []byte("bob"))
+		}, `the product deleted a record at revision`},
 		{"table created", "etcd.restore.verified", func(cli *clientv3.Client, gen string) error {
 			_, err := cli.Put(context.Background(), gen+"m/sessions", "")
 			return err

@@ -1,0 +1,175 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/store"
+)
+
+// TestRetryable: etcd's transient errors, as the client returns them
+// (rpctypes.EtcdError, whose gRPC code is Unknown), and Unavailable are
+// retried; refusals are not.
+func TestRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{rpctypes.Error(rpctypes.ErrGRPCLeaderChanged), true},
+		{rpctypes.Error(rpctypes.ErrGRPCNoLeader), true},
+		{rpctypes.Error(rpctypes.ErrGRPCTimeout), true},
+		{rpctypes.Error(rpctypes.ErrGRPCTimeoutDueToLeaderFail), true},
+		{rpctypes.Error(rpctypes.ErrGRPCStopped), true},
+		{rpctypes.Error(rpctypes.ErrGRPCRequestTooManyRequests), true},
+		{fmt.Errorf("reading: %w", rpctypes.Error(rpctypes.ErrGRPCLeaderChanged)), true},
+		{status.Error(codes.Unavailable, "connection refused"), true},
+		{rpctypes.Error(rpctypes.ErrGRPCCompacted), false},
+		{rpctypes.Error(rpctypes.ErrGRPCNoSpace), false},
+		{rpctypes.Error(rpctypes.ErrGRPCTooManyOps), false},
+		{rpctypes.Error(rpctypes.ErrGRPCPermissionDenied), false},
+		{context.Canceled, false},
+		{errors.New("boom"), false},
+	} {
+		if got := retryable(tc.err); got != tc.want {
+			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestScanResumes: the member streaming a Scan dies after its first
+// chunk (the stream fails with Unavailable); the Scan opens the stream
+// again after the last key it gave, at the same revision, and visits every
+// record exactly once.
+func TestScanResumes(t *testing.T) {
+	var streams, broken atomic.Int64
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			cs, err := streamer(ctx, desc, cc, method, opts...)
+			if err != nil || method != "/etcdserverpb.KV/RangeStream" {
+				return cs, err
+			}
+			streams.Add(1)
+			return &dyingStream{ClientStream: cs, broken: &broken}, nil
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	st := open(t, Options{Client: cli})
+	const n = 300
+	value := bytes.Repeat([]byte("v"), 20000) // 6 MB: several chunks
+	for i := 0; i < n; i += 50 {
+		tx := begin(t, st, true)
+		tb, err := tx.CreateTable("t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := i; j < i+50; j++ {
+			if err := tb.Put(fmt.Appendf(nil, "%04d", j), value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := begin(t, st, false)
+	tb, err := tx.Table("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams.Store(0)
+	i := 0
+	err = tb.Scan(nil, func(k, v []byte) error {
+		if want := fmt.Sprintf("%04d", i); string(k) != want || !bytes.Equal(v, value) {
+			return fmt.Errorf("record %d: key %q (%d bytes), want %q", i, k, len(v), want)
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != n {
+		t.Fatalf("scan through a dying stream: %v after %d records, want %d", err, i, n)
+	}
+	if broken.Load() != 1 || streams.Load() < 2 {
+		t.Errorf("%d streams, %d broken: want the first broken and another opened", streams.Load(), broken.Load())
+	}
+}
+
+// dyingStream fails the first stream of the test after its first message,
+// as when the member serving it dies.
+type dyingStream struct {
+	grpc.ClientStream
+	broken *atomic.Int64
+	msgs   int
+}
+
+func (s *dyingStream) RecvMsg(m any) error {
+	if s.msgs == 1 && s.broken.CompareAndSwap(0, 1) {
+		return status.Error(codes.Unavailable, "test: the member died")
+	}
+	s.msgs++
+	return s.ClientStream.RecvMsg(m)
+}
+
+// TestFaultNoQuorum, on a cluster of three member processes two of which
+// are killed: a commit fails within the request timeout (plus a second to
+// ask the members) with ErrUnavailable naming the members; an Open fails
+// the same way; an Open whose context ends returns at once.
+func TestFaultNoQuorum(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 2 * time.Second})
+	for _, i := range []int{0, 1} {
+		if err := c.Kill(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	tx, err := st.Begin(true)
+	if err == nil {
+		var tb store.Table
+		if tb, err = tx.CreateTable("t"); err == nil {
+			if err = tb.Put([]byte("k"), []byte("v")); err == nil {
+				err = tx.Commit()
+			}
+		}
+		tx.Rollback()
+	}
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "no leader: 1 of 3 members answered") || took > 3500*time.Millisecond {
+		t.Errorf("a transaction without quorum: %v after %s, want ErrUnavailable within 2 s + 1.5 s", err, took)
+	}
+	t.Logf("a transaction without quorum failed after %s: %v", took.Round(time.Millisecond), err)
+
+	start = time.Now()
+	_, err = Open(context.Background(), Options{Endpoints: c.Endpoints, Prefix: prefix(t), RequestTimeout: 2 * time.Second})
+	took = time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "members answered") || took > 3500*time.Millisecond {
+		t.Errorf("Open without quorum: %v after %s, want ErrUnavailable within 2 s + 1.5 s", err, took)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start = time.Now()
+	_, err = Open(ctx, Options{Endpoints: c.Endpoints, Prefix: prefix(t)})
+	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), "interrupted") || took > 2*time.Second {
+		t.Errorf("Open without quorum, its context canceled after 300 ms: %v after %s, want interrupted within 2 s", err, took)
+	}
+}
