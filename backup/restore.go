@@ -702,6 +702,10 @@ func (p *pipe) flush() error {
 	select {
 	case p.ch <- p.batch:
 	case <-p.quit:
+		// The loader failed (a full disk, a file size limit): it waits
+		// for the channel to close, not for more batches.
+		p.ended = true
+		close(p.ch)
 		<-p.done
 		return p.err
 	}

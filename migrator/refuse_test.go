@@ -457,3 +457,53 @@ func TestSignals(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteFailsMidLoad: when writing the new store fails in the middle
+// of the load (here a file size limit, as a full disk after the
+// free-space check or a quota would), restore and the one-command offline
+// upgrade stop with the write's error, exit 1, and leave the store and
+// the directory as they were: no hang waiting on the failed loader, no
+// temporary store left filling the disk.
+func TestWriteFailsMidLoad(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(t.TempDir(), "src.db")
+	buildStore(t, src, "5.0.0", example.Size{Users: 40000, Rules: 40000})
+	archivePath := filepath.Join(t.TempDir(), "b.tar.zst")
+	if code, _, stderr := runMigrator(t, "example", "backup", "--store", src, "--out", archivePath); code != 0 {
+		t.Fatalf("backup: %s", stderr)
+	}
+	db := filepath.Join(dir, "broker.db")
+	buildStore(t, db, "5.0.0", example.Small)
+	for _, args := range [][]string{
+		{"restore", archivePath, "--store", db},
+		{"upgrade", "--offline", "--in", archivePath, "--out", filepath.Join(dir, "out.tar.zst")},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			before := dirtest.Snapshot(t, dir)
+			// The limit (in KiB) lets the small files of the run through
+			// and stops the new store of the large backup.
+			cmd := migratorCmd(t, "example")
+			cmd.Args = append([]string{"sh", "-c", `ulimit -f 4096 && exec "$0" "$@"`, cmd.Path}, args...)
+			cmd.Path = "/bin/sh"
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+			cmd.Wait()
+			stop()
+			if ctx.Err() != nil {
+				t.Fatalf("%q hangs after its write failed: %s", args, stderr.String())
+			}
+			if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "file too large") {
+				t.Errorf("exit %d, stderr %q; want exit 1 and the write's error", code, stderr.String())
+			}
+			if after := dirtest.Snapshot(t, dir); after != before {
+				t.Errorf("the files changed:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
