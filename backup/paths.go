@@ -234,15 +234,35 @@ func lockDir(dir string) (*os.File, error) {
 // holding dir, and that file system's id; tests replace it.
 var freeSpace = fileSystemSpace
 
-// Free space a restore needs, from the sizes an archive declares (which
-// its reader enforces): the store takes up to storeFactor times its
-// records' encoded size (bbolt's pages are partly filled, and its
-// freelist and branch pages add to it), plus a fixed margin for
-// everything else on the file system.
+// What a bbolt store built by a restore takes, beyond its records' encoded
+// bytes (archive.RecordSize): each record's leaf element, each table's
+// bucket header, element and inline page (a table of a few records lives
+// inline in its parent's page), the meta and freelist pages, and the
+// pages' unused tails (the loader fills pages in key order, to about
+// three quarters and more: counted as a third more).
 const (
-	storeFactor = 2
-	spaceMargin = 64 << 20
+	recordOverhead = 16
+	tableOverhead  = 64
+	storePages     = 16 * 4096
+	fileBlock      = 4096 // a configuration file takes whole blocks
 )
+
+// storeSpace estimates the bytes of the store a restore of m builds, with
+// a margin proportional to it (an eighth, and 1 MiB): tiny records cost
+// several times their encoded bytes, many tables more than their
+// records, and neither a small backup nor a large one gets a fixed margin
+// that is wrong for the other.
+func storeSpace(m *archiveSizes) uint64 {
+	need := (m.tables + recordOverhead*m.records + tableOverhead*m.tableCount) * 4 / 3
+	need += storePages
+	return need + need/8 + 1<<20
+}
+
+// configSpace is storeSpace for the configuration files.
+func configSpace(m *archiveSizes) uint64 {
+	need := m.config + fileBlock*m.files
+	return need + need/8 + 1<<20
+}
 
 // checkSpace refuses a restore of m whose declared data would not fit in
 // the free space of the destinations, before anything is written.
@@ -251,7 +271,7 @@ func checkSpace(m *archiveSizes, storeDir, configParent string) error {
 	if err != nil {
 		return envErrorf("%w", err)
 	}
-	need := map[fsID]uint64{storeFS: storeFactor*m.tables + spaceMargin}
+	need := map[fsID]uint64{storeFS: storeSpace(m)}
 	avail := map[fsID]uint64{storeFS: storeAvail}
 	where := map[fsID]string{storeFS: storeDir}
 	if configParent != "" {
@@ -259,11 +279,10 @@ func checkSpace(m *archiveSizes, storeDir, configParent string) error {
 		if err != nil {
 			return envErrorf("%w", err)
 		}
-		need[id] += m.config
+		need[id] += configSpace(m)
 		avail[id] = a
 		if where[id] == "" {
 			where[id] = configParent
-			need[id] += spaceMargin
 		}
 	}
 	for id, n := range need {
@@ -275,8 +294,9 @@ func checkSpace(m *archiveSizes, storeDir, configParent string) error {
 	return nil
 }
 
-// archiveSizes are the data sizes a manifest declares.
-type archiveSizes struct{ tables, config uint64 }
+// archiveSizes are the data sizes a manifest declares: its tables' bytes,
+// records and tables, and its configuration files' bytes and number.
+type archiveSizes struct{ tables, records, tableCount, config, files uint64 }
 
 // ctxReader fails reads once ctx is done: a long read of an archive stops
 // at the next read, with ctx's error.

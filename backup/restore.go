@@ -237,7 +237,7 @@ func (l *loading) manifest(m archive.Manifest) error {
 	if checkManifest(l.reg, &m, l.name) != nil {
 		return nil
 	}
-	sizes := archiveSizes{tables: uint64(m.DataBytes)}
+	sizes := archiveSizes{tables: uint64(m.DataBytes), records: uint64(m.RecordCount), tableCount: uint64(m.TableCount), files: uint64(len(m.Config))}
 	for _, c := range m.Config {
 		sizes.config += uint64(c.Size)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -75,10 +76,18 @@ func TestRestoreFreeSpace(t *testing.T) {
 	db := filepath.Join(dir, "broker.db")
 	real := freeSpace
 	t.Cleanup(func() { freeSpace = real })
+	m, err := Verify(mustOpen(t, archivePath), archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := storeSpace(&archiveSizes{tables: uint64(m.DataBytes), records: uint64(m.RecordCount), tableCount: uint64(m.TableCount)})
+	if need > 4<<20 {
+		t.Errorf("a backup of %d bytes of records needs %d bytes free: the estimate is not proportional to the data", m.DataBytes, need)
+	}
 	for _, c := range []struct {
 		avail uint64
 		ok    bool
-	}{{spaceMargin, false}, {spaceMargin + 1<<20, true}} {
+	}{{need - 1, false}, {need, true}} {
 		freeSpace = func(dir string) (uint64, fsID, error) {
 			_, fsid, err := real(dir)
 			return c.avail, fsid, err
@@ -466,4 +475,91 @@ func usersBytes(t *testing.T, data []byte) uint64 {
 		t.Fatal(err)
 	}
 	return uint64(size)
+}
+
+func mustOpen(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestStoreSpaceCovers: the free space a restore asks for covers the
+// store it builds, for the shapes that cost the most beyond their encoded
+// bytes: tiny records, and many small nested tables.
+func TestStoreSpaceCovers(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fill func(tx store.Tx) error
+	}{
+		{"tiny records", func(tx store.Tx) error {
+			tb, err := tx.CreateTable("tiny")
+			if err != nil {
+				return err
+			}
+			for i := range 100000 {
+				if err := tb.Put(binary.BigEndian.AppendUint32(nil, uint32(i)), []byte{1}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"many tables", func(tx store.Tx) error {
+			top, err := tx.CreateTable("top")
+			if err != nil {
+				return err
+			}
+			for i := range 20000 {
+				tb, err := top.CreateTable(fmt.Sprint(i))
+				if err != nil {
+					return err
+				}
+				if err := tb.Put([]byte("k"), []byte("v")); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "src.db")
+			st, err := bolt.Open(src, bolt.Options{Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, _ := st.Begin(true)
+			if err := c.fill(tx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "b.tar")
+			if _, err := WriteFile(context.Background(), st, generated.Registry, out, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			m, err := Verify(mustOpen(t, out), out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := filepath.Join(dir, "dst.db")
+			if _, err := Restore(context.Background(), generated.Registry, out, dst, RestoreOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			info, err := os.Stat(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			need := storeSpace(&archiveSizes{tables: uint64(m.DataBytes), records: uint64(m.RecordCount), tableCount: uint64(m.TableCount)})
+			if uint64(info.Size()) > need {
+				t.Errorf("the restored store takes %d bytes; the restore asked for %d free (%d bytes of records declared)", info.Size(), need, m.DataBytes)
+			}
+			t.Logf("store %d bytes, estimate %d, records %d bytes: %.2fx", info.Size(), need, m.DataBytes, float64(need)/float64(info.Size()))
+		})
+	}
 }
