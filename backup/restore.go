@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/atomicfile"
@@ -611,14 +613,17 @@ func (b *build) checkNew() error {
 // goroutine to a goroutine that loads them into bbolt, in batches, so that
 // the two overlap on two cores. A batch holds the tables that start among
 // its records too, so that many small tables travel together rather than a
-// batch (and a hand-over between the goroutines) each. Memory: a few
-// batches of at most pipeBatchBytes of records and table names, and the
-// chunks they point into (the reader does not reuse them).
+// batch (and a hand-over between the goroutines) each. Memory: batches of
+// at most pipeBatchBytes of records and table names (or one larger
+// record), queued up to pipeBatches of them and pipeQueueBytes (so that
+// large values queue one at a time), and the chunks they point into (the
+// reader does not reuse them).
 type pipe struct {
 	l     *bolt.Loader
 	batch *loadBatch
 	bytes int
 	ch    chan *loadBatch
+	room  *semaphore.Weighted // bytes of the queued batches
 	done  chan struct{}
 	err   error // the loader's error, read after done is closed
 	quit  chan struct{}
@@ -630,10 +635,11 @@ type pipe struct {
 }
 
 // loadBatch is records to add and the tables to start or go back to
-// among them.
+// among them, and what it takes of the queue's room.
 type loadBatch struct {
 	records [][2][]byte
 	tables  []loadTable
+	weight  int64
 }
 
 // loadTable is a table to start (with its sequence) or go back to before
@@ -649,19 +655,20 @@ const (
 	pipeBatchBytes   = 1 << 20
 	pipeBatchRecords = 4096 // records and tables
 	pipeBatches      = 4
+	pipeQueueBytes   = pipeBatches * pipeBatchBytes
 )
 
 func newPipe(l *bolt.Loader) *pipe {
-	p := &pipe{l: l, ch: make(chan *loadBatch, pipeBatches), done: make(chan struct{}), quit: make(chan struct{})}
+	p := &pipe{l: l, ch: make(chan *loadBatch, pipeBatches), room: semaphore.NewWeighted(pipeQueueBytes), done: make(chan struct{}), quit: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		for bt := range p.ch {
-			if p.err != nil || p.stop.Load() {
-				continue
+			if p.err == nil && !p.stop.Load() {
+				if p.err = p.load(bt); p.err != nil {
+					close(p.quit)
+				}
 			}
-			if p.err = p.load(bt); p.err != nil {
-				close(p.quit)
-			}
+			p.room.Release(bt.weight)
 		}
 	}()
 	return p
@@ -677,7 +684,9 @@ func (p *pipe) load(bt *loadBatch) error {
 			}
 			tables = tables[1:]
 		}
-		if err := p.l.Record(kv[0], kv[1]); err != nil {
+		// The records point into archive chunks, which the reader
+		// never reuses: no copy.
+		if err := p.l.RecordRef(kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
@@ -699,9 +708,17 @@ func (p *pipe) flush() error {
 	if err := failpoint.Inject("restore.batch"); err != nil {
 		return err
 	}
+	// Wait for room in the queue: the loader releases it as it loads,
+	// and always releases it all before it fails, so this never waits on
+	// a failed loader for more than the batch it was loading.
+	p.batch.weight = min(int64(p.bytes), pipeQueueBytes)
+	if err := p.room.Acquire(context.Background(), p.batch.weight); err != nil {
+		return err
+	}
 	select {
 	case p.ch <- p.batch:
 	case <-p.quit:
+		p.room.Release(p.batch.weight)
 		// The loader failed (a full disk, a file size limit): it waits
 		// for the channel to close, not for more batches.
 		p.ended = true

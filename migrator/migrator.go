@@ -84,6 +84,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -189,6 +190,14 @@ func Main(reg *hook.Registry, args []string, stdin io.Reader, stdout, stderr io.
 // the product's CLI routes them), Main runs the child instead and exits
 // the process: see "upgrade --offline".
 func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// What the commands keep is bounded by their batches, but a
+		// store's large values make bbolt write them twice per commit:
+		// garbage the collector would let grow to several times the
+		// live heap. A soft limit keeps it collected (GOMEMLIMIT sets
+		// another).
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The first signal cancels ctx: every command stops at its next safe
@@ -236,6 +245,10 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 	}
 	return code
 }
+
+// memoryLimit is the migrator's soft memory limit (see
+// runtime/debug.SetMemoryLimit) unless $GOMEMLIMIT sets one.
+const memoryLimit = 128 << 20
 
 // jsonError is what a command given --json prints on standard error when
 // it fails: the message a text run prints, and the exit status (1: a

@@ -170,6 +170,19 @@ func (l *Loader) current() (*bbolt.Bucket, error) {
 
 // Record adds a record to the current table. Key and value are copied.
 func (l *Loader) Record(key, value []byte) error {
+	return l.record(l.clone(key), l.clone(value))
+}
+
+// RecordRef is Record without the copies: bbolt keeps key and value until
+// the transaction commits, so the caller must not change them until the
+// next Table or Record call after Finish, or ever (a restore's records
+// point into archive chunks that are never reused). It saves a copy, and
+// the memory of one, of each record: what a store of large values costs.
+func (l *Loader) RecordRef(key, value []byte) error {
+	return l.record(key, value)
+}
+
+func (l *Loader) record(key, value []byte) error {
 	b, err := l.current()
 	if err != nil {
 		return err
@@ -177,7 +190,7 @@ func (l *Loader) Record(key, value []byte) error {
 	if len(key) == 0 {
 		return fmt.Errorf("loading %s: table %q: empty key", l.path, l.name())
 	}
-	if err := b.Put(l.clone(key), l.clone(value)); err != nil {
+	if err := b.Put(key, value); err != nil {
 		return fmt.Errorf("loading %s: table %q: %w", l.path, l.name(), err)
 	}
 	return l.count(len(key) + len(value))
