@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -529,7 +530,15 @@ type build struct {
 	newLock    *bolt.Store
 	dirs       []string        // directories created under newConfig, each once
 	dirSeen    map[string]bool // the members of dirs
-	swapped    bool
+	// open holds the directories of the last file written, opened one
+	// inside the other (open[i] is the directory of the names at[:i+1],
+	// below root): the next file in the same or a nearby directory opens
+	// only what differs, so that writing the files is linear in their
+	// number however deep they are (a path opened from the root each
+	// time costs one open per level and file).
+	open    []*os.Root
+	at      []string
+	swapped bool
 }
 
 func newBuild(storePath, configDir string) (*build, error) {
@@ -818,38 +827,76 @@ func (b *build) config(c archive.ConfigFile, data []byte) error {
 	if b.root == nil {
 		return b.loader.Put(store.ConfigTable, []byte(c.Path), store.EncodeConfigFile(c.Mode, data))
 	}
-	name := filepath.FromSlash(c.Path)
-	if dir := filepath.Dir(name); dir != "." {
-		if err := b.root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("writing configuration file %s: %w", c.Path, err)
-		}
-		for d := dir; d != "." && !b.dirSeen[d]; d = filepath.Dir(d) {
-			if b.dirSeen == nil {
-				b.dirSeen = map[string]bool{}
-			}
-			b.dirSeen[d] = true
-			b.dirs = append(b.dirs, d)
-		}
+	elems := strings.Split(c.Path, "/")
+	dir, err := b.openDir(elems[:len(elems)-1])
+	if err != nil {
+		return fmt.Errorf("writing configuration file %s: %w", c.Path, err)
 	}
 	mode := ConfigMode(c.Mode)
-	f, err := b.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := dir.OpenFile(elems[len(elems)-1], os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return fmt.Errorf("writing configuration file %s: %w", c.Path, err)
 	}
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode) // the umask may have cleared bits
+	}
 	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = b.root.Chmod(name, mode) // the umask may have cleared bits
-	}
 	if err != nil {
 		return fmt.Errorf("writing configuration file %s: %w", c.Path, err)
 	}
 	return nil
+}
+
+// openDir returns the directory below the new configuration directory
+// whose path elements are dir, creating what is missing, and keeps it and
+// its parents open for the next file (see build.open).
+func (b *build) openDir(dir []string) (*os.Root, error) {
+	keep := 0
+	for keep < len(b.at) && keep < len(dir) && b.at[keep] == dir[keep] {
+		keep++
+	}
+	b.closeDirs(keep)
+	for _, name := range dir[keep:] {
+		parent := b.root
+		if n := len(b.open); n > 0 {
+			parent = b.open[n-1]
+		}
+		path := filepath.Join(append(b.at[:len(b.at):len(b.at)], name)...)
+		if !b.dirSeen[path] {
+			if err := parent.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return nil, err
+			}
+			if b.dirSeen == nil {
+				b.dirSeen = map[string]bool{}
+			}
+			b.dirSeen[path] = true
+			b.dirs = append(b.dirs, path)
+		}
+		r, err := parent.OpenRoot(name)
+		if err != nil {
+			return nil, err
+		}
+		b.open, b.at = append(b.open, r), append(b.at, name)
+	}
+	if n := len(b.open); n > 0 {
+		return b.open[n-1], nil
+	}
+	return b.root, nil
+}
+
+// closeDirs closes the open directories beyond the first keep.
+func (b *build) closeDirs(keep int) {
+	for len(b.open) > keep {
+		b.open[len(b.open)-1].Close()
+		b.open = b.open[:len(b.open)-1]
+	}
+	b.at = b.at[:keep]
 }
 
 // swap moves the new store, then the new configuration directory, into
@@ -868,6 +915,7 @@ func (b *build) swap() error {
 	}
 	oldConfig := ""
 	if b.configDir != "" {
+		b.closeDirs(0)
 		b.root.Close()
 		b.root = nil
 		err := failpoint.Inject("restore.config-swap")
@@ -928,6 +976,7 @@ func (b *build) discard() {
 	}
 	os.Remove(b.newStore)
 	if b.root != nil {
+		b.closeDirs(0)
 		b.root.Close()
 	}
 	if b.newConfig != "" {

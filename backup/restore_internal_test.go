@@ -563,3 +563,50 @@ func TestStoreSpaceCovers(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreConfigTree: configuration files in directories that the
+// archive's path order visits out of depth-first order ("a-x" sorts
+// between "a" and "a/b", files beside subdirectories, a deep chain) are
+// written where they belong, through the restore's stack of open
+// directories, with their modes.
+func TestRestoreConfigTree(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "etc")
+	files := map[string]os.FileMode{
+		"a/b/c/f1": 0o600, "a/b/c/f2": 0o640, "a-x/f": 0o644, "a/b/d/f": 0o600,
+		"a/f": 0o600, "z": 0o644, strings.Repeat("deep/", 60) + "leaf": 0o600,
+	}
+	for name, mode := range files {
+		p := filepath.Join(src, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(name), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+	}
+	archivePath := exampleBackup(t, src)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "etc")
+	if _, err := Restore(context.Background(), generated.Registry, archivePath, filepath.Join(dir, "s.db"), RestoreOptions{ConfigDir: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := filepath.WalkDir(cfg, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(cfg, p)
+		mode, ok := files[filepath.ToSlash(rel)]
+		data, _ := os.ReadFile(p)
+		info, _ := d.Info()
+		if !ok || string(data) != filepath.ToSlash(rel) || info.Mode().Perm() != mode {
+			t.Errorf("restored %s: %q, mode %v", rel, data, info.Mode().Perm())
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != len(files) {
+		t.Errorf("restored %d files of %d: %v", n, len(files), err)
+	}
+}
