@@ -96,6 +96,9 @@ func writePlanText(e *env, w io.Writer, r *planReport) {
 		last = fmt.Sprint(*p.LastUpgradeHook)
 	}
 	fmt.Fprintf(w, "data version %s, last upgrade hook %s; release %s\n", p.DataVersion, last, p.Release)
+	if len(p.Covered) > 0 {
+		fmt.Fprintf(w, "maintenance hooks the installing release contained: %s\n", joinNums(p.Covered))
+	}
 	if len(p.Applied) > 0 {
 		fmt.Fprintln(w, "applied:")
 		for _, a := range p.Applied {
@@ -228,4 +231,13 @@ func checkBoltFile(path string) error {
 		}
 	}
 	return fmt.Errorf("--%s %s exists and is not a bbolt store (%d bytes): a restore would replace it; check the path, or give --%s to replace it anyway", flagStore, path, info.Size(), flagForce)
+}
+
+// joinNums writes hook numbers as "1, 2, 3".
+func joinNums(nums []int) string {
+	parts := make([]string, len(nums))
+	for i, n := range nums {
+		parts[i] = fmt.Sprint(n)
+	}
+	return strings.Join(parts, ", ")
 }
