@@ -240,6 +240,10 @@ type Manifest struct {
 	LastUpgradeHook *int
 	// Applied lists the applied hooks, as the upgrade metadata records them.
 	Applied []AppliedHook
+	// Covered lists the maintenance hooks (numbers in strictly ascending
+	// order) the release that installed the data contained, as the upgrade
+	// metadata records them (format 3, optional; upgrade.Metadata.Covered).
+	Covered []int
 	// Tables lists every table of a format 1 or 2 archive, nested ones
 	// included, in strictly ascending path order ([ComparePaths]: a table
 	// comes before the tables nested in it), reserved tables ("_hookreg")
@@ -552,6 +556,14 @@ func (m *Manifest) check() error {
 			return fmt.Errorf("applied hook %d: format %d records no hook names", a.Num, m.Format)
 		}
 	}
+	if len(m.Covered) > 0 && m.Format < 3 {
+		return fmt.Errorf("format %d records no covered hooks", m.Format)
+	}
+	for i, n := range m.Covered {
+		if n <= 0 || i > 0 && n <= m.Covered[i-1] {
+			return fmt.Errorf("covered hooks %v: want positive numbers in strictly ascending order", m.Covered)
+		}
+	}
 	// ancestors is the chain of tables the current one may be nested in.
 	var ancestors [][]string
 	for i, t := range m.Tables {
@@ -741,6 +753,7 @@ type manifestJSON struct {
 	LastUpgradeHook *int          `json:"last_upgrade_hook,omitempty"`
 	SignedBy        string        `json:"signed_by,omitempty"`
 	Applied         []AppliedHook `json:"applied"`
+	Covered         []int         `json:"covered,omitempty"`
 	Tables          *[]tableJSON  `json:"tables,omitempty"`
 	TableCount      *int64        `json:"table_count,omitempty"`
 	RecordCount     *int64        `json:"record_count,omitempty"`
@@ -764,7 +777,7 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 	j := manifestJSON{
 		Format: m.Format, Created: m.Created, Product: m.Product, Release: m.Release,
 		RegistryDigest: m.RegistryDigest, DataVersion: m.DataVersion,
-		LastUpgradeHook: m.LastUpgradeHook, Applied: m.Applied, Config: m.Config,
+		LastUpgradeHook: m.LastUpgradeHook, Applied: m.Applied, Covered: m.Covered, Config: m.Config,
 		SignedBy: m.SignedBy,
 	}
 	if j.Format == 0 {
@@ -806,8 +819,11 @@ func (m *Manifest) UnmarshalJSON(data []byte) error {
 	out := Manifest{
 		Format: j.Format, Created: j.Created, Product: j.Product, Release: j.Release,
 		RegistryDigest: j.RegistryDigest, DataVersion: j.DataVersion,
-		LastUpgradeHook: j.LastUpgradeHook, Applied: j.Applied, Config: j.Config,
+		LastUpgradeHook: j.LastUpgradeHook, Applied: j.Applied, Covered: j.Covered, Config: j.Config,
 		SignedBy: j.SignedBy,
+	}
+	if j.Covered != nil && len(j.Covered) == 0 {
+		return errors.New(`"covered" is empty: leave it out`)
 	}
 	if j.Format >= 3 {
 		if j.Tables != nil || j.TableCount == nil || j.RecordCount == nil || j.DataBytes == nil {

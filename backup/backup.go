@@ -156,6 +156,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 		DataVersion:     meta.DataVersion,
 		LastUpgradeHook: meta.LastUpgradeHook,
 		Applied:         manifestApplied(meta.Applied),
+		Covered:         meta.Covered,
 	}
 	if m.Product == "" {
 		m.Product = reg.Product

@@ -81,7 +81,7 @@ func (t *metaTable) agrees(m *archive.Manifest) error {
 
 // HoldsManifest reports whether the upgrade metadata meta of a store is
 // what the manifest m records: the same product, data version, last
-// upgrade hook and applied hooks (their times included, so the store holds
+// upgrade hook, covered maintenance hooks and applied hooks (their times included, so the store holds
 // the data of that backup, or of another backup of the same moment).
 func HoldsManifest(meta upgrade.Metadata, m *archive.Manifest) bool {
 	return sameMetadata(meta, ManifestMetadata(m)) == nil
@@ -98,6 +98,9 @@ func sameMetadata(got, want upgrade.Metadata) error {
 	}
 	if hookNum(got.LastUpgradeHook) != hookNum(want.LastUpgradeHook) {
 		return fmt.Errorf("the manifest records last upgrade hook %s, the table %q %s", hookNum(want.LastUpgradeHook), store.MetaTable, hookNum(got.LastUpgradeHook))
+	}
+	if !slices.Equal(got.Covered, want.Covered) {
+		return fmt.Errorf("the manifest records covered maintenance hooks %v, the table %q %v", want.Covered, store.MetaTable, got.Covered)
 	}
 	if !slices.EqualFunc(got.Applied, want.Applied, sameApplied) {
 		return fmt.Errorf("the manifest records applied hooks %s, the table %q %s", appliedNums(want.Applied), store.MetaTable, appliedNums(got.Applied))

@@ -501,6 +501,7 @@ func ManifestMetadata(m *archive.Manifest) upgrade.Metadata {
 		Product:         m.Product,
 		DataVersion:     m.DataVersion,
 		LastUpgradeHook: m.LastUpgradeHook,
+		Covered:         m.Covered,
 	}
 	for _, a := range m.Applied {
 		meta.Applied = append(meta.Applied, upgrade.Applied{

@@ -40,7 +40,9 @@ type Func func(ctx context.Context, tx Tx) error
 
 // Hook is one entry of a registry.
 type Hook struct {
-	// Num orders the hooks; a larger Num runs later.
+	// Num identifies the hook and orders main's hooks: a larger Num runs
+	// later. A maintenance hook's Num is in its line's range (see
+	// MaintenanceBase) and runs where its IntroducedIn places it.
 	Num int
 	// IntroducedIn is the release (a semantic version) that introduced the hook.
 	IntroducedIn string

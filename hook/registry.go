@@ -21,7 +21,8 @@ type Registry struct {
 	MinDataVersion string
 	// Digest identifies the registry: see ComputeDigest.
 	Digest string
-	// Hooks in ascending Num order.
+	// Hooks in ascending Num order (main's hooks, then the maintenance
+	// hooks: see MaintenanceBase).
 	Hooks []Hook
 }
 
@@ -56,4 +57,68 @@ func (r *Registry) Lookup(num int) (Hook, bool) {
 		}
 	}
 	return Hook{}, false
+}
+
+// Maintenance hooks. A hook added on a maintenance branch, for a patch
+// release of an older line (2.16.1 once main has hooks of 2.17.0), takes a
+// number of its line's own range, so that it never collides with a number
+// of main's or of another line's:
+//
+//	MaintenanceBase + MAJOR·1 000 000 + MINOR·1 000 + k,   1 ≤ k ≤ 999
+//
+// (hook 1 of line 2.16 is 1002016001). Main's hooks are numbered below
+// MaintenanceBase. A maintenance hook is known by identity, never by a
+// high-water mark: it does not count toward last_upgrade_hook, it is
+// pending on data that neither applied it nor was installed by a release
+// that contained it, and it runs where its introduced_in places it:
+// pending hooks run in ascending introduced_in, then ascending num (for
+// main's hooks alone, that is ascending num).
+const (
+	MaintenanceBase = 1_000_000_000
+	// MaxLineHooks is the number of hooks a maintenance line can hold.
+	MaxLineHooks = 999
+	// MaxLine bounds MAJOR and MINOR of a maintenance line.
+	MaxLine = 999
+)
+
+// IsMaintenance reports whether num is the number of a maintenance hook.
+func IsMaintenance(num int) bool { return num >= MaintenanceBase }
+
+// LineOf returns the maintenance line (MAJOR, MINOR) and the index k in it
+// of a maintenance hook's number; ok is false for main's numbers.
+func LineOf(num int) (major, minor, k int, ok bool) {
+	if !IsMaintenance(num) {
+		return 0, 0, 0, false
+	}
+	n := num - MaintenanceBase
+	return n / 1_000_000, n / 1_000 % 1_000, n % 1_000, true
+}
+
+// MaintenanceNum returns the number of hook k (1 to MaxLineHooks) of the
+// maintenance line MAJOR.MINOR.
+func MaintenanceNum(major, minor, k int) int {
+	return MaintenanceBase + major*1_000_000 + minor*1_000 + k
+}
+
+// LineName returns "MAJOR.MINOR" of a maintenance hook's number, "" for
+// main's numbers.
+func LineName(num int) string {
+	major, minor, _, ok := LineOf(num)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d", major, minor)
+}
+
+// MaxMainNum returns the largest number of main's hooks (not maintenance
+// hooks): the high-water mark last_upgrade_hook is compared with; 0 when
+// there is none.
+func (r *Registry) MaxMainNum() int {
+	m := 0
+	for _, h := range r.Hooks {
+		if !IsMaintenance(h.Num) {
+			m = max(m, h.Num)
+		}
+	}
+	return m
 }

@@ -102,6 +102,9 @@ func writePlanText(e *env, w io.Writer, r *planReport) {
 		last = fmt.Sprint(*p.LastUpgradeHook)
 	}
 	fmt.Fprintf(w, "data version %s, last upgrade hook %s; release %s\n", p.DataVersion, last, p.Release)
+	if len(p.Covered) > 0 {
+		fmt.Fprintf(w, "maintenance hooks the installing release contained: %s\n", joinInts(p.Covered))
+	}
 	if len(p.Applied) > 0 {
 		fmt.Fprintln(w, "applied:")
 		for _, a := range p.Applied {

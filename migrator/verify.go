@@ -238,6 +238,9 @@ func writeVerifySummary(w io.Writer, file string, m *archive.Manifest, tables *t
 		last = fmt.Sprint(*m.LastUpgradeHook)
 	}
 	fmt.Fprintf(w, "data version %s, last upgrade hook %s, %d applied hooks\n", archive.Escape(m.DataVersion), last, len(m.Applied))
+	if len(m.Covered) > 0 {
+		fmt.Fprintf(w, "maintenance hooks the installing release contained: %s\n", joinInts(m.Covered))
+	}
 	if m.TableCount == 0 {
 		fmt.Fprintf(w, "tables: none\n")
 	} else {

@@ -37,6 +37,13 @@ type Metadata struct {
 	LastUpgradeHook *int `json:"last_upgrade_hook"`
 	// Applied holds one record per applied hook, in ascending Num order.
 	Applied []Applied `json:"applied"`
+	// Covered are the maintenance hooks (see hook.MaintenanceBase) that
+	// the release which installed the data ([Init]) or adopted it
+	// ([Baseline]) contained, so that they never run on it, in ascending
+	// order; nil when there were none. Main's hooks are covered by
+	// LastUpgradeHook, as before: data without Covered plans exactly as
+	// it always did.
+	Covered []int `json:"covered,omitempty"`
 }
 
 // Applied records one applied hook.
@@ -69,6 +76,7 @@ const (
 	keyProduct         = "product"
 	keyDataVersion     = "data_version"
 	keyLastUpgradeHook = "last_upgrade_hook"
+	keyCovered         = "covered"
 	prefixApplied      = "applied/"
 	prefixProgress     = "progress/"
 )
@@ -121,6 +129,13 @@ func ReadMetadata(tx store.TableSource) (Metadata, error) {
 	} else if !errors.Is(err, hook.ErrNotFound) {
 		return m, fmt.Errorf("reading upgrade metadata: %w", err)
 	}
+	if v, err := t.Get([]byte(keyCovered)); err == nil {
+		if m.Covered, err = parseCovered(string(v)); err != nil {
+			return m, fmt.Errorf("reading upgrade metadata: %w", err)
+		}
+	} else if !errors.Is(err, hook.ErrNotFound) {
+		return m, fmt.Errorf("reading upgrade metadata: %w", err)
+	}
 	err = t.Scan([]byte(prefixApplied), func(k, v []byte) error {
 		if !strings.HasPrefix(string(k), prefixApplied) {
 			return hook.ErrStop
@@ -168,6 +183,11 @@ func WriteMetadata(tx store.TableSource, m Metadata) error {
 	if m.LastUpgradeHook != nil {
 		puts = append(puts, [2][]byte{[]byte(keyLastUpgradeHook), []byte(strconv.Itoa(*m.LastUpgradeHook))})
 	} else if err := t.Delete([]byte(keyLastUpgradeHook)); err != nil {
+		return fmt.Errorf("writing upgrade metadata: %w", err)
+	}
+	if len(m.Covered) > 0 {
+		puts = append(puts, [2][]byte{[]byte(keyCovered), []byte(formatCovered(m.Covered))})
+	} else if err := t.Delete([]byte(keyCovered)); err != nil {
 		return fmt.Errorf("writing upgrade metadata: %w", err)
 	}
 	for _, a := range m.Applied {
@@ -228,7 +248,9 @@ func recordAmended(st store.Store, plan *Plan) error {
 }
 
 // recordApplied adds the metadata update of one applied hook to tx: its
-// record, last_upgrade_hook and the data version, and drops its progress.
+// record, last_upgrade_hook (main's hooks only: a maintenance hook is known
+// by its record, never by the high-water mark) and the data version, and
+// drops its progress.
 func recordApplied(tx store.Tx, a Applied, dataVersion string) error {
 	t, err := tx.CreateTable(store.MetaTable)
 	if err != nil {
@@ -241,8 +263,10 @@ func recordApplied(tx store.Tx, a Applied, dataVersion string) error {
 	if err := t.Put(appliedKey(a.Num), v); err != nil {
 		return err
 	}
-	if err := t.Put([]byte(keyLastUpgradeHook), []byte(strconv.Itoa(a.Num))); err != nil {
-		return err
+	if !hook.IsMaintenance(a.Num) {
+		if err := t.Put([]byte(keyLastUpgradeHook), []byte(strconv.Itoa(a.Num))); err != nil {
+			return err
+		}
 	}
 	if err := t.Put([]byte(keyDataVersion), []byte(dataVersion)); err != nil {
 		return err
@@ -257,8 +281,11 @@ func recordApplied(tx store.Tx, a Applied, dataVersion string) error {
 }
 
 // Init records a fresh install in st: the product, data_version = the
-// release and last_upgrade_hook = the largest hook number, so that no hook
-// of reg runs on it. It refuses a store that already has metadata.
+// release, last_upgrade_hook = the largest number of main's hooks and, when
+// reg has maintenance hooks, Covered = their numbers, so that no hook of
+// reg runs on it and every hook reg does not contain (a later hook of
+// main, a later hook of any maintenance line) is pending later. It refuses
+// a store that already has metadata.
 func Init(st store.Store, reg *hook.Registry) error {
 	tx, err := st.Begin(true)
 	if err != nil {
@@ -273,9 +300,17 @@ func Init(st store.Store, reg *hook.Registry) error {
 		return fmt.Errorf("initializing the store: %w", err)
 	}
 	m = Metadata{Product: reg.Product, DataVersion: reg.Release}
-	if n := len(reg.Hooks); n > 0 {
-		last := reg.Hooks[n-1].Num
+	if last := reg.MaxMainNum(); last > 0 {
 		m.LastUpgradeHook = &last
+	} else if n := len(reg.Hooks); n > 0 {
+		// Only maintenance hooks: none of main's is covered.
+		zero := 0
+		m.LastUpgradeHook = &zero
+	}
+	for _, h := range reg.Hooks {
+		if hook.IsMaintenance(h.Num) {
+			m.Covered = append(m.Covered, h.Num)
+		}
 	}
 	if err := WriteMetadata(tx, m); err != nil {
 		return fmt.Errorf("initializing the store: %w", err)
@@ -290,13 +325,27 @@ func Init(st store.Store, reg *hook.Registry) error {
 // adopted hookreg, that the data is of version dataVersion and that no hook
 // was tracked: no last_upgrade_hook, so the hooks introduced after
 // dataVersion are pending (as atlas's --baseline and golang-migrate's
-// force do). It refuses a store that already has metadata, a version that
-// is not a semantic version, and a version reg cannot upgrade (newer than
-// its release, older than its MinDataVersion).
+// force do). A maintenance hook of dataVersion's own line, introduced in
+// dataVersion or before, is recorded as covered (the release contained
+// it); one of another line stays pending, since whether a release of a
+// later line contained it is not known. It refuses a store that already
+// has metadata, a version that is not a semantic version, and a version
+// reg cannot upgrade (newer than its release, older than its
+// MinDataVersion).
 func Baseline(st store.Store, reg *hook.Registry, dataVersion string) error {
 	m := Metadata{Product: reg.Product, DataVersion: dataVersion}
-	if _, err := semver.StrictNewVersion(dataVersion); err != nil {
+	dv, err := semver.StrictNewVersion(dataVersion)
+	if err != nil {
 		return refusef("the data version %q is not a semantic version MAJOR.MINOR.PATCH: %v", dataVersion, err)
+	}
+	for _, h := range reg.Hooks {
+		major, minor, _, ok := hook.LineOf(h.Num)
+		if !ok || uint64(major) != dv.Major() || uint64(minor) != dv.Minor() {
+			continue
+		}
+		if v, err := semver.StrictNewVersion(h.IntroducedIn); err == nil && !v.GreaterThan(dv) {
+			m.Covered = append(m.Covered, h.Num)
+		}
 	}
 	if _, err := PlanFor(reg, m); err != nil {
 		return err
@@ -370,6 +419,32 @@ func HeldData(tx store.Tx) ([]string, error) {
 		return held, nil
 	}
 	return nil, err
+}
+
+// formatCovered writes covered hook numbers as the metadata table keeps
+// them: ascending, comma-separated.
+func formatCovered(nums []int) string {
+	s := slices.Clone(nums)
+	slices.Sort(s)
+	parts := make([]string, len(s))
+	for i, n := range s {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseCovered reads what formatCovered wrote: maintenance hook numbers,
+// strictly ascending.
+func parseCovered(v string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(v, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || !hook.IsMaintenance(n) || len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("covered %q is not a strictly ascending list of maintenance hook numbers", v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // appliedAt formats t as an applied-hook time.

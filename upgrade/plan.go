@@ -1,7 +1,9 @@
 package upgrade
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
@@ -43,6 +45,9 @@ type Plan struct {
 	Pending []Pending `json:"pending"`
 	// Applied are the data's applied-hook records.
 	Applied []Applied `json:"applied"`
+	// Covered are the maintenance hooks the release that installed the
+	// data contained ([Metadata.Covered]); omitted when none.
+	Covered []int `json:"covered,omitempty"`
 	// OnlineOK reports that every pending hook allows online.
 	OnlineOK bool `json:"online_ok"`
 	// DigestMismatches are applied hooks whose recorded digest differs
@@ -102,6 +107,7 @@ func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
 		TargetVersion:    meta.DataVersion,
 		Pending:          []Pending{},
 		Applied:          meta.Applied,
+		Covered:          meta.Covered,
 		OnlineOK:         true,
 		DigestMismatches: []DigestMismatch{},
 		Amended:          []AmendedHook{},
@@ -123,12 +129,12 @@ func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
 	if data.GreaterThan(release) {
 		return p, refusef("the data version %s is newer than this migrator's release %s: use the migrator of release %s or later", data, release, data)
 	}
-	maxNum := 0
-	if n := len(reg.Hooks); n > 0 {
-		maxNum = reg.Hooks[n-1].Num
-	}
+	maxNum := reg.MaxMainNum()
 	if last := meta.LastUpgradeHook; last != nil && *last > maxNum {
 		return p, refusef("the data has applied hook %d, but the last hook this migrator (release %s) knows is %d: a downgrade; use the migrator of the release that wrote the data or later", *last, release, maxNum)
+	}
+	if err := unknownMaintenance(reg, meta, release); err != nil {
+		return p, err
 	}
 	if reg.MinDataVersion != "" {
 		min, err := semver.StrictNewVersion(reg.MinDataVersion)
@@ -158,19 +164,21 @@ func PlanFor(reg *hook.Registry, meta Metadata) (*Plan, error) {
 			p.Amended = append(p.Amended, AmendedHook{Num: a.Num, Name: h.Name, Recorded: a.Digest, Binary: h.Digest, Reasons: reasons})
 		}
 	}
-	for _, h := range reg.Hooks {
-		if meta.LastUpgradeHook != nil {
-			if h.Num <= *meta.LastUpgradeHook {
-				continue
-			}
-		} else {
-			v, err := semver.StrictNewVersion(h.IntroducedIn)
-			if err != nil {
-				return p, fmt.Errorf("hook %d: introduced_in %q: %w", h.Num, h.IntroducedIn, err)
-			}
-			if !v.GreaterThan(data) {
-				continue
-			}
+	order, err := RunOrder(reg)
+	if err != nil {
+		return p, err
+	}
+	applied := make(map[int]bool, len(meta.Applied))
+	for _, a := range meta.Applied {
+		applied[a.Num] = true
+	}
+	for _, h := range order {
+		pending, err := isPending(h, meta, data, applied)
+		if err != nil {
+			return p, err
+		}
+		if !pending {
+			continue
 		}
 		p.Pending = append(p.Pending, Pending{Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Name, fn: h.Func, digest: h.Digest})
 		p.OnlineOK = p.OnlineOK && h.AllowOnline
@@ -222,6 +230,113 @@ func (p *Plan) Check(online, allowDigestMismatch bool) error {
 			}
 		}
 		return &Refusal{Reason: fmt.Sprintf("an online upgrade is refused: pending hooks do not allow online:%s\nan offline upgrade is needed", b.String()), Offline: true}
+	}
+	return nil
+}
+
+// isPending says whether hook h is pending on data with metadata meta
+// (data version data; applied, the numbers of its applied records):
+//
+//   - a hook the data applied (an applied record of its number) or that
+//     the release which installed or adopted the data contained
+//     (meta.Covered) never is;
+//   - a maintenance hook (hook.MaintenanceBase) otherwise always is: it is
+//     known by identity, never by the high-water mark;
+//   - main's hooks follow the seed's rules: num > last_upgrade_hook, or,
+//     without last_upgrade_hook, introduced_in > data_version.
+//
+// Data that records no maintenance hook (no Covered, no such applied
+// record) plans exactly as under the seed's rules, since its applied
+// records are all at or below last_upgrade_hook.
+func isPending(h hook.Hook, meta Metadata, data *semver.Version, applied map[int]bool) (bool, error) {
+	if applied[h.Num] || slices.Contains(meta.Covered, h.Num) {
+		return false, nil
+	}
+	if hook.IsMaintenance(h.Num) {
+		return true, nil
+	}
+	if meta.LastUpgradeHook != nil {
+		return h.Num > *meta.LastUpgradeHook, nil
+	}
+	v, err := semver.StrictNewVersion(h.IntroducedIn)
+	if err != nil {
+		return false, fmt.Errorf("hook %d: introduced_in %q: %w", h.Num, h.IntroducedIn, err)
+	}
+	return v.GreaterThan(data), nil
+}
+
+// RunOrder returns reg's hooks in the order an upgrade runs them:
+// ascending introduced_in, then ascending num. For main's hooks alone
+// (whose numbers and versions both grow) that is ascending num, the seed's
+// order; a maintenance hook runs where its version places it: after the
+// hooks of the releases before it, before those of later releases when
+// both are pending. On data of a later release of main it runs after
+// every hook that release applied, so a maintenance hook must be correct
+// on the data of every later release too.
+func RunOrder(reg *hook.Registry) ([]hook.Hook, error) {
+	type keyed struct {
+		h hook.Hook
+		v *semver.Version
+	}
+	ks := make([]keyed, len(reg.Hooks))
+	for i, h := range reg.Hooks {
+		v, err := semver.StrictNewVersion(h.IntroducedIn)
+		if err != nil {
+			return nil, fmt.Errorf("hook %d: introduced_in %q: %w", h.Num, h.IntroducedIn, err)
+		}
+		ks[i] = keyed{h, v}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if c := a.v.Compare(b.v); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.h.Num, b.h.Num)
+	})
+	out := make([]hook.Hook, len(ks))
+	for i, k := range ks {
+		out[i] = k.h
+	}
+	return out, nil
+}
+
+// unknownMaintenance refuses data that applied, or was installed with, a
+// maintenance hook this registry does not carry and did not retire: the
+// data comes from a patch release of that line newer than the line's
+// hooks this migrator carries (a downgrade of that line's hooks), and
+// upgrading it would leave it to a release that does not know what the
+// hook did. A hook of a line older than the registry's MinDataVersion's
+// is retired; one below a hook of its line this registry carries is too.
+func unknownMaintenance(reg *hook.Registry, meta Metadata, release *semver.Version) error {
+	nums := slices.Clone(meta.Covered)
+	for _, a := range meta.Applied {
+		if hook.IsMaintenance(a.Num) {
+			nums = append(nums, a.Num)
+		}
+	}
+	var min *semver.Version
+	if reg.MinDataVersion != "" {
+		min, _ = semver.StrictNewVersion(reg.MinDataVersion)
+	}
+	for _, n := range nums {
+		if _, ok := reg.Lookup(n); ok {
+			continue
+		}
+		major, minor, _, _ := hook.LineOf(n)
+		if min != nil && (uint64(major) < min.Major() || uint64(major) == min.Major() && uint64(minor) < min.Minor()) {
+			continue // retired with its line
+		}
+		carried := false
+		for _, h := range reg.Hooks {
+			hmaj, hmin, _, ok := hook.LineOf(h.Num)
+			if ok && hmaj == major && hmin == minor && h.Num > n {
+				carried = true // a later hook of the line: n was retired
+				break
+			}
+		}
+		if carried {
+			continue
+		}
+		return refusef("the data has maintenance hook %d of line %s, which this migrator (release %s) does not carry: the data comes from a patch release of %s newer than this release knows; upgrade it with a migrator whose registry carries hook %d (a later release of main that merged the maintenance branch)", n, hook.LineName(n), release, hook.LineName(n), n)
 	}
 	return nil
 }

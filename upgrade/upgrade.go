@@ -16,7 +16,13 @@
 //
 // Semantics:
 //   - pending hooks: num > last_upgrade_hook; without last_upgrade_hook,
-//     introduced_in > data_version; run in ascending num;
+//     introduced_in > data_version; run in ascending num. Maintenance
+//     hooks (hooks of a patch release of an older line, numbered in their
+//     line's range: see [hook.MaintenanceBase]) are known by identity
+//     instead: pending unless applied or covered by the release that
+//     installed the data ([Metadata.Covered]), run where their
+//     introduced_in places them, and never move last_upgrade_hook (see
+//     [PlanFor] and [RunOrder]);
 //   - every hook commits with its [Applied] record, last_upgrade_hook and
 //     the data version, which advances to the hook's introduced_in once no
 //     pending hook of that version is left, and to the release after the
@@ -66,13 +72,11 @@
 package upgrade
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/hookreg/hookreg/hook"
@@ -275,9 +279,8 @@ func (e *LimitError) Unwrap() error { return e.Err }
 // concurrent write (store.ErrConflict) runs the hook again, from its last
 // checkpoint, in a new transaction.
 func runHook(ctx context.Context, st store.Store, p Pending, info hook.Info, opts Options, record func(store.Tx) error) error {
-	var first []byte // last_upgrade_hook when the first run began
 	for attempt := 1; ; attempt++ {
-		err := runHookOnce(ctx, st, p, info, opts, record, attempt, &first)
+		err := runHookOnce(ctx, st, p, info, opts, record, attempt)
 		if errors.Is(err, errAlreadyApplied) {
 			return nil
 		}
@@ -310,11 +313,14 @@ func (c *conflict) Error() string { return c.err.Error() }
 // it, whose commit's outcome was reported as failed.
 var errAlreadyApplied = errors.New("hook already applied")
 
-// runHookOnce is one run of runHook. It reads last_upgrade_hook in the
-// hook's transaction, so that a store which checks the metadata a
-// transaction read (etcd) refuses the commit if another one applied a hook
-// meanwhile; *first holds the value the first run read.
-func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info, opts Options, record func(store.Tx) error, attempt int, first *[]byte) error {
+// runHookOnce is one run of runHook. It reads last_upgrade_hook and the
+// hook's applied record in the hook's transaction, so that a store which
+// checks the metadata a transaction read (etcd) refuses the commit if
+// another one applied a hook meanwhile; a re-run that finds the hook's
+// applied record (the run before committed, though its outcome was
+// reported as failed) applies nothing. The record, not last_upgrade_hook,
+// tells: a maintenance hook does not move last_upgrade_hook.
+func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info, opts Options, record func(store.Tx) error, attempt int) error {
 	tx, err := st.Begin(true)
 	if err != nil {
 		return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err)
@@ -325,16 +331,12 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 			h.cur.Rollback()
 		}
 	}()
-	last, err := readLastHook(tx)
+	done, err := readApplied(tx, p.Num)
 	if err != nil {
-		return fmt.Errorf("hook %d (%s): reading %s: %w", p.Num, p.Name, keyLastUpgradeHook, err)
+		return fmt.Errorf("hook %d (%s): reading its metadata: %w", p.Num, p.Name, err)
 	}
-	if attempt == 1 {
-		*first = last
-	} else if !bytes.Equal(last, *first) {
-		if n, err := strconv.Atoi(string(last)); err == nil && n >= p.Num {
-			return errAlreadyApplied
-		}
+	if done && attempt > 1 {
+		return errAlreadyApplied
 	}
 	if opts.Online {
 		cfg := opts.Config
@@ -373,21 +375,24 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 	return nil
 }
 
-// readLastHook returns the value of last_upgrade_hook, nil when there is
-// none.
-func readLastHook(tx store.Tx) ([]byte, error) {
+// readApplied reads last_upgrade_hook and hook num's applied record in tx
+// and reports whether the record exists.
+func readApplied(tx store.Tx, num int) (bool, error) {
 	meta, err := tx.Table(store.MetaTable)
 	if errors.Is(err, hook.ErrNoTable) {
-		return nil, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	v, err := meta.Get([]byte(keyLastUpgradeHook))
+	if _, err := meta.Get([]byte(keyLastUpgradeHook)); err != nil && !errors.Is(err, hook.ErrNotFound) {
+		return false, err
+	}
+	_, err = meta.Get(appliedKey(num))
 	if errors.Is(err, hook.ErrNotFound) {
-		return nil, nil
+		return false, nil
 	}
-	return v, err
+	return err == nil, err
 }
 
 // call runs fn, turning a panic into an error.

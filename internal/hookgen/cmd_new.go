@@ -15,6 +15,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/diag"
@@ -22,15 +23,16 @@ import (
 )
 
 const (
-	flagOnline  = "online"
-	flagVersion = "version"
+	flagOnline      = "online"
+	flagVersion     = "version"
+	flagMaintenance = "maintenance"
 )
 
 var newCmd = &spec{
 	Name:    "new",
 	Summary: "add a hook on top of registry.yaml, with a function and a test stub",
 	Usage: `
-Usage: hookgen new [--online] [--version V] [--registry FILE] NAME
+Usage: hookgen new [--online] [--version V] [--maintenance] [--registry FILE] NAME
 
 New adds hook NAME on top of registry.yaml with the next number, keeping the
 file's comments and layout, and writes a function stub with the hook
@@ -40,6 +42,12 @@ its test are written. NAME is a
 function of the hook package ("UpgradeSessions") or of a sub-package
 ("libsess.UpgradeSessions"). The hook is introduced in the release unless
 --version says otherwise; --online lets it run on a live store.
+
+On a maintenance branch (a patch release of an older line, after main has
+hooks of later releases), --maintenance adds a maintenance hook: marked
+maintenance: true and numbered in its line's range (hook 1 of line 2.16 is
+1002016001), so that it never collides with main's numbers; it needs a
+patch release and --online. Main carries it by merging the branch.
 
 Example:
 
@@ -53,16 +61,18 @@ Example:
 
 // newOptions are the options of hookgen new.
 type newOptions struct {
-	registry registryFlag
-	online   bool
-	version  string
-	name     string
+	registry    registryFlag
+	online      bool
+	version     string
+	maintenance bool
+	name        string
 }
 
 func (o *newOptions) Flags(fs *flag.FlagSet) {
 	o.registry.flags(fs)
 	fs.BoolVar(&o.online, flagOnline, false, "allow the hook to run on a live store")
 	fs.StringVar(&o.version, flagVersion, "", "the release `V` that introduces the hook (default: the registry's release)")
+	fs.BoolVar(&o.maintenance, flagMaintenance, false, "a hook of a maintenance branch: numbered in the range of its version's line")
 }
 
 func (o *newOptions) Validate(args []string) error {
@@ -156,16 +166,24 @@ func (o *newOptions) Run(e *env) error {
 // newHook returns the hook to add: the next number, the version (default:
 // the release), refusing what the registry rules would refuse.
 func (o *newOptions) newHook(f *registry.File) (registry.NewHook, error) {
-	h := registry.NewHook{Num: 1, IntroducedIn: cmp.Or(o.version, f.Release), AllowOnline: o.online, Func: o.name}
+	h := registry.NewHook{Num: 1, IntroducedIn: cmp.Or(o.version, f.Release), AllowOnline: o.online, Func: o.name, Maintenance: o.maintenance}
+	v, err := semver.StrictNewVersion(h.IntroducedIn)
+	if err != nil {
+		return h, fmt.Errorf("adding hook: version %q: %w", h.IntroducedIn, err)
+	}
+	if o.maintenance {
+		if v.Patch() == 0 || v.Major() > hook.MaxLine || v.Minor() > hook.MaxLine {
+			return h, cliflag.Usagef("--%s: a maintenance hook belongs to a patch release (MAJOR.MINOR.PATCH, PATCH > 0), not %s", flagMaintenance, h.IntroducedIn)
+		}
+		h.Num = hook.MaintenanceNum(int(v.Major()), int(v.Minor()), 1)
+	}
 	for _, old := range f.Hooks {
-		h.Num = max(h.Num, old.Num+1)
+		if hook.IsMaintenance(old.Num) == o.maintenance && (!o.maintenance || hook.LineName(old.Num) == hook.LineName(h.Num)) {
+			h.Num = max(h.Num, old.Num+1)
+		}
 		if old.Func == o.name {
 			return h, fmt.Errorf("adding hook: %s is already hook %d", o.name, old.Num)
 		}
-	}
-	v, err := semver.StrictNewVersion(h.IntroducedIn)
-	if err != nil {
-		return h, fmt.Errorf("adding hook %d: version %q: %w", h.Num, h.IntroducedIn, err)
 	}
 	release, err := semver.StrictNewVersion(f.Release)
 	if err == nil && v.GreaterThan(release) {

@@ -26,6 +26,7 @@ const (
 	RuleAmendInvalid    = "amend-invalid"
 	RuleRegistry        = "registry-invalid"
 	RuleDependency      = "dependency-version"
+	RuleMaintenanceLine = "maintenance-line"
 )
 
 // snapshot is one version of the registry and the code digests of its
@@ -81,6 +82,15 @@ type comparison struct {
 	// when the old digest compared is computed over its tree under a
 	// newer algorithm (lint): amendments may start from either.
 	recorded func(num int) string
+	// otherLine is set for a release tag that is not in the history
+	// being checked: another line's release (a later one seen from a
+	// maintenance branch, a maintenance release seen from main). Its
+	// hooks introduced after the tree's release cannot be in the tree,
+	// and its maintenance hooks reach the tree only when their branch is
+	// merged, so their absence is no removal. (The runtime refuses data
+	// that applied a maintenance hook the migrator does not carry, and
+	// the release gate upgrades every release's fixture.)
+	otherLine bool
 }
 
 func (c *comparison) finding(ds *[]diag.Diagnostic, pos diag.Position, rule string, num int, format string, args ...any) {
@@ -126,6 +136,9 @@ func compare(old, cur snapshot, c *comparison) []diag.Diagnostic {
 			if minData != nil && o.Version != nil && o.Version.LessThan(minData) {
 				continue
 			}
+			if c.otherLine && (o.Maintenance || o.Version != nil && cur.reg.Version() != nil && o.Version.GreaterThan(cur.reg.Version())) {
+				continue
+			}
 			hint := fmt.Sprintf("a hook can be removed only once retired: set min_data_version above %q", o.IntroducedIn)
 			if minData != nil {
 				hint = fmt.Sprintf("only hooks introduced before min_data_version %q may be removed", cur.reg.MinDataVersion)
@@ -156,7 +169,10 @@ func compare(old, cur snapshot, c *comparison) []diag.Diagnostic {
 			}
 			continue
 		}
-		if top >= 0 && !renumbered[h.Num] {
+		// A maintenance hook stands where its version places it, below
+		// main's later hooks: merged from its branch, it is not new below
+		// them (lint checks it against its line: maintenance-line).
+		if top >= 0 && !renumbered[h.Num] && !h.Maintenance {
 			landed := cur.reg.Hooks[top]
 			c.finding(&ds, h.NumPos, RuleInsertBelow, h.Num, "new hook stands below hook %d, which landed in %s; add new hooks at the top of the list with a num larger than %d", landed.Num, c.ref, maxNum(cur.reg))
 		}
@@ -276,10 +292,14 @@ func algorithm(digest string) string {
 	return alg
 }
 
+// maxNum returns the largest number of main's hooks (maintenance hooks
+// are numbered in their lines' ranges).
 func maxNum(f *registry.File) int {
 	m := 0
 	for _, h := range f.Hooks {
-		m = max(m, h.Num)
+		if !h.Maintenance {
+			m = max(m, h.Num)
+		}
 	}
 	return m
 }

@@ -26,10 +26,29 @@
 //	immutable-amendment  an amendment recorded at the reference changed or removed
 //	amend-invalid        an amendment added since the reference whose digests do
 //	                     not lead from the reference's digest to the current one
-//	insert-below         a new hook below a landed one
+//	insert-below         a new hook below a landed one (not a maintenance hook:
+//	                     it stands where its version places it)
 //	released-version     (lint) a new hook introduced in a version that a release
-//	                     tag already shipped
+//	                     tag already shipped (for a maintenance hook: a tag of
+//	                     its own line)
+//	maintenance-line     (lint) a maintenance hook (maintenance: true) of another
+//	                     line than the tree's release that neither its line's
+//	                     branch (release-MAJOR.MINOR, local or a remote's) nor a
+//	                     release tag of the line holds
 //	registry-invalid     (audit) a commit whose registry does not parse
+//
+// Maintenance branches. A maintenance hook of another line than the tree's
+// release is compared with its line, so that main and the branch are
+// proven consistent: with the branch release-MAJOR.MINOR when it exists,
+// else the newest release tag of the line that holds it, on that line's
+// hooks only (num, introduced_in, allow_online, func, code digest and
+// amendments, as any landed hook). A release tag that HEAD does not
+// contain is another line's release: its hooks introduced after the
+// tree's release, and its maintenance hooks, are not reported as removed
+// when the tree lacks them (a maintenance branch cannot hold main's later
+// hooks; main holds a line's hooks once it merges the branch, and the
+// runtime refuses data that applied a maintenance hook the migrator does
+// not carry).
 //
 // Findings name where the hook landed (lint: the first commit that added
 // its num line, and the first release tag containing that commit) or the

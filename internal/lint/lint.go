@@ -537,28 +537,38 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return r.Digest
 	}
 	landedAnywhere := make(map[int]bool)
-	seen := make(map[string]bool)
-	for _, r := range refs {
-		if seen[r.commit] {
-			continue
-		}
-		seen[r.commit] = true
+	head, err := w.repo.Resolve(ctx, "HEAD")
+	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
+		return nil, err
+	}
+	// compareRef compares cur with the reference r; only, when not nil,
+	// limits the comparison to those hooks (a maintenance line's).
+	compareRef := func(r ref, only map[int]bool) error {
 		old, oldDigests, err := w.read(ctx, r.name, r.commit)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if old == nil {
-			continue // no registry at r: nothing had landed
+			return nil // no registry at r: nothing had landed
+		}
+		curReg := cur
+		if only != nil {
+			old, curReg = filterHooks(old, only), filterHooks(cur, only)
 		}
 		for _, h := range old.Hooks {
 			landedAnywhere[h.Num] = true
 		}
+		otherLine, err := w.otherLine(ctx, r, head)
+		if err != nil {
+			return err
+		}
 		var refErr error
 		c := &comparison{
-			ref:      r.name,
-			landed:   func(num int) []diag.Related { return w.landed(ctx, num) },
-			changed:  func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
-			recorded: func(num int) string { return oldDigests.digest(num, "") },
+			ref:       r.name,
+			landed:    func(num int) []diag.Related { return w.landed(ctx, num) },
+			changed:   func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
+			recorded:  func(num int) string { return oldDigests.digest(num, "") },
+			otherLine: otherLine,
 		}
 		// A digest of an earlier algorithm is compared like with like:
 		// the current algorithm over the reference's own tree.
@@ -573,14 +583,27 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 			}
 			return res.Digest
 		}
-		ds = append(ds, compare(snapshot{old, oldDigest}, snapshot{cur, curDigest}, c)...)
+		ds = append(ds, compare(snapshot{old, oldDigest}, snapshot{curReg, curDigest}, c)...)
 		if digestErr != nil {
-			return nil, digestErr
+			return digestErr
 		}
-		if refErr != nil {
-			return nil, refErr
+		return refErr
+	}
+	seen := make(map[string]bool)
+	for _, r := range refs {
+		if seen[r.commit] {
+			continue
+		}
+		seen[r.commit] = true
+		if err := compareRef(r, nil); err != nil {
+			return nil, err
 		}
 	}
+	mds, err := w.maintenanceLines(ctx, cur, compareRef)
+	if err != nil {
+		return nil, err
+	}
+	ds = append(ds, mds...)
 	rds, err := w.releasedVersions(ctx, cur, landedAnywhere)
 	if err != nil {
 		return nil, err
@@ -603,8 +626,17 @@ func (w *work) releasedVersions(ctx context.Context, cur *registry.File, landed 
 			continue
 		}
 		i, _ := slices.BinarySearchFunc(w.tags, h.Version, func(t gitx.Tag, v *semver.Version) int { return t.Version.Compare(v) })
+		later := w.tags[i:]
+		if h.Maintenance {
+			// A maintenance line's releases are its own tags: a later
+			// line's release never shipped its patch releases' hooks.
+			later = sameLine(later, h.Version)
+			if len(later) == 0 {
+				continue
+			}
+		}
 		shipped := false
-		for _, t := range w.tags[i:] {
+		for _, t := range later {
 			nums, ok := tagHooks[t.Commit]
 			if !ok {
 				reg, _, err := w.read(ctx, t.Name, t.Commit)
@@ -628,7 +660,7 @@ func (w *work) releasedVersions(ctx context.Context, cur *registry.File, landed 
 			continue
 		}
 		ds = append(ds, diag.Diagnostic{Pos: h.IntroducedInPos, Rule: RuleReleasedVersion, Hook: h.Num,
-			Message: fmt.Sprintf("introduced_in %q is a version already released (tag %s exists); shipped releases cannot gain hooks: introduce it in the next release, such as %q", h.IntroducedIn, w.tags[i].Name, nextRelease(cur, newest))})
+			Message: fmt.Sprintf("introduced_in %q is a version already released (tag %s exists); shipped releases cannot gain hooks: introduce it in the next release, such as %q", h.IntroducedIn, later[0].Name, nextRelease(cur, newest))})
 	}
 	return ds, nil
 }
@@ -706,4 +738,141 @@ func Origin(ctx context.Context, opts Options, loaded []*packages.Package, num i
 		return res.Digest, nil
 	}
 	return "", nil
+}
+
+// sameLine returns the tags of v's line (the same MAJOR.MINOR).
+func sameLine(tags []gitx.Tag, v *semver.Version) []gitx.Tag {
+	var out []gitx.Tag
+	for _, t := range tags {
+		if t.Version.Major() == v.Major() && t.Version.Minor() == v.Minor() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// filterHooks returns f with only the hooks numbered in only.
+func filterHooks(f *registry.File, only map[int]bool) *registry.File {
+	g := *f
+	g.Hooks = nil
+	for _, h := range f.Hooks {
+		if only[h.Num] {
+			g.Hooks = append(g.Hooks, h)
+		}
+	}
+	return &g
+}
+
+// otherLine reports a release tag r that head does not contain: another
+// line's release (see comparison.otherLine).
+func (w *work) otherLine(ctx context.Context, r ref, head string) (bool, error) {
+	if head == "" || !slices.ContainsFunc(w.tags, func(t gitx.Tag) bool { return t.Name == r.name && t.Commit == r.commit }) {
+		return false, nil
+	}
+	mb, err := w.repo.MergeBase(ctx, r.commit, head)
+	if err != nil {
+		return false, err
+	}
+	return mb != r.commit, nil
+}
+
+// MaintenanceBranch is the name of the maintenance branch of line
+// MAJOR.MINOR: release-MAJOR.MINOR (local, else of a remote).
+func MaintenanceBranch(line string) string { return "release-" + line }
+
+// maintenanceLines proves that main carries each maintenance hook of
+// another line than its own release's as its line has it: for every such
+// hook it finds the line's branch (release-MAJOR.MINOR, local or a
+// remote's) or, else, the newest release tag of the line that holds the
+// hook, and compares those hooks with it (num, introduced_in,
+// allow_online, func and code digest, through compareRef). A hook that
+// neither holds is a maintenance-line finding: maintenance: true is
+// accepted only for a hook of a maintenance line.
+func (w *work) maintenanceLines(ctx context.Context, cur *registry.File, compareRef func(ref, map[int]bool) error) ([]diag.Diagnostic, error) {
+	rel := cur.Version()
+	byLine := make(map[string][]*registry.Hook)
+	var lines []string
+	for i := range cur.Hooks {
+		h := &cur.Hooks[i]
+		if !h.Maintenance || h.Version == nil {
+			continue
+		}
+		line := fmt.Sprintf("%d.%d", h.Version.Major(), h.Version.Minor())
+		if rel != nil && fmt.Sprintf("%d.%d", rel.Major(), rel.Minor()) == line {
+			continue // the tree is the line's own branch
+		}
+		if byLine[line] == nil {
+			lines = append(lines, line)
+		}
+		byLine[line] = append(byLine[line], h)
+	}
+	var ds []diag.Diagnostic
+	for _, line := range lines {
+		var sources []ref
+		branch, err := w.findBranch(ctx, MaintenanceBranch(line))
+		if err != nil {
+			return nil, err
+		}
+		if branch.commit != "" {
+			sources = append(sources, branch)
+		}
+		v := byLine[line][0].Version
+		for _, t := range slices.Backward(sameLine(w.tags, v)) {
+			sources = append(sources, ref{t.Name, t.Commit})
+		}
+		todo := make(map[int]*registry.Hook)
+		for _, h := range byLine[line] {
+			todo[h.Num] = h
+		}
+		for _, src := range sources {
+			if len(todo) == 0 {
+				break
+			}
+			reg, _, err := w.read(ctx, src.name, src.commit)
+			if err != nil {
+				return nil, err
+			}
+			if reg == nil {
+				continue
+			}
+			only := make(map[int]bool)
+			for _, h := range reg.Hooks {
+				if todo[h.Num] != nil {
+					only[h.Num] = true
+					delete(todo, h.Num)
+				}
+			}
+			if len(only) == 0 {
+				continue
+			}
+			if err := compareRef(src, only); err != nil {
+				return nil, err
+			}
+		}
+		for _, h := range byLine[line] {
+			if todo[h.Num] == nil {
+				continue
+			}
+			ds = append(ds, diag.Diagnostic{Pos: h.MaintenancePos, Rule: RuleMaintenanceLine, Hook: h.Num,
+				Message: fmt.Sprintf("maintenance hook of line %s, but neither branch %s nor a release tag of the line (v%s.*) holds it: a maintenance hook lands on its line's branch first, and main carries it by merging that branch", line, MaintenanceBranch(line), line)})
+		}
+	}
+	return ds, nil
+}
+
+// findBranch resolves branch name: the local branch, else the
+// remote-tracking branch of that name (origin's first).
+func (w *work) findBranch(ctx context.Context, name string) (ref, error) {
+	out, err := w.repo.Run(ctx, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"+name, "refs/remotes/origin/"+name, "refs/remotes/*/"+name)
+	if err != nil {
+		return ref{}, err
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		commit, refname, ok := strings.Cut(line, " ")
+		if ok {
+			short := strings.TrimPrefix(strings.TrimPrefix(refname, "refs/heads/"), "refs/remotes/")
+			return ref{"branch " + short, commit}, nil
+		}
+	}
+	return ref{}, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/diag"
 )
 
@@ -25,6 +26,7 @@ const (
 	RuleFuncUnique     = "func-unique"
 	RulePackagePath    = "package-path"
 	RuleProduct        = "product"
+	RuleMaintenance    = "maintenance"
 )
 
 // Check applies the rules of a registry to f and returns every finding,
@@ -32,7 +34,14 @@ const (
 //
 //   - num-positive: num is a positive integer;
 //   - num-unique: no two hooks share a num;
-//   - num-order: num strictly decreases down the file;
+//   - num-order: num strictly decreases down the file, among main's hooks;
+//     and among the maintenance hooks of each line;
+//   - maintenance: a hook marked maintenance: true is of a patch release
+//     (PATCH > 0) and numbered in the range of its introduced_in's line
+//     (hook.MaintenanceNum: 1002016001 is hook 1 of line 2.16); a hook
+//     not marked so is numbered below that range (hook.MaintenanceBase).
+//     A maintenance hook stands where its introduced_in places it
+//     (version-order holds for every hook), outside main's num-order;
 //   - version-syntax: release, min_data_version and introduced_in are
 //     strict semantic versions (no "v" prefix, three numbers);
 //   - version-order: introduced_in does not increase down the file;
@@ -104,8 +113,10 @@ func (c *checker) hooks() {
 	firstNum := make(map[int]*Hook, len(f.Hooks))
 	firstFunc := make(map[string]*Hook, len(f.Hooks))
 	var prevNum, prevVersion *Hook
+	prevLine := make(map[string]*Hook) // the maintenance hook above, by line
 	for i := range f.Hooks {
 		h := &f.Hooks[i]
+		c.maintenance(h)
 		if h.NumPos.Line > 0 && h.Num <= 0 {
 			c.errorf(h.NumPos, RuleNumPositive, 0, "num %d is not a positive integer", h.Num)
 		} else if h.NumPos.Line > 0 {
@@ -114,10 +125,18 @@ func (c *checker) hooks() {
 			} else {
 				firstNum[h.Num] = h
 			}
-			if prevNum != nil && h.Num > prevNum.Num {
-				c.errorf(h.NumPos, RuleNumOrder, h.Num, "num %d is larger than the num %d above it (line %d); numbers decrease down the file: add new hooks at the top", h.Num, prevNum.Num, prevNum.NumPos.Line)
+			if h.Maintenance {
+				line := hook.LineName(h.Num)
+				if prev := prevLine[line]; prev != nil && h.Num > prev.Num {
+					c.errorf(h.NumPos, RuleNumOrder, h.Num, "num %d is larger than the num %d of line %s above it (line %d); the numbers of a maintenance line decrease down the file", h.Num, prev.Num, line, prev.NumPos.Line)
+				}
+				prevLine[line] = h
+			} else {
+				if prevNum != nil && h.Num > prevNum.Num {
+					c.errorf(h.NumPos, RuleNumOrder, h.Num, "num %d is larger than the num %d above it (line %d); numbers decrease down the file: add new hooks at the top", h.Num, prevNum.Num, prevNum.NumPos.Line)
+				}
+				prevNum = h
 			}
-			prevNum = h
 		}
 		v := c.version("introduced_in", h.IntroducedIn, h.IntroducedInPos, h.Num)
 		if v != nil {
@@ -142,6 +161,36 @@ func (c *checker) hooks() {
 				firstFunc[h.Func] = h
 			}
 		}
+	}
+}
+
+// maintenance checks the numbering of maintenance and main hooks.
+func (c *checker) maintenance(h *Hook) {
+	if h.NumPos.Line == 0 || h.Num <= 0 {
+		return
+	}
+	if !h.Maintenance {
+		if hook.IsMaintenance(h.Num) {
+			c.errorf(h.NumPos, RuleMaintenance, h.Num, "num %d is in the range of maintenance hooks (from %d): a hook of a maintenance branch says maintenance: true; a hook of main takes main's next number", h.Num, hook.MaintenanceBase)
+		}
+		return
+	}
+	v, err := semver.StrictNewVersion(h.IntroducedIn)
+	if h.IntroducedInPos.Line == 0 || err != nil {
+		return // reported by the version rules
+	}
+	if v.Patch() == 0 || v.Prerelease() != "" {
+		c.errorf(h.IntroducedInPos, RuleMaintenance, h.Num, "the maintenance hook is introduced in %q: a maintenance line ships patch releases (MAJOR.MINOR.PATCH, PATCH > 0); a hook of a minor release is main's", h.IntroducedIn)
+		return
+	}
+	if v.Major() > hook.MaxLine || v.Minor() > hook.MaxLine {
+		c.errorf(h.IntroducedInPos, RuleMaintenance, h.Num, "maintenance lines are numbered up to %d.%d; %q is beyond", hook.MaxLine, hook.MaxLine, h.IntroducedIn)
+		return
+	}
+	major, minor := int(v.Major()), int(v.Minor())
+	first, last := hook.MaintenanceNum(major, minor, 1), hook.MaintenanceNum(major, minor, hook.MaxLineHooks)
+	if h.Num < first || h.Num > last {
+		c.errorf(h.NumPos, RuleMaintenance, h.Num, "num %d is not in the range of maintenance line %d.%d (%d to %d): number the line's hooks from %d, so that they never collide with main's or another line's", h.Num, major, minor, first, last, first)
 	}
 }
 

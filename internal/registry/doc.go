@@ -29,4 +29,15 @@
 // or duplicate keys, a value of the wrong type, tabs in the indentation,
 // aliases, a second document, an empty file, a missing required key.
 // Versions are strict semantic versions (github.com/Masterminds/semver/v3).
+//
+// Maintenance hooks. A hook added on a maintenance branch (release-2.16,
+// for a patch release 2.16.1 after main has hooks of 2.17.0) says
+// maintenance: true and takes a number of its line's range
+// (hook.MaintenanceNum: 1002016001 is hook 1 of line 2.16), which no hook
+// of main or of another line can take. Main carries it by merging the
+// branch; in main's file it stands where its introduced_in places it
+// (below 2.17.0's hooks, above 2.16.0's): version-order holds for every
+// hook, num-order only among main's hooks and among each line's. Those
+// are the only relaxations, and the marker is accepted only on a hook its
+// line holds (internal/lint's maintenance-line rule).
 package registry

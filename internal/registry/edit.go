@@ -15,7 +15,10 @@ type NewHook struct {
 	Num          int
 	IntroducedIn string
 	AllowOnline  bool
-	Func         string
+	// Maintenance writes maintenance: true (a hook of a maintenance
+	// branch, numbered in its line's range).
+	Maintenance bool
+	Func        string
 }
 
 // InsertHook returns data with h added as the first item of the hooks
@@ -84,6 +87,9 @@ func itemText(h NewHook, prefix, indent, eol string) string {
 	fmt.Fprintf(&b, "%snum: %d%s", prefix, h.Num, eol)
 	fmt.Fprintf(&b, "%sintroduced_in: %s%s", indent, h.IntroducedIn, eol)
 	fmt.Fprintf(&b, "%sallow_online: %s%s", indent, strconv.FormatBool(h.AllowOnline), eol)
+	if h.Maintenance {
+		fmt.Fprintf(&b, "%smaintenance: true%s", indent, eol)
+	}
 	fmt.Fprintf(&b, "%sfunc: %s%s", indent, h.Func, eol)
 	return b.String()
 }

@@ -31,7 +31,7 @@ const (
 // The keys of registry.yaml, in the order they are documented.
 var (
 	fileKeys      = []string{"product", "release", "package", "min_data_version", "hooks"}
-	hookKeys      = []string{"num", "introduced_in", "allow_online", "func", "doc", "amendments"}
+	hookKeys      = []string{"num", "introduced_in", "allow_online", "maintenance", "func", "doc", "amendments"}
 	amendmentKeys = []string{"old", "new", "reason"}
 )
 
@@ -268,6 +268,15 @@ func (p *fileParser) hook(item *yaml.Node) (Hook, bool) {
 				p.errorf(p.pos(fd.value), RuleWrongType, num, "allow_online is %q, want true or false", fd.value.Value)
 			} else {
 				h.AllowOnlinePos = p.pos(fd.value)
+			}
+		}
+	}
+	if fd, ok := fields["maintenance"]; ok {
+		if p.kind(fd.value, yaml.ScalarNode, "maintenance", "true or false", num) {
+			if fd.value.Tag != "!!bool" || fd.value.Decode(&h.Maintenance) != nil {
+				p.errorf(p.pos(fd.value), RuleWrongType, num, "maintenance is %q, want true or false", fd.value.Value)
+			} else {
+				h.MaintenancePos = p.pos(fd.value)
 			}
 		}
 	}

@@ -46,6 +46,13 @@ type Hook struct {
 	IntroducedInPos diag.Position
 	AllowOnline     bool
 	AllowOnlinePos  diag.Position
+	// Maintenance marks a hook of a maintenance line (a patch release of
+	// an older line than main's, landed on its maintenance branch): its
+	// num is in its line's range (hook.MaintenanceNum) and it stands
+	// where its introduced_in places it, outside the order of main's
+	// numbers. MaintenancePos is zero when the key is absent.
+	Maintenance    bool
+	MaintenancePos diag.Position
 	// Func as written: "UpgradeLibBaz" or "libfoo.UpgradeLibFoo".
 	Func    string
 	FuncPos diag.Position
@@ -66,4 +73,14 @@ type Amendment struct {
 	Old    string
 	New    string
 	Reason string
+}
+
+// Version returns the parsed release, nil when it is not a semantic
+// version.
+func (f *File) Version() *semver.Version {
+	v, err := semver.StrictNewVersion(f.Release)
+	if err != nil {
+		return nil
+	}
+	return v
 }
