@@ -47,14 +47,13 @@ Example:
 
 	$ {{.Prog}} verify {{.Backup}}
 	{{.Backup}}: good archive (format 3), created 2026-01-01T00:00:00Z
-	product {{.Product}}, release {{.Release}} (registry h1:Qm9v...)
-	data version {{.Release}}, last upgrade hook {{.LastHook}}, 0 applied hooks
-	tables: 3, 124 records
-	  _hookreg  4 records
-	  accounts  120 records
-	  accounts/by-region  0 records, sequence 7
+	product {{.Product}}, release {{.Release}} (registry h1:...)
+	data version {{.Release}}, last upgrade hook {{.LastHook}}, ... applied hooks
+	tables: ..., ... records
+	  _hookreg  ... records
+	  ...
 	config files:
-	  app.json  -rw-r--r--  212 bytes
+	  ...
 `,
 		New: func() command { return &verifyOptions{} },
 	})
