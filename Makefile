@@ -1,4 +1,4 @@
-# hookreg: see README.md. Every target works on a fresh machine with Go, git and make.
+# hookreg: see README.md. Targets and what they need: docs/repository.md.
 GO ?= go
 FUZZTIME ?= 60s
 
@@ -88,7 +88,7 @@ check-generated:
 	$(GO) run ./cmd/hookgen check
 
 # AUDIT_SINCE is where this repository's hooks were finished: before it the
-# example hooks were stubs (see README, Decisions)
+# example hooks were stubs (see docs/decisions.md)
 AUDIT_SINCE := 5c66d75
 
 # LINT_AGAINST are the references of hookgen lint. This repository's
@@ -110,7 +110,7 @@ lint:
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '^testdata/')
 
-## bench: the benchmarks, each beside its reference (see README.md)
+## bench: the benchmarks, each beside its reference (see docs/benchmarks.md)
 bench: testdeps benchdeps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 0 ./...
 

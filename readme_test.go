@@ -8,9 +8,13 @@ import (
 	"testing"
 )
 
-// adoptSection is the README section that testdata/script/adopt_readme.txtar
-// runs.
-const adoptSection = "## Use hookreg in your product"
+// adoptDoc is the walkthrough that testdata/script/adopt_readme.txtar runs:
+// docs/adoption.md up to its first "## " section (the release gate, a
+// "### " section, included).
+const (
+	adoptDoc     = "docs/adoption.md"
+	adoptSection = "# Use hookreg in your product"
+)
 
 // offline maps a README command to the one adopt_readme.txtar runs instead,
 // offline: "go mod tidy" also resolves the imports of the tests of the
@@ -18,19 +22,19 @@ const adoptSection = "## Use hookreg in your product"
 // hold; -e lets it write go.mod and go.sum for everything else.
 var offline = map[string]string{"go mod tidy": "go mod tidy -e"}
 
-// TestReadmeAdoption fails when the README section "Use hookreg in your
-// product" and testdata/script/adopt_readme.txtar diverge: every command of
+// TestReadmeAdoption fails when the walkthrough "Use hookreg in your
+// product" (docs/adoption.md) and testdata/script/adopt_readme.txtar diverge: every command of
 // the section ("$ CMD" lines and the "run: CMD" steps of its workflow) must
 // be a command of the script (exec, ! exec or exits), in the same order, and
 // every file an "$EDITOR" line names must be written by a cp of the script.
 func TestReadmeAdoption(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile(adoptDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmds, edited := readmeCommands(t, string(readme))
 	if len(cmds) < 10 {
-		t.Fatalf("README section %q has %d commands, want the whole walk-through", adoptSection, len(cmds))
+		t.Fatalf("%s: section %q has %d commands, want the whole walk-through", adoptDoc, adoptSection, len(cmds))
 	}
 	script, err := os.ReadFile("testdata/script/adopt_readme.txtar")
 	if err != nil {
@@ -46,7 +50,7 @@ func TestReadmeAdoption(t *testing.T) {
 			i++
 		}
 		if i == len(execs) {
-			t.Errorf("README command %q is not in adopt_readme.txtar (in this order): run it there as written", c)
+			t.Errorf("%s: command %q is not in adopt_readme.txtar (in this order): run it there as written", adoptDoc, c)
 			i = 0
 			continue
 		}
@@ -54,19 +58,18 @@ func TestReadmeAdoption(t *testing.T) {
 	}
 	for _, f := range edited {
 		if !copied[f] {
-			t.Errorf("README edits %s, but adopt_readme.txtar writes no such file (cp ... %s)", f, f)
+			t.Errorf("%s edits %s, but adopt_readme.txtar writes no such file (cp ... %s)", adoptDoc, f, f)
 		}
 	}
 }
 
-// readmeCommands returns the commands of the adoption section in order,
+// readmeCommands returns the commands of the walkthrough in order,
 // and the files its $EDITOR lines name.
 func readmeCommands(t *testing.T, readme string) (cmds, edited []string) {
-	start := strings.Index(readme, "\n"+adoptSection+"\n")
-	if start < 0 {
-		t.Fatalf("README.md has no section %q", adoptSection)
+	if !strings.HasPrefix(readme, adoptSection+"\n") {
+		t.Fatalf("%s does not start with %q", adoptDoc, adoptSection)
 	}
-	section := readme[start+1:]
+	section := readme
 	if end := strings.Index(section[len(adoptSection):], "\n## "); end >= 0 {
 		section = section[:len(adoptSection)+end]
 	}
