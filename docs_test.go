@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -81,5 +82,72 @@ func TestDocsCommands(t *testing.T) {
 	}
 	if !bytes.Equal(old, doc.Bytes()) {
 		t.Errorf("%s is stale: the commands' help changed; run \"go test -run TestDocsCommands . -update-docs\" and commit it", commandsDoc)
+	}
+}
+
+// unrun are the commands the docs show that no testscript runs, each with
+// the reason: they need what the tests do not have.
+var unrun = map[string]string{
+	"export HOOKREG_STORE=etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/broker":                                               "an operator's cluster; operator_json.txtar and restore_pipe_etcd.txtar run the commands with $ETCD_STORE",
+	"export HOOKREG_ETCD_CACERT=/etc/broker/etcd-ca.pem HOOKREG_ETCD_USER=migrator HOOKREG_ETCD_PASSWORD_FILE=/run/secrets/etcd": "TLS and authentication of an operator's cluster; migrator/etcd_auth_test.go runs them",
+	"migrator status":                      "with the $HOOKREG_STORE above",
+	"migrator backup --out broker.tar.zst": "with the $HOOKREG_STORE above",
+	"rev=$(etcdctl --endpoints=$EP endpoint status --write-out=json | jq '.[0].Status.header.revision')": "etcdctl and jq are not test dependencies",
+	"etcdctl --endpoints=$EP compact $rev":                          "etcdctl is not a test dependency",
+	"for ep in ${EP//,/ }; do etcdctl --endpoints=$ep defrag; done": "etcdctl is not a test dependency",
+	"migrator status --store etcd://$EP/broker":                     "the cluster of the etcdctl commands above",
+}
+
+// TestDocsCommandsRun fails when a command that README.md or docs/*.md
+// shows ("$ CMD" in a code block; "$ $EDITOR" lines are the reader's) is
+// run by no testscript in testdata/script (exec, ! exec or exits, as
+// written) and is not in unrun: every command the docs show stays
+// runnable.
+func TestDocsCommandsRun(t *testing.T) {
+	scripts, err := filepath.Glob("testdata/script/*.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := map[string]bool{}
+	for _, s := range scripts {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds, _ := scriptCommands(string(data))
+		for _, c := range cmds {
+			run[c] = true
+		}
+	}
+	docs, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range append([]string{"README.md"}, docs...) {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inBlock := false
+		for i, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "```") {
+				inBlock = !inBlock
+				continue
+			}
+			cmd, ok := strings.CutPrefix(line, "$ ")
+			if !inBlock || !ok || strings.HasPrefix(cmd, "$EDITOR ") {
+				continue
+			}
+			if c, _, ok := strings.Cut(cmd, "   #"); ok {
+				cmd = c // a comment for the reader
+			}
+			cmd = strings.TrimSpace(cmd)
+			if alt, ok := offline[cmd]; ok {
+				cmd = alt
+			}
+			if !run[cmd] && unrun[cmd] == "" {
+				t.Errorf("%s:%d: no testscript runs %q: run it in one as written", doc, i+1, cmd)
+			}
+		}
 	}
 }
