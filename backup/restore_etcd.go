@@ -300,7 +300,7 @@ func checkEtcdSpace(st *etcd.Store, m *archive.Manifest, warn io.Writer) error {
 			st.Name(), need, status.DBSize, status.DBSizeQuota, status.DBSize+need-status.DBSizeQuota)
 	}
 	if warn != nil && status.DBSizeQuota > 0 && status.DBSize+need > status.DBSizeQuota/2 {
-		fmt.Fprintf(warn, "warning: after this restore the database of %s may use about %d of its %d-byte quota (%d now, about %d more): past half of it; compact away the old revisions and defragment each member (README: the cluster store, Quota)\n",
+		fmt.Fprintf(warn, "warning: after this restore the database of %s may use about %d of its %d-byte quota (%d now, about %d more): past half of it; compact away the old revisions and defragment each member (docs/cluster.md, Quota)\n",
 			st.Name(), status.DBSize+need, status.DBSizeQuota, status.DBSize, need)
 	}
 	return nil
