@@ -239,11 +239,14 @@ func walkDump(t testing.TB, st store.Store) string {
 	}
 	defer tx.Rollback()
 	var b strings.Builder
-	err = tx.(store.Walker).Walk(func(path []string, seq uint64) error {
+	err = store.WalkTree(tx, func(path []string, seq uint64) error {
 		fmt.Fprintf(&b, "table %q sequence %d\n", path, seq)
 		return nil
 	}, func(k, v []byte) error {
 		fmt.Fprintf(&b, "%q %q\n", k, v)
+		return nil
+	}, func(path []string) error {
+		fmt.Fprintf(&b, "end %q\n", path)
 		return nil
 	})
 	if err != nil {

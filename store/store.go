@@ -41,8 +41,8 @@
 // buckets do (see [hook.Table]): a key names a record or a nested table,
 // Scan shows a nested table with a nil value, and DropTable refuses a table
 // whose nested tables or sequence it would lose ([NotFlat]). Backup and
-// restore carry every table at every depth through the [Walker] interface
-// of a store's transactions.
+// dump visit every table at every depth with [WalkTree] (through a
+// store's [TreeWalker] where it has one).
 //
 // Values given to Put are copied, and values returned by Get are copies, so
 // callers may reuse their buffers. Scan tolerates modifications of the
@@ -108,7 +108,7 @@ var (
 	// failed transaction was not written (or its outcome is unknown),
 	// and running again resumes from the last checkpoint.
 	ErrUnavailable = errors.New("the store is unavailable")
-	// SkipTable is returned by a [Walker] table callback to skip the table,
+	// SkipTable is returned by a [WalkTree] table callback to skip the table,
 	// its records and the tables nested in it.
 	SkipTable = errors.New("skip this table")
 )
@@ -144,20 +144,6 @@ type Tx interface {
 	// Rollback discards the transaction's writes and ends it. It is safe
 	// to call after Commit (it then does nothing), so it can be deferred.
 	Rollback() error
-}
-
-// Walker is implemented by the transactions of stores whose tables can
-// hold nested tables (bbolt). Backup and restore use it to carry every
-// table at every depth; the upgrade engine and hooks do not.
-type Walker interface {
-	// Walk visits every table, nested ones included, in the order of
-	// [archive.ComparePaths] (a table before the tables nested in it,
-	// names bytewise): it calls table with the table's path (its parents'
-	// names and its own) and sequence number, then record for each of its
-	// records in key order, not counting nested tables. The slices passed
-	// are valid only during the call. An error from a callback stops the
-	// walk and is returned, except SkipTable from table.
-	Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error
 }
 
 // TreeWalker is implemented by the transactions of stores whose tables can

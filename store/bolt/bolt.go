@@ -5,7 +5,7 @@
 // are any bytes a backup can carry ([store.ValidateName]). Scan gives a
 // nested bucket's name with a nil value, as bbolt's ForEach does. Backup
 // and restore carry every bucket exactly, with its sequence, through
-// [Store]'s transactions' Walk ([store.Walker]) and [Loader.Table].
+// [Store]'s transactions' WalkTree ([store.TreeWalker]) and [Loader.Table].
 //
 //	st, err := bolt.Open("broker.db", bolt.Options{Create: true})
 //	if err != nil {
@@ -309,7 +309,6 @@ type tx struct {
 }
 
 var (
-	_ store.Walker     = (*tx)(nil)
 	_ store.TreeWalker = (*tx)(nil)
 )
 
@@ -545,23 +544,6 @@ func (t *tx) CreateTable(name string) (store.Table, error) { return parent{t: t}
 func (t *tx) DropTable(name string) error                  { return parent{t: t}.dropTable(name) }
 func (t *tx) Tables() ([]string, error)                    { return parent{t: t}.tableNames() }
 
-// Walk implements [store.Walker]: every bucket at every depth, depth first
-// in key order, with its sequence number and its records.
-func (t *tx) Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
-	if err := t.check(false); err != nil {
-		return err
-	}
-	return t.protect(func() error {
-		c := t.tx.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if err := walk(t.tx.Bucket(k), []string{string(k)}, table, record); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 // WalkTree implements [store.TreeWalker]: every bucket at every depth,
 // in the order of bbolt's cursors (a nested bucket among the keys of its
 // parent), with one cursor open per level.
@@ -607,37 +589,6 @@ func walkTree(b *bbolt.Bucket, path []string, table func(path []string, sequence
 		}
 	}
 	return call(func() error { return end(path) })
-}
-
-func walk(b *bbolt.Bucket, path []string, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
-	if b == nil {
-		return fmt.Errorf("bucket %q is not a bucket", strings.Join(path, "/"))
-	}
-	seq := b.Sequence()
-	err := call(func() error { return table(path, seq) })
-	if errors.Is(err, store.SkipTable) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var nested []string
-	c := b.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if v == nil {
-			nested = append(nested, string(k))
-			continue
-		}
-		if err := call(func() error { return record(k, v) }); err != nil {
-			return err
-		}
-	}
-	for _, name := range nested {
-		if err := walk(b.Bucket([]byte(name)), append(path[:len(path):len(path)], name), table, record); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Commit implements [store.Tx]. A commit that fails is rolled back, so the

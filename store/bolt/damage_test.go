@@ -132,7 +132,7 @@ func read(path string) error {
 			return errors.Join(checkErr, err)
 		}
 	}
-	return errors.Join(checkErr, tx.(store.Walker).Walk(func([]string, uint64) error { return nil }, func(k, v []byte) error { return nil }))
+	return errors.Join(checkErr, store.WalkTree(tx, func([]string, uint64) error { return nil }, func(k, v []byte) error { return nil }, func([]string) error { return nil }))
 }
 
 func write(path string) error {

@@ -74,8 +74,8 @@
 // every key to the end of the range, which makes paging through a large
 // table quadratic; on a cluster before v3.7, without RangeStream, it reads
 // [Options.PageSize] records a page. A Scan gives the nested tables (with
-// a nil value) merged in key order with the records; the transaction's
-// Walk ([store.Walker], for backups) gives every table at every depth with
+// a nil value) merged in key order with the records, so that
+// [store.WalkTree] (backups, dumps) gives every table at every depth with
 // its sequence and records, all at R.
 //
 // A writable transaction keeps its writes in memory (an overlay that its own

@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"errors"
 	"fmt"
 	"math"
 
@@ -139,51 +138,4 @@ func (tb *table) NextSequence() (uint64, error) {
 		return 0, err
 	}
 	return tb.st.seq, nil
-}
-
-// Walk implements [store.Walker]: every table at every depth in the order
-// of archive.ComparePaths (a table, its records, then the tables nested in
-// it by name), with its sequence, at the transaction's revision and with
-// its writes. It holds the names of one level of nested tables per depth.
-func (t *Tx) Walk(table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
-	if err := t.check(false); err != nil {
-		return err
-	}
-	names, err := t.Tables()
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		st, err := t.child(nil, name)
-		if err != nil {
-			return err
-		}
-		if err := t.walk(st, table, record); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (t *Tx) walk(st *tableState, table func(path []string, sequence uint64) error, record func(key, value []byte) error) error {
-	err := table(st.path[:len(st.path):len(st.path)], st.seq)
-	if errors.Is(err, store.SkipTable) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := t.handle(st).scan(nil, false, record); err != nil {
-		return err
-	}
-	nested, err := t.kidNames(st)
-	if err != nil {
-		return err
-	}
-	for _, name := range nested {
-		if err := t.walk(st.children[name], table, record); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -28,7 +28,7 @@ func walkDump(t testing.TB, st store.Store) string {
 func walkTx(t testing.TB, tx store.Tx) string {
 	t.Helper()
 	var b strings.Builder
-	err := tx.(store.Walker).Walk(func(path []string, seq uint64) error {
+	err := store.WalkTree(tx, func(path []string, seq uint64) error {
 		fmt.Fprintf(&b, "\n%q seq=%d:", path, seq)
 		return nil
 	}, func(k, v []byte) error {
@@ -36,6 +36,9 @@ func walkTx(t testing.TB, tx store.Tx) string {
 			return fmt.Errorf("record %q with a nil value", k)
 		}
 		fmt.Fprintf(&b, " %q=%q", k, v)
+		return nil
+	}, func(path []string) error {
+		fmt.Fprintf(&b, "\nend %q:", path)
 		return nil
 	})
 	if err != nil {
@@ -789,10 +792,15 @@ func restoreFrom(t testing.TB, src store.Store, dst *Store) {
 		t.Fatal(err)
 	}
 	defer r.Abort()
-	err = tx.(store.Walker).Walk(func(path []string, seq uint64) error {
+	err = store.WalkTree(tx, func(path []string, seq uint64) error {
 		return r.TablePath(path, seq)
 	}, func(k, v []byte) error {
 		return r.Put(bytes.Clone(k), bytes.Clone(v))
+	}, func(path []string) error {
+		if len(path) == 1 {
+			return nil
+		}
+		return r.ResumePath(path[:len(path)-1])
 	})
 	if err != nil {
 		t.Fatal(err)

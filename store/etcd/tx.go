@@ -20,8 +20,8 @@ import (
 	"github.com/hookreg/hookreg/store"
 )
 
-// Tx is a transaction of a [Store]. It implements [store.Tx] and
-// [store.Walker]; see the package documentation for what a commit checks.
+// Tx is a transaction of a [Store]. It implements [store.Tx]; see the
+// package documentation for what a commit checks.
 type Tx struct {
 	s        *Store
 	writable bool
@@ -54,7 +54,6 @@ type Tx struct {
 var (
 	_ store.Tx     = (*Tx)(nil)
 	_ store.Roomer = (*Tx)(nil)
-	_ store.Walker = (*Tx)(nil)
 )
 
 // tableState is the transaction's view of one table, shared by its
