@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,9 +29,16 @@ import (
 // does not end within 20 seconds (a refusal that hangs on a FIFO).
 func runBounded(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	return waitBounded(t, migratorCmd(t, "example", args...), 20*time.Second)
+}
+
+// waitBounded runs cmd and returns its exit status and standard error; a
+// cmd still running after bound (far beyond what it takes) is killed and
+// fails the test as hanging.
+func waitBounded(t *testing.T, cmd *exec.Cmd, bound time.Duration) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	cmd := migratorCmd(t, "example", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -40,7 +48,7 @@ func runBounded(t *testing.T, args ...string) (int, string) {
 	cmd.Wait()
 	stop()
 	if ctx.Err() != nil {
-		t.Fatalf("migrator %q hangs", args)
+		t.Fatalf("%q hangs: %s", cmd.Args, stderr.String())
 	}
 	return cmd.ProcessState.ExitCode(), stderr.String()
 }
@@ -487,21 +495,9 @@ func TestWriteFailsMidLoad(t *testing.T) {
 			cmd := migratorCmd(t, "example")
 			cmd.Args = append([]string{"sh", "-c", `ulimit -f 4096 && exec "$0" "$@"`, cmd.Path}, args...)
 			cmd.Path = "/bin/sh"
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
-			cmd.Wait()
-			stop()
-			if ctx.Err() != nil {
-				t.Fatalf("%q hangs after its write failed: %s", args, stderr.String())
-			}
-			if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "file too large") {
-				t.Errorf("exit %d, stderr %q; want exit 1 and the write's error", code, stderr.String())
+			code, stderr := waitBounded(t, cmd, 2*time.Minute)
+			if code != 1 || !strings.Contains(stderr, "file too large") {
+				t.Errorf("exit %d, stderr %q; want exit 1 and the write's error", code, stderr)
 			}
 			if after := dirtest.Snapshot(t, dir); after != before {
 				t.Errorf("the files changed:\nbefore:\n%s\nafter:\n%s", before, after)
