@@ -487,10 +487,19 @@ func checkManifest(reg *hook.Registry, m *archive.Manifest, name string) error {
 	if _, err := upgrade.PlanFor(reg, ManifestMetadata(m)); err != nil {
 		return fmt.Errorf("backup %s: refused: %w", name, err)
 	}
+	meta := false
 	for _, t := range m.Tables {
 		if t.Name == store.ConfigTable {
 			return fmt.Errorf("backup %s: refused: it carries the reserved table %q; configuration files belong in config/ members", name, store.ConfigTable)
 		}
+		meta = meta || len(t.Parent) == 0 && t.Name == store.MetaTable
+	}
+	// A manifest that lists its tables (formats 1 and 2) says on its face
+	// whether the metadata its data version needs is there: refused before
+	// anything is loaded, not after (format 3 carries its tables in the
+	// data; the check at the end of the read finds it there).
+	if m.Format < 3 && !meta && m.DataVersion != "" && m.DataVersion != upgrade.UnadoptedVersion {
+		return fmt.Errorf("backup %s: refused: the manifest records data version %s but lists no table %q, which would hold its upgrade metadata", name, m.DataVersion, store.MetaTable)
 	}
 	return nil
 }
