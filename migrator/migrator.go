@@ -79,6 +79,7 @@ package migrator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -92,6 +93,7 @@ import (
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/subcmd"
+	"github.com/hookreg/hookreg/store"
 )
 
 // env is what a command runs with.
@@ -236,6 +238,11 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 	}
 	err := program.Run(e, stdout, stderr, args)
 	code := cliflag.ExitCode(err)
+	if errors.Is(err, store.ErrDamaged) {
+		// A damaged store is an unreadable file, found when it is opened
+		// or later while it is read: exit 2 either way.
+		code = 2
+	}
 	switch {
 	case err != nil && jsonRequested(args):
 		line, _ := json.Marshal(jsonError{Error: fmt.Sprintf("%s: %v", prog, err), ExitStatus: code})
