@@ -43,9 +43,13 @@ func recSize(key, value string) int {
 
 // v3Base is a valid format 3 archive: table a (records k1, k3 around
 // the nested table a/k2, which holds x) and table b (empty).
-func v3Base(t testing.TB) []member {
+func v3Base(t testing.TB) []member { return v3BaseSigned(t, "", nil) }
+
+// v3BaseSigned is v3Base, signed by signedBy with sign when sign is not
+// nil (format 4).
+func v3BaseSigned(t testing.TB, signedBy string, sign func([]byte) ([]byte, error)) []member {
 	var w bytes.Buffer
-	m := archive.Manifest{Created: created, Product: "p", Release: "1.0.0", DataVersion: "1.0.0"}
+	m := archive.Manifest{Created: created, Product: "p", Release: "1.0.0", DataVersion: "1.0.0", SignedBy: signedBy}
 	var tt archive.Totals
 	tt.StartTable("a", 0)
 	tt.Record([]byte("k1"), []byte("v1"))
@@ -58,7 +62,7 @@ func v3Base(t testing.TB) []member {
 	tt.EndTable()
 	tt.Set(&m)
 	m.Config = []archive.ConfigFile{{Path: "app.conf", Mode: 0o644, Size: 2}}
-	aw, err := archive.NewWriter(&w, m, archive.Options{Compression: archive.None, ChunkSize: 12})
+	aw, err := archive.NewWriter(&w, m, archive.Options{Compression: archive.None, ChunkSize: 12, Sign: sign})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
@@ -40,17 +41,24 @@ var (
 )
 
 // Decrypt returns the archive in r: r itself, or, when r is an age file
-// (binary or armored), its plaintext, decrypted as it is read with the
-// first of identities that matches. An age file without identities, or
-// with none that matches, is refused before anything is read from it;
-// a damaged ciphertext (a flipped byte, a truncation) fails the read at
-// that 64 KiB chunk with an error wrapping [archive.ErrInvalid].
-func Decrypt(r io.Reader, name string, identities []age.Identity) (io.Reader, error) {
+// (binary or armored), its plaintext, decrypted with the first of
+// identities that matches by a goroutine of its own, a few chunks ahead
+// of the reader, so that decryption overlaps the decoding of the archive
+// (memory: [decryptAhead] buffers of [decryptBuffer] bytes). An age file
+// without identities, or with none that matches, is refused before
+// anything is read from it; a damaged ciphertext (a flipped byte, a
+// truncation) fails the read at that 64 KiB chunk with an error wrapping
+// [archive.ErrInvalid].
+//
+// Close stops the decryption and waits until it no longer reads r, so
+// that r may be read again (or seeked) once Close returns; it does not
+// close r.
+func Decrypt(r io.Reader, name string, identities []age.Identity) (io.ReadCloser, error) {
 	src := &sourceErr{r: r}
 	br := bufio.NewReaderSize(src, 64<<10)
 	head, _ := br.Peek(64)
 	if !archive.Encrypted(head) {
-		return br, nil
+		return io.NopCloser(br), nil
 	}
 	if len(identities) == 0 {
 		return nil, fmt.Errorf("%s: %w: give --identity FILE (or $HOOKREG_IDENTITY), or --passphrase-file FILE for a passphrase", name, ErrEncrypted)
@@ -69,7 +77,93 @@ func Decrypt(r io.Reader, name string, identities []age.Identity) (io.Reader, er
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w: its age header: %w", name, archive.ErrInvalid, err)
 	}
-	return &plaintext{r: dr, src: src}, nil
+	return decryptAheadOf(&plaintext{r: dr, src: src}), nil
+}
+
+const (
+	// decryptBuffer is the size of a buffer of plaintext decrypted ahead:
+	// four of age's 64 KiB chunks.
+	decryptBuffer = 256 << 10
+	// decryptAhead is how many buffers the decrypting goroutine fills
+	// ahead of the reader.
+	decryptAhead = 4
+)
+
+// ahead reads r on a goroutine of its own into buffers that it hands to
+// Read, at most decryptAhead of them ahead.
+type ahead struct {
+	full chan []byte
+	free chan []byte
+	stop chan struct{}
+	done chan struct{}
+	err  error  // r's last error, read once full is closed
+	cur  []byte // the unread part of the buffer being read
+	buf  []byte // the buffer being read, to give back
+	once sync.Once
+}
+
+func decryptAheadOf(r io.Reader) *ahead {
+	a := &ahead{
+		full: make(chan []byte, decryptAhead),
+		free: make(chan []byte, decryptAhead+1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	for range decryptAhead + 1 {
+		a.free <- make([]byte, decryptBuffer)
+	}
+	go func() {
+		defer close(a.done)
+		defer close(a.full)
+		for {
+			var buf []byte
+			select {
+			case buf = <-a.free:
+			case <-a.stop:
+				return
+			}
+			n, err := io.ReadFull(r, buf)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			if n > 0 {
+				select {
+				case a.full <- buf[:n]:
+				case <-a.stop:
+					return
+				}
+			}
+			if err != nil {
+				a.err = err
+				return
+			}
+		}
+	}()
+	return a
+}
+
+func (a *ahead) Read(p []byte) (int, error) {
+	if len(a.cur) == 0 {
+		if a.buf != nil {
+			a.free <- a.buf[:cap(a.buf)]
+			a.buf = nil
+		}
+		buf, ok := <-a.full
+		if !ok {
+			return 0, a.err
+		}
+		a.buf, a.cur = buf, buf
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+// Close stops the goroutine and waits for it.
+func (a *ahead) Close() error {
+	a.once.Do(func() { close(a.stop) })
+	<-a.done
+	return nil
 }
 
 func bytesHasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }

@@ -399,10 +399,12 @@ func CheckSealed(reg *hook.Registry, r io.Reader, name string, keys ReadKeys) (*
 // verify is Verify, calling also's callbacks (when not nil) after its own:
 // an error from them refuses the archive.
 func verify(r io.Reader, name string, keys ReadKeys, also archive.Handler) (*archive.Manifest, error) {
-	r, err := Decrypt(r, name, keys.Identities)
+	plain, err := Decrypt(r, name, keys.Identities)
 	if err != nil {
 		return nil, err
 	}
+	defer plain.Close()
+	r = plain
 	var meta metaTable
 	var refused error
 	h := archive.Handler{Table: meta.table, TableEnd: meta.end, Record: meta.record}

@@ -91,11 +91,12 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 	}
 	defer rs.Abort()
 	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error {
-		r, err := Decrypt(r, archivePath, opts.Keys.Identities)
+		plain, err := Decrypt(r, archivePath, opts.Keys.Identities)
 		if err != nil {
 			return err
 		}
-		return loadEtcd(r, rs, m, opts.Progress)
+		defer plain.Close()
+		return loadEtcd(plain, rs, m, opts.Progress)
 	}); err != nil {
 		return nil, err
 	}

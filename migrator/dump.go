@@ -181,6 +181,7 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 	if err != nil {
 		return err
 	}
+	defer plain.Close()
 	_, err = archive.Read(plain, archive.Handler{
 		Table: func(t archive.TableInfo) error {
 			return sel.start(p, t.Path(), t.Sequence)

@@ -142,6 +142,13 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offli
 			return res, err
 		}
 	}
+	if seal.runKey != nil {
+		key := filepath.Join(work, "input.key")
+		if err := os.WriteFile(key, []byte(seal.runKey.String()+"\n"), 0o600); err != nil {
+			return res, envErrorf("writing the run's key: %w", err)
+		}
+		seal.files.Identities = append(seal.files.Identities, key)
+	}
 	result := filepath.Join(work, "result.tar.zst")
 	report := filepath.Join(work, "report.jsonl")
 	token := make([]byte, childTokenLen)
@@ -249,7 +256,7 @@ func checkInput(e *env, path, name string, seal offlineSeal) error {
 	defer f.Close()
 	var head [64]byte
 	n, _ := io.ReadFull(f, head[:])
-	if archive.Encrypted(head[:n]) && len(seal.recipients) == 0 {
+	if archive.Encrypted(head[:n]) && len(seal.recipients) == 0 && !seal.plainOut {
 		return cliflag.Usagef("%s is encrypted, so its upgrade must be: give the output's recipients (--%s, --%s: an age file does not name its recipients, give the same ones), or --%s", name, flagRecipient, flagRecipientsFile, flagPassphraseFile)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -267,6 +274,12 @@ type offlineSeal struct {
 	keys       backup.ReadKeys
 	recipients []age.Recipient
 	sign       string
+	// runKey, when not nil, is a key of this run alone that decrypts
+	// the input: written into the private directory for the child.
+	runKey *age.X25519Identity
+	// plainOut lets an encrypted input have an output that is not
+	// (the one-command upgrade's result, which waits beside the store).
+	plainOut bool
 }
 
 // sealResult writes the checked result to out encrypted to recipients:

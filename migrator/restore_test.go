@@ -2,8 +2,10 @@ package migrator_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/hookreg/hookreg/backup"
 
@@ -28,6 +33,12 @@ var crashSize = example.Size{Users: 40000, Rules: 40000}
 // writeBackup backs up a store built with the example data of release.
 func writeBackup(t *testing.T, path, release string, size example.Size) {
 	t.Helper()
+	writeBackupWith(t, path, release, size, backup.Options{})
+}
+
+// writeBackupWith is writeBackup with opts (encrypted, signed).
+func writeBackupWith(t *testing.T, path, release string, size example.Size, opts backup.Options) {
+	t.Helper()
 	db := filepath.Join(t.TempDir(), "b.db")
 	buildStore(t, db, release, size)
 	st, err := bolt.Open(db, bolt.Options{ReadOnly: true})
@@ -35,7 +46,7 @@ func writeBackup(t *testing.T, path, release string, size example.Size) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, backup.Options{}); err != nil {
+	if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, opts); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -96,10 +107,42 @@ func TestRestoreCrash(t *testing.T) {
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, archivePath, "4.4.0", crashSize)
+	restoreCrash(t, dir, archivePath, []string{"b.tar.zst"})
+}
+
+// TestSealedRestoreCrash is TestRestoreCrash with an archive encrypted
+// with age and signed, restored with --identity and --trusted-key: the
+// decryption's goroutine changes nothing of what a kill leaves.
+func TestSealedRestoreCrash(t *testing.T) {
+	dir := t.TempDir()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity, trusted := filepath.Join(dir, "age.key"), filepath.Join(dir, "ops.pub")
+	if err := os.WriteFile(identity, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(trusted, ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	archivePath := filepath.Join(dir, "b.tar.zst.age")
+	writeBackupWith(t, archivePath, "4.4.0", crashSize, backup.Options{Recipients: []age.Recipient{id.Recipient()}, Signer: signer})
+	restoreCrash(t, dir, archivePath, []string{"age.key", "b.tar.zst.age", "ops.pub"}, "--identity", identity, "--trusted-key", trusted)
+}
+
+// restoreCrash is TestRestoreCrash of the archive at archivePath in dir,
+// which holds the files keep besides, restored with the extra arguments.
+func restoreCrash(t *testing.T, dir, archivePath string, keep []string, extra ...string) {
 	template := filepath.Join(dir, "template.db")
 	buildStore(t, template, "5.1.0", example.Small)
 	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
-	clean := []string{"b.tar.zst", "broker.db", "etc", "template.db"}
+	clean := slices.Sorted(slices.Values(append(keep, "broker.db", "etc", "template.db")))
 
 	oldState(t, db, cfg, template)
 	oldStore, err := example.Digest(db)
@@ -108,7 +151,7 @@ func TestRestoreCrash(t *testing.T) {
 	}
 	oldConfig, _ := dirDigest(cfg)
 	restore := func() *exec.Cmd {
-		return migratorCmd(t, "example", "restore", archivePath, "--store", db, "--config", cfg)
+		return migratorCmd(t, "example", append([]string{"restore", archivePath, "--store", db, "--config", cfg}, extra...)...)
 	}
 	took := timeRun(t, restore())
 	newStore, err := example.Digest(db)
@@ -186,7 +229,7 @@ func TestRestoreCrash(t *testing.T) {
 		{"restore.swapped=kill", "new store, new config", false},
 	} {
 		oldState(t, db, cfg, template)
-		code, _, stderr := runMigrator(t, "example", withFailpointArgs(c.failpoints, "restore", archivePath, "--store", db, "--config", cfg)...)
+		code, _, stderr := runMigrator(t, "example", withFailpointArgs(c.failpoints, append([]string{"restore", archivePath, "--store", db, "--config", cfg}, extra...)...)...)
 		if code == 0 {
 			t.Fatalf("%s: the restore succeeded", c.failpoints)
 		}
@@ -204,7 +247,7 @@ func TestRestoreCrash(t *testing.T) {
 	}
 
 	const kills = 6
-	rng := rand.New(rand.NewPCG(5, 6))
+	rng := mrand.New(mrand.NewPCG(5, 6))
 	counts := map[string]int{}
 	for i := range kills {
 		oldState(t, db, cfg, template)
@@ -292,7 +335,7 @@ func TestBackupCrash(t *testing.T) {
 	}
 
 	const kills = 10
-	rng := rand.New(rand.NewPCG(7, 8))
+	rng := mrand.New(mrand.NewPCG(7, 8))
 	counts := map[string]int{}
 	for i := range kills {
 		copyFile(t, prev, out)

@@ -164,8 +164,9 @@ func (o *upgradeOptions) Validate(args []string) error {
 		return cliflag.Usagef("--%s is for --%s: a backup carries its configuration files", flagConfig, flagStore)
 	case o.offline && isEtcd(o.store) && o.config != "":
 		return cliflag.Usagef("--%s: an etcd store keeps its configuration files in the store (the table %q); upgrade without --%s", flagConfig, store.ConfigTable, flagConfig)
-	case (len(o.keys.identities) > 0 || len(o.keys.trusted) > 0 || o.keys.passphraseFile != "" || o.seal.encrypts() || o.seal.sign != "") && !(o.offline && o.in != ""):
-		return cliflag.Usagef("--%s, --%s, --%s, --%s, --%s and --%s are for --%s --%s", flagIdentity, flagPassphraseFile, flagTrustedKey, flagRecipient, flagRecipientsFile, flagSign, flagOffline, flagIn)
+	case (len(o.keys.identities) > 0 || len(o.keys.trusted) > 0 || o.keys.passphraseFile != "" ||
+		((o.seal.encrypts() || o.seal.sign != "") && !(o.offline && o.store != "" && !isEtcd(o.store)))) && !(o.offline && o.in != ""):
+		return cliflag.Usagef("--%s, --%s, --%s, --%s, --%s and --%s are for --%s --%s (--%s, --%s and --%s also for --%s --%s FILE, where they seal the pre-upgrade backup)", flagIdentity, flagPassphraseFile, flagTrustedKey, flagRecipient, flagRecipientsFile, flagSign, flagOffline, flagIn, flagRecipient, flagRecipientsFile, flagSign, flagOffline, flagStore)
 	case o.backupDir != "." && !(o.offline && isEtcd(o.store)):
 		return cliflag.Usagef("--%s is for --%s --%s etcd://...: a bbolt store's pre-upgrade backup goes beside it", flagBackupDir, flagOffline, flagStore)
 	}

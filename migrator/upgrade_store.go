@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
@@ -180,14 +182,33 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	if err := atomicfile.Write(identityName(o.store), []byte(id), 0o600); err != nil {
 		return false, envErrorf("recording the store's identity: %w", err)
 	}
-	r.PreUpgradeBackup = fmt.Sprintf("%s%s-%s.tar.zst", preUpgradePrefix(o.store), r.From, time.Now().UTC().Format("20060102T150405Z"))
+	// With recipients, the pre-upgrade backup is encrypted to them and to
+	// a key of this run only, which the child decrypts it with and which
+	// is forgotten with the run's private directory (the upgraded result
+	// waits beside the store unencrypted, as the store itself is).
+	recipients, signer, err := o.seal.options()
+	if err != nil {
+		return false, err
+	}
+	var input offlineSeal
+	suffix := ".tar.zst"
+	if len(recipients) > 0 {
+		run, err := age.GenerateX25519Identity()
+		if err != nil {
+			return false, fmt.Errorf("making the run's key: %w", err)
+		}
+		recipients = append(recipients, run.Recipient())
+		input = offlineSeal{keys: backup.ReadKeys{Identities: []age.Identity{run}}, runKey: run, plainOut: true}
+		suffix += ".age"
+	}
+	r.PreUpgradeBackup = fmt.Sprintf("%s%s-%s%s", preUpgradePrefix(o.store), r.From, time.Now().UTC().Format("20060102T150405Z"), suffix)
 	if e.progress != nil {
 		fmt.Fprintf(e.progress, "backing up %s to %s\n", o.store, r.PreUpgradeBackup)
 	}
-	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress}); err != nil {
+	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress, Recipients: recipients, Signer: signer}); err != nil {
 		return false, fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)
 	}
-	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch, offlineSeal{})
+	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch, input)
 	if !o.json {
 		reportHooks(e.stdout, res.Hooks)
 	}
@@ -236,7 +257,7 @@ func latestPreUpgrade(storePath string) string {
 	var found []string
 	for _, ent := range entries {
 		p := filepath.Join(filepath.Dir(storePath), ent.Name())
-		if ent.Type().IsRegular() && strings.HasPrefix(p, filepath.Clean(prefix)) && strings.HasSuffix(p, ".tar.zst") {
+		if ent.Type().IsRegular() && strings.HasPrefix(p, filepath.Clean(prefix)) && (strings.HasSuffix(p, ".tar.zst") || strings.HasSuffix(p, ".tar.zst.age")) {
 			found = append(found, p)
 		}
 	}
