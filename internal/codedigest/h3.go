@@ -1164,23 +1164,7 @@ func (s *Scope) migratorDebug() ([]setting, error) {
 	}
 	pkgs := make(map[string]*pkgInfo)
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(s.mainDir, func(fp string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if fp != s.mainDir && (name == "vendor" || name == "testdata" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
-				return filepath.SkipDir
-			}
-			if _, err := os.Stat(filepath.Join(fp, "go.mod")); fp != s.mainDir && err == nil {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
-			return nil
-		}
+	err := s.walkGoFiles(func(fp string) error {
 		f, err := parser.ParseFile(fset, fp, nil, parser.ImportsOnly|parser.ParseComments)
 		if err != nil || never(f) {
 			return nil // a file that does not parse fails its own build

@@ -195,23 +195,7 @@ func (s *Scope) readWork() error {
 // set the GODEBUG defaults every hook in it runs with.
 func (s *Scope) readMainDebug() error {
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(s.mainDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if p != s.mainDir && (name == "vendor" || name == "testdata" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
-				return filepath.SkipDir
-			}
-			if _, err := os.Stat(filepath.Join(p, "go.mod")); p != s.mainDir && err == nil {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
-			return nil
-		}
+	err := s.walkGoFiles(func(p string) error {
 		f, err := parser.ParseFile(fset, p, nil, parser.PackageClauseOnly|parser.ParseComments)
 		if err != nil || f.Name.Name != "main" {
 			return nil // a file that does not parse fails its own build
@@ -317,4 +301,29 @@ func (s *Scope) requirement(importPath string) (mod, version string, ok bool) {
 		return importPath, "(not required in go.mod)", true
 	}
 	return best, s.requires[best], true
+}
+
+// walkGoFiles calls fn with the path of every Go source file of the main
+// module that a build may compile: not a test, not hidden ("." or "_"),
+// not under vendor/ or testdata/, not in a nested module.
+func (s *Scope) walkGoFiles(fn func(path string) error) error {
+	return filepath.WalkDir(s.mainDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != s.mainDir && (name == "vendor" || name == "testdata" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); p != s.mainDir && err == nil {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+			return nil
+		}
+		return fn(p)
+	})
 }
