@@ -25,7 +25,6 @@ import (
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
-	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/store/bolt"
 )
 
@@ -78,20 +77,9 @@ func newSigner(t testing.TB) ssh.Signer {
 // change ("zz"/"alice" = "role=plain").
 func sealedStore(t testing.TB) string {
 	path := filepath.Join(t.TempDir(), "s.db")
-	st, err := bolt.Open(path, bolt.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := example.Build(context.Background(), st, generated.Registry, "5.0.1", example.Small); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := exampleBoltDB(t, path)
 	defer db.Close()
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucket([]byte("zz"))
 		if err != nil {
 			return err

@@ -1,7 +1,6 @@
 package backup_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net/http"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
-	"github.com/hookreg/hookreg/internal/example"
-	"github.com/hookreg/hookreg/store/bolt"
 )
 
 // liveDB builds the example product's store of this release with bulk
@@ -23,21 +20,9 @@ import (
 // product does.
 func liveDB(t *testing.T) *bbolt.DB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "live.db")
-	st, err := bolt.Open(path, bolt.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := example.Build(context.Background(), st, generated.Registry, "5.0.1", example.Small); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := exampleBoltDB(t, filepath.Join(t.TempDir(), "live.db"))
 	t.Cleanup(func() { db.Close() })
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *bbolt.Tx) error {
 		bulk, err := tx.CreateBucket([]byte("bulk"))
 		if err != nil {
 			return err

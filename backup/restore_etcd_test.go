@@ -367,19 +367,8 @@ func TestRestoreEtcdRefused(t *testing.T) {
 func nestedArchive(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "nested-only.db")
-	st, err := bolt.Open(path, bolt.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := example.Build(context.Background(), st, generated.Registry, "5.0.1", example.Small); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	db := exampleBoltDB(t, path)
+	err := db.Update(func(tx *bbolt.Tx) error {
 		top, err := tx.CreateBucket([]byte("top"))
 		if err == nil {
 			_, err = top.CreateBucket([]byte("inner"))
@@ -390,7 +379,8 @@ func nestedArchive(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err = bolt.Open(path, bolt.Options{ReadOnly: true}); err != nil {
+	st, err := bolt.Open(path, bolt.Options{ReadOnly: true})
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
@@ -540,4 +530,24 @@ func TestRestoreEtcdCanceled(t *testing.T) {
 	if after := rawKeys(t, cli, prefix); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("the canceled restore left %v", after)
 	}
+}
+
+// exampleBoltDB builds the example product's store of release 5.0.1 at
+// path and opens it with bbolt itself, as a product (or a test adding what
+// the store API would not write) does; the caller closes it.
+func exampleBoltDB(t testing.TB, path string) *bbolt.DB {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := example.Build(context.Background(), st, generated.Registry, "5.0.1", example.Small); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
