@@ -520,3 +520,66 @@ func TestEtcdConflictAtCheckpoint(t *testing.T) {
 		t.Errorf("dst has %d records, 000400=%q 000401=%q; want %d, the product's 000400", len(got), got["000400"], got["000401"], n)
 	}
 }
+
+// TestEtcdConflictsWithProgress: a product that writes a key of every
+// batch of an online EachBatch hook once (twenty conflicts in all, more
+// than the bound of conflicts in a row) does not make the upgrade give up:
+// each run commits a batch before the next conflict, and the hook
+// completes in one upgrade, every record rewritten once.
+func TestEtcdConflictsWithProgress(t *testing.T) {
+	st, prefix := openEtcd(t)
+	initAt(t, st, "1.0.0")
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := tx.CreateTable("src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := src.Put(fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tx.CreateTable("dst"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	p := product(t, prefix)
+	written := map[string]bool{}
+	conflicts := 0
+	h := hook.Hook{Num: 1, IntroducedIn: "2.0.0", AllowOnline: true, Name: "Copy", Digest: "h1:copy",
+		Func: func(ctx context.Context, tx hook.Tx) error {
+			dst, err := tx.Table("dst")
+			if err != nil {
+				return err
+			}
+			return hook.EachBatch(ctx, tx, "copy", "src", 1, func(k, v []byte) error {
+				if !written[string(k)] {
+					// The product writes the key the batch writes, once.
+					written[string(k)] = true
+					conflicts++
+					if err := p.Put(ctx, "dst", k, []byte("product")); err != nil {
+						return err
+					}
+				}
+				return dst.Put(k, append(v, '!'))
+			})
+		}}
+	if _, err := upgrade.Run(context.Background(), st, registry("2.0.0", h), upgrade.Options{Online: true}); err != nil {
+		t.Fatalf("after %d conflicts, each followed by a committed batch: %v", conflicts, err)
+	}
+	if conflicts != 20 {
+		t.Errorf("%d conflicts, want one a record", conflicts)
+	}
+	got := dump(t, st)
+	for i := range 20 {
+		if want := fmt.Sprintf(" k%02d=v!", i); !strings.Contains(got, want) {
+			t.Errorf("after the upgrade:\n%s\nwant %q in dst", got, want)
+			break
+		}
+	}
+}

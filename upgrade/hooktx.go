@@ -16,14 +16,17 @@ import (
 // transaction, which Checkpoint replaces; table handles and the
 // configuration view resolve through it, so they stay valid.
 type hookTx struct {
-	st       store.Store
-	cur      store.Tx // nil after a failed Checkpoint
-	gen      int      // incremented by every Checkpoint
-	scanning int      // active Scans; Checkpoint is refused inside one
-	info     hook.Info
-	name     string
-	config   hook.Config
-	log      io.Writer // Options.Log
+	st  store.Store
+	cur store.Tx // nil after a failed Checkpoint
+	gen int      // incremented by every Checkpoint
+	// committed counts the checkpoints committed: the run's progress,
+	// which a conflict afterwards does not undo.
+	committed int
+	scanning  int // active Scans; Checkpoint is refused inside one
+	info      hook.Info
+	name      string
+	config    hook.Config
+	log       io.Writer // Options.Log
 	// conflict: a Checkpoint's commit failed with store.ErrConflict, so
 	// the run re-runs the hook whatever the hook made of the error.
 	conflict bool
@@ -183,6 +186,7 @@ func (h *hookTx) Checkpoint(key string, progress []byte) error {
 		h.conflict = errors.Is(err, store.ErrConflict)
 		return fmt.Errorf("checkpoint %q: %w", key, err)
 	}
+	h.committed++
 	next, err := h.st.Begin(true)
 	if err != nil {
 		return fmt.Errorf("checkpoint %q: %w", key, err)

@@ -223,8 +223,12 @@ func setDataVersion(st store.Store, v string) error {
 }
 
 // Bounds of the re-runs of a hook whose commit conflicts with a concurrent
-// write: at most conflictAttempts runs, the n-th re-run after a pause of
-// about conflictBackoff·2ⁿ⁻¹ (at most maxConflictBackoff).
+// write: at most conflictAttempts runs in a row that conflict without
+// committing a checkpoint (a run that checkpointed made progress, which
+// the next resumes from, so a long online hook beside a busy product goes
+// on as long as its batches get through), the n-th re-run of such a
+// streak after a pause of about conflictBackoff·2ⁿ⁻¹ (at most
+// maxConflictBackoff).
 const (
 	conflictAttempts   = 8
 	conflictBackoff    = 20 * time.Millisecond
@@ -243,7 +247,7 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("hook %d (%s): gave up after %d conflicts with concurrent writes to the keys it writes (nothing of its last transaction was written; the next run resumes from its last checkpoint): %v", e.Num, e.Name, e.Conflicts, e.Err)
+	return fmt.Sprintf("hook %d (%s): gave up after %d conflicts in a row, without a checkpoint between them, with concurrent writes to the keys it writes (nothing of its last transaction was written; the next run resumes from its last checkpoint): %v", e.Num, e.Name, e.Conflicts, e.Err)
 }
 
 func (e *ConflictError) Unwrap() error { return e.Err }
@@ -279,6 +283,7 @@ func (e *LimitError) Unwrap() error { return e.Err }
 // concurrent write (store.ErrConflict) runs the hook again, from its last
 // checkpoint, in a new transaction.
 func runHook(ctx context.Context, st store.Store, p Pending, info hook.Info, opts Options, record func(store.Tx) error) error {
+	streak := 0 // runs in a row that conflicted without a checkpoint
 	for attempt := 1; ; attempt++ {
 		err := runHookOnce(ctx, st, p, info, opts, record, attempt)
 		if errors.Is(err, errAlreadyApplied) {
@@ -288,13 +293,17 @@ func runHook(ctx context.Context, st store.Store, p Pending, info hook.Info, opt
 		if !errors.As(err, &c) {
 			return err
 		}
-		if attempt == conflictAttempts {
-			return &ConflictError{Num: p.Num, Name: p.Name, Conflicts: attempt, Err: c.err}
+		if c.progress {
+			streak = 0
+		}
+		streak++
+		if streak == conflictAttempts {
+			return &ConflictError{Num: p.Num, Name: p.Name, Conflicts: streak, Err: c.err}
 		}
 		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, "hook %d (%s): a concurrent write conflicted with its transaction, running it again from its last checkpoint (%d of %d)\n", p.Num, p.Name, attempt+1, conflictAttempts)
+			fmt.Fprintf(opts.Log, "hook %d (%s): a concurrent write conflicted with its transaction, running it again from its last checkpoint (%d of %d in a row)\n", p.Num, p.Name, streak+1, conflictAttempts)
 		}
-		pause := min(conflictBackoff<<(attempt-1), maxConflictBackoff)
+		pause := min(conflictBackoff<<(streak-1), maxConflictBackoff)
 		pause = pause/2 + rand.N(pause/2+1)
 		select {
 		case <-ctx.Done():
@@ -304,8 +313,12 @@ func runHook(ctx context.Context, st store.Store, p Pending, info hook.Info, opt
 	}
 }
 
-// conflict is a run of a hook that ended on store.ErrConflict.
-type conflict struct{ err error }
+// conflict is a run of a hook that ended on store.ErrConflict; progress
+// reports that it committed a checkpoint before.
+type conflict struct {
+	err      error
+	progress bool
+}
 
 func (c *conflict) Error() string { return c.err.Error() }
 
@@ -350,7 +363,7 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 	fail := func(err error, wrap func(error) error) error {
 		switch {
 		case h.conflict || errors.Is(err, store.ErrConflict):
-			return &conflict{err: wrap(err)}
+			return &conflict{err: wrap(err), progress: h.committed > 0}
 		case errors.Is(err, store.ErrTooLarge):
 			return &LimitError{Num: p.Num, Name: p.Name, Checkpoints: h.gen, Err: err}
 		}
