@@ -99,8 +99,10 @@ func (o *verifyOptions) Run(e *env) error {
 			return cliflag.Env(err)
 		}
 		r = backup.ContextReader(e.ctx, f)
-		if e.progress != nil {
-			r = &verifyProgress{r: r, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
+		if prog := e.phases(); prog != nil {
+			prog.Count("verify: reading "+o.file, "bytes", info.Size())
+			defer prog.Done()
+			r = &verifyProgress{r: r, prog: prog}
 		}
 	}
 	var list *tableList
@@ -112,7 +114,7 @@ func (o *verifyOptions) Run(e *env) error {
 	}
 	m, err := backup.VerifySealed(r, name, keys, h)
 	if p, ok := r.(*verifyProgress); ok {
-		p.done()
+		p.prog.Done()
 	}
 	if err == nil && list != nil {
 		err = list.err
@@ -269,31 +271,14 @@ func none(n int) string {
 	return ""
 }
 
-// verifyProgress reports how much of the file has been read, at most twice
-// a second, on a terminal.
+// verifyProgress counts the bytes of the file read.
 type verifyProgress struct {
-	r     io.Reader
-	w     io.Writer
-	file  string
-	total int64
-	n     int64
-	last  time.Time
-	shown bool
+	r    io.Reader
+	prog *backup.Progress
 }
 
 func (p *verifyProgress) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if time.Since(p.last) >= 500*time.Millisecond {
-		p.last = time.Now()
-		p.shown = true
-		fmt.Fprintf(p.w, "\rverifying %s: %d%%", p.file, 100*p.n/max(p.total, 1))
-	}
+	p.prog.Add(int64(n))
 	return n, err
-}
-
-func (p *verifyProgress) done() {
-	if p.shown {
-		fmt.Fprintf(p.w, "\rverifying %s: %d%%\n", p.file, 100*p.n/max(p.total, 1))
-	}
 }
