@@ -43,6 +43,11 @@ while the archive is read, so memory does not grow with the tables.
 Exit status: 0 a good archive; 1 a bad one (the error names the member); 2
 a usage error or a missing or unreadable FILE.
 
+On a terminal, progress goes to standard error: each phase of the work on
+a line, with a rate and an ETA where its total is known.
+HOOKREG_PROGRESS=0 turns it off; standard output, and standard error that
+is not a terminal, never carry it.
+
 Example:
 
 	$ {{.Prog}} verify {{.Backup}}
