@@ -205,7 +205,8 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
 	defer aw.Abort()
-	prog := newProgress(opts.Progress, "backup", total)
+	prog := NewProgress(opts.Progress)
+	prog.Count("backup: writing", "records", total)
 	if sp != nil {
 		err = sp.copyTo(aw, prog)
 	} else {
@@ -226,7 +227,7 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 	if err := aw.Close(); err != nil {
 		return nil, fmt.Errorf("backing up: %w", err)
 	}
-	prog.done()
+	prog.Done()
 	m.Format = aw.Format()
 	m.Created = m.Created.UTC().Truncate(time.Second)
 	return &m, nil
@@ -413,14 +414,14 @@ func countTables(tx store.Tx, sp *spool) (totals archive.Totals, configInStore b
 }
 
 // copyTables writes every table countTables counted.
-func copyTables(tx store.Tx, aw *archive.Writer, prog *progress) error {
+func copyTables(tx store.Tx, aw *archive.Writer, prog *Progress) error {
 	return store.WalkTree(tx, func(path []string, sequence uint64) error {
 		if isConfigTable(path) {
 			return store.SkipTable
 		}
 		return aw.StartTable(path, sequence)
 	}, func(key, value []byte) error {
-		prog.add(1)
+		prog.Add(1)
 		return aw.Record(key, value)
 	}, func([]string) error {
 		return aw.EndTable()

@@ -224,7 +224,7 @@ type loading struct {
 	progress             io.Writer
 
 	b    *build // nil until the manifest allowed the restore
-	prog *progress
+	prog *Progress
 	// err is the restore's own failure (writing the new store, a
 	// failpoint), which the check reports as a refusal; refused is a
 	// refusal decided from the manifest that is not the archive's fault
@@ -258,7 +258,8 @@ func (l *loading) manifest(m archive.Manifest) error {
 	if l.b, l.err = newBuild(l.storePath, l.configDir); l.err != nil {
 		return l.err
 	}
-	l.prog = newProgress(l.progress, "restore", m.RecordCount)
+	l.prog = NewProgress(l.progress)
+	l.prog.Count("restore: loading", "records", m.RecordCount)
 	return nil
 }
 
@@ -282,7 +283,7 @@ func (l *loading) record(key, value []byte) error {
 	if l.b == nil {
 		return nil
 	}
-	l.prog.add(1)
+	l.prog.Add(1)
 	l.err = l.b.pipe.record(key, value)
 	return l.err
 }
@@ -305,13 +306,14 @@ func (l *loading) finish() error {
 	if err := b.pipe.close(); err != nil {
 		return err
 	}
+	l.prog.Phase("restore: syncing and checking")
+	defer l.prog.Done()
 	if err := failpoint.Inject("restore.loaded"); err != nil {
 		return err
 	}
 	if err := b.loader.FinishCheck(b.checkNew); err != nil {
 		return err
 	}
-	l.prog.done()
 	if b.root != nil {
 		for i := len(b.dirs) - 1; i >= 0; i-- {
 			if err := atomicfile.SyncDir(filepath.Join(b.newConfig, b.dirs[i])); err != nil {

@@ -65,6 +65,9 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 	if opts.ConfigDir != "" {
 		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
 	}
+	prog := NewProgress(opts.Progress)
+	defer prog.Done()
+	prog.Phase("restore: checking")
 	first := sha256.New()
 	checks := etcdChecks(st)
 	withTables := collectTables(&checks)
@@ -96,13 +99,14 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 			return err
 		}
 		defer plain.Close()
-		return loadEtcd(plain, rs, m, opts.Progress)
+		return loadEtcd(plain, rs, m, prog)
 	}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("restoring %s: %w; nothing was restored", archivePath, interrupted(err))
 	}
+	prog.Phase("restore: committing")
 	if err := rs.Finish(); err != nil {
 		return nil, fmt.Errorf("restoring %s: %w", archivePath, err)
 	}
@@ -163,12 +167,12 @@ func etcdChecks(st *etcd.Store) archive.Handler {
 
 // loadEtcd streams the archive into the restore's generation, then checks
 // that it wrote the manifest's tables and records.
-func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) error {
+func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, prog *Progress) error {
 	var total int64
 	for _, t := range m.Tables {
 		total += t.Records
 	}
-	prog := newProgress(w, "restore", total)
+	prog.Count("restore: loading", "records", total)
 	config := false
 	got, err := archive.Read(r, archive.Handler{
 		Table: func(t archive.TableInfo) error { return rs.TablePath(t.Path(), t.Sequence) },
@@ -179,7 +183,7 @@ func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) e
 			return rs.ResumePath(t.Parent)
 		},
 		Record: func(key, value []byte) error {
-			prog.add(1)
+			prog.Add(1)
 			return rs.Put(key, value)
 		},
 		Config: func(c archive.ConfigFile, data []byte) error {
@@ -214,7 +218,7 @@ func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, w io.Writer) e
 	if len(sums) != want {
 		return fmt.Errorf("wrote %d tables, the manifest lists %d", len(sums), want)
 	}
-	prog.done()
+	prog.Done()
 	return nil
 }
 

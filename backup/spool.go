@@ -84,7 +84,7 @@ func (s *spool) end() error {
 }
 
 // copyTo writes the spooled tables and records into aw, in order.
-func (s *spool) copyTo(aw *archive.Writer, prog *progress) error {
+func (s *spool) copyTo(aw *archive.Writer, prog *Progress) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("spooling the records: %w", err)
 	}
@@ -114,7 +114,7 @@ func (s *spool) copyTo(aw *archive.Writer, prog *progress) error {
 		if value, err = readSpooled(r, value); err != nil {
 			return err
 		}
-		prog.add(1)
+		prog.Add(1)
 		if err := aw.Record(key, value); err != nil {
 			return err
 		}

@@ -83,6 +83,11 @@ product's authentication: "curl -fsS -o b.tar.zst https://HOST/admin/backup"),
 and backup.WriteDB writes it to any io.Writer. The archive is the same as
 this command's.
 
+On a terminal, progress goes to standard error: each phase of the work on
+a line, with a rate and an ETA where its total is known.
+HOOKREG_PROGRESS=0 turns it off; standard output, and standard error that
+is not a terminal, never carry it.
+
 Example:
 
 	$ {{.Prog}} backup --store {{.Store}} --config {{.Config}} --out {{.Backup}}

@@ -64,7 +64,9 @@
 // stays, and a re-run resumes), a backup or a restore before its rename or
 // swap (its temporary files removed), a verify or a plan at once. A second
 // signal ends the process at once; a rerun completes or cleans up. Long
-// work reports progress on stderr when stderr is a terminal.
+// work reports progress on stderr when stderr is a terminal: each phase on
+// a line, with a rate and an ETA where its total is known;
+// HOOKREG_PROGRESS=0 turns it off.
 //
 // The offline upgrade runs in a child process: the program re-executed with
 // the arguments it was started with and the environment variable
@@ -90,6 +92,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/subcmd"
@@ -102,13 +105,23 @@ type env struct {
 	reg            *hook.Registry
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	// progress receives progress lines: stderr when it is a terminal,
-	// otherwise nil.
+	// progress receives progress lines: a *backup.Progress on stderr
+	// when it is a terminal and $HOOKREG_PROGRESS is not 0, otherwise
+	// nil.
 	progress io.Writer
 	// prog is the command as invoked: "migrator", "acmectl migrate".
 	prog string
 	// getenv reads the environment (os.Getenv).
 	getenv func(string) string
+}
+
+// envProgress set to 0 turns progress off on a terminal.
+const envProgress = "HOOKREG_PROGRESS"
+
+// phases returns the progress of long work, nil when it is not shown.
+func (e *env) phases() *backup.Progress {
+	p, _ := e.progress.(*backup.Progress)
+	return p
 }
 
 type (
@@ -211,8 +224,8 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 		prog = filepath.Base(os.Args[0])
 	}
 	e := &env{ctx: ctx, reg: p.Registry, stdin: stdin, stdout: stdout, stderr: stderr, prog: prog, getenv: os.Getenv}
-	if subcmd.IsTerminal(stderr) {
-		e.progress = stderr
+	if subcmd.IsTerminal(stderr) && os.Getenv(envProgress) != "0" {
+		e.progress = backup.NewProgress(stderr)
 	}
 	if req, ok := childRequest(); ok {
 		// The process exists for the child alone: nothing of the

@@ -160,9 +160,9 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offli
 	if err != nil {
 		return res, err
 	}
-	if e.progress != nil {
-		fmt.Fprintf(e.progress, "upgrading %s offline in a child process\n", inPath)
-	}
+	prog := e.phases()
+	defer prog.Done()
+	prog.Phase("upgrade: loading " + inPath + " in a child process")
 	cmd := exec.CommandContext(e.ctx, exe, os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Env = append(os.Environ(), childEnv+"="+string(req))
@@ -183,7 +183,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offli
 	}
 	if runErr == nil {
 		failpoint.Inject("offline.child-running")
-		stopFollow := followReport(report, e.progress)
+		stopFollow := followReport(report, prog)
 		runErr = cmd.Wait()
 		stopFollow()
 	}
@@ -221,6 +221,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offli
 		}
 		return res, fmt.Errorf("the child process failed (%s); nothing was written to %s", why, out)
 	}
+	prog.Phase("upgrade: checking the result")
 	m, err := checkResult(e.reg, result)
 	if err != nil {
 		return res, fmt.Errorf("the child's result: %w; nothing was written to %s", err, out)
@@ -370,8 +371,8 @@ func reportHooks(w io.Writer, hooks []offlineEvent) {
 // followReport shows the hooks the child starts on w (a terminal) while it
 // runs, reading its report as it grows; the returned function stops it.
 // With a nil w it does nothing.
-func followReport(path string, w io.Writer) (stop func()) {
-	if w == nil {
+func followReport(path string, prog *backup.Progress) (stop func()) {
+	if prog == nil {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -389,8 +390,11 @@ func followReport(path string, w io.Writer) (stop func()) {
 			}
 			events, _ := readReport(path)
 			for _, ev := range events[min(shown, len(events)):] {
-				if ev.Event == "start" {
-					fmt.Fprintf(w, "running hook %d (%s, %s)\n", ev.Num, ev.Name, ev.IntroducedIn)
+				switch ev.Event {
+				case "start":
+					prog.Phase(fmt.Sprintf("upgrade: running hook %d (%s, %s)", ev.Num, ev.Name, ev.IntroducedIn))
+				case "end":
+					prog.Phase("upgrade: writing the result")
 				}
 			}
 			shown = max(shown, len(events))
@@ -399,6 +403,7 @@ func followReport(path string, w io.Writer) (stop func()) {
 	return func() {
 		close(done)
 		<-finished
+		prog.Done()
 	}
 }
 

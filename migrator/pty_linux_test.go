@@ -83,9 +83,11 @@ func onTerminal(t *testing.T, point string, args ...string) string {
 	return <-seen
 }
 
-// TestProgressOnTerminal runs verify and backup with standard error on a
-// real pseudo-terminal, and again on a pipe: progress appears on the
-// terminal only, and ends with a complete line at 100%.
+// TestProgressOnTerminal runs verify, backup, restore and the offline
+// upgrades with standard error on a real pseudo-terminal, and again on a
+// pipe: progress appears on the terminal only, as phases, with a rate and
+// an ETA where the total is known, each shown phase ending with a complete
+// line; $HOOKREG_PROGRESS=0 turns it off on the terminal.
 func TestProgressOnTerminal(t *testing.T) {
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
@@ -95,21 +97,43 @@ func TestProgressOnTerminal(t *testing.T) {
 	out := filepath.Join(dir, "out.tar")
 	big := filepath.Join(dir, "big.tar.zst")
 	writeBackup(t, big, "4.4.0", crashSize)
+	old := filepath.Join(dir, "old.db")
+	buildStore(t, old, "4.4.0", crashSize)
 	for _, c := range []struct {
 		name, point string
 		args        []string
-		progress    string // what each progress line starts with
-		done        string // the last one
+		want        []string // what the terminal shows, in this order
 	}{
-		{"verify", "backup.read", []string{"verify", archivePath}, "\rverifying " + archivePath + ": ", "\rverifying " + archivePath + ": 100%\r\n"},
-		{"backup", "backup.write", []string{"backup", "--store", db, "--out", out, "--compress", "none"}, "\rbackup: ", " records (100%)\r\n"},
+		{"verify", "backup.read", []string{"verify", big}, []string{
+			"\rverify: reading " + big + ": ", " MiB (100%), ", " MiB/s, done in ", "\x1b[K\r\n",
+		}},
+		{"backup", "backup.write", []string{"backup", "--store", db, "--out", out, "--compress", "none"}, []string{
+			"\rbackup: writing: ", " records (", "%), ", " records/s, ETA ", "\rbackup: writing: ", " records (100%), ", " records/s, done in ", "\x1b[K\r\n",
+		}},
 		// Stopped at the first read of the load, after the check.
-		{"restore", "restore.checked>backup.read", []string{"restore", big, "--store", filepath.Join(dir, "restored.db")}, "\rrestore: ", " records (100%)\r\n"},
+		{"restore loading", "restore.checked>backup.read", []string{"restore", big, "--store", filepath.Join(dir, "restored.db")}, []string{
+			"\rrestore: loading: ", " records (100%), ", " records/s, done in ", "\x1b[K\r\n",
+		}},
+		// Stopped once the records are in, before the sync and checks.
+		{"restore syncing", "restore.loaded", []string{"restore", big, "--store", filepath.Join(dir, "restored2.db")}, []string{
+			"\rrestore: syncing and checking… ", "\rrestore: syncing and checking: done in ", "\x1b[K\r\n",
+		}},
+		{"offline upgrade", "offline.child-running", []string{"upgrade", "--offline", "--in", big, "--out", filepath.Join(dir, "up.tar.zst")}, []string{
+			"\rupgrade: loading " + big + " in a child process… ", "\rupgrade: ", ": done in ", "\x1b[K\r\n",
+		}},
+		{"offline store upgrade", "offline.child-running", []string{"upgrade", "--offline", "--store", old}, []string{
+			"upgrade: backing up " + old + " to ", "\rupgrade: loading ", " in a child process… ", "upgrade: swapping in the upgraded data at " + old + "\r\n",
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			shown := onTerminal(t, c.point, c.args...)
-			if !strings.Contains(shown, c.progress) || !strings.HasSuffix(shown, c.done) {
-				t.Errorf("the terminal shows %q, want progress lines %q ending with %q", shown, c.progress, c.done)
+			rest := shown
+			for _, w := range c.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("the terminal shows %q, want %q in it, in order", shown, c.want)
+				}
+				rest = rest[i+len(w):]
 			}
 			code, _, stderr := runMigrator(t, "example", c.args...)
 			if code != 0 || stderr != "" {
@@ -117,4 +141,10 @@ func TestProgressOnTerminal(t *testing.T) {
 			}
 		})
 	}
+	t.Run("off", func(t *testing.T) {
+		shown := onTerminal(t, "backup.write", "env:HOOKREG_PROGRESS=0", "backup", "--store", db, "--out", out, "--compress", "none")
+		if strings.Contains(shown, "backup: ") {
+			t.Errorf("with $HOOKREG_PROGRESS=0 the terminal shows %q, want no progress", shown)
+		}
+	})
 }

@@ -72,6 +72,11 @@ reads the archive twice.
 Older data restores as it is: "{{.Prog}} plan --store S" then shows its
 pending hooks.
 
+On a terminal, progress goes to standard error: each phase of the work on
+a line, with a rate and an ETA where its total is known.
+HOOKREG_PROGRESS=0 turns it off; standard output, and standard error that
+is not a terminal, never carry it.
+
 Example:
 
 {{if .Old}}	$ {{.Prog}} restore {{.OldBackup}} --store {{.Store}} --config {{.Config}}

@@ -82,6 +82,11 @@ rolled back. SIGINT or SIGTERM stop between hooks or batches; run again to
 resume. With --json, one JSON object: from, to, the applied hooks, and the
 pre-upgrade backup.
 
+On a terminal, progress goes to standard error: each phase of the work on
+a line, with a rate and an ETA where its total is known.
+HOOKREG_PROGRESS=0 turns it off; standard output, and standard error that
+is not a terminal, never carry it.
+
 Examples:
 
 	$ {{.Prog}} upgrade --online --store {{.Store}}

@@ -51,7 +51,7 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 	}
 	r.PreUpgradeBackup = preUpgradeEtcdPath(o.backupDir, st.Prefix(), r.From, time.Now())
 	if e.progress != nil {
-		fmt.Fprintf(e.progress, "backing up %s to %s\n", o.store, r.PreUpgradeBackup)
+		fmt.Fprintf(e.progress, "upgrade: backing up %s to %s\n", o.store, r.PreUpgradeBackup)
 	}
 	pinned := &revisionRecorder{Store: st}
 	_, err = backup.WriteFile(e.ctx, pinned, e.reg, r.PreUpgradeBackup, backup.Options{Progress: e.progress})
@@ -97,7 +97,7 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 	r.Applied = appliedHooks(res.Hooks)
 
 	if e.progress != nil {
-		fmt.Fprintf(e.progress, "restoring the upgraded data into %s\n", o.store)
+		fmt.Fprintf(e.progress, "upgrade: swapping in the upgraded data at %s\n", o.store)
 	}
 	m, err := backup.RestoreEtcd(e.ctx, e.reg, upgraded, st, backup.RestoreOptions{Progress: e.progress, Warn: e.stderr}, etcd.IfUnchanged(unchanged))
 	var changed *etcd.ChangedError

@@ -84,7 +84,7 @@ func (o *upgradeOptions) runOfflineStore(e *env) error {
 		return envErrorf("the upgraded backup %s waits without the record of the store it was made from (%w): remove it and run the upgrade again", upgraded, err)
 	}
 	if e.progress != nil {
-		fmt.Fprintf(e.progress, "swapping the upgraded data into %s\n", o.store)
+		fmt.Fprintf(e.progress, "upgrade: swapping in the upgraded data at %s\n", o.store)
 	}
 	want := string(id)
 	if cur, ok := swappedAlready(o.store, m); ok {
@@ -203,7 +203,7 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	}
 	r.PreUpgradeBackup = fmt.Sprintf("%s%s-%s%s", preUpgradePrefix(o.store), r.From, time.Now().UTC().Format("20060102T150405Z"), suffix)
 	if e.progress != nil {
-		fmt.Fprintf(e.progress, "backing up %s to %s\n", o.store, r.PreUpgradeBackup)
+		fmt.Fprintf(e.progress, "upgrade: backing up %s to %s\n", o.store, r.PreUpgradeBackup)
 	}
 	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress, Recipients: recipients, Signer: signer}); err != nil {
 		return false, fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)

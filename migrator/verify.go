@@ -43,6 +43,11 @@ while the archive is read, so memory does not grow with the tables.
 Exit status: 0 a good archive; 1 a bad one (the error names the member); 2
 a usage error or a missing or unreadable FILE.
 
+On a terminal, progress goes to standard error: each phase of the work on
+a line, with a rate and an ETA where its total is known.
+HOOKREG_PROGRESS=0 turns it off; standard output, and standard error that
+is not a terminal, never carry it.
+
 Example:
 
 	$ {{.Prog}} verify {{.Backup}}
@@ -99,8 +104,10 @@ func (o *verifyOptions) Run(e *env) error {
 			return cliflag.Env(err)
 		}
 		r = backup.ContextReader(e.ctx, f)
-		if e.progress != nil {
-			r = &verifyProgress{r: r, w: e.progress, file: o.file, total: info.Size(), last: time.Now()}
+		if prog := e.phases(); prog != nil {
+			prog.Count("verify: reading "+o.file, "bytes", info.Size())
+			defer prog.Done()
+			r = &verifyProgress{r: r, prog: prog}
 		}
 	}
 	var list *tableList
@@ -112,7 +119,7 @@ func (o *verifyOptions) Run(e *env) error {
 	}
 	m, err := backup.VerifySealed(r, name, keys, h)
 	if p, ok := r.(*verifyProgress); ok {
-		p.done()
+		p.prog.Done()
 	}
 	if err == nil && list != nil {
 		err = list.err
@@ -269,31 +276,14 @@ func none(n int) string {
 	return ""
 }
 
-// verifyProgress reports how much of the file has been read, at most twice
-// a second, on a terminal.
+// verifyProgress counts the bytes of the file read.
 type verifyProgress struct {
-	r     io.Reader
-	w     io.Writer
-	file  string
-	total int64
-	n     int64
-	last  time.Time
-	shown bool
+	r    io.Reader
+	prog *backup.Progress
 }
 
 func (p *verifyProgress) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if time.Since(p.last) >= 500*time.Millisecond {
-		p.last = time.Now()
-		p.shown = true
-		fmt.Fprintf(p.w, "\rverifying %s: %d%%", p.file, 100*p.n/max(p.total, 1))
-	}
+	p.prog.Add(int64(n))
 	return n, err
-}
-
-func (p *verifyProgress) done() {
-	if p.shown {
-		fmt.Fprintf(p.w, "\rverifying %s: %d%%\n", p.file, 100*p.n/max(p.total, 1))
-	}
 }
