@@ -286,11 +286,12 @@ func (s *Store) Run(h hook.Hook) error {
 
 // RunOnline runs h as an online upgrade runs it: the configuration files
 // are read-only (a write fails the hook, saying to make it offline). A
-// hook that does not allow online is refused, as the migrator refuses it.
+// hook that does not allow online is refused as the migrator refuses it:
+// with a *upgrade.Refusal whose Offline is set.
 func (s *Store) RunOnline(h hook.Hook) error {
 	s.t.Helper()
 	if !h.AllowOnline {
-		return fmt.Errorf("hook %d (%s) does not allow online: the migrator runs it offline only", h.Num, h.Name)
+		return &upgrade.Refusal{Reason: fmt.Sprintf("hook %d (%s) does not allow online: the migrator runs it offline only", h.Num, h.Name), Offline: true}
 	}
 	dir := s.t.TempDir()
 	for _, p := range s.ConfigFiles() {

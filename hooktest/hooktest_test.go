@@ -158,7 +158,8 @@ func TestOnlineView(t *testing.T) {
 		t.Errorf("offline write: %v", err)
 	}
 	h.AllowOnline = false
-	if err := st.RunOnline(h); err == nil {
-		t.Error("an offline hook ran online")
+	var refusal *upgrade.Refusal
+	if err := st.RunOnline(h); !errors.As(err, &refusal) || !refusal.Offline {
+		t.Errorf("an offline hook run online = %v, want the migrator's refusal (*upgrade.Refusal, Offline)", err)
 	}
 }
