@@ -444,10 +444,7 @@ func (w *Writer) record3(key, value []byte) error {
 	if err := w.entry(size); err != nil {
 		return w.fail(err)
 	}
-	w.buf = binary.AppendUvarint(w.buf, uint64(len(key)))
-	w.buf = append(w.buf, key...)
-	w.buf = binary.AppendUvarint(w.buf, uint64(len(value)))
-	w.buf = append(w.buf, value...)
+	w.buf = appendRecord(w.buf, key, value)
 	t.records++
 	t.bytes += size
 	w.total++
@@ -506,10 +503,7 @@ func (w *Writer) Record(key, value []byte) error {
 			return w.fail(err)
 		}
 	}
-	w.buf = binary.AppendUvarint(w.buf, uint64(len(key)))
-	w.buf = append(w.buf, key...)
-	w.buf = binary.AppendUvarint(w.buf, uint64(len(value)))
-	w.buf = append(w.buf, value...)
+	w.buf = appendRecord(w.buf, key, value)
 	w.records++
 	w.bytes += size
 	w.lastKey = append(w.lastKey[:0], key...)
@@ -644,4 +638,13 @@ func (w *Writer) Close() error {
 	}
 	w.err = errors.New("writing archive: writer is closed")
 	return nil
+}
+
+// appendRecord appends the encoding of one record to b (see FORMAT.md):
+// uvarint(len(key)) key uvarint(len(value)) value.
+func appendRecord(b, key, value []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	b = binary.AppendUvarint(b, uint64(len(value)))
+	return append(b, value...)
 }
