@@ -141,10 +141,21 @@ func cause(err error) string {
 // finds out why the cluster did not answer.
 const probeTimeout = time.Second
 
-// probe asks every endpoint for its status, at once, each request failing
-// fast (no wait for a connection that cannot be made), within timeout.
+// probe asks every endpoint for its status (the members taken out for
+// silence included), at once, each request failing fast (no wait for a
+// connection that cannot be made), within timeout.
 func (s *Store) probe(ctx context.Context, timeout time.Duration) []Member {
-	eps := s.cli.Endpoints()
+	s.silent.mu.Lock()
+	eps := s.silent.all
+	s.silent.mu.Unlock()
+	if eps == nil {
+		eps = s.cli.Endpoints()
+	}
+	return s.probeEndpoints(ctx, eps, timeout)
+}
+
+// probeEndpoints asks each of eps for its status, as probe does.
+func (s *Store) probeEndpoints(ctx context.Context, eps []string, timeout time.Duration) []Member {
 	ms := make([]Member, len(eps))
 	var wg sync.WaitGroup
 	for i, ep := range eps {
@@ -294,6 +305,7 @@ func (s *Store) retry(ctx context.Context, fn func(ctx context.Context) error) e
 		if err == nil {
 			return nil
 		}
+		s.attemptFailed(ctx, err)
 		if !retryable(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}

@@ -253,6 +253,7 @@ func (s *Store) commit(p *request, gen int64) error {
 		if definite(err) {
 			return s.refusal(p, err)
 		}
+		s.attemptFailed(ctx, err)
 		unknown, lastErr = true, err
 		if s.ctx.Err() != nil {
 			return fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())

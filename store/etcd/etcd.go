@@ -141,7 +141,9 @@
 // request ends at once, and Close still revokes the lock's lease (within a
 // second). Every request is bounded by [Options.RequestTimeout], its
 // retries included, and each attempt by a quarter of it (1-3 s), so a
-// member that stops answering costs an attempt, not the request. etcd's
+// member that stops answering costs an attempt, not the request; it is
+// then taken out of the client's endpoints until it answers again (see
+// silent.go). etcd's
 // transient errors (leader changed, no leader, request timed out: the
 // client returns them as rpctypes.EtcdError, gRPC code Unknown) and
 // Unavailable are retried with backoff: reads, and a Scan's stream, opened
@@ -207,6 +209,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -399,6 +402,7 @@ type Store struct {
 	writer    chan struct{} // one writable transaction at a time
 	seq       atomic.Uint64 // commit sequence, written to the lock key
 	lastGen   atomic.Int64  // the generation the last transaction saw
+	silent    silent        // members taken out for not answering
 }
 
 var _ store.Store = (*Store)(nil)
@@ -477,6 +481,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("opening store %s: %w", s.name, err)
 		}
 		s.cli, s.ownClient = cli, true
+		s.silent.all = slices.Clone(opts.Endpoints)
 	} else {
 		s.name = "etcd://" + strings.Join(s.cli.Endpoints(), ",") + prefix
 	}

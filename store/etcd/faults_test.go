@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -172,4 +173,60 @@ func TestFaultNoQuorum(t *testing.T) {
 	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), "interrupted") || took > 2*time.Second {
 		t.Errorf("Open without quorum, its context canceled after 300 ms: %v after %s, want interrupted within 2 s", err, took)
 	}
+}
+
+// TestFaultSilentMember, on a cluster of three member processes one of
+// which is paused (SIGSTOP): the first attempt that gets no answer in
+// time has the store take the paused member out of its client's
+// endpoints, every commit meanwhile succeeds and lands exactly once, and
+// the member is put back once it answers again. Without taking it out,
+// gRPC keeps sending to it until its keepalive closes the connection
+// (13 s), and a commit whose attempts land there runs out of time.
+func TestFaultSilentMember(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints})
+	i, err := c.Follower(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(i); err != nil {
+		t.Fatal(err)
+	}
+	paused := c.Endpoints[i]
+	const n = 30
+	for k := range n {
+		if err := putN(t, st, fmt.Sprintf("t%02d", k), 1, 10); err != nil {
+			t.Fatalf("commit %d with member %s paused: %v", k, paused, err)
+		}
+	}
+	if slices.Contains(st.cli.Endpoints(), paused) {
+		// Each commit goes to one of three members: 30 that all
+		// missed the paused one are a (2/3)^30 chance.
+		t.Errorf("after %d commits the client still sends to the paused member %s: endpoints %v", n, paused, st.cli.Endpoints())
+	}
+	tx, err := st.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := tx.Tables()
+	tx.Rollback()
+	names = slices.DeleteFunc(names, func(name string) bool { return !strings.HasPrefix(name, "t") })
+	if err != nil || len(names) != n {
+		t.Fatalf("tables %v (%v), want the %d committed", names, err, n)
+	}
+	if err := c.Cont(i); err != nil {
+		t.Fatal(err)
+	}
+	// Put back within seconds; the bound only keeps a broken readmit
+	// from hanging the test.
+	for range 600 {
+		if slices.Contains(st.cli.Endpoints(), paused) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("the member %s answers again but was not put back: endpoints %v", paused, st.cli.Endpoints())
 }

@@ -392,6 +392,7 @@ func (r *Restore) commit(p *request) error {
 		if definite(err) {
 			return s.refusal(p, err)
 		}
+		s.attemptFailed(ctx, err)
 		lastErr = err
 	}
 	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
@@ -656,6 +657,7 @@ func (r *Restore) flip() error {
 		if definite(err) {
 			return fmt.Errorf("switching to generation %d: %w", r.gen, err)
 		}
+		s.attemptFailed(ctx, err)
 		lastErr = err
 	}
 	return fmt.Errorf("switching to generation %d: %w: %w", r.gen, ErrOutcomeUnknown, s.unavailable(lastErr))

@@ -860,6 +860,7 @@ func (r *rangeReader) next1(from string) ([]*kv, bool, error) {
 	r.quiet.Stop()
 	if r.sctx.Err() != nil && r.t.s.ctx.Err() == nil {
 		// The quiet timer ended a stream that sent nothing.
+		r.t.s.avoidSilent()
 		return nil, false, status.Error(codes.Unavailable, "the range stream sent nothing within an attempt's time")
 	}
 	if !ok {
