@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 )
 
 // ErrUsage marks errors in a command line; commands exit with status 2 on it.
@@ -40,7 +41,7 @@ func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, &UsageError{Msg: err.Error()}
+			return nil, &UsageError{Msg: longFlags(err.Error())}
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
@@ -52,6 +53,25 @@ func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// longFlags rewrites the flag package's errors to name flags as the usage
+// texts do, "--name" ("flag provided but not defined: -store" becomes
+// "unknown flag --store").
+func longFlags(msg string) string {
+	const undefined = "flag provided but not defined: -"
+	if name, ok := strings.CutPrefix(msg, undefined); ok {
+		return "unknown flag --" + strings.TrimPrefix(name, "-")
+	}
+	for _, p := range []string{"flag needs an argument: -", "for flag -"} {
+		if i := strings.Index(msg, p); i >= 0 {
+			j := i + len(p)
+			if !strings.HasPrefix(msg[j:], "-") {
+				return msg[:j] + "-" + msg[j:]
+			}
+		}
+	}
+	return msg
 }
 
 // Exactly checks that there are exactly n positional arguments, naming them

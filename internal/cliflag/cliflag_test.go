@@ -40,6 +40,21 @@ func TestParseErrors(t *testing.T) {
 	if _, err := Parse(fs, []string{"a", "--nope"}); !errors.Is(err, ErrUsage) {
 		t.Errorf("unknown flag: got %v, want a usage error", err)
 	}
+	fs.Int("n", 0, "a number")
+	fs.String("store", "", "the store")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-nope"}, "unknown flag --nope"},
+		{[]string{"--nope=1"}, "unknown flag --nope"},
+		{[]string{"--store"}, "flag needs an argument: --store"},
+		{[]string{"-n", "x"}, `invalid value "x" for flag --n: parse error`},
+	} {
+		if _, err := Parse(fs, c.args); err == nil || err.Error() != c.want {
+			t.Errorf("%q: got %v, want %q (flags named as the usage names them)", c.args, err, c.want)
+		}
+	}
 	if _, err := Parse(fs, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: got %v, want flag.ErrHelp", err)
 	}

@@ -62,7 +62,7 @@ func TestRun(t *testing.T) {
 		{args: []string{"greet", "nobody"}, err: "nobody to greet", code: 1},
 		{args: []string{"greet", "nobody"}, wrap: true, err: "greet: nobody to greet", code: 1},
 		{args: []string{"greet"}, err: `missing argument NAME (run "tool help greet")`, code: 2},
-		{args: []string{"greet", "--nope", "x"}, err: "flag provided but not defined: -nope (run \"tool help greet\")", code: 2},
+		{args: []string{"greet", "--nope", "x"}, err: "unknown flag --nope (run \"tool help greet\")", code: 2},
 		{args: []string{"wave"}, err: `unknown command "wave" (run "tool help")`, code: 2},
 		{args: nil, err: "missing command", code: 2, stderrContains: "  greet  say hello\n"},
 		{args: []string{"help"}, stdout: "tool greets.\n\nUsage: tool COMMAND [flags] [args]\n\nCommands:\n  greet  say hello\n\nRun \"tool help COMMAND\" or \"tool COMMAND --help\" for a command's flags and an example.\n"},
