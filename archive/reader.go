@@ -93,6 +93,16 @@ func Encrypted(head []byte) bool {
 	return bytes.HasPrefix(head, []byte(ageMagic)) || bytes.HasPrefix(head, []byte(ageArmor))
 }
 
+// Looks reports whether head, the first 512 bytes of a file (or all of a
+// shorter one), starts like an archive: age-encrypted, zstd-compressed or a
+// plain tar (its "ustar" magic). It is how a command given an archive
+// where it wants a store says so, rather than what the store's library
+// makes of it.
+func Looks(head []byte) bool {
+	return Encrypted(head) || bytes.HasPrefix(head, zstdMagic) ||
+		len(head) >= 262 && string(head[257:262]) == "ustar"
+}
+
 // Verify reads the whole archive from r and checks everything: the
 // structure, every member against its limits, the manifest against the
 // content (tables, record counts and sizes, configuration files) and every

@@ -95,6 +95,13 @@ type initReport struct {
 }
 
 func (o *initOptions) Run(e *env) error {
+	if o.dataVersion != "" {
+		// A version this release refuses is refused before a store
+		// is created for it.
+		if _, err := upgrade.BaselineMetadata(e.reg, o.dataVersion); err != nil {
+			return fmt.Errorf("%s: %w", o.store, err)
+		}
+	}
 	st, err := openStore(e, o.store, &o.etcd, openCreate)
 	if err != nil {
 		return err

@@ -333,21 +333,8 @@ func Init(st store.Store, reg *hook.Registry) error {
 // reg cannot upgrade (newer than its release, older than its
 // MinDataVersion).
 func Baseline(st store.Store, reg *hook.Registry, dataVersion string) error {
-	m := Metadata{Product: reg.Product, DataVersion: dataVersion}
-	dv, err := semver.StrictNewVersion(dataVersion)
+	m, err := BaselineMetadata(reg, dataVersion)
 	if err != nil {
-		return refusef("the data version %q is not a semantic version MAJOR.MINOR.PATCH: %v", dataVersion, err)
-	}
-	for _, h := range reg.Hooks {
-		major, minor, _, ok := hook.LineOf(h.Num)
-		if !ok || uint64(major) != dv.Major() || uint64(minor) != dv.Minor() {
-			continue
-		}
-		if v, err := semver.StrictNewVersion(h.IntroducedIn); err == nil && !v.GreaterThan(dv) {
-			m.Covered = append(m.Covered, h.Num)
-		}
-	}
-	if _, err := PlanFor(reg, m); err != nil {
 		return err
 	}
 	tx, err := st.Begin(true)
@@ -369,6 +356,30 @@ func Baseline(st store.Store, reg *hook.Registry, dataVersion string) error {
 		return fmt.Errorf("recording a baseline: %w", err)
 	}
 	return nil
+}
+
+// BaselineMetadata returns the metadata [Baseline] records for
+// dataVersion, or its refusal of the version, without a store: a command
+// checks the version before it creates a store.
+func BaselineMetadata(reg *hook.Registry, dataVersion string) (Metadata, error) {
+	m := Metadata{Product: reg.Product, DataVersion: dataVersion}
+	dv, err := semver.StrictNewVersion(dataVersion)
+	if err != nil {
+		return Metadata{}, refusef("the data version %q is not a semantic version MAJOR.MINOR.PATCH: %v", dataVersion, err)
+	}
+	for _, h := range reg.Hooks {
+		major, minor, _, ok := hook.LineOf(h.Num)
+		if !ok || uint64(major) != dv.Major() || uint64(minor) != dv.Minor() {
+			continue
+		}
+		if v, err := semver.StrictNewVersion(h.IntroducedIn); err == nil && !v.GreaterThan(dv) {
+			m.Covered = append(m.Covered, h.Num)
+		}
+	}
+	if _, err := PlanFor(reg, m); err != nil {
+		return Metadata{}, err
+	}
+	return m, nil
 }
 
 // DataTables returns the names of the tables of tx that hold the product's

@@ -45,6 +45,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -119,6 +120,9 @@ func Open(path string, opts Options) (st *Store, err error) {
 	case statErr == nil && info.Size() == 0:
 		return nil, damaged(path, errors.New("the file is empty"))
 	case statErr == nil:
+		if isArchive(path) {
+			return nil, fmt.Errorf("opening store %s: %w", path, ErrArchive)
+		}
 	case errors.Is(statErr, os.ErrNotExist) && opts.Create && !opts.ReadOnly:
 		created = true
 	case errors.Is(statErr, os.ErrNotExist):
@@ -171,6 +175,22 @@ func Open(path string, opts Options) (st *Store, err error) {
 		st.warning = metaFallback(path)
 	}
 	return st, nil
+}
+
+// ErrArchive is a store path naming a backup archive.
+var ErrArchive = errors.New("the file is a backup archive, not a bbolt store: restore it into a store (restore FILE --store STORE), or read it with dump --backup")
+
+// isArchive reports whether the file at path starts like a backup
+// archive.
+func isArchive(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	return archive.Looks(head[:n])
 }
 
 // checkSize refuses a file shorter than the pages its metadata claims: a
