@@ -185,6 +185,10 @@ func planFor(e *env, meta upgrade.Metadata) (*planReport, error) {
 			r.Refusal = refusal.Reason
 		}
 	}
+	if r.Refusal != "" {
+		// No upgrade runs, online or not.
+		p.OnlineOK = false
+	}
 	return r, nil
 }
 
