@@ -508,6 +508,13 @@ func checkManifest(reg *hook.Registry, m *archive.Manifest, name string) error {
 	return nil
 }
 
+// Unadopted reports whether m is the manifest of a backup of data without
+// hookreg metadata (written before the product adopted hookreg): its data
+// version is [upgrade.UnadoptedVersion] and it records no hook.
+func Unadopted(m *archive.Manifest) bool {
+	return m.DataVersion == upgrade.UnadoptedVersion && m.LastUpgradeHook == nil && len(m.Applied) == 0
+}
+
 // ManifestMetadata returns the upgrade metadata a manifest records.
 func ManifestMetadata(m *archive.Manifest) upgrade.Metadata {
 	meta := upgrade.Metadata{

@@ -229,7 +229,11 @@ func (r *revisionRecorder) Begin(writable bool) (store.Tx, error) {
 
 // summary describes the content of an archive in one line.
 func summary(m *archive.Manifest) string {
-	return fmt.Sprintf("data version %s, %s, %s, %s", m.DataVersion,
+	version := "data version " + m.DataVersion
+	if backup.Unadopted(m) {
+		version = "no hookreg metadata (data from before hookreg)"
+	}
+	return fmt.Sprintf("%s, %s, %s, %s", version,
 		plural(m.TableCount, "table"), plural(m.RecordCount, "record"), plural(int64(len(m.Config)), "config file"))
 }
 

@@ -1,6 +1,8 @@
 package migrator
 
 import (
+	"fmt"
+
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 
@@ -24,6 +26,9 @@ func planBackup(e *env, path string, files openFiles) (upgrade.Metadata, error) 
 	m, err := backup.VerifySealed(backup.ContextReader(e.ctx, f), path, keys, archive.Handler{})
 	if err != nil {
 		return upgrade.Metadata{}, err
+	}
+	if backup.Unadopted(m) {
+		return upgrade.Metadata{}, fmt.Errorf("%s: %w (a backup of data from before hookreg): restore it, then run \"%s init --store S --data-version V\" with the release V that wrote the data", path, upgrade.ErrNotInitialized, e.prog)
 	}
 	return backup.ManifestMetadata(m), nil
 }

@@ -141,7 +141,7 @@ func (o *restoreOptions) Run(e *env) error {
 		}
 	}
 	r := archiveReport{Backup: o.file, Store: o.store, Config: o.config, Manifest: m, Pending: []int{}}
-	if p, err := upgrade.PlanFor(e.reg, backup.ManifestMetadata(m)); err == nil {
+	if p, err := upgrade.PlanFor(e.reg, backup.ManifestMetadata(m)); err == nil && !backup.Unadopted(m) {
 		for _, h := range p.Pending {
 			r.Pending = append(r.Pending, h.Num)
 		}
@@ -158,7 +158,10 @@ func (o *restoreOptions) Run(e *env) error {
 		name = stdinName
 	}
 	fmt.Fprintf(e.stdout, "restored %s to %s: %s\n", name, to, summary(m))
-	if len(r.Pending) > 0 {
+	switch {
+	case backup.Unadopted(m):
+		fmt.Fprintf(e.stdout, "no hookreg metadata: run \"%s init --store %s --data-version V\" with the release V that wrote the data to adopt it\n", e.prog, o.store)
+	case len(r.Pending) > 0:
 		fmt.Fprintf(e.stdout, "pending hooks: %s (see \"%s plan --store %s\")\n", joinInts(r.Pending), e.prog, o.store)
 	}
 	return nil
