@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -71,7 +72,7 @@ func (d dirConfig) list() ([]archive.ConfigFile, error) {
 		case t&fs.ModeSymlink != 0:
 			return fmt.Errorf("configuration file %s is a symbolic link: a backup carries regular files only; replace the link with a copy of its target", filepath.Join(d.dir, p))
 		case !t.IsRegular():
-			return fmt.Errorf("configuration file %s is not a regular file (%s): a backup carries regular files only", filepath.Join(d.dir, p), t)
+			return fmt.Errorf("configuration file %s is %s: a backup carries regular files only", filepath.Join(d.dir, p), atomicfile.Kind(t))
 		}
 		info, err := de.Info()
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
@@ -35,7 +36,7 @@ func OpenArchive(path string) (*os.File, error) {
 	}
 	if !info.Mode().IsRegular() {
 		f.Close()
-		return nil, envErrorf("%s is not a regular file", path)
+		return nil, envErrorf("%s is %s: name the archive file", path, atomicfile.Kind(info.Mode()))
 	}
 	return f, nil
 }
@@ -58,7 +59,7 @@ func CheckOutput(out string, avoid ...string) error {
 	case info.Mode()&fs.ModeSymlink != 0:
 		return envErrorf("output %s is a symbolic link: name the file itself; an output is never written through a link", out)
 	case !info.Mode().IsRegular():
-		return envErrorf("output %s exists and is not a regular file (%s): refusing to replace it", out, info.Mode().Type())
+		return envErrorf("output %s exists and is %s: refusing to replace it; name the archive file to write", out, atomicfile.Kind(info.Mode()))
 	}
 	for _, p := range avoid {
 		if p == "" {

@@ -128,7 +128,7 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		}
 	}
 	if info, err := os.Stat(storePath); err == nil && !info.Mode().IsRegular() {
-		return nil, envErrorf("store %s is not a regular file", storePath)
+		return nil, envErrorf("store %s is %s: name the store's file", storePath, atomicfile.Kind(info.Mode()))
 	}
 	if err := CheckLayout(storePath, configDir); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
@@ -57,7 +58,7 @@ func openStore(e *env, spec string, conn *etcdFlags, mode openMode) (store.Store
 		return st, nil
 	}
 	if info, err := os.Stat(spec); err == nil && !info.Mode().IsRegular() {
-		return nil, envErrorf("store %s is not a regular file (%s)", spec, info.Mode().Type())
+		return nil, envErrorf("store %s is %s: name the store's file", spec, atomicfile.Kind(info.Mode()))
 	}
 	st, err := bolt.Open(spec, bolt.Options{ReadOnly: mode == openRead, Create: mode == openCreate})
 	if errors.Is(err, store.ErrInUse) {
@@ -221,7 +222,7 @@ func checkBoltFile(path string) error {
 		return envErrorf("--%s: %w", flagStore, err)
 	}
 	if !info.Mode().IsRegular() {
-		return envErrorf("--%s %s is not a regular file (%s): a restore replaces a bbolt store file; name the store's file", flagStore, path, info.Mode().Type())
+		return envErrorf("--%s %s is %s: a restore replaces a bbolt store file; name the store's file", flagStore, path, atomicfile.Kind(info.Mode()))
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -232,7 +233,7 @@ func checkBoltFile(path string) error {
 		return envErrorf("--%s: %w", flagStore, err)
 	}
 	if !info.Mode().IsRegular() {
-		return envErrorf("--%s %s is not a regular file (%s): a restore replaces a bbolt store file; name the store's file", flagStore, path, info.Mode().Type())
+		return envErrorf("--%s %s is %s: a restore replaces a bbolt store file; name the store's file", flagStore, path, atomicfile.Kind(info.Mode()))
 	}
 	if looksLikeBolt(f) {
 		return nil

@@ -15,6 +15,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
@@ -296,7 +297,7 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", path, info.Mode().Type())
+		return nil, fmt.Errorf("%s is %s, not a file", path, atomicfile.Kind(info.Mode()))
 	}
 	f, err := os.Open(path)
 	if err != nil {

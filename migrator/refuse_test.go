@@ -131,14 +131,14 @@ func TestOutputRefusals(t *testing.T) {
 		return []string{"upgrade", "--offline", "--in", in, "--out", out}
 	}
 	checkRefusals(t, dir, []refusal{
-		{"backup to a FIFO", backupTo(fifo), 2, "exists and is not a regular file"},
+		{"backup to a FIFO", backupTo(fifo), 2, "exists and is a named pipe (FIFO): refusing to replace it"},
 		{"backup to a directory", backupTo(filepath.Join(dir, "adir")), 2, "is a directory: name the archive file to write"},
 		{"backup to a link", backupTo(filepath.Join(dir, "link")), 2, "is a symbolic link"},
 		{"backup to the store", backupTo(db), 2, "is the store"},
 		{"backup to a hard link of the store", backupTo(filepath.Join(dir, "alias.db")), 2, "is the store"},
 		{"backup to the store's temporary file", backupTo(filepath.Join(dir, ".broker.db.restore-1")), 2, "temporary file of the store"},
 		{"backup into the configuration", backupTo(filepath.Join(cfg, "b.tar.zst"), "--config", cfg), 2, "is inside"},
-		{"offline to a FIFO", offlineTo(fifo), 2, "exists and is not a regular file"},
+		{"offline to a FIFO", offlineTo(fifo), 2, "exists and is a named pipe (FIFO): refusing to replace it"},
 		{"offline to a link", offlineTo(filepath.Join(dir, "link")), 2, "is a symbolic link"},
 	})
 }
@@ -153,13 +153,13 @@ func TestFIFORefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := filepath.Join(dir, "broker.db")
-	const want = "b.tar.zst is not a regular file"
+	const want = "b.tar.zst is a named pipe (FIFO)"
 	checkRefusals(t, dir, []refusal{
 		{"verify", []string{"verify", fifo}, 2, want},
 		{"plan", []string{"plan", "--backup", fifo}, 2, want},
 		{"restore", []string{"restore", fifo, "--store", db}, 2, want},
 		{"offline", []string{"upgrade", "--offline", "--in", fifo, "--out", filepath.Join(dir, "out.tar.zst")}, 2, want},
-		{"backup of a FIFO store", []string{"backup", "--store", fifo, "--out", filepath.Join(dir, "out.tar")}, 2, "not a regular file"},
+		{"backup of a FIFO store", []string{"backup", "--store", fifo, "--out", filepath.Join(dir, "out.tar")}, 2, "b.tar.zst is a named pipe (FIFO): name the store's file"},
 	})
 }
 
@@ -185,12 +185,12 @@ func TestBlockingOpens(t *testing.T) {
 		return []string{"status", "--store", "etcd://127.0.0.1:1/x", "--etcd-user", "u", "--etcd-password-file", file}
 	}
 	checkRefusals(t, dir, []refusal{
-		{"restore into a FIFO", []string{"restore", good, "--store", fifo}, 2, "fifo is not a regular file"},
-		{"restore into a directory", []string{"restore", good, "--store", adir}, 2, "adir is not a regular file"},
-		{"password file a FIFO", etcdStatus(fifo), 2, "fifo is not a regular file"},
-		{"password file a device", etcdStatus("/dev/zero"), 2, "/dev/zero is not a regular file"},
+		{"restore into a FIFO", []string{"restore", good, "--store", fifo}, 2, "fifo is a named pipe (FIFO)"},
+		{"restore into a directory", []string{"restore", good, "--store", adir}, 2, "adir is a directory: a restore replaces a bbolt store file"},
+		{"password file a FIFO", etcdStatus(fifo), 2, "fifo is a named pipe (FIFO)"},
+		{"password file a device", etcdStatus("/dev/zero"), 2, "/dev/zero is a device, not a file"},
 		{"password file of a megabyte", etcdStatus(huge), 2, "huge is larger than 65536 bytes"},
-		{"CA file a FIFO", []string{"status", "--store", "etcd://127.0.0.1:1/x", "--etcd-cacert", fifo}, 2, "fifo is not a regular file"},
+		{"CA file a FIFO", []string{"status", "--store", "etcd://127.0.0.1:1/x", "--etcd-cacert", fifo}, 2, "fifo is a named pipe (FIFO)"},
 	})
 }
 

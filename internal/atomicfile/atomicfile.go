@@ -105,3 +105,22 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// Kind names the type of a file that is not a regular file, for errors:
+// "a directory", "a named pipe (FIFO)", "a device", "a socket", "a
+// symbolic link"; "not a regular file" for anything else.
+func Kind(mode fs.FileMode) string {
+	switch t := mode.Type(); {
+	case t.IsDir():
+		return "a directory"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case t&fs.ModeDevice != 0:
+		return "a device"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "not a regular file"
+}

@@ -116,7 +116,7 @@ func Open(path string, opts Options) (st *Store, err error) {
 		return nil, fmt.Errorf("opening store %s: it is a directory; name the store's file", path)
 	case statErr == nil && !info.Mode().IsRegular():
 		// A FIFO or device would block open(2) or be no store at all.
-		return nil, fmt.Errorf("opening store %s: not a regular file (%s); name the store's file", path, info.Mode().Type())
+		return nil, fmt.Errorf("opening store %s: it is %s; name the store's file", path, atomicfile.Kind(info.Mode()))
 	case statErr == nil && info.Size() == 0:
 		return nil, damaged(path, errors.New("the file is empty"))
 	case statErr == nil:
