@@ -2,6 +2,7 @@ package migrator
 
 import (
 	"flag"
+	"fmt"
 	"strings"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
@@ -47,7 +48,12 @@ type envDefaults struct {
 	command
 	getenv func(string) string
 	fs     *flag.FlagSet
+	// fromEnv are the flags the environment gave, in envFlags' order.
+	fromEnv []envValue
 }
+
+// envValue is a flag's value taken from an environment variable.
+type envValue struct{ flag, env, value string }
 
 func (c *envDefaults) Flags(fs *flag.FlagSet) {
 	c.command.Flags(fs)
@@ -77,8 +83,9 @@ func (c *envDefaults) Validate(args []string) error {
 			continue
 		}
 		if err := f.Value.Set(v); err != nil {
-			return err
+			return cliflag.Usagef("invalid value %q of $%s (the default of --%s): %v", v, ef.env, ef.flag, err)
 		}
+		c.fromEnv = append(c.fromEnv, envValue{ef.flag, ef.env, v})
 	}
 	// An etcd URL is checked before anything can print it: one with a
 	// password in it is refused without repeating it.
@@ -88,4 +95,55 @@ func (c *envDefaults) Validate(args []string) error {
 		}
 	}
 	return c.command.Validate(args)
+}
+
+// Run runs the command; an error that names a value the environment gave
+// says so, since the user typed no such flag.
+func (c *envDefaults) Run(e *env) error {
+	err := c.command.Run(e)
+	if err == nil {
+		return nil
+	}
+	var notes []string
+	for _, v := range c.fromEnv {
+		if v.flag != flagEtcdPasswordFile && namesPath(err.Error(), v.value) {
+			notes = append(notes, fmt.Sprintf("$%s gave --%s %s", v.env, v.flag, v.value))
+		}
+	}
+	if len(notes) == 0 {
+		return err
+	}
+	return &noted{err: err, note: strings.Join(notes, "; ")}
+}
+
+// noted is an error with a note in parentheses after it.
+type noted struct {
+	err  error
+	note string
+}
+
+func (n *noted) Error() string { return n.err.Error() + " (" + n.note + ")" }
+func (n *noted) Unwrap() error { return n.err }
+
+// namesPath reports whether msg names path as a word of its own: not
+// inside a longer name.
+func namesPath(msg, path string) bool {
+	for i := 0; ; {
+		j := strings.Index(msg[i:], path)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(path)
+		before, after := byte(' '), byte(' ')
+		if start > 0 {
+			before = msg[start-1]
+		}
+		if end < len(msg) {
+			after = msg[end]
+		}
+		if strings.IndexByte(" \"'(=", before) >= 0 && strings.IndexByte(" \"':,;)", after) >= 0 {
+			return true
+		}
+		i = start + 1
+	}
 }
