@@ -22,6 +22,7 @@ const (
 	flagSeedStore = "seed-store"
 	flagSeedCmd   = "seed-cmd"
 	flagDist      = "dist"
+	flagSubcmd    = "subcommand"
 )
 
 // defaultPlatforms are the platforms of a release by default.
@@ -31,8 +32,8 @@ var releaseCmd = &spec{
 	Name:    "release",
 	Summary: "the release gate, then reproducible binaries of the migrator",
 	Usage: `
-Usage: hookgen release --version X.Y.Z [--migrator PKG] [--cmd PKG]...
-                       [--platforms LIST] [--fixtures DIR]
+Usage: hookgen release --version X.Y.Z [--migrator PKG [--subcommand WORDS]]
+                       [--cmd PKG]... [--platforms LIST] [--fixtures DIR]
                        [--seed-store FILE | --seed-cmd CMD] [--dist DIR]
 
 Release runs at the module root, the top level of a clean git tree. It
@@ -42,10 +43,17 @@ every v* release tag, every fixture in DIR matches DIR/SHA256SUMS, the
 fixture DIR/X.Y.Z.tar.zst exists, and the migrator of this tree upgrades
 every fixture of DIR offline to X.Y.Z with no hook left pending.
 
+The migrator is the binary of --migrator PKG (default ./cmd/migrator). When
+it is your product's own binary, with the migrator under a subcommand
+("acmectl migrate upgrade ..."), name the subcommand: --migrator ./cmd/acmectl
+--subcommand migrate. The gate refuses a binary whose "version --json" (after
+the subcommand) does not answer as a migrator.
+
 The fixture of X.Y.Z is written when it is missing, never overwritten: the
 gate builds the migrator of this tree, seeds a store with the product's data
 (a copy of --seed-store FILE, or the file $HOOKREG_STORE that --seed-cmd CMD
-writes, run by sh -c with $HOOKREG_RELEASE and $HOOKREG_MIGRATOR set), backs
+writes, run by sh -c with $HOOKREG_RELEASE and $HOOKREG_MIGRATOR set; with
+--subcommand, $HOOKREG_MIGRATOR is a script running "BINARY WORDS..."), backs
 it up with that migrator, upgrades it offline when hooks are pending, and
 writes the result and its SHA256SUMS line. The seed holds upgrade metadata
 ("$HOOKREG_MIGRATOR init --store $HOOKREG_STORE" records a fresh install of
@@ -73,14 +81,16 @@ Example:
 
 // releaseOptions are the options of hookgen release.
 type releaseOptions struct {
-	opts      release.Options
-	commands  refList
-	platforms string
+	opts       release.Options
+	commands   refList
+	platforms  string
+	subcommand string
 }
 
 func (o *releaseOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.opts.Version, flagVersion, "", "the release `X.Y.Z` (required)")
 	fs.StringVar(&o.opts.Migrator, flagMigrator, release.DefaultMigrator, "the `PKG` of the product's migrator main")
+	fs.StringVar(&o.subcommand, flagSubcmd, "", "the `WORDS` before the migrator's commands in the --migrator binary, such as migrate")
 	fs.Var(&o.commands, flagCmd, "another command `PKG` to build for every platform (repeatable)")
 	fs.StringVar(&o.platforms, flagPlatforms, defaultPlatforms, "the platforms, a comma-separated `LIST` of GOOS/GOARCH or host")
 	fs.StringVar(&o.opts.Fixtures, flagFixtures, release.DefaultFixtures, "the `DIR` of the release fixtures")
@@ -108,6 +118,7 @@ func (o *releaseOptions) Validate(args []string) error {
 	}
 	o.opts.Targets = targets
 	o.opts.Commands = o.commands
+	o.opts.Subcommand = strings.Fields(o.subcommand)
 	return nil
 }
 

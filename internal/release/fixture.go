@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/sha256sum"
@@ -62,6 +63,12 @@ func (g *gate) writeFixture(ctx context.Context, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if len(g.opts.Subcommand) > 0 && g.opts.SeedCmd != "" {
+		// $HOOKREG_MIGRATOR stays a command that answers as the migrator.
+		if migrator, err = g.migratorScript(); err != nil {
+			return "", err
+		}
+	}
 	seed := filepath.Join(g.tmp, "seed", "store.db")
 	if err := os.MkdirAll(filepath.Dir(seed), 0o700); err != nil {
 		return "", err
@@ -79,12 +86,12 @@ func (g *gate) writeFixture(ctx context.Context, path string) (string, error) {
 		}
 	}
 	out := filepath.Join(g.tmp, "seed.tar.zst")
-	if _, err := g.run(ctx, nil, migrator, "backup", "--store", seed, "--out", out); err != nil {
+	if _, err := g.runMigrator(ctx, nil, "backup", "--store", seed, "--out", out); err != nil {
 		return "", refusef("backing up the seed store: %v", err)
 	}
 	if g.released(ctx, out, "the seed") != nil {
 		upgraded := filepath.Join(g.tmp, "seed-upgraded.tar.zst")
-		if _, err := g.run(ctx, nil, migrator, "upgrade", "--offline", "--in", out, "--out", upgraded); err != nil {
+		if _, err := g.runMigrator(ctx, nil, "upgrade", "--offline", "--in", out, "--out", upgraded); err != nil {
 			return "", refusef("upgrading the seed to %s: %v", g.opts.Version, err)
 		}
 		out = upgraded
@@ -114,6 +121,27 @@ func (g *gate) writeFixture(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("writing the release fixture: %w", err)
 	}
 	return sum, nil
+}
+
+// migratorScript writes a shell script that runs the host migrator with
+// the subcommand and its own arguments, for $HOOKREG_MIGRATOR, and returns
+// its path.
+func (g *gate) migratorScript() (string, error) {
+	words := []string{shellQuote(g.migrator)}
+	for _, w := range g.opts.Subcommand {
+		words = append(words, shellQuote(w))
+	}
+	path := filepath.Join(g.tmp, "migrator")
+	script := "#!/bin/sh\nexec " + strings.Join(words, " ") + " \"$@\"\n"
+	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // CheckFixtures reads dir/SHA256SUMS and checks that every fixture it

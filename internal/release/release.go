@@ -21,6 +21,10 @@
 // FIXTURES/X.Y.Z.tar.zst with its SHA256SUMS line, and the gate stops: the
 // fixture is committed, then the release runs again.
 //
+// The migrator is the binary of Options.Migrator, with Options.Subcommand
+// before its commands when it is the product's own binary; the gate refuses
+// a binary that does not answer "version --json" as a migrator.
+//
 // Then it builds the migrator and Options.Commands for every platform of
 // Options.Targets into DIST/X.Y.Z/<goos>-<goarch>/, reproducibly (see
 // [Build]), rebuilds every migrator from an empty build cache and refuses
@@ -39,6 +43,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
@@ -75,8 +80,14 @@ type Options struct {
 	// (default DefaultDist below Dir).
 	Dist string
 	// Migrator is the package of the product's migrator main, relative to
-	// Dir (default DefaultMigrator).
+	// Dir (default DefaultMigrator): a standalone migrator, or the
+	// product's own binary with the migrator under Subcommand.
 	Migrator string
+	// Subcommand are the words before the migrator's commands in the
+	// binary of Migrator, such as ["migrate"] for a product whose
+	// "acmectl migrate upgrade ..." runs migrator.Program; none for a
+	// standalone migrator.
+	Subcommand []string
 	// Commands are more packages to build beside the migrator, such as
 	// "./cmd/hookgen".
 	Commands []string
@@ -93,7 +104,8 @@ type Options struct {
 	// for a missing fixture. Its environment holds HOOKREG_STORE (the file
 	// to write), HOOKREG_RELEASE (X.Y.Z) and HOOKREG_MIGRATOR (the
 	// migrator the gate built, for "$HOOKREG_MIGRATOR init --store
-	// $HOOKREG_STORE").
+	// $HOOKREG_STORE"; with a Subcommand, a script that runs the built
+	// binary with the Subcommand and its arguments).
 	SeedCmd string
 	// Hookgen runs hookgen with args in the working directory and returns
 	// whether it succeeded and what it printed.
@@ -167,22 +179,66 @@ func Run(ctx context.Context, opts Options) error {
 type gate struct {
 	opts     Options
 	tmp      string
-	migrator string // the host migrator, once hostMigrator built it
+	migrator string // the host binary of Options.Migrator, once hostMigrator built it
 }
 
-// hostMigrator builds the migrator of this tree for the running platform
-// (once) and returns its path.
+// hostMigrator builds the binary of Options.Migrator of this tree for the
+// running platform (once), checks that it answers as a migrator (with
+// Options.Subcommand) and returns its path; run it with runMigrator.
 func (g *gate) hostMigrator(ctx context.Context) (string, error) {
 	if g.migrator != "" {
 		return g.migrator, nil
 	}
-	path := filepath.Join(g.tmp, Host.exe("migrator"))
+	name := filepath.Base(g.opts.Migrator)
+	if name == "." || name == ".." || name == string(filepath.Separator) {
+		name = "migrator"
+	}
+	path := filepath.Join(g.tmp, "bin", Host.exe(name))
 	fmt.Fprintf(g.opts.Log, "release: building the migrator %s for %s\n", g.opts.Migrator, Host)
 	if err := Build(ctx, g.opts.Dir, Host, g.opts.Migrator, path); err != nil {
 		return "", err
 	}
 	g.migrator = path
+	if _, err := g.migratorVersion(ctx); err != nil {
+		return "", err
+	}
 	return path, nil
+}
+
+// migratorCommand names the migrator for messages: the binary's name and
+// the subcommand, such as "acmectl migrate".
+func (g *gate) migratorCommand() string {
+	return strings.Join(append([]string{filepath.Base(g.opts.Migrator)}, g.opts.Subcommand...), " ")
+}
+
+// runMigrator runs the host migrator (see hostMigrator) with the
+// subcommand and args, as run does.
+func (g *gate) runMigrator(ctx context.Context, env []string, args ...string) (string, error) {
+	return g.run(ctx, env, g.migrator, append(slices.Clone(g.opts.Subcommand), args...)...)
+}
+
+// migratorVersion returns what "version --json" of the host migrator
+// prints, refusing when the binary does not answer as a migrator: the
+// migrator of a product's binary sits under a subcommand the gate must be
+// told.
+func (g *gate) migratorVersion(ctx context.Context) ([]byte, error) {
+	cmd := g.migratorCommand() + " version --json"
+	out, err := g.runMigrator(ctx, nil, "version", "--json")
+	var v struct {
+		Release string `json:"release"`
+	}
+	if err == nil && (json.Unmarshal([]byte(out), &v) != nil || v.Release == "") {
+		line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+		err = fmt.Errorf("it printed %q, not the migrator's JSON with a release", line)
+	}
+	if err != nil {
+		hint := "if the migrator is a subcommand of your product's binary, name it with --subcommand (such as --subcommand migrate)"
+		if len(g.opts.Subcommand) > 0 {
+			hint = fmt.Sprintf("check --migrator (the package of the binary) and --subcommand (the words before the migrator's commands, here %q)", strings.Join(g.opts.Subcommand, " "))
+		}
+		return nil, refusef("the binary of --migrator %s does not answer as a migrator: %q: %v; %s", g.opts.Migrator, cmd, err, hint)
+	}
+	return []byte(out), nil
 }
 
 func (g *gate) git(ctx context.Context, args ...string) (string, error) {
@@ -231,8 +287,7 @@ func (g *gate) releaseTags(ctx context.Context) ([]string, error) {
 // matrix upgrades every release fixture offline with the host migrator:
 // each must reach the release with nothing pending.
 func (g *gate) matrix(ctx context.Context) error {
-	migrator, err := g.hostMigrator(ctx)
-	if err != nil {
+	if _, err := g.hostMigrator(ctx); err != nil {
 		return err
 	}
 	fixtures, err := filepath.Glob(filepath.Join(g.opts.Fixtures, "*"+fixtureExt))
@@ -241,7 +296,7 @@ func (g *gate) matrix(ctx context.Context) error {
 	}
 	for _, f := range fixtures {
 		out := filepath.Join(g.tmp, "upgraded-"+filepath.Base(f))
-		if _, err := g.run(ctx, nil, migrator, "upgrade", "--offline", "--in", f, "--out", out); err != nil {
+		if _, err := g.runMigrator(ctx, nil, "upgrade", "--offline", "--in", f, "--out", out); err != nil {
 			return refusef("release fixture %s does not upgrade: %v", filepath.Base(f), err)
 		}
 		if err := g.released(ctx, out, "the upgraded release fixture "+filepath.Base(f)); err != nil {
@@ -255,7 +310,7 @@ func (g *gate) matrix(ctx context.Context) error {
 // no hook pending, as the host migrator plans it; what names the backup in
 // a refusal.
 func (g *gate) released(ctx context.Context, path, what string) error {
-	js, err := g.run(ctx, nil, g.migrator, "plan", "--backup", path, "--json")
+	js, err := g.runMigrator(ctx, nil, "plan", "--backup", path, "--json")
 	if err != nil {
 		return refusef("planning %s: %v", what, err)
 	}
@@ -310,11 +365,11 @@ func (g *gate) build(ctx context.Context) error {
 	if err := g.reproduce(ctx, dist); err != nil {
 		return err
 	}
-	version, err := g.run(ctx, nil, g.migrator, "version", "--json")
+	version, err := g.migratorVersion(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the registry of the built migrator: %w", err)
+		return err
 	}
-	manifest, err := releaseJSON(g.opts.Version, []byte(version))
+	manifest, err := releaseJSON(g.opts.Version, version)
 	if err != nil {
 		return err
 	}
