@@ -135,7 +135,7 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 		sel.end(p, path)
 		return nil
 	})
-	if et, ok := tx.(revisioned); ok {
+	if et, ok := tx.(revisioned); ok && cluster.Registered() != nil {
 		if compacted := cluster.Registered().Compacted(err); compacted != nil {
 			return fmt.Errorf("%s: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, et.Revision(), compacted)
 		}
