@@ -36,3 +36,20 @@ func TestNoEtcdServerInBinaries(t *testing.T) {
 		t.Errorf("the migrator does not link go.etcd.io/etcd/client/v3: go list -deps printed %d packages", len(deps))
 	}
 }
+
+// TestNoEtcdInLibraries checks that the packages a product's migrator and
+// hooks link whatever its stores (migrator, backup, hooktest, upgrade)
+// import no etcd, gRPC or protobuf package: the etcd cluster store comes
+// with the import of migrator/etcdstore alone (see adopt_stores.txtar for
+// an adopting module's go.mod and binary).
+func TestNoEtcdInLibraries(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./migrator", "./backup", "./hooktest", "./upgrade").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "go.etcd.io/etcd/") || strings.HasPrefix(p, "google.golang.org/") || strings.HasSuffix(p, "/store/etcd") {
+			t.Errorf("package migrator, backup, hooktest or upgrade links %s", p)
+		}
+	}
+}

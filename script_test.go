@@ -21,6 +21,7 @@ import (
 	"github.com/hookreg/hookreg/internal/registry"
 	"github.com/hookreg/hookreg/internal/sumfile"
 	"github.com/hookreg/hookreg/migrator"
+	_ "github.com/hookreg/hookreg/migrator/etcdstore" // the "migrator" of the scripts links both stores, as cmd/migrator does
 )
 
 var update = flag.Bool("update", false, "update testscript files in place when a cmp fails")

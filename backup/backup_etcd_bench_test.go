@@ -15,6 +15,7 @@ import (
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/migrator/etcdstore"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -51,7 +52,7 @@ func BenchmarkBackupEtcd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := backup.RestoreEtcd(context.Background(), generated.Registry, arc, w, backup.RestoreOptions{}); err != nil {
+	if _, err := backup.RestoreEtcd(context.Background(), generated.Registry, arc, etcdstore.Target(w), backup.RestoreOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	w.Close()

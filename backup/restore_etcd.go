@@ -12,8 +12,53 @@ import (
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/store"
-	"github.com/hookreg/hookreg/store/etcd"
 )
+
+// ClusterStore is the cluster store RestoreEtcd writes and VerifyEtcd
+// and EtcdSpaceNeeded check against. Package backup does not import the
+// etcd client, so that a program built without the cluster store links
+// none of it: etcdstore.Target (package
+// github.com/hookreg/hookreg/migrator/etcdstore) gives the ClusterStore of
+// an open *etcd.Store.
+type ClusterStore interface {
+	// Name names the store in errors.
+	Name() string
+	// Prefix is the store's key prefix.
+	Prefix() string
+	// PathRecordChecker returns the function that refuses, naming it,
+	// a record too large for one request to the cluster (see
+	// etcd.Store.PathRecordChecker).
+	PathRecordChecker() func(path []string, key, value []byte) error
+	// GenerationKeys counts the keys of the current generation and their
+	// bytes.
+	GenerationKeys() (keys, keyBytes int64, err error)
+	// Space reads the cluster's database size, quota and alarms.
+	Space() (ClusterSpace, error)
+	// BeginRestore starts writing a new generation (see
+	// etcd.Store.BeginRestore).
+	BeginRestore() (ClusterRestore, error)
+}
+
+// ClusterSpace is the room in a cluster's database: its size, the
+// quota it is checked against, and the alarms raised.
+type ClusterSpace struct {
+	DBSize, DBSizeQuota int64
+	Alarms              []string
+}
+
+// ClusterRestore is a new generation of a ClusterStore being written (see
+// etcd.Restore): it becomes current at Finish, and Abort removes it.
+type ClusterRestore interface {
+	Table(name string) error
+	TablePath(path []string, seq uint64) error
+	ResumePath(path []string) error
+	Put(key, value []byte) error
+	// Records is the number of records written per table, by the
+	// table's archive name.
+	Records() map[string]int64
+	Finish() error
+	Abort() error
+}
 
 // RestoreEtcd replaces every table of the etcd store st with the content
 // of the backup archive at archivePath. st must be open writable: it holds
@@ -24,13 +69,13 @@ import (
 // Before anything is written it checks the whole archive as [Restore]
 // does (checksums, manifest against metadata, reg may upgrade it) and
 // refuses, naming the table or key, any record or configuration file too
-// large for one request to the cluster (see [etcd.Store.CheckRecord]);
+// large for one request to the cluster (see etcd.Store.CheckRecord);
 // then it refuses data that would not fit
 // under the cluster's quota (see [EtcdSpaceNeeded]) or a cluster that has
 // an alarm raised.
 //
 // It then writes the data, nested tables and sequences included, as a new
-// generation with [etcd.Store.BeginRestore],
+// generation with etcd.Store.BeginRestore,
 // reading the archive a second time through the same open file (a file
 // rewritten between the passes is refused), checks that the generation
 // holds exactly the tables and record counts of the manifest, verifies it
@@ -39,13 +84,13 @@ import (
 // killed process leaves it current, and what was written is removed (by
 // this call, or by the next writable open of the store).
 //
-// The etcd options ropts go to [etcd.Store.BeginRestore]: with
-// [etcd.IfUnchanged] (a watch from the revision the archive's data was
+// The restore options of st go to etcd.Store.BeginRestore: with
+// etcd.IfUnchanged (a watch from the revision the archive's data was
 // read at, for an offline upgrade of a stopped product) the restore also
 // refuses to switch when the current data changed after that revision,
-// with an error wrapping [etcd.ErrChanged] that names the key; the current
+// with an error wrapping etcd.ErrChanged that names the key; the current
 // generation then stays current and the new one is removed.
-func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st *etcd.Store, opts RestoreOptions, ropts ...etcd.RestoreOption) (*archive.Manifest, error) {
+func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st ClusterStore, opts RestoreOptions) (*archive.Manifest, error) {
 	if opts.ConfigDir != "" {
 		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
 	}
@@ -54,13 +99,13 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 		return nil, err
 	}
 	defer f.Close()
-	return RestoreEtcdFile(ctx, reg, f, archivePath, st, opts, ropts...)
+	return RestoreEtcdFile(ctx, reg, f, archivePath, st, opts)
 }
 
 // RestoreEtcdFile is [RestoreEtcd] reading the archive, named name in
 // errors, from f, which it reads twice from its start (f is at its start):
 // a pipe goes through [Spool] first.
-func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, name string, st *etcd.Store, opts RestoreOptions, ropts ...etcd.RestoreOption) (*archive.Manifest, error) {
+func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, name string, st ClusterStore, opts RestoreOptions) (*archive.Manifest, error) {
 	archivePath := name
 	if opts.ConfigDir != "" {
 		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
@@ -88,7 +133,7 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, envErrorf("rereading backup %s: %w", archivePath, err)
 	}
-	rs, err := st.BeginRestore(ropts...)
+	rs, err := st.BeginRestore()
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +165,7 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 //
 // The manifest it returns lists the tables (the Tables of a format 3
 // manifest are taken from the data, where that format carries them).
-func VerifyEtcd(r io.Reader, name string, st *etcd.Store) (*archive.Manifest, error) {
+func VerifyEtcd(r io.Reader, name string, st ClusterStore) (*archive.Manifest, error) {
 	checks := etcdChecks(st)
 	withTables := collectTables(&checks)
 	m, err := verify(r, name, ReadKeys{}, checks)
@@ -150,7 +195,7 @@ func collectTables(h *archive.Handler) func(m *archive.Manifest) {
 
 // etcdChecks refuses what the etcd store st cannot hold, naming the table
 // or key.
-func etcdChecks(st *etcd.Store) archive.Handler {
+func etcdChecks(st ClusterStore) archive.Handler {
 	checkRecord := st.PathRecordChecker()
 	var path []string
 	return archive.Handler{
@@ -167,7 +212,7 @@ func etcdChecks(st *etcd.Store) archive.Handler {
 
 // loadEtcd streams the archive into the restore's generation, then checks
 // that it wrote the manifest's tables and records.
-func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, prog *Progress) error {
+func loadEtcd(r io.Reader, rs ClusterRestore, m *archive.Manifest, prog *Progress) error {
 	var total int64
 	for _, t := range m.Tables {
 		total += t.Records
@@ -202,17 +247,17 @@ func loadEtcd(r io.Reader, rs *etcd.Restore, m *archive.Manifest, prog *Progress
 	if !got.Created.Equal(m.Created) || got.DataVersion != m.DataVersion || got.TableCount != m.TableCount {
 		return errors.New("the backup changed while it was being restored")
 	}
-	sums := rs.Sums()
+	sums := rs.Records()
 	want := len(m.Tables)
 	if len(m.Config) > 0 {
 		want++
-		if s := sums[archive.EncodeName(store.ConfigTable)]; s.Records != int64(len(m.Config)) {
-			return fmt.Errorf("wrote %d configuration files, the manifest lists %d", s.Records, len(m.Config))
+		if n := sums[archive.EncodeName(store.ConfigTable)]; n != int64(len(m.Config)) {
+			return fmt.Errorf("wrote %d configuration files, the manifest lists %d", n, len(m.Config))
 		}
 	}
 	for _, t := range m.Tables {
-		if s, ok := sums[t.String()]; !ok || s.Records != t.Records {
-			return fmt.Errorf("table %q: wrote %d records, the manifest says %d", t, s.Records, t.Records)
+		if n, ok := sums[t.String()]; !ok || n != t.Records {
+			return fmt.Errorf("table %q: wrote %d records, the manifest says %d", t, n, t.Records)
 		}
 	}
 	if len(sums) != want {
@@ -253,7 +298,7 @@ const etcdLargeRecord = 1 << 10
 // is not counted: etcd reuses it only after a compaction, and the new
 // generation is whole before the old one goes. It reads the current
 // generation's keys (not its values).
-func EtcdSpaceNeeded(st *etcd.Store, m *archive.Manifest) (int64, error) {
+func EtcdSpaceNeeded(st ClusterStore, m *archive.Manifest) (int64, error) {
 	const genKey = len("/g/9223372036854775807/t/")
 	root := len(st.Prefix())
 	var need int64
@@ -288,8 +333,8 @@ func EtcdSpaceNeeded(st *etcd.Store, m *archive.Manifest) (int64, error) {
 // A restore that passes half the quota is warned about on warn (each
 // restore or offline upgrade writes the whole data set again, and the old
 // generations' revisions stay until a compaction and a defragmentation).
-func checkEtcdSpace(st *etcd.Store, m *archive.Manifest, warn io.Writer) error {
-	status, err := st.Status()
+func checkEtcdSpace(st ClusterStore, m *archive.Manifest, warn io.Writer) error {
+	status, err := st.Space()
 	if err != nil {
 		return envErrorf("restoring into %s: %w", st.Name(), err)
 	}

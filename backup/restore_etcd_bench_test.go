@@ -14,6 +14,7 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/migrator/etcdstore"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -51,7 +52,7 @@ func BenchmarkRestoreEtcd(b *testing.B) {
 		restore := func() time.Duration {
 			start := time.Now()
 			ph := phases.start()
-			if _, err := backup.RestoreEtcd(context.Background(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
+			if _, err := backup.RestoreEtcd(context.Background(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{}); err != nil {
 				b.Fatal(err)
 			}
 			phases.end(ph)

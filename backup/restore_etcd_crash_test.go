@@ -20,6 +20,7 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/migrator/etcdstore"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -69,7 +70,7 @@ func restoreChildMain() {
 	}
 	st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints, Prefix: c.Prefix, PageSize: restoreChildPageSize, LockTTL: time.Second})
 	if err == nil {
-		_, err = backup.RestoreEtcd(context.Background(), generated.Registry, c.Archive, st, backup.RestoreOptions{})
+		_, err = backup.RestoreEtcd(context.Background(), generated.Registry, c.Archive, etcdstore.Target(st), backup.RestoreOptions{})
 	}
 	if err != nil {
 		fmt.Println("restore:", err)
@@ -133,7 +134,7 @@ func TestRestoreEtcdCrash(t *testing.T) {
 	setup := func(t *testing.T) string {
 		prefix := etcdtest.Prefix(t)
 		st := openEtcd(t, c.Endpoints, prefix)
-		if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, oldArc, st, backup.RestoreOptions{}); err != nil {
+		if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, oldArc, etcdstore.Target(st), backup.RestoreOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := st.Close(); err != nil {

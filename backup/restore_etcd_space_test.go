@@ -14,6 +14,7 @@ import (
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/migrator/etcdstore"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/etcd"
 )
@@ -117,13 +118,13 @@ func TestEtcdSpaceNeeded(t *testing.T) {
 					t.Fatal(err)
 				}
 				m := verifyEtcd(t, arc, st)
-				need, err := backup.EtcdSpaceNeeded(st, m)
+				need, err := backup.EtcdSpaceNeeded(etcdstore.Target(st), m)
 				if err != nil {
 					t.Fatal(err)
 				}
 				stop := make(chan struct{})
 				peak := dbSizes(c, st, stop)
-				if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
+				if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				// etcd commits its backend every 100 ms
@@ -162,7 +163,7 @@ func verifyEtcd(t testing.TB, path string, st *etcd.Store) *archive.Manifest {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	m, err := backup.VerifyEtcd(f, path, st)
+	m, err := backup.VerifyEtcd(f, path, etcdstore.Target(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,13 +187,13 @@ func TestEtcdSpaceQuota(t *testing.T) {
 	cli := st.Client()
 	arc, want := boltArchive(t, t.TempDir(), "small", smallRecords)
 	var warned strings.Builder
-	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{Warn: &warned}); err != nil {
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{Warn: &warned}); err != nil {
 		t.Fatal(err)
 	}
 	if warned.Len() > 0 {
 		t.Errorf("a restore into an empty cluster warned: %s", warned.String())
 	}
-	need, err := backup.EtcdSpaceNeeded(st, verifyEtcd(t, arc, st))
+	need, err := backup.EtcdSpaceNeeded(etcdstore.Target(st), verifyEtcd(t, arc, st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func TestEtcdSpaceQuota(t *testing.T) {
 	if before+need > quota {
 		t.Fatalf("padded too far: %d + %d > %d", before, need, quota)
 	}
-	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{Warn: &warned}); err != nil {
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{Warn: &warned}); err != nil {
 		t.Fatalf("a restore the estimate allows (%d bytes needed on %d of %d): %v", need, before, quota, err)
 	}
 	if !strings.Contains(warned.String(), fmt.Sprintf("of its %d-byte quota", quota)) || !strings.Contains(warned.String(), "past half of it") {
@@ -251,14 +252,14 @@ func TestEtcdSpaceQuota(t *testing.T) {
 	t.Logf("%d bytes needed on %d of %d: the database went to %d", need, before, quota, after.DBSize)
 
 	// Now the estimate no longer fits: refused, nothing written.
-	need, err = backup.EtcdSpaceNeeded(st, verifyEtcd(t, arc, st))
+	need, err = backup.EtcdSpaceNeeded(etcdstore.Target(st), verifyEtcd(t, arc, st))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if after.DBSize+need <= quota {
 		t.Fatalf("the database grew to %d only: the next restore (%d bytes needed) still fits", after.DBSize, need)
 	}
-	_, err = backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{})
+	_, err = backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{})
 	if err == nil || !strings.Contains(err.Error(), "quota") {
 		t.Fatalf("a restore needing %d bytes on %d of %d: %v, want the quota refusal", need, after.DBSize, quota, err)
 	}

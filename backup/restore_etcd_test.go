@@ -18,6 +18,7 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/migrator/etcdstore"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/store/etcd"
@@ -186,12 +187,12 @@ func TestRestoreEtcdRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.VerifyEtcd(f, arc, st); err != nil {
+	if _, err := backup.VerifyEtcd(f, arc, etcdstore.Target(st)); err != nil {
 		t.Errorf("VerifyEtcd of an archive the store can hold: %v", err)
 	}
 	f.Close()
 	for round := range 2 {
-		m, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{})
+		m, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{})
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -281,7 +282,7 @@ func TestRestoreEtcdNested(t *testing.T) {
 				t.Fatalf("the store has no sequence:\n%s", want)
 			}
 			est := openEtcd(t, c.Endpoints, etcdtest.Prefix(t))
-			if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, est, backup.RestoreOptions{}); err != nil {
+			if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(est), backup.RestoreOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			if got := walkDump(t, est); got != want {
@@ -329,7 +330,7 @@ func TestRestoreEtcdRefused(t *testing.T) {
 			prefix := etcdtest.Prefix(t)
 			est := openEtcd(t, c.Endpoints, prefix)
 			before := rawKeys(t, cli, prefix)
-			_, err := backup.RestoreEtcd(t.Context(), generated.Registry, tc.arc, est, backup.RestoreOptions{})
+			_, err := backup.RestoreEtcd(t.Context(), generated.Registry, tc.arc, etcdstore.Target(est), backup.RestoreOptions{})
 			if err == nil {
 				t.Fatal("restored")
 			}
@@ -352,7 +353,7 @@ func TestRestoreEtcdRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			_, err = backup.VerifyEtcd(f, tc.arc, ro)
+			_, err = backup.VerifyEtcd(f, tc.arc, etcdstore.Target(ro))
 			for _, w := range tc.want {
 				if err == nil || !strings.Contains(err.Error(), w) {
 					t.Errorf("VerifyEtcd: %v, want an error that says %q", err, w)
@@ -418,7 +419,7 @@ func TestRestoreEtcdQuota(t *testing.T) {
 	prefix := etcdtest.Prefix(t)
 	st := openEtcd(t, small.Endpoints, prefix)
 	before := rawKeys(t, cli, prefix)
-	_, err = backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{})
+	_, err = backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{})
 	if err == nil {
 		t.Fatal("a restore larger than the quota was not refused")
 	}
@@ -432,7 +433,7 @@ func TestRestoreEtcdQuota(t *testing.T) {
 	}
 	// A small archive fits.
 	fits, want := boltArchive(t, dir, "fits", nil)
-	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, fits, st, backup.RestoreOptions{}); err != nil {
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, fits, etcdstore.Target(st), backup.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := logicalDump(t, st); got != want {
@@ -471,7 +472,7 @@ func TestRestoreEtcdProduct(t *testing.T) {
 	if err := p.Put(t.Context(), "sessions", []byte("s2"), []byte("before")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, st, backup.RestoreOptions{}); err != nil {
+	if _, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -523,7 +524,7 @@ func TestRestoreEtcdCanceled(t *testing.T) {
 	before := rawKeys(t, cli, prefix)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := backup.RestoreEtcd(ctx, generated.Registry, arc, st, backup.RestoreOptions{})
+	_, err := backup.RestoreEtcd(ctx, generated.Registry, arc, etcdstore.Target(st), backup.RestoreOptions{})
 	if !errors.Is(err, backup.ErrInterrupted) {
 		t.Fatalf("canceled restore: %v, want ErrInterrupted", err)
 	}

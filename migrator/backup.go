@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"os"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/subcmd"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 	"github.com/hookreg/hookreg/store"
-	"github.com/hookreg/hookreg/store/etcd"
 )
 
 func init() {
@@ -170,8 +168,8 @@ func (o *backupOptions) Run(e *env) error {
 	defer st.Close()
 	src := st
 	var pinned *revisionRecorder
-	if es, ok := st.(*etcd.Store); ok {
-		pinned = &revisionRecorder{Store: es}
+	if cs, ok := st.(cluster.Store); ok {
+		pinned = &revisionRecorder{Store: cs}
 		src = pinned
 	}
 	opts := backup.Options{
@@ -191,10 +189,10 @@ func (o *backupOptions) Run(e *env) error {
 	} else {
 		m, err = backup.WriteFile(e.ctx, src, e.reg, o.out, opts)
 	}
-	if pinned != nil && errors.Is(err, rpctypes.ErrCompacted) {
+	if compacted := pinned.compacted(err); compacted != nil {
 		return fmt.Errorf("%s: the cluster compacted revision %d while the backup was reading it, so no consistent copy could be made and nothing was written to %s: "+
 			"run the backup again; if compaction keeps overtaking it, run it when the product writes less, or raise the cluster's --auto-compaction-retention above the backup's duration (%w)",
-			o.store, pinned.rev, out, rpctypes.ErrCompacted)
+			o.store, pinned.rev, out, compacted)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)
@@ -215,16 +213,30 @@ func (o *backupOptions) Run(e *env) error {
 // revisionRecorder is an etcd store that remembers the revision of the
 // last transaction begun: the revision a backup reads at.
 type revisionRecorder struct {
-	*etcd.Store
+	cluster.Store
 	rev int64
 }
 
+// revisioned is a transaction of a cluster store, which reads at one
+// revision.
+type revisioned interface{ Revision() int64 }
+
 func (r *revisionRecorder) Begin(writable bool) (store.Tx, error) {
 	tx, err := r.Store.Begin(writable)
-	if t, ok := tx.(*etcd.Tx); ok {
+	if t, ok := tx.(revisioned); ok {
 		r.rev = t.Revision()
 	}
 	return tx, err
+}
+
+// compacted returns the cluster's error for the revision r read at being
+// compacted away, when err is one; nil when it is not, or r is nil (a
+// bbolt store).
+func (r *revisionRecorder) compacted(err error) error {
+	if r == nil || err == nil {
+		return nil
+	}
+	return cluster.Registered().Compacted(err)
 }
 
 // summary describes the content of an archive in one line.

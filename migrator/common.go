@@ -13,6 +13,7 @@ import (
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
@@ -80,7 +81,7 @@ type planReport struct {
 	Store  string `json:"store,omitempty"`
 	Backup string `json:"backup,omitempty"`
 	// Cluster is the status of an etcd store's cluster (status only).
-	Cluster *clusterStatus `json:"cluster,omitempty"`
+	Cluster *cluster.Status `json:"cluster,omitempty"`
 	// Refusal is why the upgrade would be refused; empty when it may run
 	// (offline at least; see OnlineOK).
 	Refusal string `json:"refusal,omitempty"`

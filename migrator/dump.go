@@ -3,7 +3,6 @@ package migrator
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,14 +12,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 	"github.com/hookreg/hookreg/store"
-	"github.com/hookreg/hookreg/store/etcd"
 )
 
 func init() {
@@ -138,8 +135,10 @@ func (o *dumpOptions) dumpStore(e *env, p *dumpPrinter) error {
 		sel.end(p, path)
 		return nil
 	})
-	if et, ok := tx.(*etcd.Tx); ok && errors.Is(err, rpctypes.ErrCompacted) {
-		return fmt.Errorf("%s: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, et.Revision(), rpctypes.ErrCompacted)
+	if et, ok := tx.(revisioned); ok && cluster.Registered() != nil {
+		if compacted := cluster.Registered().Compacted(err); compacted != nil {
+			return fmt.Errorf("%s: the cluster compacted revision %d while the dump was reading it, so the output is incomplete: run the dump again, or dump a backup (%w)", o.store, et.Revision(), compacted)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.store, err)

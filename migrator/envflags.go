@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
-	"github.com/hookreg/hookreg/store/etcd"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 )
 
 // envFlags are the flags that the environment gives defaults for, as
@@ -88,10 +88,23 @@ func (c *envDefaults) Validate(args []string) error {
 		c.fromEnv = append(c.fromEnv, envValue{ef.flag, ef.env, v})
 	}
 	// An etcd URL is checked before anything can print it: one with a
-	// password in it is refused without repeating it.
+	// password in it is refused without repeating it. A migrator built
+	// without the cluster store refuses it, and the --etcd-* flags.
 	if f := c.fs.Lookup(flagStore); f != nil && isEtcd(f.Value.String()) {
-		if _, _, err := etcd.ParseURL(f.Value.String()); err != nil {
+		b, err := clusterBackend()
+		if err != nil {
+			return err
+		}
+		if _, _, err := b.ParseURL(f.Value.String()); err != nil {
 			return cliflag.Usagef("--%s: %v", flagStore, err)
+		}
+	}
+	if cluster.Registered() == nil {
+		for name := range set {
+			if strings.HasPrefix(name, "etcd-") {
+				_, err := clusterBackend()
+				return err
+			}
 		}
 	}
 	return c.command.Validate(args)

@@ -22,6 +22,7 @@ import (
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/migrator"
+	_ "github.com/hookreg/hookreg/migrator/etcdstore" // the migrator under test links the etcd cluster store, as cmd/migrator does
 	"github.com/hookreg/hookreg/store/etcd"
 )
 

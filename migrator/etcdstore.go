@@ -13,12 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 	"github.com/hookreg/hookreg/store"
-	"github.com/hookreg/hookreg/store/etcd"
 )
 
 // Flag names of an etcd:// store's connection; envFlags gives each its
@@ -35,7 +33,7 @@ const (
 // defaultEtcdTimeout is --etcd-timeout's default: etcd's own request
 // timeout is 5 s plus two election timeouts, so a request the cluster
 // answers at all is answered well within it.
-const defaultEtcdTimeout = etcd.DefaultRequestTimeout
+const defaultEtcdTimeout = cluster.DefaultRequestTimeout
 
 // envEtcdPassword holds the password of --etcd-user itself. It has no
 // flag: a command line is visible to every user of the machine.
@@ -65,8 +63,8 @@ func (f *etcdFlags) register(fs *flag.FlagSet) {
 // options returns the connection options of f, reading the files it
 // names and the password from getenv. Errors name the flag and the file,
 // never the file's content or the password.
-func (f *etcdFlags) options(getenv func(string) string) (etcd.Options, error) {
-	var opts etcd.Options
+func (f *etcdFlags) options(getenv func(string) string) (cluster.Options, error) {
+	var opts cluster.Options
 	if f.timeout < 0 {
 		return opts, cliflag.Usagef("--%s %s: want a positive duration, such as 10s", flagEtcdTimeout, f.timeout)
 	}
@@ -125,8 +123,12 @@ func (f *etcdFlags) options(getenv func(string) string) (etcd.Options, error) {
 // status, plan, dump and backup run beside a migrator that writes; a
 // writable one takes the store's lock, and a store locked by another
 // migrator is refused as on bbolt.
-func openEtcd(e *env, spec string, conn *etcdFlags, mode openMode) (*etcd.Store, error) {
-	endpoints, prefix, err := etcd.ParseURL(spec)
+func openEtcd(e *env, spec string, conn *etcdFlags, mode openMode) (cluster.Store, error) {
+	b, err := clusterBackend()
+	if err != nil {
+		return nil, err
+	}
+	endpoints, prefix, err := b.ParseURL(spec)
 	if err != nil {
 		return nil, cliflag.Usagef("--%s: %v", flagStore, err)
 	}
@@ -137,27 +139,40 @@ func openEtcd(e *env, spec string, conn *etcdFlags, mode openMode) (*etcd.Store,
 	opts.Endpoints, opts.Prefix = endpoints, prefix
 	opts.ReadOnly = mode == openRead
 	opts.Create = mode == openCreate
-	st, err := etcd.Open(e.ctx, opts)
+	st, err := b.Open(e.ctx, opts)
+	var full *cluster.FullError
 	switch {
 	case errors.Is(err, store.ErrInUse):
 		return nil, err
-	case errors.Is(err, rpctypes.ErrNoSpace):
-		// Taking the lock writes: a full cluster refuses it, as it
-		// would refuse the commits.
-		return nil, fmt.Errorf("%w: %w", err, etcd.ErrNoSpace)
+	case errors.As(err, &full):
+		return nil, full.Err
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, envErrorf("%w; run \"%s init --store %s\" first, or check the prefix", err, e.prog, spec)
 	case err != nil:
-		return nil, envErrorf("%w%s", err, clusterHint(err))
+		return nil, envErrorf("%w%s", err, clusterHint(b, err))
 	}
 	return st, nil
 }
 
+// etcdPackage is the package that links the etcd cluster store into a
+// migrator, imported by the migrator's main package for its side effect.
+const etcdPackage = "github.com/hookreg/hookreg/migrator/etcdstore"
+
+// clusterBackend returns the registered cluster store backend, or the
+// usage error of a migrator built without one, which says how to add it.
+func clusterBackend() (cluster.Backend, error) {
+	if b := cluster.Registered(); b != nil {
+		return b, nil
+	}
+	return nil, cliflag.Usagef("this migrator was built without the etcd cluster store, so it takes no etcd:// store and no --etcd-* flag; "+
+		"to add it, import it in the migrator's main package (cmd/migrator/main.go): import _ %q, then run \"go mod tidy\" and build the migrator again", etcdPackage)
+}
+
 // clusterHint tells what to do about a cluster that did not answer, from
 // the causes its members gave: "" when err is no such failure.
-func clusterHint(err error) string {
-	var ue *etcd.UnavailableError
-	if !errors.As(err, &ue) {
+func clusterHint(b cluster.Backend, err error) string {
+	members, ok := b.Unavailable(err)
+	if !ok {
 		if errors.Is(err, context.Canceled) {
 			return ""
 		}
@@ -165,11 +180,11 @@ func clusterHint(err error) string {
 	}
 	all := ""
 	answered, leader := 0, false
-	for _, m := range ue.Members {
-		all += " " + m.Down()
-		if m.Err == nil {
+	for _, m := range members {
+		all += " " + m.Down
+		if m.Down == "" {
 			answered++
-			leader = leader || m.Leader != 0
+			leader = leader || m.Leader
 		}
 	}
 	switch {
@@ -189,96 +204,6 @@ func clusterHint(err error) string {
 		return fmt.Sprintf("; start the members, or check the endpoints and --%s (longer: --%s)", flagEtcdCACert, flagEtcdTimeout)
 	}
 	return fmt.Sprintf("; the cluster answers slowly: run again, or raise --%s", flagEtcdTimeout)
-}
-
-// clusterStatus is what status shows of an etcd store's cluster.
-type clusterStatus struct {
-	Generation  int64        `json:"generation"`
-	Revision    int64        `json:"revision"`
-	DBSize      int64        `json:"db_size"`
-	DBSizeQuota int64        `json:"db_size_quota"`
-	Members     int          `json:"members"`
-	Endpoints   int          `json:"endpoints"`
-	Down        []memberDown `json:"members_down"`
-	Alarms      []string     `json:"alarms"`
-	Lock        *lockStatus  `json:"lock"`
-	Leftover    []int64      `json:"leftover_generations"`
-}
-
-// memberDown is a member that did not answer status, and why.
-type memberDown struct {
-	Endpoint string `json:"endpoint"`
-	Error    string `json:"error"`
-}
-
-// lockStatus is the migrator holding the store's lock.
-type lockStatus struct {
-	Key       string `json:"key"`
-	Holder    string `json:"holder,omitempty"`
-	Since     string `json:"since,omitempty"`
-	ExpiresIn int64  `json:"expires_in_s"`
-}
-
-func newClusterStatus(s etcd.Status) *clusterStatus {
-	c := &clusterStatus{Generation: s.Generation, Revision: s.Revision, DBSize: s.DBSize, DBSizeQuota: s.DBSizeQuota,
-		Members: s.Members, Endpoints: s.Endpoints, Alarms: s.Alarms, Down: []memberDown{}, Leftover: s.Leftover}
-	if c.Alarms == nil {
-		c.Alarms = []string{}
-	}
-	if c.Leftover == nil {
-		c.Leftover = []int64{}
-	}
-	for _, m := range s.Down {
-		c.Down = append(c.Down, memberDown{Endpoint: m.Endpoint, Error: m.Down()})
-	}
-	if h := s.Holder; h != nil {
-		c.Lock = &lockStatus{Key: h.Key, Holder: h.Info, ExpiresIn: int64(h.TTL / time.Second)}
-		if !h.Since.IsZero() {
-			c.Lock.Since = h.Since.UTC().Format(time.RFC3339)
-		}
-	}
-	return c
-}
-
-// writeText writes c for people: a line of the cluster, one per member
-// down, one for the lock and one for leftover generations.
-func (c *clusterStatus) writeText(w io.Writer) {
-	fmt.Fprintf(w, "cluster: generation %d, revision %d, database %s of %s quota (%.0f%%), %d of %d members answered",
-		c.Generation, c.Revision, bytesIEC(c.DBSize), bytesIEC(c.DBSizeQuota), 100*float64(c.DBSize)/float64(max(c.DBSizeQuota, 1)), c.Members, c.Endpoints)
-	if len(c.Alarms) == 0 {
-		fmt.Fprintln(w, ", no alarms")
-	} else {
-		fmt.Fprintf(w, "\nALARMS: %s: writes fail until they are cleared (etcdctl alarm list, compact, defrag, alarm disarm)\n", strings.Join(c.Alarms, "; "))
-	}
-	for _, m := range c.Down {
-		fmt.Fprintf(w, "member %s is DOWN: %s\n", m.Endpoint, m.Error)
-	}
-	if l := c.Lock; l != nil {
-		fmt.Fprintf(w, "lock: held by a migrator")
-		if l.Holder != "" {
-			fmt.Fprintf(w, " (%s)", l.Holder)
-		}
-		fmt.Fprintf(w, ", lease expires in %d s unless renewed (%s)\n", l.ExpiresIn, l.Key)
-	} else {
-		fmt.Fprintln(w, "lock: free")
-	}
-	if len(c.Leftover) > 0 {
-		fmt.Fprintf(w, "leftover generations %v: left by a killed restore or offline upgrade; the next init, restore or upgrade removes them\n", c.Leftover)
-	}
-}
-
-// bytesIEC formats a size: "1.5 MiB".
-func bytesIEC(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // Bounds of the files the etcd flags name: a password, and a PEM file of

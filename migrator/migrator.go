@@ -52,7 +52,13 @@
 // without a quorum a command fails after it, naming the members that
 // answered. status, plan,
 // dump and backup read an etcd store without its lock, at one revision;
-// init, restore and upgrade take the lock.
+// init, restore and upgrade take the lock. The etcd store is linked only
+// into a migrator whose main package imports it,
+//
+//	import _ "github.com/hookreg/hookreg/migrator/etcdstore"
+//
+// as a database/sql driver is; a migrator without it refuses an etcd://
+// store and the --etcd-* flags with exit status 2, saying so.
 //
 // HOOKREG_STORE and HOOKREG_CONFIG in the environment stand for --store
 // and --config when the command line gives neither them nor --backup or

@@ -188,9 +188,9 @@ func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
 				return nil, err
 			}
 			defer f.Close()
-			return backup.RestoreEtcdFile(e.ctx, e.reg, f, stdinName, st, opts)
+			return backup.RestoreEtcdFile(e.ctx, e.reg, f, stdinName, st.Target(), opts)
 		}
-		return backup.RestoreEtcd(e.ctx, e.reg, o.file, st, opts)
+		return backup.RestoreEtcd(e.ctx, e.reg, o.file, st.Target(), opts)
 	}
 	if !o.force {
 		if err := checkBoltFile(o.store); err != nil {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
-	"github.com/hookreg/hookreg/store/etcd"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 	"github.com/hookreg/hookreg/upgrade"
 )
 
@@ -86,16 +86,16 @@ func (o *statusOptions) Run(e *env) error {
 	}
 	fmt.Fprintf(e.stdout, "store %s: product %s\n", o.store, productOf(r))
 	if r.Cluster != nil {
-		r.Cluster.writeText(e.stdout)
+		r.Cluster.WriteText(e.stdout)
 	}
 	writePlanText(e, e.stdout, r)
 	return nil
 }
 
 // storePlan reads the metadata of the store at path, read-only, and plans
-// its upgrade; with cluster, it adds the status of an etcd store's
+// its upgrade; with withCluster, it adds the status of an etcd store's
 // cluster.
-func storePlan(e *env, path string, conn *etcdFlags, cluster bool) (*planReport, error) {
+func storePlan(e *env, path string, conn *etcdFlags, withCluster bool) (*planReport, error) {
 	st, err := openStore(e, path, conn, openRead)
 	if err != nil {
 		return nil, err
@@ -105,13 +105,11 @@ func storePlan(e *env, path string, conn *etcdFlags, cluster bool) (*planReport,
 	if err != nil {
 		return nil, storeError(e, path, st, "", err)
 	}
-	var cs *clusterStatus
-	if es, ok := st.(*etcd.Store); ok && cluster {
-		s, err := es.Status()
-		if err != nil {
+	var cs *cluster.Status
+	if cst, ok := st.(cluster.Store); ok && withCluster {
+		if cs, err = cst.ClusterStatus(); err != nil {
 			return nil, envErrorf("%w", err)
 		}
-		cs = newClusterStatus(s)
 	}
 	r, err := planFor(e, meta)
 	if err != nil {

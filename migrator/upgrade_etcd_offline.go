@@ -8,11 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/failpoint"
-	"github.com/hookreg/hookreg/store/etcd"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 )
 
 // offlineEtcdSuffix marks the private directory of an offline upgrade of
@@ -55,18 +53,18 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 	}
 	pinned := &revisionRecorder{Store: st}
 	_, err = backup.WriteFile(e.ctx, pinned, e.reg, r.PreUpgradeBackup, backup.Options{Progress: e.progress})
-	if errors.Is(err, rpctypes.ErrCompacted) {
+	if pinned.compacted(err) != nil {
 		return fmt.Errorf("%s: the cluster compacted revision %d while the pre-upgrade backup was reading it, and nothing was written: run the upgrade again; if compaction keeps overtaking it, raise the cluster's --auto-compaction-retention (%w)", o.store, pinned.rev, err)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)
 	}
 	r.Revision = pinned.rev
-	unchanged, err := st.WatchUnchanged(pinned.rev)
+	unchanged, stopWatch, err := st.WatchUnchanged(pinned.rev)
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing was changed (its backup: %s)", o.store, err, r.PreUpgradeBackup)
 	}
-	defer unchanged.Close()
+	defer stopWatch()
 	if err := failpoint.Inject("offline.etcd.backed-up"); err != nil {
 		return err
 	}
@@ -99,9 +97,8 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 	if e.progress != nil {
 		fmt.Fprintf(e.progress, "upgrade: swapping in the upgraded data at %s\n", o.store)
 	}
-	m, err := backup.RestoreEtcd(e.ctx, e.reg, upgraded, st, backup.RestoreOptions{Progress: e.progress, Warn: e.stderr}, etcd.IfUnchanged(unchanged))
-	var changed *etcd.ChangedError
-	if errors.As(err, &changed) {
+	m, err := backup.RestoreEtcd(e.ctx, e.reg, upgraded, unchanged, backup.RestoreOptions{Progress: e.progress, Warn: e.stderr})
+	if changed := cluster.Registered().Changed(err); changed != nil {
 		return fmt.Errorf("%s: refused: %w: the product is still writing, and switching to the upgraded data would lose its writes; nothing was changed: stop the product and run the upgrade again", o.store, changed)
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/migrator/internal/cluster"
 )
 
 func init() {
@@ -18,8 +19,10 @@ Usage: {{.Prog}} version [--json]
 
 Prints the release this migrator upgrades to, the product, the registry
 digest and every hook (number, version, online or offline, code digest,
-name). With --json, one JSON object that also holds the VCS commit and the
-Go version of the build when the binary records them.
+name). With --json, one JSON object that also holds the store backends
+the migrator links ("stores": ["bolt"], with "etcd" when its main package
+imports github.com/hookreg/hookreg/migrator/etcdstore), and the VCS commit
+and the Go version of the build when the binary records them.
 
 Example:
 
@@ -48,6 +51,7 @@ type versionReport struct {
 	Product        string        `json:"product"`
 	RegistryDigest string        `json:"registry_digest"`
 	MinDataVersion string        `json:"min_data_version,omitempty"`
+	Stores         []string      `json:"stores"`
 	Commit         string        `json:"commit,omitempty"`
 	GoVersion      string        `json:"go_version,omitempty"`
 	Hooks          []versionHook `json:"hooks"`
@@ -67,7 +71,11 @@ func (o *versionOptions) Run(e *env) error {
 		Product:        e.reg.Product,
 		RegistryDigest: e.reg.Digest,
 		MinDataVersion: e.reg.MinDataVersion,
+		Stores:         []string{"bolt"},
 		Hooks:          []versionHook{},
+	}
+	if b := cluster.Registered(); b != nil {
+		r.Stores = append(r.Stores, b.Name())
 	}
 	if r.RegistryDigest == "" {
 		r.RegistryDigest = e.reg.ComputeDigest()

@@ -1,6 +1,7 @@
 // Command migrator backs up, restores and upgrades the example product's
 // store with the hooks of the generated registry. Run "migrator help" for
-// the commands.
+// the commands. It links both store backends: bbolt, built into package
+// migrator, and the etcd cluster store of package migrator/etcdstore.
 package main
 
 import (
@@ -8,6 +9,7 @@ import (
 
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/migrator"
+	_ "github.com/hookreg/hookreg/migrator/etcdstore" // the etcd cluster store
 )
 
 func main() {

@@ -26,6 +26,7 @@ const (
 	flagProduct  = "product"
 	flagRelease  = "release"
 	flagMigrator = "migrator"
+	flagStores   = "stores"
 )
 
 // The layout hookgen init writes, relative to the module root.
@@ -37,6 +38,15 @@ const (
 	// version of a new module.
 	defaultRelease  = "0.1.0"
 	defaultMigrator = "cmd/migrator"
+	// defaultStores are the store backends of the migrator main: the
+	// embedded bbolt store only. The etcd cluster store adds about 160
+	// packages (etcd client, gRPC, protobuf) and 15 go.mod requirements
+	// that a product on bbolt never uses (docs/decisions.md); a migrator without
+	// it refuses an etcd:// store naming the import line that adds it.
+	defaultStores = "bolt"
+	// etcdBackend is the package whose import links the etcd cluster
+	// store into a migrator.
+	etcdBackend = modulePath + "/migrator/etcdstore"
 	// hookgenTool is the tool line init adds to go.mod.
 	hookgenTool = modulePath + "/cmd/hookgen"
 	// generateDirective is the go:generate line of the hook package, in two
@@ -48,7 +58,7 @@ var initCmd = &spec{
 	Name:    "init",
 	Summary: "set up hookreg in a module: registry.yaml, hooks/, generated/, a migrator main",
 	Usage: `
-Usage: hookgen init [--product NAME] [--release V] [--migrator DIR]
+Usage: hookgen init [--product NAME] [--release V] [--migrator DIR] [--stores bolt|bolt,etcd]
 
 Init sets up an upgrade-hook registry in the Go module of the working
 directory, at its root:
@@ -58,9 +68,22 @@ directory, at its root:
 	hooks/doc.go               the hook package, with "//go:generate go tool hookgen generate"
 	generated/registry.go      the generated registry (and generated/hooks.sum)
 	DIR/main.go                the product's migrator (default cmd/migrator): three
-	                           lines passing generated.Registry to migrator.Main
+	                           lines passing generated.Registry to migrator.Main, and
+	                           with --stores bolt,etcd the import of the etcd store
 	go.mod                     "tool github.com/hookreg/hookreg/cmd/hookgen" (and the
 	                           requirement on github.com/hookreg/hookreg when missing)
+
+--stores names the store backends the migrator links. bbolt, the embedded
+store, is always built in; "bolt,etcd" adds the etcd cluster store with the
+line
+
+	import _ "github.com/hookreg/hookreg/migrator/etcdstore"
+
+The default is bolt: the etcd store links about 160 more packages (etcd
+client, gRPC, protobuf), makes the migrator about 1.8 times as large (25 MB
+against 13) and adds 15 requirements to go.mod, all of it unused by a
+product on bbolt.
+A migrator without it refuses an etcd:// store, saying which line to add.
 
 It refuses, writing nothing, when registry.yaml or any of these files
 exists. Every file it writes is gofmt-clean and passes go vet and hookgen
@@ -83,12 +106,15 @@ type initOptions struct {
 	product  string
 	release  string
 	migrator string
+	stores   string
+	etcd     bool // --stores has etcd
 }
 
 func (o *initOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.product, flagProduct, "", "the product `NAME` backups carry (default: the module path)")
 	fs.StringVar(&o.release, flagRelease, defaultRelease, "the release `V` this tree builds")
 	fs.StringVar(&o.migrator, flagMigrator, defaultMigrator, "the `DIR` of the migrator main, relative to the module root")
+	fs.StringVar(&o.stores, flagStores, defaultStores, "the store backends the migrator links, comma-separated: `bolt` (built in) or bolt,etcd (adds the etcd cluster store)")
 }
 
 func (o *initOptions) Validate(args []string) error {
@@ -109,6 +135,20 @@ func (o *initOptions) Validate(args []string) error {
 		return cliflag.Usagef("--%s %q is not a valid package directory: %v", flagMigrator, o.migrator, err)
 	}
 	o.migrator = dir
+	bolt := false
+	for _, s := range strings.Split(o.stores, ",") {
+		switch strings.TrimSpace(s) {
+		case "bolt":
+			bolt = true
+		case "etcd":
+			o.etcd = true
+		default:
+			return cliflag.Usagef("--%s %q: unknown store %q: want bolt or bolt,etcd", flagStores, o.stores, strings.TrimSpace(s))
+		}
+	}
+	if !bolt {
+		return cliflag.Usagef("--%s %q: bolt, the embedded store, is built into every migrator: want bolt or bolt,etcd", flagStores, o.stores)
+	}
 	return nil
 }
 
@@ -233,9 +273,13 @@ package hooks
 	if err != nil {
 		return nil, err
 	}
+	stores, etcdImport := "It takes bbolt stores; importing\n// %[5]s adds the etcd cluster store.", ""
+	if o.etcd {
+		stores, etcdImport = "It takes bbolt stores and, through the import of\n// %[5]s, etcd cluster stores.", "_ %[5]q // the etcd cluster store"
+	}
 	main, err := format.Source(fmt.Appendf(nil, `// Command %[1]s backs up, restores and upgrades the store of the
 // product %[2]s with its upgrade hooks. Run "%[1]s help"
-// for the commands.
+// for the commands. `+stores+`
 package main
 
 import (
@@ -243,12 +287,13 @@ import (
 
 	%[3]q
 	%[4]q
+	`+etcdImport+`
 )
 
 func main() {
 	os.Exit(migrator.Main(generated.Registry, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
-`, path.Base(o.migrator), product, path.Join(modPath, initGenerated), modulePath+"/migrator"))
+`, path.Base(o.migrator), product, path.Join(modPath, initGenerated), modulePath+"/migrator", etcdBackend))
 	if err != nil {
 		return nil, fmt.Errorf("writing the migrator main: %w", err)
 	}

@@ -3,6 +3,7 @@ package hookgen
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +27,44 @@ func TestWriteInitRollsBack(t *testing.T) {
 	names, err := writeInit(t.TempDir(), files, filepath.Join(t.TempDir(), "go.mod"), nil)
 	if err != nil || len(names) != 2 {
 		t.Errorf("writeInit = %v, %v; want the two files", names, err)
+	}
+}
+
+// TestInitStores: --stores takes bolt, with or without etcd, in any order,
+// and refuses an unknown store or one without bolt; the migrator main
+// imports the etcd backend exactly when etcd is named.
+func TestInitStores(t *testing.T) {
+	for _, tc := range []struct {
+		stores string
+		etcd   bool
+		bad    string // part of the refusal, "" when accepted
+	}{
+		{"bolt", false, ""},
+		{"bolt,etcd", true, ""},
+		{" etcd , bolt ", true, ""},
+		{"etcd", false, "built into every migrator"},
+		{"bolt,mysql", false, `unknown store "mysql"`},
+		{"", false, `unknown store ""`},
+	} {
+		o := &initOptions{release: defaultRelease, migrator: defaultMigrator, stores: tc.stores}
+		err := o.Validate(nil)
+		if tc.bad != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.bad) {
+				t.Errorf("--stores %q: %v, want a refusal saying %q", tc.stores, err, tc.bad)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("--stores %q: %v", tc.stores, err)
+			continue
+		}
+		files, err := o.files("example.com/broker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		main := string(files[len(files)-1].data)
+		if got := strings.Contains(main, "\t_ \""+etcdBackend+"\""); got != tc.etcd {
+			t.Errorf("--stores %q: main imports the etcd backend: %v, want %v:\n%s", tc.stores, got, tc.etcd, main)
+		}
 	}
 }
