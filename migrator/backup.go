@@ -44,10 +44,9 @@ transfer or storage tool ("{{.Prog}} backup --store S --out - | ssh host
 the JSON) goes to standard error. A backup that fails leaves the stream
 without its final SHA256SUMS, which every reader refuses.
 
-S is a bbolt file path, or an etcd cluster and key prefix:
-etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
---etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
-with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+S is a bbolt file path, or an etcd cluster and key prefix,
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags
+("{{.Prog}} help etcd"). An
 etcd store is read without its lock, at one revision (all its tables as
 they were at that revision, whatever the product writes meanwhile), which
 the backup reports ("revision" with --json). When the cluster compacts that
@@ -115,9 +114,9 @@ type backupOptions struct {
 func (o *backupOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", storeUsage)
 	o.etcd.register(fs)
-	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to include")
-	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "compression: zstd or none")
-	fs.StringVar(&o.out, flagOut, "", "the archive `file` to write (- for standard output)")
+	fs.StringVar(&o.config, flagConfig, "", "the configuration `DIR` to include")
+	fs.StringVar(&o.compress, flagCompress, string(archive.Zstd), "the `COMPRESSION`: zstd or none")
+	fs.StringVar(&o.out, flagOut, "", "the archive `FILE` to write (- for standard output)")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 	o.seal.register(fs, true)
 }

@@ -51,10 +51,9 @@ UTF-8; otherwise they are given as "path_base64" (every name),
 "key_base64" or "value_base64" (standard base64), so that two different
 names never print the same.
 
-S is a bbolt file path, or an etcd cluster and key prefix:
-etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
---etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
-with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+S is a bbolt file path, or an etcd cluster and key prefix,
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags
+("{{.Prog}} help etcd"). An
 etcd store is read without its lock, at one revision.
 
 Example:
@@ -85,7 +84,7 @@ type dumpOptions struct {
 func (o *dumpOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", storeUsage)
 	o.etcd.register(fs)
-	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file`")
+	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `FILE`")
 	fs.StringVar(&o.table, flagTable, "", "print only the table `T`")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object per record and line")
 	o.keys.register(fs)

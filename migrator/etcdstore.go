@@ -52,12 +52,12 @@ type etcdFlags struct {
 }
 
 func (f *etcdFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.cacert, flagEtcdCACert, "", "etcd:// stores: verify the cluster with the CA certificate `file` (PEM)")
-	fs.StringVar(&f.cert, flagEtcdCert, "", "etcd:// stores: the client certificate `file` (PEM), with --"+flagEtcdKey)
-	fs.StringVar(&f.key, flagEtcdKey, "", "etcd:// stores: the client key `file` (PEM)")
-	fs.StringVar(&f.user, flagEtcdUser, "", "etcd:// stores: authenticate as `user`, with the password of --"+flagEtcdPasswordFile+" or $"+envEtcdPassword)
-	fs.StringVar(&f.passwordFile, flagEtcdPasswordFile, "", "etcd:// stores: the `file` holding the password of --"+flagEtcdUser)
-	fs.DurationVar(&f.timeout, flagEtcdTimeout, defaultEtcdTimeout, "etcd:// stores: bound each request to the cluster, its retries through a member's death or an election included, to `duration`; without a quorum a command fails after it, naming the members that answered")
+	fs.StringVar(&f.cacert, flagEtcdCACert, "", "etcd:// stores: verify the cluster with the CA certificate `FILE` (PEM)")
+	fs.StringVar(&f.cert, flagEtcdCert, "", "etcd:// stores: the client certificate `FILE` (PEM), with --"+flagEtcdKey)
+	fs.StringVar(&f.key, flagEtcdKey, "", "etcd:// stores: the client key `FILE` (PEM)")
+	fs.StringVar(&f.user, flagEtcdUser, "", "etcd:// stores: authenticate as `USER`, with the password of --"+flagEtcdPasswordFile+" or $"+envEtcdPassword)
+	fs.StringVar(&f.passwordFile, flagEtcdPasswordFile, "", "etcd:// stores: the `FILE` holding the password of --"+flagEtcdUser)
+	fs.DurationVar(&f.timeout, flagEtcdTimeout, defaultEtcdTimeout, "etcd:// stores: bound each request to the cluster, its retries through a member's death or an election included, to `DURATION`; without a quorum a command fails after it, naming the members that answered")
 }
 
 // options returns the connection options of f, reading the files it

@@ -38,10 +38,9 @@ backup" works on a store without metadata.
 A store that already has upgrade metadata is refused. With --json, one JSON
 object with store, product, data_version and last_upgrade_hook.
 
-S is a bbolt file path, or an etcd cluster and key prefix:
-etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
---etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
-with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). init
+S is a bbolt file path, or an etcd cluster and key prefix,
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags
+("{{.Prog}} help etcd"). init
 takes the store's lock, so a second migrator is refused.
 
 Examples:

@@ -41,12 +41,12 @@ type sealFlags struct {
 }
 
 func (f *sealFlags) register(fs *flag.FlagSet, passphrase bool) {
-	fs.Var(&f.recipients, flagRecipient, "encrypt to the age or SSH public `key` (age1..., ssh-ed25519 ..., ssh-rsa ...); repeatable")
-	fs.Var(&f.recipientsFiles, flagRecipientsFile, "encrypt to every public key in `file`, one a line; repeatable")
+	fs.Var(&f.recipients, flagRecipient, "encrypt to the age or SSH public `KEY` (age1..., ssh-ed25519 ..., ssh-rsa ...); repeatable")
+	fs.Var(&f.recipientsFiles, flagRecipientsFile, "encrypt to every public key in `FILE`, one a line; repeatable")
 	if passphrase {
-		fs.StringVar(&f.passphraseFile, flagPassphraseFile, "", "encrypt with the passphrase in `file` (alone: not with recipients)")
+		fs.StringVar(&f.passphraseFile, flagPassphraseFile, "", "encrypt with the passphrase in `FILE` (alone: not with recipients)")
 	}
-	fs.StringVar(&f.sign, flagSign, "", "sign with the SSH private key in `file` (unencrypted)")
+	fs.StringVar(&f.sign, flagSign, "", "sign with the SSH private key in `FILE` (unencrypted)")
 }
 
 // encrypts reports whether the flags encrypt.
@@ -152,9 +152,9 @@ type openFlags struct {
 }
 
 func (f *openFlags) register(fs *flag.FlagSet) {
-	fs.Var(&f.identities, flagIdentity, "decrypt with the age identity or SSH private key in `file`; repeatable")
-	fs.StringVar(&f.passphraseFile, flagPassphraseFile, "", "decrypt with the passphrase in `file`")
-	fs.Var(&f.trusted, flagTrustedKey, "require a signature by an SSH public key in `file` (one a line); repeatable")
+	fs.Var(&f.identities, flagIdentity, "decrypt with the age identity or SSH private key in `FILE`; repeatable")
+	fs.StringVar(&f.passphraseFile, flagPassphraseFile, "", "decrypt with the passphrase in `FILE`")
+	fs.Var(&f.trusted, flagTrustedKey, "require a signature by an SSH public key in `FILE` (one a line); repeatable")
 }
 
 // files are the file flags, for the child of an offline upgrade.

@@ -254,6 +254,24 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 		Summary:    fmt.Sprintf("%s backs up, restores and upgrades the %s store with its upgrade hooks.", prog, p.Registry.Product),
 		Commands:   commands(e),
 		WrapErrors: true,
+		FlagGroups: []subcmd.FlagGroup{{
+			Name:    "etcd",
+			Prefix:  "etcd-",
+			Summary: "the connection of an etcd:// store (TLS, authentication, request timeout)",
+			Text: fmt.Sprintf(`Usage: %[1]s COMMAND --store etcd://host:port[,host:port]/prefix [--etcd-* flags]
+
+Every command that takes --store S takes an etcd cluster and key prefix as
+S, etcd://host:port[,host:port]/prefix, and these flags for its
+connection: TLS (--etcd-cacert, and --etcd-cert with --etcd-key for a
+client certificate), authentication (--etcd-user, with the password in
+--etcd-password-file or $HOOKREG_ETCD_PASSWORD; never on the command line)
+and the request timeout. Each flag defaults to the environment variable
+it names. A migrator built without the cluster store refuses them.
+
+Example:
+
+	$ %[1]s status --store etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/%[2]s --etcd-cacert ca.pem --etcd-user migrator --etcd-password-file /run/secrets/etcd`, prog, p.Registry.Product),
+		}},
 	}
 	err := program.Run(e, stdout, stderr, args)
 	code := cliflag.ExitCode(err)

@@ -23,10 +23,9 @@ product, data newer than the release, a downgrade, data older than the
 oldest version this release upgrades, a changed applied hook), saying why.
 With --json, one JSON object as "{{.Prog}} status --json" prints.
 
-S is a bbolt file path, or an etcd cluster and key prefix:
-etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
---etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
-with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD). An
+S is a bbolt file path, or an etcd cluster and key prefix,
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags
+("{{.Prog}} help etcd"). An
 etcd store is read without its lock.
 
 Example:
@@ -59,7 +58,7 @@ type planOptions struct {
 func (o *planOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", storeUsage)
 	o.etcd.register(fs)
-	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `file` to plan from its manifest")
+	fs.StringVar(&o.backup, flagBackup, "", "a backup archive `FILE` to plan from its manifest")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 	o.keys.register(fs)
 }

@@ -45,7 +45,7 @@ Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
 
 An etcd store (S = etcd://host:port[,host:port]/prefix, reached with the
---etcd-* flags as in "{{.Prog}} backup --help") is restored under its lock:
+--etcd-* flags of "{{.Prog}} help etcd") is restored under its lock:
 the backup is checked against the cluster's limits and quota first, written
 as a new generation in fenced batches, re-read and compared, and only then
 made current in one transaction; the old generation is deleted after. A
@@ -103,8 +103,8 @@ type restoreOptions struct {
 const flagForce = "force"
 
 func (o *restoreOptions) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.store, flagStore, "", "the store to replace: a bbolt file `path` or etcd://host:port[,host:port]/prefix")
-	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` to replace")
+	fs.StringVar(&o.store, flagStore, "", "the store to replace: a bbolt file `S` or etcd://host:port[,host:port]/prefix")
+	fs.StringVar(&o.config, flagConfig, "", "the configuration `DIR` to replace")
 	fs.BoolVar(&o.force, flagForce, false, "replace --store even when it is not a bbolt store")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 	o.etcd.register(fs)

@@ -33,10 +33,9 @@ or offline upgrade left. With --json, they are the object "cluster":
 generation, revision, db_size, db_size_quota, members, endpoints,
 members_down, alarms, lock (null when free), leftover_generations.
 
-S is a bbolt file path, or an etcd cluster and key prefix:
-etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
---etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
-with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
+S is a bbolt file path, or an etcd cluster and key prefix,
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags
+("{{.Prog}} help etcd").
 
 Example:
 

@@ -50,12 +50,10 @@ encrypted too, to --recipient/--recipients-file (an age file does not name
 its recipients: give the same ones) or the same --passphrase-file, and
 signed with --sign KEY.
 
-S is a bbolt file path, or an etcd cluster and key prefix:
-etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
---etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
-with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
---online takes the store's lock, so a second migrator is refused; the
-product keeps writing meanwhile.
+S is a bbolt file path, or an etcd cluster and key prefix,
+etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags
+("{{.Prog}} help etcd"). On etcd, --online takes the store's lock, so a
+second migrator is refused; the product keeps writing meanwhile.
 
 --offline --store etcd://... is the same one command for a stopped
 product's cluster store, holding the store's lock throughout (a second
@@ -140,11 +138,11 @@ func (o *upgradeOptions) Flags(fs *flag.FlagSet) {
 	o.etcd.register(fs)
 	fs.BoolVar(&o.online, flagOnline, false, "upgrade the live store --store in place")
 	fs.BoolVar(&o.offline, flagOffline, false, "upgrade the stopped product's --store, or the backup --in into the backup --out")
-	fs.StringVar(&o.config, flagConfig, "", "the configuration `directory` of the store")
-	fs.StringVar(&o.in, flagIn, "", "the backup `file` to upgrade offline (- for standard input)")
-	fs.StringVar(&o.out, flagOut, "", "the upgraded backup `file` to write")
+	fs.StringVar(&o.config, flagConfig, "", "the configuration `DIR` of the store")
+	fs.StringVar(&o.in, flagIn, "", "the backup `FILE` to upgrade offline (- for standard input)")
+	fs.StringVar(&o.out, flagOut, "", "the upgraded backup `FILE` to write")
 	fs.BoolVar(&o.allowDigestMismatch, flagAllowDigestMismatch, false, "proceed although an applied hook's code changed (recorded)")
-	fs.StringVar(&o.backupDir, flagBackupDir, ".", "--offline --store etcd://...: the `directory` of the pre-upgrade backup")
+	fs.StringVar(&o.backupDir, flagBackupDir, ".", "--offline --store etcd://...: the `DIR` of the pre-upgrade backup")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 	o.keys.register(fs)
 	o.seal.register(fs, false)

@@ -114,7 +114,7 @@ func (o *initOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.product, flagProduct, "", "the product `NAME` backups carry (default: the module path)")
 	fs.StringVar(&o.release, flagRelease, defaultRelease, "the release `V` this tree builds")
 	fs.StringVar(&o.migrator, flagMigrator, defaultMigrator, "the `DIR` of the migrator main, relative to the module root")
-	fs.StringVar(&o.stores, flagStores, defaultStores, "the store backends the migrator links, comma-separated: `bolt` (built in) or bolt,etcd (adds the etcd cluster store)")
+	fs.StringVar(&o.stores, flagStores, defaultStores, "the store backends the migrator links, a comma-separated `LIST`: bolt (built in) or bolt,etcd (adds the etcd cluster store)")
 }
 
 func (o *initOptions) Validate(args []string) error {

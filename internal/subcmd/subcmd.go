@@ -54,6 +54,24 @@ type Program[E any] struct {
 	Commands []*Spec[E]
 	// WrapErrors prefixes a command's errors with its name ("plan: ...").
 	WrapErrors bool
+	// FlagGroups are flags many commands share (the etcd connection):
+	// a command's help names each group in one line, and "help NAME"
+	// lists its flags once.
+	FlagGroups []FlagGroup
+}
+
+// FlagGroup is a set of flags, by the prefix of their names, that a
+// command's help shows as one line ("--etcd-* ...") and the help topic
+// Name lists.
+type FlagGroup struct {
+	// Name is the help topic ("etcd": "PROG help etcd").
+	Name string
+	// Prefix selects the flags ("etcd-").
+	Prefix string
+	// Summary is the one line a command's help shows for the group.
+	Summary string
+	// Text is the topic's help, before the flags.
+	Text string
 }
 
 func (p *Program[E]) lookup(name string) *Spec[E] {
@@ -91,7 +109,7 @@ func (p *Program[E]) Run(e E, stdout, stderr io.Writer, args []string) error {
 	fs := p.flagSet(spec, cmd)
 	pos, err := cliflag.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		writeUsage(stdout, spec, fs)
+		p.writeUsage(stdout, spec, fs)
 		return nil
 	}
 	if err == nil {
@@ -121,11 +139,15 @@ func (p *Program[E]) help(w io.Writer, args []string) error {
 		p.writeOverview(w)
 		return nil
 	case 1:
+		if g := p.group(args[0]); g != nil {
+			p.writeGroup(w, g)
+			return nil
+		}
 		spec := p.lookup(args[0])
 		if spec == nil {
 			return cliflag.Usagef("unknown command %q (run \"%s help\")", args[0], p.Name)
 		}
-		writeUsage(w, spec, p.flagSet(spec, spec.New()))
+		p.writeUsage(w, spec, p.flagSet(spec, spec.New()))
 		return nil
 	}
 	return cliflag.Usagef("help takes at most one command, got %d", len(args))
@@ -145,22 +167,72 @@ func (p *Program[E]) writeOverview(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nRun \"%s help COMMAND\" or \"%s COMMAND --help\" for a command's flags and an example.\n", p.Name, p.Name)
-}
-
-func writeUsage[E any](w io.Writer, spec *Spec[E], fs *flag.FlagSet) {
-	fmt.Fprintf(w, "%s\n", strings.TrimSpace(spec.Usage))
-	var flags strings.Builder
-	writeFlags(&flags, fs)
-	if flags.Len() > 0 {
-		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
+	for _, g := range p.FlagGroups {
+		fmt.Fprintf(w, "Run \"%s help %s\" for the --%s* flags: %s.\n", p.Name, g.Name, g.Prefix, g.Summary)
 	}
 }
 
-// writeFlags lists the flags of fs as the usage texts write them,
-// "--name VALUE" (flag.PrintDefaults writes "-name"), each with its usage
-// on the next line and its default when it is not the zero value.
-func writeFlags(w io.Writer, fs *flag.FlagSet) {
+func (p *Program[E]) group(name string) *FlagGroup {
+	for i := range p.FlagGroups {
+		if p.FlagGroups[i].Name == name {
+			return &p.FlagGroups[i]
+		}
+	}
+	return nil
+}
+
+// writeUsage writes a command's help: its synopsis and first paragraph,
+// then its flags (each group of FlagGroups in one line), then the rest of
+// its text (details and examples), so that the flags come early.
+func (p *Program[E]) writeUsage(w io.Writer, spec *Spec[E], fs *flag.FlagSet) {
+	paras := strings.Split(strings.TrimSpace(spec.Usage), "\n\n")
+	head := min(2, len(paras))
+	fmt.Fprintf(w, "%s\n", strings.Join(paras[:head], "\n\n"))
+	var flags strings.Builder
+	groups := map[string]bool{}
+	writeFlags(&flags, fs, func(f *flag.Flag) bool {
+		for _, g := range p.FlagGroups {
+			if strings.HasPrefix(f.Name, g.Prefix) {
+				if !groups[g.Name] {
+					groups[g.Name] = true
+					fmt.Fprintf(&flags, "  --%s*\n    \t%s: see \"%s help %s\"\n", g.Prefix, g.Summary, p.Name, g.Name)
+				}
+				return false
+			}
+		}
+		return true
+	})
+	if flags.Len() > 0 {
+		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
+	}
+	if rest := paras[head:]; len(rest) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Join(rest, "\n\n"))
+	}
+}
+
+// writeGroup writes the help topic of g: its text and its flags, taken
+// from the first command that has them.
+func (p *Program[E]) writeGroup(w io.Writer, g *FlagGroup) {
+	fmt.Fprintf(w, "%s\n", strings.TrimSpace(g.Text))
+	for _, spec := range p.Commands {
+		var flags strings.Builder
+		writeFlags(&flags, p.flagSet(spec, spec.New()), func(f *flag.Flag) bool { return strings.HasPrefix(f.Name, g.Prefix) })
+		if flags.Len() > 0 {
+			fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
+			return
+		}
+	}
+}
+
+// writeFlags lists the flags of fs that keep selects as the usage texts
+// write them, "--name VALUE" (flag.PrintDefaults writes "-name"), each
+// with its usage on the next line and its default when it is not the zero
+// value.
+func writeFlags(w io.Writer, fs *flag.FlagSet, keep func(*flag.Flag) bool) {
 	fs.VisitAll(func(f *flag.Flag) {
+		if !keep(f) {
+			return
+		}
 		name, usage := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s", f.Name)
 		if name != "" {
@@ -168,7 +240,7 @@ func writeFlags(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintf(w, "\n    \t%s", strings.ReplaceAll(usage, "\n", "\n    \t"))
 		switch f.DefValue {
-		case "", "false", "0":
+		case "", "false", "0", "0s":
 		default:
 			fmt.Fprintf(w, " (default %q)", f.DefValue)
 		}

@@ -148,3 +148,53 @@ func TestVersionFlag(t *testing.T) {
 		}
 	}
 }
+
+// connect has flags of a group, "net-".
+type connect struct{ greet }
+
+func (c *connect) Flags(fs *flag.FlagSet) {
+	c.greet.Flags(fs)
+	fs.String("net-host", "", "the `HOST`")
+	fs.Duration("net-timeout", 0, "the `DURATION`")
+}
+
+// TestUsageLayout: a command's help is its synopsis and first paragraph,
+// its flags (a group's in one line), then the rest of its text; "help
+// GROUP" lists the group's flags once, and the overview names the topic.
+func TestUsageLayout(t *testing.T) {
+	p := &Program[*strings.Builder]{
+		Name: "tool",
+		Commands: []*Spec[*strings.Builder]{{
+			Name:  "connect",
+			Usage: "Usage: tool connect NAME\n\nConnects.\n\nDetails.\n\nExample:\n\n\t$ tool connect x\n",
+			New:   func() Command[*strings.Builder] { return &connect{} },
+		}},
+		FlagGroups: []FlagGroup{{Name: "net", Prefix: "net-", Summary: "the network", Text: "Usage: tool COMMAND [--net-* flags]"}},
+	}
+	var stdout strings.Builder
+	if err := p.Run(nil, &stdout, &stdout, []string{"help", "connect"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "Usage: tool connect NAME\n\nConnects.\n\nFlags:\n" +
+		"  --loud\n    \tshout\n" +
+		"  --net-*\n    \tthe network: see \"tool help net\"\n" +
+		"\nDetails.\n\nExample:\n\n\t$ tool connect x\n"
+	if got := stdout.String(); got != want {
+		t.Errorf("help connect:\n%s\nwant:\n%s", got, want)
+	}
+	stdout.Reset()
+	if err := p.Run(nil, &stdout, &stdout, []string{"help", "net"}); err != nil {
+		t.Fatal(err)
+	}
+	want = "Usage: tool COMMAND [--net-* flags]\n\nFlags:\n  --net-host HOST\n    \tthe HOST\n  --net-timeout DURATION\n    \tthe DURATION\n"
+	if got := stdout.String(); got != want {
+		t.Errorf("help net:\n%s\nwant:\n%s", got, want)
+	}
+	stdout.Reset()
+	if err := p.Run(nil, &stdout, &stdout, []string{"help"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), `Run "tool help net" for the --net-* flags: the network.`) {
+		t.Errorf("the overview does not name the topic:\n%s", stdout.String())
+	}
+}
