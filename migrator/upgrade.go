@@ -55,7 +55,10 @@ etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags (TLS:
 --etcd-cacert, --etcd-cert and --etcd-key; authentication: --etcd-user,
 with the password in --etcd-password-file or $HOOKREG_ETCD_PASSWORD).
 --online takes the store's lock, so a second migrator is refused; the
-product keeps writing meanwhile.
+product keeps writing meanwhile. On an etcd store it warns on stderr, once,
+with the figures, when the cluster's database passes half its quota
+(--quota-backend-bytes) while it runs; so does --offline, before it
+restores the upgraded data.
 
 --offline --store etcd://... is the same one command for a stopped
 product's cluster store, holding the store's lock throughout (a second
@@ -239,6 +242,7 @@ func (o *upgradeOptions) runOnline(e *env) error {
 		AllowDigestMismatch: o.allowDigestMismatch,
 		Config:              upgrade.DirConfig(o.config),
 		Log:                 e.progress,
+		Warn:                e.stderr,
 	})
 	r := upgradeReport{Store: o.store, From: res.From, To: res.To, Applied: []appliedHook{}}
 	for _, a := range res.Applied {
