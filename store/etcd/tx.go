@@ -788,18 +788,12 @@ type kv struct {
 // as the caller needs them (gRPC flow control holds the rest back). A
 // cluster without RangeStream (before etcd v3.7) is read page by page,
 // [Options.PageSize] records a page, the first page only as large as
-// what one commit can write (a batching caller stops there). A writable
-// transaction reads its first page that way too, then streams the rest: a
-// batching caller (hook.EachBatch) scans from its cursor to the end of the
-// table in each transaction and stops after a commit's worth, and a
-// stream sends chunks ahead until flow control stops it, which the
-// members read for nothing.
+// what one commit can write (a batching caller stops there).
 type rangeReader struct {
 	t      *Tx
 	end    string
 	strip  int
 	paged  bool // the cluster has no RangeStream
-	first  bool // read the first page paged, then stream
 	limit  int  // the next page's size, when paged
 	ch     clientv3.GetStreamChan
 	sctx   context.Context // the stream's
@@ -808,7 +802,7 @@ type rangeReader struct {
 }
 
 func (t *Tx) newRangeReader(from, end string, strip int) *rangeReader {
-	return &rangeReader{t: t, end: end, strip: strip, paged: pagedReads, first: t.writable, limit: min(t.s.limits.MaxTxnOps, t.s.opts.PageSize)}
+	return &rangeReader{t: t, end: end, strip: strip, paged: pagedReads, limit: min(t.s.limits.MaxTxnOps, t.s.opts.PageSize)}
 }
 
 // pagedReads makes every rangeReader read page by page, as on a cluster
@@ -846,10 +840,6 @@ func (r *rangeReader) next(from string) ([]*kv, bool, error) {
 }
 
 func (r *rangeReader) next1(from string) ([]*kv, bool, error) {
-	if r.first && !r.paged {
-		r.first = false
-		return r.t.page(from, r.end, r.strip, r.limit)
-	}
 	if r.paged {
 		page, more, err := r.t.page(from, r.end, r.strip, r.limit)
 		r.limit = min(2*r.limit, r.t.s.opts.PageSize)
