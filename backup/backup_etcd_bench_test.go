@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/snapshot"
+	"go.uber.org/zap"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
@@ -37,6 +40,14 @@ import (
 // the ratio of the medians (goal <= 3). The backup is CPU-bound (range
 // reads on the members, which run in this process, protobuf, SHA-256),
 // the snapshot mostly copies, so the ratio grows with the machine's load.
+// The second reference is what `etcdctl snapshot save` runs
+// (snapshot.SaveWithVersion of the etcd client module in go.mod: a new
+// client of one member, the snapshot into a file, fsync, rename), beside
+// what `migrator backup` runs (a read-only Open, the plain backup, Close):
+// etcdctl-ratio = migrator / etcdctl from the fastest of five rounds of
+// each (goal <= 1.5), etcdctl-median-ratio from the medians,
+// etcdctl-cpu-ratio in the process's CPU time of all rounds (the members,
+// in this process, included).
 func BenchmarkBackupEtcd(b *testing.B) {
 	c, err := etcdtest.Start(etcdtest.Config{Members: 3})
 	if err != nil {
@@ -96,7 +107,7 @@ func BenchmarkBackupEtcd(b *testing.B) {
 			return err
 		}
 	}
-	snapshot := func(path string) error {
+	snapshotFile := func(path string) error {
 		r, err := st.Client().Snapshot(context.Background())
 		if err != nil {
 			return err
@@ -112,13 +123,43 @@ func BenchmarkBackupEtcd(b *testing.B) {
 		}
 		return f.Sync()
 	}
+	// What `etcdctl snapshot save` runs (snapshot.SaveWithVersion): a new
+	// client of one member, the snapshot into a .part file, fsync,
+	// rename; beside what `migrator backup` runs: a read-only Open, the
+	// backup, Close.
+	etcdctl := func(path string) error {
+		_, err := snapshot.SaveWithVersion(context.Background(), zap.NewNop(), clientv3.Config{Endpoints: c.Endpoints[:1]}, path)
+		return err
+	}
+	migratorBackup := func(path string) error {
+		st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints, Prefix: prefix, ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if _, err := backup.WriteFile(context.Background(), st, generated.Registry, path, backup.Options{}); err != nil {
+			return err
+		}
+		return st.Close()
+	}
+	// cpu runs f like timed and adds the process's CPU time meanwhile
+	// (the members run in this process) to *total.
+	cpu := func(total *time.Duration, f func(path string) error) time.Duration {
+		before := cpuTime(b, syscall.RUSAGE_SELF)
+		d := timed(f)
+		*total += cpuTime(b, syscall.RUSAGE_SELF) - before
+		return d
+	}
 	const rounds = 5
-	var plain, zstd, snap []time.Duration
+	var plain, zstd, snap, ctl, mig []time.Duration
+	var ctlCPU, migCPU time.Duration
 	b.ResetTimer()
 	for range b.N * rounds {
-		snap = append(snap, timed(snapshot))
+		snap = append(snap, timed(snapshotFile))
 		plain = append(plain, timed(backupTo(archive.None)))
 		zstd = append(zstd, timed(backupTo(archive.Zstd)))
+		ctl = append(ctl, cpu(&ctlCPU, etcdctl))
+		mig = append(mig, cpu(&migCPU, migratorBackup))
 	}
 	b.StopTimer()
 	minimum := func(d []time.Duration) float64 { return slices.Min(d).Seconds() }
@@ -133,4 +174,9 @@ func BenchmarkBackupEtcd(b *testing.B) {
 	b.ReportMetric(minimum(plain)/minimum(snap), "ratio")
 	b.ReportMetric(median(plain)/median(snap), "median-ratio")
 	b.ReportMetric(minimum(zstd)/minimum(snap), "zstd-ratio")
+	b.ReportMetric(minimum(ctl), "etcdctl-s")
+	b.ReportMetric(minimum(mig), "migrator-s")
+	b.ReportMetric(minimum(mig)/minimum(ctl), "etcdctl-ratio")
+	b.ReportMetric(median(mig)/median(ctl), "etcdctl-median-ratio")
+	b.ReportMetric(migCPU.Seconds()/ctlCPU.Seconds(), "etcdctl-cpu-ratio")
 }

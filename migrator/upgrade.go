@@ -53,7 +53,10 @@ signed with --sign KEY.
 S is a bbolt file path, or an etcd cluster and key prefix,
 etcd://host:port[,host:port]/prefix, reached with the --etcd-* flags
 ("{{.Prog}} help etcd"). On etcd, --online takes the store's lock, so a
-second migrator is refused; the product keeps writing meanwhile.
+second migrator is refused; the product keeps writing meanwhile. It warns
+on stderr, once, with the figures, when the cluster's database passes half
+its quota (--quota-backend-bytes) while it runs; so does --offline, before
+it restores the upgraded data.
 
 --offline --store etcd://... is the same one command for a stopped
 product's cluster store, holding the store's lock throughout (a second
@@ -237,6 +240,7 @@ func (o *upgradeOptions) runOnline(e *env) error {
 		AllowDigestMismatch: o.allowDigestMismatch,
 		Config:              upgrade.DirConfig(o.config),
 		Log:                 e.progress,
+		Warn:                e.stderr,
 	})
 	r := upgradeReport{Store: o.store, From: res.From, To: res.To, Applied: []appliedHook{}}
 	for _, a := range res.Applied {

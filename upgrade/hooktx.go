@@ -26,7 +26,8 @@ type hookTx struct {
 	info      hook.Info
 	name      string
 	config    hook.Config
-	log       io.Writer // Options.Log
+	log       io.Writer   // Options.Log
+	space     *spaceWatch // Options.space: counts the commits
 	// conflict: a Checkpoint's commit failed with store.ErrConflict, so
 	// the run re-runs the hook whatever the hook made of the error.
 	conflict bool
@@ -187,6 +188,7 @@ func (h *hookTx) Checkpoint(key string, progress []byte) error {
 		return fmt.Errorf("checkpoint %q: %w", key, err)
 	}
 	h.committed++
+	h.space.committed()
 	next, err := h.st.Begin(true)
 	if err != nil {
 		return fmt.Errorf("checkpoint %q: %w", key, err)

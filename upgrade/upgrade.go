@@ -102,6 +102,13 @@ type Options struct {
 	// Log receives a line when a hook starts, checkpoints and is applied;
 	// nil is quiet.
 	Log io.Writer
+	// Warn receives warnings; nil is quiet. On a store whose database
+	// has a quota (etcd), a run warns once, with the figures, when the
+	// database has passed half of it: checked when the run starts, every
+	// 64 commits (checkpoints included) and when it ends.
+	Warn io.Writer
+
+	space *spaceWatch // of Warn, set by Run and RunHook
 }
 
 // Result is what a run did.
@@ -158,6 +165,11 @@ func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) 
 		mode = Online
 	}
 	from := meta.DataVersion
+	if len(plan.Pending) > 0 {
+		opts.space = newSpaceWatch(st, opts)
+		opts.space.check()
+		defer opts.space.check()
+	}
 	for _, p := range plan.Pending {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("upgrade interrupted before hook %d: %w", p.Num, err)
@@ -338,7 +350,7 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 	if err != nil {
 		return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err)
 	}
-	h := &hookTx{st: st, cur: tx, info: info, name: p.Name, log: opts.Log}
+	h := &hookTx{st: st, cur: tx, info: info, name: p.Name, log: opts.Log, space: opts.space}
 	defer func() {
 		if h.cur != nil {
 			h.cur.Rollback()
@@ -385,6 +397,7 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 	if err != nil {
 		return fail(err, func(err error) error { return fmt.Errorf("hook %d (%s): %w", p.Num, p.Name, err) })
 	}
+	opts.space.committed()
 	return nil
 }
 
@@ -438,6 +451,9 @@ func RunHook(ctx context.Context, st store.Store, h hook.Hook, from string, opts
 	}
 	p := Pending{Num: h.Num, IntroducedIn: h.IntroducedIn, AllowOnline: h.AllowOnline, Name: h.Name, DataVersionAfter: h.IntroducedIn, fn: h.Func, digest: h.Digest}
 	info := hook.Info{Num: h.Num, From: from, To: h.IntroducedIn, Online: opts.Online}
+	opts.space = newSpaceWatch(st, opts)
+	opts.space.check()
+	defer opts.space.check()
 	return runHook(ctx, st, p, info, opts, func(tx store.Tx) error {
 		a := Applied{Num: h.Num, Name: h.Name, Digest: h.Digest, Release: h.IntroducedIn, AppliedAt: appliedAt(now()), Mode: mode}
 		return recordApplied(tx, a, h.IntroducedIn)

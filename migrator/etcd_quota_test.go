@@ -1,0 +1,77 @@
+package migrator_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/etcdtest"
+)
+
+// TestEtcdOnlineUpgradeQuotaWarning: `migrator upgrade --online` of a
+// store whose cluster's database is past half its quota succeeds and
+// warns on stderr, once, with the figures; on the same cluster below half
+// of it, it does not warn.
+func TestEtcdOnlineUpgradeQuotaWarning(t *testing.T) {
+	const quota = 16 << 20
+	c, err := etcdtest.Start(etcdtest.Config{QuotaBackendBytes: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	url := "etcd://" + strings.TrimPrefix(c.Endpoints[0], "http://") + "/quota"
+	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
+	if code, _, stderr := migratorMain(v100, "init", "--store", url); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	code, _, stderr := migratorMain(shopRegistry(false), "upgrade", "--online", "--store", url)
+	if code != 0 || strings.Contains(stderr, "warning") {
+		t.Fatalf("upgrade of an empty cluster: exit %d, want 0 and no warning\n%s", code, stderr)
+	}
+	// Grow the database past half the quota, below the whole of it.
+	value := strings.Repeat("x", 512<<10)
+	for i := 0; ; i++ {
+		s, err := cli.Status(context.Background(), c.Endpoints[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.DbSize > quota/2 {
+			break
+		}
+		if i == 24 {
+			t.Fatalf("the database is %d bytes after 12 MiB of values", s.DbSize)
+		}
+		if _, err := cli.Put(context.Background(), fmt.Sprintf("/filler/%d", i), value); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // DbSize follows the backend's commits
+	}
+	next := shopRegistry(false)
+	next.Release = "1.2.0"
+	next.Hooks = append(next.Hooks, hook.Hook{Num: 2, IntroducedIn: "1.2.0", AllowOnline: true, Name: "Touch",
+		Func: func(ctx context.Context, tx hook.Tx) error {
+			t, err := tx.CreateTable("touched")
+			if err != nil {
+				return err
+			}
+			return t.Put([]byte("k"), []byte("v"))
+		}})
+	next.Digest = next.ComputeDigest()
+	code, _, stderr = migratorMain(next, "upgrade", "--online", "--store", url)
+	want := fmt.Sprintf("of its %d-byte quota (--quota-backend-bytes", quota)
+	if code != 0 || strings.Count(stderr, "warning:") != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "past half of it") {
+		t.Errorf("upgrade past half the quota: exit %d, want 0 and one warning with %q\n%s", code, want, stderr)
+	}
+	t.Logf("stderr: %s", stderr)
+}
