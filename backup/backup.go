@@ -69,6 +69,7 @@ import (
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/internal/layout"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -193,7 +194,14 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 			return nil, fmt.Errorf("backing up: opening configuration directory: %w", err)
 		}
 		defer root.Close()
-		cfg = dirConfig{root: root, dir: opts.ConfigDir}
+		d := dirConfig{root: root, dir: opts.ConfigDir}
+		if p, ok := st.(interface{ Path() string }); ok {
+			if err := pendingSwap(p.Path(), opts.ConfigDir); err != nil {
+				return nil, fmt.Errorf("backing up: %w", err)
+			}
+			d.storeBase, _ = StoreInConfig(p.Path(), opts.ConfigDir)
+		}
+		cfg = d
 	}
 	if cfg != nil {
 		if m.Config, err = cfg.list(); err != nil {
@@ -257,7 +265,13 @@ func WriteFile(ctx context.Context, st store.Store, reg *hook.Registry, path str
 	if err := CheckLayout(storePath, opts.ConfigDir); err != nil {
 		return nil, err
 	}
-	if err := CheckOutput(path, storePath, opts.ConfigDir); err != nil {
+	avoidConfig := opts.ConfigDir
+	if base, in := StoreInConfig(storePath, opts.ConfigDir); in && sameDir(path, storePath) && layout.Owned(base, filepath.Base(path)) {
+		// A pre-upgrade backup beside a store in its configuration
+		// directory: one of the store's files, which a backup leaves out.
+		avoidConfig = ""
+	}
+	if err := CheckOutput(path, storePath, avoidConfig); err != nil {
 		return nil, err
 	}
 	RemoveStale(path, ".tmp-")

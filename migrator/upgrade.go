@@ -234,10 +234,22 @@ func (o *upgradeOptions) runOnline(e *env) error {
 		return err
 	}
 	defer st.Close()
+	config := upgrade.DirConfig(o.config)
+	if !isEtcd(o.store) {
+		// A store directly in its configuration directory: complete the
+		// configuration swap of a killed restore (the store is held
+		// exclusively), and keep the store's files out of the hooks' view.
+		if err := backup.FinishConfigSwap(o.store, o.config); err != nil {
+			return err
+		}
+		if base, in := backup.StoreInConfig(o.store, o.config); in {
+			config = upgrade.DirConfigWithStore(o.config, base)
+		}
+	}
 	res, err := upgrade.Run(e.ctx, st, e.reg, upgrade.Options{
 		Online:              true,
 		AllowDigestMismatch: o.allowDigestMismatch,
-		Config:              upgrade.DirConfig(o.config),
+		Config:              config,
 		Log:                 e.progress,
 	})
 	r := upgradeReport{Store: o.store, From: res.From, To: res.To, Applied: []appliedHook{}}
