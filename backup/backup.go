@@ -251,8 +251,13 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 // [CheckLayout]): a path that exists and is not a regular file (a symbolic
 // link, a device, a FIFO), a path that is the store file of st or one of
 // its temporary files (compared by file identity), a path inside
-// opts.ConfigDir (the backup would carry its own output), and a store
-// inside opts.ConfigDir.
+// opts.ConfigDir (the backup would carry its own output; a pre-upgrade
+// backup "S.pre-upgrade-*" beside a store S lying directly in
+// opts.ConfigDir is one of the store's files, and allowed), and a store in
+// a subdirectory of opts.ConfigDir. A store lying directly in
+// opts.ConfigDir (see [StoreInConfig]) is left out of the configuration
+// files with its own files; a configuration half swapped by a killed
+// restore (see [FinishConfigSwap]) is refused.
 //
 // When ctx is canceled, WriteFile stops at its next write, removes its
 // temporary file and returns an error wrapping [ErrInterrupted]; path is

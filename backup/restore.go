@@ -79,9 +79,18 @@ var ErrStoreChanged = errors.New("the store changed since it was backed up")
 // directory the same way. On any error the old store and configuration are
 // left exactly as they were and what was built is removed.
 //
+// A store lying directly in opts.ConfigDir (see [StoreInConfig]) is kept
+// there with its own files: the new configuration is built in a stage
+// inside the directory and its entries replace the old ones under a
+// journal once the new store is swapped in; a kill after the journal is
+// written leaves the configuration half swapped, which the next Restore
+// (or [FinishConfigSwap]) completes first. An archive whose configuration
+// would land on one of the store's files is refused before anything is
+// written.
+//
 // Refused before the archive is read: an archive that is not a regular
 // file (a FIFO, a device), a store that is not a regular file, a store
-// inside the configuration directory (see [CheckLayout]), a store in use
+// in a subdirectory of the configuration directory (see [CheckLayout]), a store in use
 // by another process (Restore holds the store's exclusive lock, and for a
 // store that does not exist yet the flock of its directory, so two
 // restores of one store never interleave). A symbolic link as storePath or

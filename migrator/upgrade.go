@@ -40,6 +40,11 @@ old store or the upgraded one. A run that is killed is completed by running
 it again (before the product starts): once the upgraded backup is verified
 it waits beside S as .S.upgraded.tar.zst until it is swapped in.
 
+S may lie directly in DIR (--store /data/app.db --config /data): S, its
+pre-upgrade backups and the hidden files named after it (.S.*) are then not
+configuration; backup, restore and both upgrades leave them out of the
+configuration and keep them ("{{.Prog}} help restore").
+
 --offline --in FILE --out FILE upgrades the backup FILE into a new backup
 in a child process; the input is never modified. --in - reads the backup
 from standard input: it is copied into the run's private directory beside
