@@ -175,11 +175,20 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		return nil, fmt.Errorf("restoring %s: %w (it cannot be opened: %v)", storePath, ErrStoreChanged, err)
 	}
 	storeBase, inConfig := StoreInConfig(storePath, configDir)
+	if inConfig {
+		if err := checkMovable(configDir, storeBase); err != nil {
+			return nil, err
+		}
+	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		if err := FinishConfigSwap(storePath, configDir); err != nil {
 			return nil, err
 		}
 		RemoveStale(storePath, restoreSuffix)
+		if inConfig {
+			// The journal's temporary file, of a run killed writing it.
+			RemoveStale(journalName(storePath), ".tmp-")
+		}
 		if configDir != "" {
 			RemoveStale(configDir, restoreSuffix)
 		}
@@ -272,6 +281,9 @@ func (l *loading) manifest(m archive.Manifest) error {
 	configParent := ""
 	if l.configDir != "" {
 		configParent = parentDir(l.configDir)
+	}
+	if l.storeBase != "" {
+		configParent = l.configDir // the new configuration is built inside it
 	}
 	if err := checkSpace(&sizes, parentDir(l.storePath), configParent); err != nil {
 		l.refused = err

@@ -158,6 +158,36 @@ func syncDirs(dirs ...string) error {
 	return nil
 }
 
+// checkMovable refuses a configuration directory dir holding the store
+// named base whose configuration entries cannot all be moved by a rename
+// within it (an entry that is a mount point, such as a secret mounted at
+// dir/certs): a restore replaces them entry by entry. Checked before
+// anything is written.
+func checkMovable(dir, base string) error {
+	dinfo, err := os.Stat(dir)
+	if err != nil {
+		return envErrorf("%w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return envErrorf("%w", err)
+	}
+	for _, e := range entries {
+		if layout.Owned(base, e.Name()) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return envErrorf("%w", err)
+		}
+		if !sameDevice(info, dinfo) {
+			return envErrorf("%s is another file system (a mount point) inside the configuration directory %s, which holds the store %s: a restore replaces the configuration's entries by renames within %s, so it cannot replace that one; restore into another --config, or unmount it first",
+				filepath.Join(dir, e.Name()), dir, base, dir)
+		}
+	}
+	return nil
+}
+
 // checkCollisions refuses configuration files of the manifest m whose
 // first path element would be one of the store's own files, the store
 // named base lying directly in the configuration directory configDir:

@@ -228,6 +228,14 @@ func TestRestoreCrashStoreInConfig(t *testing.T) {
 		rerun(c.failpoints)
 	}
 
+	// A kill inside the journal's atomic write leaves its temporary
+	// file, and nothing else changed: the next restore removes it.
+	oldDataDir(t, data, template)
+	if err := os.WriteFile(filepath.Join(data, "..app.db.config-swap.tmp-1"), []byte(".app.db.restore-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rerun("the journal's temporary file")
+
 	// Kills at moments spread over the run, more of them near the end.
 	counts := map[string]int{}
 	for i := range 6 {
