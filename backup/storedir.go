@@ -158,6 +158,19 @@ func syncDirs(dirs ...string) error {
 	return nil
 }
 
+// CheckReplaceable returns an error when a restore could not replace the
+// configuration in configDir, the store storePath lying directly in it:
+// an entry of it is a mount point (see checkMovable). [Restore] checks it
+// under the store's lock; the one-command offline upgrade checks it before
+// any work too. Nothing for another layout.
+func CheckReplaceable(storePath, configDir string) error {
+	base, in := StoreInConfig(storePath, configDir)
+	if !in {
+		return nil
+	}
+	return checkMovable(configDir, base)
+}
+
 // checkMovable refuses a configuration directory dir holding the store
 // named base whose configuration entries cannot all be moved by a rename
 // within it (an entry that is a mount point, such as a secret mounted at

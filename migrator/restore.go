@@ -52,7 +52,8 @@ entries replace the old ones under the journal .S.config-swap. A restore
 killed after the journal is written leaves DIR half swapped, nothing lost:
 a backup refuses it, and the next restore or upgrade of S completes it
 first. A backup whose configuration holds one of S's names is refused
-before anything is written.
+before anything is written, and so is a DIR holding a mount point (it
+cannot be renamed).
 
 An etcd store (S = etcd://host:port[,host:port]/prefix, reached with the
 --etcd-* flags as in "{{.Prog}} backup --help") is restored under its lock:

@@ -1,8 +1,10 @@
 package migrator_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -342,6 +344,53 @@ func TestOfflineStoreUpgradeCrashStoreInConfig(t *testing.T) {
 		for _, name := range names(t, data) {
 			if strings.HasPrefix(name, ".") {
 				t.Fatalf("%s: the re-run left %s in the data directory", c.failpoints, name)
+			}
+		}
+	}
+}
+
+// TestMountPointBesideStore: a configuration entry that is another file
+// system (a secret mounted at data/certs) cannot be replaced by a rename
+// within data: restore and the one-command offline upgrade refuse it
+// before writing anything, naming it. The mount is made in a private
+// mount namespace (unshare); the test is skipped where there is none.
+func TestMountPointBesideStore(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare")
+	}
+	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
+		t.Skipf("no private mount namespace: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	template := filepath.Join(dir, "template.db")
+	buildStore(t, template, "5.1.0", example.Small)
+	dropConfigTable(t, template)
+	data := filepath.Join(dir, "data")
+	db := filepath.Join(data, "app.db")
+	for _, args := range [][]string{
+		{"restore", archivePath, "--store", db, "--config", data},
+		{"upgrade", "--offline", "--store", db, "--config", data},
+	} {
+		oldDataDir(t, data, template)
+		before := configDigest(t, data, "app.db")
+		storeBefore, _ := example.Digest(db)
+		m := migratorCmd(t, "example", args...)
+		cmd := exec.Command("unshare", append([]string{"-rm", "sh", "-c", `mount -t tmpfs none "$1" && shift && exec "$@"`, "sh", filepath.Join(data, "certs"), m.Path}, args...)...)
+		cmd.Env = m.Env
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "data/certs is another file system (a mount point) inside the configuration directory") {
+			t.Fatalf("%s: %v: %s", args[0], err, out)
+		}
+		after, _ := example.Digest(db)
+		if configDigest(t, data, "app.db") != before || after != storeBefore {
+			t.Fatalf("%s: the refusal changed the data directory", args[0])
+		}
+		for _, name := range names(t, data) {
+			if strings.HasPrefix(name, ".") || strings.Contains(name, "pre-upgrade") {
+				t.Fatalf("%s: the refusal left %s", args[0], name)
 			}
 		}
 	}

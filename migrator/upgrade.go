@@ -226,6 +226,9 @@ func (o *upgradeOptions) Run(e *env) error {
 	case o.offline && isEtcd(o.store):
 		return o.runOfflineEtcd(e)
 	case o.offline && o.store != "":
+		if err := backup.CheckReplaceable(o.store, o.config); err != nil {
+			return err
+		}
 		return o.runOfflineStore(e)
 	case o.offline:
 		return o.runOfflineBackup(e)
