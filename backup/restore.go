@@ -89,11 +89,13 @@ var ErrStoreChanged = errors.New("the store changed since it was backed up")
 // written.
 //
 // Refused before the archive is read: an archive that is not a regular
-// file (a FIFO, a device), a store that is not a regular file, a store
-// in a subdirectory of the configuration directory (see [CheckLayout]), a store in use
-// by another process (Restore holds the store's exclusive lock, and for a
-// store that does not exist yet the flock of its directory, so two
-// restores of one store never interleave). A symbolic link as storePath or
+// file (a FIFO, a device), a store that is not a regular file, a store in
+// a subdirectory of the configuration directory (see [CheckLayout]), a
+// mount point among the configuration entries beside a store lying in the
+// directory (see [CheckReplaceable]), a store in use by another process
+// (Restore holds the store's exclusive lock, and for a store that does not
+// exist yet the flock of its directory, so two restores of one store never
+// interleave). A symbolic link as storePath or
 // opts.ConfigDir is followed: its target is replaced and the link kept.
 // The archive is read once, through one open file.
 //
