@@ -69,6 +69,7 @@ import (
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/internal/layout"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -193,7 +194,14 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 			return nil, fmt.Errorf("backing up: opening configuration directory: %w", err)
 		}
 		defer root.Close()
-		cfg = dirConfig{root: root, dir: opts.ConfigDir}
+		d := dirConfig{root: root, dir: opts.ConfigDir}
+		if p, ok := st.(interface{ Path() string }); ok {
+			if err := pendingSwap(p.Path(), opts.ConfigDir); err != nil {
+				return nil, fmt.Errorf("backing up: %w", err)
+			}
+			d.storeBase, _ = StoreInConfig(p.Path(), opts.ConfigDir)
+		}
+		cfg = d
 	}
 	if cfg != nil {
 		if m.Config, err = cfg.list(); err != nil {
@@ -243,8 +251,13 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 // [CheckLayout]): a path that exists and is not a regular file (a symbolic
 // link, a device, a FIFO), a path that is the store file of st or one of
 // its temporary files (compared by file identity), a path inside
-// opts.ConfigDir (the backup would carry its own output), and a store
-// inside opts.ConfigDir.
+// opts.ConfigDir (the backup would carry its own output; a pre-upgrade
+// backup "S.pre-upgrade-*" beside a store S lying directly in
+// opts.ConfigDir is one of the store's files, and allowed), and a store in
+// a subdirectory of opts.ConfigDir. A store lying directly in
+// opts.ConfigDir (see [StoreInConfig]) is left out of the configuration
+// files with its own files; a configuration half swapped by a killed
+// restore (see [FinishConfigSwap]) is refused.
 //
 // When ctx is canceled, WriteFile stops at its next write, removes its
 // temporary file and returns an error wrapping [ErrInterrupted]; path is
@@ -257,7 +270,13 @@ func WriteFile(ctx context.Context, st store.Store, reg *hook.Registry, path str
 	if err := CheckLayout(storePath, opts.ConfigDir); err != nil {
 		return nil, err
 	}
-	if err := CheckOutput(path, storePath, opts.ConfigDir); err != nil {
+	avoidConfig := opts.ConfigDir
+	if base, in := StoreInConfig(storePath, opts.ConfigDir); in && sameDir(path, storePath) && layout.Owned(base, filepath.Base(path)) {
+		// A pre-upgrade backup beside a store in its configuration
+		// directory: one of the store's files, which a backup leaves out.
+		avoidConfig = ""
+	}
+	if err := CheckOutput(path, storePath, avoidConfig); err != nil {
 		return nil, err
 	}
 	RemoveStale(path, ".tmp-")

@@ -7,12 +7,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"syscall"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/internal/layout"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -55,6 +57,9 @@ func (s storeConfig) read(c archive.ConfigFile) ([]byte, error) {
 type dirConfig struct {
 	root *os.Root
 	dir  string
+	// storeBase is the name of the store file when it lies directly in
+	// dir: its own files there (see layout.Owned) are no configuration.
+	storeBase string
 }
 
 // list lists the regular files below the directory, sorted by path.
@@ -65,6 +70,12 @@ func (d dirConfig) list() ([]archive.ConfigFile, error) {
 	err := fs.WalkDir(d.root.FS(), ".", func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.storeBase != "" && path.Dir(p) == "." && layout.Owned(d.storeBase, p) {
+			if de.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		switch t := de.Type(); {
 		case t.IsDir():

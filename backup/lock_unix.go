@@ -5,7 +5,9 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,4 +35,12 @@ func fileSystemSpace(dir string) (uint64, fsID, error) {
 		return 0, fsID{}, fmt.Errorf("checking free space in %s: %w", dir, err)
 	}
 	return st.Bavail * uint64(st.Bsize), fsID(st.Fsid), nil
+}
+
+// sameDevice reports whether a and b are on the same file system: a
+// rename between them can work (an entry that is a mount point is not).
+func sameDevice(a, b fs.FileInfo) bool {
+	sa, oka := a.Sys().(*syscall.Stat_t)
+	sb, okb := b.Sys().(*syscall.Stat_t)
+	return !oka || !okb || sa.Dev == sb.Dev
 }

@@ -3,6 +3,7 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -48,3 +49,7 @@ func fileSystemSpace(dir string) (uint64, fsID, error) {
 	}
 	return avail, fsID(filepath.VolumeName(abs)), nil
 }
+
+// sameDevice reports whether a and b are on the same file system; on
+// Windows it is not checked.
+func sameDevice(a, b fs.FileInfo) bool { return true }

@@ -112,11 +112,12 @@ func inside(p string, dir fs.FileInfo) bool {
 }
 
 // CheckLayout returns an error when the store file storePath and the
-// configuration directory configDir overlap: the store (or the temporary
-// files written beside it) inside the configuration directory, or the
-// configuration directory being the store. A restore would otherwise
-// replace the directory holding the store it just swapped in, and a backup
-// would carry the store as a configuration file.
+// configuration directory configDir overlap in a way the migrator cannot
+// keep apart: the configuration directory being the store, or the store
+// in a subdirectory of the configuration directory. A store directly in
+// the configuration directory ("/data/app.db" with "/data") is allowed:
+// the store and the files that belong to it (see [StoreInConfig]) are
+// then not configuration.
 func CheckLayout(storePath, configDir string) error {
 	if configDir == "" {
 		return nil
@@ -128,10 +129,40 @@ func CheckLayout(storePath, configDir string) error {
 	if sinfo, err := os.Stat(storePath); err == nil && os.SameFile(sinfo, cinfo) {
 		return envErrorf("the configuration directory %s is the store %s", configDir, storePath)
 	}
+	if _, in := StoreInConfig(storePath, configDir); in {
+		return nil
+	}
 	if cinfo.IsDir() && inside(storePath, cinfo) {
-		return envErrorf("the store %s is inside the configuration directory %s: keep the store outside it (its temporary files are written beside it)", storePath, configDir)
+		return envErrorf("the store %s is in a subdirectory of the configuration directory %s: keep the store directly in %s or outside it", storePath, configDir, configDir)
 	}
 	return nil
+}
+
+// StoreInConfig reports whether the store file storePath (which need not
+// exist) lies directly in the configuration directory configDir, compared
+// by identity, and returns the store's file name. In that layout the
+// store, its pre-upgrade backups and the hidden files derived from its
+// name (intents, temporary files, the journal of a
+// restore's configuration swap) are not configuration: a backup leaves
+// them out, a restore keeps them and refuses an archive whose
+// configuration would land on one of their names.
+func StoreInConfig(storePath, configDir string) (base string, in bool) {
+	if configDir == "" || storePath == "" {
+		return "", false
+	}
+	cinfo, err := os.Stat(configDir)
+	if err != nil || !cinfo.IsDir() {
+		return "", false
+	}
+	abs, err := filepath.Abs(storePath)
+	if err != nil {
+		return "", false
+	}
+	dinfo, err := os.Stat(filepath.Dir(abs))
+	if err != nil || !os.SameFile(dinfo, cinfo) {
+		return "", false
+	}
+	return filepath.Base(abs), true
 }
 
 // resolve follows a symbolic link at path (any number of levels, and

@@ -79,12 +79,23 @@ var ErrStoreChanged = errors.New("the store changed since it was backed up")
 // directory the same way. On any error the old store and configuration are
 // left exactly as they were and what was built is removed.
 //
+// A store lying directly in opts.ConfigDir (see [StoreInConfig]) is kept
+// there with its own files: the new configuration is built in a stage
+// inside the directory and its entries replace the old ones under a
+// journal once the new store is swapped in; a kill after the journal is
+// written leaves the configuration half swapped, which the next Restore
+// (or [FinishConfigSwap]) completes first. An archive whose configuration
+// would land on one of the store's files is refused before anything is
+// written.
+//
 // Refused before the archive is read: an archive that is not a regular
-// file (a FIFO, a device), a store that is not a regular file, a store
-// inside the configuration directory (see [CheckLayout]), a store in use
-// by another process (Restore holds the store's exclusive lock, and for a
-// store that does not exist yet the flock of its directory, so two
-// restores of one store never interleave). A symbolic link as storePath or
+// file (a FIFO, a device), a store that is not a regular file, a store in
+// a subdirectory of the configuration directory (see [CheckLayout]), a
+// mount point among the configuration entries beside a store lying in the
+// directory (see [CheckReplaceable]), a store in use by another process
+// (Restore holds the store's exclusive lock, and for a store that does not
+// exist yet the flock of its directory, so two restores of one store never
+// interleave). A symbolic link as storePath or
 // opts.ConfigDir is followed: its target is replaced and the link kept.
 // The archive is read once, through one open file.
 //
@@ -165,8 +176,21 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 	if err != nil && opts.IfIdentity != "" {
 		return nil, fmt.Errorf("restoring %s: %w (it cannot be opened: %v)", storePath, ErrStoreChanged, err)
 	}
+	storeBase, inConfig := StoreInConfig(storePath, configDir)
+	if inConfig {
+		if err := checkMovable(configDir, storeBase); err != nil {
+			return nil, err
+		}
+	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		if err := FinishConfigSwap(storePath, configDir); err != nil {
+			return nil, err
+		}
 		RemoveStale(storePath, restoreSuffix)
+		if inConfig {
+			// The journal's temporary file, of a run killed writing it.
+			RemoveStale(journalName(storePath), ".tmp-")
+		}
 		if configDir != "" {
 			RemoveStale(configDir, restoreSuffix)
 		}
@@ -175,6 +199,9 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		return nil, err
 	}
 	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress}
+	if inConfig {
+		l.storeBase = storeBase
+	}
 	defer l.discard()
 	m, err := check(reg, ctxReader{ctx, r}, archivePath, opts.Keys, archive.Handler{
 		Manifest: l.manifest,
@@ -222,6 +249,9 @@ type loading struct {
 	name                 string // the archive's
 	storePath, configDir string
 	progress             io.Writer
+	// storeBase is the store's file name when it lies directly in
+	// configDir (see StoreInConfig), else "".
+	storeBase string
 
 	b    *build // nil until the manifest allowed the restore
 	prog *Progress
@@ -240,6 +270,12 @@ func (l *loading) manifest(m archive.Manifest) error {
 	if checkManifest(l.reg, &m, l.name) != nil {
 		return nil
 	}
+	if l.storeBase != "" {
+		if err := checkCollisions(&m, l.storeBase, l.configDir); err != nil {
+			l.refused = err
+			return nil
+		}
+	}
 	sizes := archiveSizes{tables: uint64(m.DataBytes), records: uint64(m.RecordCount), tableCount: uint64(m.TableCount), files: uint64(len(m.Config))}
 	for _, c := range m.Config {
 		sizes.config += uint64(c.Size)
@@ -248,6 +284,9 @@ func (l *loading) manifest(m archive.Manifest) error {
 	if l.configDir != "" {
 		configParent = parentDir(l.configDir)
 	}
+	if l.storeBase != "" {
+		configParent = l.configDir // the new configuration is built inside it
+	}
 	if err := checkSpace(&sizes, parentDir(l.storePath), configParent); err != nil {
 		l.refused = err
 		return nil
@@ -255,7 +294,7 @@ func (l *loading) manifest(m archive.Manifest) error {
 	if l.err = failpoint.Inject("restore.checked"); l.err != nil {
 		return l.err
 	}
-	if l.b, l.err = newBuild(l.storePath, l.configDir); l.err != nil {
+	if l.b, l.err = newBuild(l.storePath, l.configDir, l.storeBase); l.err != nil {
 		return l.err
 	}
 	l.prog = NewProgress(l.progress)
@@ -560,10 +599,14 @@ type build struct {
 	open    []*os.Root
 	at      []string
 	swapped bool
+	// stage, for a store lying directly in configDir (storeBase is its
+	// name), is the stage ".S.restore-*" inside configDir whose "new"
+	// is newConfig (see storedir.go).
+	stage, storeBase string
 }
 
-func newBuild(storePath, configDir string) (*build, error) {
-	b := &build{storePath: storePath, configDir: configDir}
+func newBuild(storePath, configDir, storeBase string) (*build, error) {
+	b := &build{storePath: storePath, configDir: configDir, storeBase: storeBase}
 	dir, base := filepath.Split(storePath)
 	if dir == "" {
 		dir = "."
@@ -579,7 +622,31 @@ func newBuild(storePath, configDir string) (*build, error) {
 		return nil, envErrorf("creating the new store beside %s: %w", storePath, err)
 	}
 	b.pipe = newPipe(b.loader)
-	if configDir != "" {
+	if configDir != "" && storeBase != "" {
+		// The stage is inside configDir, named as the store's temporary
+		// files are: a killed run's is removed as stale, unless its
+		// journal is there (then FinishConfigSwap completes it first).
+		if b.stage, err = os.MkdirTemp(configDir, "."+storeBase+restoreSuffix+"*"); err != nil {
+			b.discard()
+			return nil, envErrorf("creating the new configuration beside the store in %s: %w", configDir, err)
+		}
+		b.newConfig = filepath.Join(b.stage, "new")
+		if err := os.Mkdir(b.newConfig, 0o700); err != nil {
+			b.discard()
+			return nil, envErrorf("creating the new configuration beside the store in %s: %w", configDir, err)
+		}
+		if b.root, err = os.OpenRoot(b.newConfig); err != nil {
+			b.discard()
+			return nil, envErrorf("opening the new configuration directory: %w", err)
+		}
+		if b.configLock, err = os.Open(b.stage); err == nil {
+			err = Lock(b.configLock)
+		}
+		if err != nil {
+			b.discard()
+			return nil, envErrorf("locking the new configuration directory: %w", err)
+		}
+	} else if configDir != "" {
 		parent, base := filepath.Split(filepath.Clean(configDir))
 		if parent == "" {
 			parent = "."
@@ -940,6 +1007,9 @@ func (b *build) swap() error {
 		b.root.Close()
 		b.root = nil
 		err := failpoint.Inject("restore.config-swap")
+		if err == nil && b.stage != "" {
+			return b.swapEntries(undo, oldStore)
+		}
 		if err == nil {
 			oldConfig, _, err = swapIn(b.newConfig, b.configDir)
 		}
@@ -955,6 +1025,32 @@ func (b *build) swap() error {
 	}
 	if oldConfig != "" {
 		os.RemoveAll(oldConfig)
+	}
+	return nil
+}
+
+// swapEntries replaces the configuration's entries in configDir, the
+// store lying directly in it, with those of the stage, under the journal
+// (see storedir.go), the new store already swapped in (undo puts the old
+// one, now at oldStore, back).
+func (b *build) swapEntries(undo func() error, oldStore string) error {
+	j := journalName(b.storePath)
+	if err := atomicfile.Write(j, []byte(filepath.Base(b.stage)+"\n"), 0o600); err != nil {
+		return b.undo(undo, oldStore, envErrorf("writing the journal of the configuration swap: %w", err))
+	}
+	// From here on the swap goes forward: a failure or a kill leaves the
+	// journal, and the next restore or upgrade completes it.
+	b.swapped = true
+	if err := failpoint.Inject("restore.config-journal"); err != nil {
+		return err
+	}
+	err := completeSwap(b.configDir, b.stage, b.storeBase, j)
+	b.unlock()
+	if err != nil {
+		return fmt.Errorf("swapping in the new configuration: %w; the new store is in place and the journal %s remains: run the restore again to complete the configuration's swap", err, j)
+	}
+	if oldStore != "" {
+		os.Remove(oldStore)
 	}
 	return nil
 }
@@ -1000,7 +1096,9 @@ func (b *build) discard() {
 		b.closeDirs(0)
 		b.root.Close()
 	}
-	if b.newConfig != "" {
+	if b.stage != "" {
+		os.RemoveAll(b.stage)
+	} else if b.newConfig != "" {
 		os.RemoveAll(b.newConfig)
 	}
 }

@@ -318,7 +318,7 @@ func oldTarget(t *testing.T, db, cfg string) {
 func TestRestoreSyncsEachDirectoryOnce(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "etc")
-	b, err := newBuild(filepath.Join(dir, "broker.db"), cfg)
+	b, err := newBuild(filepath.Join(dir, "broker.db"), cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,9 @@ consistent snapshot), and the configuration files of the directory DIR:
 regular files only, with their modes (a symbolic link or a special file is
 refused). A store that holds its configuration files itself (the table
 "_config", as after an offline upgrade or a restore without --config)
-carries them the same way, and then --config must be omitted.
+carries them the same way, and then --config must be omitted. A store S
+directly in DIR is no configuration file: S, its pre-upgrade backups
+(S.pre-upgrade-*) and the hidden files named after it (.S.*) are left out.
 
 The archive is written to a temporary file beside FILE, synced and renamed
 into place: FILE is never partial, even when the backup is killed. An

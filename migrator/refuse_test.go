@@ -78,27 +78,30 @@ func checkRefusals(t *testing.T, dir string, cases []refusal) {
 	}
 }
 
-// TestLayoutRefusals: a store inside the configuration directory (the
-// store and the temporary files written beside it would be part of the
-// directory that a restore replaces and a backup carries) is refused by
-// every command that takes both, also when a symbolic link hides it.
+// TestLayoutRefusals: a store in a subdirectory of the configuration
+// directory (a restore would have to keep the store inside a directory of
+// the configuration it replaces) is refused by every command that takes
+// both, also when a symbolic link hides it; so is the store named as the
+// configuration directory. A store directly in the configuration
+// directory is allowed (testdata/script/config_beside_store.txtar).
 func TestLayoutRefusals(t *testing.T) {
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, archivePath, "4.4.0", example.Small)
 	app := filepath.Join(dir, "app")
-	os.Mkdir(app, 0o755)
-	db := filepath.Join(app, "broker.db")
+	os.MkdirAll(filepath.Join(app, "var"), 0o755)
+	db := filepath.Join(app, "var", "broker.db")
 	buildStore(t, db, "5.1.0", example.Small)
 	os.WriteFile(filepath.Join(app, "broker.json"), []byte(`{"old":true}`), 0o644)
 	os.Symlink("app", filepath.Join(dir, "etc"))
-	const inside = "is inside the configuration directory"
+	const inside = "is in a subdirectory of the configuration directory"
 	checkRefusals(t, dir, []refusal{
 		{"restore", []string{"restore", archivePath, "--store", db, "--config", app}, 2, inside},
 		{"restore through a link", []string{"restore", archivePath, "--store", db, "--config", filepath.Join(dir, "etc")}, 2, inside},
 		{"restore of the store as config", []string{"restore", archivePath, "--store", db, "--config", db}, 2, "not a directory"},
 		{"backup", []string{"backup", "--store", db, "--config", app, "--out", filepath.Join(dir, "out.tar.zst")}, 2, inside},
 		{"upgrade", []string{"upgrade", "--online", "--store", db, "--config", filepath.Join(dir, "etc")}, 2, inside},
+		{"offline upgrade", []string{"upgrade", "--offline", "--store", db, "--config", app}, 2, inside},
 	})
 }
 

@@ -33,7 +33,7 @@ leaves the old store and the old configuration exactly as they were; a
 restore killed between the two swaps leaves the new store with the old
 configuration, and running it again completes it. A store in use by
 another process (or by another restore) is refused, and so are a store
-inside DIR, an archive whose manifest disagrees with its metadata table,
+in a subdirectory of DIR, an archive whose manifest disagrees with its metadata table,
 and one whose data would not fit in the free space. So is a store S that
 exists and is not a bbolt store (a restore replaces S whole): --force
 replaces it anyway. A symbolic link as S or DIR is followed: its target is
@@ -43,6 +43,17 @@ the manifest and the pending hooks.
 
 Without --config the configuration files are kept in the store itself (the
 table "_config"), where an offline upgrade and a later backup find them.
+
+S may lie directly in DIR (--store /data/app.db --config /data): S, its
+pre-upgrade backups (S.pre-upgrade-*) and the hidden files named after it
+(.S.*) are then not configuration, and are kept. DIR is not swapped whole:
+the new configuration is built inside DIR, and once S is swapped its
+entries replace the old ones under the journal .S.config-swap. A restore
+killed after the journal is written leaves DIR half swapped, nothing lost:
+a backup refuses it, and the next restore or upgrade of S completes it
+first. A backup whose configuration holds one of S's names is refused
+before anything is written, and so is a DIR holding a mount point (it
+cannot be renamed).
 
 An etcd store (S = etcd://host:port[,host:port]/prefix, reached with the
 --etcd-* flags of "{{.Prog}} help etcd") is restored under its lock:

@@ -40,6 +40,11 @@ old store or the upgraded one. A run that is killed is completed by running
 it again (before the product starts): once the upgraded backup is verified
 it waits beside S as .S.upgraded.tar.zst until it is swapped in.
 
+S may lie directly in DIR (--store /data/app.db --config /data): S, its
+pre-upgrade backups and the hidden files named after it (.S.*) are then not
+configuration; backup, restore and both upgrades leave them out of the
+configuration and keep them ("{{.Prog}} help restore").
+
 --offline --in FILE --out FILE upgrades the backup FILE into a new backup
 in a child process; the input is never modified. --in - reads the backup
 from standard input: it is copied into the run's private directory beside
@@ -222,6 +227,9 @@ func (o *upgradeOptions) Run(e *env) error {
 	case o.offline && isEtcd(o.store):
 		return o.runOfflineEtcd(e)
 	case o.offline && o.store != "":
+		if err := backup.CheckReplaceable(o.store, o.config); err != nil {
+			return err
+		}
 		return o.runOfflineStore(e)
 	case o.offline:
 		return o.runOfflineBackup(e)
@@ -235,10 +243,22 @@ func (o *upgradeOptions) runOnline(e *env) error {
 		return err
 	}
 	defer st.Close()
+	config := upgrade.DirConfig(o.config)
+	if !isEtcd(o.store) {
+		// A store directly in its configuration directory: complete the
+		// configuration swap of a killed restore (the store is held
+		// exclusively), and keep the store's files out of the hooks' view.
+		if err := backup.FinishConfigSwap(o.store, o.config); err != nil {
+			return err
+		}
+		if base, in := backup.StoreInConfig(o.store, o.config); in {
+			config = upgrade.DirConfigWithStore(o.config, base)
+		}
+	}
 	res, err := upgrade.Run(e.ctx, st, e.reg, upgrade.Options{
 		Online:              true,
 		AllowDigestMismatch: o.allowDigestMismatch,
-		Config:              upgrade.DirConfig(o.config),
+		Config:              config,
 		Log:                 e.progress,
 		Warn:                e.stderr,
 	})

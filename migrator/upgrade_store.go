@@ -162,6 +162,12 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 		return false, err
 	}
 	defer st.Close()
+	// A store directly in its configuration directory: complete the
+	// configuration swap of a killed restore first (the store is held
+	// exclusively), so that the backup carries one whole configuration.
+	if err := backup.FinishConfigSwap(o.store, o.config); err != nil {
+		return false, err
+	}
 	if done, err := o.checkOffline(e, st, r); err != nil || done {
 		return done, err
 	}

@@ -6,8 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/layout"
 	"github.com/hookreg/hookreg/store"
 )
 
@@ -21,13 +23,33 @@ func DirConfig(dir string) hook.Config {
 	return dirConfig{fsys: os.DirFS(dir)}
 }
 
-type dirConfig struct{ fsys fs.FS }
+// DirConfigWithStore is DirConfig of a configuration directory that
+// holds the store file named storeBase directly (see backup.StoreInConfig):
+// the store and its own files there (see the migrator's docs on the
+// layout) are no configuration, and the hooks neither see nor read them.
+func DirConfigWithStore(dir, storeBase string) hook.Config {
+	if dir == "" {
+		return dirConfig{}
+	}
+	return dirConfig{fsys: os.DirFS(dir), storeBase: storeBase}
+}
+
+type dirConfig struct {
+	fsys      fs.FS
+	storeBase string // the store's file name when it lies in the directory
+}
+
+// omitted reports whether path is one of the store's own files.
+func (c dirConfig) omitted(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return c.storeBase != "" && layout.Owned(c.storeBase, first)
+}
 
 func (c dirConfig) ReadFile(path string) ([]byte, error) {
 	if err := store.ValidateConfigPath(path); err != nil {
 		return nil, err
 	}
-	if c.fsys == nil {
+	if c.fsys == nil || c.omitted(path) {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
 	}
 	return fs.ReadFile(c.fsys, path)
@@ -52,6 +74,12 @@ func (c dirConfig) List() ([]string, error) {
 				return fs.SkipAll
 			}
 			return err
+		}
+		if path != "." && c.omitted(path) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		if d.Type().IsRegular() {
 			paths = append(paths, path)

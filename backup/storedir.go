@@ -1,0 +1,217 @@
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hookreg/hookreg/archive"
+	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/internal/layout"
+)
+
+// A store directly in its configuration directory (see [StoreInConfig])
+// cannot be restored by swapping the whole directory, which would move
+// the store (and the directory may be a mount point). The restore builds
+// the new configuration in a stage inside the directory,
+// ".S.restore-*/new", then, once the new store is swapped in, replaces the
+// configuration's entries one by one under a journal:
+//
+//  1. the journal ".S.config-swap" is written (atomically, synced): it
+//     names the stage;
+//  2. every configuration entry of the directory (everything but the
+//     store's own files, see [layout.Owned]) is moved into the stage's
+//     "old";
+//  3. the stage's "new" is renamed to "in" (the mark that step 2 is done);
+//  4. every entry of "in" is moved into the directory;
+//  5. the journal is removed, then the stage.
+//
+// A kill during steps 2 to 4 leaves the journal: the next command that
+// holds the store's exclusive lock (a restore, an upgrade) completes the
+// swap first, from where it stopped (see [FinishConfigSwap]), and a
+// backup refuses until then. The store and its files are never moved.
+
+// journalName is the journal of a configuration swap in the directory of
+// the store S: ".S.config-swap".
+func journalName(storePath string) string {
+	dir, base := filepath.Split(storePath)
+	return filepath.Join(dir, "."+base+".config-swap")
+}
+
+// FinishConfigSwap completes the configuration swap of a killed restore
+// of the store storePath lying directly in configDir (see
+// [StoreInConfig]), if its journal is there: the configuration is then
+// entirely the restored one. Call it holding the store's exclusive lock;
+// [Restore] does. It does nothing for another layout or without a
+// journal.
+func FinishConfigSwap(storePath, configDir string) error {
+	base, in := StoreInConfig(storePath, configDir)
+	if !in {
+		return nil
+	}
+	j := journalName(filepath.Join(configDir, base))
+	data, err := os.ReadFile(j)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return envErrorf("reading the journal of an interrupted configuration swap: %w", err)
+	}
+	stage := strings.TrimSpace(string(data))
+	if stage == "" || strings.ContainsAny(stage, `/\`) || !layout.Owned(base, stage) {
+		return envErrorf("the journal %s of an interrupted configuration swap names %q, which is not a stage of the store %s: remove the journal once %s holds the configuration you want", j, stage, base, configDir)
+	}
+	if err := completeSwap(configDir, filepath.Join(configDir, stage), base, j); err != nil {
+		return fmt.Errorf("completing the configuration swap of an interrupted restore into %s: %w", configDir, err)
+	}
+	return nil
+}
+
+// pendingSwap returns an error when a configuration swap of a killed
+// restore waits to be completed in configDir (the store storePath lying
+// directly in it): the configuration is then partly old, partly new.
+func pendingSwap(storePath, configDir string) error {
+	base, in := StoreInConfig(storePath, configDir)
+	if !in {
+		return nil
+	}
+	j := journalName(filepath.Join(configDir, base))
+	if _, err := os.Lstat(j); err == nil {
+		return envErrorf("the configuration directory %s is half swapped by a restore that was killed (its journal %s is there): run the restore again, or an upgrade, to complete it", configDir, j)
+	}
+	return nil
+}
+
+// completeSwap does steps 2 to 5 of the swap from wherever a killed run
+// stopped: dir is the configuration directory, stage the stage, base the
+// store's name, journal the journal's path.
+func completeSwap(dir, stage, base, journal string) error {
+	newDir, inDir, oldDir := filepath.Join(stage, "new"), filepath.Join(stage, "in"), filepath.Join(stage, "old")
+	if _, err := os.Lstat(newDir); err == nil {
+		if err := os.Mkdir(oldDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return envErrorf("%w", err)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return envErrorf("%w", err)
+		}
+		for _, e := range entries {
+			if layout.Owned(base, e.Name()) {
+				continue
+			}
+			if err := failpoint.Inject("restore.config-out"); err != nil {
+				return err
+			}
+			if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(oldDir, e.Name())); err != nil {
+				return envErrorf("moving the old configuration out: %w", err)
+			}
+		}
+		if err := syncDirs(oldDir, dir); err != nil {
+			return err
+		}
+		if err := os.Rename(newDir, inDir); err != nil {
+			return envErrorf("%w", err)
+		}
+		if err := syncDirs(stage); err != nil {
+			return err
+		}
+	}
+	entries, err := os.ReadDir(inDir)
+	if err != nil {
+		return envErrorf("the stage %s: %w", stage, err)
+	}
+	for _, e := range entries {
+		if err := failpoint.Inject("restore.config-in"); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(inDir, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return envErrorf("moving the new configuration in: %w", err)
+		}
+	}
+	if err := syncDirs(dir); err != nil {
+		return err
+	}
+	if err := failpoint.Inject("restore.config-moved"); err != nil {
+		return err
+	}
+	if err := os.Remove(journal); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return envErrorf("%w", err)
+	}
+	if err := syncDirs(dir); err != nil {
+		return err
+	}
+	failpoint.Inject("restore.swapped")
+	os.RemoveAll(stage)
+	return nil
+}
+
+func syncDirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return envErrorf("%w", err)
+		}
+	}
+	return nil
+}
+
+// CheckReplaceable returns an error when a restore could not replace the
+// configuration in configDir, the store storePath lying directly in it:
+// an entry of it is a mount point (see checkMovable). [Restore] checks it
+// under the store's lock; the one-command offline upgrade checks it before
+// any work too. Nothing for another layout.
+func CheckReplaceable(storePath, configDir string) error {
+	base, in := StoreInConfig(storePath, configDir)
+	if !in {
+		return nil
+	}
+	return checkMovable(configDir, base)
+}
+
+// checkMovable refuses a configuration directory dir holding the store
+// named base whose configuration entries cannot all be moved by a rename
+// within it (an entry that is a mount point, such as a secret mounted at
+// dir/certs): a restore replaces them entry by entry. Checked before
+// anything is written.
+func checkMovable(dir, base string) error {
+	dinfo, err := os.Stat(dir)
+	if err != nil {
+		return envErrorf("%w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return envErrorf("%w", err)
+	}
+	for _, e := range entries {
+		if layout.Owned(base, e.Name()) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return envErrorf("%w", err)
+		}
+		if !sameDevice(info, dinfo) {
+			return envErrorf("%s is another file system (a mount point) inside the configuration directory %s, which holds the store %s: a restore replaces the configuration's entries by renames within %s, so it cannot replace that one; restore into another --config, or unmount it first",
+				filepath.Join(dir, e.Name()), dir, base, dir)
+		}
+	}
+	return nil
+}
+
+// checkCollisions refuses configuration files of the manifest m whose
+// first path element would be one of the store's own files, the store
+// named base lying directly in the configuration directory configDir:
+// restoring them would replace the store or its files.
+func checkCollisions(m *archive.Manifest, base, configDir string) error {
+	for _, c := range m.Config {
+		first, _, _ := strings.Cut(c.Path, "/")
+		if layout.Owned(base, first) {
+			return envErrorf("the backup's configuration file %s would be restored onto %s, which belongs to the store %s in the configuration directory %s: nothing was restored (restore it with --config naming another directory, or the store elsewhere)",
+				c.Path, filepath.Join(configDir, first), base, configDir)
+		}
+	}
+	return nil
+}
