@@ -19,6 +19,7 @@ import (
 	"github.com/hookreg/hookreg/internal/example"
 	"github.com/hookreg/hookreg/internal/hookgen"
 	"github.com/hookreg/hookreg/internal/registry"
+	"github.com/hookreg/hookreg/internal/release"
 	"github.com/hookreg/hookreg/internal/sumfile"
 	"github.com/hookreg/hookreg/migrator"
 	_ "github.com/hookreg/hookreg/migrator/etcdstore" // the "migrator" of the scripts links both stores, as cmd/migrator does
@@ -75,6 +76,8 @@ func TestMain(m *testing.M) {
 //   - the command "oldsum ALG": write generated/hooks.sum of registry.yaml
 //     with the digests of an earlier algorithm (h1:, h2:), as a hookgen of
 //     that time wrote it;
+//   - HOOKREG_REBUILD_CACHE: one build cache that the release gates of
+//     every script use for their rebuild (see package internal/release);
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
 //     GOPROXY=off, so scratch modules build offline.
 func TestScript(t *testing.T) {
@@ -83,6 +86,10 @@ func TestScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(etcdtest.CloseShared)
+	// The release gates of the scripts share the build cache of their
+	// rebuilds: the first compiles everything from nothing, the others
+	// reuse it (see package internal/release).
+	rebuildCache := t.TempDir()
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
@@ -108,6 +115,7 @@ func TestScript(t *testing.T) {
 				{"GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"},
 				{"GIT_CONFIG_NOSYSTEM", "1"},
 				{"GIT_CONFIG_GLOBAL", "/dev/null"},
+				{release.EnvRebuildCache, rebuildCache},
 			} {
 				env.Setenv(kv[0], kv[1])
 			}

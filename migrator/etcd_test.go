@@ -232,7 +232,7 @@ func TestEtcdSecrets(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"env:HOOKREG_ETCD_PASSWORD=" + secret, "help", "status"}, 0, "etcd-user user"},
+		{[]string{"env:HOOKREG_ETCD_PASSWORD=" + secret, "help", "etcd"}, 0, "etcd-user USER"},
 		{[]string{"env:HOOKREG_ETCD_PASSWORD=" + secret, "status", "--store", url, "--etcd-user", "root", "--json"}, 0, `"cluster"`},
 		{[]string{"env:HOOKREG_ETCD_USER=root", "env:HOOKREG_ETCD_PASSWORD_FILE=" + pwFile, "status", "--store", url}, 0, "cluster: generation 1"},
 		{[]string{"status", "--store", url, "--etcd-user", "root"}, 2, "--etcd-user needs a password"},

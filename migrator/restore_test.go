@@ -28,7 +28,7 @@ import (
 
 // crashSize is the example data of the crash tests: big enough that a
 // backup or a restore takes a while, small enough for many kills.
-var crashSize = example.Size{Users: 40000, Rules: 40000}
+var crashSize = example.Size{Users: 20000, Rules: 20000}
 
 // writeBackup backs up a store built with the example data of release.
 func writeBackup(t *testing.T, path, release string, size example.Size) {
