@@ -1,7 +1,6 @@
 # hookreg: see README.md. Targets and what they need: docs/repository.md.
 GO ?= go
 FUZZTIME ?= 60s
-TESTP ?= 4
 
 .PHONY: demo demo-etcd demo-etcd-steps test test-faults testdeps benchdeps cross generate check-generated lint fmt bench fuzz release
 
@@ -48,13 +47,10 @@ demo-etcd-steps:
 	$(MIGRATOR) restore $(DEMO)/etcd/cluster.tar.zst --store $(DEMO)/etcd/broker.db
 
 ## test: every test, the generated files' freshness and vet; no timeout
-## (-timeout 0): a busy machine is slow, not wrong, and CI bounds the run.
-## TESTP test binaries run at once (go's default is one per core): the
-## long packages (root scripts, migrator, release gate) wait on child
-## processes and locks, so four at once keep two cores busy
+## (-timeout 0): a busy machine is slow, not wrong, and CI bounds the run
 test: check-generated cross testdeps
 	$(GO) vet ./...
-	$(GO) test -p $(TESTP) -timeout 0 ./...
+	$(GO) test -timeout 0 ./...
 
 ## testdeps: fill the module cache with what the testscripts' scratch
 ## modules resolve offline (GOPROXY=off): the whole module graph of this
