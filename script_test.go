@@ -76,8 +76,8 @@ func TestMain(m *testing.M) {
 //   - the command "oldsum ALG": write generated/hooks.sum of registry.yaml
 //     with the digests of an earlier algorithm (h1:, h2:), as a hookgen of
 //     that time wrote it;
-//   - HOOKREG_REBUILD_CACHE: one build cache that the release gates of
-//     every script use for their rebuild (see package internal/release);
+//   - HOOKREG_REBUILD_CACHE: the build cache that the release gates of
+//     every script use for their rebuild (release.TestRebuildCache);
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
 //     GOPROXY=off, so scratch modules build offline.
 func TestScript(t *testing.T) {
@@ -87,9 +87,11 @@ func TestScript(t *testing.T) {
 	}
 	t.Cleanup(etcdtest.CloseShared)
 	// The release gates of the scripts share the build cache of their
-	// rebuilds: the first compiles everything from nothing, the others
-	// reuse it (see package internal/release).
-	rebuildCache := t.TempDir()
+	// rebuilds (see release.TestRebuildCache).
+	rebuildCache, err := release.TestRebuildCache()
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,

@@ -22,15 +22,15 @@ import (
 	"github.com/hookreg/hookreg/upgrade"
 )
 
-// crashSize is the example data of the crash test: 100,000 records.
-var crashSize = example.Size{Users: 20000, Rules: 80000}
+// crashSize is the example data of the crash test: 50,000 records.
+var crashSize = example.Size{Users: 10000, Rules: 40000}
 
 // minKills is the number of SIGKILLs the crash test delivers, at least.
 const minKills = 50
 
 const crashChildEnv = "HOOKREG_CRASH_CHILD"
 
-// TestCrashSafety upgrades a 4.4.0 store of 100,000 records through every
+// TestCrashSafety upgrades a 4.4.0 store of 50,000 records through every
 // example hook in a child process (this test binary re-executed) and kills
 // it with SIGKILL at random moments. After every kill the store must open
 // and pass bbolt's check, and its data must be exactly the data of the

@@ -34,11 +34,12 @@
 //
 // $HOOKREG_REBUILD_CACHE names the build cache of that rebuild instead of
 // an empty one. It is for test suites that run the gate many times (this
-// repository's shares one cache across a run, so that the standard library
-// and the dependencies are compiled once for all the rebuilds, not once per
-// gate): the rebuild still uses another cache and another build from the
-// first, and the first rebuild into the shared cache starts from nothing.
-// A release engineer leaves it unset.
+// repository's share [TestRebuildCache], so that the standard library and
+// the dependencies are compiled for the rebuilds once, not once per gate):
+// the rebuild still uses another cache and another build than the first,
+// so a difference between two builds is still found; one that only a cold
+// cache shows is left to the release itself. A release engineer leaves it
+// unset.
 package release
 
 import (
@@ -399,6 +400,18 @@ func (g *gate) build(ctx context.Context) error {
 // EnvRebuildCache names the build cache of the gate's rebuild, for test
 // suites (see the package doc).
 const EnvRebuildCache = "HOOKREG_REBUILD_CACHE"
+
+// TestRebuildCache is the build cache that this repository's test suites
+// give the gates they run as $HOOKREG_REBUILD_CACHE: one directory of the
+// user's cache, beside go's own build cache, shared by every test binary
+// and kept between runs like go's (go trims what it has not used for days).
+func TestRebuildCache() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "hookreg", "rebuild-gocache"), nil
+}
 
 // reproduce builds the migrator of every target again, from nothing (an
 // empty build cache), and refuses the release unless the bytes equal those

@@ -48,9 +48,13 @@ func TestRelease(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "hookreg")
 	gitOut(t, ".", "clone", "--quiet", strings.TrimSpace(string(root)), src)
 	t.Chdir(src)
-	// The gates below share the cache of their rebuilds: the first
-	// starts from nothing, the others do not compile everything again.
-	t.Setenv(release.EnvRebuildCache, t.TempDir())
+	// The gates below share the cache of their rebuilds with every test
+	// binary's (see release.TestRebuildCache).
+	cache, err := release.TestRebuildCache()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(release.EnvRebuildCache, cache)
 	version := registryRelease(t, src)
 	fixture := filepath.Join("testdata", "releases", version+".tar.zst")
 	sumsFile := filepath.Join("testdata", "releases", release.SumsFile)
