@@ -61,6 +61,7 @@ func writeCert(t *testing.T, dir, name string, tmpl *x509.Certificate, parent *x
 // user's password (from a file or the environment) it works; without any
 // one of them it fails with exit status 2, and the password shows nowhere.
 func TestEtcdTLSAndPassword(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	now := time.Now()
 	ca, caKey := writeCert(t, dir, "ca", &x509.Certificate{

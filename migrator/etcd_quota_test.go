@@ -19,6 +19,7 @@ import (
 // warns on stderr, once, with the figures; on the same cluster below half
 // of it, it does not warn.
 func TestEtcdOnlineUpgradeQuotaWarning(t *testing.T) {
+	t.Parallel()
 	const quota = 16 << 20
 	c, err := etcdtest.Start(etcdtest.Config{QuotaBackendBytes: quota})
 	if err != nil {

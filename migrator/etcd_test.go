@@ -28,7 +28,7 @@ import (
 
 // cluster is the process's shared etcd cluster (etcdtest.Shared), once a
 // test has asked for a store on it; each test works under its own prefix.
-var cluster *etcdtest.Cluster
+var cluster atomic.Pointer[etcdtest.Cluster]
 
 func TestMain(m *testing.M) {
 	etcdtest.MemberMain() // a member process of TestEtcdClusterFaults
@@ -41,22 +41,23 @@ func TestMain(m *testing.M) {
 // prefix.
 func etcdStore(t testing.TB) (url, prefix string) {
 	t.Helper()
-	cluster = etcdtest.Shared(t)
+	c := etcdtest.Shared(t)
+	cluster.Store(c)
 	var hosts []string
-	for _, ep := range cluster.Endpoints {
+	for _, ep := range c.Endpoints {
 		hosts = append(hosts, strings.TrimPrefix(ep, "http://"))
 	}
 	prefix = etcdtest.Prefix(t)
 	return "etcd://" + strings.Join(hosts, ",") + prefix, prefix
 }
 
-func etcdClient(t testing.TB) *clientv3.Client { return cluster.Client(t) }
+func etcdClient(t testing.TB) *clientv3.Client { return cluster.Load().Client(t) }
 
 // openEtcd opens the store at prefix writable: it holds the lock until
 // closed.
 func openEtcd(t testing.TB, prefix string) *etcd.Store {
 	t.Helper()
-	st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: cluster.Endpoints, Prefix: prefix})
+	st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: cluster.Load().Endpoints, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +102,7 @@ func shopRegistry(offline bool) *hook.Registry {
 // compares the two dumps; a writable command waits for no second
 // migrator, the read-only ones run beside it.
 func TestEtcdCommands(t *testing.T) {
+	t.Parallel()
 	url, prefix := etcdStore(t)
 	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
 	shop := shopRegistry(false)
@@ -522,6 +524,7 @@ func TestEtcdDumpCompacted(t *testing.T) {
 // TestEtcdStatusFull fills a cluster's quota: status shows the NOSPACE
 // alarm in text and JSON, and an online upgrade fails without writing.
 func TestEtcdStatusFull(t *testing.T) {
+	t.Parallel()
 	c, err := etcdtest.Start(etcdtest.Config{QuotaBackendBytes: 4 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -564,6 +567,7 @@ func TestEtcdStatusFull(t *testing.T) {
 // writers keep writing another table: the product needs no pause, and
 // the hook applies whole.
 func TestEtcdUpgradeUnderWriters(t *testing.T) {
+	t.Parallel()
 	url, prefix := etcdStore(t)
 	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
 	if code, _, stderr := migratorMain(v100, "init", "--store", url); code != 0 {
@@ -600,6 +604,7 @@ func TestEtcdUpgradeUnderWriters(t *testing.T) {
 // end with the same dump; status then says up to date, and the kept
 // pre-upgrade backup of the etcd store holds the fixture's data.
 func TestEtcdFixtures(t *testing.T) {
+	t.Parallel()
 	for _, fixture := range fixtures(t) {
 		release := strings.TrimSuffix(filepath.Base(fixture), ".tar.zst")
 		t.Run(release, func(t *testing.T) {

@@ -58,6 +58,7 @@ func migratorMain(reg *hook.Registry, args ...string) (int, string, string) {
 // TestStoreInUse: a second migrator on a store fails within seconds,
 // saying so, instead of waiting for the first.
 func TestStoreInUse(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "s.db")
 	initAt(t, path)
 	holder, err := bolt.Open(path, bolt.Options{})

@@ -161,6 +161,7 @@ func TestOfflineHookFailure(t *testing.T) {
 // killed removes it; only a parent killed before it started its child
 // leaves it, and the next run removes it.
 func TestOfflineCrash(t *testing.T) {
+	t.Parallel()
 	in := fixtures(t)[0]
 	before := fileSum(t, in)
 	dir := t.TempDir()

@@ -89,6 +89,7 @@ func onTerminal(t *testing.T, point string, args ...string) string {
 // an ETA where the total is known, each shown phase ending with a complete
 // line; $HOOKREG_PROGRESS=0 turns it off on the terminal.
 func TestProgressOnTerminal(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, archivePath, "4.4.0", example.Small)

@@ -111,6 +111,7 @@ func TestLayoutRefusals(t *testing.T) {
 // itself under any name (compared by identity), the store's temporary
 // files, and a place inside the configuration directory.
 func TestOutputRefusals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "broker.db")
 	buildStore(t, db, "5.1.0", example.Small)
@@ -202,6 +203,7 @@ func TestBlockingOpens(t *testing.T) {
 // the same store is refused ("store is in use") instead of mixing one
 // backup's store with the other's configuration.
 func TestRestoreExclusive(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.tar.zst"), filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, a, "4.4.0", example.Small)
@@ -293,6 +295,7 @@ func TestRestoreSymlinks(t *testing.T) {
 // before every checksum of what it read matched. Nothing changes and the
 // new store is removed.
 func TestRestoreRewrittenWhileRead(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	write := func(path, release string) {
@@ -478,6 +481,7 @@ func TestSignals(t *testing.T) {
 // the directory as they were: no hang waiting on the failed loader, no
 // temporary store left filling the disk.
 func TestWriteFailsMidLoad(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(t.TempDir(), "src.db")
 	buildStore(t, src, "5.0.0", example.Size{Users: 40000, Rules: 40000})
@@ -515,6 +519,7 @@ func TestWriteFailsMidLoad(t *testing.T) {
 // bbolt's garbage of rewritten large values grow), and a SIGTERM in the
 // middle of it ends the restore with nothing left.
 func TestLargeValuesMemory(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("writes 256 MB")
 	}

@@ -104,6 +104,7 @@ func ageLeftovers(t *testing.T, dir string) {
 // kill, running the restore again completes it and removes what the killed
 // run left.
 func TestRestoreCrash(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, archivePath, "4.4.0", crashSize)
@@ -114,6 +115,7 @@ func TestRestoreCrash(t *testing.T) {
 // with age and signed, restored with --identity and --trusted-key: the
 // decryption's goroutine changes nothing of what a kill leaves.
 func TestSealedRestoreCrash(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -274,6 +276,7 @@ func restoreCrash(t *testing.T, dir, archivePath string, keep []string, extra ..
 // never partial; the next backup removes the temporary files killed runs
 // left.
 func TestBackupCrash(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "broker.db")
 	buildStore(t, db, "4.4.0", crashSize)
@@ -352,6 +355,7 @@ func TestBackupCrash(t *testing.T) {
 // newer than the release and a store in use are refused, and leave the
 // old store and configuration exactly as they were.
 func TestRestoreRefusals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.tar.zst")
 	writeBackup(t, good, "4.4.0", example.Small)

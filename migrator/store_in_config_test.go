@@ -80,6 +80,7 @@ func oldDataDir(t *testing.T, data, template string) {
 // configuration. Running the restore again then leaves exactly the new
 // store and configuration and nothing of the killed run.
 func TestRestoreCrashStoreInConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	template := filepath.Join(dir, "template.db")
 	buildStore(t, template, "5.1.0", example.Small)
@@ -268,6 +269,7 @@ func TestRestoreCrashStoreInConfig(t *testing.T) {
 // directory, and the pre-upgrade backup beside the store is no
 // configuration.
 func TestOfflineStoreUpgradeCrashStoreInConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	template := filepath.Join(dir, "template.db")
 	buildStore(t, template, "5.1.0", example.Size{Users: 3000, Rules: 3000})

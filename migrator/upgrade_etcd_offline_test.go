@@ -82,6 +82,7 @@ func dumpOf(t *testing.T, args ...string) string {
 // is removed, the pre-upgrade backup is kept and the private directory is
 // gone. While the command runs, a second migrator is refused.
 func TestEtcdOfflineProductWrites(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, at string
 		write    func(p *etcd.Product, key []byte) error
@@ -181,6 +182,7 @@ func etcdBackupName(prefix string) string {
 // completes the upgrade and leaves one generation; every pre-upgrade
 // backup kept verifies and holds the old data.
 func TestEtcdOfflineCrash(t *testing.T) {
+	t.Parallel()
 	// Each point, and the generation current after a kill there: the
 	// old data (2) until the switch, the upgraded data (3) from then on.
 	points := []struct{ name, gen string }{

@@ -220,6 +220,7 @@ func waitFor(w *watch, p killPoint, done <-chan struct{}) {
 // configuration is old or new but never new beside an old store, and
 // running the command again completes the upgrade of both.
 func TestOfflineStoreUpgradeCrash(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	template := filepath.Join(dir, "template.db")
 	buildStore(t, template, "5.1.0", example.Size{Users: 3000, Rules: 3000})
