@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hookreg/hookreg/archive"
@@ -95,14 +96,11 @@ func completeSwap(dir, stage, base, journal string) error {
 		if err := os.Mkdir(oldDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return envErrorf("%w", err)
 		}
-		entries, err := os.ReadDir(dir)
+		entries, err := configEntries(dir, base)
 		if err != nil {
-			return envErrorf("%w", err)
+			return err
 		}
 		for _, e := range entries {
-			if layout.Owned(base, e.Name()) {
-				continue
-			}
 			if err := failpoint.Inject("restore.config-out"); err != nil {
 				return err
 			}
@@ -181,14 +179,11 @@ func checkMovable(dir, base string) error {
 	if err != nil {
 		return envErrorf("%w", err)
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := configEntries(dir, base)
 	if err != nil {
-		return envErrorf("%w", err)
+		return err
 	}
 	for _, e := range entries {
-		if layout.Owned(base, e.Name()) {
-			continue
-		}
 		info, err := e.Info()
 		if err != nil {
 			return envErrorf("%w", err)
@@ -199,6 +194,16 @@ func checkMovable(dir, base string) error {
 		}
 	}
 	return nil
+}
+
+// configEntries returns the entries of the configuration directory dir
+// that are configuration: all but the files of the store named base.
+func configEntries(dir, base string) ([]fs.DirEntry, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, envErrorf("%w", err)
+	}
+	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return layout.Owned(base, e.Name()) }), nil
 }
 
 // checkCollisions refuses configuration files of the manifest m whose

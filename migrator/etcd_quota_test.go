@@ -7,11 +7,7 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-
 	"github.com/hookreg/hookreg/hook"
-	"github.com/hookreg/hookreg/internal/etcdtest"
 )
 
 // TestEtcdOnlineUpgradeQuotaWarning: `migrator upgrade --online` of a
@@ -21,21 +17,7 @@ import (
 func TestEtcdOnlineUpgradeQuotaWarning(t *testing.T) {
 	t.Parallel()
 	const quota = 16 << 20
-	c, err := etcdtest.Start(etcdtest.Config{QuotaBackendBytes: quota})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	url := "etcd://" + strings.TrimPrefix(c.Endpoints[0], "http://") + "/quota"
-	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
-	if code, _, stderr := migratorMain(v100, "init", "--store", url); code != 0 {
-		t.Fatalf("init: %d %s", code, stderr)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	url, cli := quotaStore(t, quota, "quota")
 	code, _, stderr := migratorMain(shopRegistry(false), "upgrade", "--online", "--store", url)
 	if code != 0 || strings.Contains(stderr, "warning") {
 		t.Fatalf("upgrade of an empty cluster: exit %d, want 0 and no warning\n%s", code, stderr)
@@ -43,7 +25,7 @@ func TestEtcdOnlineUpgradeQuotaWarning(t *testing.T) {
 	// Grow the database past half the quota, below the whole of it.
 	value := strings.Repeat("x", 512<<10)
 	for i := 0; ; i++ {
-		s, err := cli.Status(context.Background(), c.Endpoints[0])
+		s, err := cli.Status(context.Background(), cli.Endpoints()[0])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -525,21 +525,8 @@ func TestEtcdDumpCompacted(t *testing.T) {
 // alarm in text and JSON, and an online upgrade fails without writing.
 func TestEtcdStatusFull(t *testing.T) {
 	t.Parallel()
-	c, err := etcdtest.Start(etcdtest.Config{QuotaBackendBytes: 4 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	url := "etcd://" + strings.TrimPrefix(c.Endpoints[0], "http://") + "/full"
+	url, cli := quotaStore(t, 4<<20, "full")
 	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
-	if code, _, stderr := migratorMain(v100, "init", "--store", url); code != 0 {
-		t.Fatalf("init: %d %s", code, stderr)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	value := strings.Repeat("x", 1<<20)
 	for i := 0; ; i++ {
 		if _, err := cli.Put(context.Background(), fmt.Sprintf("/filler/%d", i), value); err != nil {
@@ -663,4 +650,28 @@ func TestEtcdFixtures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// quotaStore starts a one-member cluster of its own with the database
+// quota quota, records a fresh install of release 1.0.0 of the product
+// "shop" under /prefix, and returns the store's URL and a client of the
+// cluster; both end with the test.
+func quotaStore(t *testing.T, quota int64, prefix string) (string, *clientv3.Client) {
+	t.Helper()
+	c, err := etcdtest.Start(etcdtest.Config{QuotaBackendBytes: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	url := "etcd://" + strings.TrimPrefix(c.Endpoints[0], "http://") + "/" + prefix
+	v100 := &hook.Registry{Product: "shop", Release: "1.0.0"}
+	if code, _, stderr := migratorMain(v100, "init", "--store", url); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return url, cli
 }
