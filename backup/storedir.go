@@ -39,8 +39,7 @@ import (
 // journalName is the journal of a configuration swap in the directory of
 // the store S: ".S.config-swap".
 func journalName(storePath string) string {
-	dir, base := filepath.Split(storePath)
-	return filepath.Join(dir, "."+base+".config-swap")
+	return layout.Beside(storePath, ".config-swap")
 }
 
 // FinishConfigSwap completes the configuration swap of a killed restore

@@ -16,6 +16,7 @@ import (
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/internal/atomicfile"
 	"github.com/hookreg/hookreg/internal/failpoint"
+	"github.com/hookreg/hookreg/internal/layout"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
@@ -26,8 +27,7 @@ import (
 // presence means that a run was interrupted after the upgrade and before
 // the swap completed; the next run swaps it in.
 func upgradedName(storePath string) string {
-	dir, base := filepath.Split(storePath)
-	return filepath.Join(dir, "."+base+".upgraded.tar.zst")
+	return layout.Beside(storePath, ".upgraded.tar.zst")
 }
 
 // identityName is the file beside the intent that records the identity

@@ -8,7 +8,10 @@
 // hooks do not see them.
 package layout
 
-import "strings"
+import (
+	"path/filepath"
+	"strings"
+)
 
 // Owned reports whether the entry name, directly in the store's
 // directory, belongs to the store file named base there: base itself,
@@ -30,4 +33,13 @@ func Owned(base, name string) bool {
 		}
 	}
 	return false
+}
+
+// Beside returns the hidden file of the store at storePath named with
+// suffix, in the store's directory: Beside("/data/app.db",
+// ".config-swap") is "/data/.app.db.config-swap", a name [Owned] counts
+// as the store's.
+func Beside(storePath, suffix string) string {
+	dir, base := filepath.Split(storePath)
+	return filepath.Join(dir, "."+base+suffix)
 }

@@ -30,3 +30,11 @@ func TestOwned(t *testing.T) {
 		t.Error("a hidden store's names")
 	}
 }
+
+// TestBeside: the names Beside makes are the store's.
+func TestBeside(t *testing.T) {
+	got := Beside("/data/app.db", ".config-swap")
+	if got != "/data/.app.db.config-swap" || !Owned("app.db", ".app.db.config-swap") {
+		t.Errorf("Beside = %q", got)
+	}
+}
