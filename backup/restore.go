@@ -149,7 +149,7 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 	// old store, the lock of its directory, which restores of a missing
 	// store take. A damaged old store cannot be opened; restoring over it
 	// is what a restore is for.
-	old, err := bolt.Open(storePath, bolt.Options{})
+	old, err := bolt.Open(storePath, bolt.Options{Context: ctx})
 	switch {
 	case err == nil:
 		defer old.Close()

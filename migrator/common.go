@@ -61,8 +61,9 @@ func openStore(e *env, spec string, conn *etcdFlags, mode openMode) (store.Store
 	if info, err := os.Stat(spec); err == nil && !info.Mode().IsRegular() {
 		return nil, envErrorf("store %s is %s: name the store's file", spec, atomicfile.Kind(info.Mode()))
 	}
-	st, err := bolt.Open(spec, bolt.Options{ReadOnly: mode == openRead, Create: mode == openCreate})
-	if errors.Is(err, store.ErrInUse) {
+	st, err := bolt.Open(spec, bolt.Options{ReadOnly: mode == openRead, Create: mode == openCreate, Context: e.ctx})
+	if errors.Is(err, store.ErrInUse) || e.ctx.Err() != nil && errors.Is(err, e.ctx.Err()) {
+		// In use, or interrupted while waiting for it: exit 1.
 		return nil, err
 	}
 	if err != nil {

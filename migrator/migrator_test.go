@@ -86,6 +86,41 @@ func TestStoreInUse(t *testing.T) {
 	}
 }
 
+// TestSignalWhileWaitingForLock: a command waiting for the lock of a
+// store in use (up to 2 s) stops at SIGTERM, saying it was interrupted
+// (exit 1), rather than waiting the lock's time out and saying the store
+// is in use: a signal during start-up is not lost.
+func TestSignalWhileWaitingForLock(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "s.db")
+	initAt(t, path)
+	holder, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	for _, args := range [][]string{
+		{"status", "--store", path},
+		{"upgrade", "--online", "--store", path},
+		{"backup", "--store", path, "--out", filepath.Join(t.TempDir(), "b.tar.zst")},
+	} {
+		cmd := migratorCmd(t, "example", args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Past the start-up (the handlers are installed first thing),
+		// within the lock's 2 s wait.
+		time.Sleep(500 * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted while waiting for its lock") {
+			t.Errorf("%s, SIGTERM while it waits for the lock: exit %d, %s", args[0], code, stderr.String())
+		}
+	}
+}
+
 const signalChildEnv = "HOOKREG_SIGNAL_CHILD"
 
 // TestSignalStopsCleanly sends SIGTERM and SIGINT to a migrator process in

@@ -43,6 +43,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +83,9 @@ type Options struct {
 	Create bool
 	// Timeout bounds the wait for the file lock; DefaultTimeout when zero.
 	Timeout time.Duration
+	// Context, when not nil, ends the wait for the file lock as soon as
+	// it is done (a signal), with an error that wraps its error.
+	Context context.Context
 	// InitialMmapSize is the initial memory map of a writable store;
 	// DefaultInitialMmapSize when zero.
 	InitialMmapSize int
@@ -145,10 +149,12 @@ func Open(path string, opts Options) (st *Store, err error) {
 	}
 	var db *bbolt.DB
 	err = protect(path, func() (err error) {
-		db, err = bbolt.Open(path, 0o600, bopts)
+		db, err = openWaiting(path, bopts, opts.Context)
 		return err
 	})
 	switch {
+	case opts.Context != nil && opts.Context.Err() != nil && errors.Is(err, opts.Context.Err()):
+		return nil, fmt.Errorf("opening store %s: interrupted while waiting for its lock: %w", path, err)
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("opening store %s: %w (waited %s)", path, store.ErrInUse, bopts.Timeout)
 	case errors.Is(err, store.ErrDamaged):
@@ -175,6 +181,31 @@ func Open(path string, opts Options) (st *Store, err error) {
 		st.warning = metaFallback(path)
 	}
 	return st, nil
+}
+
+// lockPoll is how long one attempt to take the file lock waits, when
+// Open's wait can be interrupted.
+const lockPoll = 100 * time.Millisecond
+
+// openWaiting opens the bbolt file, waiting up to bopts.Timeout for its
+// lock; with a ctx, in attempts of lockPoll, so that ctx ends the wait
+// (bbolt's own wait cannot be interrupted).
+func openWaiting(path string, bopts *bbolt.Options, ctx context.Context) (*bbolt.DB, error) {
+	if ctx == nil || bopts.Timeout <= lockPoll {
+		return bbolt.Open(path, 0o600, bopts)
+	}
+	deadline := time.Now().Add(bopts.Timeout)
+	attempt := *bopts
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		attempt.Timeout = min(lockPoll, max(time.Until(deadline), time.Millisecond))
+		db, err := bbolt.Open(path, 0o600, &attempt)
+		if !errors.Is(err, berrors.ErrTimeout) || !time.Now().Before(deadline) {
+			return db, err
+		}
+	}
 }
 
 // ErrArchive is a store path naming a backup archive.
