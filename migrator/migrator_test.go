@@ -55,17 +55,25 @@ func migratorMain(reg *hook.Registry, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-// TestStoreInUse: a second migrator on a store fails within seconds,
-// saying so, instead of waiting for the first.
-func TestStoreInUse(t *testing.T) {
-	t.Parallel()
+// heldStore returns the path of an initialized store that this process
+// holds open, with its lock, until the test ends.
+func heldStore(t *testing.T) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "s.db")
 	initAt(t, path)
 	holder, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Close()
+	t.Cleanup(func() { holder.Close() })
+	return path
+}
+
+// TestStoreInUse: a second migrator on a store fails within seconds,
+// saying so, instead of waiting for the first.
+func TestStoreInUse(t *testing.T) {
+	t.Parallel()
+	path := heldStore(t)
 	for _, args := range [][]string{
 		{"upgrade", "--online", "--store", path},
 		{"status", "--store", path},
@@ -92,13 +100,7 @@ func TestStoreInUse(t *testing.T) {
 // is in use: a signal during start-up is not lost.
 func TestSignalWhileWaitingForLock(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "s.db")
-	initAt(t, path)
-	holder, err := bolt.Open(path, bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close()
+	path := heldStore(t)
 	for _, args := range [][]string{
 		{"status", "--store", path},
 		{"upgrade", "--online", "--store", path},
