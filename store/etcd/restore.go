@@ -359,9 +359,30 @@ func (r *Restore) commit(p *request) error {
 	for i, o := range p.ops {
 		ops[i] = o.client()
 	}
-	var lastErr error
-	// Sent again until the request timeout passes: a member's death or
-	// an election is ridden out.
+	resp, lost, err := s.resend(func(ctx context.Context) (*clientv3.TxnResponse, error) {
+		return s.cli.Txn(ctx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(s.lay.current())).Commit()
+	})
+	switch {
+	case lost:
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(err))
+	case err != nil:
+		return s.refusal(p, err)
+	case resp.Succeeded:
+		return nil
+	}
+	if cur := resp.Responses[0].GetResponseRange().Kvs; len(cur) == 0 || string(cur[0].Value) != strconv.FormatInt(r.from, 10) {
+		return ErrGenerationChanged
+	}
+	return ErrLockLost
+}
+
+// resend sends a txn with send, again while its answer is lost (a
+// member's death, an election), with backoff, until the request timeout
+// passes; each attempt ends after attempt(). It returns the answer, or a
+// refusal of the request (definite), or, with lost set, the last lost
+// answer's error. Only a txn that may apply twice, or whose compares let
+// one send apply at most, is sent this way.
+func (s *Store) resend(send func(ctx context.Context) (*clientv3.TxnResponse, error)) (resp *clientv3.TxnResponse, lost bool, err error) {
 	ctx, cancel := s.reqCtx()
 	defer cancel()
 	delay := 20 * time.Millisecond
@@ -374,28 +395,17 @@ func (r *Restore) commit(p *request) error {
 			case <-time.After(wait):
 			}
 			if ctx.Err() != nil {
-				break
+				return nil, true, err
 			}
 		}
 		actx, acancel := context.WithTimeout(ctx, s.attempt())
-		resp, err := s.cli.Txn(actx).If(p.cmps...).Then(ops...).Else(clientv3.OpGet(s.lay.current())).Commit()
+		resp, err = send(actx)
 		acancel()
-		if err == nil {
-			if resp.Succeeded {
-				return nil
-			}
-			if cur := resp.Responses[0].GetResponseRange().Kvs; len(cur) == 0 || string(cur[0].Value) != strconv.FormatInt(r.from, 10) {
-				return ErrGenerationChanged
-			}
-			return ErrLockLost
-		}
-		if definite(err) {
-			return s.refusal(p, err)
+		if err == nil || definite(err) {
+			return resp, false, err
 		}
 		s.attemptFailed(ctx, err)
-		lastErr = err
 	}
-	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
 }
 
 // CheckRecord refuses, before anything is written, a record of table that
@@ -611,56 +621,34 @@ func (r *Restore) flip() error {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(old), "<", u.rev+1).WithPrefix())
 		orElse = append(orElse, clientv3.OpGet(old, clientv3.WithPrefix(), clientv3.WithMinModRev(u.rev+1), clientv3.WithLimit(1), clientv3.WithKeysOnly()))
 	}
-	var lastErr error
-	// Sent again until the request timeout passes: a member's death or
-	// an election is ridden out.
-	ctx, cancel := s.reqCtx()
-	defer cancel()
-	delay := 20 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			var wait time.Duration
-			wait, delay = backoff(delay)
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		actx, acancel := context.WithTimeout(ctx, s.attempt())
-		resp, err := s.cli.Txn(actx).
+	resp, lost, err := s.resend(func(ctx context.Context) (*clientv3.TxnResponse, error) {
+		return s.cli.Txn(ctx).
 			If(cmps...).
 			Then(clientv3.OpPut(cur, strconv.FormatInt(r.gen, 10))).
 			Else(orElse...).
 			Commit()
-		acancel()
-		if err == nil {
-			if resp.Succeeded {
-				return nil
-			}
-			kvs := resp.Responses[0].GetResponseRange().Kvs
-			if len(kvs) > 0 && string(kvs[0].Value) == strconv.FormatInt(r.gen, 10) {
-				return nil // an earlier attempt applied
-			}
-			if len(kvs) > 0 && kvs[0].ModRevision != r.fromRev {
-				return fmt.Errorf("switching to generation %d: %w", r.gen, ErrGenerationChanged)
-			}
-			if len(resp.Responses) > 1 {
-				if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-					return s.lay.changeAt(r.from, kvs[0].Key, kvs[0].ModRevision, r.unchanged.rev, kvs[0].Version, false)
-				}
-			}
-			return fmt.Errorf("switching to generation %d: %w", r.gen, ErrLockLost)
-		}
-		if definite(err) {
-			return fmt.Errorf("switching to generation %d: %w", r.gen, err)
-		}
-		s.attemptFailed(ctx, err)
-		lastErr = err
+	})
+	switch {
+	case lost:
+		return fmt.Errorf("switching to generation %d: %w: %w", r.gen, ErrOutcomeUnknown, s.unavailable(err))
+	case err != nil:
+		return fmt.Errorf("switching to generation %d: %w", r.gen, err)
+	case resp.Succeeded:
+		return nil
 	}
-	return fmt.Errorf("switching to generation %d: %w: %w", r.gen, ErrOutcomeUnknown, s.unavailable(lastErr))
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) > 0 && string(kvs[0].Value) == strconv.FormatInt(r.gen, 10) {
+		return nil // an earlier attempt applied
+	}
+	if len(kvs) > 0 && kvs[0].ModRevision != r.fromRev {
+		return fmt.Errorf("switching to generation %d: %w", r.gen, ErrGenerationChanged)
+	}
+	if len(resp.Responses) > 1 {
+		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+			return s.lay.changeAt(r.from, kvs[0].Key, kvs[0].ModRevision, r.unchanged.rev, kvs[0].Version, false)
+		}
+	}
+	return fmt.Errorf("switching to generation %d: %w", r.gen, ErrLockLost)
 }
 
 // Abort removes what the restore wrote, unless Finish made it current; it
