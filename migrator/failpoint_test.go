@@ -20,7 +20,10 @@ import (
 // "FIRST>NAME" (NAME once FIRST was reached) or "NAME#N" (the Nth time NAME
 // is reached): kill (SIGKILL itself), fail (the step returns an error),
 // pause (say "failpoint NAME" on stderr and wait until standard input
-// closes). Otherwise only the first time NAME is reached counts. The
+// closes), interrupt (pause, then wait until the command's context is
+// cancelled, for a test that signals the process while it is paused: the
+// signal is handled by a goroutine of its own, and the command must not go
+// on before it was). Otherwise only the first time NAME is reached counts. The
 // offline upgrade's child inherits it, so a point only the child reaches
 // kills the child.
 const envFailpoint = "HOOKREG_TEST_FAILPOINT"
@@ -60,9 +63,17 @@ func setFailpoint(spec string) {
 			select {}
 		case "fail":
 			return fmt.Errorf("failpoint %s", point)
-		case "pause":
+		case "pause", "interrupt":
 			fmt.Fprintf(os.Stderr, "failpoint %s\n", point)
 			io.Copy(io.Discard, os.Stdin)
+			if ctx := failpoint.Command(); action == "interrupt" && ctx != nil {
+				// Bounded only for a command that never sees the
+				// signal (a bug): the test then fails on its output.
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Minute):
+				}
+			}
 		}
 		return nil
 	}
@@ -86,7 +97,26 @@ type paused struct {
 // there. It fails the test if cmd ends first.
 func startPaused(t *testing.T, cmd *exec.Cmd, point string) *paused {
 	t.Helper()
-	withFailpoint(cmd, point+"=pause")
+	return startAt(t, cmd, point, "pause")
+}
+
+// interrupt starts cmd, sends it sig once it is paused at point, and
+// returns its exit status and standard error: it goes on from point once
+// it has handled the signal.
+func interrupt(t *testing.T, cmd *exec.Cmd, point string, sig syscall.Signal) (int, string) {
+	t.Helper()
+	p := startAt(t, cmd, point, "interrupt")
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return p.resume(t)
+}
+
+// startAt starts cmd with action (pause or interrupt) at point and returns
+// once it is there. It fails the test if cmd ends first.
+func startAt(t *testing.T, cmd *exec.Cmd, point, action string) *paused {
+	t.Helper()
+	withFailpoint(cmd, point+"="+action)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -101,6 +101,7 @@ import (
 	"github.com/hookreg/hookreg/backup"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
+	"github.com/hookreg/hookreg/internal/failpoint"
 	"github.com/hookreg/hookreg/internal/subcmd"
 	"github.com/hookreg/hookreg/store"
 )
@@ -225,6 +226,7 @@ func (p *Program) Main(args []string, stdin io.Reader, stdout, stderr io.Writer)
 	// point and cleans up. A second one gets the default behaviour (the
 	// process ends), which every command also survives.
 	context.AfterFunc(ctx, stop)
+	failpoint.SetCommand(ctx)
 	prog := p.Name
 	if prog == "" {
 		prog = filepath.Base(os.Args[0])

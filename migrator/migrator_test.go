@@ -106,19 +106,11 @@ func TestSignalWhileWaitingForLock(t *testing.T) {
 		{"upgrade", "--online", "--store", path},
 		{"backup", "--store", path, "--out", filepath.Join(t.TempDir(), "b.tar.zst")},
 	} {
-		cmd := migratorCmd(t, "example", args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Past the start-up (the handlers are installed first thing),
-		// within the lock's 2 s wait.
-		time.Sleep(500 * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted while waiting for its lock") {
-			t.Errorf("%s, SIGTERM while it waits for the lock: exit %d, %s", args[0], code, stderr.String())
+		// Signalled once it found the lock taken, within the lock's
+		// 2 s wait.
+		code, stderr := interrupt(t, migratorCmd(t, "example", args...), "bolt.lock-wait", syscall.SIGTERM)
+		if code != 1 || !strings.Contains(stderr, "interrupted while waiting for its lock") {
+			t.Errorf("%s, SIGTERM while it waits for the lock: exit %d, %s", args[0], code, stderr)
 		}
 	}
 }

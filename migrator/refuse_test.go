@@ -455,15 +455,7 @@ func TestSignals(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := dirtest.Snapshot(t, dir)
-			p := startPaused(t, migratorCmd(t, "example", c.args...), c.point)
-			if err := p.cmd.Process.Signal(c.sig); err != nil {
-				t.Fatal(err)
-			}
-			// The signal is handled asynchronously (by the signal
-			// package's goroutine); give it time to cancel before the
-			// command goes on from the failpoint.
-			time.Sleep(500 * time.Millisecond)
-			code, stderr := p.resume(t)
+			code, stderr := interrupt(t, migratorCmd(t, "example", c.args...), c.point, c.sig)
 			if code != 1 || !strings.Contains(stderr, "interrupted") {
 				t.Errorf("exit %d, stderr %q; want exit 1, interrupted", code, stderr)
 			}

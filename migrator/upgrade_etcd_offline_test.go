@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -282,15 +281,7 @@ func TestEtcdOfflineSignal(t *testing.T) {
 			url, prefix := fixtureStore(t)
 			dir := t.TempDir()
 			old := dumpOf(t, "--store", url)
-			run := startPaused(t, migratorCmd(t, "example", "upgrade", "--offline", "--store", url, "--backup-dir", dir), point)
-			if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			// The signal is handled asynchronously (by the signal
-			// package's goroutine); give it time to cancel before the
-			// command goes on from the failpoint, as TestSignals does.
-			time.Sleep(500 * time.Millisecond)
-			code, stderr := run.resume(t)
+			code, stderr := interrupt(t, migratorCmd(t, "example", "upgrade", "--offline", "--store", url, "--backup-dir", dir), point, syscall.SIGTERM)
 			if code != 1 || !strings.Contains(stderr, "interrupted") {
 				t.Fatalf("upgrade after SIGTERM: exit %d\n%s", code, stderr)
 			}

@@ -7,6 +7,11 @@
 // from an environment variable that only the test code reads).
 package failpoint
 
+import (
+	"context"
+	"sync/atomic"
+)
+
 // Hook, when not nil, is called at each point with its name. It may kill
 // the process, block, or return an error, which the caller returns as if
 // the step had failed. Only tests set it, before anything runs.
@@ -18,4 +23,26 @@ func Inject(name string) error {
 		return nil
 	}
 	return Hook(name)
+}
+
+// command is the context SetCommand recorded.
+var command atomic.Pointer[context.Context]
+
+// SetCommand records ctx, the context of the command a process runs (the
+// migrator's, which its first SIGINT or SIGTERM cancels), when a test has
+// set Hook: a Hook that pauses a process at a point for a test to signal
+// it can then wait, before it lets the command go on, until the signal
+// has been handled, instead of for a while.
+func SetCommand(ctx context.Context) {
+	if Hook != nil {
+		command.Store(&ctx)
+	}
+}
+
+// Command returns the context SetCommand recorded, or nil.
+func Command() context.Context {
+	if p := command.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

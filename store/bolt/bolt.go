@@ -56,6 +56,7 @@ import (
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/internal/atomicfile"
+	"github.com/hookreg/hookreg/internal/failpoint"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -196,7 +197,7 @@ func openWaiting(path string, bopts *bbolt.Options, ctx context.Context) (*bbolt
 	}
 	deadline := time.Now().Add(bopts.Timeout)
 	attempt := *bopts
-	for {
+	for waited := false; ; waited = true {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -204,6 +205,11 @@ func openWaiting(path string, bopts *bbolt.Options, ctx context.Context) (*bbolt
 		db, err := bbolt.Open(path, 0o600, &attempt)
 		if !errors.Is(err, berrors.ErrTimeout) || !time.Now().Before(deadline) {
 			return db, err
+		}
+		if !waited {
+			if err := failpoint.Inject("bolt.lock-wait"); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
