@@ -162,6 +162,11 @@ type Decl struct {
 	// ID is the key the digest is computed over; empty for h1, whose key
 	// is derived from Name.
 	ID string
+	// Module and Version are set (h4) for a piece of a module read from
+	// the module cache: its path and the version the build selects
+	// ("v1.2.3", or "other/path v1.2.3" for a replacement). The key does
+	// not name the version.
+	Module, Version string
 }
 
 // Key returns the piece's key: its name without the file name, so that
