@@ -331,7 +331,10 @@ func (w *work) changedDecls(ctx context.Context, refName, commit string, num int
 	alg := codedigest.Algorithm(old) + ":"
 	res, err := w.refResult(ctx, commit, num, alg)
 	if err != nil {
-		return []change{{name: fmt.Sprintf("(could not load %s (%.7s) to name the declarations: %v)", refName, commit, err)}}
+		if short := fmt.Sprintf("%.7s", commit); !strings.Contains(refName, short) {
+			refName += " (" + short + ")"
+		}
+		return []change{{name: fmt.Sprintf("(could not load %s to name the declarations: %v)", refName, err)}}
 	}
 	if res.Digest == "" {
 		return nil
