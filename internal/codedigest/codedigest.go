@@ -155,7 +155,10 @@
 //     hooks.sum, it keeps the pair as a further field ("h3:...->h4:..."):
 //     the same code under both algorithms, checked twice: the current code
 //     has the old digest under the old algorithm, and the tree of the commit
-//     that first recorded the old digest has the current digest. The
+//     that first recorded the old digest has the current digest (for an
+//     h3 digest, which recorded module versions, the second check alone:
+//     after a bump that changes no reached code the current code has
+//     another h3 digest and the same h4 one). The
 //     generated registry carries these pairs with the amendments, so the
 //     migrator accepts a store that applied the hook under h1, h2 or h3 (see
 //     hook.Hook.Amendments).
