@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
 
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/etcdtest"
@@ -41,6 +44,12 @@ func TestMain(m *testing.M) {
 		"oldsum": func() {
 			if err := oldSum(os.Args[1:]); err != nil {
 				fmt.Fprintln(os.Stderr, "oldsum:", err)
+				os.Exit(1)
+			}
+		},
+		"goproxy": func() {
+			if err := goProxy(os.Args[1:]); err != nil {
+				fmt.Fprintln(os.Stderr, "goproxy:", err)
 				os.Exit(1)
 			}
 		},
@@ -76,6 +85,10 @@ func TestMain(m *testing.M) {
 //   - the command "oldsum ALG": write generated/hooks.sum of registry.yaml
 //     with the digests of an earlier algorithm (h1:, h2:), as a hookgen of
 //     that time wrote it;
+//   - the command "goproxy SRC DIR": publish every directory
+//     SRC/PATH@VERSION (a module's files) as module PATH at VERSION in
+//     DIR, a file-based module proxy (GOPROXY=file://DIR), so that a
+//     script can bump a dependency of its own between versions;
 //   - HOOKREG_REBUILD_CACHE: the build cache that the release gates of
 //     every script use for their rebuild (release.TestRebuildCache);
 //   - the Go build and module caches of the host, with GOFLAGS=-mod=mod and
@@ -167,6 +180,70 @@ func etcdCluster(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("ETCD_ENDPOINTS", strings.Join(hosts, ","))
 	ts.Setenv("ETCD_PREFIX", prefix)
 	ts.Setenv("ETCD_STORE", "etcd://"+strings.Join(hosts, ",")+prefix)
+}
+
+// goProxy runs "goproxy SRC DIR": see TestScript.
+func goProxy(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: goproxy SRC DIR")
+	}
+	src, dst := args[0], args[1]
+	versions := make(map[string][]string)
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		modPath, version, ok := strings.Cut(filepath.ToSlash(rel), "@")
+		if !ok {
+			return nil
+		}
+		mv := module.Version{Path: modPath, Version: version}
+		escaped, err := module.EscapePath(modPath)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(dst, filepath.FromSlash(escaped), "@v")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		gomod, err := os.ReadFile(filepath.Join(p, "go.mod"))
+		if err != nil {
+			return err
+		}
+		info := fmt.Sprintf("{\"Version\":%q,\"Time\":\"2026-01-01T00:00:00Z\"}\n", version)
+		if err := os.WriteFile(filepath.Join(dir, version+".info"), []byte(info), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, version+".mod"), gomod, 0o644); err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(dir, version+".zip"))
+		if err != nil {
+			return err
+		}
+		if err := modzip.CreateFromDir(f, mv, p); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		versions[dir] = append(versions[dir], version)
+		return filepath.SkipDir
+	})
+	if err != nil {
+		return err
+	}
+	for dir, vs := range versions {
+		if err := os.WriteFile(filepath.Join(dir, "list"), []byte(strings.Join(vs, "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // oldSum runs "oldsum ALG" in the working directory: see TestScript.

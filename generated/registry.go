@@ -14,7 +14,7 @@ import (
 var Registry = &hook.Registry{
 	Product: "mqtt-broker",
 	Release: "5.1.0",
-	Digest:  "h1:gDPEpd6ixC/1xla94KdE045m0u8a0STvh5Kht7+qjSQ=",
+	Digest:  "h1:Rdn5gDSKMeWfp0Gy881GGUTFOxNZBk5XdqKo5zF6xhg=",
 	Hooks: []hook.Hook{
 		// 98 libfoo.UpgradeLibFoo (5.0.0, offline): Key users by authenticator group; rename the acl_nomatch setting.
 		{
@@ -22,11 +22,12 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.0",
 			AllowOnline:  false,
 			Name:         "libfoo.UpgradeLibFoo",
-			Digest:       "h3:OR0J8egoXNTiiX/Y/TEVHiogbBorqpK1ZLXNFhTHBME=",
+			Digest:       "h4:OR0J8egoXNTiiX/Y/TEVHiogbBorqpK1ZLXNFhTHBME=",
 			Amendments: []hook.Amendment{
 				{Old: "h1:jN31opiLekN6UkY2ilR8mpojtNyLp9opEa5Ji8zYs8U=", New: "h2:HTcpbBg6Ttal80UkmtdAFjbqdlPUhXmbr6cut/4PzqM="},
 				{Old: "h2:HTcpbBg6Ttal80UkmtdAFjbqdlPUhXmbr6cut/4PzqM=", New: "h2:14j9hHPywTItDwZm898gCfnlBB+4FqGPwcckS4N4X6c=", Reason: "hookreg runtime: hook.Table gains nested tables and sequences, Scan shows a nested table (nil value) instead of skipping it, DropTable refuses to lose nested tables or a sequence (issue 17)"},
 				{Old: "h2:14j9hHPywTItDwZm898gCfnlBB+4FqGPwcckS4N4X6c=", New: "h3:OR0J8egoXNTiiX/Y/TEVHiogbBorqpK1ZLXNFhTHBME="},
+				{Old: "h3:OR0J8egoXNTiiX/Y/TEVHiogbBorqpK1ZLXNFhTHBME=", New: "h4:OR0J8egoXNTiiX/Y/TEVHiogbBorqpK1ZLXNFhTHBME="},
 			},
 			Func: libfoo.UpgradeLibFoo,
 		},
@@ -36,11 +37,12 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.0.1",
 			AllowOnline:  true,
 			Name:         "libbar.UpgradeLibBar",
-			Digest:       "h3:wWAhdU+1GNSmafA/fbXG0c5yj95ASlZx2rbq2bpWVBw=",
+			Digest:       "h4:wWAhdU+1GNSmafA/fbXG0c5yj95ASlZx2rbq2bpWVBw=",
 			Amendments: []hook.Amendment{
 				{Old: "h1:l7yhR9PX51Whdvf7QKMEPoxtU9dXltoKnsVBHbyFXXw=", New: "h2:YJ8F1djhVZQjRClNNGCylzZVoVVL8zKrWlXTI1//dtw="},
 				{Old: "h2:YJ8F1djhVZQjRClNNGCylzZVoVVL8zKrWlXTI1//dtw=", New: "h2:joYgctOQ3lLzkQL4RHT+UeF/qCeDXb3/A5CXT1/ZzfU=", Reason: "hookreg runtime: hook.Table gains nested tables and sequences, Scan shows a nested table (nil value) instead of skipping it, DropTable refuses to lose nested tables or a sequence (issue 17)"},
 				{Old: "h2:joYgctOQ3lLzkQL4RHT+UeF/qCeDXb3/A5CXT1/ZzfU=", New: "h3:wWAhdU+1GNSmafA/fbXG0c5yj95ASlZx2rbq2bpWVBw="},
+				{Old: "h3:wWAhdU+1GNSmafA/fbXG0c5yj95ASlZx2rbq2bpWVBw=", New: "h4:wWAhdU+1GNSmafA/fbXG0c5yj95ASlZx2rbq2bpWVBw="},
 			},
 			Func: libbar.UpgradeLibBar,
 		},
@@ -50,12 +52,13 @@ var Registry = &hook.Registry{
 			IntroducedIn: "5.1.0",
 			AllowOnline:  false,
 			Name:         "UpgradeLibBaz",
-			Digest:       "h3:+MPOeYWkBTAOl1v9VeAZTJmT6Wvy/heszJk2sTAwvug=",
+			Digest:       "h4:+MPOeYWkBTAOl1v9VeAZTJmT6Wvy/heszJk2sTAwvug=",
 			Amendments: []hook.Amendment{
 				{Old: "h1:tHNR6FAypqOEAZI7xxa3zcuboBP2A9JYcjtBDFynqi0=", New: "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E="},
 				{Old: "h2:T9JTH+HjwQaVKtgMC4O3/J9hMIHgnj+WOTvL2Uep9+E=", New: "h2:5T4WPPOjfY80d4Pgtal4wXviuMn+wemvjYtSV5Nc2uE=", Reason: "hook.EachBatch now also checkpoints when a bounded store's transaction (etcd) gets full, so the hook fits a cluster's transactions at default limits; the records it writes are unchanged"},
 				{Old: "h2:5T4WPPOjfY80d4Pgtal4wXviuMn+wemvjYtSV5Nc2uE=", New: "h2:Cv+AUMqO6sDJTqAlfBRGB9wixdbSnYmHXf6w9GKqfsw=", Reason: "hookreg runtime: hook.Table gains nested tables and sequences, Scan shows a nested table (nil value) instead of skipping it, DropTable refuses to lose nested tables or a sequence (issue 17)"},
 				{Old: "h2:Cv+AUMqO6sDJTqAlfBRGB9wixdbSnYmHXf6w9GKqfsw=", New: "h3:+MPOeYWkBTAOl1v9VeAZTJmT6Wvy/heszJk2sTAwvug="},
+				{Old: "h3:+MPOeYWkBTAOl1v9VeAZTJmT6Wvy/heszJk2sTAwvug=", New: "h4:+MPOeYWkBTAOl1v9VeAZTJmT6Wvy/heszJk2sTAwvug="},
 			},
 			Func: hooks.UpgradeLibBaz,
 		},

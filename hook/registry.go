@@ -32,7 +32,7 @@ const DigestPrefix = "h1:"
 // CodeDigestPrefix is the algorithm prefix of the code digests hookgen
 // generates (Hook.Digest); digests of earlier algorithms reach them through
 // Hook.Amendments.
-const CodeDigestPrefix = "h3:"
+const CodeDigestPrefix = "h4:"
 
 // ComputeDigest returns the registry digest: "h1:" and the base64 SHA-256 of
 // a text that names the product, the release, the minimum data version and,

@@ -1,10 +1,12 @@
 // Package codedigest computes the code digest of an upgrade hook: a hash over
 // everything of the product's own code that can change what the hook does.
 //
-// # The h3 algorithm
+// # The h4 algorithm
 //
-// [Scope.Compute] returns "h3:" digests, the algorithm hookgen writes to
-// generated/hooks.sum. It works on source files, not on the host's build:
+// [Scope.Compute] returns "h4:" digests, the algorithm hookgen writes to
+// generated/hooks.sum: the h3 walk below ([Scope.ComputeH3]) over a scope
+// that also holds the code the hook reaches in the modules go.sum pins
+// (see "Dependencies"). It works on source files, not on the host's build:
 // every package in scope is read from its directory with all its files, for
 // every build context (any GOOS, GOARCH, cgo setting, build tag or Go
 // version), so that the digest does not depend on the machine or the build
@@ -19,9 +21,11 @@
 // whose code go.sum does not pin: a replace to a local directory, a go.work
 // use entry (a go.work replace overrides go.mod's), and vendor/ when the
 // build uses it (as the go command reports: GOFLAGS=-mod=mod builds without
-// it). Other modules are pinned by go.sum; for them the digest records the
-// version go.mod requires (see below). The standard library and the Go
-// toolchain are not hashed.
+// it). In h4, also every other module (not the standard library) whose
+// packages the reached code reaches, read from the module cache (see
+// "Dependencies"); in h3, the digest records for those the version go.mod
+// requires (see below). The standard library and the Go toolchain are not
+// hashed.
 //
 // What is hashed, starting from the hook function and following every name
 // a hashed piece of code uses (a package-level name of the same package,
@@ -69,18 +73,22 @@
 //   - for each module outside the scope that the reached code refers to
 //     (pkg.Name) or imports for its side effects (import _), the version go.mod
 //     requires: bumping it changes the digest, and the lint reports it
-//     under its own rule.
+//     under its own rule. In h4 these are only the modules no requirement
+//     provides (an untidy go.mod: "(not required in go.mod)"); the others
+//     are in scope.
 //
 // Each piece is an item with a key that names its package directory, not
 // its file: reformatting, reordering, comment edits and moving a
 // declaration to another unconditional file of the package keep the digest.
-// The digest is "h3:" followed by the standard base64 encoding of a SHA-256
+// The digest is "h4:" ("h3:") followed by the standard base64 encoding of a SHA-256
 // over the sorted "key hash" lines.
 //
 // Limits: data the hook reads at run time from disk or the network is not
 // code and is not hashed; nor is the engine's own implementation of hook.Tx
-// and the store, the standard library, the toolchain, the code of pinned
-// modules (their version is recorded instead), or code of the product
+// and the store (the hook reaches it only through the hook.Tx interface,
+// never by name, so neither h3 nor h4 follows it), the standard library,
+// the toolchain, the code of pinned modules in h3 (their version is
+// recorded instead; h4 hashes what is reached of it), or code of the product
 // outside the hook's import closure that writes a hook package's variables
 // (a main package's init). Names are followed by syntax over every build
 // (x.M follows M through the methods of the types the code names), which can
@@ -88,6 +96,30 @@
 // of a package imported only by files the host's build does not compile,
 // and outside the scope, is guessed from its path when the go command did
 // not list it (last element without a major version, ".vN", "go-" or "-go").
+//
+// # Dependencies (h4)
+//
+// h4 follows names into every module the build takes from the module
+// cache, as into the main module: a package of a required module (direct
+// or indirect, as go.mod's require and replace and go.work's replace
+// select it; for a tree the go command loaded, its own selection) is read
+// from the module cache directory of that version, which go.sum verified
+// when it was downloaded. What is reached there is hashed as local code
+// is, package state and the go line of its go.mod included, and what that
+// code reaches in further modules too (a hook calls a, a calls b: b's
+// reached code counts). Keys name the module path and the package, not
+// the version ("example.com/dep: func Greet"), so a bump that changes no
+// reached piece (a README, a test, a package nothing reaches) keeps the
+// digest, and one that does changes it; [Decl.Module] and [Decl.Version]
+// say where such a piece lies, so that the lint names the module, both
+// versions and the changed declaration. A version that is not in the
+// module cache (the tree of an old reference) is fetched with "go mod
+// download -json", under the user's GOPROXY and GOFLAGS; when that fails,
+// the error names the module and version. Out of scope, as in h3: the
+// standard library and the toolchain; the engine's implementation behind
+// the hook.Tx interfaces (not reached by name); code a dependency reaches
+// only through an interface or a function value the hook does not name
+// (methods of the types named are followed, as in the main module).
 //
 // # Why not a call graph
 //
@@ -107,9 +139,11 @@
 // # Earlier algorithms and algorithm changes
 //
 // [ComputeH1] (type information of one host build, without package state,
-// directives, other builds or non-Go files) and [Scope.ComputeH2] (source
+// directives, other builds or non-Go files), [Scope.ComputeH2] (source
 // over every build, with AST fields hashed by hand and names guessed from
-// import paths) are the algorithms of hookreg's earlier releases, kept
+// import paths) and [Scope.ComputeH3] (h4 without the code of pinned
+// modules, whose required versions it records) are the algorithms of
+// hookreg's earlier releases, kept
 // unchanged: their digests remain in release fixtures, in the metadata of
 // stores that applied hooks, and in hooks.sum at old references. So:
 //
@@ -118,12 +152,15 @@
 //     over the reference's own tree (an earlier algorithm may be blind to
 //     the change);
 //   - when hookgen generate replaces an earlier algorithm's line of
-//     hooks.sum, it keeps the pair as a further field ("h2:...=h3:..."):
+//     hooks.sum, it keeps the pair as a further field ("h3:...->h4:..."):
 //     the same code under both algorithms, checked twice: the current code
 //     has the old digest under the old algorithm, and the tree of the commit
-//     that first recorded the old digest has the current digest. The
+//     that first recorded the old digest has the current digest (for an
+//     h3 digest, which recorded module versions, the second check alone:
+//     after a bump that changes no reached code the current code has
+//     another h3 digest and the same h4 one). The
 //     generated registry carries these pairs with the amendments, so the
-//     migrator accepts a store that applied the hook under h1 or h2 (see
+//     migrator accepts a store that applied the hook under h1, h2 or h3 (see
 //     hook.Hook.Amendments).
 //
 // Example:
@@ -132,7 +169,7 @@
 //	// ...
 //	s.UsePackages(pkgs) // from golang.org/x/tools/go/packages
 //	res, err := s.Compute("example.com/broker/hooks/libfoo", "UpgradeLibFoo")
-//	// res.Digest == "h3:2T4l...="
+//	// res.Digest == "h4:2T4l...="
 //	// res.Decls[0] == Decl{Name: "hooks/libfoo/users.go: func normalize", ...}
 package codedigest
 
@@ -143,7 +180,7 @@ import (
 
 // Result is a hook's code digest and the pieces it covers.
 type Result struct {
-	// Digest is the algorithm prefix ("h3:", "h2:", "h1:") followed by base64 of
+	// Digest is the algorithm prefix ("h4:", "h3:", "h2:", "h1:") followed by base64 of
 	// a SHA-256.
 	Digest string
 	// Decls are the pieces covered, sorted by Name.
@@ -162,6 +199,11 @@ type Decl struct {
 	// ID is the key the digest is computed over; empty for h1, whose key
 	// is derived from Name.
 	ID string
+	// Module and Version are set (h4) for a piece of a module read from
+	// the module cache: its path and the version the build selects
+	// ("v1.2.3", or "other/path v1.2.3" for a replacement). The key does
+	// not name the version.
+	Module, Version string
 }
 
 // Key returns the piece's key: its name without the file name, so that

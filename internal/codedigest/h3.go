@@ -23,9 +23,9 @@ import (
 	"golang.org/x/tools/go/packages"
 )
 
-// Prefix is the algorithm prefix of the digests Scope.Compute returns,
-// the one hookgen writes to hooks.sum.
-const Prefix = "h3:"
+// PrefixH3 is the algorithm prefix of the digests Scope.ComputeH3
+// returns, the algorithm of hookreg's releases before h4.
+const PrefixH3 = "h3:"
 
 // ErrNotDeclared is returned by Compute for a function that its package
 // does not declare, or a package outside the scope.
@@ -68,6 +68,7 @@ type h3state struct {
 // others from their paths (see the package doc).
 func (s *Scope) UsePackages(pkgs []*packages.Package) {
 	st := s.h3init()
+	s.usePackagesH4(pkgs)
 	// The vendor directory of the tree pkgs were loaded from (the
 	// packages of another version of the module may be given).
 	vendor := filepath.Join(s.mainDir, "vendor") + string(filepath.Separator)
@@ -204,9 +205,16 @@ type decl3 struct {
 	init, state bool
 }
 
-// Compute returns the "h3:" code digest of the function name of the
-// package pkgPath (in scope).
-func (s *Scope) Compute(pkgPath, name string) (Result, error) {
+// ComputeH3 returns the "h3:" code digest of the function name of the
+// package pkgPath (in scope): modules pinned by go.sum are out of its
+// scope, their required versions are items instead.
+func (s *Scope) ComputeH3(pkgPath, name string) (Result, error) {
+	return s.compute(PrefixH3, pkgPath, name)
+}
+
+// compute is the walk of h3 and h4, which differ in their scope (see
+// Scope.deps).
+func (s *Scope) compute(prefix, pkgPath, name string) (Result, error) {
 	st := s.h3init()
 	p, err := s.pkg3(pkgPath)
 	if err != nil {
@@ -267,7 +275,10 @@ func (s *Scope) Compute(pkgPath, name string) (Result, error) {
 		fmt.Fprintf(h, "%s %s\n", d.ID, d.Hash)
 	}
 	slices.SortFunc(decls, func(a, b Decl) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Hash, b.Hash)) })
-	return Result{Digest: Prefix + base64.StdEncoding.EncodeToString(h.Sum(nil)), Decls: decls}, nil
+	if s.deps {
+		w.markModules(decls)
+	}
+	return Result{Digest: prefix + base64.StdEncoding.EncodeToString(h.Sum(nil)), Decls: decls}, nil
 }
 
 type walk3 struct {
@@ -349,6 +360,9 @@ func (s *Scope) locate3(importPath string) (module, string, bool) {
 		}
 		return m, dir, true
 	}
+	if s.deps {
+		return s.locateDep(importPath)
+	}
 	return module{}, "", false
 }
 
@@ -373,6 +387,10 @@ func (s *Scope) pkg3(importPath string) (*pkg3, error) {
 		}
 	}
 	st.pkgs[importPath] = p
+	if mod.err != nil {
+		p.err = fmt.Errorf("reading package %s: %w", importPath, mod.err)
+		return p, p.err
+	}
 	if err := s.parse3(p); err != nil {
 		p.err = fmt.Errorf("reading package %s: %w", importPath, err)
 	}

@@ -14,7 +14,7 @@ func compute3(t testing.TB, files map[string]string) codedigest.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Compute("example.com/p/hooks", "Upgrade")
+	res, err := s.ComputeH3("example.com/p/hooks", "Upgrade")
 	if err != nil {
 		t.Fatal(err)
 	}

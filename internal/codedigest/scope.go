@@ -28,6 +28,10 @@ type module struct {
 	Origin string
 	// goLine is a vendored module's go version (vendor/modules.txt).
 	goLine string
+	// Version is the version of a module read from the module cache
+	// (Origin "cache", h4), err why its directory could not be had.
+	Version string
+	err     error
 }
 
 // Scope is the code digests are computed over: the main module and the
@@ -47,6 +51,7 @@ type Scope struct {
 	addOrder []module
 	vendored map[string]string
 	h3       h3state
+	h4state
 }
 
 // setting is a piece of the build configuration in every digest; dir is

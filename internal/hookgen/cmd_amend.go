@@ -27,14 +27,16 @@ appends an amendment to each hook NUM in registry.yaml, with the same
 reason (one change that touches many hooks is one review),
 
 	amendments:
-	  - old: h3:...        # the hook's code digest at the references
-	    new: h3:...        # its code digest now
+	  - old: h4:...        # the hook's code digest at the references
+	    new: h4:...        # its code digest now
 	    reason: TEXT
 
 keeping the file's comments and layout. "hookgen lint" accepts a code change
 (immutable-code, dependency-version) exactly when the amendments lead from
-a reference's digest to the current one; "old" may be an h1: or h2: digest
-of a reference older than the h3 algorithm. Every hook is amended, or none. Make the change first, then amend,
+a reference's digest to the current one; "old" may be an h1:, h2: or h3:
+digest of a reference older than the h4 algorithm. A dependency bump that
+changes code several hooks reach is one review: amend them all in one run,
+with one reason. Every hook is amended, or none. Make the change first, then amend,
 regenerate and commit both; review the amendment like any code change. The
 generated registry carries the amendments: the migrator built from it
 upgrades stores that applied the hook before the change, and marks the hook
@@ -43,7 +45,7 @@ as amended.
 Example:
 
 	$ hookgen amend 98 --reason "fix CVE-2026-1234 in ACL parsing"
-	hookgen: hook 98: recorded amendment from h3:2T4l...= (v5.0.0) to h3:Qm9v...= in registry.yaml
+	hookgen: hook 98: recorded amendment from h4:2T4l...= (v5.0.0) to h4:Qm9v...= in registry.yaml
 	$ hookgen amend 98 99 100 --reason "reviewed github.com/hookreg/hookreg v1.2.1"
 	$ go generate ./... && hookgen lint
 `,

@@ -26,7 +26,7 @@ it is (the commit that adopted hookreg) and checks only what came after.
 History is read in batch (one git log, one git cat-file), so it stays fast
 on long histories. A hooks.sum that does not parse at a commit is an
 environment error (exit status 2) naming the commit: its digests cannot be
-checked. Digests of two algorithms (h1: before h2:) are compared through
+checked. Digests of two algorithms (h3: before h4:, say) are compared through
 the pairs hooks.sum records for the same code.
 
 Example:

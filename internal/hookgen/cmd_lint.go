@@ -31,6 +31,11 @@ registry.yaml:
                        declaration of the module it uses), naming the
                        declarations that changed; "hookgen amend" records
                        a reviewed change
+  dependency-version   the code it reaches in a dependency (read from the
+                       module cache) changed with the module's version:
+                       names the module, both versions and the changed
+                       declarations; a bump that changes no code the hook
+                       reaches is no change
   immutable-amendment  a recorded amendment changed or removed
   amend-invalid        an amendment whose digests do not lead from the
                        reference's digest to the current one
@@ -53,7 +58,7 @@ environment error too.
 Example:
 
 	$ hookgen lint
-	registry.yaml:20:11: hook 98: code of func "libfoo.UpgradeLibFoo" changed since v5.0.0: digest "h2:2T4l..." is now "h2:Qm9v..."; changed: hooks/libfoo/users.go: func normalize; revert the change, or record a reviewed change with hookgen amend 98 --reason "..." [immutable-code]
+	registry.yaml:20:11: hook 98: code of func "libfoo.UpgradeLibFoo" changed since v5.0.0: digest "h4:2T4l..." is now "h4:Qm9v..."; changed: hooks/libfoo/users.go: func normalize; revert the change, or record a reviewed change with hookgen amend 98 --reason "..." [immutable-code]
 		registry.yaml: hook 98 landed in commit 1a2b3c4d5e6f "Add libfoo upgrade", first released in v5.0.0
 	$ hookgen lint --against origin/release-5.0 --format github
 `,

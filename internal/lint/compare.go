@@ -249,13 +249,31 @@ func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest 
 	if c.changed != nil {
 		changes = c.changed(h.Num, oldDigest)
 	}
+	// A module's version (h3), or the pieces of a module whose
+	// version changed (h4), grouped by module: "module M from "v1" to
+	// "v2" (changed: M/x.go: func F)".
 	var names, deps []string
+	var mods []string
+	pieces := make(map[string][]string)
 	for _, ch := range changes {
 		if ch.mod != "" {
-			deps = append(deps, fmt.Sprintf("module %s from %q to %q", ch.mod, ch.from, ch.to))
+			k := fmt.Sprintf("module %s from %q to %q", ch.mod, ch.from, ch.to)
+			if _, ok := pieces[k]; !ok {
+				mods = append(mods, k)
+				pieces[k] = nil
+			}
+			if !strings.HasPrefix(ch.name, "go.mod: require ") {
+				pieces[k] = append(pieces[k], ch.name)
+			}
 			continue
 		}
 		names = append(names, ch.name)
+	}
+	for _, k := range mods {
+		if len(pieces[k]) > 0 {
+			k += " (changed: " + strings.Join(pieces[k], ", ") + ")"
+		}
+		deps = append(deps, k)
 	}
 	if len(deps) > 0 && len(names) == 0 {
 		c.finding(ds, h.FuncPos, RuleDependency, h.Num, "func %q uses a dependency whose version changed since %s: %s; its digest %q is now %q; review the dependency's changes and record them with hookgen amend %d --reason \"...\", or restore the version in go.mod", h.Func, c.ref, strings.Join(deps, ", "), oldDigest, newest, h.Num)
@@ -270,7 +288,7 @@ func (c *comparison) code(ds *[]diag.Diagnostic, o, h *registry.Hook, oldDigest 
 
 // knownAlgorithm reports a digest of an algorithm hookgen computes.
 func knownAlgorithm(digest string) bool {
-	return strings.HasPrefix(digest, codedigest.Prefix) || strings.HasPrefix(digest, codedigest.PrefixH2) || strings.HasPrefix(digest, codedigest.PrefixH1)
+	return strings.HasPrefix(digest, codedigest.Prefix) || strings.HasPrefix(digest, codedigest.PrefixH3) || strings.HasPrefix(digest, codedigest.PrefixH2) || strings.HasPrefix(digest, codedigest.PrefixH1)
 }
 
 func amendmentsExtend(old, cur []registry.Amendment) bool {

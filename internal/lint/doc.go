@@ -3,7 +3,7 @@
 // "hookgen amend".
 //
 // [Lint] compares the working tree's registry.yaml, and the code digest of
-// every hook computed now (internal/codedigest, "h3:"), with
+// every hook computed now (internal/codedigest, "h4:"), with
 // registry.yaml and generated/hooks.sum at each reference commit: by
 // default the merge base with the default branch and every release tag (v
 // followed by a strict semantic version); a reference without registry.yaml
@@ -20,9 +20,11 @@
 //	immutable-code       the code digest changed without amendments leading from
 //	                     the old digest to the new one; lint names the changed
 //	                     declarations by reading the reference's tree
-//	dependency-version   (lint) the only change is the version go.mod requires
-//	                     of a module the hook uses: names the module and both
-//	                     versions; an error, accepted by hookgen amend
+//	dependency-version   (lint) every changed piece lies in a module of the
+//	                     module cache whose version changed (h4: the code the
+//	                     hook reaches there; h3: the version go.mod requires):
+//	                     names the module, both versions and the changed
+//	                     declarations; an error, accepted by hookgen amend
 //	immutable-amendment  an amendment recorded at the reference changed or removed
 //	amend-invalid        an amendment added since the reference whose digests do
 //	                     not lead from the reference's digest to the current one

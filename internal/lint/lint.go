@@ -327,11 +327,14 @@ func (w *work) firstNumCommits(ctx context.Context) map[int]landedAt {
 // changedDecls names what changed behind a code change of hook num since
 // commit: the reference's digest of algorithm alg is computed again over
 // its tree, and the pieces compared with cur's by key.
-func (w *work) changedDecls(ctx context.Context, commit string, num int, old string, cur *current) []change {
+func (w *work) changedDecls(ctx context.Context, refName, commit string, num int, old string, cur *current) []change {
 	alg := codedigest.Algorithm(old) + ":"
 	res, err := w.refResult(ctx, commit, num, alg)
 	if err != nil {
-		return []change{{name: fmt.Sprintf("(could not load %.7s to name the declarations: %v)", commit, err)}}
+		if short := fmt.Sprintf("%.7s", commit); !strings.Contains(refName, short) {
+			refName += " (" + short + ")"
+		}
+		return []change{{name: fmt.Sprintf("(could not load %s to name the declarations: %v)", refName, err)}}
 	}
 	if res.Digest == "" {
 		return nil
@@ -348,9 +351,10 @@ func (w *work) changedDecls(ctx context.Context, commit string, num int, old str
 
 // refResult returns hook num's digest under alg computed over the tree of
 // commit; an empty Result when the hook is not there or (h1) its function
-// does not check at commit. h3 and h2 read the tree's source, with the
-// package names of the working tree's load (w.loaded): no go command runs
-// on it.
+// does not check at commit. h4, h3 and h2 read the tree's source, with the
+// package names of the working tree's load (w.loaded): no go command loads
+// it; h4 reads the modules its go.mod requires from the module cache (go
+// mod download fetches a version that is not there).
 func (w *work) refResult(ctx context.Context, commit string, num int, alg string) (codedigest.Result, error) {
 	rc := w.refCache[commit]
 	if rc == nil {
@@ -364,10 +368,16 @@ func (w *work) refResult(ctx context.Context, commit string, num int, alg string
 	if i < 0 {
 		return codedigest.Result{}, nil
 	}
-	if alg == codedigest.Prefix || alg == codedigest.PrefixH2 {
+	if alg == codedigest.Prefix || alg == codedigest.PrefixH3 || alg == codedigest.PrefixH2 {
 		pkgPath, name := registry.FuncPath(rc.module, rc.reg, rc.reg.Hooks[i].Func)
-		res, err := rc.scope.Compute(pkgPath, name)
-		if alg == codedigest.PrefixH2 {
+		var res codedigest.Result
+		var err error
+		switch alg {
+		case codedigest.Prefix:
+			res, err = rc.scope.Compute(pkgPath, name)
+		case codedigest.PrefixH3:
+			res, err = rc.scope.ComputeH3(pkgPath, name)
+		default:
 			res, err = rc.scope.ComputeH2(pkgPath, name)
 		}
 		if errors.Is(err, codedigest.ErrNotDeclared) {
@@ -425,7 +435,8 @@ func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 }
 
 // change is one piece of code that differs between two digests; mod,
-// from and to are set for a required module's version.
+// from and to are set for a required module's version (h3), and for a
+// piece of a module of the module cache whose version changed (h4).
 type change struct {
 	name, mod, from, to string
 }
@@ -437,14 +448,24 @@ func diffDecls(old, cur []codedigest.Decl) []change {
 	for _, d := range old {
 		oldBy[d.Key()] = d
 	}
+	// The versions of the modules of the module cache on both sides
+	// (h4): a changed piece of one whose version changed names both.
+	oldVer, curVer := moduleVersions(old), moduleVersions(cur)
+	bump := func(name string, d codedigest.Decl) change {
+		c := change{name: name}
+		if d.Module != "" && oldVer[d.Module] != "" && curVer[d.Module] != "" && oldVer[d.Module] != curVer[d.Module] {
+			c.mod, c.from, c.to = d.Module, oldVer[d.Module], curVer[d.Module]
+		}
+		return c
+	}
 	var out []change
 	for _, d := range cur {
 		o, ok := oldBy[d.Key()]
 		switch {
 		case !ok:
-			out = append(out, change{name: d.Name + " (new)"})
+			out = append(out, bump(d.Name+" (new)", d))
 		case o.Hash != d.Hash:
-			c := change{name: d.Name}
+			c := bump(d.Name, d)
 			if mod, ok := strings.CutPrefix(d.Key(), "go.mod: require "); ok {
 				c = change{name: d.Name, mod: mod, from: o.Hash, to: d.Hash}
 			}
@@ -453,9 +474,21 @@ func diffDecls(old, cur []codedigest.Decl) []change {
 		delete(oldBy, d.Key())
 	}
 	for _, d := range oldBy {
-		out = append(out, change{name: d.Name + " (no longer used)"})
+		out = append(out, bump(d.Name+" (no longer used)", d))
 	}
 	slices.SortFunc(out, func(a, b change) int { return cmp.Compare(a.name, b.name) })
+	return out
+}
+
+// moduleVersions returns the versions of the modules of the module cache
+// that ds cover, by module path.
+func moduleVersions(ds []codedigest.Decl) map[string]string {
+	out := make(map[string]string)
+	for _, d := range ds {
+		if d.Module != "" {
+			out[d.Module] = d.Version
+		}
+	}
 	return out
 }
 
@@ -566,7 +599,7 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		c := &comparison{
 			ref:       r.name,
 			landed:    func(num int) []diag.Related { return w.landed(ctx, num) },
-			changed:   func(num int, old string) []change { return w.changedDecls(ctx, r.commit, num, old, now) },
+			changed:   func(num int, old string) []change { return w.changedDecls(ctx, r.name, r.commit, num, old, now) },
 			recorded:  func(num int) string { return oldDigests.digest(num, "") },
 			otherLine: otherLine,
 		}
@@ -719,7 +752,9 @@ func Origin(ctx context.Context, opts Options, loaded []*packages.Package, num i
 			err = fmt.Errorf("cleaning up: %w", cerr)
 		}
 	}()
-	out, err := w.repo.Run(ctx, "log", "--reverse", "--format=%H", "-S"+digest, "HEAD", "--", w.relSum)
+	// A merge that brought the digest counts (against its first
+	// parent): log shows no diff of a merge by default.
+	out, err := w.repo.Run(ctx, "log", "--reverse", "--format=%H", "--diff-merges=first-parent", "-s", "-S"+digest, "HEAD", "--", w.relSum)
 	if err != nil {
 		return "", err
 	}

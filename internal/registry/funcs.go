@@ -239,9 +239,10 @@ func FuncPath(module string, f *File, fn string) (pkgPath, name string) {
 var ErrNoFunc = errors.New("hook function not checked")
 
 // Digest computes the code digest of hook i of f (indexed like File.Hooks)
-// under algorithm alg: codedigest.Prefix ("h3:", from source with every
-// build context, package names from the type checker),
-// codedigest.PrefixH2 or codedigest.PrefixH1 (the earlier algorithms, to
+// under algorithm alg: codedigest.Prefix ("h4:", from source with every
+// build context, package names from the type checker, the code reached in
+// the module cache), codedigest.PrefixH3, codedigest.PrefixH2 or
+// codedigest.PrefixH1 (the earlier algorithms, to
 // check pairs of digests recorded under them). Each digest is computed
 // once.
 func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
@@ -258,6 +259,8 @@ func (fs *Funcs) Digest(f *File, i int, alg string) (codedigest.Result, error) {
 	switch alg {
 	case codedigest.Prefix:
 		res, err = fs.Scope.Compute(fn.Pkg().Path(), fn.Name())
+	case codedigest.PrefixH3:
+		res, err = fs.Scope.ComputeH3(fn.Pkg().Path(), fn.Name())
 	case codedigest.PrefixH2:
 		res, err = fs.Scope.ComputeH2(fn.Pkg().Path(), fn.Name())
 	case codedigest.PrefixH1:

@@ -177,7 +177,7 @@ func TestLoadFuncsRepository(t *testing.T) {
 		if funcs.Funcs[i] == nil || funcs.Funcs[i].Name() != strings.TrimPrefix(h.Func, strings.Split(h.Func, ".")[0]+".") && !strings.Contains(h.Func, ".") && funcs.Funcs[i].Name() != h.Func {
 			t.Errorf("hook %d: func %v", h.Num, funcs.Funcs[i])
 		}
-		if !strings.HasPrefix(results[i].Digest, "h3:") {
+		if !strings.HasPrefix(results[i].Digest, "h4:") {
 			t.Errorf("hook %d: digest %q", h.Num, results[i].Digest)
 		}
 	}

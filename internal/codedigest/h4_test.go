@@ -1,0 +1,126 @@
+package codedigest_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hookreg/hookreg/internal/codedigest"
+)
+
+// TestH4Dependencies checks h4's scope over a module cache of its own: the
+// hook calls example.com/dep, which calls example.com/b. A bump that
+// changes no reached code keeps the digest (h3 changed it); a bump that
+// changes reached code, also of the indirect requirement b, changes it
+// (h3 missed b) and names the piece with its module and version; a
+// version neither in the cache nor to be downloaded is an error naming it.
+func TestH4Dependencies(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("GOMODCACHE", cache)
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOFLAGS", "-mod=mod")
+	t.Setenv("GOWORK", "off")
+	t.Setenv("GOTOOLCHAIN", "local")
+	put := func(modVersion string, files map[string]string) {
+		for name, data := range files {
+			p := filepath.Join(cache, filepath.FromSlash(modVersion), filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dep := func(greet, readme, other string) map[string]string {
+		return map[string]string{
+			"go.mod":         "module example.com/dep\n\ngo 1.21\n\nrequire example.com/b v1.0.0\n",
+			"README.md":      readme,
+			"dep.go":         "package dep\n\nimport \"example.com/b\"\n\nfunc Greet(name string) string { return " + greet + " + name + b.Value() }\n",
+			"other/other.go": "package other\n\nfunc X() int { return " + other + " }\n",
+		}
+	}
+	b := func(value string) map[string]string {
+		return map[string]string{
+			"go.mod": "module example.com/b\n\ngo 1.21\n",
+			"b.go":   "package b\n\nfunc Value() string { return " + value + " }\n",
+		}
+	}
+	put("example.com/dep@v1.0.0", dep(`"t_"`, "v1.0.0", "1"))
+	put("example.com/dep@v1.0.1", dep(`"t_"`, "v1.0.1, a better README", "2"))
+	put("example.com/dep@v1.1.0", dep(`"tbl_"`, "v1.1.0", "2"))
+	put("example.com/b@v1.0.0", b(`"x"`))
+	put("example.com/b@v1.0.1", b(`"y"`))
+
+	compute := func(depVersion, bVersion string) (h4, h3 codedigest.Result, err error) {
+		t.Helper()
+		dir := write(t, map[string]string{
+			"go.mod":         "module example.com/p\n\ngo 1.26\n\nrequire (\n\texample.com/dep " + depVersion + "\n\texample.com/b " + bVersion + " // indirect\n)\n",
+			"hooks/hooks.go": "package hooks\n\nimport \"example.com/dep\"\n\nfunc Upgrade() string { return dep.Greet(\"users\") }\n",
+		})
+		s, err := codedigest.NewScope(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h3, err = s.ComputeH3("example.com/p/hooks", "Upgrade"); err != nil {
+			t.Fatal(err)
+		}
+		h4, err = s.Compute("example.com/p/hooks", "Upgrade")
+		return h4, h3, err
+	}
+	base, baseH3, err := compute("v1.0.0", "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(base.Digest, "h4:") {
+		t.Fatalf("digest %q is not h4:", base.Digest)
+	}
+	i := slices.IndexFunc(base.Decls, func(d codedigest.Decl) bool { return d.ID == "example.com/b: func Value" })
+	if i < 0 || base.Decls[i].Module != "example.com/b" || base.Decls[i].Version != "v1.0.0" || base.Decls[i].Name != "example.com/b/b.go: func Value" {
+		t.Fatalf("the indirect requirement's reached function is not a piece keyed without its version: %+v", base.Decls)
+	}
+	if slices.ContainsFunc(base.Decls, func(d codedigest.Decl) bool { return strings.Contains(d.ID, "other") }) {
+		t.Errorf("a package no hook reaches is hashed: %+v", base.Decls)
+	}
+
+	neutral, neutralH3, err := compute("v1.0.1", "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if neutral.Digest != base.Digest {
+		t.Errorf("a bump that changes only a README and an unused package changed the h4 digest: %s -> %s", base.Digest, neutral.Digest)
+	}
+	if neutralH3.Digest == baseH3.Digest {
+		t.Errorf("h3 is not frozen: it no longer records the version of example.com/dep")
+	}
+
+	changed, _, err := compute("v1.1.0", "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.Digest == base.Digest {
+		t.Errorf("a bump that changes Greet kept the h4 digest")
+	}
+	i = slices.IndexFunc(changed.Decls, func(d codedigest.Decl) bool { return d.ID == "example.com/dep: func Greet" })
+	if i < 0 || changed.Decls[i].Version != "v1.1.0" {
+		t.Errorf("Greet is not named with its module version: %+v", changed.Decls)
+	}
+
+	indirect, indirectH3, err := compute("v1.0.0", "v1.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if indirect.Digest == base.Digest {
+		t.Errorf("a bump of the indirect requirement that changes reached code kept the h4 digest")
+	}
+	if indirectH3.Digest != baseH3.Digest {
+		t.Errorf("h3 is not frozen: it saw the indirect requirement")
+	}
+
+	_, _, err = compute("v1.9.9", "v1.0.0")
+	if err == nil || !strings.Contains(err.Error(), "module example.com/dep v1.9.9: not in the module cache, and go mod download failed") {
+		t.Errorf("a version not in the module cache, GOPROXY=off: error %v, want one naming the module and version", err)
+	}
+}
