@@ -52,8 +52,9 @@ type Tx struct {
 }
 
 var (
-	_ store.Tx     = (*Tx)(nil)
-	_ store.Roomer = (*Tx)(nil)
+	_ store.Tx      = (*Tx)(nil)
+	_ store.Roomer  = (*Tx)(nil)
+	_ store.Chainer = (*Tx)(nil)
 )
 
 // tableState is the transaction's view of one table, shared by its
@@ -460,6 +461,63 @@ func (t *Tx) Commit() error {
 		return fmt.Errorf("committing: %w", err)
 	}
 	return nil
+}
+
+// CommitBegin implements [store.Chainer]: it commits as Commit does and
+// returns the store's next writable transaction, which reads at the
+// commit's revision. The commit's txn also reads, in its success branch,
+// the table markers that Begin would read (etcd runs those reads after the
+// commit's writes, at its revision, atomically with it), so the next
+// transaction needs no request of its own: a batch of an online hook costs
+// one round trip, not two. The writer slot passes from this transaction to
+// the next, so no other transaction or restore of this store runs in
+// between. The next transaction's commit compares what any commit does
+// (the lock, P/current, every key it writes, since its revision): a
+// product's write after the commit's revision to a key it writes fails it
+// with [ErrConflict], as it would fail a freshly begun one.
+//
+// The next transaction begins with a read of its own, as Begin's, when the
+// reads do not fit the cluster's limits beside the commit's writes, when
+// the commit had nothing to write, or when the commit's answer was lost
+// and the store found out otherwise (the lock key) that it applied.
+func (t *Tx) CommitBegin() (next store.Tx, committed bool, err error) {
+	if err := t.check(false); err != nil {
+		return nil, false, err
+	}
+	if !t.writable || !t.dirty() {
+		if err := t.Commit(); err != nil {
+			return nil, false, err
+		}
+		n, err := t.s.begin(true)
+		if err != nil {
+			return nil, true, err
+		}
+		return n, true, nil
+	}
+	t.closed = true
+	release := t.release
+	p, err := t.plan()
+	if err == nil {
+		err = t.fits(p)
+	}
+	if err != nil {
+		release()
+		return nil, false, fmt.Errorf("committing: %w", err)
+	}
+	var reads []clientv3.Op
+	if t.s.pinReadsFit(p, t.gen) {
+		reads = t.s.pinReads(t.gen)
+	}
+	resp, err := t.s.commitReading(p, t.gen, reads)
+	if err != nil {
+		release()
+		return nil, false, fmt.Errorf("committing: %w", err)
+	}
+	n, err := t.s.chained(t.gen, resp, len(reads), release)
+	if err != nil {
+		return nil, true, fmt.Errorf("beginning a transaction on %s: %w", t.s.name, err)
+	}
+	return n, true, nil
 }
 
 // Rollback implements [store.Tx].
