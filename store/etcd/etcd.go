@@ -100,6 +100,22 @@
 // which tells whether the lost attempt applied, and the compares above make
 // sure that at most one attempt can apply.
 //
+// A batching writer (the upgrade engine's checkpoints) commits with
+// [Tx.CommitBegin] ([store.Chainer]), which also begins the next writable
+// transaction without a request of its own: the commit's txn carries, in
+// its success branch, the reads that Begin would send (the table markers;
+// P/current is one of the compares), which etcd runs after the commit's
+// writes, at the commit's revision, atomically with it. The next
+// transaction is pinned at that revision, so a batch costs one round trip
+// (its commit) besides its reads, not two; it keeps the store's writer
+// slot, so no other transaction or restore of the store comes in between,
+// and its commit has the same compares as any, so a write by anyone else
+// after the pin (a product's write to a key it writes, a table created, a
+// generation switch, the lock taken) refuses it as it would refuse a
+// transaction begun afresh. After a commit whose answer was lost, or one
+// too full for the two reads (--max-txn-ops counts them), the next
+// transaction reads its own pin.
+//
 // # Limits
 //
 // One transaction is one etcd txn, so it obeys the cluster's limits:
@@ -745,11 +761,13 @@ func (s *Store) pinReads(gen int64) []clientv3.Op {
 func (s *Store) pinned(rev, gen int64, r, n *pb.RangeResponse) (*Tx, error) {
 	s.lastGen.Store(gen)
 	t := &Tx{
-		s:    s,
-		rev:  rev,
-		gen:  gen,
-		top:  map[string]*tableState{},
-		seen: map[string]int64{},
+		s:      s,
+		rev:    rev,
+		gen:    gen,
+		top:    map[string]*tableState{},
+		seen:   map[string]int64{},
+		curLen: len(s.lay.current()),
+		topLen: len(s.lay.topRecords(gen)),
 	}
 	if r == nil || n == nil {
 		return t, nil

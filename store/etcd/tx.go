@@ -44,11 +44,14 @@ type Tx struct {
 	// metaReads are the keys of store.MetaTable Get read; the commit
 	// checks them.
 	metaReads []string
-	nwrites   int // entries in every writes map
-	wbytes    int // their keys' and values' bytes
-	wcost     int // a bound on their bytes in the commit's request
-	rcost     int // a bound on the metaReads' compares' bytes
-	release   func()
+	// curLen and topLen are the lengths of P/current and of the
+	// top-level records' prefix, which Room needs at every write.
+	curLen, topLen int
+	nwrites        int // entries in every writes map
+	wbytes         int // their keys' and values' bytes
+	wcost          int // a bound on their bytes in the commit's request
+	rcost          int // a bound on the metaReads' compares' bytes
+	release        func()
 }
 
 var (
@@ -79,6 +82,9 @@ type tableState struct {
 	// guard is the parent's record key under the table's name, which
 	// the commit checks is still absent when the table is new.
 	guard string
+	// prefixLen is the length of the records' prefix, once need
+	// computed it.
+	prefixLen int
 }
 
 func (st *tableState) name() string { return st.path[len(st.path)-1] }
@@ -384,7 +390,7 @@ func (t *Tx) Room() (writes, bytes int) {
 	writes = (l.MaxTxnOps - max(cmps, ops)) / perWrite
 	// The next write's key has the record prefix of a table the
 	// transaction knows: a top-level one's, or the longest nested one's.
-	prefix := max(len(t.s.lay.topRecords(t.gen))+3*store.MaxNameLen+1, t.maxPrefix)
+	prefix := max(t.topLen+3*store.MaxNameLen+1, t.maxPrefix)
 	next := 3 * (prefix + elemBytes)
 	bytes = l.requestBytes(t.s.opts.Username) - size - next
 	return max(writes, 0), max(bytes, 0)
@@ -401,13 +407,16 @@ const seqBytes = 20
 // commit's txn needs (plan builds it exactly), and returns the operations
 // one more write may need, without building anything.
 func (t *Tx) need() (cmps, ops, size, perWrite int) {
-	root := len(t.s.lay.current())
+	root := t.curLen
 	cmps, ops = 2+len(t.metaReads), 1
 	size = 5*(root+tagWidth+maxHolder+elemBytes) + t.wcost + t.rcost
 	perWrite = 1
 	for _, st := range t.states {
 		n := len(st.writes)
-		prefix := len(t.s.lay.records(t.gen, st.path))
+		if st.prefixLen == 0 {
+			st.prefixLen = len(t.s.lay.records(t.gen, st.path))
+		}
+		prefix := st.prefixLen
 		if st.cleared || st.markerChanged() {
 			// The marker's key is as long as the records' prefix.
 			cmps, ops = cmps+1, ops+1
