@@ -196,11 +196,11 @@ type Chainer interface {
 	// CommitBegin commits the transaction as Commit does and then
 	// returns the store's next writable transaction, as Begin(true)
 	// would, but reading at the commit's revision: a write by another
-	// client after the commit is not seen, and fails the next commit
-	// with an error wrapping [ErrConflict] when it touches a key that
-	// commit writes. committed reports whether the commit applied: an
-	// error with committed true is the next transaction failing to
-	// begin.
+	// client after the commit is not seen, and when it touches a key
+	// the next transaction writes, the next transaction's commit fails
+	// with an error wrapping [ErrConflict], as after a Begin. committed
+	// reports whether the commit applied: an error with committed true
+	// is the next transaction failing to begin.
 	CommitBegin() (next Tx, committed bool, err error)
 }
 
