@@ -186,6 +186,24 @@ type RemoteReader interface {
 // It is the [hook.Roomer] interface, which [hook.EachBatch] uses.
 type Roomer = hook.Roomer
 
+// Chainer is implemented by the transactions of stores that can begin the
+// next writable transaction from a commit's own answer: store/etcd's,
+// whose commit's txn also reads what the next transaction's pin needs, so
+// that a batching caller (the upgrade engine's checkpoints) pays one round
+// trip per batch, not two. Transactions of stores whose Begin costs no
+// request (bbolt) do not implement it.
+type Chainer interface {
+	// CommitBegin commits the transaction as Commit does and then
+	// returns the store's next writable transaction, as Begin(true)
+	// would, but reading at the commit's revision: a write by another
+	// client after the commit is not seen, and when it touches a key
+	// the next transaction writes, the next transaction's commit fails
+	// with an error wrapping [ErrConflict], as after a Begin. committed
+	// reports whether the commit applied: an error with committed true
+	// is the next transaction failing to begin.
+	CommitBegin() (next Tx, committed bool, err error)
+}
+
 // Table is one table of a transaction, valid until the transaction ends. It
 // is the [hook.Table] interface.
 type Table = hook.Table

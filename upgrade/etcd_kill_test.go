@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,10 +66,14 @@ func (f *followerKiller) intercept(ctx context.Context, method string, req, repl
 	}
 	if p.Addr.String() != f.addr {
 		// The client picks members in turn, and an EachBatch round
-		// (begin, read, commit) may take as many picks as there are
-		// members, so that every commit goes to the same one: one more
-		// read shifts the turn.
-		cc.Invoke(ctx, "/etcdserverpb.KV/Range", &pb.RangeRequest{Key: []byte("/"), Serializable: true}, &pb.RangeResponse{})
+		// (its read, its commit, which also pins the next round's
+		// transaction) may take a multiple of the members' number of
+		// picks, so that every commit goes to the same one: zero to
+		// two more reads, at random, shift the turn whatever a round
+		// takes.
+		for range rand.IntN(3) {
+			cc.Invoke(ctx, "/etcdserverpb.KV/Range", &pb.RangeRequest{Key: []byte("/"), Serializable: true}, &pb.RangeResponse{})
+		}
 		return nil
 	}
 	f.killed.Store(true)

@@ -40,7 +40,10 @@
 // A hook that calls [hook.Tx.Checkpoint] (usually through hook.EachBatch)
 // commits its work so far with its progress, kept in the metadata table
 // under "progress/<num>/<key>" until the hook completes; a re-run after a
-// crash resumes from there.
+// crash resumes from there. On a store whose transactions chain
+// ([store.Chainer]: etcd), a checkpoint commits and begins the hook's next
+// transaction in one request: the next transaction reads at the
+// checkpoint's revision, and its commit checks what any commit checks.
 //
 // On a store whose writers run concurrently (etcd: the product keeps writing
 // during an online upgrade), a hook's commit (its last one, or a

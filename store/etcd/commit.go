@@ -214,14 +214,27 @@ func (t *Tx) fits(p *request) error {
 // timeout passes, with [ErrOutcomeUnknown] when a send's outcome is still
 // unknown.
 func (s *Store) commit(p *request, gen int64) error {
+	_, err := s.commitReading(p, gen, nil)
+	return err
+}
+
+// commitReading is commit with reads appended to the txn's success
+// branch: etcd runs them after the commit's writes, at the commit's
+// revision, atomically with it. It returns the txn's answer, whose
+// last len(reads) responses are theirs, when the commit applied and its
+// answer came from the send that applied it; nil when the reads were not
+// sent or their answer is not known (an answer was lost on the way: the
+// send that applied is not known, or was found applied by the lock key).
+func (s *Store) commitReading(p *request, gen int64, reads []clientv3.Op) (*clientv3.TxnResponse, error) {
 	tag := s.commitTag(s.seq.Add(1))
-	ops := make([]clientv3.Op, len(p.ops))
+	ops := make([]clientv3.Op, len(p.ops), len(p.ops)+len(reads))
 	for i, o := range p.ops {
 		if o.lock {
 			o.value = tag
 		}
 		ops[i] = o.client()
 	}
+	ops = append(ops, reads...)
 	lockKey, current := s.mu.Key(), s.lay.current()
 	ctx, cancel := s.reqCtx()
 	defer cancel()
@@ -234,29 +247,32 @@ func (s *Store) commit(p *request, gen int64) error {
 		acancel()
 		if err == nil {
 			if resp.Succeeded {
-				return nil
+				if unknown || len(reads) == 0 {
+					return nil, nil
+				}
+				return resp, nil
 			}
 			lock := resp.Responses[0].GetResponseRange().Kvs
 			if len(lock) > 0 && string(lock[0].Value) == string(tag) {
-				return nil // an earlier send applied
+				return nil, nil // an earlier send applied
 			}
 			switch cur := resp.Responses[1].GetResponseRange().Kvs; {
 			case len(lock) == 0 && unknown:
-				return fmt.Errorf("%w: the lock was lost meanwhile: %w", ErrOutcomeUnknown, lastErr)
+				return nil, fmt.Errorf("%w: the lock was lost meanwhile: %w", ErrOutcomeUnknown, lastErr)
 			case len(lock) == 0:
-				return ErrLockLost
+				return nil, ErrLockLost
 			case len(cur) == 0 || string(cur[0].Value) != fmt.Sprint(gen):
-				return ErrGenerationChanged
+				return nil, ErrGenerationChanged
 			}
-			return ErrConflict
+			return nil, ErrConflict
 		}
 		if definite(err) {
-			return s.refusal(p, err)
+			return nil, s.refusal(p, err)
 		}
 		s.attemptFailed(ctx, err)
 		unknown, lastErr = true, err
 		if s.ctx.Err() != nil {
-			return fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())
+			return nil, fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())
 		}
 		// Did it apply? Ask, through whichever member answers.
 		var applied bool
@@ -269,19 +285,19 @@ func (s *Store) commit(p *request, gen int64) error {
 		})
 		if gerr != nil {
 			if s.ctx.Err() != nil {
-				return fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())
+				return nil, fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())
 			}
-			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
+			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
 		}
 		if applied {
-			return nil
+			return nil, nil
 		}
 		// It did not apply (yet): send it again.
 		var wait time.Duration
 		wait, delay = backoff(delay)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
+			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
 		case <-time.After(wait):
 		}
 	}

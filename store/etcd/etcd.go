@@ -100,6 +100,22 @@
 // which tells whether the lost attempt applied, and the compares above make
 // sure that at most one attempt can apply.
 //
+// A batching writer (the upgrade engine's checkpoints) commits with
+// [Tx.CommitBegin] ([store.Chainer]), which also begins the next writable
+// transaction without a request of its own: the commit's txn carries, in
+// its success branch, the reads that Begin would send (the table markers;
+// P/current is one of the compares), which etcd runs after the commit's
+// writes, at the commit's revision, atomically with it. The next
+// transaction is pinned at that revision, so a batch costs one round trip
+// (its commit) besides its reads, not two; it keeps the store's writer
+// slot, so no other transaction or restore of the store comes in between,
+// and its commit has the same compares as any, so a write by anyone else
+// after the pin (a product's write to a key it writes, a table created, a
+// generation switch, the lock taken) refuses it as it would refuse a
+// transaction begun afresh. After a commit whose answer was lost, or one
+// too full for the two reads (--max-txn-ops counts them), the next
+// transaction reads its own pin.
+//
 // # Limits
 //
 // One transaction is one etcd txn, so it obeys the cluster's limits:
@@ -215,9 +231,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hookreg/hookreg/store"
 )
@@ -695,7 +713,7 @@ func (s *Store) pin() (*Tx, error) {
 	ctx, cancel := s.reqCtx()
 	defer cancel()
 	last := s.lastGen.Load()
-	markers, nested := s.lay.markers(last), s.lay.nestedMarkers(last)
+	reads := s.pinReads(last)
 	var resp *clientv3.TxnResponse
 	// The read is a Txn, which the client never sends twice; it writes
 	// nothing, so a transient failure (a leader that just died, an
@@ -703,9 +721,7 @@ func (s *Store) pin() (*Tx, error) {
 	err := s.retry(ctx, func(ctx context.Context) (err error) {
 		resp, err = s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.Value(s.lay.current()), "=", fmt.Sprint(last))).
-			Then(clientv3.OpGet(s.lay.current()),
-				clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithLimit(maxPreloadedTables)),
-				clientv3.OpGet(nested, clientv3.WithRange(prefixEnd(nested)), clientv3.WithLimit(maxPreloadedTables))).
+			Then(clientv3.OpGet(s.lay.current()), reads[0], reads[1]).
 			Else(clientv3.OpGet(s.lay.current())).
 			Commit()
 		return err
@@ -721,46 +737,117 @@ func (s *Store) pin() (*Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.lastGen.Store(g)
-	t := &Tx{
-		s:    s,
-		rev:  resp.Header.Revision,
-		gen:  g,
-		top:  map[string]*tableState{},
-		seen: map[string]int64{},
+	if !resp.Succeeded {
+		return s.pinned(resp.Header.Revision, g, nil, nil)
 	}
-	if resp.Succeeded {
-		r := resp.Responses[1].GetResponseRange()
-		for _, kv := range r.Kvs {
-			name, err := decodeName(string(kv.Key[len(markers):]))
+	return s.pinned(resp.Header.Revision, g, resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange())
+}
+
+// pinReads are the reads of a transaction's pin besides P/current: the
+// table markers of generation gen, top-level and nested, with their
+// sequences. Begin sends them with its read of P/current; a chained commit
+// (Tx.CommitBegin) sends them in its txn's success branch, where etcd runs
+// them after the commit's writes, at the commit's revision.
+func (s *Store) pinReads(gen int64) []clientv3.Op {
+	markers, nested := s.lay.markers(gen), s.lay.nestedMarkers(gen)
+	return []clientv3.Op{
+		clientv3.OpGet(markers, clientv3.WithRange(prefixEnd(markers)), clientv3.WithLimit(maxPreloadedTables)),
+		clientv3.OpGet(nested, clientv3.WithRange(prefixEnd(nested)), clientv3.WithLimit(maxPreloadedTables)),
+	}
+}
+
+// pinned returns a transaction reading at rev on generation gen, its
+// table states preloaded from the answers of pinReads (nil: not read).
+func (s *Store) pinned(rev, gen int64, r, n *pb.RangeResponse) (*Tx, error) {
+	s.lastGen.Store(gen)
+	t := &Tx{
+		s:      s,
+		rev:    rev,
+		gen:    gen,
+		top:    map[string]*tableState{},
+		seen:   map[string]int64{},
+		curLen: len(s.lay.current()),
+		topLen: len(s.lay.topRecords(gen)),
+	}
+	if r == nil || n == nil {
+		return t, nil
+	}
+	markers, nested := s.lay.markers(gen), s.lay.nestedMarkers(gen)
+	for _, kv := range r.Kvs {
+		name, err := decodeName(string(kv.Key[len(markers):]))
+		if err != nil {
+			return nil, err
+		}
+		if err := t.newState(nil, name).found(kv.ModRevision, kv.Value); err != nil {
+			return nil, err
+		}
+	}
+	if !n.More {
+		// Every nested table, so that no lookup of one needs a
+		// request. A marker whose parent is missing (which Check
+		// reports) is left out.
+		for _, kv := range n.Kvs {
+			path, err := parseNestedMarker(string(kv.Key[len(nested):]))
 			if err != nil {
 				return nil, err
 			}
-			if err := t.newState(nil, name).found(kv.ModRevision, kv.Value); err != nil {
+			st := t.preloaded(path)
+			if st == nil {
+				continue
+			}
+			if err := st.found(kv.ModRevision, kv.Value); err != nil {
 				return nil, err
 			}
 		}
-		n := resp.Responses[2].GetResponseRange()
-		if !n.More {
-			// Every nested table, so that no lookup of one needs a
-			// request. A marker whose parent is missing (which Check
-			// reports) is left out.
-			for _, kv := range n.Kvs {
-				path, err := parseNestedMarker(string(kv.Key[len(nested):]))
-				if err != nil {
-					return nil, err
-				}
-				st := t.preloaded(path)
-				if st == nil {
-					continue
-				}
-				if err := st.found(kv.ModRevision, kv.Value); err != nil {
-					return nil, err
-				}
-			}
-		}
-		t.allTop, t.allNested = !r.More, !r.More && !n.More
 	}
+	t.allTop, t.allNested = !r.More, !r.More && !n.More
+	return t, nil
+}
+
+// pinReadsFit reports whether pinReads(gen) fit in p's txn beside its
+// operations, within the store's limits: etcd counts a success branch's
+// reads with its writes against --max-txn-ops.
+func (s *Store) pinReadsFit(p *request, gen int64) bool {
+	markers, nested := s.lay.markers(gen), s.lay.nestedMarkers(gen)
+	size := p.size
+	for _, from := range []string{markers, nested} {
+		op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{
+			Key: []byte(from), RangeEnd: []byte(prefixEnd(from)), Limit: maxPreloadedTables}}}
+		size += proto.Size(op) + elemBytes
+	}
+	return len(p.ops)+2 <= s.limits.MaxTxnOps && size <= s.limits.requestBytes(s.opts.Username)
+}
+
+// chained returns the next writable transaction after a commit on
+// generation gen, holding the writer slot the committed transaction held
+// (release frees it): pinned at the commit's revision from resp, the
+// commit's answer whose last nreads responses are pinReads', or begun
+// with a read of its own when resp is nil. It fails, freeing the slot,
+// when the lock is known lost or the store closed.
+func (s *Store) chained(gen int64, resp *clientv3.TxnResponse, nreads int, release func()) (*Tx, error) {
+	fail := func(err error) (*Tx, error) {
+		release()
+		return nil, err
+	}
+	select {
+	case <-s.lost:
+		return fail(ErrLockLost)
+	case <-s.ctx.Done():
+		return fail(fmt.Errorf("store closed or interrupted: %w", s.ctx.Err()))
+	default:
+	}
+	var t *Tx
+	var err error
+	if resp == nil || nreads != 2 || len(resp.Responses) < nreads {
+		t, err = s.pin()
+	} else {
+		rs := resp.Responses[len(resp.Responses)-nreads:]
+		t, err = s.pinned(resp.Header.Revision, gen, rs[0].GetResponseRange(), rs[1].GetResponseRange())
+	}
+	if err != nil {
+		return fail(err)
+	}
+	t.writable, t.release = true, release
 	return t, nil
 }
 

@@ -44,16 +44,20 @@ type Tx struct {
 	// metaReads are the keys of store.MetaTable Get read; the commit
 	// checks them.
 	metaReads []string
-	nwrites   int // entries in every writes map
-	wbytes    int // their keys' and values' bytes
-	wcost     int // a bound on their bytes in the commit's request
-	rcost     int // a bound on the metaReads' compares' bytes
-	release   func()
+	// curLen and topLen are the lengths of P/current and of the
+	// top-level records' prefix, which Room needs at every write.
+	curLen, topLen int
+	nwrites        int // entries in every writes map
+	wbytes         int // their keys' and values' bytes
+	wcost          int // a bound on their bytes in the commit's request
+	rcost          int // a bound on the metaReads' compares' bytes
+	release        func()
 }
 
 var (
-	_ store.Tx     = (*Tx)(nil)
-	_ store.Roomer = (*Tx)(nil)
+	_ store.Tx      = (*Tx)(nil)
+	_ store.Roomer  = (*Tx)(nil)
+	_ store.Chainer = (*Tx)(nil)
 )
 
 // tableState is the transaction's view of one table, shared by its
@@ -78,6 +82,9 @@ type tableState struct {
 	// guard is the parent's record key under the table's name, which
 	// the commit checks is still absent when the table is new.
 	guard string
+	// prefixLen is the length of the records' prefix, once need
+	// computed it.
+	prefixLen int
 }
 
 func (st *tableState) name() string { return st.path[len(st.path)-1] }
@@ -383,7 +390,7 @@ func (t *Tx) Room() (writes, bytes int) {
 	writes = (l.MaxTxnOps - max(cmps, ops)) / perWrite
 	// The next write's key has the record prefix of a table the
 	// transaction knows: a top-level one's, or the longest nested one's.
-	prefix := max(len(t.s.lay.topRecords(t.gen))+3*store.MaxNameLen+1, t.maxPrefix)
+	prefix := max(t.topLen+3*store.MaxNameLen+1, t.maxPrefix)
 	next := 3 * (prefix + elemBytes)
 	bytes = l.requestBytes(t.s.opts.Username) - size - next
 	return max(writes, 0), max(bytes, 0)
@@ -400,13 +407,16 @@ const seqBytes = 20
 // commit's txn needs (plan builds it exactly), and returns the operations
 // one more write may need, without building anything.
 func (t *Tx) need() (cmps, ops, size, perWrite int) {
-	root := len(t.s.lay.current())
+	root := t.curLen
 	cmps, ops = 2+len(t.metaReads), 1
 	size = 5*(root+tagWidth+maxHolder+elemBytes) + t.wcost + t.rcost
 	perWrite = 1
 	for _, st := range t.states {
 		n := len(st.writes)
-		prefix := len(t.s.lay.records(t.gen, st.path))
+		if st.prefixLen == 0 {
+			st.prefixLen = len(t.s.lay.records(t.gen, st.path))
+		}
+		prefix := st.prefixLen
 		if st.cleared || st.markerChanged() {
 			// The marker's key is as long as the records' prefix.
 			cmps, ops = cmps+1, ops+1
@@ -460,6 +470,63 @@ func (t *Tx) Commit() error {
 		return fmt.Errorf("committing: %w", err)
 	}
 	return nil
+}
+
+// CommitBegin implements [store.Chainer]: it commits as Commit does and
+// returns the store's next writable transaction, which reads at the
+// commit's revision. The commit's txn also reads, in its success branch,
+// the table markers that Begin would read (etcd runs those reads after the
+// commit's writes, at its revision, atomically with it), so the next
+// transaction needs no request of its own: a batch of an online hook costs
+// one round trip, not two. The writer slot passes from this transaction to
+// the next, so no other transaction or restore of this store runs in
+// between. The next transaction's commit compares what any commit does
+// (the lock, P/current, every key it writes, since its revision): a
+// product's write after the commit's revision to a key it writes fails it
+// with [ErrConflict], as it would fail a freshly begun one.
+//
+// The next transaction begins with a read of its own, as Begin's, when the
+// reads do not fit the cluster's limits beside the commit's writes, when
+// the commit had nothing to write, or when the commit's answer was lost
+// and the store found out otherwise (the lock key) that it applied.
+func (t *Tx) CommitBegin() (next store.Tx, committed bool, err error) {
+	if err := t.check(false); err != nil {
+		return nil, false, err
+	}
+	if !t.writable || !t.dirty() {
+		if err := t.Commit(); err != nil {
+			return nil, false, err
+		}
+		n, err := t.s.begin(true)
+		if err != nil {
+			return nil, true, err
+		}
+		return n, true, nil
+	}
+	t.closed = true
+	release := t.release
+	p, err := t.plan()
+	if err == nil {
+		err = t.fits(p)
+	}
+	if err != nil {
+		release()
+		return nil, false, fmt.Errorf("committing: %w", err)
+	}
+	var reads []clientv3.Op
+	if t.s.pinReadsFit(p, t.gen) {
+		reads = t.s.pinReads(t.gen)
+	}
+	resp, err := t.s.commitReading(p, t.gen, reads)
+	if err != nil {
+		release()
+		return nil, false, fmt.Errorf("committing: %w", err)
+	}
+	n, err := t.s.chained(t.gen, resp, len(reads), release)
+	if err != nil {
+		return nil, true, fmt.Errorf("beginning a transaction on %s: %w", t.s.name, err)
+	}
+	return n, true, nil
 }
 
 // Rollback implements [store.Tx].
