@@ -325,3 +325,67 @@ func BenchmarkManyTables(b *testing.B) {
 }
 
 var _ = tar.TypeReg
+
+// TestParentsDeep: the Parent of every table given to Table and TableEnd
+// is its path's parent, at every depth, and a Parent kept from an earlier
+// call stays as it was while the tables after it come (the reader hands
+// one slice to a table's siblings and keeps its own path apart).
+func TestParentsDeep(t *testing.T) {
+	paths := [][]string{{"a"}, {"a", "b"}, {"a", "b", "c"}, {"a", "b", "d"}, {"a", "e"}, {"a", "e", "f"}, {"g"}, {"g", "h"}}
+	var w bytes.Buffer
+	m := archive.Manifest{Created: created, Product: "p", Release: "1.0.0", DataVersion: "1.0.0"}
+	var tt archive.Totals
+	depth := 0
+	for _, p := range paths {
+		for ; depth >= len(p); depth-- {
+			tt.EndTable()
+		}
+		tt.StartTable(p[len(p)-1], 0)
+		tt.Record([]byte("0"), []byte(strings.Join(p, "/")))
+		depth++
+	}
+	tt.Set(&m)
+	aw, err := archive.NewWriter(&w, m, archive.Options{Compression: archive.None, ChunkSize: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		if err := aw.StartTable(p, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := aw.Record([]byte("0"), []byte(strings.Join(p, "/"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	type kept struct {
+		parent []string
+		want   string
+	}
+	var all []kept
+	var starts, ends []string
+	note := func(t archive.TableInfo) string {
+		all = append(all, kept{t.Parent, strings.Join(t.Parent, "/")})
+		return strings.Join(t.Path(), "/")
+	}
+	_, err = archive.Read(bytes.NewReader(w.Bytes()), archive.Handler{
+		Table:    func(t archive.TableInfo) error { starts = append(starts, note(t)); return nil },
+		TableEnd: func(t archive.TableInfo) error { ends = append(ends, note(t)); return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(starts, " "), "a a/b a/b/c a/b/d a/e a/e/f g g/h"; got != want {
+		t.Errorf("tables started: %s, want %s", got, want)
+	}
+	if got, want := strings.Join(ends, " "), "a/b/c a/b/d a/b a/e/f a/e a g/h g"; got != want {
+		t.Errorf("tables ended: %s, want %s", got, want)
+	}
+	for i, k := range all {
+		if got := strings.Join(k.parent, "/"); got != k.want {
+			t.Errorf("call %d: a Parent kept from it reads %q at the end, it was %q", i, got, k.want)
+		}
+	}
+}

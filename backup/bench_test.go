@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/backup"
@@ -553,7 +554,13 @@ func buildNested(b *testing.B, path string, records, perTable int) {
 // the same run (the bbolt command built from the bbolt module of go.mod,
 // as BenchmarkBackupRestore does; goal <= 1.0 on the nested store), the
 // plain archive's size with the records' (goal <= 1.1) and the peak
-// anonymous memory of the nested restore (goal < 100 MB).
+// anonymous memory of the nested restore (goal < 100 MB). Beside them, the
+// CPU of a bare bbolt walk of each store (bareWalk: what bbolt itself
+// costs to visit every bucket and record once; a backup walks twice, to
+// count and to copy) and how much of the nested backup's extra CPU over
+// the flat one two such walks account for (2walks-gap/backup-gap), and
+// the compact's CPU on the nested store over the flat one's (what bbolt
+// itself pays for writing nested data, beside the restore's ratio).
 //
 //	go test -run '^$' -bench 'Nested' -benchtime 1x -count 3 ./backup
 func BenchmarkNested(b *testing.B) {
@@ -626,12 +633,26 @@ func BenchmarkNested(b *testing.B) {
 			compactCPU[i] = cpuTime(b, syscall.RUSAGE_CHILDREN) - c0
 			os.Remove(out)
 		}
+		// What bbolt itself costs to visit every bucket and record once,
+		// in key order (a backup walks the store twice: to count, then
+		// to copy).
+		var walkCPU [2]time.Duration
+		for i, src := range []string{flat, nested} {
+			walkCPU[i] = bareWalk(b, src)
+		}
 		for what, v := range cpu {
 			b.ReportMetric(float64(v[1])/float64(v[0]), what+"-nested/flat")
 			b.ReportMetric(v[0].Seconds(), what+"-flat-cpu-s")
 			b.ReportMetric(v[1].Seconds(), what+"-nested-cpu-s")
 		}
+		b.ReportMetric(walkCPU[0].Seconds(), "walk-flat-cpu-s")
+		b.ReportMetric(walkCPU[1].Seconds(), "walk-nested-cpu-s")
+		// The share of the nested backup's extra CPU that two bare walks
+		// of bbolt's account for (1: all of it).
+		b.ReportMetric(float64(2*(walkCPU[1]-walkCPU[0]))/float64(cpu["backup"][1]-cpu["backup"][0]), "2walks-gap/backup-gap")
 		b.ReportMetric(compactCPU[0].Seconds(), "compact-flat-cpu-s")
+		// bbolt's own cost of nested data, for the restore's ratio.
+		b.ReportMetric(float64(compactCPU[1])/float64(compactCPU[0]), "compact-nested/flat")
 		b.ReportMetric(compactCPU[1].Seconds(), "compact-nested-cpu-s")
 		b.ReportMetric(float64(cpu["restore"][1])/float64(compactCPU[1]), "restore-nested/compact-nested")
 		b.ReportMetric(float64(cpu["restore"][0])/float64(compactCPU[0]), "restore-flat/compact-flat")
@@ -639,6 +660,46 @@ func BenchmarkNested(b *testing.B) {
 		b.ReportMetric(float64(sizes[0])/float64(recordBytes), "flat-archive/records")
 		b.ReportMetric(rss, "nested-restore-RssAnon-bytes")
 	}
+}
+
+// bareWalk returns the CPU time of a plain bbolt walk of the store file
+// path, with nothing but bbolt: every bucket at every depth opened and
+// every record read once, in key order, with one cursor a level, in one
+// read-only transaction: the floor of each of a backup's two walks.
+func bareWalk(b *testing.B, path string) time.Duration {
+	b.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var records int
+	var walk func(bk *bbolt.Bucket)
+	walk = func(bk *bbolt.Bucket) {
+		c := bk.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil {
+				walk(bk.Bucket(k))
+				continue
+			}
+			records++
+		}
+	}
+	c0 := cpuTime(b, syscall.RUSAGE_SELF)
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(_ []byte, bk *bbolt.Bucket) error {
+			walk(bk)
+			return nil
+		})
+	})
+	d := cpuTime(b, syscall.RUSAGE_SELF) - c0
+	if err != nil {
+		b.Fatal(err)
+	}
+	if records < 1_000_000 {
+		b.Fatalf("the walk of %s read %d records", path, records)
+	}
+	return d
 }
 
 // BenchmarkManyTablesStore backs up, verifies, restores and upgrades

@@ -729,6 +729,10 @@ type pipe struct {
 	// parent of the table that ended last, nil when there is none.
 	resume []string
 	stop   atomic.Bool // set by abort: the loader skips what is left
+	// free holds loaded batches, emptied, for the reader to fill again:
+	// a batch's slices are allocated at their full size once, rather
+	// than grown from nothing for every batch.
+	free chan *loadBatch
 }
 
 // loadBatch is records to add and the tables to start or go back to
@@ -756,7 +760,7 @@ const (
 )
 
 func newPipe(l *bolt.Loader) *pipe {
-	p := &pipe{l: l, ch: make(chan *loadBatch, pipeBatches), room: semaphore.NewWeighted(pipeQueueBytes), done: make(chan struct{}), quit: make(chan struct{})}
+	p := &pipe{l: l, ch: make(chan *loadBatch, pipeBatches), room: semaphore.NewWeighted(pipeQueueBytes), done: make(chan struct{}), quit: make(chan struct{}), free: make(chan *loadBatch, pipeBatches+1)}
 	go func() {
 		defer close(p.done)
 		for bt := range p.ch {
@@ -766,6 +770,15 @@ func newPipe(l *bolt.Loader) *pipe {
 				}
 			}
 			p.room.Release(bt.weight)
+			// Nothing of the batch stays reachable: the chunks its
+			// records point into can go.
+			clear(bt.records)
+			clear(bt.tables)
+			bt.records, bt.tables, bt.weight = bt.records[:0], bt.tables[:0], 0
+			select {
+			case p.free <- bt:
+			default:
+			}
 		}
 	}()
 	return p
@@ -836,7 +849,11 @@ func (p *pipe) add(size int) error {
 		}
 	}
 	if p.batch == nil {
-		p.batch = &loadBatch{}
+		select {
+		case p.batch = <-p.free:
+		default:
+			p.batch = &loadBatch{records: make([][2][]byte, 0, pipeBatchRecords)}
+		}
 	}
 	p.bytes += size
 	return nil

@@ -315,10 +315,12 @@ func (s *Store) Begin(writable bool) (store.Tx, error) {
 }
 
 // Check implements [store.Store]: first a check of the page structure
-// with plain reads of the file (checkPages), so that nothing read through
-// the memory map points outside it; then bbolt's own consistency check
-// (key order, pages reachable once, freelist), which runs in a goroutine of
-// its own where a memory fault could not be recovered.
+// that reads the file on its own (checkPages: through a mapping of its
+// own under debug.SetPanicOnFault, or with plain reads), so that nothing
+// bbolt reads through its memory map points outside it; then bbolt's own
+// consistency check (key order, pages reachable once, freelist), which
+// runs in a goroutine of its own where a memory fault could not be
+// recovered.
 func (s *Store) Check() error {
 	t, err := s.Begin(false)
 	if err != nil {

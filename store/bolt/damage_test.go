@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -292,5 +293,76 @@ func TestMetaFallbackWarning(t *testing.T) {
 	defer st.Close()
 	if w := st.Warning(); !strings.Contains(w, fmt.Sprintf("meta page %d of %s is damaged", newer, path)) || !strings.Contains(w, "one transaction older") {
 		t.Errorf("Warning = %q, want the damaged meta page %d named", w, newer)
+	}
+}
+
+// TestCheckPagesMappedAsRead: the page checker gives the same verdict, the
+// same error, whether it reads the pages in place from a mapping of the
+// file or with plain reads, on a sound store file and on damaged ones.
+func TestCheckPagesMappedAsRead(t *testing.T) {
+	data, err := template()
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := 0
+	for seed := range uint64(90) {
+		bad := data
+		if seed > 0 {
+			bad = damage(data, seed, uint8(seed%3))
+		}
+		path := filepath.Join(t.TempDir(), "s.db")
+		if err := os.WriteFile(path, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var errs [2]error
+		for i, mapped := range []bool{true, false} {
+			restore := bolt.SetMapPages(mapped)
+			errs[i] = bolt.CheckPages(path)
+			restore()
+		}
+		if fmt.Sprint(errs[0]) != fmt.Sprint(errs[1]) {
+			t.Errorf("seed %d: mapped: %v; read: %v", seed, errs[0], errs[1])
+		}
+		if seed == 0 && errs[0] != nil {
+			t.Fatalf("the sound store: %v", errs[0])
+		}
+		if errs[0] != nil {
+			damaged++
+		}
+	}
+	if damaged < 30 {
+		t.Errorf("only %d of 89 damaged files found damaged: the test no longer damages what the checker reads", damaged)
+	}
+}
+
+// TestCheckPagesTruncatedUnderMapping: a store file truncated while the
+// page checker reads it through its mapping makes it fault; the check
+// returns an error saying so instead of crashing the process.
+func TestCheckPagesTruncatedUnderMapping(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the page checker maps the file on unix only")
+	}
+	data, err := template()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "s.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mapped := false
+	defer bolt.SetMappedHook(func(p string) {
+		mapped = true
+		// Two meta pages and a little more: the tree's pages are gone.
+		if err := os.Truncate(p, 3*4096); err != nil {
+			t.Error(err)
+		}
+	})()
+	err = bolt.CheckPages(path)
+	if !mapped {
+		t.Fatal("the page checker did not map the file")
+	}
+	if err == nil || !strings.Contains(err.Error(), "faulted") {
+		t.Fatalf("CheckPages of a file truncated under its mapping = %v, want an error about the fault", err)
 	}
 }

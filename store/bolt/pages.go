@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"runtime/debug"
 )
 
 // bbolt's file layout (go.etcd.io/bbolt/internal/common), as far as
@@ -25,14 +26,14 @@ const (
 	maxPageCount   = 0xFFFF // a freelist count in its first element
 )
 
-// checkPages reads the store file at path with plain reads, not through the
+// checkPages reads the store file at path on its own, not through bbolt's
 // memory map, and checks that every page reachable from the current meta
 // page (the bucket trees, inline buckets and the freelist) stays inside the
 // file and every element inside its page: then nothing bbolt reads through
 // its memory map points outside it. bbolt's own check runs in a goroutine
 // of its own, where such a fault would crash the process; it runs after
-// this one. It reads through a cache of cacheBlocks blocks of cacheBlock
-// bytes, so that a tree whose pages follow each other in the file (a
+// this one. With plain reads, it reads through a cache of cacheBlocks
+// blocks of cacheBlock bytes, so that a tree whose pages follow each other in the file (a
 // loaded store's) is read in a few large reads rather than one a page, and
 // so is one whose pages are near each other in any order: bbolt writes
 // the buckets of a transaction in a random order (a map's), and a store of
@@ -40,7 +41,17 @@ const (
 // and forth among the pages one commit wrote (a read window refilled at
 // every jump read 60 times the file). Memory: the cache, one page per tree
 // level and one bit per page.
-func checkPages(path string) error {
+//
+// Where the system allows it (unix), the pages are read in place from a
+// read-only mapping of the file of its own instead, under
+// debug.SetPanicOnFault: every page is checked to lie inside the file
+// before it is touched, and a fault (the file truncated meanwhile) is an
+// error, not a crash. Reading in place saves copying the file twice (into
+// the cache and from it): a fifth of the check of a store of 100,000
+// nested buckets (0.27 s of CPU down to 0.22 s, bbolt's own check most of
+// the rest), a quarter of a flat store's of the same records (0.11 s to
+// 0.08 s).
+func checkPages(path string) (err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -54,6 +65,25 @@ func checkPages(path string) error {
 	root, freelist, err := c.meta()
 	if err != nil {
 		return err
+	}
+	if mapPages {
+		if mem, unmap := mapFile(f, c.size); mem != nil {
+			defer unmap()
+			c.mem = mem
+			if mappedHook != nil {
+				mappedHook(path)
+			}
+			old := debug.SetPanicOnFault(true)
+			defer func() {
+				debug.SetPanicOnFault(old)
+				if r := recover(); r != nil {
+					if _, fault := r.(interface{ Addr() uintptr }); !fault {
+						panic(r)
+					}
+					err = fmt.Errorf("reading the file faulted (was it truncated meanwhile?): %v", r)
+				}
+			}()
+		}
 	}
 	c.seen = make([]bool, c.hwm)
 	if freelist != noFreelist {
@@ -72,7 +102,18 @@ type pageChecker struct {
 	seen     []bool
 	cache    blockCache
 	pages    [][]byte // per tree level, the buffer of the page being checked
+	// mem, when not nil, is the file mapped read-only (size bytes):
+	// pages are read from it in place instead of through the cache.
+	mem []byte
 }
+
+// mapPages is whether checkPages reads through a mapping of the file
+// where the system allows it; tests turn it off to check the reads.
+var mapPages = true
+
+// mappedHook, when not nil, is called once checkPages has mapped the file
+// (tests: to truncate it under the mapping).
+var mappedHook func(path string)
 
 // The page checker's cache: blocks of cacheBlock bytes at offsets that are
 // multiples of it (a page, whose size is a power of two, fits in one
@@ -259,8 +300,8 @@ func (c *pageChecker) page(id uint64, want uint16, depth int) ([]byte, error) {
 	}
 	// The page first; its overflow pages, if any, once its header says
 	// they are in use.
-	hdr := c.buffer(depth, c.pageSize)
-	if err := c.read(hdr, int64(id)*c.pageSize); err != nil {
+	hdr, err := c.at(depth, int64(id)*c.pageSize, c.pageSize)
+	if err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
 	overflow := uint64(binary.LittleEndian.Uint32(hdr[12:]))
@@ -279,9 +320,25 @@ func (c *pageChecker) page(id uint64, want uint16, depth int) ([]byte, error) {
 	if overflow == 0 {
 		return hdr, nil
 	}
-	buf := c.buffer(depth, int64(overflow+1)*c.pageSize)
-	if err := c.read(buf, int64(id)*c.pageSize); err != nil {
+	buf, err := c.at(depth, int64(id)*c.pageSize, int64(overflow+1)*c.pageSize)
+	if err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
+	}
+	return buf, nil
+}
+
+// at returns the n bytes of the file at off, for the tree level depth: in
+// place from the mapping, or read into the level's buffer.
+func (c *pageChecker) at(depth int, off, n int64) ([]byte, error) {
+	if c.mem != nil {
+		if off < 0 || n < 0 || off+n > int64(len(c.mem)) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return c.mem[off : off+n : off+n], nil
+	}
+	buf := c.buffer(depth, n)
+	if err := c.read(buf, off); err != nil {
+		return nil, err
 	}
 	return buf, nil
 }
