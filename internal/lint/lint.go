@@ -69,6 +69,21 @@ type work struct {
 	// the package names for digests of a reference's tree.
 	loaded  []*packages.Package
 	tmpDirs []string
+	// reads and otherLines memoise read and otherLine by commit (lint
+	// reads every reference while the packages load).
+	reads      map[string]readResult
+	otherLines map[string]otherLineResult
+}
+
+type readResult struct {
+	reg     *registry.File
+	digests sums
+	err     error
+}
+
+type otherLineResult struct {
+	other bool
+	err   error
 }
 
 // refCode is the code of a reference: its registry and its source scope,
@@ -121,6 +136,8 @@ func open(ctx context.Context, opts Options) (*work, error) {
 		landedCache: make(map[int][]diag.Related),
 		refCache:    make(map[string]*refCode),
 		containing:  make(map[string][]gitx.Tag),
+		reads:       make(map[string]readResult),
+		otherLines:  make(map[string]otherLineResult),
 	}, nil
 }
 
@@ -143,7 +160,20 @@ var ErrBrokenReference = errors.New("reference does not parse")
 // read returns registry.yaml and hooks.sum at the commit of reference
 // name; reg is nil when the registry did not exist there. A registry or
 // hooks.sum that does not parse is an error wrapping ErrBrokenReference.
-func (w *work) read(ctx context.Context, name, commit string) (reg *registry.File, digests sums, err error) {
+// Each commit is read once: the result (the error naming the first name
+// it was read under) is kept; callers do not modify it.
+func (w *work) read(ctx context.Context, name, commit string) (*registry.File, sums, error) {
+	if r, ok := w.reads[commit]; ok {
+		return r.reg, r.digests, r.err
+	}
+	reg, digests, err := w.readOnce(ctx, name, commit)
+	if ctx.Err() == nil {
+		w.reads[commit] = readResult{reg, digests, err}
+	}
+	return reg, digests, err
+}
+
+func (w *work) readOnce(ctx context.Context, name, commit string) (reg *registry.File, digests sums, err error) {
 	if w.batch == nil {
 		if w.batch, err = w.repo.Batch(ctx); err != nil {
 			return nil, nil, err
@@ -533,22 +563,27 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 	if len(pds) > 0 {
 		return pds, nil
 	}
-	w, err := open(ctx, opts)
-	if err != nil {
-		return nil, err
+	// The git side (the repository, the references, their registry,
+	// hooks.sum and line) and the packages are independent: git runs
+	// while the go command lists and the packages type-check. Errors are
+	// reported in the order they were before: git's first.
+	g := make(chan gitSide, 1)
+	go func() { g <- prepare(ctx, opts, cur) }()
+	funcs, fds, loadErr := registry.LoadFuncs(opts.ModuleDir, cur)
+	gs := <-g
+	w, refs, head := gs.w, gs.refs, gs.head
+	if w != nil {
+		defer func() {
+			if cerr := w.close(); err == nil && cerr != nil {
+				err = fmt.Errorf("cleaning up: %w", cerr)
+			}
+		}()
 	}
-	defer func() {
-		if cerr := w.close(); err == nil && cerr != nil {
-			err = fmt.Errorf("cleaning up: %w", cerr)
-		}
-	}()
-	refs, err := w.refs(ctx, cur)
-	if err != nil {
-		return nil, err
+	if gs.err != nil {
+		return nil, gs.err
 	}
-	funcs, fds, err := registry.LoadFuncs(opts.ModuleDir, cur)
-	if err != nil {
-		return nil, err
+	if loadErr != nil {
+		return nil, loadErr
 	}
 	ds = append(ds, fds...)
 	w.loaded = funcs.Loaded
@@ -557,6 +592,9 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		if _, err := now.result(num, codedigest.Prefix); err != nil {
 			return nil, err
 		}
+	}
+	if gs.headErr != nil {
+		return nil, gs.headErr
 	}
 	var digestErr error
 	curDigest := func(num int, alg string) string {
@@ -570,10 +608,6 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return r.Digest
 	}
 	landedAnywhere := make(map[int]bool)
-	head, err := w.repo.Resolve(ctx, "HEAD")
-	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
-		return nil, err
-	}
 	// compareRef compares cur with the reference r; only, when not nil,
 	// limits the comparison to those hooks (a maintenance line's).
 	compareRef := func(r ref, only map[int]bool) error {
@@ -642,6 +676,48 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return nil, err
 	}
 	return dedupe(append(ds, rds...)), nil
+}
+
+// gitSide is what Lint reads from git before it compares: the
+// repository, the references and HEAD (head "" without commits); the
+// registry and hooks.sum at each reference, and whether it is another
+// line's release, are in w's caches.
+type gitSide struct {
+	w       *work
+	refs    []ref
+	head    string
+	err     error
+	headErr error
+}
+
+// prepare opens the repository of opts, finds the references to compare
+// cur with, and reads what compareRef reads of each (errors are kept
+// for compareRef to return in its order).
+func prepare(ctx context.Context, opts Options, cur *registry.File) gitSide {
+	w, err := open(ctx, opts)
+	if err != nil {
+		return gitSide{err: err}
+	}
+	refs, err := w.refs(ctx, cur)
+	if err != nil {
+		return gitSide{w: w, err: err}
+	}
+	head, err := w.repo.Resolve(ctx, "HEAD")
+	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
+		return gitSide{w: w, refs: refs, headErr: err}
+	}
+	seen := make(map[string]bool)
+	for _, r := range refs {
+		if seen[r.commit] {
+			continue
+		}
+		seen[r.commit] = true
+		if old, _, err := w.read(ctx, r.name, r.commit); err != nil || old == nil {
+			continue
+		}
+		_, _ = w.otherLine(ctx, r, head)
+	}
+	return gitSide{w: w, refs: refs, head: head}
 }
 
 // releasedVersions flags new hooks introduced in a version that has
@@ -801,6 +877,18 @@ func filterHooks(f *registry.File, only map[int]bool) *registry.File {
 // otherLine reports a release tag r that head does not contain: another
 // line's release (see comparison.otherLine).
 func (w *work) otherLine(ctx context.Context, r ref, head string) (bool, error) {
+	key := r.name + "\x00" + r.commit + "\x00" + head
+	if o, ok := w.otherLines[key]; ok {
+		return o.other, o.err
+	}
+	other, err := w.otherLineOnce(ctx, r, head)
+	if ctx.Err() == nil {
+		w.otherLines[key] = otherLineResult{other, err}
+	}
+	return other, err
+}
+
+func (w *work) otherLineOnce(ctx context.Context, r ref, head string) (bool, error) {
 	if head == "" || !slices.ContainsFunc(w.tags, func(t gitx.Tag) bool { return t.Name == r.name && t.Commit == r.commit }) {
 		return false, nil
 	}
