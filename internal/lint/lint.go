@@ -438,14 +438,19 @@ func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 	if err := w.repo.Extract(ctx, commit, dir); err != nil {
 		return &refCode{err: err}
 	}
-	regPath := filepath.Join(dir, filepath.FromSlash(w.relReg))
-	data, err := os.ReadFile(regPath)
-	if err != nil {
-		return &refCode{err: err}
-	}
-	reg, pds := registry.Parse(w.opts.Registry, data)
-	if len(pds) > 0 {
-		return &refCode{err: fmt.Errorf("%s at %.12s: %s", w.relReg, commit, pds[0].Text())}
+	// The registry as read from the commit already, else from the tree.
+	reg := w.reads[commit].reg
+	if reg == nil {
+		regPath := filepath.Join(dir, filepath.FromSlash(w.relReg))
+		data, err := os.ReadFile(regPath)
+		if err != nil {
+			return &refCode{err: err}
+		}
+		var pds []diag.Diagnostic
+		reg, pds = registry.Parse(w.opts.Registry, data)
+		if len(pds) > 0 {
+			return &refCode{err: fmt.Errorf("%s at %.12s: %s", w.relReg, commit, pds[0].Text())}
+		}
 	}
 	modRel, err := filepath.Rel(w.repo.Root, w.opts.ModuleDir)
 	if err != nil || !filepath.IsLocal(modRel) && modRel != "." {
