@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -73,6 +74,14 @@ type work struct {
 	// reads every reference while the packages load).
 	reads      map[string]readResult
 	otherLines map[string]otherLineResult
+	// curData and cur are the working tree's registry (Lint): a
+	// reference whose registry has the same bytes shares its parse.
+	curData []byte
+	cur     *registry.File
+	// head is HEAD's commit, resolved once (resolveHead).
+	head     string
+	headErr  error
+	headDone bool
 }
 
 type readResult struct {
@@ -183,9 +192,14 @@ func (w *work) readOnce(ctx context.Context, name, commit string) (reg *registry
 	if err != nil || !ok {
 		return nil, nil, err
 	}
-	reg, pds := registry.Parse(w.relReg, data)
-	if len(pds) > 0 {
-		return nil, nil, fmt.Errorf("%w: %s at %s (commit %.12s): %s: fix the history or compare with other references (--against)", ErrBrokenReference, w.relReg, name, commit, pds[0].Text())
+	if w.cur != nil && bytes.Equal(data, w.curData) {
+		reg = w.cur // parsed already, without findings
+	} else {
+		var pds []diag.Diagnostic
+		reg, pds = registry.Parse(w.relReg, data)
+		if len(pds) > 0 {
+			return nil, nil, fmt.Errorf("%w: %s at %s (commit %.12s): %s: fix the history or compare with other references (--against)", ErrBrokenReference, w.relReg, name, commit, pds[0].Text())
+		}
 	}
 	sum, ok, err := w.batch.Read(commit + ":" + w.relSum)
 	if err != nil {
@@ -200,6 +214,16 @@ func (w *work) readOnce(ctx context.Context, name, commit string) (reg *registry
 		digests.add(lines)
 	}
 	return reg, digests, nil
+}
+
+// resolveHead resolves HEAD once (gitx.ErrUnknownRevision in a
+// repository without commits).
+func (w *work) resolveHead(ctx context.Context) (string, error) {
+	if !w.headDone {
+		w.head, w.headErr = w.repo.Resolve(ctx, "HEAD")
+		w.headDone = ctx.Err() == nil
+	}
+	return w.head, w.headErr
 }
 
 // ref is a commit to compare with.
@@ -224,7 +248,7 @@ func (w *work) refs(ctx context.Context, cur *registry.File) ([]ref, error) {
 		}
 		return refs, nil
 	}
-	head, err := w.repo.Resolve(ctx, "HEAD")
+	head, err := w.resolveHead(ctx)
 	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
 		return nil, err
 	}
@@ -573,7 +597,7 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 	// while the go command lists and the packages type-check. Errors are
 	// reported in the order they were before: git's first.
 	g := make(chan gitSide, 1)
-	go func() { g <- prepare(ctx, opts, cur) }()
+	go func() { g <- prepare(ctx, opts, cur, data) }()
 	funcs, fds, loadErr := registry.LoadFuncs(opts.ModuleDir, cur)
 	gs := <-g
 	w, refs, head := gs.w, gs.refs, gs.head
@@ -698,16 +722,17 @@ type gitSide struct {
 // prepare opens the repository of opts, finds the references to compare
 // cur with, and reads what compareRef reads of each (errors are kept
 // for compareRef to return in its order).
-func prepare(ctx context.Context, opts Options, cur *registry.File) gitSide {
+func prepare(ctx context.Context, opts Options, cur *registry.File, curData []byte) gitSide {
 	w, err := open(ctx, opts)
 	if err != nil {
 		return gitSide{err: err}
 	}
+	w.cur, w.curData = cur, curData
 	refs, err := w.refs(ctx, cur)
 	if err != nil {
 		return gitSide{w: w, err: err}
 	}
-	head, err := w.repo.Resolve(ctx, "HEAD")
+	head, err := w.resolveHead(ctx)
 	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
 		return gitSide{w: w, refs: refs, headErr: err}
 	}
