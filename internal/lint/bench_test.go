@@ -118,8 +118,10 @@ func BenchmarkAudit(b *testing.B) {
 // BenchmarkLint runs lint.Lint (hookgen lint) on a 2,000-hook registry
 // against one release tag, beside "go vet ./..." of the same module in the
 // same run (ratio-vet = lint over vet; goal <= 1.5), and reports where the
-// time goes: loading and type-checking the packages, computing the h3
-// digests, and the rest (git, parsing, comparing). Then the helper every
+// time goes: loading and type-checking the packages (one go list),
+// computing the digests, and the rest (parsing the registry, comparing, and
+// what git adds beyond the load it runs beside; rest-s is negative when
+// the load ran slower alone than within lint). Then the helper every
 // hook calls is changed, so that lint flags every hook (each finding names
 // the changed declaration, from the tag's tree loaded once): flagged-s, and
 // ratio-flagged over go vet of the changed module (vet-flagged-s; goal <= 2).

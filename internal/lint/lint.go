@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -69,6 +70,29 @@ type work struct {
 	// the package names for digests of a reference's tree.
 	loaded  []*packages.Package
 	tmpDirs []string
+	// reads and otherLines memoise read and otherLine by commit (lint
+	// reads every reference while the packages load).
+	reads      map[string]readResult
+	otherLines map[string]otherLineResult
+	// curData and cur are the working tree's registry (Lint): a
+	// reference whose registry has the same bytes shares its parse.
+	curData []byte
+	cur     *registry.File
+	// head is HEAD's commit, resolved once (resolveHead).
+	head     string
+	headErr  error
+	headDone bool
+}
+
+type readResult struct {
+	reg     *registry.File
+	digests sums
+	err     error
+}
+
+type otherLineResult struct {
+	other bool
+	err   error
 }
 
 // refCode is the code of a reference: its registry and its source scope,
@@ -121,6 +145,8 @@ func open(ctx context.Context, opts Options) (*work, error) {
 		landedCache: make(map[int][]diag.Related),
 		refCache:    make(map[string]*refCode),
 		containing:  make(map[string][]gitx.Tag),
+		reads:       make(map[string]readResult),
+		otherLines:  make(map[string]otherLineResult),
 	}, nil
 }
 
@@ -143,7 +169,20 @@ var ErrBrokenReference = errors.New("reference does not parse")
 // read returns registry.yaml and hooks.sum at the commit of reference
 // name; reg is nil when the registry did not exist there. A registry or
 // hooks.sum that does not parse is an error wrapping ErrBrokenReference.
-func (w *work) read(ctx context.Context, name, commit string) (reg *registry.File, digests sums, err error) {
+// Each commit is read once: the result (the error naming the first name
+// it was read under) is kept; callers do not modify it.
+func (w *work) read(ctx context.Context, name, commit string) (*registry.File, sums, error) {
+	if r, ok := w.reads[commit]; ok {
+		return r.reg, r.digests, r.err
+	}
+	reg, digests, err := w.readOnce(ctx, name, commit)
+	if ctx.Err() == nil {
+		w.reads[commit] = readResult{reg, digests, err}
+	}
+	return reg, digests, err
+}
+
+func (w *work) readOnce(ctx context.Context, name, commit string) (reg *registry.File, digests sums, err error) {
 	if w.batch == nil {
 		if w.batch, err = w.repo.Batch(ctx); err != nil {
 			return nil, nil, err
@@ -153,9 +192,14 @@ func (w *work) read(ctx context.Context, name, commit string) (reg *registry.Fil
 	if err != nil || !ok {
 		return nil, nil, err
 	}
-	reg, pds := registry.Parse(w.relReg, data)
-	if len(pds) > 0 {
-		return nil, nil, fmt.Errorf("%w: %s at %s (commit %.12s): %s: fix the history or compare with other references (--against)", ErrBrokenReference, w.relReg, name, commit, pds[0].Text())
+	if w.cur != nil && bytes.Equal(data, w.curData) {
+		reg = w.cur // parsed already, without findings
+	} else {
+		var pds []diag.Diagnostic
+		reg, pds = registry.Parse(w.relReg, data)
+		if len(pds) > 0 {
+			return nil, nil, fmt.Errorf("%w: %s at %s (commit %.12s): %s: fix the history or compare with other references (--against)", ErrBrokenReference, w.relReg, name, commit, pds[0].Text())
+		}
 	}
 	sum, ok, err := w.batch.Read(commit + ":" + w.relSum)
 	if err != nil {
@@ -170,6 +214,16 @@ func (w *work) read(ctx context.Context, name, commit string) (reg *registry.Fil
 		digests.add(lines)
 	}
 	return reg, digests, nil
+}
+
+// resolveHead resolves HEAD once (gitx.ErrUnknownRevision in a
+// repository without commits).
+func (w *work) resolveHead(ctx context.Context) (string, error) {
+	if !w.headDone {
+		w.head, w.headErr = w.repo.Resolve(ctx, "HEAD")
+		w.headDone = ctx.Err() == nil
+	}
+	return w.head, w.headErr
 }
 
 // ref is a commit to compare with.
@@ -194,7 +248,7 @@ func (w *work) refs(ctx context.Context, cur *registry.File) ([]ref, error) {
 		}
 		return refs, nil
 	}
-	head, err := w.repo.Resolve(ctx, "HEAD")
+	head, err := w.resolveHead(ctx)
 	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
 		return nil, err
 	}
@@ -408,14 +462,19 @@ func (w *work) loadRef(ctx context.Context, commit string) *refCode {
 	if err := w.repo.Extract(ctx, commit, dir); err != nil {
 		return &refCode{err: err}
 	}
-	regPath := filepath.Join(dir, filepath.FromSlash(w.relReg))
-	data, err := os.ReadFile(regPath)
-	if err != nil {
-		return &refCode{err: err}
-	}
-	reg, pds := registry.Parse(w.opts.Registry, data)
-	if len(pds) > 0 {
-		return &refCode{err: fmt.Errorf("%s at %.12s: %s", w.relReg, commit, pds[0].Text())}
+	// The registry as read from the commit already, else from the tree.
+	reg := w.reads[commit].reg
+	if reg == nil {
+		regPath := filepath.Join(dir, filepath.FromSlash(w.relReg))
+		data, err := os.ReadFile(regPath)
+		if err != nil {
+			return &refCode{err: err}
+		}
+		var pds []diag.Diagnostic
+		reg, pds = registry.Parse(w.opts.Registry, data)
+		if len(pds) > 0 {
+			return &refCode{err: fmt.Errorf("%s at %.12s: %s", w.relReg, commit, pds[0].Text())}
+		}
 	}
 	modRel, err := filepath.Rel(w.repo.Root, w.opts.ModuleDir)
 	if err != nil || !filepath.IsLocal(modRel) && modRel != "." {
@@ -533,22 +592,27 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 	if len(pds) > 0 {
 		return pds, nil
 	}
-	w, err := open(ctx, opts)
-	if err != nil {
-		return nil, err
+	// The git side (the repository, the references, their registry,
+	// hooks.sum and line) and the packages are independent: git runs
+	// while the go command lists and the packages type-check. Errors are
+	// reported in the order they were before: git's first.
+	g := make(chan gitSide, 1)
+	go func() { g <- prepare(ctx, opts, cur, data) }()
+	funcs, fds, loadErr := registry.LoadFuncs(opts.ModuleDir, cur)
+	gs := <-g
+	w, refs, head := gs.w, gs.refs, gs.head
+	if w != nil {
+		defer func() {
+			if cerr := w.close(); err == nil && cerr != nil {
+				err = fmt.Errorf("cleaning up: %w", cerr)
+			}
+		}()
 	}
-	defer func() {
-		if cerr := w.close(); err == nil && cerr != nil {
-			err = fmt.Errorf("cleaning up: %w", cerr)
-		}
-	}()
-	refs, err := w.refs(ctx, cur)
-	if err != nil {
-		return nil, err
+	if gs.err != nil {
+		return nil, gs.err
 	}
-	funcs, fds, err := registry.LoadFuncs(opts.ModuleDir, cur)
-	if err != nil {
-		return nil, err
+	if loadErr != nil {
+		return nil, loadErr
 	}
 	ds = append(ds, fds...)
 	w.loaded = funcs.Loaded
@@ -557,6 +621,9 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		if _, err := now.result(num, codedigest.Prefix); err != nil {
 			return nil, err
 		}
+	}
+	if gs.headErr != nil {
+		return nil, gs.headErr
 	}
 	var digestErr error
 	curDigest := func(num int, alg string) string {
@@ -570,10 +637,6 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return r.Digest
 	}
 	landedAnywhere := make(map[int]bool)
-	head, err := w.repo.Resolve(ctx, "HEAD")
-	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
-		return nil, err
-	}
 	// compareRef compares cur with the reference r; only, when not nil,
 	// limits the comparison to those hooks (a maintenance line's).
 	compareRef := func(r ref, only map[int]bool) error {
@@ -642,6 +705,49 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return nil, err
 	}
 	return dedupe(append(ds, rds...)), nil
+}
+
+// gitSide is what Lint reads from git before it compares: the
+// repository, the references and HEAD (head "" without commits); the
+// registry and hooks.sum at each reference, and whether it is another
+// line's release, are in w's caches.
+type gitSide struct {
+	w       *work
+	refs    []ref
+	head    string
+	err     error
+	headErr error
+}
+
+// prepare opens the repository of opts, finds the references to compare
+// cur with, and reads what compareRef reads of each (errors are kept
+// for compareRef to return in its order).
+func prepare(ctx context.Context, opts Options, cur *registry.File, curData []byte) gitSide {
+	w, err := open(ctx, opts)
+	if err != nil {
+		return gitSide{err: err}
+	}
+	w.cur, w.curData = cur, curData
+	refs, err := w.refs(ctx, cur)
+	if err != nil {
+		return gitSide{w: w, err: err}
+	}
+	head, err := w.resolveHead(ctx)
+	if err != nil && !errors.Is(err, gitx.ErrUnknownRevision) {
+		return gitSide{w: w, refs: refs, headErr: err}
+	}
+	seen := make(map[string]bool)
+	for _, r := range refs {
+		if seen[r.commit] {
+			continue
+		}
+		seen[r.commit] = true
+		if old, _, err := w.read(ctx, r.name, r.commit); err != nil || old == nil {
+			continue
+		}
+		_, _ = w.otherLine(ctx, r, head)
+	}
+	return gitSide{w: w, refs: refs, head: head}
 }
 
 // releasedVersions flags new hooks introduced in a version that has
@@ -801,6 +907,18 @@ func filterHooks(f *registry.File, only map[int]bool) *registry.File {
 // otherLine reports a release tag r that head does not contain: another
 // line's release (see comparison.otherLine).
 func (w *work) otherLine(ctx context.Context, r ref, head string) (bool, error) {
+	key := r.name + "\x00" + r.commit + "\x00" + head
+	if o, ok := w.otherLines[key]; ok {
+		return o.other, o.err
+	}
+	other, err := w.otherLineOnce(ctx, r, head)
+	if ctx.Err() == nil {
+		w.otherLines[key] = otherLineResult{other, err}
+	}
+	return other, err
+}
+
+func (w *work) otherLineOnce(ctx context.Context, r ref, head string) (bool, error) {
 	if head == "" || !slices.ContainsFunc(w.tags, func(t gitx.Tag) bool { return t.Name == r.name && t.Commit == r.commit }) {
 		return false, nil
 	}

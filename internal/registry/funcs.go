@@ -3,11 +3,13 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"go/build"
 	"go/token"
 	"go/types"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,15 +34,11 @@ const (
 // hook signature, hook.Func.
 const HookPkgPath = "github.com/hookreg/hookreg/hook"
 
-// listMode lists the packages the hook packages reach, without loading
-// them.
-const listMode = packages.NeedName | packages.NeedImports | packages.NeedDeps | packages.NeedModule
-
-// LoadMode is the mode of LoadFuncs's main load: the packages of the main
-// module that the hook packages reach are its roots, loaded from source
-// with syntax and type information, so that internal/codedigest follows
-// declarations across them; everything else (the standard library, other
-// modules) comes from export data, as it would for go vet.
+// LoadMode is the mode of LoadFuncs's load: the hook packages and the
+// packages of the main module that they reach are its roots, loaded from
+// source with syntax and type information, so that internal/codedigest
+// follows declarations across them; everything else (the standard
+// library, other modules) comes from export data, as it would for go vet.
 const LoadMode = codedigest.LoadMode &^ packages.NeedDeps
 
 // Funcs are the type-checked hook functions of a registry.
@@ -53,8 +51,9 @@ type Funcs struct {
 	// reach, loaded from source, and the runtime package; their other
 	// dependencies, loaded from export data, are reachable through Imports.
 	Packages []*packages.Package
-	// Loaded are all the packages listed and loaded, for
-	// codedigest.Scope.UsePackages of another tree of the same module.
+	// Loaded are the packages loaded (Packages, whose Imports reach every
+	// dependency), for codedigest.Scope.UsePackages of another tree of the
+	// same module.
 	Loaded []*packages.Package
 	// Funcs holds each hook's function, indexed like File.Hooks; nil where
 	// the function is missing or wrong.
@@ -72,8 +71,8 @@ type digestKey struct {
 
 // LoadFuncs loads the hook package of f and its sub-packages from the
 // module in moduleDir, with every package of the module they reach, in
-// one type-checked load (after a go list of their dependencies; see
-// LoadMode), and checks every hook's
+// one type-checked load (one go list; see LoadMode and loadHookPackages),
+// and checks every hook's
 // func: its package exists (func-package) and compiles (package-error),
 // the name is declared (func-missing), exported (func-exported), a
 // function rather than a variable or method value (func-kind), with the
@@ -91,27 +90,16 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if module == "" {
 		return nil, nil, fmt.Errorf("loading the hook packages: %s has no module path", filepath.Join(moduleDir, "go.mod"))
 	}
-	listed, err := packages.Load(&packages.Config{Mode: listMode, Dir: moduleDir}, root, root+"/...", HookPkgPath)
+	pkgs, err := loadHookPackages(moduleDir, module, root)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing the hook packages %s: %w", root, err)
-	}
-	patterns := []string{root, HookPkgPath}
-	packages.Visit(listed, nil, func(p *packages.Package) {
-		if p.Module != nil && p.Module.Main {
-			patterns = append(patterns, p.PkgPath)
-		}
-	})
-	pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, patterns...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
+		return nil, nil, err
 	}
 	scope, err := codedigest.NewScope(moduleDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	loaded := append(listed, pkgs...)
-	scope.UsePackages(loaded)
-	fs := &Funcs{Module: module, Packages: pkgs, Loaded: loaded, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
+	scope.UsePackages(pkgs)
+	fs := &Funcs{Module: module, Packages: pkgs, Loaded: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
 	packages.Visit(pkgs, nil, func(p *packages.Package) {
@@ -173,6 +161,121 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		fs.Funcs[i] = fn
 	}
 	return fs, ds, nil
+}
+
+// loadHookPackages loads, with LoadMode, the hook packages (root and
+// root/...), the runtime package HookPkgPath and every package of the main
+// module that they reach, those as roots (from source), in one go list.
+// Which packages of the main module they reach is known only after the
+// load: it starts from a guess (guessMainPackages) and checks it against
+// the import graph the go command reported; a guess that is not exactly
+// that set (a build tag the guess could not see) is loaded again with the
+// set the load reported, so the result never depends on the guess.
+func loadHookPackages(moduleDir, module, root string) ([]*packages.Package, error) {
+	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
+	underRoot := func(p string) bool { return p == rootPath || strings.HasPrefix(p, rootPath+"/") }
+	guess := guessMainPackages(moduleDir, module, rootPath)
+	patterns := append([]string{root, root + "/...", HookPkgPath}, guess...)
+	for attempt := 0; ; attempt++ {
+		pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, patterns...)
+		if err != nil {
+			return nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
+		}
+		// reached: the main module's packages that the hook packages
+		// and the runtime package import, directly or not.
+		var start []*packages.Package
+		isRoot := make(map[string]bool, len(pkgs))
+		for _, p := range pkgs {
+			isRoot[p.PkgPath] = true
+			if underRoot(p.PkgPath) || p.PkgPath == HookPkgPath {
+				start = append(start, p)
+			}
+		}
+		var reached []string
+		exact := true
+		packages.Visit(start, nil, func(p *packages.Package) {
+			if p.Module == nil || !p.Module.Main {
+				return
+			}
+			if !isRoot[p.PkgPath] {
+				exact = false // from export data: not followed from source
+			}
+			if !underRoot(p.PkgPath) && p.PkgPath != HookPkgPath {
+				reached = append(reached, p.PkgPath)
+			}
+		})
+		slices.Sort(reached)
+		if exact && slices.Equal(reached, guess) || attempt > 0 {
+			return pkgs, nil
+		}
+		guess = reached
+		patterns = append([]string{root, root + "/...", HookPkgPath}, reached...)
+	}
+}
+
+// guessMainPackages returns the import paths, sorted, of the packages of
+// the main module (module, in moduleDir) outside rootPath, other than
+// HookPkgPath, that the packages in and under rootPath import, directly or not, as go/build reads
+// their import declarations for the default build context. It is a guess
+// for loadHookPackages, which checks it: it costs no go command.
+func guessMainPackages(moduleDir, module, rootPath string) []string {
+	dirOf := func(importPath string) (string, bool) {
+		if importPath == module {
+			return moduleDir, true
+		}
+		rel, ok := strings.CutPrefix(importPath, module+"/")
+		if !ok {
+			return "", false
+		}
+		return filepath.Join(moduleDir, filepath.FromSlash(rel)), true
+	}
+	seen := make(map[string]bool)
+	var queue []string
+	add := func(importPath string) {
+		if _, ok := dirOf(importPath); ok && !seen[importPath] {
+			seen[importPath] = true
+			queue = append(queue, importPath)
+		}
+	}
+	rootDir, _ := dirOf(rootPath)
+	_ = filepath.WalkDir(rootDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		name := d.Name()
+		if p != rootDir && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "vendor") {
+			return filepath.SkipDir
+		}
+		if p != rootDir {
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+				return filepath.SkipDir // another module
+			}
+		}
+		rel, err := filepath.Rel(rootDir, p)
+		if err != nil {
+			return nil
+		}
+		add(path.Join(rootPath, filepath.ToSlash(rel)))
+		return nil
+	})
+	var out []string
+	for len(queue) > 0 {
+		importPath := queue[0]
+		queue = queue[1:]
+		dir, _ := dirOf(importPath)
+		bp, err := build.Default.ImportDir(dir, 0)
+		if err != nil {
+			continue
+		}
+		if importPath != rootPath && !strings.HasPrefix(importPath, rootPath+"/") && importPath != HookPkgPath {
+			out = append(out, importPath)
+		}
+		for _, imp := range bp.Imports {
+			add(imp)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // byName qualifies types by package name, as they read in Go source.
