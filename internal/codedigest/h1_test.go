@@ -4,7 +4,6 @@ import (
 	"go/types"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/tools/go/packages"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
+	"github.com/hookreg/hookreg/internal/dirtest"
 )
 
 // base is a module whose hook Upgrade reaches a helper two calls deep, a
@@ -63,15 +63,7 @@ func Clean(s string) string { return s + "!" }
 func compute(t *testing.T, files map[string]string) codedigest.Result {
 	t.Helper()
 	dir := t.TempDir()
-	for name, data := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dirtest.Write(t, dir, files)
 	pkgs, err := packages.Load(&packages.Config{Mode: codedigest.LoadMode, Dir: dir, Env: append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")}, "./hooks")
 	if err != nil {
 		t.Fatal(err)

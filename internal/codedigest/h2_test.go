@@ -2,12 +2,12 @@ package codedigest_test
 
 import (
 	"maps"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
+	"github.com/hookreg/hookreg/internal/dirtest"
 )
 
 // product is a module whose hook Upgrade reaches each kind of piece the h2
@@ -93,15 +93,7 @@ func platform() string { return "linux" }
 func write(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, data := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dirtest.Write(t, dir, files)
 	return dir
 }
 

@@ -1,13 +1,13 @@
 package codedigest_test
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
+	"github.com/hookreg/hookreg/internal/dirtest"
 )
 
 // TestH4Dependencies checks h4's scope over a module cache of its own: the
@@ -24,15 +24,7 @@ func TestH4Dependencies(t *testing.T) {
 	t.Setenv("GOWORK", "off")
 	t.Setenv("GOTOOLCHAIN", "local")
 	put := func(modVersion string, files map[string]string) {
-		for name, data := range files {
-			p := filepath.Join(cache, filepath.FromSlash(modVersion), filepath.FromSlash(name))
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		dirtest.Write(t, filepath.Join(cache, filepath.FromSlash(modVersion)), files)
 	}
 	dep := func(greet, readme, other string) map[string]string {
 		return map[string]string{

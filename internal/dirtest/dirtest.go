@@ -1,6 +1,6 @@
-// Package dirtest holds a helper for the tests of several packages: a
+// Package dirtest holds helpers for the tests of several packages: a
 // snapshot of a directory tree, to check that a refused or failed command
-// left it exactly as it was.
+// left it exactly as it was, and the writing of a tree of files.
 package dirtest
 
 import (
@@ -53,4 +53,19 @@ func Snapshot(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// Write writes files (slash-separated paths relative to dir, and their
+// contents) below dir, creating the directories they need.
+func Write(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
+	for name, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

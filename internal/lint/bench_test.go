@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookreg/hookreg/internal/dirtest"
 	"github.com/hookreg/hookreg/internal/lint"
 	"github.com/hookreg/hookreg/internal/registry"
 )
@@ -150,15 +151,7 @@ func BenchmarkLint(b *testing.B) {
 		"registry.yaml":  reg.String(),
 		"hooks/hooks.go": src.String(),
 	}
-	for name, data := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
+	dirtest.Write(b, dir, files)
 	f, ds := registry.Parse("registry.yaml", []byte(reg.String()))
 	if len(ds) > 0 {
 		b.Fatal(ds[0].Text())

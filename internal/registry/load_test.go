@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/tools/go/packages"
 
+	"github.com/hookreg/hookreg/internal/dirtest"
 	"github.com/hookreg/hookreg/internal/registry"
 )
 
@@ -71,15 +72,7 @@ func tagModule(t *testing.T) string {
 		"names/names.go": "package names\n\nconst Table = \"b\"\n",
 		"util/util.go":   "package util\n\nfunc Name() string { return \"one\" }\n",
 	}
-	for name, data := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dirtest.Write(t, dir, files)
 	t.Setenv("GOPROXY", "off")
 	t.Setenv("GOWORK", "off")
 	return dir
