@@ -24,6 +24,8 @@ type UpgradeOptions struct {
 	Keys ReadKeys
 	// Signer signs the output (see [Options]).
 	Signer ssh.Signer
+	// ConfigStoreBase is passed on to [upgrade.Options].
+	ConfigStoreBase string
 }
 
 // Upgraded is the outcome of [UpgradeFile].
@@ -58,7 +60,7 @@ func UpgradeFile(ctx context.Context, reg *hook.Registry, in, out, work string, 
 		return Upgraded{}, err
 	}
 	defer st.Close()
-	res, err := upgrade.Run(ctx, st, reg, upgrade.Options{AllowDigestMismatch: opts.AllowDigestMismatch})
+	res, err := upgrade.Run(ctx, st, reg, upgrade.Options{AllowDigestMismatch: opts.AllowDigestMismatch, ConfigStoreBase: opts.ConfigStoreBase})
 	if err != nil {
 		var refusal *upgrade.Refusal
 		if errors.As(err, &refusal) {

@@ -71,7 +71,7 @@ type offlineEvent struct {
 // place. The input is only read; on any failure there is no output file.
 //
 // The hooks the child ran are in the result, also on failure.
-func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offlineSeal) (*offlineResult, error) {
+func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offlineSeal, storeBase string) (*offlineResult, error) {
 	res := &offlineResult{}
 	fromStdin := inPath == stdio
 	in := ""
@@ -156,7 +156,7 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offli
 		return res, envErrorf("making the child's token: %w", err)
 	}
 	sum := sha256.Sum256(token)
-	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch, TokenSHA256: hex.EncodeToString(sum[:]), Keys: seal.files, Sign: seal.sign})
+	req, err := json.Marshal(childOptions{In: in, Out: result, Work: work, Report: report, RegistryDigest: e.reg.Digest, AllowDigestMismatch: allowDigestMismatch, TokenSHA256: hex.EncodeToString(sum[:]), Keys: seal.files, Sign: seal.sign, StoreBase: storeBase})
 	if err != nil {
 		return res, err
 	}
@@ -491,6 +491,10 @@ type childOptions struct {
 	// Sign the SSH private key file that signs the result.
 	Keys openFiles `json:"keys"`
 	Sign string    `json:"sign,omitempty"`
+	// StoreBase is the file name of the store whose configuration
+	// directory holds it and receives the result's configuration (see
+	// upgrade.Options.ConfigStoreBase).
+	StoreBase string `json:"store_base,omitempty"`
 }
 
 // childTokenLen is the length of the child's token in bytes.
@@ -683,7 +687,7 @@ func (o *childOptions) upgrade(e *env, emit func(offlineEvent)) error {
 	if err != nil {
 		return err
 	}
-	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.In, o.Out, o.Work, backup.UpgradeOptions{AllowDigestMismatch: o.AllowDigestMismatch, Keys: keys, Signer: signer})
+	up, err := backup.UpgradeFile(e.ctx, observed(e.reg, emit), o.In, o.Out, o.Work, backup.UpgradeOptions{AllowDigestMismatch: o.AllowDigestMismatch, Keys: keys, Signer: signer, ConfigStoreBase: o.StoreBase})
 	if err != nil {
 		return err
 	}

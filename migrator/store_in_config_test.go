@@ -397,3 +397,42 @@ func TestMountPointBesideStore(t *testing.T) {
 		}
 	}
 }
+
+// TestOfflineStoreUpgradeHookWritesStoreName: in "upgrade --offline
+// --store data/app.db --config data", a hook that writes a configuration
+// file named like one of the store's own files fails, naming the store,
+// and the run stops there: the store and the directory are as they were
+// (the restore at the end of the run, which would refuse the result, is
+// never reached).
+func TestOfflineStoreUpgradeHookWritesStoreName(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	template := filepath.Join(dir, "template.db")
+	buildStore(t, template, "5.1.0", example.Size{Users: 10, Rules: 10})
+	dropConfigTable(t, template)
+	data := filepath.Join(dir, "data")
+	db := filepath.Join(data, "app.db")
+	for _, name := range []string{"app.db", "app.db.pre-upgrade-x/notes.txt"} {
+		t.Run(name, func(t *testing.T) {
+			oldDataDir(t, data, template)
+			oldData, _ := example.Digest(db, "_hookreg")
+			oldConfig := configDigest(t, data, "app.db")
+			cmd := storeUpgradeCmd("upgrade", "--offline", "--store", db, "--config", data)
+			cmd.Env = append(cmd.Env, envStoreUpgradeConfig+"="+name)
+			out, err := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); err == nil || code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, out)
+			}
+			want := "writing configuration file " + name + ": the name belongs to the store app.db, which lies in the configuration directory"
+			if !strings.Contains(string(out), want) || !strings.Contains(string(out), "hook 101") {
+				t.Errorf("the output does not name the hook and the store's name:\n%s", out)
+			}
+			if d, _ := example.Digest(db, "_hookreg"); d != oldData {
+				t.Error("the store's data changed")
+			}
+			if c := configDigest(t, data, "app.db"); c != oldConfig {
+				t.Errorf("the configuration changed:\n%s\nwas\n%s", c, oldConfig)
+			}
+		})
+	}
+}

@@ -297,7 +297,7 @@ func (o *upgradeOptions) runOfflineBackup(e *env) error {
 	if err != nil {
 		return err
 	}
-	res, err := runOffline(e, o.in, o.out, o.allowDigestMismatch, seal)
+	res, err := runOffline(e, o.in, o.out, o.allowDigestMismatch, seal, "")
 	if !o.json {
 		reportHooks(e.stdout, res.Hooks)
 	}

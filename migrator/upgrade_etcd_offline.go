@@ -85,7 +85,7 @@ func (o *upgradeOptions) runOfflineEtcd(e *env) error {
 	}
 	defer lock.Close()
 	upgraded := filepath.Join(work, "upgraded.tar.zst")
-	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch, offlineSeal{})
+	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch, offlineSeal{}, "")
 	if !o.json {
 		reportHooks(e.stdout, res.Hooks)
 	}

@@ -214,7 +214,8 @@ func (o *upgradeOptions) backUpAndUpgrade(e *env, upgraded string, r *upgradeRep
 	if _, err := backup.WriteFile(e.ctx, st, e.reg, r.PreUpgradeBackup, backup.Options{ConfigDir: o.config, Progress: e.progress, Recipients: recipients, Signer: signer}); err != nil {
 		return false, fmt.Errorf("%s: backing up before the upgrade: %w", o.store, err)
 	}
-	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch, input)
+	storeBase, _ := backup.StoreInConfig(o.store, o.config)
+	res, err := runOffline(e, r.PreUpgradeBackup, upgraded, o.allowDigestMismatch, input, storeBase)
 	if !o.json {
 		reportHooks(e.stdout, res.Hooks)
 	}

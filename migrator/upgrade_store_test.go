@@ -24,6 +24,10 @@ import (
 // storeUpgradeRegistry.
 const envStoreUpgrade = "HOOKREG_TEST_STORE_UPGRADE"
 
+// envStoreUpgradeConfig names the configuration file that hook 101 of
+// storeUpgradeRegistry writes (broker.json when unset).
+const envStoreUpgradeConfig = "HOOKREG_TEST_STORE_UPGRADE_CONFIG"
+
 func init() {
 	if os.Getenv(envStoreUpgrade) != "" {
 		setFailpoint(os.Getenv(envFailpoint))
@@ -47,7 +51,11 @@ func storeUpgradeRegistry() *hook.Registry {
 		if err := t.Put([]byte("s1"), []byte("v")); err != nil {
 			return err
 		}
-		return tx.Config().WriteFile("broker.json", []byte(`{"new":true}`), 0o600)
+		name := "broker.json"
+		if n := os.Getenv(envStoreUpgradeConfig); n != "" {
+			name = n
+		}
+		return tx.Config().WriteFile(name, []byte(`{"new":true}`), 0o600)
 	}})
 	r.Digest = r.ComputeDigest()
 	return &r

@@ -92,3 +92,22 @@ func (c dirConfig) List() ([]string, error) {
 	sort.Strings(paths)
 	return paths, nil
 }
+
+// storeNamesConfig is the writable configuration of an offline run whose
+// result goes into a configuration directory that holds the store named
+// base: it refuses to write a file onto one of the store's own names,
+// which the restore at the end of the run would refuse.
+type storeNamesConfig struct {
+	hook.Config
+	base string
+}
+
+func (c storeNamesConfig) WriteFile(path string, data []byte, perm fs.FileMode) error {
+	if err := store.ValidateConfigPath(path); err != nil {
+		return err
+	}
+	if first, _, _ := strings.Cut(path, "/"); layout.Owned(c.base, first) {
+		return fmt.Errorf("writing configuration file %s: the name belongs to the store %s, which lies in the configuration directory the upgraded data is restored into; write the file under another name", path, c.base)
+	}
+	return c.Config.WriteFile(path, data, perm)
+}

@@ -99,6 +99,14 @@ type Options struct {
 	// Config is the read-only configuration of an online run
 	// (DirConfig); nil gives an empty view.
 	Config hook.Config
+	// ConfigStoreBase, in an offline run, is the file name of a store
+	// that lies directly in the configuration directory the result will
+	// be restored into (the one-command offline upgrade of such a store):
+	// a hook's write of a configuration file whose first path element is
+	// one of that store's own names (see the migrator's docs on the
+	// layout) fails the hook, rather than the restore at the end of the
+	// run.
+	ConfigStoreBase string
 	// Now returns the time recorded for an applied hook; time.Now when
 	// nil.
 	Now func() time.Time
@@ -374,6 +382,9 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 		h.config = readOnlyConfig{Config: cfg, num: p.Num, name: p.Name}
 	} else {
 		h.config = store.ConfigView(storeSource{h})
+		if opts.ConfigStoreBase != "" {
+			h.config = storeNamesConfig{Config: h.config, base: opts.ConfigStoreBase}
+		}
 	}
 	fail := func(err error, wrap func(error) error) error {
 		switch {
