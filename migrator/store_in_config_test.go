@@ -82,9 +82,7 @@ func oldDataDir(t *testing.T, data, template string) {
 func TestRestoreCrashStoreInConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	template := filepath.Join(dir, "template.db")
-	buildStore(t, template, "5.1.0", example.Small)
-	dropConfigTable(t, template)
+	template := templateStore(t, dir, example.Small)
 
 	// The archive: the 4.4.0 example data restored into src/app.db with
 	// src as its configuration, certs and tunnel added, backed up.
@@ -271,9 +269,7 @@ func TestRestoreCrashStoreInConfig(t *testing.T) {
 func TestOfflineStoreUpgradeCrashStoreInConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	template := filepath.Join(dir, "template.db")
-	buildStore(t, template, "5.1.0", example.Size{Users: 3000, Rules: 3000})
-	dropConfigTable(t, template)
+	template := templateStore(t, dir, example.Size{Users: 3000, Rules: 3000})
 	data := filepath.Join(dir, "data")
 	db := filepath.Join(data, "app.db")
 	journal := filepath.Join(data, ".app.db.config-swap")
@@ -366,9 +362,7 @@ func TestMountPointBesideStore(t *testing.T) {
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, archivePath, "4.4.0", example.Small)
-	template := filepath.Join(dir, "template.db")
-	buildStore(t, template, "5.1.0", example.Small)
-	dropConfigTable(t, template)
+	template := templateStore(t, dir, example.Small)
 	data := filepath.Join(dir, "data")
 	db := filepath.Join(data, "app.db")
 	for _, args := range [][]string{
@@ -407,9 +401,7 @@ func TestMountPointBesideStore(t *testing.T) {
 func TestOfflineStoreUpgradeHookWritesStoreName(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	template := filepath.Join(dir, "template.db")
-	buildStore(t, template, "5.1.0", example.Size{Users: 10, Rules: 10})
-	dropConfigTable(t, template)
+	template := templateStore(t, dir, example.Size{Users: 10, Rules: 10})
 	data := filepath.Join(dir, "data")
 	db := filepath.Join(data, "app.db")
 	for _, name := range []string{"app.db", "app.db.pre-upgrade-x/notes.txt"} {

@@ -174,6 +174,17 @@ var killPoints = []killPoint{
 }
 
 // dropConfigTable removes the configuration table of the store at path:
+// templateStore builds dir/template.db, a store of release 5.1.0 of size
+// without the table _config (its configuration goes in a directory), to
+// copy before each run of an offline upgrade of a store.
+func templateStore(t *testing.T, dir string, size example.Size) string {
+	t.Helper()
+	template := filepath.Join(dir, "template.db")
+	buildStore(t, template, "5.1.0", size)
+	dropConfigTable(t, template)
+	return template
+}
+
 // its configuration lives in a directory.
 func dropConfigTable(t *testing.T, path string) {
 	t.Helper()
@@ -230,9 +241,7 @@ func waitFor(w *watch, p killPoint, done <-chan struct{}) {
 func TestOfflineStoreUpgradeCrash(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	template := filepath.Join(dir, "template.db")
-	buildStore(t, template, "5.1.0", example.Size{Users: 3000, Rules: 3000})
-	dropConfigTable(t, template)
+	template := templateStore(t, dir, example.Size{Users: 3000, Rules: 3000})
 	work := filepath.Join(dir, "w")
 	db, cfg := filepath.Join(work, "broker.db"), filepath.Join(work, "etc")
 	reset := func() {
@@ -360,9 +369,7 @@ func TestOfflineStoreUpgradeCrash(t *testing.T) {
 // saying so, and the upgrade then upgrades what the restore put in place.
 func TestOfflineStoreChangedUnderneath(t *testing.T) {
 	dir := t.TempDir()
-	template := filepath.Join(dir, "template.db")
-	buildStore(t, template, "5.1.0", example.Small)
-	dropConfigTable(t, template)
+	template := templateStore(t, dir, example.Small)
 	other := filepath.Join(dir, "other.tar.zst")
 	writeBackup(t, other, "5.0.0", example.Small)
 	work := filepath.Join(dir, "w")
@@ -455,9 +462,7 @@ func TestOfflineStoreChangedUnderneath(t *testing.T) {
 func TestOfflineStoreRemovesStaleBackupTemps(t *testing.T) {
 	dir := t.TempDir()
 	db, cfg := filepath.Join(dir, "broker.db"), filepath.Join(dir, "etc")
-	template := filepath.Join(t.TempDir(), "template.db")
-	buildStore(t, template, "5.1.0", example.Small)
-	dropConfigTable(t, template)
+	template := templateStore(t, t.TempDir(), example.Small)
 	oldState(t, db, cfg, template)
 	stale := filepath.Join(dir, ".broker.db.pre-upgrade-5.1.0-20260101T000000Z.tar.zst.tmp-1")
 	fresh := filepath.Join(dir, ".broker.db.pre-upgrade-5.1.0-20260101T000001Z.tar.zst.tmp-2")
