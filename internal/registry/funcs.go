@@ -50,11 +50,9 @@ type Funcs struct {
 	// Packages are the packages of the main module that the hook packages
 	// reach, loaded from source, and the runtime package; their other
 	// dependencies, loaded from export data, are reachable through Imports.
+	// They are what codedigest.Scope.UsePackages of another tree of the
+	// same module takes.
 	Packages []*packages.Package
-	// Loaded are the packages loaded (Packages, whose Imports reach every
-	// dependency), for codedigest.Scope.UsePackages of another tree of the
-	// same module.
-	Loaded []*packages.Package
 	// Funcs holds each hook's function, indexed like File.Hooks; nil where
 	// the function is missing or wrong.
 	Funcs []*types.Func
@@ -99,7 +97,7 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		return nil, nil, err
 	}
 	scope.UsePackages(pkgs)
-	fs := &Funcs{Module: module, Packages: pkgs, Loaded: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
+	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
 	packages.Visit(pkgs, nil, func(p *packages.Package) {
