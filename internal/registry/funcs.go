@@ -172,43 +172,46 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 func loadHookPackages(moduleDir, module, root string) ([]*packages.Package, error) {
 	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
 	underRoot := func(p string) bool { return p == rootPath || strings.HasPrefix(p, rootPath+"/") }
-	guess := guessMainPackages(moduleDir, module, rootPath)
-	patterns := append([]string{root, root + "/...", HookPkgPath}, guess...)
-	for attempt := 0; ; attempt++ {
-		pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, patterns...)
+	load := func(mains []string) ([]*packages.Package, error) {
+		pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, append([]string{root, root + "/...", HookPkgPath}, mains...)...)
 		if err != nil {
 			return nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
 		}
-		// reached: the main module's packages that the hook packages
-		// and the runtime package import, directly or not.
-		var start []*packages.Package
-		isRoot := make(map[string]bool, len(pkgs))
-		for _, p := range pkgs {
-			isRoot[p.PkgPath] = true
-			if underRoot(p.PkgPath) || p.PkgPath == HookPkgPath {
-				start = append(start, p)
-			}
-		}
-		var reached []string
-		exact := true
-		packages.Visit(start, nil, func(p *packages.Package) {
-			if p.Module == nil || !p.Module.Main {
-				return
-			}
-			if !isRoot[p.PkgPath] {
-				exact = false // from export data: not followed from source
-			}
-			if !underRoot(p.PkgPath) && p.PkgPath != HookPkgPath {
-				reached = append(reached, p.PkgPath)
-			}
-		})
-		slices.Sort(reached)
-		if exact && slices.Equal(reached, guess) || attempt > 0 {
-			return pkgs, nil
-		}
-		guess = reached
-		patterns = append([]string{root, root + "/...", HookPkgPath}, reached...)
+		return pkgs, nil
 	}
+	guess := guessMainPackages(moduleDir, module, rootPath)
+	pkgs, err := load(guess)
+	if err != nil {
+		return nil, err
+	}
+	// reached: the main module's packages that the hook packages and the
+	// runtime package import, directly or not.
+	var start []*packages.Package
+	isRoot := make(map[string]bool, len(pkgs))
+	for _, p := range pkgs {
+		isRoot[p.PkgPath] = true
+		if underRoot(p.PkgPath) || p.PkgPath == HookPkgPath {
+			start = append(start, p)
+		}
+	}
+	var reached []string
+	exact := true
+	packages.Visit(start, nil, func(p *packages.Package) {
+		if p.Module == nil || !p.Module.Main {
+			return
+		}
+		if !isRoot[p.PkgPath] {
+			exact = false // from export data: not followed from source
+		}
+		if !underRoot(p.PkgPath) && p.PkgPath != HookPkgPath {
+			reached = append(reached, p.PkgPath)
+		}
+	})
+	slices.Sort(reached)
+	if exact && slices.Equal(reached, guess) {
+		return pkgs, nil
+	}
+	return load(reached)
 }
 
 // guessMainPackages returns the import paths, sorted, of the packages of
