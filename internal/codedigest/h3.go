@@ -351,12 +351,9 @@ func (s *Scope) locate3(importPath string) (module, string, bool) {
 		if importPath != m.Path && !strings.HasPrefix(importPath, m.Path+"/") {
 			continue
 		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(importPath, m.Path), "/")
-		dir := filepath.Join(m.Dir, filepath.FromSlash(rel))
-		for d := dir; d != m.Dir && strings.HasPrefix(d, m.Dir); d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && m.Origin != "vendor" {
-				return module{}, "", false
-			}
+		dir, ok := m.pkgDir(importPath)
+		if !ok {
+			return module{}, "", false
 		}
 		return m, dir, true
 	}

@@ -1,6 +1,7 @@
 package codedigest_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -128,5 +129,37 @@ func TestH3Rules(t *testing.T) {
 				t.Errorf("changes %q, want %q", diff, tc.changed)
 			}
 		})
+	}
+}
+
+// TestNestedModule: a directory with its own go.mod below the main module
+// is another module, not the main module's code, under h3 and h4: its
+// package is not hashed as a piece of the main module.
+func TestNestedModule(t *testing.T) {
+	files := map[string]string{
+		"go.mod":         "module example.com/p\n\ngo 1.21\n",
+		"hooks/hooks.go": "package hooks\n\nimport \"example.com/p/sub/x\"\n\nfunc Upgrade() int { return x.F() }\n",
+		"sub/go.mod":     "module example.com/p/sub\n\ngo 1.21\n",
+		"sub/x/x.go":     "package x\n\nfunc F() int { return 1 }\n",
+	}
+	t.Setenv("GOWORK", "off")
+	s, err := codedigest.NewScope(write(t, files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, alg := range []struct {
+		name    string
+		compute func(pkgPath, name string) (codedigest.Result, error)
+	}{{"h3", s.ComputeH3}, {"h4", s.Compute}} {
+		res, err := alg.compute("example.com/p/hooks", "Upgrade")
+		if err != nil {
+			t.Fatalf("%s: %v", alg.name, err)
+		}
+		if !slices.ContainsFunc(res.Decls, func(d codedigest.Decl) bool { return strings.HasPrefix(d.Name, "hooks/") }) {
+			t.Errorf("%s: the hook itself is not hashed: %+v", alg.name, res.Decls)
+		}
+		if slices.ContainsFunc(res.Decls, func(d codedigest.Decl) bool { return strings.Contains(d.Name, "func F") }) {
+			t.Errorf("%s: the nested module's function is hashed as the main module's: %+v", alg.name, res.Decls)
+		}
 	}
 }

@@ -132,16 +132,9 @@ func (s *Scope) locateDep(importPath string) (module, string, bool) {
 		return module{}, "", false
 	}
 	m := s.depModule(best)
-	rel := strings.TrimPrefix(strings.TrimPrefix(importPath, m.Path), "/")
-	dir := filepath.Join(m.Dir, filepath.FromSlash(rel))
-	if m.err == nil {
-		// A directory with its own go.mod below the module root is
-		// another module.
-		for d := dir; d != m.Dir && strings.HasPrefix(d, m.Dir); d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				return module{}, "", false
-			}
-		}
+	dir, ok := m.pkgDir(importPath)
+	if !ok {
+		return module{}, "", false
 	}
 	return m, dir, true
 }

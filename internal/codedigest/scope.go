@@ -275,18 +275,32 @@ func (s *Scope) locate(importPath string) (module, string, bool) {
 		if importPath != m.Path && !strings.HasPrefix(importPath, m.Path+"/") {
 			continue
 		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(importPath, m.Path), "/")
-		dir := filepath.Join(m.Dir, filepath.FromSlash(rel))
-		// A directory with its own go.mod below the module root is
-		// another module.
-		for d := dir; d != m.Dir && strings.HasPrefix(d, m.Dir); d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil && m.Origin != "vendor" {
-				return module{}, "", false
-			}
+		dir, ok := m.pkgDir(importPath)
+		if !ok {
+			return module{}, "", false
 		}
 		return m, dir, true
 	}
 	return module{}, "", false
+}
+
+// pkgDir returns the directory of the package importPath of m; ok is
+// false when a directory with its own go.mod below the module root, up to
+// the package's, makes the package another module's (vendor/ has no
+// go.mod of its own; a module whose directory could not be had, m.err, is
+// not looked into).
+func (m module) pkgDir(importPath string) (dir string, ok bool) {
+	rel := strings.TrimPrefix(strings.TrimPrefix(importPath, m.Path), "/")
+	dir = filepath.Join(m.Dir, filepath.FromSlash(rel))
+	if m.Origin == "vendor" || m.err != nil {
+		return dir, true
+	}
+	for d := dir; d != m.Dir && strings.HasPrefix(d, m.Dir); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return "", false
+		}
+	}
+	return dir, true
 }
 
 // requirement returns the pinned module that provides importPath and its

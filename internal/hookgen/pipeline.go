@@ -173,7 +173,7 @@ func (c *checked) earlier(i int, prev sumfile.Line, digest string) ([]string, er
 		if o, ok := origins[old]; ok {
 			return o
 		}
-		o, err := lint.Origin(context.Background(), lint.Options{Registry: c.file, ModuleDir: c.moduleDir}, c.funcs.Loaded, c.reg.Hooks[i].Num, old)
+		o, err := lint.Origin(context.Background(), lint.Options{Registry: c.file, ModuleDir: c.moduleDir}, c.funcs.Packages, c.reg.Hooks[i].Num, old)
 		if err != nil {
 			o = ""
 		}

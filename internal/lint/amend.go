@@ -64,7 +64,7 @@ func Amend(ctx context.Context, opts Options, nums []int, reason string) ([]Amen
 	if err != nil {
 		return nil, err
 	}
-	w.loaded = funcs.Loaded
+	w.loaded = funcs.Packages
 	var out []Amended
 	seen := make(map[int]bool)
 	for _, num := range nums {

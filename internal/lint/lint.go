@@ -66,7 +66,7 @@ type work struct {
 	// containing the release tags that contain a commit.
 	landedCommit map[int]landedAt
 	containing   map[string][]gitx.Tag
-	// loaded are the working tree's packages (registry.Funcs.Loaded):
+	// loaded are the working tree's packages (registry.Funcs.Packages):
 	// the package names for digests of a reference's tree.
 	loaded  []*packages.Package
 	tmpDirs []string
@@ -615,7 +615,7 @@ func Lint(ctx context.Context, opts Options) (ds []diag.Diagnostic, err error) {
 		return nil, loadErr
 	}
 	ds = append(ds, fds...)
-	w.loaded = funcs.Loaded
+	w.loaded = funcs.Packages
 	now := newCurrent(cur, funcs)
 	for num := range now.index {
 		if _, err := now.result(num, codedigest.Prefix); err != nil {
@@ -841,7 +841,7 @@ func nextRelease(cur *registry.File, newest gitx.Tag) string {
 }
 
 // Origin returns hook num's digest under the current algorithm computed
-// (with the package names of loaded, registry.Funcs.Loaded) over the tree
+// (with the package names of loaded, registry.Funcs.Packages) over the tree
 // of the first commit whose hooks.sum recorded digest for
 // it: the code that digest was computed from. hookgen generate writes a
 // pair of two algorithms' digests only when it equals the current code's

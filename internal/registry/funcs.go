@@ -50,11 +50,9 @@ type Funcs struct {
 	// Packages are the packages of the main module that the hook packages
 	// reach, loaded from source, and the runtime package; their other
 	// dependencies, loaded from export data, are reachable through Imports.
+	// They are what codedigest.Scope.UsePackages of another tree of the
+	// same module takes.
 	Packages []*packages.Package
-	// Loaded are the packages loaded (Packages, whose Imports reach every
-	// dependency), for codedigest.Scope.UsePackages of another tree of the
-	// same module.
-	Loaded []*packages.Package
 	// Funcs holds each hook's function, indexed like File.Hooks; nil where
 	// the function is missing or wrong.
 	Funcs []*types.Func
@@ -99,7 +97,7 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		return nil, nil, err
 	}
 	scope.UsePackages(pkgs)
-	fs := &Funcs{Module: module, Packages: pkgs, Loaded: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
+	fs := &Funcs{Module: module, Packages: pkgs, Funcs: make([]*types.Func, len(f.Hooks)), Scope: scope}
 	var ds []diag.Diagnostic
 	byPath := make(map[string]*packages.Package, len(pkgs))
 	packages.Visit(pkgs, nil, func(p *packages.Package) {
@@ -174,43 +172,46 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 func loadHookPackages(moduleDir, module, root string) ([]*packages.Package, error) {
 	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
 	underRoot := func(p string) bool { return p == rootPath || strings.HasPrefix(p, rootPath+"/") }
-	guess := guessMainPackages(moduleDir, module, rootPath)
-	patterns := append([]string{root, root + "/...", HookPkgPath}, guess...)
-	for attempt := 0; ; attempt++ {
-		pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, patterns...)
+	load := func(mains []string) ([]*packages.Package, error) {
+		pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, append([]string{root, root + "/...", HookPkgPath}, mains...)...)
 		if err != nil {
 			return nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
 		}
-		// reached: the main module's packages that the hook packages
-		// and the runtime package import, directly or not.
-		var start []*packages.Package
-		isRoot := make(map[string]bool, len(pkgs))
-		for _, p := range pkgs {
-			isRoot[p.PkgPath] = true
-			if underRoot(p.PkgPath) || p.PkgPath == HookPkgPath {
-				start = append(start, p)
-			}
-		}
-		var reached []string
-		exact := true
-		packages.Visit(start, nil, func(p *packages.Package) {
-			if p.Module == nil || !p.Module.Main {
-				return
-			}
-			if !isRoot[p.PkgPath] {
-				exact = false // from export data: not followed from source
-			}
-			if !underRoot(p.PkgPath) && p.PkgPath != HookPkgPath {
-				reached = append(reached, p.PkgPath)
-			}
-		})
-		slices.Sort(reached)
-		if exact && slices.Equal(reached, guess) || attempt > 0 {
-			return pkgs, nil
-		}
-		guess = reached
-		patterns = append([]string{root, root + "/...", HookPkgPath}, reached...)
+		return pkgs, nil
 	}
+	guess := guessMainPackages(moduleDir, module, rootPath)
+	pkgs, err := load(guess)
+	if err != nil {
+		return nil, err
+	}
+	// reached: the main module's packages that the hook packages and the
+	// runtime package import, directly or not.
+	var start []*packages.Package
+	isRoot := make(map[string]bool, len(pkgs))
+	for _, p := range pkgs {
+		isRoot[p.PkgPath] = true
+		if underRoot(p.PkgPath) || p.PkgPath == HookPkgPath {
+			start = append(start, p)
+		}
+	}
+	var reached []string
+	exact := true
+	packages.Visit(start, nil, func(p *packages.Package) {
+		if p.Module == nil || !p.Module.Main {
+			return
+		}
+		if !isRoot[p.PkgPath] {
+			exact = false // from export data: not followed from source
+		}
+		if !underRoot(p.PkgPath) && p.PkgPath != HookPkgPath {
+			reached = append(reached, p.PkgPath)
+		}
+	})
+	slices.Sort(reached)
+	if exact && slices.Equal(reached, guess) {
+		return pkgs, nil
+	}
+	return load(reached)
 }
 
 // guessMainPackages returns the import paths, sorted, of the packages of
