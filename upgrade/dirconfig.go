@@ -41,8 +41,14 @@ type dirConfig struct {
 
 // omitted reports whether path is one of the store's own files.
 func (c dirConfig) omitted(path string) bool {
+	return c.storeBase != "" && storeOwned(c.storeBase, path)
+}
+
+// storeOwned reports whether the configuration file path lies under one of
+// the own names (its first path element) of the store named base.
+func storeOwned(base, path string) bool {
 	first, _, _ := strings.Cut(path, "/")
-	return c.storeBase != "" && layout.Owned(c.storeBase, first)
+	return layout.Owned(base, first)
 }
 
 func (c dirConfig) ReadFile(path string) ([]byte, error) {
@@ -106,7 +112,7 @@ func (c storeNamesConfig) WriteFile(path string, data []byte, perm fs.FileMode) 
 	if err := store.ValidateConfigPath(path); err != nil {
 		return err
 	}
-	if first, _, _ := strings.Cut(path, "/"); layout.Owned(c.base, first) {
+	if storeOwned(c.base, path) {
 		return fmt.Errorf("writing configuration file %s: the name belongs to the store %s, which lies in the configuration directory the upgraded data is restored into; write the file under another name", path, c.base)
 	}
 	return c.Config.WriteFile(path, data, perm)

@@ -74,7 +74,7 @@ func (backend) Unavailable(err error) ([]cluster.Member, bool) {
 	}
 	members := make([]cluster.Member, 0, len(ue.Members))
 	for _, m := range ue.Members {
-		members = append(members, cluster.Member{Endpoint: m.Endpoint, Down: m.Down(), Leader: m.Err == nil && m.Leader != 0})
+		members = append(members, cluster.Member{Down: m.Down(), Leader: m.Err == nil && m.Leader != 0})
 	}
 	return members, true
 }

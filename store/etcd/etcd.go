@@ -804,18 +804,18 @@ func (s *Store) pinned(rev, gen int64, r, n *pb.RangeResponse) (*Tx, error) {
 	return t, nil
 }
 
-// pinReadsFit reports whether pinReads(gen) fit in p's txn beside its
+// pinReadsFit reports whether reads (pinReads') fit in p's txn beside its
 // operations, within the store's limits: etcd counts a success branch's
-// reads with its writes against --max-txn-ops.
-func (s *Store) pinReadsFit(p *request, gen int64) bool {
-	markers, nested := s.lay.markers(gen), s.lay.nestedMarkers(gen)
+// reads with its writes against --max-txn-ops. It sizes the reads as they
+// are sent.
+func (s *Store) pinReadsFit(p *request, reads []clientv3.Op) bool {
 	size := p.size
-	for _, from := range []string{markers, nested} {
+	for _, r := range reads {
 		op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{
-			Key: []byte(from), RangeEnd: []byte(prefixEnd(from)), Limit: maxPreloadedTables}}}
+			Key: r.KeyBytes(), RangeEnd: r.RangeBytes(), Limit: r.Limit()}}}
 		size += proto.Size(op) + elemBytes
 	}
-	return len(p.ops)+2 <= s.limits.MaxTxnOps && size <= s.limits.requestBytes(s.opts.Username)
+	return len(p.ops)+len(reads) <= s.limits.MaxTxnOps && size <= s.limits.requestBytes(s.opts.Username)
 }
 
 // chained returns the next writable transaction after a commit on

@@ -82,14 +82,9 @@ func (s *Store) Status() (Status, error) {
 	for _, m := range ms {
 		if m.Err != nil {
 			st.Down = append(st.Down, m)
-			continue
-		}
-		st.Members++
-		st.DBSize = max(st.DBSize, m.DBSize)
-		if st.DBSizeQuota == 0 || m.DBSizeQuota < st.DBSizeQuota {
-			st.DBSizeQuota = m.DBSizeQuota
 		}
 	}
+	st.Members, st.DBSize, st.DBSizeQuota, _ = space(ms)
 	if err != nil {
 		return st, fmt.Errorf("reading the alarms of %s: %w", s.name, err)
 	}

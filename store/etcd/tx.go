@@ -513,9 +513,9 @@ func (t *Tx) CommitBegin() (next store.Tx, committed bool, err error) {
 		release()
 		return nil, false, fmt.Errorf("committing: %w", err)
 	}
-	var reads []clientv3.Op
-	if t.s.pinReadsFit(p, t.gen) {
-		reads = t.s.pinReads(t.gen)
+	reads := t.s.pinReads(t.gen)
+	if !t.s.pinReadsFit(p, reads) {
+		reads = nil
 	}
 	resp, err := t.s.commitReading(p, t.gen, reads)
 	if err != nil {

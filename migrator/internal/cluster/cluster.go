@@ -88,8 +88,6 @@ type Store interface {
 
 // Member is what one member of the cluster answered.
 type Member struct {
-	// Endpoint is the endpoint asked.
-	Endpoint string
 	// Down is why it did not answer, "" when it did.
 	Down string
 	// Leader is whether it answered and follows a leader.
