@@ -183,14 +183,14 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		}
 	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
-		if err := FinishConfigSwap(storePath, configDir); err != nil {
-			return nil, err
-		}
-		RemoveStale(storePath, restoreSuffix)
 		if inConfig {
+			if err := finishConfigSwap(configDir, storeBase); err != nil {
+				return nil, err
+			}
 			// The journal's temporary file, of a run killed writing it.
 			RemoveStale(journalName(storePath), ".tmp-")
 		}
+		RemoveStale(storePath, restoreSuffix)
 		if configDir != "" {
 			RemoveStale(configDir, restoreSuffix)
 		}
@@ -198,10 +198,7 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 	if err := failpoint.Inject("restore.locked"); err != nil {
 		return nil, err
 	}
-	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress}
-	if inConfig {
-		l.storeBase = storeBase
-	}
+	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress, storeBase: storeBase}
 	defer l.discard()
 	m, err := check(reg, ctxReader{ctx, r}, archivePath, opts.Keys, archive.Handler{
 		Manifest: l.manifest,
