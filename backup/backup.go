@@ -229,10 +229,12 @@ func Backup(st store.Store, reg *hook.Registry, w io.Writer, opts Options) (*arc
 		defer root.Close()
 		d := dirConfig{root: root, dir: opts.ConfigDir}
 		if p, ok := st.(interface{ Path() string }); ok {
-			if err := pendingSwap(p.Path(), opts.ConfigDir); err != nil {
-				return nil, fmt.Errorf("backing up: %w", err)
+			if base, in := StoreInConfig(p.Path(), opts.ConfigDir); in {
+				if err := pendingSwap(opts.ConfigDir, base); err != nil {
+					return nil, fmt.Errorf("backing up: %w", err)
+				}
+				d.storeBase = base
 			}
-			d.storeBase, _ = StoreInConfig(p.Path(), opts.ConfigDir)
 		}
 		cfg = d
 	}

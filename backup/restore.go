@@ -183,14 +183,14 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		}
 	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
-		if err := FinishConfigSwap(storePath, configDir); err != nil {
-			return nil, err
-		}
-		RemoveStale(storePath, restoreSuffix)
 		if inConfig {
+			if err := finishConfigSwap(configDir, storeBase); err != nil {
+				return nil, err
+			}
 			// The journal's temporary file, of a run killed writing it.
 			RemoveStale(journalName(storePath), ".tmp-")
 		}
+		RemoveStale(storePath, restoreSuffix)
 		if configDir != "" {
 			RemoveStale(configDir, restoreSuffix)
 		}
@@ -198,10 +198,7 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 	if err := failpoint.Inject("restore.locked"); err != nil {
 		return nil, err
 	}
-	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress}
-	if inConfig {
-		l.storeBase = storeBase
-	}
+	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress, storeBase: storeBase}
 	defer l.discard()
 	m, err := check(reg, ctxReader{ctx, r}, archivePath, opts.Keys, archive.Handler{
 		Manifest: l.manifest,
@@ -622,60 +619,61 @@ func newBuild(storePath, configDir, storeBase string) (*build, error) {
 		return nil, envErrorf("creating the new store beside %s: %w", storePath, err)
 	}
 	b.pipe = newPipe(b.loader)
-	if configDir != "" && storeBase != "" {
-		// The stage is inside configDir, named as the store's temporary
-		// files are: a killed run's is removed as stale, unless its
-		// journal is there (then FinishConfigSwap completes it first).
-		if b.stage, err = os.MkdirTemp(configDir, "."+storeBase+restoreSuffix+"*"); err != nil {
-			b.discard()
-			return nil, envErrorf("creating the new configuration beside the store in %s: %w", configDir, err)
+	if configDir == "" {
+		return b, nil
+	}
+	lockDir, err := b.createNewConfig()
+	if err != nil {
+		b.discard()
+		return nil, err
+	}
+	if b.root, err = os.OpenRoot(b.newConfig); err != nil {
+		b.discard()
+		return nil, envErrorf("opening the new configuration directory: %w", err)
+	}
+	if b.configLock, err = os.Open(lockDir); err == nil {
+		err = Lock(b.configLock)
+	}
+	if err != nil {
+		b.discard()
+		return nil, envErrorf("locking the new configuration directory: %w", err)
+	}
+	return b, nil
+}
+
+// createNewConfig creates the empty new configuration directory
+// b.newConfig and returns the directory to lock while the restore builds
+// it. For a store lying directly in configDir, that is the stage inside
+// configDir, named as the store's temporary files are (a killed run's is
+// removed as stale, unless its journal is there: then FinishConfigSwap
+// completes it first), and newConfig is its "new"; otherwise newConfig
+// itself, beside configDir and with its mode.
+func (b *build) createNewConfig() (lockDir string, err error) {
+	if b.storeBase != "" {
+		if b.stage, err = os.MkdirTemp(b.configDir, "."+b.storeBase+restoreSuffix+"*"); err != nil {
+			return "", envErrorf("creating the new configuration beside the store in %s: %w", b.configDir, err)
 		}
 		b.newConfig = filepath.Join(b.stage, "new")
 		if err := os.Mkdir(b.newConfig, 0o700); err != nil {
-			b.discard()
-			return nil, envErrorf("creating the new configuration beside the store in %s: %w", configDir, err)
+			return "", envErrorf("creating the new configuration beside the store in %s: %w", b.configDir, err)
 		}
-		if b.root, err = os.OpenRoot(b.newConfig); err != nil {
-			b.discard()
-			return nil, envErrorf("opening the new configuration directory: %w", err)
-		}
-		if b.configLock, err = os.Open(b.stage); err == nil {
-			err = Lock(b.configLock)
-		}
-		if err != nil {
-			b.discard()
-			return nil, envErrorf("locking the new configuration directory: %w", err)
-		}
-	} else if configDir != "" {
-		parent, base := filepath.Split(filepath.Clean(configDir))
-		if parent == "" {
-			parent = "."
-		}
-		if b.newConfig, err = os.MkdirTemp(parent, "."+base+restoreSuffix+"*"); err != nil {
-			b.discard()
-			return nil, envErrorf("creating the new configuration directory beside %s: %w", configDir, err)
-		}
-		mode := fs.FileMode(0o755)
-		if info, err := os.Stat(configDir); err == nil {
-			mode = info.Mode().Perm()
-		}
-		if err := os.Chmod(b.newConfig, mode); err != nil {
-			b.discard()
-			return nil, envErrorf("creating the new configuration directory beside %s: %w", configDir, err)
-		}
-		if b.root, err = os.OpenRoot(b.newConfig); err != nil {
-			b.discard()
-			return nil, envErrorf("opening the new configuration directory: %w", err)
-		}
-		if b.configLock, err = os.Open(b.newConfig); err == nil {
-			err = Lock(b.configLock)
-		}
-		if err != nil {
-			b.discard()
-			return nil, envErrorf("locking the new configuration directory: %w", err)
-		}
+		return b.stage, nil
 	}
-	return b, nil
+	parent, base := filepath.Split(filepath.Clean(b.configDir))
+	if parent == "" {
+		parent = "."
+	}
+	if b.newConfig, err = os.MkdirTemp(parent, "."+base+restoreSuffix+"*"); err != nil {
+		return "", envErrorf("creating the new configuration directory beside %s: %w", b.configDir, err)
+	}
+	mode := fs.FileMode(0o755)
+	if info, err := os.Stat(b.configDir); err == nil {
+		mode = info.Mode().Perm()
+	}
+	if err := os.Chmod(b.newConfig, mode); err != nil {
+		return "", envErrorf("creating the new configuration directory beside %s: %w", b.configDir, err)
+	}
+	return b.newConfig, nil
 }
 
 // lockNew holds the finished new store's exclusive lock until the swap is

@@ -53,6 +53,12 @@ func FinishConfigSwap(storePath, configDir string) error {
 	if !in {
 		return nil
 	}
+	return finishConfigSwap(configDir, base)
+}
+
+// finishConfigSwap is FinishConfigSwap for the store named base lying
+// directly in configDir.
+func finishConfigSwap(configDir, base string) error {
 	j := journalName(filepath.Join(configDir, base))
 	data, err := os.ReadFile(j)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -72,13 +78,9 @@ func FinishConfigSwap(storePath, configDir string) error {
 }
 
 // pendingSwap returns an error when a configuration swap of a killed
-// restore waits to be completed in configDir (the store storePath lying
+// restore waits to be completed in configDir (the store named base lying
 // directly in it): the configuration is then partly old, partly new.
-func pendingSwap(storePath, configDir string) error {
-	base, in := StoreInConfig(storePath, configDir)
-	if !in {
-		return nil
-	}
+func pendingSwap(configDir, base string) error {
 	j := journalName(filepath.Join(configDir, base))
 	if _, err := os.Lstat(j); err == nil {
 		return envErrorf("the configuration directory %s is half swapped by a restore that was killed (its journal %s is there): run the restore again, or an upgrade, to complete it", configDir, j)

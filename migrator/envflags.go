@@ -126,17 +126,8 @@ func (c *envDefaults) Run(e *env) error {
 	if len(notes) == 0 {
 		return err
 	}
-	return &noted{err: err, note: strings.Join(notes, "; ")}
+	return fmt.Errorf("%w (%s)", err, strings.Join(notes, "; "))
 }
-
-// noted is an error with a note in parentheses after it.
-type noted struct {
-	err  error
-	note string
-}
-
-func (n *noted) Error() string { return n.err.Error() + " (" + n.note + ")" }
-func (n *noted) Unwrap() error { return n.err }
 
 // namesPath reports whether msg names path as a word of its own: not
 // inside a longer name.

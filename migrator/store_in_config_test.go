@@ -51,6 +51,32 @@ func configDigest(t *testing.T, dir, base string) string {
 	return b.String()
 }
 
+// configState names the state of the configuration in data (the store
+// app.db lying in it) against the one before a swap, oldConfig, and the
+// one after, newConfig: "old config", "new config" or, while the journal
+// of a swap is there, "half-swapped config", followed by " (journal)"
+// while it is. A mix of old and new without the journal fails the test.
+func configState(t *testing.T, what, data, oldConfig, newConfig string) string {
+	t.Helper()
+	_, err := os.Stat(filepath.Join(data, ".app.db.config-swap"))
+	pending := err == nil
+	var st string
+	switch c := configDigest(t, data, "app.db"); {
+	case c == oldConfig:
+		st = "old config"
+	case c == newConfig:
+		st = "new config"
+	case pending:
+		st = "half-swapped config"
+	default:
+		t.Fatalf("%s: the configuration is a mix of old and new without a journal:\n%s", what, c)
+	}
+	if pending {
+		st += " (journal)"
+	}
+	return st
+}
+
 // oldDataDir writes the old state of the layout: the store copied from
 // template and an old configuration (an old key, a file the backup does
 // not have, no tunnel).
@@ -107,7 +133,6 @@ func TestRestoreCrashStoreInConfig(t *testing.T) {
 
 	data := filepath.Join(dir, "data")
 	db := filepath.Join(data, "app.db")
-	journal := filepath.Join(data, ".app.db.config-swap")
 	args := []string{"restore", archivePath, "--store", db, "--config", data}
 	oldDataDir(t, data, template)
 	oldStore, _ := example.Digest(db)
@@ -138,21 +163,7 @@ func TestRestoreCrashStoreInConfig(t *testing.T) {
 		default:
 			t.Fatalf("%s: the store is neither the old one nor the new one", what)
 		}
-		_, err = os.Stat(journal)
-		pending := err == nil
-		switch c := configDigest(t, data, "app.db"); {
-		case c == oldConfig:
-			st += ", old config"
-		case c == newConfig:
-			st += ", new config"
-		case pending:
-			st += ", half-swapped config"
-		default:
-			t.Fatalf("%s: the configuration is a mix of old and new without a journal:\n%s", what, c)
-		}
-		if pending {
-			st += " (journal)"
-		}
+		st += ", " + configState(t, what, data, oldConfig, newConfig)
 		if strings.HasPrefix(st, "old store") && st != "old store, old config" {
 			t.Fatalf("%s: %s: the configuration was touched before the store was swapped", what, st)
 		}
@@ -272,7 +283,6 @@ func TestOfflineStoreUpgradeCrashStoreInConfig(t *testing.T) {
 	template := templateStore(t, dir, example.Size{Users: 3000, Rules: 3000})
 	data := filepath.Join(dir, "data")
 	db := filepath.Join(data, "app.db")
-	journal := filepath.Join(data, ".app.db.config-swap")
 	empty := t.TempDir()
 	args := []string{"upgrade", "--offline", "--store", db, "--config", data}
 
@@ -293,23 +303,7 @@ func TestOfflineStoreUpgradeCrashStoreInConfig(t *testing.T) {
 		if s == "mixed" {
 			t.Fatalf("%s: the store's data and metadata are a mix of old and new", what)
 		}
-		_, err := os.Stat(journal)
-		pending := err == nil
-		st := s + " store"
-		switch c := configDigest(t, data, "app.db"); {
-		case c == oldConfig:
-			st += ", old config"
-		case c == newConfig:
-			st += ", new config"
-		case pending:
-			st += ", half-swapped config"
-		default:
-			t.Fatalf("%s: the configuration is a mix of old and new without a journal:\n%s", what, c)
-		}
-		if pending {
-			st += " (journal)"
-		}
-		return st
+		return s + " store, " + configState(t, what, data, oldConfig, newConfig)
 	}
 	for _, c := range []struct {
 		failpoints string
