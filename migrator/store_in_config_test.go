@@ -398,7 +398,7 @@ func TestOfflineStoreUpgradeHookWritesStoreName(t *testing.T) {
 	template := templateStore(t, dir, example.Size{Users: 10, Rules: 10})
 	data := filepath.Join(dir, "data")
 	db := filepath.Join(data, "app.db")
-	for _, name := range []string{"app.db", "app.db.pre-upgrade-x/notes.txt"} {
+	for _, name := range []string{"app.db", "app.db/notes.txt", "app.db.pre-upgrade-x/notes.txt"} {
 		t.Run(name, func(t *testing.T) {
 			oldDataDir(t, data, template)
 			oldData, _ := example.Digest(db, "_hookreg")
