@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
 	"golang.org/x/tools/go/packages"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
@@ -34,11 +35,14 @@ const (
 // hook signature, hook.Func.
 const HookPkgPath = "github.com/hookreg/hookreg/hook"
 
-// LoadMode is the mode of LoadFuncs's load: the hook packages and the
-// packages of the main module that they reach are its roots, loaded from
-// source with syntax and type information, so that internal/codedigest
-// follows declarations across them; everything else (the standard
-// library, other modules) comes from export data, as it would for go vet.
+// LoadMode is the go/packages mode whose fields LoadFuncs fills: the hook
+// packages and the packages of the main module that they reach are its
+// roots, with syntax and type information from source, so that
+// internal/codedigest follows declarations across them; everything else
+// (the standard library, other modules) has types from export data, as it
+// would for go vet. LoadFuncs loads with this mode itself only when a
+// dependency imports a root back (see the package doc, Loading): with it,
+// go/packages has the go command compile the roots.
 const LoadMode = codedigest.LoadMode &^ packages.NeedDeps
 
 // Funcs are the type-checked hook functions of a registry.
@@ -68,10 +72,10 @@ type digestKey struct {
 }
 
 // LoadFuncs loads the hook package of f and its sub-packages from the
-// module in moduleDir, with every package of the module they reach, in
-// one type-checked load (one go list; see LoadMode and loadHookPackages),
-// and checks every hook's
-// func: its package exists (func-package) and compiles (package-error),
+// module in moduleDir, with every package of the module they reach,
+// type-checked from source (two go lists at the same time, neither
+// compiling them; see LoadMode and loadHookPackages), and checks every
+// hook's func: its package exists (func-package) and compiles (package-error),
 // the name is declared (func-missing), exported (func-exported), a
 // function rather than a variable or method value (func-kind), with the
 // signature of hook.Func (func-signature), compared as types. Diagnostics
@@ -88,7 +92,7 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if module == "" {
 		return nil, nil, fmt.Errorf("loading the hook packages: %s has no module path", filepath.Join(moduleDir, "go.mod"))
 	}
-	pkgs, err := loadHookPackages(moduleDir, module, root)
+	pkgs, err := loadHookPackages(moduleDir, module, root, gomod)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,65 +165,72 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	return fs, ds, nil
 }
 
-// loadHookPackages loads, with LoadMode, the hook packages (root and
-// root/...), the runtime package HookPkgPath and every package of the main
-// module that they reach, those as roots (from source), in one go list.
-// Which packages of the main module they reach is known only after the
-// load: it starts from a guess (guessMainPackages) and checks it against
-// the import graph the go command reported; a guess that is not exactly
-// that set (a build tag the guess could not see) is loaded again with the
-// set the load reported, so the result never depends on the guess.
-func loadHookPackages(moduleDir, module, root string) ([]*packages.Package, error) {
+// loadHookPackages loads the hook packages (root and root/...), the
+// runtime package HookPkgPath and every package of the main module that
+// they reach: the roots, each with syntax and type information, as a load
+// with LoadMode gives them, with their dependencies' types from export
+// data. It does so without having the go command compile a root (see the
+// package doc): two go lists, run at the same time, one of the roots'
+// import graph (graphMode: file names and imports, no types, so no
+// export data and no compilation), one of the packages the roots import
+// that are not roots (depsMode: their export data, which the build cache
+// has), and typeCheck type-checks the roots from source with them. Which
+// packages the roots import is known only after the first: the second
+// starts from a guess (guessImports) and is run again with the set the
+// go command reported when the guess is not exactly that set (a build tag
+// the guess could not see), so the result never depends on the guess.
+func loadHookPackages(moduleDir, module, root string, gomod []byte) ([]*packages.Package, error) {
 	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
 	underRoot := func(p string) bool { return p == rootPath || strings.HasPrefix(p, rootPath+"/") }
-	load := func(mains []string) ([]*packages.Package, error) {
-		pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, append([]string{root, root + "/...", HookPkgPath}, mains...)...)
-		if err != nil {
-			return nil, fmt.Errorf("loading the hook packages %s: %w", root, err)
-		}
-		return pkgs, nil
-	}
-	guess := guessMainPackages(moduleDir, module, rootPath)
-	pkgs, err := load(guess)
+	patterns := []string{root, root + "/...", HookPkgPath}
+	fail := func(err error) error { return fmt.Errorf("loading the hook packages %s: %w", root, err) }
+	fset := token.NewFileSet()
+	guess := guessImports(moduleDir, module, rootPath, gomod)
+	var depPkgs []*packages.Package
+	var depErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		depPkgs, depErr = loadDeps(moduleDir, fset, guess)
+	}()
+	initial, err := packages.Load(&packages.Config{Mode: graphMode, Dir: moduleDir, Fset: fset}, patterns...)
+	<-done
 	if err != nil {
-		return nil, err
+		return nil, fail(err)
 	}
-	// reached: the main module's packages that the hook packages and the
-	// runtime package import, directly or not.
-	var start []*packages.Package
-	isRoot := make(map[string]bool, len(pkgs))
-	for _, p := range pkgs {
-		isRoot[p.PkgPath] = true
-		if underRoot(p.PkgPath) || p.PkgPath == HookPkgPath {
-			start = append(start, p)
+	g := readGraph(initial, underRoot)
+	if depErr != nil || !sameIDs(depPkgs, g.deps) {
+		if depPkgs, err = loadDeps(moduleDir, fset, g.deps); err != nil {
+			return nil, fail(err)
 		}
 	}
-	var reached []string
-	exact := true
-	packages.Visit(start, nil, func(p *packages.Package) {
-		if p.Module == nil || !p.Module.Main {
-			return
+	if !typeCheck(g, depPkgs, fset) {
+		// A dependency imports a root: one load of go/packages, which
+		// compiles the roots.
+		var mains []string
+		for _, p := range g.roots {
+			if !underRoot(p.PkgPath) && p.PkgPath != HookPkgPath {
+				mains = append(mains, p.PkgPath)
+			}
 		}
-		if !isRoot[p.PkgPath] {
-			exact = false // from export data: not followed from source
+		pkgs, err := packages.Load(&packages.Config{Mode: LoadMode, Dir: moduleDir}, append(patterns, mains...)...)
+		if err != nil {
+			return nil, fail(err)
 		}
-		if !underRoot(p.PkgPath) && p.PkgPath != HookPkgPath {
-			reached = append(reached, p.PkgPath)
-		}
-	})
-	slices.Sort(reached)
-	if exact && slices.Equal(reached, guess) {
 		return pkgs, nil
 	}
-	return load(reached)
+	return g.roots, nil
 }
 
-// guessMainPackages returns the import paths, sorted, of the packages of
-// the main module (module, in moduleDir) outside rootPath, other than
-// HookPkgPath, that the packages in and under rootPath import, directly or not, as go/build reads
-// their import declarations for the default build context. It is a guess
+// guessImports returns a guess of the import paths, sorted, of the
+// packages outside the main module (module, in moduleDir) and other than
+// HookPkgPath that the roots of loadHookPackages import directly: the
+// packages in and under rootPath, the runtime package and the packages of
+// the main module they import, directly or not, as go/build reads their
+// import declarations for the default build context. The runtime
+// package's directory is guessed from gomod (hookPkgDir). It is a guess
 // for loadHookPackages, which checks it: it costs no go command.
-func guessMainPackages(moduleDir, module, rootPath string) []string {
+func guessImports(moduleDir, module, rootPath string, gomod []byte) []string {
 	dirOf := func(importPath string) (string, bool) {
 		if importPath == module {
 			return moduleDir, true
@@ -259,24 +270,88 @@ func guessMainPackages(moduleDir, module, rootPath string) []string {
 		add(path.Join(rootPath, filepath.ToSlash(rel)))
 		return nil
 	})
-	var out []string
+	deps := make(map[string]bool)
+	addImports := func(dir string) {
+		bp, err := build.Default.ImportDir(dir, 0)
+		if err != nil {
+			return
+		}
+		for _, imp := range bp.Imports {
+			if _, inMain := dirOf(imp); inMain {
+				add(imp)
+			} else if imp != HookPkgPath && imp != "C" {
+				deps[imp] = true
+			}
+		}
+	}
+	if _, inMain := dirOf(HookPkgPath); inMain {
+		add(HookPkgPath)
+	} else if dir := hookPkgDir(moduleDir, gomod); dir != "" {
+		addImports(dir)
+	}
 	for len(queue) > 0 {
 		importPath := queue[0]
 		queue = queue[1:]
 		dir, _ := dirOf(importPath)
-		bp, err := build.Default.ImportDir(dir, 0)
-		if err != nil {
-			continue
-		}
-		if importPath != rootPath && !strings.HasPrefix(importPath, rootPath+"/") && importPath != HookPkgPath {
-			out = append(out, importPath)
-		}
-		for _, imp := range bp.Imports {
-			add(imp)
-		}
+		addImports(dir)
+	}
+	out := make([]string, 0, len(deps))
+	for imp := range deps {
+		out = append(out, imp)
 	}
 	slices.Sort(out)
 	return out
+}
+
+// hookPkgDir guesses the directory of the runtime package HookPkgPath
+// for the module whose go.mod is gomod (in moduleDir): in vendor/, in the
+// directory a replace names, or in the module cache at the version a
+// replace or require names. "" when go.mod names none.
+func hookPkgDir(moduleDir string, gomod []byte) string {
+	modPath, sub := path.Dir(HookPkgPath), path.Base(HookPkgPath)
+	mf, err := modfile.Parse("go.mod", gomod, nil)
+	if err != nil {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(moduleDir, "vendor", "modules.txt")); err == nil {
+		return filepath.Join(moduleDir, "vendor", filepath.FromSlash(HookPkgPath))
+	}
+	version := ""
+	for _, r := range mf.Require {
+		if r.Mod.Path == modPath {
+			version = r.Mod.Version
+		}
+	}
+	for _, r := range mf.Replace {
+		if r.Old.Path != modPath || r.Old.Version != "" && r.Old.Version != version {
+			continue
+		}
+		if r.New.Version == "" { // a directory
+			dir := filepath.FromSlash(r.New.Path)
+			if !filepath.IsAbs(dir) {
+				dir = filepath.Join(moduleDir, dir)
+			}
+			return filepath.Join(dir, sub)
+		}
+		modPath, version = r.New.Path, r.New.Version
+	}
+	if version == "" {
+		return ""
+	}
+	cache := os.Getenv("GOMODCACHE")
+	if cache == "" {
+		gopath := filepath.SplitList(build.Default.GOPATH)
+		if len(gopath) == 0 {
+			return ""
+		}
+		cache = filepath.Join(gopath[0], "pkg", "mod")
+	}
+	escPath, err1 := module.EscapePath(modPath)
+	escVersion, err2 := module.EscapeVersion(version)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	return filepath.Join(cache, filepath.FromSlash(escPath)+"@"+escVersion, sub)
 }
 
 // byName qualifies types by package name, as they read in Go source.

@@ -1,10 +1,13 @@
 package registry_test
 
 import (
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,9 +17,10 @@ import (
 	"github.com/hookreg/hookreg/internal/registry"
 )
 
-// goListCounter puts a go command first in PATH that runs the real one and
-// appends a line to the returned file for each go list of packages (not
-// go/packages's queries of the build context).
+// goListCounter puts a go command first in PATH that runs the real one
+// and, for each go list of packages (not go/packages's queries of the
+// build context), appends a line to the returned log: the file holding
+// that run's output, then its arguments.
 func goListCounter(t *testing.T) string {
 	t.Helper()
 	if runtime.GOOS == "windows" {
@@ -27,8 +31,14 @@ func goListCounter(t *testing.T) string {
 		t.Skip("no go command")
 	}
 	bin := t.TempDir()
-	log := filepath.Join(t.TempDir(), "go-list.log")
-	script := "#!/bin/sh\ncase \" $* \" in *' list '*-json=*) echo \"$*\" >> '" + log + "';; esac\nexec '" + real + "' \"$@\"\n"
+	logDir := t.TempDir()
+	log := filepath.Join(logDir, "go-list.log")
+	script := "#!/bin/sh\ncase \" $* \" in *' list '*-json=*)\n" +
+		"\tout=$(mktemp '" + logDir + "/out.XXXXXX') || exit 1\n" +
+		"\techo \"$out $*\" >> '" + log + "'\n" +
+		"\t'" + real + "' \"$@\" > \"$out\"; rc=$?\n" +
+		"\tcat \"$out\"\n" +
+		"\texit $rc;;\nesac\nexec '" + real + "' \"$@\"\n"
 	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -36,20 +46,74 @@ func goListCounter(t *testing.T) string {
 	return log
 }
 
-func goLists(t *testing.T, log string) int {
+// goListRun is one go list that goListCounter saw.
+type goListRun struct {
+	args string
+	// export reports whether the go command was asked for export data
+	// (-export=true): it compiles every package it lists.
+	export bool
+	// listed are the import paths of the packages it listed.
+	listed []string
+}
+
+func goLists(t *testing.T, log string) []goListRun {
 	t.Helper()
 	data, err := os.ReadFile(log)
 	if os.IsNotExist(err) {
-		return 0
+		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Count(string(data), "\n")
+	var runs []goListRun
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		out, args, _ := strings.Cut(line, " ")
+		r := goListRun{args: args, export: strings.Contains(" "+args+" ", " -export=true ")}
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(f)
+		for {
+			var p struct{ ImportPath string }
+			if err := dec.Decode(&p); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("go list output %s: %v", out, err)
+			}
+			r.listed = append(r.listed, p.ImportPath)
+		}
+		f.Close()
+		runs = append(runs, r)
+	}
+	return runs
+}
+
+// noRootCompiled fails t if a go list run that compiles what it lists
+// (-export) listed one of roots, and if none listed dep (a dependency the
+// roots import, whose types come from export data).
+func noRootCompiled(t *testing.T, runs []goListRun, dep string, roots ...string) {
+	t.Helper()
+	sawDep := false
+	for _, r := range runs {
+		if !r.export {
+			continue
+		}
+		for _, p := range r.listed {
+			if slices.Contains(roots, p) {
+				t.Errorf("go %s compiles %s, a package loaded from source", r.args, p)
+			}
+			sawDep = sawDep || p == dep
+		}
+	}
+	if !sawDep {
+		t.Errorf("no go list -export listed %s, a dependency of the hooks", dep)
+	}
 }
 
 // tagModule writes a module whose hook reaches the main module's package
-// util through a file of build tag extra only.
+// util through a file of build tag extra only; util imports unicode/utf8,
+// which no other package of the load imports.
 func tagModule(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))
@@ -70,7 +134,7 @@ func tagModule(t *testing.T) string {
 		"hooks/sub/sub.go": "package sub\n\nimport (\n\t\"context\"\n\n\t\"github.com/hookreg/hookreg/hook\"\n\n\t\"example.com/m/names\"\n)\n\n" +
 			"func UpgradeB(ctx context.Context, tx hook.Tx) error { _, err := tx.Table(names.Table); return err }\n",
 		"names/names.go": "package names\n\nconst Table = \"b\"\n",
-		"util/util.go":   "package util\n\nfunc Name() string { return \"one\" }\n",
+		"util/util.go":   "package util\n\nimport \"unicode/utf8\"\n\nfunc Name() string { return string(utf8.AppendRune(nil, 'o')) + \"ne\" }\n",
 	}
 	dirtest.Write(t, dir, files)
 	t.Setenv("GOPROXY", "off")
@@ -107,17 +171,23 @@ func fromSource(funcs *registry.Funcs, path string) bool {
 }
 
 // TestLoadFuncsOneGoList: the hook packages, the runtime package and the
-// main module's packages they reach (names, through the sub-package) load
-// in one go list, each of the module's packages from source.
+// main module's packages they reach (names, through the sub-package) are
+// each loaded from source, and no go list compiles one of them (-export
+// of a package loaded from source: go vet does not compile the packages
+// it checks either); on a correct guess of their imports, in at most two
+// go list runs.
 func TestLoadFuncsOneGoList(t *testing.T) {
 	dir := tagModule(t)
 	t.Setenv("GOFLAGS", "-mod=mod")
 	log := goListCounter(t)
 	_, funcs := loadTagModule(t, dir)
-	if n := goLists(t, log); n != 1 {
-		t.Errorf("%d go list runs, want 1", n)
+	runs := goLists(t, log)
+	if len(runs) > 2 {
+		t.Errorf("%d go list runs, want at most 2", len(runs))
 	}
-	for _, p := range []string{"example.com/m/hooks", "example.com/m/hooks/sub", "example.com/m/names"} {
+	roots := []string{"example.com/m/hooks", "example.com/m/hooks/sub", "example.com/m/names", registry.HookPkgPath}
+	noRootCompiled(t, runs, "context", roots...)
+	for _, p := range roots {
 		if !fromSource(funcs, p) {
 			t.Errorf("%s not loaded from source", p)
 		}
@@ -138,10 +208,13 @@ func TestLoadFuncsBuildTags(t *testing.T) {
 	t.Setenv("GOFLAGS", "-mod=mod -tags=extra")
 	log := goListCounter(t)
 	f, funcs := loadTagModule(t, dir)
-	if n := goLists(t, log); n != 2 {
-		t.Errorf("%d go list runs, want 2 (the guess misses util)", n)
+	runs := goLists(t, log)
+	if len(runs) != 3 {
+		t.Errorf("%d go list runs, want 3 (the guess misses util's import of unicode/utf8: the dependencies are listed again)", len(runs))
 	}
-	for _, p := range []string{"example.com/m/hooks", "example.com/m/names", "example.com/m/util"} {
+	roots := []string{"example.com/m/hooks", "example.com/m/names", "example.com/m/util"}
+	noRootCompiled(t, runs, "unicode/utf8", roots...)
+	for _, p := range roots {
 		if !fromSource(funcs, p) {
 			t.Errorf("%s not loaded from source", p)
 		}
@@ -150,7 +223,7 @@ func TestLoadFuncsBuildTags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "util", "util.go"), []byte("package util\n\nfunc Name() string { return \"two\" }\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "util", "util.go"), []byte("package util\n\nimport \"unicode/utf8\"\n\nfunc Name() string { return string(utf8.AppendRune(nil, 't')) + \"wo\" }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, funcs = loadTagModule(t, dir)
@@ -160,5 +233,35 @@ func TestLoadFuncsBuildTags(t *testing.T) {
 	}
 	if before.Digest == after.Digest {
 		t.Errorf("h1 digest %s unchanged by a change of util, which the hook reaches under tag extra", before.Digest)
+	}
+}
+
+// TestLoadFuncsDependencyImportsRoot: a package of another module that
+// the hooks import imports a package of the main module back, whose type
+// the hook uses through both; the types are the same (the load falls
+// back to one go/packages load, whose export data and source agree).
+func TestLoadFuncsDependencyImportsRoot(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dirtest.Write(t, dir, map[string]string{
+		"m/go.mod": "module example.com/m\n\ngo 1.26\n\nrequire (\n\texample.com/ext v0.0.0\n\tgithub.com/hookreg/hookreg v0.0.0\n)\n\n" +
+			"replace (\n\texample.com/ext => ../ext\n\tgithub.com/hookreg/hookreg => " + root + "\n)\n",
+		"m/registry.yaml": "release: 1.0.0\nhooks:\n  - num: 1\n    introduced_in: 1.0.0\n    allow_online: true\n    func: UpgradeA\n",
+		"m/hooks/hooks.go": "package hooks\n\nimport (\n\t\"context\"\n\n\t\"github.com/hookreg/hookreg/hook\"\n\n\t\"example.com/ext/e\"\n\t\"example.com/m/names\"\n)\n\n" +
+			"func UpgradeA(ctx context.Context, tx hook.Tx) error { var n names.T = e.Name(); _, err := tx.Table(string(n)); return err }\n",
+		"m/names/names.go": "package names\n\ntype T string\n",
+		"ext/go.mod":       "module example.com/ext\n\ngo 1.26\n\nrequire example.com/m v0.0.0\n",
+		"ext/e/e.go":       "package e\n\nimport \"example.com/m/names\"\n\nfunc Name() names.T { return \"t\" }\n",
+	})
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOWORK", "off")
+	t.Setenv("GOFLAGS", "-mod=mod")
+	t.Setenv("GONOSUMDB", "*")
+	_, funcs := loadTagModule(t, filepath.Join(dir, "m"))
+	if !fromSource(funcs, "example.com/m/names") {
+		t.Errorf("names not loaded from source")
 	}
 }
