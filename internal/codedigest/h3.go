@@ -515,18 +515,26 @@ func (s *Scope) parse3(p *pkg3) error {
 		if !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") {
 			continue
 		}
-		f, err := parser.ParseFile(s.fset, filepath.Join(p.dir, n), nil, parser.ParseComments|parser.SkipObjectResolution)
-		if err != nil {
-			return err
-		}
-		if never(f) {
+		full := filepath.Join(p.dir, n)
+		pre, ok := s.prefetched(full)
+		if ok && pre.never {
 			continue
+		}
+		f, normal := pre.ast, pre.normal
+		if !ok {
+			f, err = parser.ParseFile(s.fset, full, nil, parser.ParseComments|parser.SkipObjectResolution)
+			if err != nil {
+				return err
+			}
+			if never(f) {
+				continue
+			}
+			simplify(f)
 		}
 		if p.name == "" {
 			p.name = f.Name.Name
 		}
-		simplify(f)
-		sf := &file3{base: n, name: show, ast: f, imports: make(map[string]string), cond: conditional(n, f)}
+		sf := &file3{base: n, name: show, ast: f, imports: make(map[string]string), cond: conditional(n, f), normal: normal}
 		p.files = append(p.files, sf)
 	}
 	normalForms(s.fset, p.files)

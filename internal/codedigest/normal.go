@@ -109,6 +109,9 @@ func normalForms(fset *token.FileSet, files []*file3) {
 	}
 	var jobs []job
 	for _, sf := range files {
+		if sf.normal != nil {
+			continue // prefetched
+		}
 		for _, d := range sf.ast.Decls {
 			switch d := d.(type) {
 			case *ast.FuncDecl:

@@ -143,3 +143,66 @@ func TestNormalFormsCoverDecls(t *testing.T) {
 		t.Fatalf("%d normal forms, want %d (5)", len(sf.normal), want)
 	}
 }
+
+// TestPrefetch computes digests with and without Prefetch of the hook
+// directories, of this repository's hooks and of a module whose hook
+// package has code gofmt -s simplifies, a go generate program (no build
+// compiles it) and a conditional file: the same digests and pieces, the
+// prefetched files used (a Prefetch nothing takes from would be a silent
+// loss of its time), and directories given relative to the working
+// directory found all the same.
+func TestPrefetch(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"go.mod":             "module example.com/p\n\ngo 1.22\n",
+		"hooks/a.go":         "package hooks\n\ntype T struct{ A int }\n\nvar ts = []T{T{A: 1}, T{A: 2}}\n\nfunc Upgrade() int { for i, _ := range ts { _ = i }; return len(ts[0:len(ts)]) + helper() }\n",
+		"hooks/gen.go":       "//go:build ignore\n\npackage main\n\nfunc main() {}\n",
+		"hooks/b_windows.go": "package hooks\n\nfunc helper() int { return 2 }\n",
+		"hooks/b_other.go":   "//go:build !windows\n\npackage hooks\n\nfunc helper() int { return 1 }\n",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		module string
+		dirs   []string
+		hooks  [][2]string
+	}{
+		{"../..", []string{"../../hooks", "../../hooks/libfoo", "../../hooks/libbar"}, [][2]string{{"github.com/hookreg/hookreg/hooks/libfoo", "UpgradeLibFoo"}, {"github.com/hookreg/hookreg/hooks/libbar", "UpgradeLibBar"}, {"github.com/hookreg/hookreg/hooks", "UpgradeLibBaz"}}},
+		{dir, []string{filepath.Join(dir, "hooks")}, [][2]string{{"example.com/p/hooks", "Upgrade"}}},
+	} {
+		compute := func(prefetch []string) (*Scope, []Result) {
+			s, err := NewScope(c.module)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prefetch != nil {
+				s.Prefetch(prefetch)
+			}
+			var out []Result
+			for _, h := range c.hooks {
+				r, err := s.Compute(h[0], h[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, r)
+			}
+			return s, out
+		}
+		_, plain := compute(nil)
+		s, pre := compute(c.dirs)
+		for i := range plain {
+			if plain[i].Digest != pre[i].Digest || len(plain[i].Decls) != len(pre[i].Decls) {
+				t.Errorf("%s: digest %s with Prefetch, %s without", c.hooks[i][1], pre[i].Digest, plain[i].Digest)
+			}
+		}
+		if s.prefetch.used < len(c.dirs)+1 {
+			t.Errorf("%s: %d prefetched files used, want every Go file of the hook packages", c.module, s.prefetch.used)
+		}
+	}
+}

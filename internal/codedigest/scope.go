@@ -52,6 +52,7 @@ type Scope struct {
 	vendored map[string]string
 	h3       h3state
 	h4state
+	prefetch *prefetched
 }
 
 // setting is a piece of the build configuration in every digest; dir is

@@ -88,11 +88,14 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if module == "" {
 		return nil, nil, fmt.Errorf("loading the hook packages: %s has no module path", filepath.Join(moduleDir, "go.mod"))
 	}
-	pkgs, err := loadHookPackages(moduleDir, module, root)
+	scope, err := codedigest.NewScope(moduleDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	scope, err := codedigest.NewScope(moduleDir)
+	// The hook packages' files parse and print for the digests while
+	// the go command lists the packages.
+	scope.Prefetch(packageDirs(filepath.Join(moduleDir, filepath.FromSlash(strings.TrimPrefix(root, "./")))))
+	pkgs, err := loadHookPackages(moduleDir, module, root)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -239,26 +242,13 @@ func guessMainPackages(moduleDir, module, rootPath string) []string {
 		}
 	}
 	rootDir, _ := dirOf(rootPath)
-	_ = filepath.WalkDir(rootDir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		name := d.Name()
-		if p != rootDir && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "vendor") {
-			return filepath.SkipDir
-		}
-		if p != rootDir {
-			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
-				return filepath.SkipDir // another module
-			}
-		}
-		rel, err := filepath.Rel(rootDir, p)
+	for _, dir := range packageDirs(rootDir) {
+		rel, err := filepath.Rel(rootDir, dir)
 		if err != nil {
-			return nil
+			continue
 		}
 		add(path.Join(rootPath, filepath.ToSlash(rel)))
-		return nil
-	})
+	}
 	var out []string
 	for len(queue) > 0 {
 		importPath := queue[0]
@@ -277,6 +267,30 @@ func guessMainPackages(moduleDir, module, rootPath string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// packageDirs returns rootDir and the directories under it that the
+// pattern root/... matches, as the go command walks them: not those
+// starting with "." or "_", testdata, vendor, or another module's.
+func packageDirs(rootDir string) []string {
+	var dirs []string
+	_ = filepath.WalkDir(rootDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		name := d.Name()
+		if p != rootDir && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "vendor") {
+			return filepath.SkipDir
+		}
+		if p != rootDir {
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+				return filepath.SkipDir // another module
+			}
+		}
+		dirs = append(dirs, p)
+		return nil
+	})
+	return dirs
 }
 
 // byName qualifies types by package name, as they read in Go source.
