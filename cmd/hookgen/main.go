@@ -29,8 +29,7 @@
 // hookgen is a short-lived command whose heap is small (a lint of 2,000
 // hooks peaks at about 45 MB of RSS either way): unless GOGC is set, it
 // collects garbage when the heap has grown by 400% rather than 100%, which
-// saves about a tenth of a lint's CPU, as the go command's compiler does
-// for its own runs.
+// saves about a tenth of a lint's CPU.
 package main
 
 import (
