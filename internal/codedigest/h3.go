@@ -195,6 +195,8 @@ type file3 struct {
 	item       *item // the whole-file item of a conditional file
 	// decls are the hashed declarations, in source order.
 	decls []decl3
+	// normal are the normal forms of its declarations (normalForms).
+	normal map[ast.Node]normalized
 }
 
 // decl3 is one hashed declaration of a file.
@@ -513,20 +515,29 @@ func (s *Scope) parse3(p *pkg3) error {
 		if !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") {
 			continue
 		}
-		f, err := parser.ParseFile(s.fset, filepath.Join(p.dir, n), nil, parser.ParseComments|parser.SkipObjectResolution)
-		if err != nil {
-			return err
-		}
-		if never(f) {
+		full := filepath.Join(p.dir, n)
+		pre, ok := s.prefetched(full)
+		if ok && pre.never {
 			continue
+		}
+		f, normal := pre.ast, pre.normal
+		if !ok {
+			f, err = parser.ParseFile(s.fset, full, nil, parser.ParseComments|parser.SkipObjectResolution)
+			if err != nil {
+				return err
+			}
+			if never(f) {
+				continue
+			}
+			simplify(f)
 		}
 		if p.name == "" {
 			p.name = f.Name.Name
 		}
-		simplify(f)
-		sf := &file3{base: n, name: show, ast: f, imports: make(map[string]string), cond: conditional(n, f)}
+		sf := &file3{base: n, name: show, ast: f, imports: make(map[string]string), cond: conditional(n, f), normal: normal}
 		p.files = append(p.files, sf)
 	}
+	normalForms(s.fset, p.files)
 	blank := make(map[string]bool)
 	imports := make(map[string]bool)
 	var embeds []string
@@ -965,13 +976,14 @@ func (s *Scope) declItem3(p *pkg3, sf *file3, node ast.Node, doc1, doc2 *ast.Com
 			}
 		}
 	}
-	toks, err := normalForm(s.fset, node)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", kind, name, err)
+	nf, ok := sf.normal[node]
+	if !ok {
+		nf.toks, nf.err = normalForm(nil, s.fset, node)
 	}
-	for _, t := range toks {
-		x.write(t)
+	if nf.err != nil {
+		return nil, fmt.Errorf("%s %s: %w", kind, name, nf.err)
 	}
+	h.Write(nf.toks)
 	ast.Inspect(node, func(n ast.Node) bool {
 		if id, ok := n.(*ast.Ident); ok {
 			if ip, ok := sf.imports[id.Name]; ok {

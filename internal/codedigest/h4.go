@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/build"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -200,15 +201,10 @@ func (s *Scope) cacheDir(mod, version string) (string, error) {
 	if s.modCacheErr != nil {
 		return "", s.modCacheErr
 	}
-	ep, err := modv.EscapePath(mod)
+	dir, err := cachePath(s.modCache, mod, version)
 	if err != nil {
 		return "", err
 	}
-	ev, err := modv.EscapeVersion(version)
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(s.modCache, filepath.FromSlash(ep)+"@"+ev)
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -230,6 +226,59 @@ func (s *Scope) cacheDir(mod, version string) (string, error) {
 		return "", errors.New("not in the module cache, and go mod download reported no directory")
 	}
 	return res.Dir, nil
+}
+
+// cachePath is the directory of mod@version in the module cache cache.
+func cachePath(cache, mod, version string) (string, error) {
+	ep, err := modv.EscapePath(mod)
+	if err != nil {
+		return "", err
+	}
+	ev, err := modv.EscapeVersion(version)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cache, filepath.FromSlash(ep)+"@"+ev), nil
+}
+
+// GuessDir returns the directory of the package importPath as the module's
+// go.mod, go.work and vendor/ name it, without a go command: in the scope
+// (the main module, a replace to a directory, a go.work module, vendor/),
+// else in the module cache at the version go.mod requires (or a replace
+// names), the cache being where GOMODCACHE or, unset, the first GOPATH
+// entry puts it. "" when it finds none. It is a guess (the go command may
+// select another version, or build without vendor/), for a caller that
+// checks what it guessed.
+func (s *Scope) GuessDir(importPath string) string {
+	for _, m := range s.h3init().modules {
+		if importPath == m.Path || strings.HasPrefix(importPath, m.Path+"/") {
+			dir, _ := m.pkgDir(importPath)
+			return dir
+		}
+	}
+	best := ""
+	for m := range s.requires {
+		if (importPath == m || strings.HasPrefix(importPath, m+"/")) && len(m) > len(best) {
+			best = m
+		}
+	}
+	cache := os.Getenv("GOMODCACHE")
+	if gopath := filepath.SplitList(build.Default.GOPATH); cache == "" && len(gopath) > 0 {
+		cache = filepath.Join(gopath[0], "pkg", "mod")
+	}
+	if best == "" || cache == "" {
+		return ""
+	}
+	target, version := best, s.requires[best]
+	if t, v, ok := strings.Cut(version, " "); ok {
+		target, version = t, v // replaced by another module's version
+	}
+	dir, err := cachePath(cache, target, version)
+	if err != nil {
+		return ""
+	}
+	dir, _ = module{Path: best, Dir: dir}.pkgDir(importPath)
+	return dir
 }
 
 // markModules sets the module and version of the pieces that lie in a

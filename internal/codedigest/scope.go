@@ -52,6 +52,8 @@ type Scope struct {
 	vendored map[string]string
 	h3       h3state
 	h4state
+	prefetch *prefetched
+	gomod    []byte // the main go.mod as NewScope read it
 }
 
 // setting is a piece of the build configuration in every digest; dir is
@@ -79,6 +81,7 @@ func NewScope(moduleDir string) (*Scope, error) {
 		return nil, fmt.Errorf("reading the digest scope: %s has no module line", gomod)
 	}
 	s := &Scope{
+		gomod:    data,
 		mainDir:  abs,
 		modules:  []module{{Path: mf.Module.Mod.Path, Dir: abs, Origin: "main"}},
 		requires: make(map[string]string),
@@ -111,6 +114,26 @@ func NewScope(moduleDir string) (*Scope, error) {
 	}
 	slices.SortStableFunc(s.modules, func(a, b module) int { return len(b.Path) - len(a.Path) })
 	return s, nil
+}
+
+// Renewed returns s itself when the main module's go.mod still has the
+// bytes NewScope read, else a new Scope read from the module as it is now,
+// which takes over what s prefetched (Prefetch). A go command run under
+// -mod=mod may rewrite go.mod while it lists the packages (the missing
+// requirements added): a Scope made before the load and used after it
+// (to prefetch meanwhile) is renewed in between, so that the digests read
+// go.mod as the build left it.
+func (s *Scope) Renewed() (*Scope, error) {
+	data, err := os.ReadFile(filepath.Join(s.mainDir, "go.mod"))
+	if err == nil && bytes.Equal(data, s.gomod) {
+		return s, nil
+	}
+	fresh, err := NewScope(s.mainDir)
+	if err != nil {
+		return nil, err
+	}
+	fresh.fset, fresh.prefetch = s.fset, s.prefetch
+	return fresh, nil
 }
 
 // replace records a replace directive: a local directory is in scope, a

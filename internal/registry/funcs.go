@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"golang.org/x/mod/modfile"
-	"golang.org/x/mod/module"
 	"golang.org/x/tools/go/packages"
 
 	"github.com/hookreg/hookreg/internal/codedigest"
@@ -92,12 +91,18 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	if module == "" {
 		return nil, nil, fmt.Errorf("loading the hook packages: %s has no module path", filepath.Join(moduleDir, "go.mod"))
 	}
-	pkgs, err := loadHookPackages(moduleDir, module, root, gomod)
+	scope, err := codedigest.NewScope(moduleDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	scope, err := codedigest.NewScope(moduleDir)
+	// The hook packages' files parse and print for the digests while
+	// the go command lists the packages.
+	scope.Prefetch(packageDirs(filepath.Join(moduleDir, filepath.FromSlash(strings.TrimPrefix(root, "./")))))
+	pkgs, err := loadHookPackages(moduleDir, module, root, scope)
 	if err != nil {
+		return nil, nil, err
+	}
+	if scope, err = scope.Renewed(); err != nil {
 		return nil, nil, err
 	}
 	scope.UsePackages(pkgs)
@@ -179,13 +184,13 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 // starts from a guess (guessImports) and is run again with the set the
 // go command reported when the guess is not exactly that set (a build tag
 // the guess could not see), so the result never depends on the guess.
-func loadHookPackages(moduleDir, module, root string, gomod []byte) ([]*packages.Package, error) {
+func loadHookPackages(moduleDir, module, root string, scope *codedigest.Scope) ([]*packages.Package, error) {
 	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
 	underRoot := func(p string) bool { return p == rootPath || strings.HasPrefix(p, rootPath+"/") }
 	patterns := []string{root, root + "/...", HookPkgPath}
 	fail := func(err error) error { return fmt.Errorf("loading the hook packages %s: %w", root, err) }
 	fset := token.NewFileSet()
-	guess := guessImports(moduleDir, module, rootPath, gomod)
+	guess := guessImports(moduleDir, module, rootPath, scope)
 	var depPkgs []*packages.Package
 	var depErr error
 	done := make(chan struct{})
@@ -228,9 +233,10 @@ func loadHookPackages(moduleDir, module, root string, gomod []byte) ([]*packages
 // packages in and under rootPath, the runtime package and the packages of
 // the main module they import, directly or not, as go/build reads their
 // import declarations for the default build context. The runtime
-// package's directory is guessed from gomod (hookPkgDir). It is a guess
-// for loadHookPackages, which checks it: it costs no go command.
-func guessImports(moduleDir, module, rootPath string, gomod []byte) []string {
+// package's directory is guessed from the module's go.mod, go.work and
+// vendor/ (codedigest.Scope.GuessDir). It is a guess for
+// loadHookPackages, which checks it: it costs no go command.
+func guessImports(moduleDir, module, rootPath string, scope *codedigest.Scope) []string {
 	dirOf := func(importPath string) (string, bool) {
 		if importPath == module {
 			return moduleDir, true
@@ -250,26 +256,11 @@ func guessImports(moduleDir, module, rootPath string, gomod []byte) []string {
 		}
 	}
 	rootDir, _ := dirOf(rootPath)
-	_ = filepath.WalkDir(rootDir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
+	for _, dir := range packageDirs(rootDir) {
+		if rel, err := filepath.Rel(rootDir, dir); err == nil {
+			add(path.Join(rootPath, filepath.ToSlash(rel)))
 		}
-		name := d.Name()
-		if p != rootDir && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "vendor") {
-			return filepath.SkipDir
-		}
-		if p != rootDir {
-			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
-				return filepath.SkipDir // another module
-			}
-		}
-		rel, err := filepath.Rel(rootDir, p)
-		if err != nil {
-			return nil
-		}
-		add(path.Join(rootPath, filepath.ToSlash(rel)))
-		return nil
-	})
+	}
 	deps := make(map[string]bool)
 	addImports := func(dir string) {
 		bp, err := build.Default.ImportDir(dir, 0)
@@ -286,7 +277,7 @@ func guessImports(moduleDir, module, rootPath string, gomod []byte) []string {
 	}
 	if _, inMain := dirOf(HookPkgPath); inMain {
 		add(HookPkgPath)
-	} else if dir := hookPkgDir(moduleDir, gomod); dir != "" {
+	} else if dir := scope.GuessDir(HookPkgPath); dir != "" {
 		addImports(dir)
 	}
 	for len(queue) > 0 {
@@ -303,55 +294,28 @@ func guessImports(moduleDir, module, rootPath string, gomod []byte) []string {
 	return out
 }
 
-// hookPkgDir guesses the directory of the runtime package HookPkgPath
-// for the module whose go.mod is gomod (in moduleDir): in vendor/, in the
-// directory a replace names, or in the module cache at the version a
-// replace or require names. "" when go.mod names none.
-func hookPkgDir(moduleDir string, gomod []byte) string {
-	modPath, sub := path.Dir(HookPkgPath), path.Base(HookPkgPath)
-	mf, err := modfile.Parse("go.mod", gomod, nil)
-	if err != nil {
-		return ""
-	}
-	if _, err := os.Stat(filepath.Join(moduleDir, "vendor", "modules.txt")); err == nil {
-		return filepath.Join(moduleDir, "vendor", filepath.FromSlash(HookPkgPath))
-	}
-	version := ""
-	for _, r := range mf.Require {
-		if r.Mod.Path == modPath {
-			version = r.Mod.Version
+// packageDirs returns rootDir and the directories under it that the
+// pattern root/... matches, as the go command walks them: not those
+// starting with "." or "_", testdata, vendor, or another module's.
+func packageDirs(rootDir string) []string {
+	var dirs []string
+	_ = filepath.WalkDir(rootDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
 		}
-	}
-	for _, r := range mf.Replace {
-		if r.Old.Path != modPath || r.Old.Version != "" && r.Old.Version != version {
-			continue
+		name := d.Name()
+		if p != rootDir && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "vendor") {
+			return filepath.SkipDir
 		}
-		if r.New.Version == "" { // a directory
-			dir := filepath.FromSlash(r.New.Path)
-			if !filepath.IsAbs(dir) {
-				dir = filepath.Join(moduleDir, dir)
+		if p != rootDir {
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+				return filepath.SkipDir // another module
 			}
-			return filepath.Join(dir, sub)
 		}
-		modPath, version = r.New.Path, r.New.Version
-	}
-	if version == "" {
-		return ""
-	}
-	cache := os.Getenv("GOMODCACHE")
-	if cache == "" {
-		gopath := filepath.SplitList(build.Default.GOPATH)
-		if len(gopath) == 0 {
-			return ""
-		}
-		cache = filepath.Join(gopath[0], "pkg", "mod")
-	}
-	escPath, err1 := module.EscapePath(modPath)
-	escVersion, err2 := module.EscapeVersion(version)
-	if err1 != nil || err2 != nil {
-		return ""
-	}
-	return filepath.Join(cache, filepath.FromSlash(escPath)+"@"+escVersion, sub)
+		dirs = append(dirs, p)
+		return nil
+	})
+	return dirs
 }
 
 // byName qualifies types by package name, as they read in Go source.
