@@ -97,8 +97,13 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 	}
 	// The hook packages' files parse and print for the digests while
 	// the go command lists the packages.
-	scope.Prefetch(packageDirs(filepath.Join(moduleDir, filepath.FromSlash(strings.TrimPrefix(root, "./")))))
-	pkgs, err := loadHookPackages(moduleDir, module, root, scope)
+	rootDir, err := filepath.Abs(filepath.Join(moduleDir, filepath.FromSlash(strings.TrimPrefix(root, "./"))))
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading the hook packages: %w", err)
+	}
+	dirs := packageDirs(rootDir)
+	scope.Prefetch(dirs)
+	pkgs, err := loadHookPackages(moduleDir, module, root, dirs, scope)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -184,13 +189,16 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 // starts from a guess (guessImports) and is run again with the set the
 // go command reported when the guess is not exactly that set (a build tag
 // the guess could not see), so the result never depends on the guess.
-func loadHookPackages(moduleDir, module, root string, scope *codedigest.Scope) ([]*packages.Package, error) {
+// dirs are the directories of the hook packages (packageDirs), whose files
+// parse meanwhile (parseAhead).
+func loadHookPackages(moduleDir, module, root string, dirs []string, scope *codedigest.Scope) ([]*packages.Package, error) {
 	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
 	underRoot := func(p string) bool { return p == rootPath || strings.HasPrefix(p, rootPath+"/") }
 	patterns := []string{root, root + "/...", HookPkgPath}
 	fail := func(err error) error { return fmt.Errorf("loading the hook packages %s: %w", root, err) }
 	fset := token.NewFileSet()
-	guess := guessImports(moduleDir, module, rootPath, scope)
+	ahead := parseAhead(fset, dirs)
+	guess := guessImports(moduleDir, module, rootPath, dirs, scope)
 	var depPkgs []*packages.Package
 	var depErr error
 	done := make(chan struct{})
@@ -209,7 +217,7 @@ func loadHookPackages(moduleDir, module, root string, scope *codedigest.Scope) (
 			return nil, fail(err)
 		}
 	}
-	if !typeCheck(g, depPkgs, fset) {
+	if !typeCheck(g, depPkgs, fset, ahead) {
 		// A dependency imports a root: one load of go/packages, which
 		// compiles the roots.
 		var mains []string
@@ -230,13 +238,13 @@ func loadHookPackages(moduleDir, module, root string, scope *codedigest.Scope) (
 // guessImports returns a guess of the import paths, sorted, of the
 // packages outside the main module (module, in moduleDir) and other than
 // HookPkgPath that the roots of loadHookPackages import directly: the
-// packages in and under rootPath, the runtime package and the packages of
+// packages in and under rootPath (in dirs, rootPath's first), the runtime package and the packages of
 // the main module they import, directly or not, as go/build reads their
 // import declarations for the default build context. The runtime
 // package's directory is guessed from the module's go.mod, go.work and
 // vendor/ (codedigest.Scope.GuessDir). It is a guess for
 // loadHookPackages, which checks it: it costs no go command.
-func guessImports(moduleDir, module, rootPath string, scope *codedigest.Scope) []string {
+func guessImports(moduleDir, module, rootPath string, dirs []string, scope *codedigest.Scope) []string {
 	dirOf := func(importPath string) (string, bool) {
 		if importPath == module {
 			return moduleDir, true
@@ -255,9 +263,8 @@ func guessImports(moduleDir, module, rootPath string, scope *codedigest.Scope) [
 			queue = append(queue, importPath)
 		}
 	}
-	rootDir, _ := dirOf(rootPath)
-	for _, dir := range packageDirs(rootDir) {
-		if rel, err := filepath.Rel(rootDir, dir); err == nil {
+	for _, dir := range dirs {
+		if rel, err := filepath.Rel(dirs[0], dir); err == nil {
 			add(path.Join(rootPath, filepath.ToSlash(rel)))
 		}
 	}

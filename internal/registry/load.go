@@ -8,6 +8,7 @@ import (
 	"go/token"
 	"go/types"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -129,7 +130,7 @@ func sameIDs(pkgs []*packages.Package, deps []string) bool {
 // imports a root (a module that imports the main module back): its export
 // data would have a copy of the root's types that are not the root's own;
 // loadHookPackages then loads with go/packages alone.
-func typeCheck(g *hookGraph, depPkgs []*packages.Package, fset *token.FileSet) bool {
+func typeCheck(g *hookGraph, depPkgs []*packages.Package, fset *token.FileSet, ahead *parsed) bool {
 	isRoot := make(map[string]*packages.Package, len(g.roots))
 	for _, p := range g.roots {
 		isRoot[p.ID] = p
@@ -226,7 +227,7 @@ func typeCheck(g *hookGraph, depPkgs []*packages.Package, fset *token.FileSet) b
 		s := states[p.ID]
 		wg.Go(func() {
 			defer close(s.done)
-			files, errs := parseFiles(fset, p.CompiledGoFiles)
+			files, errs := parseFiles(fset, p.CompiledGoFiles, ahead)
 			for _, s := range s.wait {
 				<-s.done
 			}
@@ -318,23 +319,50 @@ func checkPackage(p *packages.Package, files []*ast.File, parseErrs []error, cyc
 	p.IllTyped = illTyped
 }
 
-// parseFiles parses the files, concurrently, as go/packages does: with
-// comments and every error; a file that parses in part is kept.
-func parseFiles(fset *token.FileSet, names []string) ([]*ast.File, []error) {
-	files := make([]*ast.File, len(names))
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, name := range names {
-		wg.Go(func() {
-			src, err := os.ReadFile(name)
+// parsed are Go files parsed ahead (parseAhead), by path.
+type parsed struct {
+	done  chan struct{}
+	files map[string]parsedFile
+}
+
+type parsedFile struct {
+	f   *ast.File
+	err error
+}
+
+// parseAhead starts parsing, in the background, the Go files (not tests)
+// of dirs, the directories of the hook packages, as parseFiles would:
+// typeCheck takes them from there instead of reading them again, so that
+// parsing overlaps the go lists. A file is used as it was read here.
+func parseAhead(fset *token.FileSet, dirs []string) *parsed {
+	pa := &parsed{done: make(chan struct{}), files: make(map[string]parsedFile)}
+	go func() {
+		defer close(pa.done)
+		var names []string
+		for _, dir := range dirs {
+			entries, err := os.ReadDir(dir)
 			if err != nil {
-				errs[i] = err
-				return
+				continue
 			}
-			files[i], errs[i] = parser.ParseFile(fset, name, src, parser.AllErrors|parser.ParseComments)
-		})
-	}
-	wg.Wait()
+			for _, e := range entries {
+				if n := e.Name(); !e.IsDir() && strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go") {
+					names = append(names, filepath.Join(dir, n))
+				}
+			}
+		}
+		files, errs := parseEach(fset, names, nil)
+		for i, name := range names {
+			pa.files[name] = parsedFile{files[i], errs[i]}
+		}
+	}()
+	return pa
+}
+
+// parseFiles parses the files, concurrently, as go/packages does: with
+// comments and every error; a file that parses in part is kept. A file
+// parsed ahead (ahead, which may be nil) is taken from there.
+func parseFiles(fset *token.FileSet, names []string, ahead *parsed) ([]*ast.File, []error) {
+	files, errs := parseEach(fset, names, ahead)
 	var outFiles []*ast.File
 	var outErrs []error
 	for i := range names {
@@ -346,6 +374,34 @@ func parseFiles(fset *token.FileSet, names []string) ([]*ast.File, []error) {
 		}
 	}
 	return outFiles, outErrs
+}
+
+// parseEach parses each of names, concurrently, or takes it from ahead.
+func parseEach(fset *token.FileSet, names []string, ahead *parsed) ([]*ast.File, []error) {
+	files := make([]*ast.File, len(names))
+	errs := make([]error, len(names))
+	if ahead != nil {
+		<-ahead.done
+	}
+	var wg sync.WaitGroup
+	for i, name := range names {
+		if ahead != nil {
+			if pf, ok := ahead.files[name]; ok {
+				files[i], errs[i] = pf.f, pf.err
+				continue
+			}
+		}
+		wg.Go(func() {
+			src, err := os.ReadFile(name)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			files[i], errs[i] = parser.ParseFile(fset, name, src, parser.AllErrors|parser.ParseComments)
+		})
+	}
+	wg.Wait()
+	return files, errs
 }
 
 // newTypesInfo returns the types.Info go/packages fills for NeedTypesInfo.
