@@ -45,13 +45,18 @@ import (
 //     two goroutines (zstd_lib): the library's own cost beside the
 //     command's;
 //   - the bbolt command built from the bbolt module of go.mod: "bbolt
-//     compact --tx-max-size 16777216 --no-sync" (big transactions, one
-//     final sync: like for like), restore / compact, goal <= 0.8; the same
-//     followed by one fsync of its output (the restore's sync policy: a
-//     restored store is durable before it is swapped in); and with the
-//     command's defaults (64 KiB transactions, synced); beside the times,
+//     compact --tx-max-size 16777216 --no-sync" (big transactions, no
+//     sync at all), restore / compact, goal <= 0.8; the same followed by
+//     one fsync of its output (the restore's sync policy: a restored
+//     store is durable before it is swapped in); the same followed by
+//     "bbolt check" of its output, and by the fsync and the check (the
+//     like for like of a restore, which syncs the store it wrote and
+//     checks it, bbolt's own check beside its page check: see
+//     compactReference); and with the command's defaults (64 KiB
+//     transactions, synced); beside the times,
 //     the CPU time (user and system) of the restore and of the tuned
-//     compact: a restore decodes and checks on one core while bbolt
+//     compact (and of the compact with the check, and with the fsync
+//     and the check): a restore decodes and checks on one core while bbolt
 //     loads on the other, so on a busy machine its time depends on
 //     getting the second core, which its CPU time does not;
 //   - cp of the store file, for scale;
@@ -186,13 +191,12 @@ func benchBackupRestore(b *testing.B, tools tools, records int) {
 	compactTuned := timed(b, run(tools.bbolt, "compact", "--tx-max-size", "16777216", "--no-sync", "-o", filepath.Join(dir, "t.db"), src))
 	compactTunedCPU := cpuTime(b, syscall.RUSAGE_CHILDREN) - children
 	os.Remove(filepath.Join(dir, "t.db"))
-	compactTunedSync := timed(b, func() error {
-		if err := run(tools.bbolt, "compact", "--tx-max-size", "16777216", "--no-sync", "-o", filepath.Join(dir, "s.db"), src)(); err != nil {
-			return err
-		}
-		return syncFile(filepath.Join(dir, "s.db"))
-	})
+	// The like for like of a restore, which writes, syncs and checks the
+	// new store: the tuned compact, an fsync of its output, and the bbolt
+	// check command on it, one after the other.
+	ref := compactReference(b, tools.bbolt, src, filepath.Join(dir, "s.db"))
 	os.Remove(filepath.Join(dir, "s.db"))
+	compactTunedSync := ref.compact.wall + ref.fsync.wall
 	var restore, restoreZstd, restoreCPU time.Duration
 	restoreRSS := peakRSSAnon(b, func() {
 		self := cpuTime(b, syscall.RUSAGE_SELF)
@@ -231,6 +235,13 @@ func benchBackupRestore(b *testing.B, tools tools, records int) {
 	b.ReportMetric(restoreCPU.Seconds()/compactTunedCPU.Seconds(), "restore_cpu/compact_tuned_cpu")
 	b.ReportMetric(compactTunedSync.Seconds(), "compact_tuned_fsync_s")
 	b.ReportMetric(restore.Seconds()/compactTunedSync.Seconds(), "restore/compact_tuned_fsync")
+	checked, full := ref.compact.add(ref.check), ref.compact.add(ref.fsync).add(ref.check)
+	b.ReportMetric(checked.wall.Seconds(), "compact_tuned_check_s")
+	b.ReportMetric(restore.Seconds()/checked.wall.Seconds(), "restore/compact_tuned_check")
+	b.ReportMetric(restoreCPU.Seconds()/checked.cpu.Seconds(), "restore_cpu/compact_tuned_check_cpu")
+	b.ReportMetric(full.wall.Seconds(), "compact_tuned_fsync_check_s")
+	b.ReportMetric(restore.Seconds()/full.wall.Seconds(), "restore/compact_tuned_fsync_check")
+	b.ReportMetric(restoreCPU.Seconds()/full.cpu.Seconds(), "restore_cpu/compact_tuned_fsync_check_cpu")
 	b.ReportMetric(compact.Seconds(), "compact_s")
 	b.ReportMetric(restore.Seconds()/compact.Seconds(), "restore/compact")
 	b.ReportMetric(max(backupRSS, zstdRSS)/1e6, "backup_peak_anon_MB")
@@ -329,6 +340,44 @@ func checksummedCopy(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// cost is the wall time and CPU time of a step.
+type cost struct{ wall, cpu time.Duration }
+
+func (c cost) add(d cost) cost { return cost{c.wall + d.wall, c.cpu + d.cpu} }
+
+// compactRef is the cost of each step of compactReference.
+type compactRef struct{ compact, fsync, check cost }
+
+// compactReference does what a restore does to the store it writes, with
+// the bbolt command: "bbolt compact --tx-max-size 16777216 --no-sync" of
+// src into out (the restore's writing), one fsync of out in this process
+// (its sync), then "bbolt check" of out (bbolt's own check of the new
+// store, which a restore runs beside its page check). The CPU time of the
+// commands is their own (children's), the fsync's this process's. A
+// restore overlaps its check with its sync, the reference runs them one
+// after the other: their wall times add up, their CPU times alike.
+func compactReference(b *testing.B, bboltCmd, src, out string) compactRef {
+	b.Helper()
+	var ref compactRef
+	step := func(who int, fn func() error) cost {
+		c0 := cpuTime(b, who)
+		wall := timed(b, fn)
+		return cost{wall, cpuTime(b, who) - c0}
+	}
+	command := func(args ...string) func() error {
+		return func() error {
+			if out, err := exec.Command(bboltCmd, args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("bbolt %s: %v: %s", args[0], err, out)
+			}
+			return nil
+		}
+	}
+	ref.compact = step(syscall.RUSAGE_CHILDREN, command("compact", "--tx-max-size", "16777216", "--no-sync", "-o", out, src))
+	ref.fsync = step(syscall.RUSAGE_SELF, func() error { return syncFile(out) })
+	ref.check = step(syscall.RUSAGE_CHILDREN, command("check", out))
+	return ref
 }
 
 func syncFile(path string) error {
@@ -554,7 +603,11 @@ func buildNested(b *testing.B, path string, records, perTable int) {
 // the same run (the bbolt command built from the bbolt module of go.mod,
 // as BenchmarkBackupRestore does; goal <= 1.0 on the nested store), the
 // plain archive's size with the records' (goal <= 1.1) and the peak
-// anonymous memory of the nested restore (goal < 100 MB). Beside them, the
+// anonymous memory of the nested restore (goal < 100 MB). The restore
+// also syncs the store it wrote and checks it, which the compact does not:
+// beside the plain compact, the same compact followed by "bbolt check" of
+// its output, and by an fsync of it and the check (compactReference), of
+// each store, are the like for like of its CPU. Beside them, the
 // CPU of a bare bbolt walk of each store (bareWalk: what bbolt itself
 // costs to visit every bucket and record once; a backup walks twice, to
 // count and to copy) and how much of the nested backup's extra CPU over
@@ -621,16 +674,14 @@ func BenchmarkNested(b *testing.B) {
 			}
 			sizes[i] = info.Size()
 		}
-		var compactCPU [2]time.Duration
+		var compactCPU, checkedCPU, fullCPU [2]time.Duration
 		for i, src := range []string{flat, nested} {
 			out := filepath.Join(dir, fmt.Sprintf("c%d.db", i))
 			os.Remove(out)
-			c0 := cpuTime(b, syscall.RUSAGE_CHILDREN)
-			cmd := exec.Command(tools.bbolt, "compact", "--tx-max-size", "16777216", "--no-sync", "-o", out, src)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("bbolt compact: %v: %s", err, out)
-			}
-			compactCPU[i] = cpuTime(b, syscall.RUSAGE_CHILDREN) - c0
+			ref := compactReference(b, tools.bbolt, src, out)
+			compactCPU[i] = ref.compact.cpu
+			checkedCPU[i] = ref.compact.cpu + ref.check.cpu
+			fullCPU[i] = ref.compact.cpu + ref.fsync.cpu + ref.check.cpu
 			os.Remove(out)
 		}
 		// What bbolt itself costs to visit every bucket and record once,
@@ -656,6 +707,16 @@ func BenchmarkNested(b *testing.B) {
 		b.ReportMetric(compactCPU[1].Seconds(), "compact-nested-cpu-s")
 		b.ReportMetric(float64(cpu["restore"][1])/float64(compactCPU[1]), "restore-nested/compact-nested")
 		b.ReportMetric(float64(cpu["restore"][0])/float64(compactCPU[0]), "restore-flat/compact-flat")
+		// Like for like: the restore syncs and checks the store it
+		// writes; the compact then "bbolt check", and with an fsync of
+		// the compacted file between them.
+		b.ReportMetric(float64(checkedCPU[1])/float64(checkedCPU[0]), "compact+check-nested/flat")
+		b.ReportMetric(float64(cpu["restore"][1])/float64(checkedCPU[1]), "restore-nested/compact+check-nested")
+		b.ReportMetric(float64(cpu["restore"][0])/float64(checkedCPU[0]), "restore-flat/compact+check-flat")
+		b.ReportMetric(float64(cpu["restore"][1])/float64(fullCPU[1]), "restore-nested/compact+fsync+check-nested")
+		b.ReportMetric(float64(cpu["restore"][0])/float64(fullCPU[0]), "restore-flat/compact+fsync+check-flat")
+		b.ReportMetric(checkedCPU[1].Seconds(), "compact+check-nested-cpu-s")
+		b.ReportMetric(checkedCPU[0].Seconds(), "compact+check-flat-cpu-s")
 		b.ReportMetric(float64(sizes[1])/float64(recordBytes), "nested-archive/records")
 		b.ReportMetric(float64(sizes[0])/float64(recordBytes), "flat-archive/records")
 		b.ReportMetric(rss, "nested-restore-RssAnon-bytes")
