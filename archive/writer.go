@@ -114,7 +114,14 @@ type job struct {
 
 func (w *Writer) start() {
 	w.jobs, w.free, w.done = make(chan job, 1), make(chan []byte, 2), make(chan struct{})
-	w.free <- nil
+	// The two chunk buffers at the size a chunk reaches (no more than
+	// the whole stream of a format 3 archive), rather than grown to it.
+	size := 0
+	if w.v3 {
+		size = int(min(int64(w.chunkSize), w.m.DataBytes))
+	}
+	w.buf = make([]byte, 0, size)
+	w.free <- make([]byte, 0, size)
 	go func() {
 		defer close(w.done)
 		for j := range w.jobs {
