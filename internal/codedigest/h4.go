@@ -149,15 +149,13 @@ func (s *Scope) depModule(path string) module {
 		return m
 	}
 	m := module{Path: path, Origin: "cache"}
-	target, version := path, ""
+	version := ""
 	if v, ok := s.requires[path]; ok {
 		version = v
 	} else if v, ok := s.vendored[path]; ok {
 		version = v
 	}
-	if t, v, ok := strings.Cut(version, " "); ok {
-		target, version = t, v // replaced by another module's version
-	}
+	target, version := replacedVersion(path, version)
 	if lm := s.loadedMods[path]; lm != nil {
 		target, version, m.Dir = lm.Path, lm.Version, lm.Dir
 		if lm.Replace != nil {
@@ -228,6 +226,16 @@ func (s *Scope) cacheDir(mod, version string) (string, error) {
 	return res.Dir, nil
 }
 
+// replacedVersion splits a version of Scope.requires: "other/path v1.2.3"
+// when a replace names another module's version, else the version of mod
+// itself.
+func replacedVersion(mod, version string) (target, v string) {
+	if t, v, ok := strings.Cut(version, " "); ok {
+		return t, v
+	}
+	return mod, version
+}
+
 // cachePath is the directory of mod@version in the module cache cache.
 func cachePath(cache, mod, version string) (string, error) {
 	ep, err := modv.EscapePath(mod)
@@ -256,23 +264,18 @@ func (s *Scope) GuessDir(importPath string) string {
 			return dir
 		}
 	}
-	best := ""
-	for m := range s.requires {
-		if (importPath == m || strings.HasPrefix(importPath, m+"/")) && len(m) > len(best) {
-			best = m
-		}
+	best, required, ok := s.requirement(importPath)
+	if _, pinned := s.requires[best]; !ok || !pinned {
+		return ""
 	}
 	cache := os.Getenv("GOMODCACHE")
 	if gopath := filepath.SplitList(build.Default.GOPATH); cache == "" && len(gopath) > 0 {
 		cache = filepath.Join(gopath[0], "pkg", "mod")
 	}
-	if best == "" || cache == "" {
+	if cache == "" {
 		return ""
 	}
-	target, version := best, s.requires[best]
-	if t, v, ok := strings.Cut(version, " "); ok {
-		target, version = t, v // replaced by another module's version
-	}
+	target, version := replacedVersion(best, required)
 	dir, err := cachePath(cache, target, version)
 	if err != nil {
 		return ""

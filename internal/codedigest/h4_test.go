@@ -116,3 +116,35 @@ func TestH4Dependencies(t *testing.T) {
 		t.Errorf("a version not in the module cache, GOPROXY=off: error %v, want one naming the module and version", err)
 	}
 }
+
+// TestGuessDir: a package of the main module, of a replace to a
+// directory, of a module the module cache holds at the required version,
+// of a module replaced by another module's version, and none for the
+// standard library and a module go.mod does not name.
+func TestGuessDir(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("GOMODCACHE", cache)
+	dir := write(t, map[string]string{
+		"go.mod": "module example.com/m\n\ngo 1.22\n\nrequire (\n\texample.com/dep v1.2.0\n\texample.com/old v1.0.0\n\texample.com/local v0.0.0\n)\n\n" +
+			"replace (\n\texample.com/old => example.com/new v2.0.0\n\texample.com/local => ./local\n)\n",
+		"hooks/h.go":       "package hooks\n",
+		"local/go.mod":     "module example.com/local\n",
+		"local/sub/sub.go": "package sub\n",
+	})
+	s, err := codedigest.NewScope(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ pkg, want string }{
+		{"example.com/m/hooks", filepath.Join(dir, "hooks")},
+		{"example.com/local/sub", filepath.Join(dir, "local", "sub")},
+		{"example.com/dep/x", filepath.Join(cache, "example.com", "dep@v1.2.0", "x")},
+		{"example.com/old/y", filepath.Join(cache, "example.com", "new@v2.0.0", "y")},
+		{"context", ""},
+		{"example.com/other/z", ""},
+	} {
+		if got := s.GuessDir(c.pkg); got != c.want {
+			t.Errorf("GuessDir(%s) = %q, want %q", c.pkg, got, c.want)
+		}
+	}
+}

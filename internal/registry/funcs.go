@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"go/build"
@@ -199,6 +200,8 @@ func loadHookPackages(moduleDir, module, root string, dirs []string, scope *code
 	fset := token.NewFileSet()
 	ahead := parseAhead(fset, dirs)
 	guess := guessImports(moduleDir, module, rootPath, dirs, scope)
+	gomodPath := filepath.Join(moduleDir, "go.mod")
+	gomod, _ := os.ReadFile(gomodPath)
 	var depPkgs []*packages.Package
 	var depErr error
 	done := make(chan struct{})
@@ -206,12 +209,28 @@ func loadHookPackages(moduleDir, module, root string, dirs []string, scope *code
 		defer close(done)
 		depPkgs, depErr = loadDeps(moduleDir, fset, guess)
 	}()
-	initial, err := packages.Load(&packages.Config{Mode: graphMode, Dir: moduleDir, Fset: fset}, patterns...)
-	<-done
-	if err != nil {
-		return nil, fail(err)
+	graph := func() (*hookGraph, error) {
+		initial, err := packages.Load(&packages.Config{Mode: graphMode, Dir: moduleDir, Fset: fset}, patterns...)
+		if err != nil {
+			return nil, fail(err)
+		}
+		return readGraph(initial, underRoot), nil
 	}
-	g := readGraph(initial, underRoot)
+	g, err := graph()
+	<-done
+	if now, _ := os.ReadFile(gomodPath); !bytes.Equal(now, gomod) {
+		// The go command rewrote go.mod (-mod=mod) while the two lists
+		// ran: they may have read different requirements, and the one
+		// whose rewrite lost failed or left go.mod as it wanted it. List
+		// again, one after the other, from go.mod as the first leaves it.
+		if g, err = graph(); err != nil {
+			return nil, err
+		}
+		depErr = errors.New("go.mod changed")
+	}
+	if err != nil {
+		return nil, err
+	}
 	if depErr != nil || !sameIDs(depPkgs, g.deps) {
 		if depPkgs, err = loadDeps(moduleDir, fset, g.deps); err != nil {
 			return nil, fail(err)

@@ -117,8 +117,9 @@ func sameIDs(pkgs []*packages.Package, deps []string) bool {
 // typeCheck type-checks the roots of g from source, each after the roots
 // it imports, with the types of depPkgs (from export data) for the
 // packages that are not roots, and fills the fields a load with LoadMode
-// fills: Syntax, Types, TypesInfo, Fset, Errors, IllTyped, TypeErrors of
-// the roots; Types and Fset of the other packages of the graph. It makes
+// fills: Syntax, Types, TypesInfo, Fset, Errors, IllTyped (from the
+// roots' own errors and their root imports'), TypeErrors of the roots;
+// Types and Fset of the other packages of the graph. It makes
 // the choices of go/packages' loader (loadPackage in
 // golang.org/x/tools/go/packages): the files are CompiledGoFiles, parsed
 // with comments and every error; the language version is the go line of
@@ -154,10 +155,12 @@ func typeCheck(g *hookGraph, depPkgs []*packages.Package, fset *token.FileSet, a
 		}
 	}
 
-	// The roots' order: each after the roots it imports. An import that
-	// closes a cycle of roots (the go command reports it as an error of
-	// the package) is not waited for: its import fails, as it does in
-	// go/packages.
+	// The roots' order: each after the roots it imports. go/packages
+	// already drops an import that closes a cycle from Imports (the go
+	// command reports the cycle as an error of the package, and the
+	// import then fails as one without metadata), so the graph is
+	// acyclic; an import found closing a cycle all the same is not waited
+	// for, so that no root waits for itself.
 	type rootState struct {
 		p       *packages.Package
 		wait    []*rootState

@@ -142,6 +142,19 @@ func tagModule(t *testing.T) string {
 	return dir
 }
 
+// settle has the go command write go.mod as -mod=mod completes it (the go
+// line of the toolchain the module requires), so that the go lists a test
+// counts find it settled: when go.mod changes while they run, the load
+// lists again (TestLoadFuncsListsAgainAfterGoModChange).
+func settle(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-mod=mod", "./...")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+}
+
 func loadTagModule(t *testing.T, dir string) (*registry.File, *registry.Funcs) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, "registry.yaml"))
@@ -179,6 +192,7 @@ func fromSource(funcs *registry.Funcs, path string) bool {
 func TestLoadFuncsOneGoList(t *testing.T) {
 	dir := tagModule(t)
 	t.Setenv("GOFLAGS", "-mod=mod")
+	settle(t, dir)
 	log := goListCounter(t)
 	_, funcs := loadTagModule(t, dir)
 	runs := goLists(t, log)
@@ -206,6 +220,7 @@ func TestLoadFuncsOneGoList(t *testing.T) {
 func TestLoadFuncsBuildTags(t *testing.T) {
 	dir := tagModule(t)
 	t.Setenv("GOFLAGS", "-mod=mod -tags=extra")
+	settle(t, dir)
 	log := goListCounter(t)
 	f, funcs := loadTagModule(t, dir)
 	runs := goLists(t, log)
@@ -263,5 +278,44 @@ func TestLoadFuncsDependencyImportsRoot(t *testing.T) {
 	_, funcs := loadTagModule(t, filepath.Join(dir, "m"))
 	if !fromSource(funcs, "example.com/m/names") {
 		t.Errorf("names not loaded from source")
+	}
+}
+
+// TestLoadFuncsListsAgainAfterGoModChange: when go.mod changes while the
+// two go lists run (the go command under -mod=mod rewrites it; here a
+// stand-in go command appends a comment when the dependency list starts),
+// the lists may have read different requirements, so the roots' graph is
+// listed again, then the dependencies, one after the other.
+func TestLoadFuncsListsAgainAfterGoModChange(t *testing.T) {
+	dir := tagModule(t)
+	t.Setenv("GOFLAGS", "-mod=mod")
+	settle(t, dir)
+	log := goListCounter(t)
+	counter, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, mark := t.TempDir(), filepath.Join(t.TempDir(), "touched")
+	script := "#!/bin/sh\ncase \" $* \" in *' list '*-export=true*)\n" +
+		"\tif [ ! -e '" + mark + "' ]; then : > '" + mark + "'; printf '// touched\\n' >> go.mod; fi;;\nesac\n" +
+		"exec '" + counter + "' \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	loadTagModule(t, dir)
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("the stand-in go command did not change go.mod: %v", err)
+	}
+	graphs, deps := 0, 0
+	for _, r := range goLists(t, log) {
+		if r.export {
+			deps++
+		} else {
+			graphs++
+		}
+	}
+	if graphs != 2 || deps != 2 {
+		t.Errorf("%d graph lists and %d dependency lists, want 2 and 2 (the second of each after go.mod changed)", graphs, deps)
 	}
 }
