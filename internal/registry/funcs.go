@@ -190,7 +190,11 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 // starts from a guess (guessImports) and is run again with the set the
 // go command reported when the guess is not exactly that set (a build tag
 // the guess could not see), so the result never depends on the guess.
-// dirs are the directories of the hook packages (packageDirs), whose files
+// When the go command may rewrite go.mod (GOFLAGS=-mod=mod), two lists at
+// the same time could read different requirements, or one could fail to
+// write its own: the graph is listed first, and the dependencies it names
+// after it; and go.mod changed while the two ran (a -mod=mod from go env
+// -w) has them listed again, in turn. dirs are the directories of the hook packages (packageDirs), whose files
 // parse meanwhile (parseAhead).
 func loadHookPackages(moduleDir, module, root string, dirs []string, scope *codedigest.Scope) ([]*packages.Package, error) {
 	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
@@ -199,16 +203,24 @@ func loadHookPackages(moduleDir, module, root string, dirs []string, scope *code
 	fail := func(err error) error { return fmt.Errorf("loading the hook packages %s: %w", root, err) }
 	fset := token.NewFileSet()
 	ahead := parseAhead(fset, dirs)
-	guess := guessImports(moduleDir, module, rootPath, dirs, scope)
 	gomodPath := filepath.Join(moduleDir, "go.mod")
 	gomod, _ := os.ReadFile(gomodPath)
 	var depPkgs []*packages.Package
 	var depErr error
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		depPkgs, depErr = loadDeps(moduleDir, fset, guess)
-	}()
+	inTurn := modMod()
+	if inTurn {
+		// The go command may rewrite go.mod: the graph first, then the
+		// dependencies it names (below).
+		close(done)
+		depErr = errors.New("listed after the graph")
+	} else {
+		guess := guessImports(moduleDir, module, rootPath, dirs, scope)
+		go func() {
+			defer close(done)
+			depPkgs, depErr = loadDeps(moduleDir, fset, guess)
+		}()
+	}
 	graph := func() (*hookGraph, error) {
 		initial, err := packages.Load(&packages.Config{Mode: graphMode, Dir: moduleDir, Fset: fset}, patterns...)
 		if err != nil {
@@ -218,7 +230,7 @@ func loadHookPackages(moduleDir, module, root string, dirs []string, scope *code
 	}
 	g, err := graph()
 	<-done
-	if now, _ := os.ReadFile(gomodPath); !bytes.Equal(now, gomod) {
+	if now, _ := os.ReadFile(gomodPath); !inTurn && !bytes.Equal(now, gomod) {
 		// The go command rewrote go.mod (-mod=mod) while the two lists
 		// ran: they may have read different requirements, and the one
 		// whose rewrite lost failed or left go.mod as it wanted it. List
@@ -252,6 +264,19 @@ func loadHookPackages(moduleDir, module, root string, dirs []string, scope *code
 		return pkgs, nil
 	}
 	return g.roots, nil
+}
+
+// modMod reports whether GOFLAGS has the go command update go.mod
+// (-mod=mod), which two go lists at the same time may both want to do;
+// a -mod=mod the go command takes from its own configuration (go env -w)
+// is seen afterwards, by go.mod having changed.
+func modMod() bool {
+	for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
+		if f == "-mod=mod" || f == "--mod=mod" {
+			return true
+		}
+	}
+	return false
 }
 
 // guessImports returns a guess of the import paths, sorted, of the

@@ -191,7 +191,6 @@ func fromSource(funcs *registry.Funcs, path string) bool {
 // go list runs.
 func TestLoadFuncsOneGoList(t *testing.T) {
 	dir := tagModule(t)
-	t.Setenv("GOFLAGS", "-mod=mod")
 	settle(t, dir)
 	log := goListCounter(t)
 	_, funcs := loadTagModule(t, dir)
@@ -219,8 +218,8 @@ func TestLoadFuncsOneGoList(t *testing.T) {
 // the h1 digest (from the loaded syntax) covers it.
 func TestLoadFuncsBuildTags(t *testing.T) {
 	dir := tagModule(t)
-	t.Setenv("GOFLAGS", "-mod=mod -tags=extra")
 	settle(t, dir)
+	t.Setenv("GOFLAGS", "-tags=extra")
 	log := goListCounter(t)
 	f, funcs := loadTagModule(t, dir)
 	runs := goLists(t, log)
@@ -282,13 +281,13 @@ func TestLoadFuncsDependencyImportsRoot(t *testing.T) {
 }
 
 // TestLoadFuncsListsAgainAfterGoModChange: when go.mod changes while the
-// two go lists run (the go command under -mod=mod rewrites it; here a
-// stand-in go command appends a comment when the dependency list starts),
+// two go lists run (the go command under a -mod=mod of go env -w, which
+// GOFLAGS does not show, rewrites it; here a stand-in go command appends a
+// comment when the dependency list starts),
 // the lists may have read different requirements, so the roots' graph is
 // listed again, then the dependencies, one after the other.
 func TestLoadFuncsListsAgainAfterGoModChange(t *testing.T) {
 	dir := tagModule(t)
-	t.Setenv("GOFLAGS", "-mod=mod")
 	settle(t, dir)
 	log := goListCounter(t)
 	counter, err := exec.LookPath("go")
@@ -317,5 +316,24 @@ func TestLoadFuncsListsAgainAfterGoModChange(t *testing.T) {
 	}
 	if graphs != 2 || deps != 2 {
 		t.Errorf("%d graph lists and %d dependency lists, want 2 and 2 (the second of each after go.mod changed)", graphs, deps)
+	}
+}
+
+// TestLoadFuncsModModInTurn: with GOFLAGS=-mod=mod, under which both go
+// lists could rewrite go.mod, the roots' graph is listed first and the
+// dependencies after it, the ones it names (no guess): two runs, in that
+// order.
+func TestLoadFuncsModModInTurn(t *testing.T) {
+	dir := tagModule(t)
+	t.Setenv("GOFLAGS", "-mod=mod")
+	log := goListCounter(t)
+	loadTagModule(t, dir)
+	runs := goLists(t, log)
+	if len(runs) != 2 || runs[0].export || !runs[1].export {
+		var kinds []bool
+		for _, r := range runs {
+			kinds = append(kinds, r.export)
+		}
+		t.Errorf("go list runs with -export %v, want [false true]: the graph, then the dependencies", kinds)
 	}
 }
