@@ -78,14 +78,14 @@
 //
 // Measured with BenchmarkLint of internal/lint (2,000 hooks; for the
 // flagged runs, every hook flagged by a change of the helper they call, a
-// new text each iteration), on a quiet 2-core machine, 4 runs each,
-// alternating with the code before this load (same benchmark), lint over
-// go vet ./... in the same run. On the module as hookgen init makes it
-// (generated/registry.go importing the hooks, cmd/migrator linking the
-// migrator): clean 0.90-1.26 (before 0.79-0.90), flagged 0.50-0.53
-// (before 1.44-1.62). On the hook package alone, where vet has nothing
-// else to check: clean 2.0-2.7 (before 1.6-2.1: two go lists cost more
-// than one, and the digests' 0.03 s saved does not make up for it),
-// flagged 1.67-2.11 (before 3.07-3.66); a flagged lint takes 0.29-0.31 s
-// (before 0.57-0.59 s).
+// new text each iteration; -mod=readonly), on a quiet 2-core machine, 4
+// runs each, alternating with the code before this load (same
+// benchmark), lint over go vet ./... in the same run. On the module as
+// hookgen init makes it (generated/registry.go importing the hooks,
+// cmd/migrator linking the migrator): clean 0.81-0.91 (before 0.77-0.82),
+// flagged 0.48-0.52 (before 1.44-1.52). On the hook package alone, where
+// vet has nothing else to check: clean 2.04-2.35 (before 1.68-2.18: two go
+// lists cost more than one, and the digests' 0.03 s saved does not make
+// up for it), flagged 1.64-1.93 (before 3.04-3.46); a flagged lint takes
+// 0.28-0.30 s (before 0.54-0.60 s).
 package registry
