@@ -38,6 +38,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Config describes a cluster. Zero limits are etcd's defaults.
@@ -423,10 +424,15 @@ func NextPrefix(name string) string {
 var nameRE = regexp.MustCompile(`[^A-Za-z0-9]`)
 
 // Client returns a plain client of c, as a product or an operator has,
-// closed when the test ends.
-func (c *Cluster) Client(t testing.TB) *clientv3.Client {
+// closed when the test ends; its unary requests go through interceptors,
+// in order, when given (such as an RPCCounter's Intercept).
+func (c *Cluster) Client(t testing.TB, interceptors ...grpc.UnaryClientInterceptor) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if len(interceptors) > 0 {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(interceptors...)}
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,84 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
-	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
 	"github.com/hookreg/hookreg/hook"
+	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 )
 
-// rpcCounter counts the unary KV requests of a client: Txns that write
-// (commits), Txns that only read (a Begin's pin), and Ranges.
-type rpcCounter struct {
-	mu                     sync.Mutex
-	commits, pins, ranges  int
-	lastCommitRev, lastPin int64 // the revisions of their answers
-}
-
-func (c *rpcCounter) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	err := invoker(ctx, method, req, reply, cc, opts...)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch r := req.(type) {
-	case *pb.TxnRequest:
-		writes := false
-		for _, op := range r.Success {
-			if op.GetRequestRange() == nil {
-				writes = true
-			}
-		}
-		resp, _ := reply.(*pb.TxnResponse)
-		switch {
-		case writes:
-			c.commits++
-			if err == nil && resp != nil && resp.Succeeded {
-				c.lastCommitRev = resp.Header.Revision
-			}
-		default:
-			c.pins++
-			if err == nil && resp != nil {
-				c.lastPin = resp.Header.Revision
-			}
-		}
-	case *pb.RangeRequest:
-		c.ranges++
-	}
-	return err
-}
-
-func (c *rpcCounter) counts() (commits, pins, ranges int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.commits, c.pins, c.ranges
-}
-
 // countingStore opens a writable store at the test's prefix through a
 // client whose KV requests c counts (and l may lose, when not nil).
-func countingStore(t *testing.T, c *rpcCounter, l *lossy) *Store {
+func countingStore(t *testing.T, c *etcdtest.RPCCounter, l *lossy) *Store {
 	t.Helper()
-	ics := []grpc.UnaryClientInterceptor{c.intercept}
+	ics := []grpc.UnaryClientInterceptor{c.Intercept}
 	if l != nil {
 		ics = append(ics, l.intercept)
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   cluster.Endpoints,
-		DialTimeout: 5 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(ics...)},
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return open(t, Options{Client: cli})
+	return open(t, Options{Client: cluster.Client(t, ics...)})
 }
 
 func put(t *testing.T, tx store.Tx, path []string, k, v string) {
@@ -111,7 +53,7 @@ func commitBegin(t *testing.T, tx store.Tx) store.Tx {
 // revision, sees what the commit wrote, and finds its tables (top-level
 // and nested, with their sequences) without a request.
 func TestCommitBeginOneRequest(t *testing.T) {
-	c := &rpcCounter{}
+	c := &etcdtest.RPCCounter{}
 	st := countingStore(t, c, nil)
 	storetest.Put(t, st, "t", "k0", "v")
 	setup := begin(t, st, true)
@@ -124,7 +66,7 @@ func TestCommitBeginOneRequest(t *testing.T) {
 
 	tx := begin(t, st, true)
 	const n = 5
-	commits0, pins0, ranges0 := c.counts()
+	commits0, pins0, ranges0 := c.Counts()
 	for i := 1; i <= n; i++ {
 		put(t, tx, []string{"t"}, fmt.Sprintf("k%d", i), "v")
 		inner, err := hook.OpenPath(tx, "t", "inner")
@@ -135,8 +77,8 @@ func TestCommitBeginOneRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 		tx = commitBegin(t, tx)
-		if rev := tx.(*Tx).Revision(); rev != c.lastCommitRev {
-			t.Errorf("transaction %d reads at revision %d, want the commit's %d", i, rev, c.lastCommitRev)
+		if rev := tx.(*Tx).Revision(); rev != c.LastCommitRev() {
+			t.Errorf("transaction %d reads at revision %d, want the commit's %d", i, rev, c.LastCommitRev())
 		}
 		// What the commit wrote, read without a request: the
 		// sequence is the nested table's marker.
@@ -148,7 +90,7 @@ func TestCommitBeginOneRequest(t *testing.T) {
 			t.Errorf("transaction %d: sequence %d, %v, want %d", i, seq, err, i)
 		}
 	}
-	commits, pins, ranges := c.counts()
+	commits, pins, ranges := c.Counts()
 	if commits-commits0 != n || pins != pins0 || ranges != ranges0 {
 		t.Errorf("%d chained transactions sent %d commits, %d pins and %d ranges, want %d commits and nothing else",
 			n, commits-commits0, pins-pins0, ranges-ranges0, n)
@@ -242,17 +184,17 @@ func TestCommitBeginFenced(t *testing.T) {
 		}, func(t *testing.T, tx store.Tx) { put(t, tx, []string{"t"}, "c", "hook") }, ErrLockLost},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cnt := &rpcCounter{}
+			cnt := &etcdtest.RPCCounter{}
 			st := countingStore(t, cnt, nil)
 			cli := client(t, cluster)
 			p := prefix(t)
 			storetest.Put(t, st, "t", "a", "0", "b", "0")
 			tx := begin(t, st, true)
 			put(t, tx, []string{"t"}, "a", "1")
-			_, pins0, _ := cnt.counts()
+			_, pins0, _ := cnt.Counts()
 			tx = commitBegin(t, tx)
-			if rev := tx.(*Tx).Revision(); rev != cnt.lastCommitRev {
-				t.Fatalf("the transaction after CommitBegin reads at %d, not at the commit's revision %d: the test tests nothing", rev, cnt.lastCommitRev)
+			if rev := tx.(*Tx).Revision(); rev != cnt.LastCommitRev() {
+				t.Fatalf("the transaction after CommitBegin reads at %d, not at the commit's revision %d: the test tests nothing", rev, cnt.LastCommitRev())
 			}
 			before := raw(t, cli, p+"/")
 			c.other(t, cli, p, st)
@@ -261,7 +203,7 @@ func TestCommitBeginFenced(t *testing.T) {
 			if err := tx.Commit(); !errors.Is(err, c.want) {
 				t.Fatalf("commit after a %s: %v, want %v", c.name, err, c.want)
 			}
-			if _, pins, _ := cnt.counts(); pins != pins0 {
+			if _, pins, _ := cnt.Counts(); pins != pins0 {
 				t.Fatalf("the transaction after CommitBegin read its own pin (%d pins): the test tests nothing", pins-pins0)
 			}
 			if got := raw(t, cli, p+"/"); fmt.Sprint(got) != fmt.Sprint(after) {
@@ -278,7 +220,7 @@ func TestCommitBeginFenced(t *testing.T) {
 func TestCommitBeginLostAnswer(t *testing.T) {
 	for _, mode := range []int32{loseAnswer, loseRequest} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
-			c, l := &rpcCounter{}, &lossy{}
+			c, l := &etcdtest.RPCCounter{}, &lossy{}
 			st := countingStore(t, c, l)
 			cli := client(t, cluster)
 			storetest.Put(t, st, "t", "n", "1")
@@ -286,7 +228,7 @@ func TestCommitBeginLostAnswer(t *testing.T) {
 			v0 := version(t, cli, key)
 			tx := begin(t, st, true)
 			put(t, tx, []string{"t"}, "n", "2")
-			_, pins0, _ := c.counts()
+			_, pins0, _ := c.Counts()
 			l.mode.Store(mode)
 			tx = commitBegin(t, tx)
 			if l.mode.Load() != 0 {
@@ -295,11 +237,11 @@ func TestCommitBeginLostAnswer(t *testing.T) {
 			if v := version(t, cli, key); v != v0+1 {
 				t.Errorf("the key was written %d times, want once", v-v0)
 			}
-			if _, pins, _ := c.counts(); pins != pins0+1 {
+			if _, pins, _ := c.Counts(); pins != pins0+1 {
 				t.Errorf("after a lost answer the next transaction read %d pins of its own, want 1", pins-pins0)
 			}
-			if rev := tx.(*Tx).Revision(); rev != c.lastPin {
-				t.Errorf("the next transaction reads at %d, want its own pin's revision %d", rev, c.lastPin)
+			if rev := tx.(*Tx).Revision(); rev != c.LastPin() {
+				t.Errorf("the next transaction reads at %d, want its own pin's revision %d", rev, c.LastPin())
 			}
 			tb, err := tx.Table("t")
 			if err != nil {
