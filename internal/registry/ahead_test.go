@@ -28,7 +28,7 @@ func TestParseAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	fset := token.NewFileSet()
-	ahead := parseAhead(fset, []string{dir})
+	ahead := parseAhead(fset, hookGoFiles([]string{dir}))
 	names := []string{filepath.Join(dir, "a.go"), filepath.Join(dir, "b.go"), other}
 	got, errs := parseFiles(fset, names, ahead)
 	if len(ahead.files) != 2 {

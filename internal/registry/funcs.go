@@ -103,8 +103,9 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 		return nil, nil, fmt.Errorf("loading the hook packages: %w", err)
 	}
 	dirs := packageDirs(rootDir)
-	scope.Prefetch(dirs)
-	pkgs, err := loadHookPackages(moduleDir, module, root, dirs, scope)
+	files := hookGoFiles(dirs)
+	scope.Prefetch(files)
+	pkgs, err := loadHookPackages(moduleDir, module, root, dirs, files, scope)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -194,15 +195,16 @@ func LoadFuncs(moduleDir string, f *File) (*Funcs, []diag.Diagnostic, error) {
 // the same time could read different requirements, or one could fail to
 // write its own: the graph is listed first, and the dependencies it names
 // after it; and go.mod changed while the two ran (a -mod=mod from go env
-// -w) has them listed again, in turn. dirs are the directories of the hook packages (packageDirs), whose files
+// -w) has them listed again, in turn. dirs are the directories of the
+// hook packages (packageDirs), files their Go files (hookGoFiles), which
 // parse meanwhile (parseAhead).
-func loadHookPackages(moduleDir, module, root string, dirs []string, scope *codedigest.Scope) ([]*packages.Package, error) {
+func loadHookPackages(moduleDir, module, root string, dirs, files []string, scope *codedigest.Scope) ([]*packages.Package, error) {
 	rootPath := path.Join(module, strings.TrimPrefix(root, "./"))
 	underRoot := func(p string) bool { return p == rootPath || strings.HasPrefix(p, rootPath+"/") }
 	patterns := []string{root, root + "/...", HookPkgPath}
 	fail := func(err error) error { return fmt.Errorf("loading the hook packages %s: %w", root, err) }
 	fset := token.NewFileSet()
-	ahead := parseAhead(fset, dirs)
+	ahead := parseAhead(fset, files)
 	gomodPath := filepath.Join(moduleDir, "go.mod")
 	gomod, _ := os.ReadFile(gomodPath)
 	var depPkgs []*packages.Package

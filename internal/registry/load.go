@@ -333,32 +333,40 @@ type parsedFile struct {
 	err error
 }
 
-// parseAhead starts parsing, in the background, the Go files (not tests)
-// of dirs, the directories of the hook packages, as parseFiles would:
-// typeCheck takes them from there instead of reading them again, so that
-// parsing overlaps the go lists. A file is used as it was read here.
-func parseAhead(fset *token.FileSet, dirs []string) *parsed {
+// parseAhead starts parsing, in the background, the Go files at paths
+// (the hook packages', hookGoFiles), as parseFiles would: typeCheck takes
+// them from there instead of reading them again, so that parsing overlaps
+// the go lists. A file is used as it was read here.
+func parseAhead(fset *token.FileSet, paths []string) *parsed {
 	pa := &parsed{done: make(chan struct{}), files: make(map[string]parsedFile)}
 	go func() {
 		defer close(pa.done)
-		var names []string
-		for _, dir := range dirs {
-			entries, err := os.ReadDir(dir)
-			if err != nil {
-				continue
-			}
-			for _, e := range entries {
-				if n := e.Name(); !e.IsDir() && strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go") {
-					names = append(names, filepath.Join(dir, n))
-				}
-			}
-		}
-		files, errs := parseEach(fset, names, nil)
-		for i, name := range names {
-			pa.files[name] = parsedFile{files[i], errs[i]}
+		files, errs := parseEach(fset, paths, nil)
+		for i, path := range paths {
+			pa.files[path] = parsedFile{files[i], errs[i]}
 		}
 	}()
 	return pa
+}
+
+// hookGoFiles lists the Go files of dirs that a build may compile (not
+// tests, nor names starting with "_" or ".", which the go command
+// ignores): what parseAhead and codedigest.Scope.Prefetch read early.
+func hookGoFiles(dirs []string) []string {
+	var paths []string
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			n := e.Name()
+			if !e.IsDir() && strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go") && !strings.HasPrefix(n, "_") && !strings.HasPrefix(n, ".") {
+				paths = append(paths, filepath.Join(dir, n))
+			}
+		}
+	}
+	return paths
 }
 
 // parseFiles parses the files, concurrently, as go/packages does: with
