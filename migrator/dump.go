@@ -32,7 +32,8 @@ snapshot) or of the backup FILE (verified whole first, so nothing is
 printed from a damaged backup), every table at every depth with its
 sequence, in the store's order: a table's records in key order, each table
 nested in it at its name's place among them. With --table T, only the
-table T (a nested one by its path as printed). The metadata table
+table T (a nested one by its path as printed, or with its names quoted
+with other Go escapes: "\x07" for "\a"). The metadata table
 _hookreg is a table like the others; a backup's configuration files are
 not records ("{{.Prog}} verify" lists them).
 
@@ -202,20 +203,53 @@ func (o *dumpOptions) dumpBackup(p *dumpPrinter) error {
 // without it), as a walk of a store or a backup gives them.
 type selector struct {
 	table string
-	depth int // the depth of the selected table while it is open, else 0
-	seen  bool
+	// quoted is table as a path of names quoted as Go strings
+	// ("a"/"b\x07"), whatever escapes they use; nil when it is not one.
+	quoted []string
+	depth  int // the depth of the selected table while it is open, else 0
+	seen   bool
 	// top holds the first top-level tables' names, for the error of a
 	// --table that names none; more counts the others.
 	top  []string
 	more int
 }
 
-func (o *dumpOptions) selector() *selector { return &selector{table: o.table} }
+func (o *dumpOptions) selector() *selector {
+	return &selector{table: o.table, quoted: parseQuotedPath(o.table)}
+}
+
+// parseQuotedPath returns the names of a path whose every name is quoted as
+// a Go string, joined by "/" ("a"/"b c"), or nil when s is not one.
+func parseQuotedPath(s string) []string {
+	var names []string
+	for {
+		q, err := strconv.QuotedPrefix(s)
+		if err != nil {
+			return nil
+		}
+		name, err := strconv.Unquote(q)
+		if err != nil {
+			return nil
+		}
+		names = append(names, name)
+		s = s[len(q):]
+		if s == "" {
+			return names
+		}
+		if s[0] != '/' {
+			return nil
+		}
+		s = s[1:]
+	}
+}
 
 // matches reports whether --table names the table at path: as dump
-// prints it (hook.FormatPath), or a top-level table by its name as is.
+// prints it (hook.FormatPath), as a path of names quoted as Go strings
+// with any escapes ("\x07" for the "\a" dump prints), or a top-level
+// table by its name as is.
 func (s *selector) matches(path []string) bool {
-	return s.table == "" || hook.FormatPath(path) == s.table || len(path) == 1 && path[0] == s.table
+	return s.table == "" || hook.FormatPath(path) == s.table || len(path) == 1 && path[0] == s.table ||
+		s.quoted != nil && slices.Equal(path, s.quoted)
 }
 
 func (s *selector) start(p *dumpPrinter, path []string, seq uint64) error {

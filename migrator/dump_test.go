@@ -58,3 +58,38 @@ table bin
 		t.Errorf("dump: %d %s\n%s\nwant:\n%s", code, stderr, out, want)
 	}
 }
+
+// TestDumpTableQuoted: --table names a nested table by its path quoted as Go
+// strings, whichever Go escape the user types for a byte ("\a" as dump
+// prints it, or "\x07" for a binary ID), and every element may be quoted.
+func TestDumpTableQuoted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := bolt.Open(path, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whs, _ := tx.CreateTable("warehouses")
+	wh, _ := whs.CreateTable("\x00\x00\x00\x07")
+	items, _ := wh.CreateTable("items")
+	items.Put([]byte("saw"), []byte("1"))
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	want := "table \"warehouses\"/\"\\x00\\x00\\x00\\a\"/\"items\"\n  \"saw\"  \"1\"\n"
+	for _, table := range []string{
+		`"warehouses"/"\x00\x00\x00\a"/"items"`, // as printed
+		`"warehouses"/"\x00\x00\x00\x07"/"items"`,
+		`"warehouses"/"\000\000\000\007"/"items"`,
+	} {
+		code, out, stderr := run("dump", "--store", path, "--table", table)
+		if code != 0 || out != want {
+			t.Errorf("dump --table %s: %d %s\n%s\nwant:\n%s", table, code, stderr, out, want)
+		}
+	}
+}

@@ -304,11 +304,21 @@ func checkConfigDir(dir string) error {
 	return nil
 }
 
-// checkOut refuses an output path that names a directory, before any
-// work.
+// checkOut refuses an output path that names a directory, or whose
+// directory is missing or not a directory, before any work.
 func checkOut(path string) error {
 	if info, err := os.Stat(path); err == nil && info.IsDir() {
 		return envErrorf("--%s %s is a directory: name the archive file to write", flagOut, path)
+	}
+	dir := filepath.Dir(path)
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return envErrorf("--%s %s: the directory %s does not exist: create it first", flagOut, path, dir)
+	case err != nil:
+		return envErrorf("--%s %s: %w", flagOut, path, err)
+	case !info.IsDir():
+		return envErrorf("--%s %s: %s is not a directory", flagOut, path, dir)
 	}
 	return nil
 }
