@@ -72,10 +72,21 @@ func TestDumpTableQuoted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	whs, _ := tx.CreateTable("warehouses")
-	wh, _ := whs.CreateTable("\x00\x00\x00\x07")
-	items, _ := wh.CreateTable("items")
-	items.Put([]byte("saw"), []byte("1"))
+	whs, err := tx.CreateTable("warehouses")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh, err := whs.CreateTable("\x00\x00\x00\x07")
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := wh.CreateTable("items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := items.Put([]byte("saw"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
