@@ -50,11 +50,24 @@ type RestoreOptions struct {
 	// Warn receives warnings, such as a restore into an etcd cluster
 	// passing half its quota; nil is quiet.
 	Warn io.Writer
+	// EmptyConfig lets the restore of an archive that holds no
+	// configuration files empty a ConfigDir that has some. Without it,
+	// that restore is refused before anything is written, with an error
+	// wrapping [ErrEmptiesConfig]: an archive made without a
+	// configuration directory holds none, and restoring it with one
+	// would remove every file there.
+	EmptyConfig bool
 }
 
 // ErrStoreChanged is wrapped by the refusal of a Restore whose store no
 // longer has RestoreOptions.IfIdentity.
 var ErrStoreChanged = errors.New("the store changed since it was backed up")
+
+// ErrEmptiesConfig is wrapped by the refusal of a Restore that would
+// remove every file of RestoreOptions.ConfigDir: the archive holds no
+// configuration files (it was made without a configuration directory)
+// and RestoreOptions.EmptyConfig is not set.
+var ErrEmptiesConfig = errors.New("the backup holds no configuration files")
 
 // Restore replaces the store file storePath (and opts.ConfigDir) with the
 // content of the backup archive at archivePath, in one pass over the
@@ -86,7 +99,9 @@ var ErrStoreChanged = errors.New("the store changed since it was backed up")
 // written leaves the configuration half swapped, which the next Restore
 // (or [FinishConfigSwap]) completes first. An archive whose configuration
 // would land on one of the store's files is refused before anything is
-// written.
+// written. So is an archive that holds no configuration files restored
+// with an opts.ConfigDir that has some, which it would empty, unless
+// opts.EmptyConfig is set ([ErrEmptiesConfig]).
 //
 // Refused before the archive is read: an archive that is not a regular
 // file (a FIFO, a device), a store that is not a regular file, a store in
@@ -198,7 +213,7 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 	if err := failpoint.Inject("restore.locked"); err != nil {
 		return nil, err
 	}
-	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress, storeBase: storeBase}
+	l := &loading{reg: reg, name: archivePath, storePath: storePath, configDir: configDir, progress: opts.Progress, storeBase: storeBase, emptyConfig: opts.EmptyConfig}
 	defer l.discard()
 	m, err := check(reg, ctxReader{ctx, r}, archivePath, opts.Keys, archive.Handler{
 		Manifest: l.manifest,
@@ -249,6 +264,8 @@ type loading struct {
 	// storeBase is the store's file name when it lies directly in
 	// configDir (see StoreInConfig), else "".
 	storeBase string
+	// emptyConfig is RestoreOptions.EmptyConfig.
+	emptyConfig bool
 
 	b    *build // nil until the manifest allowed the restore
 	prog *Progress
@@ -269,6 +286,12 @@ func (l *loading) manifest(m archive.Manifest) error {
 	}
 	if l.storeBase != "" {
 		if err := checkCollisions(&m, l.storeBase, l.configDir); err != nil {
+			l.refused = err
+			return nil
+		}
+	}
+	if l.configDir != "" && len(m.Config) == 0 && !l.emptyConfig {
+		if err := checkKeepsConfig(l.configDir, l.storeBase); err != nil {
 			l.refused = err
 			return nil
 		}

@@ -198,13 +198,43 @@ func checkMovable(dir, base string) error {
 }
 
 // configEntries returns the entries of the configuration directory dir
-// that are configuration: all but the files of the store named base.
+// that are configuration: all but the files of the store named base
+// (every entry when base is "": the store is elsewhere).
 func configEntries(dir, base string) ([]fs.DirEntry, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, envErrorf("%w", err)
 	}
+	if base == "" {
+		return entries, nil
+	}
 	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return layout.Owned(base, e.Name()) }), nil
+}
+
+// checkKeepsConfig refuses the restore of an archive without
+// configuration files into the configuration directory configDir (beside
+// or around the store named base, see configEntries) when configDir has
+// configuration entries: the restore would remove every one of them.
+func checkKeepsConfig(configDir, base string) error {
+	entries, err := configEntries(configDir, base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // the restore creates it
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	var names []string
+	for _, e := range entries[:min(len(entries), 3)] {
+		names = append(names, e.Name())
+	}
+	if len(entries) > 3 {
+		names = append(names, fmt.Sprintf("and %d more", len(entries)-3))
+	}
+	return fmt.Errorf("%w, and restoring it with the configuration directory %s would remove everything in it (%s): nothing was restored (restore it without the configuration directory to keep the files there as they are, or allow emptying the directory: migrator restore --force)",
+		ErrEmptiesConfig, configDir, strings.Join(names, ", "))
 }
 
 // checkCollisions refuses configuration files of the manifest m whose

@@ -36,7 +36,10 @@ another process (or by another restore) is refused, and so are a store
 in a subdirectory of DIR, an archive whose manifest disagrees with its metadata table,
 and one whose data would not fit in the free space. So is a store S that
 exists and is not a bbolt store (a restore replaces S whole): --force
-replaces it anyway. A symbolic link as S or DIR is followed: its target is
+replaces it anyway. So is a backup that holds no configuration files (one
+made without --config) restored with --config DIR where DIR has files: it
+would remove them all; restore it without --config to keep DIR as it is,
+or with --force to empty DIR. A symbolic link as S or DIR is followed: its target is
 replaced, the link kept. Configuration files get their recorded modes,
 never world-writable. With --json, one JSON object: the file, the store,
 the manifest and the pending hooks.
@@ -110,13 +113,14 @@ type restoreOptions struct {
 	keys   openFlags
 }
 
-// flagForce lets restore replace a file that is not a bbolt store.
+// flagForce lets restore replace a file that is not a bbolt store, and
+// empty --config DIR with a backup that holds no configuration files.
 const flagForce = "force"
 
 func (o *restoreOptions) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.store, flagStore, "", "the store to replace: a bbolt file `S` or etcd://host:port[,host:port]/prefix")
 	fs.StringVar(&o.config, flagConfig, "", "the configuration `DIR` to replace")
-	fs.BoolVar(&o.force, flagForce, false, "replace --store even when it is not a bbolt store")
+	fs.BoolVar(&o.force, flagForce, false, "replace --store even when it is not a bbolt store, and empty --config DIR with a backup that holds no configuration files")
 	fs.BoolVar(&o.json, flagJSON, false, "print one JSON object")
 	o.etcd.register(fs)
 	o.keys.register(fs)
@@ -184,7 +188,7 @@ func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, Keys: keys, Warn: e.stderr}
+	opts := backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, Keys: keys, Warn: e.stderr, EmptyConfig: o.force}
 	if isEtcd(o.store) {
 		st, err := openEtcd(e, o.store, &o.etcd, openCreate)
 		if err != nil {

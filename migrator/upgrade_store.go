@@ -93,7 +93,9 @@ func (o *upgradeOptions) runOfflineStore(e *env) error {
 		// configuration's swap.
 		want = cur
 	}
-	_, err = backup.Restore(e.ctx, e.reg, upgraded, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, IfIdentity: want})
+	// The upgraded backup's configuration is o.config's, as the hooks
+	// left it: none at all when they removed every file.
+	_, err = backup.Restore(e.ctx, e.reg, upgraded, o.store, backup.RestoreOptions{ConfigDir: o.config, Progress: e.progress, IfIdentity: want, EmptyConfig: true})
 	if errors.Is(err, backup.ErrStoreChanged) {
 		return fmt.Errorf("%s changed after the upgrade backed it up (a restore, or the product wrote to it): swapping in the upgraded data would undo that, so %s is left as it is (%w); to upgrade the store as it is now, remove %s and run the upgrade again", o.store, o.store, err, upgraded)
 	}
