@@ -570,3 +570,63 @@ func TestLargeValuesMemory(t *testing.T) {
 		t.Errorf("restoring 8 values of 16 MiB peaked at %d MB of anonymous memory, want at most 256 MB", peak>>10)
 	}
 }
+
+// TestNotInitializedAdvice: a store without metadata gets the advice init
+// would follow: a fresh install's "init" when its tables are empty (the
+// product created them before migrating), only "init --data-version V"
+// once a table holds data, which a plain init refuses.
+func TestNotInitializedAdvice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := bolt.Open(path, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := tx.CreateTable("users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.CreateTable("by-name"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	code, _, stderr := run("status", "--store", path)
+	if code != 1 || !strings.Contains(stderr, "the store has no hookreg metadata: run \"migrator init --store "+path+"\" for a fresh install") {
+		t.Errorf("status of empty tables: %d %s", code, stderr)
+	}
+
+	st, err = bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx, err = st.Begin(true); err != nil {
+		t.Fatal(err)
+	}
+	if users, err = tx.Table("users"); err != nil {
+		t.Fatal(err)
+	}
+	names, err := users.Table("by-name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := names.Put([]byte("ann"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	code, _, stderr = run("status", "--store", path)
+	want := "the store has no hookreg metadata, and holds data (table users/by-name is not empty): run \"migrator init --store " + path + " --data-version V\""
+	if code != 1 || !strings.Contains(stderr, want) || strings.Contains(stderr, "fresh install") {
+		t.Errorf("status of a table with data: %d %s\nwant %s", code, stderr, want)
+	}
+}

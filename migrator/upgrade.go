@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hookreg/hookreg/backup"
+	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/cliflag"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/upgrade"
@@ -408,6 +409,25 @@ func hasConfigTable(st store.Store) bool {
 	return err == nil
 }
 
+// heldData returns the path of a table of st that holds data (see
+// upgrade.HeldData), or nil when there is none, st is nil or cannot be
+// read.
+func heldData(st store.Store) []string {
+	if st == nil {
+		return nil
+	}
+	tx, err := st.Begin(false)
+	if err != nil {
+		return nil
+	}
+	defer tx.Rollback()
+	held, err := upgrade.HeldData(tx)
+	if err != nil {
+		return nil
+	}
+	return held
+}
+
 // storeError adds to an error about the store path (open as st, or nil)
 // what the operator can do: how to initialize a store without metadata,
 // how to run the offline upgrade that an online one was refused for.
@@ -415,6 +435,11 @@ func storeError(e *env, path string, st store.Store, configDir string, err error
 	var refusal *upgrade.Refusal
 	switch {
 	case errors.Is(err, upgrade.ErrNotInitialized):
+		if held := heldData(st); held != nil {
+			// A fresh install's init would refuse this store.
+			return fmt.Errorf("%s: %w, and holds data (table %s is not empty): run \"%s init --store %s --data-version V\" to adopt the data, V being the release that wrote it, or restore a backup",
+				path, err, hook.FormatPath(held), e.prog, path)
+		}
 		return fmt.Errorf("%s: %w: run \"%s init --store %s\" for a fresh install, \"%s init --store %s --data-version V\" to adopt data written by release V before hookreg, or restore a backup",
 			path, err, e.prog, path, e.prog, path)
 	case errors.As(err, &refusal) && refusal.Offline:
