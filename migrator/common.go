@@ -43,6 +43,12 @@ const (
 	openCreate                 // read-write, created when missing
 )
 
+// inUse adds to the error of a bbolt store that another process holds
+// what to do before a command that writes it.
+func inUse(err error) error {
+	return fmt.Errorf("%w: stop the process that holds it (the running product, or another migrator) and run the command again", err)
+}
+
 // openStore opens the store named by spec: a bbolt file path, or an
 // etcd://host:port[,host:port]/prefix URL reached with conn. A store held
 // by another process is a refused operation; a missing or unreadable one
@@ -62,6 +68,10 @@ func openStore(e *env, spec string, conn *etcdFlags, mode openMode) (store.Store
 		return nil, envErrorf("store %s is %s: name the store's file", spec, atomicfile.Kind(info.Mode()))
 	}
 	st, err := bolt.Open(spec, bolt.Options{ReadOnly: mode == openRead, Create: mode == openCreate, Context: e.ctx})
+	if errors.Is(err, store.ErrInUse) && mode != openRead {
+		// backup, which reads, says how to back up a running product.
+		return nil, inUse(err)
+	}
 	if errors.Is(err, store.ErrInUse) || e.ctx.Err() != nil && errors.Is(err, e.ctx.Err()) {
 		// In use, or interrupted while waiting for it: exit 1.
 		return nil, err

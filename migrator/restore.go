@@ -1,6 +1,7 @@
 package migrator
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -212,8 +213,14 @@ func (o *restoreOptions) restore(e *env) (*archive.Manifest, error) {
 			return nil, err
 		}
 	}
+	var m *archive.Manifest
 	if o.file == stdio {
-		return backup.RestoreReader(e.ctx, e.reg, e.stdin, stdinName, o.store, opts)
+		m, err = backup.RestoreReader(e.ctx, e.reg, e.stdin, stdinName, o.store, opts)
+	} else {
+		m, err = backup.Restore(e.ctx, e.reg, o.file, o.store, opts)
 	}
-	return backup.Restore(e.ctx, e.reg, o.file, o.store, opts)
+	if errors.Is(err, store.ErrInUse) {
+		return nil, inUse(err)
+	}
+	return m, err
 }
