@@ -219,6 +219,29 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// ValidatePath checks the path of a table (a top-level table's name, or
+// the names down to a nested one) against what a backup can carry: its
+// last name as [ValidateName] does, naming the table it is nested in, and
+// the whole path's length. Stores check each table they open or create
+// with it, its parents having passed before.
+func ValidatePath(path []string) error {
+	if len(path) == 0 {
+		return fmt.Errorf("%w: empty table path", ErrBadName)
+	}
+	if err := ValidateName(path[len(path)-1]); err != nil {
+		if len(path) > 1 {
+			return fmt.Errorf("in table %s: %w", hook.FormatPath(path[:len(path)-1]), err)
+		}
+		return err
+	}
+	if len(path) > 1 {
+		if err := archive.ValidTablePath(path); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadName, err)
+		}
+	}
+	return nil
+}
+
 // IsReserved reports whether name belongs to hookreg (it starts with "_").
 func IsReserved(name string) bool {
 	return strings.HasPrefix(name, "_")

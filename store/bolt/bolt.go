@@ -451,21 +451,9 @@ func (p parent) bucketer(write bool) (bucketer, error) {
 	return p.st.b, nil
 }
 
-// validate checks a path's last name and the whole path against what a
-// backup can carry.
-func validate(path []string) error {
-	if err := store.ValidateName(path[len(path)-1]); err != nil {
-		return err
-	}
-	if err := archive.ValidTablePath(path); err != nil {
-		return fmt.Errorf("%w: %w", store.ErrBadName, err)
-	}
-	return nil
-}
-
 func (p parent) table(name string) (*table, error) {
 	path := p.path(name)
-	if err := validate(path); err != nil {
+	if err := store.ValidatePath(path); err != nil {
 		return nil, err
 	}
 	if st := p.t.tables[pathKey(path)]; st != nil && st.b != nil {
@@ -503,7 +491,7 @@ func (t *tx) handle(path []string, b *bbolt.Bucket) *table {
 
 func (p parent) createTable(name string) (*table, error) {
 	path := p.path(name)
-	if err := validate(path); err != nil {
+	if err := store.ValidatePath(path); err != nil {
 		return nil, err
 	}
 	if st := p.t.tables[pathKey(path)]; st != nil && st.b != nil {
@@ -534,7 +522,7 @@ func (p parent) createTable(name string) (*table, error) {
 // sequence is 0 (hook.ErrNotFlat otherwise).
 func (p parent) dropTable(name string) error {
 	path := p.path(name)
-	if err := validate(path); err != nil {
+	if err := store.ValidatePath(path); err != nil {
 		return err
 	}
 	bk, err := p.bucketer(true)

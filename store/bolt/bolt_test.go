@@ -146,6 +146,24 @@ func TestNamesAndErrors(t *testing.T) {
 			t.Errorf("CreateTable(%q) = %v, want ErrBadName", name, err)
 		}
 	}
+	// A bad nested name is refused naming the table it would be in.
+	users, err := tx.CreateTable("users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName, err := users.CreateTable("by-name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"", strings.Repeat("a", 256)} {
+		_, err := byName.CreateTable(name)
+		if !errors.Is(err, store.ErrBadName) || !strings.Contains(err.Error(), "in table users/by-name: ") {
+			t.Errorf("CreateTable(%q) in users/by-name = %v, want ErrBadName naming users/by-name", name, err)
+		}
+		if _, err := byName.Table(name); !errors.Is(err, store.ErrBadName) || !strings.Contains(err.Error(), "in table users/by-name: ") {
+			t.Errorf("Table(%q) in users/by-name = %v, want ErrBadName naming users/by-name", name, err)
+		}
+	}
 	for _, name := range []string{"user sessions", "a/b", "..", "ä", "\xff\x00", string(make([]byte, 85)), strings.Repeat("a", 255)} {
 		if _, err := tx.CreateTable(name); err != nil {
 			t.Errorf("CreateTable(%q) = %v", name, err)

@@ -30,7 +30,7 @@ func (tb *table) Table(name string) (store.Table, error) {
 // nested returns the state of the table name nested in tb.
 func (tb *table) nested(name string) (*tableState, error) {
 	path := append(tb.st.path[:len(tb.st.path):len(tb.st.path)], name)
-	if err := validate(path); err != nil {
+	if err := store.ValidatePath(path); err != nil {
 		return nil, err
 	}
 	return tb.tx.child(tb.st, name)

@@ -261,7 +261,7 @@ func checkPath(path []string) error {
 		return errors.New("writing: empty table path")
 	}
 	for i := range path {
-		if err := validate(path[:i+1]); err != nil {
+		if err := store.ValidatePath(path[:i+1]); err != nil {
 			return err
 		}
 	}

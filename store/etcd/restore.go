@@ -231,7 +231,7 @@ func (r *Restore) TablePath(path []string, seq uint64) error {
 		return errors.New("restoring: a table with an empty path")
 	}
 	label := hook.FormatPath(path)
-	if err := validate(path); err != nil {
+	if err := store.ValidatePath(path); err != nil {
 		return fmt.Errorf("restoring table %s: %w", label, err)
 	}
 	enc := encodePath(path)

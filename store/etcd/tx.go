@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
 )
@@ -246,20 +245,6 @@ func (t *Tx) kidNames(parent *tableState) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
-}
-
-// validate checks a path's last name and the whole path against what a
-// backup can carry.
-func validate(path []string) error {
-	if err := store.ValidateName(path[len(path)-1]); err != nil {
-		return err
-	}
-	if len(path) > 1 {
-		if err := archive.ValidTablePath(path); err != nil {
-			return fmt.Errorf("%w: %w", store.ErrBadName, err)
-		}
-	}
-	return nil
 }
 
 // handle returns a handle of the table of st.
