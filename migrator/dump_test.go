@@ -2,9 +2,9 @@ package migrator_test
 
 import (
 	"path/filepath"
-
 	"testing"
 
+	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 )
 
@@ -12,26 +12,27 @@ import (
 // and base64 in JSON; valid ones stay strings, empty values included.
 func TestDumpBinary(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
-	st, err := bolt.Open(path, bolt.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := st.Begin(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, _ := tx.CreateTable("bin")
-	tb.Put([]byte{0xff, 0x00}, []byte{0x80})
-	tb.Put([]byte("empty"), []byte{})
-	tb.Put([]byte("héllo"), []byte("wörld\n"))
-	for _, name := range []string{"\xfe", "\xff"} { // two names U+FFFD would print alike
-		odd, _ := tb.CreateTable(name)
-		odd.Put([]byte("k"), []byte("v"))
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	writeBolt(t, path, func(tx store.Tx) error {
+		tb, err := tx.CreateTable("bin")
+		if err != nil {
+			return err
+		}
+		for k, v := range map[string]string{"\xff\x00": "\x80", "empty": "", "héllo": "wörld\n"} {
+			if err := tb.Put([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		for _, name := range []string{"\xfe", "\xff"} { // two names U+FFFD would print alike
+			odd, err := tb.CreateTable(name)
+			if err != nil {
+				return err
+			}
+			if err := odd.Put([]byte("k"), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 
 	code, out, stderr := run("dump", "--store", path, "--json")
 	want := `{"table":"bin","path":["bin"],"key":"empty","value":""}
@@ -64,33 +65,13 @@ table bin
 // prints it, or "\x07" for a binary ID), and every element may be quoted.
 func TestDumpTableQuoted(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
-	st, err := bolt.Open(path, bolt.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := st.Begin(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	whs, err := tx.CreateTable("warehouses")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wh, err := whs.CreateTable("\x00\x00\x00\x07")
-	if err != nil {
-		t.Fatal(err)
-	}
-	items, err := wh.CreateTable("items")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := items.Put([]byte("saw"), []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	writeBolt(t, path, func(tx store.Tx) error {
+		items, err := createPath(tx, "warehouses", "\x00\x00\x00\x07", "items")
+		if err != nil {
+			return err
+		}
+		return items.Put([]byte("saw"), []byte("1"))
+	})
 
 	want := "table \"warehouses\"/\"\\x00\\x00\\x00\\a\"/\"items\"\n  \"saw\"  \"1\"\n"
 	for _, table := range []string{
@@ -103,4 +84,42 @@ func TestDumpTableQuoted(t *testing.T) {
 			t.Errorf("dump --table %s: %d %s\n%s\nwant:\n%s", table, code, stderr, out, want)
 		}
 	}
+}
+
+// writeBolt creates the bbolt store file path and fills it through fill,
+// in one write transaction.
+func writeBolt(t testing.TB, path string, fill func(tx store.Tx) error) {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tx, err := st.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fill(tx); err != nil {
+		tx.Rollback()
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createPath creates (or opens) the tables of path, each nested in the
+// one before, and returns the last.
+func createPath(tx store.Tx, path ...string) (store.Table, error) {
+	tb, err := tx.CreateTable(path[0])
+	for _, name := range path[1:] {
+		if err != nil {
+			break
+		}
+		tb, err = tb.CreateTable(name)
+	}
+	return tb, err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/dirtest"
 	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -577,52 +578,23 @@ func TestLargeValuesMemory(t *testing.T) {
 // once a table holds data, which a plain init refuses.
 func TestNotInitializedAdvice(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
-	st, err := bolt.Open(path, bolt.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := st.Begin(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := tx.CreateTable("users")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := users.CreateTable("by-name"); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	writeBolt(t, path, func(tx store.Tx) error {
+		_, err := createPath(tx, "users", "by-name")
+		return err
+	})
 
 	code, _, stderr := run("status", "--store", path)
 	if code != 1 || !strings.Contains(stderr, "the store has no hookreg metadata: run \"migrator init --store "+path+"\" for a fresh install") {
 		t.Errorf("status of empty tables: %d %s", code, stderr)
 	}
 
-	st, err = bolt.Open(path, bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tx, err = st.Begin(true); err != nil {
-		t.Fatal(err)
-	}
-	if users, err = tx.Table("users"); err != nil {
-		t.Fatal(err)
-	}
-	names, err := users.Table("by-name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := names.Put([]byte("ann"), []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	writeBolt(t, path, func(tx store.Tx) error {
+		names, err := createPath(tx, "users", "by-name")
+		if err != nil {
+			return err
+		}
+		return names.Put([]byte("ann"), []byte("1"))
+	})
 
 	code, _, stderr = run("status", "--store", path)
 	want := "the store has no hookreg metadata, and holds data (table users/by-name is not empty): run \"migrator init --store " + path + " --data-version V\""
