@@ -18,6 +18,7 @@ import (
 	"github.com/hookreg/hookreg/generated"
 	"github.com/hookreg/hookreg/internal/etcdtest"
 	"github.com/hookreg/hookreg/internal/example"
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/migrator/etcdstore"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
@@ -76,17 +77,7 @@ func boltArchive(t testing.TB, dir, name string, fill func(tx store.Tx) error) (
 		t.Fatal(err)
 	}
 	if fill != nil {
-		tx, err := st.Begin(true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := fill(tx); err != nil {
-			tx.Rollback()
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		storetest.Update(t, st, fill)
 	}
 	out := filepath.Join(dir, name+".hrb")
 	if _, err := backup.WriteFile(context.Background(), st, generated.Registry, out, backup.Options{}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hookreg/hookreg/internal/storetest"
 	"github.com/hookreg/hookreg/store"
 	"github.com/hookreg/hookreg/store/bolt"
 )
@@ -95,17 +96,7 @@ func writeBolt(t testing.TB, path string, fill func(tx store.Tx) error) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	tx, err := st.Begin(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fill(tx); err != nil {
-		tx.Rollback()
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Update(t, st, fill)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}

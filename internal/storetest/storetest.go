@@ -1,6 +1,6 @@
 // Package storetest holds the helpers that the tests of several packages
 // use on a store.Store, whatever its kind (bbolt or etcd): write records
-// into a table, read a table back as a map.
+// into a table or run a write transaction, read a table back as a map.
 package storetest
 
 import (
@@ -13,19 +13,31 @@ import (
 // key, value...) in one transaction.
 func Put(t testing.TB, st store.Store, table string, kv ...string) {
 	t.Helper()
+	Update(t, st, func(tx store.Tx) error {
+		tb, err := tx.CreateTable(table)
+		if err != nil {
+			return err
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if err := tb.Put([]byte(kv[i]), []byte(kv[i+1])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Update runs fn in one write transaction of st and commits it; an error
+// of fn rolls it back and fails the test.
+func Update(t testing.TB, st store.Store, fn func(tx store.Tx) error) {
+	t.Helper()
 	tx, err := st.Begin(true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	tb, err := tx.CreateTable(table)
-	if err != nil {
+	if err := fn(tx); err != nil {
 		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		if err := tb.Put([]byte(kv[i]), []byte(kv[i+1])); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
