@@ -53,7 +53,8 @@
 //     (a preamble may #include "sub/x.h") and, in h4, those outside its
 //     directory that its build reads: below a directory or the file a #cgo
 //     line names with ${SRCDIR} (-I${SRCDIR}/../include), a file a quoted
-//     #include names ("../../include/x.h") and what that file includes;
+//     #include names ("../../include/x.h") and what that file includes,
+//     as far as they lie in the package's module;
 //   - the files every //go:embed line of the package names (attached to its
 //     var or not, in any file), names and bytes;
 //   - package state: for every reached package and every package of the

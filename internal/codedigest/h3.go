@@ -755,16 +755,21 @@ var cgoLibs = []string{".a", ".o", ".so", ".dylib", ".lib"}
 // (and the files) its #cgo lines name with ${SRCDIR} ("-I${SRCDIR}/../include"),
 // and the files a quoted #include of its preamble names outside its
 // directory ("../../include/x.h"), with those that such a file includes in
-// turn. Paths are relative to the package's directory.
+// turn. Paths are relative to the package's directory. Only files in the
+// package's module count: what lies outside it (a system header, another
+// checkout) is not the module's code, as the toolchain is not, and a walk
+// must never climb into the module cache or the file system above.
 func (s *Scope) cgoOutside(p *pkg3) *item {
-	inside := func(fp string) bool {
-		rel, err := filepath.Rel(p.dir, fp)
+	within := func(dir, fp string) bool {
+		rel, err := filepath.Rel(dir, fp)
 		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 	}
+	inside := func(fp string) bool { return within(p.dir, fp) }
+	inModule := func(fp string) bool { return p.mod.Dir != "" && within(p.mod.Dir, fp) }
 	seen := make(map[string]bool)
 	var files, queue []string
 	add := func(fp string) {
-		if !seen[fp] && !inside(fp) {
+		if !seen[fp] && !inside(fp) && inModule(fp) {
 			seen[fp] = true
 			files = append(files, fp)
 			queue = append(queue, fp)
@@ -792,8 +797,8 @@ func (s *Scope) cgoOutside(p *pkg3) *item {
 				}
 				for _, m := range cgoSrcdir.FindAllStringSubmatch(line, -1) {
 					fp := filepath.Join(p.dir, filepath.FromSlash(m[1]))
-					if inside(fp) {
-						continue // cgoTree's
+					if inside(fp) || !inModule(fp) {
+						continue // cgoTree's, or not the module's
 					}
 					fi, err := os.Stat(fp)
 					switch {

@@ -211,3 +211,40 @@ func TestH4CgoOutside(t *testing.T) {
 		})
 	}
 }
+
+// TestH4CgoOutsideModule: a C header outside the package's module (above
+// its go.mod) is not the module's code: it is not hashed, as a system
+// header is not, and its walk stays inside the module.
+func TestH4CgoOutsideModule(t *testing.T) {
+	t.Setenv("GOWORK", "off")
+	files := func(outside string) map[string]string {
+		return map[string]string{
+			"m/go.mod":         "module example.com/p\n\ngo 1.26\n",
+			"m/hooks/hooks.go": "package hooks\n\nimport \"example.com/p/hooks/cg\"\n\nfunc Upgrade() string { return cg.Name() }\n",
+			"m/hooks/cg/cg.go": "package cg\n\n// #cgo CFLAGS: -I${SRCDIR}/../../../inc -I${SRCDIR}/../../inc\n// #include \"../../../inc/out.h\"\nimport \"C\"\n\nfunc Name() string { return \"\" }\n",
+			"m/inc/in.h":       "#define IN 1\n",
+			"inc/out.h":        "#define OUT " + outside + "\n",
+		}
+	}
+	compute := func(files map[string]string) codedigest.Result {
+		t.Helper()
+		s, err := codedigest.NewScope(filepath.Join(write(t, files), "m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h4, err := s.Compute("example.com/p/hooks", "Upgrade")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h4
+	}
+	base := compute(files("1"))
+	if got := compute(files("2")); got.Digest != base.Digest {
+		t.Errorf("a header outside the module changed the digest: %v", changes(base, got))
+	}
+	if !slices.ContainsFunc(base.Decls, func(p codedigest.Decl) bool {
+		return strings.Contains(p.Name, "C sources outside the package directory (1)")
+	}) {
+		t.Errorf("the module's own header outside the package is not hashed: %v", base.Decls)
+	}
+}
