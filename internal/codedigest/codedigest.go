@@ -50,7 +50,11 @@
 //     tags with "ignore" unset: a go generate program) is not;
 //   - the non-Go sources of every reached package (.s, .c, .h, .syso, ...),
 //     byte for byte, and of a cgo package also those in its subdirectories
-//     (a preamble may #include "sub/x.h");
+//     (a preamble may #include "sub/x.h") and, in h4, those outside its
+//     directory that its build reads: below a directory or the file a #cgo
+//     line names with ${SRCDIR} (-I${SRCDIR}/../include), a file a quoted
+//     #include names ("../../include/x.h") and what that file includes,
+//     as far as they lie in the package's module;
 //   - the files every //go:embed line of the package names (attached to its
 //     var or not, in any file), names and bytes;
 //   - package state: for every reached package and every package of the

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -621,6 +622,11 @@ func (s *Scope) packageItems(p *pkg3, blank map[string]bool, embeds []string, cg
 		if it := s.cgoTree(p); it != nil {
 			p.always = append(p.always, it)
 		}
+		if s.deps { // h4: h3 stays what it was
+			if it := s.cgoOutside(p); it != nil {
+				p.always = append(p.always, it)
+			}
+		}
 	}
 	if p.mod.Origin != "main" {
 		if v := moduleGo(p.mod); v != "" {
@@ -732,6 +738,124 @@ func (s *Scope) cgoTree(p *pkg3) *item {
 		return nil
 	}
 	return &item{id: p.id + ": cgo sources below", name: p.id + ": C sources in subdirectories (" + strconv.Itoa(n) + ")", hash: base64.StdEncoding.EncodeToString(h.Sum(nil)), resolved: true}
+}
+
+// cgoSrcdir finds the paths a #cgo line names below ${SRCDIR}.
+var cgoSrcdir = regexp.MustCompile(`\$\{SRCDIR\}([^\s"']*)`)
+
+// cgoInclude finds the file a quoted #include names.
+var cgoInclude = regexp.MustCompile(`^\s*#\s*include\s*"([^"]+)"`)
+
+// cgoLibs are the extensions of the libraries and objects a #cgo LDFLAGS
+// line may name, hashed with the C sources of the directories it names.
+var cgoLibs = []string{".a", ".o", ".so", ".dylib", ".lib"}
+
+// cgoOutside hashes the C sources outside a cgo package's directory that
+// its build reads and the go command does not list: below the directories
+// (and the files) its #cgo lines name with ${SRCDIR} ("-I${SRCDIR}/../include"),
+// and the files a quoted #include of its preamble names outside its
+// directory ("../../include/x.h"), with those that such a file includes in
+// turn. Paths are relative to the package's directory. Only files in the
+// package's module count: what lies outside it (a system header, another
+// checkout) is not the module's code, as the toolchain is not, and a walk
+// must never climb into the module cache or the file system above.
+func (s *Scope) cgoOutside(p *pkg3) *item {
+	within := func(dir, fp string) bool {
+		rel, err := filepath.Rel(dir, fp)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
+	inside := func(fp string) bool { return within(p.dir, fp) }
+	inModule := func(fp string) bool { return p.mod.Dir != "" && within(p.mod.Dir, fp) }
+	seen := make(map[string]bool)
+	var files, queue []string
+	add := func(fp string) {
+		if !seen[fp] && !inside(fp) && inModule(fp) {
+			seen[fp] = true
+			files = append(files, fp)
+			queue = append(queue, fp)
+		}
+	}
+	includes := func(dir, text string) {
+		for _, line := range strings.Split(text, "\n") {
+			if m := cgoInclude.FindStringSubmatch(line); m != nil && !filepath.IsAbs(m[1]) {
+				if fp := filepath.Join(dir, filepath.FromSlash(m[1])); fileExists(fp) {
+					add(fp)
+				}
+			}
+		}
+	}
+	for _, sf := range p.files {
+		if !slices.ContainsFunc(sf.ast.Imports, func(im *ast.ImportSpec) bool { return im.Path.Value == `"C"` }) {
+			continue
+		}
+		for _, cg := range sf.ast.Comments {
+			text := cg.Text()
+			includes(p.dir, text)
+			for _, line := range strings.Split(text, "\n") {
+				if !strings.HasPrefix(strings.TrimSpace(line), "#cgo ") {
+					continue
+				}
+				for _, m := range cgoSrcdir.FindAllStringSubmatch(line, -1) {
+					fp := filepath.Join(p.dir, filepath.FromSlash(m[1]))
+					if inside(fp) || !inModule(fp) {
+						continue // cgoTree's, or not the module's
+					}
+					fi, err := os.Stat(fp)
+					switch {
+					case err != nil:
+					case fi.IsDir():
+						_ = filepath.WalkDir(fp, func(f string, d fs.DirEntry, err error) error {
+							if err != nil {
+								return nil
+							}
+							name := d.Name()
+							if d.IsDir() {
+								if f != fp && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || fileExists(filepath.Join(f, "go.mod"))) {
+									return filepath.SkipDir
+								}
+								return nil
+							}
+							if slices.Contains(nonGo, filepath.Ext(name)) || slices.Contains(cgoLibs, filepath.Ext(name)) {
+								add(f)
+							}
+							return nil
+						})
+					default:
+						add(fp)
+					}
+				}
+			}
+		}
+	}
+	h := sha256.New()
+	x := &hasher{h: h}
+	for len(queue) > 0 {
+		fp := queue[0]
+		queue = queue[1:]
+		if data, err := os.ReadFile(fp); err == nil {
+			includes(filepath.Dir(fp), string(data))
+		}
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	slices.Sort(files)
+	for _, fp := range files {
+		rel, _ := filepath.Rel(p.dir, fp)
+		x.write(filepath.ToSlash(rel))
+		data, err := os.ReadFile(fp)
+		if err != nil {
+			x.write("unreadable")
+		}
+		x.write(string(data))
+	}
+	return &item{id: p.id + ": cgo sources outside", name: p.id + ": C sources outside the package directory (" + strconv.Itoa(len(files)) + ")", hash: base64.StdEncoding.EncodeToString(h.Sum(nil)), resolved: true}
+}
+
+// fileExists reports whether fp names a file or directory.
+func fileExists(fp string) bool {
+	_, err := os.Stat(fp)
+	return err == nil
 }
 
 func (s *Scope) show3(p *pkg3, name string) string {

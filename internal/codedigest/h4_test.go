@@ -148,3 +148,103 @@ func TestGuessDir(t *testing.T) {
 		}
 	}
 }
+
+// TestH4CgoOutside checks that h4 hashes the C sources a cgo package reads
+// outside its directory (an -I${SRCDIR}/... directory, a relative
+// #include, and what that includes in turn), and that h3 stays what it
+// was.
+func TestH4CgoOutside(t *testing.T) {
+	t.Setenv("GOWORK", "off")
+	files := func(val, more, readme string) map[string]string {
+		return map[string]string{
+			"go.mod":            "module example.com/p\n\ngo 1.26\n",
+			"hooks/hooks.go":    "package hooks\n\nimport \"example.com/p/hooks/cg\"\n\nfunc Upgrade() string { return cg.Name() }\n",
+			"hooks/cg/cg.go":    "package cg\n\n// #cgo CFLAGS: -I${SRCDIR}/../../cinc\n// #include \"val.h\"\n// #include \"../../cname/name.h\"\nimport \"C\"\n\nfunc Name() string { return \"\" }\n",
+			"cinc/val.h":        "#define CVAL " + val + "\n",
+			"cinc/README":       readme,
+			"cname/name.h":      "#include \"more/more.h\"\n",
+			"cname/more/more.h": "#define MORE " + more + "\n",
+			"cname/unrelated.h": "#define UNRELATED " + readme + "\n",
+		}
+	}
+	compute := func(files map[string]string) (h4, h3 codedigest.Result) {
+		t.Helper()
+		s, err := codedigest.NewScope(write(t, files))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h3, err = s.ComputeH3("example.com/p/hooks", "Upgrade"); err != nil {
+			t.Fatal(err)
+		}
+		if h4, err = s.Compute("example.com/p/hooks", "Upgrade"); err != nil {
+			t.Fatal(err)
+		}
+		return h4, h3
+	}
+	base, baseH3 := compute(files("1", "1", "a"))
+	for _, tc := range []struct {
+		name    string
+		files   map[string]string
+		changed bool
+	}{
+		{"header of an -I directory", files("2", "1", "a"), true},
+		{"header included by a relative include", files("1", "2", "a"), true},
+		{"files no build reads", files("1", "1", "b"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h4, h3 := compute(tc.files)
+			if h3.Digest != baseH3.Digest {
+				t.Errorf("the h3 digest changed: h3 must stay what it was")
+			}
+			diff := changes(base, h4)
+			if !tc.changed {
+				if h4.Digest != base.Digest {
+					t.Errorf("digest changed: %v", diff)
+				}
+				return
+			}
+			if h4.Digest == base.Digest || !slices.ContainsFunc(diff, func(d string) bool {
+				return strings.Contains(d, "hooks/cg: C sources outside the package directory (3)")
+			}) {
+				t.Errorf("digest unchanged or the piece not named: %v", diff)
+			}
+		})
+	}
+}
+
+// TestH4CgoOutsideModule: a C header outside the package's module (above
+// its go.mod) is not the module's code: it is not hashed, as a system
+// header is not, and its walk stays inside the module.
+func TestH4CgoOutsideModule(t *testing.T) {
+	t.Setenv("GOWORK", "off")
+	files := func(outside string) map[string]string {
+		return map[string]string{
+			"m/go.mod":         "module example.com/p\n\ngo 1.26\n",
+			"m/hooks/hooks.go": "package hooks\n\nimport \"example.com/p/hooks/cg\"\n\nfunc Upgrade() string { return cg.Name() }\n",
+			"m/hooks/cg/cg.go": "package cg\n\n// #cgo CFLAGS: -I${SRCDIR}/../../../inc -I${SRCDIR}/../../inc\n// #include \"../../../inc/out.h\"\nimport \"C\"\n\nfunc Name() string { return \"\" }\n",
+			"m/inc/in.h":       "#define IN 1\n",
+			"inc/out.h":        "#define OUT " + outside + "\n",
+		}
+	}
+	compute := func(files map[string]string) codedigest.Result {
+		t.Helper()
+		s, err := codedigest.NewScope(filepath.Join(write(t, files), "m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h4, err := s.Compute("example.com/p/hooks", "Upgrade")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h4
+	}
+	base := compute(files("1"))
+	if got := compute(files("2")); got.Digest != base.Digest {
+		t.Errorf("a header outside the module changed the digest: %v", changes(base, got))
+	}
+	if !slices.ContainsFunc(base.Decls, func(p codedigest.Decl) bool {
+		return strings.Contains(p.Name, "C sources outside the package directory (1)")
+	}) {
+		t.Errorf("the module's own header outside the package is not hashed: %v", base.Decls)
+	}
+}
