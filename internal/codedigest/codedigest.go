@@ -63,7 +63,9 @@
 //     (a call of a function or method of the product, a function literal, a
 //     blank "var _ =", or a call of the standard library or another module
 //     that is given a value of the product, which may call its methods:
-//     fmt.Sprint(v) calls v.String), their order (the initialisers, then the
+//     fmt.Sprint(v) calls v.String; in h4 also any call of the standard
+//     library outside the packages that change nothing other code sees,
+//     pureStd: os.Setenv("MODE", "v1") does, errors.New does not), their order (the initialisers, then the
 //     init functions, in the order of the files as the go command sorts them
 //     and of the source: swapping two or renaming a file so that it sorts
 //     elsewhere changes it, moving an init function to another file in the

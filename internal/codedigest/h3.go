@@ -1217,6 +1217,28 @@ func (s *Scope) linkname3(p *pkg3, directive string, it *item) {
 	}
 }
 
+// pureStd are the packages of the standard library whose functions, given
+// constants, change nothing that other code sees: a package-level
+// initialiser calling them (errors.New, regexp.MustCompile,
+// template.Must(template.New(...).Parse(...))) is not package state. A call
+// of any other package's function is (os.Setenv, flag.String, mime's
+// registration, a logger's set-up): it may change what a hook does without
+// a name the hook reaches, so h4 hashes it for every hook whose code
+// imports the package. The list is short on purpose: a package missing
+// from it costs a hook flagged for nothing, one wrongly on it a change
+// unnoticed.
+var pureStd = map[string]bool{
+	"bytes": true, "cmp": true, "context": true, "errors": true, "fmt": true,
+	"encoding/base32": true, "encoding/base64": true, "encoding/binary": true,
+	"encoding/hex": true, "encoding/json": true, "hash/crc32": true,
+	"hash/crc64": true, "html": true, "html/template": true, "maps": true,
+	"math": true, "math/big": true, "math/bits": true, "net/netip": true,
+	"net/url": true, "path": true, "reflect": true, "regexp": true,
+	"slices": true, "sort": true, "strconv": true, "strings": true,
+	"text/template": true, "time": true, "unicode": true,
+	"unicode/utf16": true, "unicode/utf8": true,
+}
+
 // builtins are the predeclared functions that run no code of the product.
 var builtins = strings.Fields("append cap clear complex copy delete imag len make max min new real")
 
@@ -1285,6 +1307,12 @@ func (s *Scope) runsCode3(p *pkg3, sf *file3, e ast.Expr) bool {
 					if q, err := s.pkg3(ip); err == nil && q != nil {
 						runs = !isType(q.decls[fun.Sel.Name])
 					} else if slices.ContainsFunc(n.Args, func(a ast.Expr) bool { return product(a) }) {
+						runs = true
+					} else if s.deps && !pureStd[ip] {
+						// h4: a function of the standard library that may
+						// change what other code sees (os.Setenv("MODE",
+						// "v1"), flag.String, http.HandleFunc), given only
+						// constants: h3 stays what it was.
 						runs = true
 					}
 				}

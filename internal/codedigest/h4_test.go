@@ -248,3 +248,44 @@ func TestH4CgoOutsideModule(t *testing.T) {
 		t.Errorf("the module's own header outside the package is not hashed: %v", base.Decls)
 	}
 }
+
+// TestH4StdlibInitialiser: a package-level initialiser that calls the
+// standard library with constants is package state in h4 when the
+// function may change what other code sees (os.Setenv: the hook reads the
+// variable), and not when it is of a package that changes nothing
+// (errors.New); h3 stays what it was.
+func TestH4StdlibInitialiser(t *testing.T) {
+	t.Setenv("GOWORK", "off")
+	files := func(env, msg string) map[string]string {
+		return map[string]string{
+			"go.mod":         "module example.com/p\n\ngo 1.26\n",
+			"hooks/hooks.go": "package hooks\n\nimport \"os\"\n\nfunc Upgrade() string { return os.Getenv(\"HOOK_MODE\") }\n",
+			"hooks/env.go":   "package hooks\n\nimport (\n\t\"errors\"\n\t\"os\"\n)\n\nvar setMode = os.Setenv(\"HOOK_MODE\", \"" + env + "\")\n\nvar errUnused = errors.New(\"" + msg + "\")\n",
+		}
+	}
+	compute := func(files map[string]string) (h4, h3 codedigest.Result) {
+		t.Helper()
+		s, err := codedigest.NewScope(write(t, files))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h3, err = s.ComputeH3("example.com/p/hooks", "Upgrade"); err != nil {
+			t.Fatal(err)
+		}
+		if h4, err = s.Compute("example.com/p/hooks", "Upgrade"); err != nil {
+			t.Fatal(err)
+		}
+		return h4, h3
+	}
+	base, baseH3 := compute(files("v1", "a"))
+	h4, h3 := compute(files("v2", "a"))
+	if h4.Digest == base.Digest || !slices.Contains(changes(base, h4), "hooks/env.go: var setMode") {
+		t.Errorf("os.Setenv's argument changed, the h4 digest did not name it: %v", changes(base, h4))
+	}
+	if h3.Digest != baseH3.Digest {
+		t.Errorf("the h3 digest changed: h3 must stay what it was")
+	}
+	if h4, _ := compute(files("v1", "b")); h4.Digest != base.Digest {
+		t.Errorf("an unused errors.New changed the digest: %v", changes(base, h4))
+	}
+}
