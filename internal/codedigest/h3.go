@@ -1220,7 +1220,8 @@ func (s *Scope) linkname3(p *pkg3, directive string, it *item) {
 // pureStd are the packages of the standard library whose functions, given
 // constants, change nothing that other code sees: a package-level
 // initialiser calling them (errors.New, regexp.MustCompile,
-// template.Must(template.New(...).Parse(...))) is not package state. A call
+// strings.NewReplacer) is not package state (a method called on what
+// they return is, as any method call). A call
 // of any other package's function is (os.Setenv, flag.String, mime's
 // registration, a logger's set-up): it may change what a hook does without
 // a name the hook reaches, so h4 hashes it for every hook whose code
