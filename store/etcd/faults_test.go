@@ -230,3 +230,42 @@ func TestFaultSilentMember(t *testing.T) {
 	}
 	t.Errorf("the member %s answers again but was not put back: endpoints %v", paused, st.cli.Endpoints())
 }
+
+// TestFaultNoQuorumPaused is TestFaultNoQuorum with the two members
+// paused (SIGSTOP: frozen machines, a partition) rather than killed: they
+// refuse no connection, every attempt waits its whole time, and a commit
+// still fails within the request timeout (plus a second to ask the
+// members) with ErrUnavailable naming them.
+func TestFaultNoQuorumPaused(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 2 * time.Second})
+	tx := begin(t, st, true)
+	defer tx.Rollback()
+	tb, err := tx.CreateTable("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Put([]byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Leader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{l, (l + 1) % 3} {
+		if err := c.Stop(i); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Cont(i) })
+	}
+	start := time.Now()
+	err = tx.Commit()
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "1 of 3 members answered") || took > 3500*time.Millisecond {
+		t.Errorf("a commit with two of three members paused: %v after %s, want ErrUnavailable within 2 s + 1.5 s", err, took)
+	}
+	t.Logf("a commit with two of three members paused failed after %s: %v", took.Round(time.Millisecond), err)
+}
