@@ -269,3 +269,63 @@ func TestFaultNoQuorumPaused(t *testing.T) {
 	}
 	t.Logf("a commit with two of three members paused failed after %s: %v", took.Round(time.Millisecond), err)
 }
+
+// TestFaultRestoreAbortNoQuorumPaused: a restore stopped by a cluster
+// that lost its quorum (two of three members paused) fails within the
+// request timeout plus a second, as every request does, and leaves its
+// unfinished generation to the next writable Open:
+//   - Abort's removal of the generation, whose stream of keys waited for
+//     the cluster (until the server's own timeout, or forever when its
+//     member is paused), gives up after the request timeout;
+//   - Finish failing because the cluster did not answer, Abort does not
+//     ask it again.
+func TestFaultRestoreAbortNoQuorumPaused(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 2 * time.Second})
+	for _, finish := range []bool{false, true} {
+		r, err := st.BeginRestore()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Table("t"); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 1000 {
+			if err := r.Put(fmt.Appendf(nil, "k%05d", i), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second) // every full batch sent
+		l, err := c.Leader(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		paused := []int{l, (l + 1) % 3}
+		for _, i := range paused {
+			if err := c.Stop(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		if finish {
+			if err := r.Finish(); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Finish with two of three members paused: %v, want ErrUnavailable", err)
+			}
+		}
+		err = r.Abort()
+		took := time.Since(start)
+		for _, i := range paused {
+			c.Cont(i)
+		}
+		if took > 3500*time.Millisecond || err == nil {
+			t.Errorf("finish %v, then Abort, with two of three members paused: %v after %s, want an error within the 2 s request timeout + 1.5 s", finish, err, took)
+		}
+		t.Logf("finish %v, then Abort, with two of three members paused: %v after %s", finish, err, took.Round(time.Millisecond))
+		if _, err := c.Leader(context.Background()); err != nil {
+			time.Sleep(2 * time.Second)
+		}
+	}
+}
