@@ -329,3 +329,40 @@ func TestFaultRestoreAbortNoQuorumPaused(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultScanNoQuorumPaused: a scan that gets no answer because two
+// of three members are paused fails within the request timeout plus a
+// second, with ErrUnavailable naming the members, as any request does.
+func TestFaultScanNoQuorumPaused(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 2 * time.Second})
+	if err := putN(t, st, "t", 100, 10); err != nil {
+		t.Fatal(err)
+	}
+	tx := begin(t, st, false)
+	defer tx.Rollback()
+	tb, err := tx.Table("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Leader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{l, (l + 1) % 3} {
+		if err := c.Stop(i); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Cont(i) })
+	}
+	start := time.Now()
+	err = tb.Scan(nil, func(k, v []byte) error { return nil })
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || took > 3500*time.Millisecond {
+		t.Errorf("a scan with two of three members paused: %v after %s, want ErrUnavailable within 2 s + 1.5 s", err, took)
+	}
+	t.Logf("a scan with two of three members paused: %v after %s", err, took.Round(time.Millisecond))
+}
