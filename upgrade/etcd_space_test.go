@@ -3,6 +3,7 @@ package upgrade_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/internal/etcdtest"
+	"github.com/hookreg/hookreg/store"
+	"github.com/hookreg/hookreg/store/bolt"
 	"github.com/hookreg/hookreg/store/etcd"
 	"github.com/hookreg/hookreg/upgrade"
 )
@@ -102,5 +105,45 @@ func TestEtcdOnlineQuotaWarning(t *testing.T) {
 	}
 	if strings.Index(out, "warning") > strings.Index(out, "applied hook 2") {
 		t.Errorf("the warning came after the hook was applied, not while it ran:\n%s", out)
+	}
+}
+
+// spaceCounter is a store with a quota whose Space calls are counted.
+type spaceCounter struct {
+	*bolt.Store
+	calls int
+}
+
+func (s *spaceCounter) Space() (size, quota int64, err error) {
+	s.calls++
+	return 0, 1 << 30, nil
+}
+
+// TestSpaceNotCheckedAfterUnavailable: a run that a cluster without a
+// leader stopped does not ask the members for the database's size on its
+// way out (the check when the run starts is the only one). That probe
+// (a second for members that do not answer) came on top of the request
+// timeout that had already passed, so a command without quorum failed
+// seconds later than --etcd-timeout plus a second.
+func TestSpaceNotCheckedAfterUnavailable(t *testing.T) {
+	st := &spaceCounter{Store: newStore(t)}
+	initAt(t, st, "1.0.0")
+	down := hook.Hook{Num: 1, IntroducedIn: "2.0.0", AllowOnline: true, Name: "Down", Digest: "h1:down",
+		Func: func(ctx context.Context, tx hook.Tx) error {
+			return fmt.Errorf("committing: %w", store.ErrUnavailable)
+		}}
+	_, err := upgrade.Run(context.Background(), st, registry("2.0.0", down), upgrade.Options{Online: true, Warn: &logBuffer{}})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("the run: %v, want store.ErrUnavailable", err)
+	}
+	if st.calls != 1 {
+		t.Errorf("Space was called %d times, want once (when the run starts)", st.calls)
+	}
+	st.calls = 0
+	if _, err := upgrade.Run(context.Background(), st, registry("2.0.0", putHook(1, "2.0.0", true, "k")), upgrade.Options{Online: true, Warn: &logBuffer{}}); err != nil {
+		t.Fatal(err)
+	}
+	if st.calls != 2 {
+		t.Errorf("a run that succeeded called Space %d times, want twice (when it starts and ends)", st.calls)
 	}
 }

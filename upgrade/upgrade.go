@@ -151,7 +151,7 @@ func (e *HookError) Unwrap() error { return e.Err }
 // *HookError, a *LimitError, a *ConflictError or a context error stops the
 // run after the hooks already applied, which are committed (Result lists
 // them), and the failed hook's checkpoints.
-func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) (Result, error) {
+func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) (_ Result, err error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -179,7 +179,14 @@ func Run(ctx context.Context, st store.Store, reg *hook.Registry, opts Options) 
 	if len(plan.Pending) > 0 {
 		opts.space = newSpaceWatch(st, opts)
 		opts.space.check()
-		defer opts.space.check()
+		defer func() {
+			// A cluster that did not answer the run's commits would
+			// not answer the check either: asking again would only
+			// add its second to a failure already timed out.
+			if !errors.Is(err, store.ErrUnavailable) {
+				opts.space.check()
+			}
+		}()
 	}
 	for _, p := range plan.Pending {
 		if err := ctx.Err(); err != nil {

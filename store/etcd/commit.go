@@ -287,6 +287,12 @@ func (s *Store) commitReading(p *request, gen int64, reads []clientv3.Op) (*clie
 			if s.ctx.Err() != nil {
 				return nil, fmt.Errorf("%w: interrupted: %w", ErrOutcomeUnknown, s.ctx.Err())
 			}
+			// The read's failure has asked every member already: a
+			// second probe would add its second to the timeout.
+			var ue *UnavailableError
+			if errors.As(gerr, &ue) {
+				return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, &UnavailableError{Err: lastErr, Members: ue.Members})
+			}
 			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, s.unavailable(lastErr))
 		}
 		if applied {

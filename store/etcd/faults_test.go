@@ -230,3 +230,139 @@ func TestFaultSilentMember(t *testing.T) {
 	}
 	t.Errorf("the member %s answers again but was not put back: endpoints %v", paused, st.cli.Endpoints())
 }
+
+// TestFaultNoQuorumPaused is TestFaultNoQuorum with the two members
+// paused (SIGSTOP: frozen machines, a partition) rather than killed: they
+// refuse no connection, every attempt waits its whole time, and a commit
+// still fails within the request timeout (plus a second to ask the
+// members) with ErrUnavailable naming them.
+func TestFaultNoQuorumPaused(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 2 * time.Second})
+	tx := begin(t, st, true)
+	defer tx.Rollback()
+	tb, err := tx.CreateTable("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Put([]byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Leader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{l, (l + 1) % 3} {
+		if err := c.Stop(i); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Cont(i) })
+	}
+	start := time.Now()
+	err = tx.Commit()
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "1 of 3 members answered") || took > 3500*time.Millisecond {
+		t.Errorf("a commit with two of three members paused: %v after %s, want ErrUnavailable within 2 s + 1.5 s", err, took)
+	}
+	t.Logf("a commit with two of three members paused failed after %s: %v", took.Round(time.Millisecond), err)
+}
+
+// TestFaultRestoreAbortNoQuorumPaused: a restore stopped by a cluster
+// that lost its quorum (two of three members paused) fails within the
+// request timeout plus a second, as every request does, and leaves its
+// unfinished generation to the next writable Open:
+//   - Abort's removal of the generation, whose stream of keys waited for
+//     the cluster (until the server's own timeout, or forever when its
+//     member is paused), gives up after the request timeout;
+//   - Finish failing because the cluster did not answer, Abort does not
+//     ask it again.
+func TestFaultRestoreAbortNoQuorumPaused(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 2 * time.Second})
+	for _, finish := range []bool{false, true} {
+		r, err := st.BeginRestore()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Table("t"); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 1000 {
+			if err := r.Put(fmt.Appendf(nil, "k%05d", i), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second) // every full batch sent
+		l, err := c.Leader(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		paused := []int{l, (l + 1) % 3}
+		for _, i := range paused {
+			if err := c.Stop(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		if finish {
+			if err := r.Finish(); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Finish with two of three members paused: %v, want ErrUnavailable", err)
+			}
+		}
+		err = r.Abort()
+		took := time.Since(start)
+		for _, i := range paused {
+			c.Cont(i)
+		}
+		if took > 3500*time.Millisecond || err == nil {
+			t.Errorf("finish %v, then Abort, with two of three members paused: %v after %s, want an error within the 2 s request timeout + 1.5 s", finish, err, took)
+		}
+		t.Logf("finish %v, then Abort, with two of three members paused: %v after %s", finish, err, took.Round(time.Millisecond))
+		if _, err := c.Leader(context.Background()); err != nil {
+			time.Sleep(2 * time.Second)
+		}
+	}
+}
+
+// TestFaultScanNoQuorumPaused: a scan that gets no answer because two
+// of three members are paused fails within the request timeout plus a
+// second, with ErrUnavailable naming the members, as any request does.
+func TestFaultScanNoQuorumPaused(t *testing.T) {
+	if os.Getenv("HOOKREG_FAULT_TESTS") == "" {
+		t.Skip("a fault test of member processes: run it with HOOKREG_FAULT_TESTS=1 (make test-faults)")
+	}
+	c := startCluster(t, etcdtest.Config{Members: 3, Processes: true})
+	st := open(t, Options{Endpoints: c.Endpoints, RequestTimeout: 2 * time.Second})
+	if err := putN(t, st, "t", 100, 10); err != nil {
+		t.Fatal(err)
+	}
+	tx := begin(t, st, false)
+	defer tx.Rollback()
+	tb, err := tx.Table("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Leader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{l, (l + 1) % 3} {
+		if err := c.Stop(i); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Cont(i) })
+	}
+	start := time.Now()
+	err = tb.Scan(nil, func(k, v []byte) error { return nil })
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || took > 3500*time.Millisecond {
+		t.Errorf("a scan with two of three members paused: %v after %s, want ErrUnavailable within 2 s + 1.5 s", err, took)
+	}
+	t.Logf("a scan with two of three members paused: %v after %s", err, took.Round(time.Millisecond))
+}

@@ -56,6 +56,8 @@ type Restore struct {
 	batch   *request
 	sender  *sender
 	ended   bool
+	// failed is the error Finish returned, if any.
+	failed error
 	// unchanged, when not nil, is the watch of the generation the
 	// restore replaces (see IfUnchanged).
 	unchanged *Unchanged
@@ -506,6 +508,7 @@ func (r *Restore) Finish() error {
 		err = r.flip()
 	}
 	if err != nil {
+		r.failed = err
 		return fmt.Errorf("restoring %s: %w", r.s.name, err)
 	}
 	r.ended = true
@@ -660,7 +663,12 @@ func (r *Restore) Abort() error {
 	}
 	r.ended = true
 	defer func() { <-r.s.writer }()
-	r.sender.close()
+	if err := r.sender.close(); errors.Is(err, ErrUnavailable) || errors.Is(r.failed, ErrUnavailable) {
+		// The cluster did not answer within the request timeout:
+		// asking it again to remove the generation would double the
+		// time the command takes to fail.
+		return fmt.Errorf("the unfinished generation %d stays until the next writable open removes it: the cluster did not answer", r.gen)
+	}
 	// Interrupted (the caller's context ended), the restore still removes
 	// what it wrote, within a second; the next writable Open removes
 	// what is left.
@@ -849,28 +857,63 @@ func (s *Store) removeGeneration(base context.Context, g int64) error {
 // streamKeys calls fn for every key in [from, end), in order, reading the
 // keys only in one stream (page by page on a cluster before v3.7). fn may
 // write meanwhile.
+//
+// Like every request, the stream waits for the cluster within the request
+// timeout: when no answer comes for that long (a cluster without quorum,
+// a paused member), it fails with an [UnavailableError] naming the
+// members. The time fn takes does not count.
 func (s *Store) streamKeys(base context.Context, from, end string, fn func(k []byte) error) error {
-	ctx, cancel := context.WithCancel(base)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(base)
+	idle := time.AfterFunc(s.opts.RequestTimeout, func() { cancel(errStreamIdle) })
+	var ch clientv3.GetStreamChan
+	defer func() {
+		idle.Stop()
+		cancel(nil)
+		if ch != nil {
+			go func() {
+				for range ch { // let the client's goroutine end
+				}
+			}()
+		}
+	}()
+	idleErr := func(err error) error {
+		if errors.Is(context.Cause(ctx), errStreamIdle) && base.Err() == nil {
+			return s.unavailable(fmt.Errorf("reading the keys from %q: %w", from, errStreamIdle))
+		}
+		return err
+	}
 	ch, err := s.cli.GetStream(ctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly())
 	if status.Code(err) == codes.Unimplemented {
+		ch = nil
 		return s.pages(0, from, end, true, func(k, _ []byte, _ int64) error { return fn(k) })
 	}
 	if err != nil {
-		return err
+		ch = nil
+		return idleErr(err)
 	}
 	for resp := range ch {
 		if err := resp.Err(); err != nil {
 			if status.Code(err) == codes.Unimplemented {
 				return s.pages(0, from, end, true, func(k, _ []byte, _ int64) error { return fn(k) })
 			}
-			return err
+			return idleErr(err)
+		}
+		if !idle.Stop() {
+			return idleErr(ctx.Err())
 		}
 		for _, kv := range resp.Kvs {
 			if err := fn(kv.Key); err != nil {
 				return err
 			}
 		}
+		idle.Reset(s.opts.RequestTimeout)
+	}
+	if err := context.Cause(ctx); errors.Is(err, errStreamIdle) {
+		return idleErr(err)
 	}
 	return nil
 }
+
+// errStreamIdle is a stream that got no answer within the request
+// timeout.
+var errStreamIdle = errors.New("no answer in time")

@@ -867,18 +867,17 @@ var pagedReads = false
 // one it gave (from), at the same revision, until the request timeout
 // passes without an answer.
 func (r *rangeReader) next(from string) ([]*kv, bool, error) {
-	var failed time.Time // when the stream first failed without an answer since
+	// The request timeout counts from the wait for this page, the first
+	// attempt and its probe of the members included.
+	deadline := time.Now().Add(r.t.s.opts.RequestTimeout)
 	delay := 20 * time.Millisecond
 	for {
-		page, more, err := r.next1(from)
+		page, more, err := r.next1(from, deadline)
 		if err == nil || !retryable(err) || r.t.s.ctx.Err() != nil {
 			return page, more, err
 		}
 		r.close()
-		if failed.IsZero() {
-			failed = time.Now()
-		}
-		if time.Since(failed) > r.t.s.opts.RequestTimeout {
+		if time.Until(deadline) <= 0 {
 			return nil, false, r.t.s.unavailable(err)
 		}
 		var wait time.Duration
@@ -886,12 +885,13 @@ func (r *rangeReader) next(from string) ([]*kv, bool, error) {
 		select {
 		case <-r.t.s.ctx.Done():
 			return nil, false, r.t.s.interrupted(err)
-		case <-time.After(wait):
+		case <-time.After(min(wait, max(time.Until(deadline), 0))):
 		}
 	}
 }
 
-func (r *rangeReader) next1(from string) ([]*kv, bool, error) {
+// next1 is one attempt of next, which gives up at deadline.
+func (r *rangeReader) next1(from string, deadline time.Time) ([]*kv, bool, error) {
 	if r.paged {
 		page, more, err := r.t.page(from, r.end, r.strip, r.limit)
 		r.limit = min(2*r.limit, r.t.s.opts.PageSize)
@@ -907,7 +907,7 @@ func (r *rangeReader) next1(from string) ([]*kv, bool, error) {
 		r.ch, r.cancel, r.sctx = ch, cancel, ctx
 		r.quiet = time.AfterFunc(r.t.s.attempt(), cancel)
 	}
-	r.quiet.Reset(r.t.s.attempt())
+	r.quiet.Reset(max(min(r.t.s.attempt(), time.Until(deadline)), time.Millisecond))
 	resp, ok := <-r.ch
 	r.quiet.Stop()
 	if r.sctx.Err() != nil && r.t.s.ctx.Err() == nil {
