@@ -250,7 +250,24 @@ func DropTree(p Parent, name string) error {
 // src is only read, so an interrupted run leaves it whole and the next run
 // completes the copy. Memory holds one batch and the names of one level of
 // nested tables at a time.
+//
+// A copy that finished is skipped when the hook is called again, as a
+// finished phase of EachBatch is, also after the hook dropped its source:
+// a hook may move several tables in a row (CopyTable, DropTree, CopyTable,
+// DropTree), and a run that stops during a later one resumes there.
 func CopyTable(ctx context.Context, tx Tx, phase string, src, dst []string, size int, fn func(key, value []byte) ([]byte, error)) error {
+	if _, err := OpenPath(tx, src...); errors.Is(err, ErrNoTable) {
+		// The source is gone. When a run before this one finished the
+		// copy's first phase, the copy was done (its source is only
+		// read) and the hook dropped the source after it.
+		state, ok, perr := tx.Progress("batch:" + phase)
+		if perr != nil {
+			return fmt.Errorf("copying table %s to %s: reading progress of phase %q: %w", FormatPath(src), FormatPath(dst), phase, perr)
+		}
+		if ok && len(state) > 0 && state[0] == batchDone {
+			return nil
+		}
+	}
 	if _, err := CreatePath(tx, dst...); err != nil {
 		return err
 	}

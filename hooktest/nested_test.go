@@ -209,3 +209,63 @@ func TestHookNamesThatReadAsPaths(t *testing.T) {
 		t.Errorf("tables = %q", got)
 	}
 }
+
+// TestCopyTableResumesAfterItsSourceIsDropped: a hook that moves two tables
+// in a row (CopyTable, then DropTree, of each) and stops during the second
+// copy resumes: the first copy, done and its source dropped by a committed
+// checkpoint, is not attempted again.
+func TestCopyTableResumesAfterItsSourceIsDropped(t *testing.T) {
+	st := hooktest.New(t)
+	for _, tb := range []string{"a", "b"} {
+		for i := 1; i <= 3; i++ {
+			st.PutIn([]string{tb}, fmt.Sprint(i), tb)
+		}
+		st.PutIn([]string{tb, "inner"}, "x", "y")
+		st.SetSequence([]string{tb}, 7)
+	}
+	fail := true
+	move := func(ctx context.Context, tx hook.Tx) error {
+		for _, tb := range []string{"a", "b"} {
+			err := hook.CopyTable(ctx, tx, "move-"+tb, []string{tb}, []string{tb + "2"}, 1, func(k, v []byte) ([]byte, error) {
+				if tb == "b" && string(k) == "2" && fail {
+					return nil, errors.New("stopped during the second copy")
+				}
+				return v, nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := hook.DropTree(tx, tb); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Move", Func: move}
+	if err := st.Run(h); err == nil {
+		t.Fatal("the first run did not fail")
+	}
+	// The first copy's source was dropped by a committed checkpoint of
+	// the second copy.
+	if got := st.Tables(); !slices.Equal(got, []string{"a2", "b", "b2"}) {
+		t.Fatalf("tables after the failed run = %q", got)
+	}
+	fail = false
+	if err := st.Run(h); err != nil {
+		t.Fatalf("the run after the failure: %v", err)
+	}
+	if got := st.Tables(); !slices.Equal(got, []string{"a2", "b2"}) {
+		t.Errorf("tables = %q", got)
+	}
+	for _, tb := range []string{"a2", "b2"} {
+		if got := len(st.RecordsIn(tb)); got != 3 {
+			t.Errorf("%s holds %d records, want 3", tb, got)
+		}
+		if v, _ := st.GetIn([]string{tb, "inner"}, "x"); v != "y" {
+			t.Errorf("%s/inner/x = %q", tb, v)
+		}
+		if s := st.Sequence(tb); s != 7 {
+			t.Errorf("%s's sequence = %d", tb, s)
+		}
+	}
+}
