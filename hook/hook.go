@@ -254,7 +254,9 @@ func DropTree(p Parent, name string) error {
 // A copy that finished is skipped when the hook is called again, as a
 // finished phase of EachBatch is, also after the hook dropped its source:
 // a hook may move several tables in a row (CopyTable, DropTree, CopyTable,
-// DropTree), and a run that stops during a later one resumes there.
+// DropTree), and a run that stops during a later one resumes there. A copy
+// whose destination the hook dropped since (it replaces a table: copies it
+// out, drops it, copies it back) starts again from the first record.
 func CopyTable(ctx context.Context, tx Tx, phase string, src, dst []string, size int, fn func(key, value []byte) ([]byte, error)) error {
 	if _, err := OpenPath(tx, src...); errors.Is(err, ErrNoTable) {
 		// The source is gone. When a run before this one finished the
@@ -266,6 +268,24 @@ func CopyTable(ctx context.Context, tx Tx, phase string, src, dst []string, size
 		}
 		if ok && len(state) > 0 && state[0] == batchDone {
 			return nil
+		}
+	}
+	if _, err := OpenPath(tx, dst...); errors.Is(err, ErrNoTable) {
+		// The destination is gone. When a run before this one copied
+		// some of the source into it, the hook dropped it since (a hook
+		// that replaces a table: copy it out, drop it, copy it back):
+		// resuming after the last batch, or skipping the finished phase
+		// whose nested tables are still to copy, would lose records, so
+		// the copy starts again from the first record.
+		progressKey := "batch:" + phase
+		state, ok, perr := tx.Progress(progressKey)
+		if perr != nil {
+			return fmt.Errorf("copying table %s to %s: reading progress of phase %q: %w", FormatPath(src), FormatPath(dst), phase, perr)
+		}
+		if ok && string(state) != string(batchMore) {
+			if err := tx.Checkpoint(progressKey, []byte{batchMore}); err != nil {
+				return fmt.Errorf("copying table %s to %s: starting phase %q again: %w", FormatPath(src), FormatPath(dst), phase, err)
+			}
 		}
 	}
 	if _, err := CreatePath(tx, dst...); err != nil {

@@ -269,3 +269,82 @@ func TestCopyTableResumesAfterItsSourceIsDropped(t *testing.T) {
 		}
 	}
 }
+
+// stopAfter is a context whose Err fails from its n-th call on:
+// EachBatchPath asks it once per batch, so a copy stops between two batches.
+type stopAfter struct {
+	context.Context
+	n *int
+}
+
+func (c stopAfter) Err() error {
+	if *c.n--; *c.n <= 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestCopyTableReplacesATable: a hook that replaces a table in place (copy
+// it out, drop it, copy it back, drop the copy) and stops during the copy
+// back loses nothing when it runs again: the drop runs again too, and the
+// copy back, its destination gone, starts from the first record instead of
+// resuming after its last batch (or skipping its finished first phase when
+// it stopped in a nested table).
+func TestCopyTableReplacesATable(t *testing.T) {
+	// Err's calls: the copy out takes 1-4 (3 batches of records and the
+	// empty one) and 5-6 (inner's 2 batches); the copy back 7-10 and
+	// 11-12. It stops after the copy back's first batch (8), before its
+	// first phase ends (10), before inner's first batch (11) and after it
+	// (12).
+	for _, stop := range []int{8, 10, 11, 12} {
+		t.Run(fmt.Sprint(stop), func(t *testing.T) {
+			st := hooktest.New(t)
+			for i := 1; i <= 6; i++ {
+				st.PutIn([]string{"a"}, fmt.Sprint(i), "v")
+			}
+			for i := 1; i <= 3; i++ {
+				st.PutIn([]string{"a", "inner"}, fmt.Sprint(i), "w")
+			}
+			st.SetSequence([]string{"a"}, 6)
+			calls := 0
+			replace := func(ctx context.Context, tx hook.Tx) error {
+				if calls > 0 {
+					ctx = stopAfter{ctx, &calls}
+				}
+				if err := hook.CopyTable(ctx, tx, "out", []string{"a"}, []string{"tmp"}, 2, nil); err != nil {
+					return err
+				}
+				if err := hook.DropTree(tx, "a"); err != nil {
+					return err
+				}
+				if err := hook.CopyTable(ctx, tx, "back", []string{"tmp"}, []string{"a"}, 2, func(k, v []byte) ([]byte, error) {
+					return []byte(strings.ToUpper(string(v))), nil
+				}); err != nil {
+					return err
+				}
+				return hook.DropTree(tx, "tmp")
+			}
+			h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Replace", Func: replace}
+			calls = stop
+			if err := st.Run(h); !errors.Is(err, context.Canceled) {
+				t.Fatalf("the first run = %v, want it stopped", err)
+			}
+			calls = 0
+			if err := st.Run(h); err != nil {
+				t.Fatalf("the run after the stop: %v", err)
+			}
+			if got := st.Tables(); !slices.Equal(got, []string{"a"}) {
+				t.Errorf("tables = %q", got)
+			}
+			if got := st.RecordsIn("a"); len(got) != 6 || got["1"] != "V" || got["6"] != "V" {
+				t.Errorf("a = %q, want its 6 records", got)
+			}
+			if got := st.RecordsIn("a", "inner"); len(got) != 3 {
+				t.Errorf("a/inner = %q, want its 3 records", got)
+			}
+			if s := st.Sequence("a"); s != 6 {
+				t.Errorf("a's sequence = %d, want 6", s)
+			}
+		})
+	}
+}
