@@ -411,7 +411,11 @@ type Info struct {
 	Online bool
 }
 
-// Tx is the store transaction a hook runs in.
+// Tx is the store transaction a hook runs in. It, its tables and its
+// configuration view are for the hook's own goroutine and only until the
+// hook returns: they are not safe for concurrent use, and every call after
+// the hook returned fails (a goroutine the hook starts must end before it
+// returns).
 type Tx interface {
 	// Info describes the running hook and its versions.
 	Info() Info

@@ -348,3 +348,46 @@ func TestCopyTableReplacesATable(t *testing.T) {
 		})
 	}
 }
+
+// TestGoroutineLeftBehind: a hook that returns while a goroutine it
+// started still writes through a table it kept: every write the goroutine
+// was told succeeded is in the store, and the writes after the hook
+// returned fail, naming it, instead of racing with the commit of its
+// transaction (a store transaction is not safe for concurrent use).
+func TestGoroutineLeftBehind(t *testing.T) {
+	st := hooktest.New(t)
+	st.Put("t", "seed", "x")
+	type result struct {
+		ok  int
+		err error
+	}
+	done := make(chan result, 1)
+	leave := func(ctx context.Context, tx hook.Tx) error {
+		tb, err := tx.Table("t")
+		if err != nil {
+			return err
+		}
+		started := make(chan struct{})
+		go func() {
+			close(started)
+			for i := 0; ; i++ {
+				if err := tb.Put(fmt.Appendf(nil, "k%06d", i), []byte("v")); err != nil {
+					done <- result{i, err}
+					return
+				}
+			}
+		}()
+		<-started
+		return nil
+	}
+	if err := st.Run(hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Leave", Func: leave}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if got := len(st.Records("t")) - 1; got != r.ok {
+		t.Errorf("the goroutine wrote %d records, the store holds %d of them", r.ok, got)
+	}
+	if !strings.Contains(r.err.Error(), "hook 101 (Leave): the hook has returned") {
+		t.Errorf("the goroutine's write after the hook returned = %v", r.err)
+	}
+}

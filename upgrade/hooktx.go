@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
@@ -31,6 +33,42 @@ type hookTx struct {
 	// conflict: a Checkpoint's commit failed with store.ErrConflict, so
 	// the run re-runs the hook whatever the hook made of the error.
 	conflict bool
+	// returned is set when the hook has returned, and inflight counts
+	// the calls of the hook's Tx, tables and configuration in progress:
+	// a goroutine the hook left behind must not touch the transaction
+	// the engine then commits (a store transaction is not safe for
+	// concurrent use), so its calls fail from then on, and the engine
+	// waits for those in progress (see enter and hookReturned).
+	returned atomic.Bool
+	inflight atomic.Int64
+}
+
+// errReturned is what a call of a hook's Tx, tables or configuration
+// fails with after the hook returned.
+var errReturned = errors.New("the hook has returned: its transaction, tables and configuration files are no longer usable (a goroutine it started must finish before it returns)")
+
+// enter begins a call of the hook's Tx, a table or the configuration:
+// it fails once the hook has returned; leave ends it.
+func (h *hookTx) enter() (leave func(), err error) {
+	h.inflight.Add(1)
+	if h.returned.Load() {
+		h.inflight.Add(-1)
+		return nil, fmt.Errorf("hook %d (%s): %w", h.info.Num, h.name, errReturned)
+	}
+	return h.leave, nil
+}
+
+func (h *hookTx) leave() { h.inflight.Add(-1) }
+
+// hookReturned is called when the hook has returned: every later call of
+// its Tx, tables and configuration fails, and it waits for the calls in
+// progress (of goroutines the hook left behind) to end, so that none
+// touches the transaction while the engine commits or rolls it back.
+func (h *hookTx) hookReturned() {
+	h.returned.Store(true)
+	for h.inflight.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // roomHookTx is the hook.Tx of a store whose transactions are bounded
@@ -46,6 +84,11 @@ var (
 // Room implements [hook.Roomer]: the room of the current transaction, none
 // after a failed Checkpoint.
 func (h roomHookTx) Room() (writes, bytes int) {
+	leave, err := h.enter()
+	if err != nil {
+		return 0, 0
+	}
+	defer leave()
 	r, ok := h.cur.(store.Roomer)
 	if !ok {
 		return 0, 0
@@ -92,6 +135,11 @@ func checkNewName(path []string) error {
 }
 
 func (h *hookTx) Table(name string) (hook.Table, error) {
+	leave, err := h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	if err := checkUserTable(name); err != nil {
 		return nil, err
 	}
@@ -107,6 +155,11 @@ func (h *hookTx) Table(name string) (hook.Table, error) {
 }
 
 func (h *hookTx) CreateTable(name string) (hook.Table, error) {
+	leave, err := h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	if err := checkUserTable(name); err != nil {
 		return nil, err
 	}
@@ -125,6 +178,11 @@ func (h *hookTx) CreateTable(name string) (hook.Table, error) {
 }
 
 func (h *hookTx) DropTable(name string) error {
+	leave, err := h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	if err := checkUserTable(name); err != nil {
 		return err
 	}
@@ -136,6 +194,11 @@ func (h *hookTx) DropTable(name string) error {
 }
 
 func (h *hookTx) Tables() ([]string, error) {
+	leave, err := h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	tx, err := h.tx()
 	if err != nil {
 		return nil, err
@@ -153,7 +216,7 @@ func (h *hookTx) Tables() ([]string, error) {
 	return names, nil
 }
 
-func (h *hookTx) Config() hook.Config { return h.config }
+func (h *hookTx) Config() hook.Config { return guardedConfig{h} }
 
 func (h *hookTx) progressKey(key string) ([]byte, error) {
 	if key == "" {
@@ -163,6 +226,11 @@ func (h *hookTx) progressKey(key string) ([]byte, error) {
 }
 
 func (h *hookTx) Checkpoint(key string, progress []byte) error {
+	leave, err := h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	k, err := h.progressKey(key)
 	if err != nil {
 		return err
@@ -216,6 +284,11 @@ func commitBegin(st store.Store, tx store.Tx) (next store.Tx, committed bool, er
 }
 
 func (h *hookTx) Progress(key string) ([]byte, bool, error) {
+	leave, err := h.enter()
+	if err != nil {
+		return nil, false, err
+	}
+	defer leave()
 	k, err := h.progressKey(key)
 	if err != nil {
 		return nil, false, err
@@ -271,6 +344,11 @@ func (t *hookTable) Name() string   { return t.path[len(t.path)-1] }
 func (t *hookTable) Path() []string { return slices.Clone(t.path) }
 
 func (t *hookTable) Get(key []byte) ([]byte, error) {
+	leave, err := t.h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -279,6 +357,11 @@ func (t *hookTable) Get(key []byte) ([]byte, error) {
 }
 
 func (t *hookTable) Put(key, value []byte) error {
+	leave, err := t.h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -287,6 +370,11 @@ func (t *hookTable) Put(key, value []byte) error {
 }
 
 func (t *hookTable) Delete(key []byte) error {
+	leave, err := t.h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -295,6 +383,11 @@ func (t *hookTable) Delete(key []byte) error {
 }
 
 func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
+	leave, err := t.h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -307,6 +400,11 @@ func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
 // nested returns the handle of the table name nested in t, opened (or
 // created) by open in t's current store table.
 func (t *hookTable) nested(name string, open func(store.Table) (store.Table, error)) (hook.Table, error) {
+	leave, err := t.h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -330,6 +428,11 @@ func (t *hookTable) CreateTable(name string) (hook.Table, error) {
 }
 
 func (t *hookTable) DropTable(name string) error {
+	leave, err := t.h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -338,6 +441,11 @@ func (t *hookTable) DropTable(name string) error {
 }
 
 func (t *hookTable) Tables() ([]string, error) {
+	leave, err := t.h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -346,6 +454,11 @@ func (t *hookTable) Tables() ([]string, error) {
 }
 
 func (t *hookTable) Sequence() (uint64, error) {
+	leave, err := t.h.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return 0, err
@@ -354,6 +467,11 @@ func (t *hookTable) Sequence() (uint64, error) {
 }
 
 func (t *hookTable) SetSequence(v uint64) error {
+	leave, err := t.h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -362,6 +480,11 @@ func (t *hookTable) SetSequence(v uint64) error {
 }
 
 func (t *hookTable) NextSequence() (uint64, error) {
+	leave, err := t.h.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
 	tt, err := t.table()
 	if err != nil {
 		return 0, err
@@ -403,4 +526,44 @@ func (c readOnlyConfig) WriteFile(path string, _ []byte, _ fs.FileMode) error {
 
 func (c readOnlyConfig) Remove(path string) error {
 	return fmt.Errorf("hook %d (%s): removing configuration file %s: %w", c.num, c.name, path, hook.ErrReadOnlyConfig)
+}
+
+// guardedConfig is the hook's configuration view: its calls fail once the
+// hook has returned (see hookTx.enter).
+type guardedConfig struct{ h *hookTx }
+
+func (c guardedConfig) ReadFile(path string) ([]byte, error) {
+	leave, err := c.h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	return c.h.config.ReadFile(path)
+}
+
+func (c guardedConfig) WriteFile(path string, data []byte, perm fs.FileMode) error {
+	leave, err := c.h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	return c.h.config.WriteFile(path, data, perm)
+}
+
+func (c guardedConfig) Remove(path string) error {
+	leave, err := c.h.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	return c.h.config.Remove(path)
+}
+
+func (c guardedConfig) List() ([]string, error) {
+	leave, err := c.h.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	return c.h.config.List()
 }
