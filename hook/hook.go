@@ -125,7 +125,8 @@ type Table interface {
 	// Put stores value under key. The table keeps copies of both slices,
 	// so the caller may reuse them at once. A nil value is an error: it
 	// is how Scan shows a nested table, and copying one as a record would
-	// lose it; store an empty record as []byte{}.
+	// lose it; store an empty record as []byte{}. A value over 16 MiB is
+	// an error too: no backup could carry it.
 	Put(key, value []byte) error
 	// Delete removes key. Deleting a missing key is not an error;
 	// deleting a nested table's name is (use DropTable).

@@ -391,3 +391,29 @@ func TestGoroutineLeftBehind(t *testing.T) {
 		t.Errorf("the goroutine's write after the hook returned = %v", r.err)
 	}
 }
+
+// TestHookValueTooLargeForABackup: a hook cannot write a value that no
+// backup could carry (the archive format's limit; bbolt takes larger
+// ones): online, the upgrade would leave a store that backs up no more,
+// and offline its result would be refused after every hook ran.
+func TestHookValueTooLargeForABackup(t *testing.T) {
+	st := hooktest.New(t)
+	st.Put("t", "a", "x")
+	big := func(ctx context.Context, tx hook.Tx) error {
+		tb, err := tx.Table("t")
+		if err != nil {
+			return err
+		}
+		if err := tb.Put([]byte("fits"), make([]byte, 16<<20)); err != nil {
+			return err
+		}
+		return tb.Put([]byte("big"), make([]byte, 16<<20+1))
+	}
+	err := st.RunOnline(hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Big", AllowOnline: true, Func: big})
+	if err == nil || !strings.Contains(err.Error(), "could no longer be backed up") {
+		t.Fatalf("a value over the archive format's limit = %v", err)
+	}
+	if got := st.Records("t"); len(got) != 1 {
+		t.Errorf("the failed hook left %d records", len(got))
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
 )
@@ -362,6 +363,12 @@ func (t *hookTable) Put(key, value []byte) error {
 		return err
 	}
 	defer leave()
+	if len(value) > archive.MaxValueSize {
+		// bbolt takes it, but no backup could carry it: the offline
+		// upgrade's result, and every later backup, would be refused.
+		k := key[:min(len(key), 64)]
+		return fmt.Errorf("table %s: putting key %q: a value of %d bytes: a backup carries values of up to %d bytes (the archive format's limit), so the store could no longer be backed up; split the value over several keys", hook.FormatPath(t.path), k, len(value), archive.MaxValueSize)
+	}
 	tt, err := t.table()
 	if err != nil {
 		return err
