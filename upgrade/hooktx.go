@@ -49,14 +49,14 @@ type hookTx struct {
 var errReturned = errors.New("the hook has returned: its transaction, tables and configuration files are no longer usable (a goroutine it started must finish before it returns)")
 
 // enter begins a call of the hook's Tx, a table or the configuration:
-// it fails once the hook has returned; leave ends it.
-func (h *hookTx) enter() (leave func(), err error) {
+// it fails once the hook has returned; leave ends a call that began.
+func (h *hookTx) enter() error {
 	h.inflight.Add(1)
 	if h.returned.Load() {
 		h.inflight.Add(-1)
-		return nil, fmt.Errorf("hook %d (%s): %w", h.info.Num, h.name, errReturned)
+		return fmt.Errorf("hook %d (%s): %w", h.info.Num, h.name, errReturned)
 	}
-	return h.leave, nil
+	return nil
 }
 
 func (h *hookTx) leave() { h.inflight.Add(-1) }
@@ -85,11 +85,10 @@ var (
 // Room implements [hook.Roomer]: the room of the current transaction, none
 // after a failed Checkpoint.
 func (h roomHookTx) Room() (writes, bytes int) {
-	leave, err := h.enter()
-	if err != nil {
+	if err := h.enter(); err != nil {
 		return 0, 0
 	}
-	defer leave()
+	defer h.leave()
 	r, ok := h.cur.(store.Roomer)
 	if !ok {
 		return 0, 0
@@ -136,11 +135,10 @@ func checkNewName(path []string) error {
 }
 
 func (h *hookTx) Table(name string) (hook.Table, error) {
-	leave, err := h.enter()
-	if err != nil {
+	if err := h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer h.leave()
 	if err := checkUserTable(name); err != nil {
 		return nil, err
 	}
@@ -156,11 +154,10 @@ func (h *hookTx) Table(name string) (hook.Table, error) {
 }
 
 func (h *hookTx) CreateTable(name string) (hook.Table, error) {
-	leave, err := h.enter()
-	if err != nil {
+	if err := h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer h.leave()
 	if err := checkUserTable(name); err != nil {
 		return nil, err
 	}
@@ -179,11 +176,10 @@ func (h *hookTx) CreateTable(name string) (hook.Table, error) {
 }
 
 func (h *hookTx) DropTable(name string) error {
-	leave, err := h.enter()
-	if err != nil {
+	if err := h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer h.leave()
 	if err := checkUserTable(name); err != nil {
 		return err
 	}
@@ -195,11 +191,10 @@ func (h *hookTx) DropTable(name string) error {
 }
 
 func (h *hookTx) Tables() ([]string, error) {
-	leave, err := h.enter()
-	if err != nil {
+	if err := h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer h.leave()
 	tx, err := h.tx()
 	if err != nil {
 		return nil, err
@@ -227,11 +222,10 @@ func (h *hookTx) progressKey(key string) ([]byte, error) {
 }
 
 func (h *hookTx) Checkpoint(key string, progress []byte) error {
-	leave, err := h.enter()
-	if err != nil {
+	if err := h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer h.leave()
 	k, err := h.progressKey(key)
 	if err != nil {
 		return err
@@ -285,11 +279,10 @@ func commitBegin(st store.Store, tx store.Tx) (next store.Tx, committed bool, er
 }
 
 func (h *hookTx) Progress(key string) ([]byte, bool, error) {
-	leave, err := h.enter()
-	if err != nil {
+	if err := h.enter(); err != nil {
 		return nil, false, err
 	}
-	defer leave()
+	defer h.leave()
 	k, err := h.progressKey(key)
 	if err != nil {
 		return nil, false, err
@@ -345,11 +338,10 @@ func (t *hookTable) Name() string   { return t.path[len(t.path)-1] }
 func (t *hookTable) Path() []string { return slices.Clone(t.path) }
 
 func (t *hookTable) Get(key []byte) ([]byte, error) {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -358,11 +350,10 @@ func (t *hookTable) Get(key []byte) ([]byte, error) {
 }
 
 func (t *hookTable) Put(key, value []byte) error {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer t.h.leave()
 	if len(value) > archive.MaxValueSize {
 		// bbolt takes it, but no backup could carry it: the offline
 		// upgrade's result, and every later backup, would be refused.
@@ -377,11 +368,10 @@ func (t *hookTable) Put(key, value []byte) error {
 }
 
 func (t *hookTable) Delete(key []byte) error {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -390,11 +380,10 @@ func (t *hookTable) Delete(key []byte) error {
 }
 
 func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -407,11 +396,10 @@ func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
 // nested returns the handle of the table name nested in t, opened (or
 // created) by open in t's current store table.
 func (t *hookTable) nested(name string, open func(store.Table) (store.Table, error)) (hook.Table, error) {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -435,11 +423,10 @@ func (t *hookTable) CreateTable(name string) (hook.Table, error) {
 }
 
 func (t *hookTable) DropTable(name string) error {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -448,11 +435,10 @@ func (t *hookTable) DropTable(name string) error {
 }
 
 func (t *hookTable) Tables() ([]string, error) {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -461,11 +447,10 @@ func (t *hookTable) Tables() ([]string, error) {
 }
 
 func (t *hookTable) Sequence() (uint64, error) {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return 0, err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return 0, err
@@ -474,11 +459,10 @@ func (t *hookTable) Sequence() (uint64, error) {
 }
 
 func (t *hookTable) SetSequence(v uint64) error {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -487,11 +471,10 @@ func (t *hookTable) SetSequence(v uint64) error {
 }
 
 func (t *hookTable) NextSequence() (uint64, error) {
-	leave, err := t.h.enter()
-	if err != nil {
+	if err := t.h.enter(); err != nil {
 		return 0, err
 	}
-	defer leave()
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return 0, err
@@ -540,37 +523,33 @@ func (c readOnlyConfig) Remove(path string) error {
 type guardedConfig struct{ h *hookTx }
 
 func (c guardedConfig) ReadFile(path string) ([]byte, error) {
-	leave, err := c.h.enter()
-	if err != nil {
+	if err := c.h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer c.h.leave()
 	return c.h.config.ReadFile(path)
 }
 
 func (c guardedConfig) WriteFile(path string, data []byte, perm fs.FileMode) error {
-	leave, err := c.h.enter()
-	if err != nil {
+	if err := c.h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer c.h.leave()
 	return c.h.config.WriteFile(path, data, perm)
 }
 
 func (c guardedConfig) Remove(path string) error {
-	leave, err := c.h.enter()
-	if err != nil {
+	if err := c.h.enter(); err != nil {
 		return err
 	}
-	defer leave()
+	defer c.h.leave()
 	return c.h.config.Remove(path)
 }
 
 func (c guardedConfig) List() ([]string, error) {
-	leave, err := c.h.enter()
-	if err != nil {
+	if err := c.h.enter(); err != nil {
 		return nil, err
 	}
-	defer leave()
+	defer c.h.leave()
 	return c.h.config.List()
 }
