@@ -125,7 +125,8 @@ type Table interface {
 	// Put stores value under key. The table keeps copies of both slices,
 	// so the caller may reuse them at once. A nil value is an error: it
 	// is how Scan shows a nested table, and copying one as a record would
-	// lose it; store an empty record as []byte{}.
+	// lose it; store an empty record as []byte{}. A value over 16 MiB is
+	// an error too: no backup could carry it.
 	Put(key, value []byte) error
 	// Delete removes key. Deleting a missing key is not an error;
 	// deleting a nested table's name is (use DropTable).
@@ -250,7 +251,44 @@ func DropTree(p Parent, name string) error {
 // src is only read, so an interrupted run leaves it whole and the next run
 // completes the copy. Memory holds one batch and the names of one level of
 // nested tables at a time.
+//
+// A copy that finished is skipped when the hook is called again, as a
+// finished phase of EachBatch is, also after the hook dropped its source:
+// a hook may move several tables in a row (CopyTable, DropTree, CopyTable,
+// DropTree), and a run that stops during a later one resumes there. A copy
+// whose destination the hook dropped since (it replaces a table: copies it
+// out, drops it, copies it back) starts again from the first record.
 func CopyTable(ctx context.Context, tx Tx, phase string, src, dst []string, size int, fn func(key, value []byte) ([]byte, error)) error {
+	if _, err := OpenPath(tx, src...); errors.Is(err, ErrNoTable) {
+		// The source is gone. When a run before this one finished the
+		// copy's first phase, the copy was done (its source is only
+		// read) and the hook dropped the source after it.
+		state, ok, perr := tx.Progress("batch:" + phase)
+		if perr != nil {
+			return fmt.Errorf("copying table %s to %s: reading progress of phase %q: %w", FormatPath(src), FormatPath(dst), phase, perr)
+		}
+		if ok && len(state) > 0 && state[0] == batchDone {
+			return nil
+		}
+	}
+	if _, err := OpenPath(tx, dst...); errors.Is(err, ErrNoTable) {
+		// The destination is gone. When a run before this one copied
+		// some of the source into it, the hook dropped it since (a hook
+		// that replaces a table: copy it out, drop it, copy it back):
+		// resuming after the last batch, or skipping the finished phase
+		// whose nested tables are still to copy, would lose records, so
+		// the copy starts again from the first record.
+		progressKey := "batch:" + phase
+		state, ok, perr := tx.Progress(progressKey)
+		if perr != nil {
+			return fmt.Errorf("copying table %s to %s: reading progress of phase %q: %w", FormatPath(src), FormatPath(dst), phase, perr)
+		}
+		if ok && string(state) != string(batchMore) {
+			if err := tx.Checkpoint(progressKey, []byte{batchMore}); err != nil {
+				return fmt.Errorf("copying table %s to %s: starting phase %q again: %w", FormatPath(src), FormatPath(dst), phase, err)
+			}
+		}
+	}
 	if _, err := CreatePath(tx, dst...); err != nil {
 		return err
 	}
@@ -374,7 +412,11 @@ type Info struct {
 	Online bool
 }
 
-// Tx is the store transaction a hook runs in.
+// Tx is the store transaction a hook runs in. It, its tables and its
+// configuration view are for the hook's own goroutine and only until the
+// hook returns: they are not safe for concurrent use, and every call after
+// the hook returned fails (a goroutine the hook starts must end before it
+// returns).
 type Tx interface {
 	// Info describes the running hook and its versions.
 	Info() Info

@@ -209,3 +209,211 @@ func TestHookNamesThatReadAsPaths(t *testing.T) {
 		t.Errorf("tables = %q", got)
 	}
 }
+
+// TestCopyTableResumesAfterItsSourceIsDropped: a hook that moves two tables
+// in a row (CopyTable, then DropTree, of each) and stops during the second
+// copy resumes: the first copy, done and its source dropped by a committed
+// checkpoint, is not attempted again.
+func TestCopyTableResumesAfterItsSourceIsDropped(t *testing.T) {
+	st := hooktest.New(t)
+	for _, tb := range []string{"a", "b"} {
+		for i := 1; i <= 3; i++ {
+			st.PutIn([]string{tb}, fmt.Sprint(i), tb)
+		}
+		st.PutIn([]string{tb, "inner"}, "x", "y")
+		st.SetSequence([]string{tb}, 7)
+	}
+	fail := true
+	move := func(ctx context.Context, tx hook.Tx) error {
+		for _, tb := range []string{"a", "b"} {
+			err := hook.CopyTable(ctx, tx, "move-"+tb, []string{tb}, []string{tb + "2"}, 1, func(k, v []byte) ([]byte, error) {
+				if tb == "b" && string(k) == "2" && fail {
+					return nil, errors.New("stopped during the second copy")
+				}
+				return v, nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := hook.DropTree(tx, tb); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Move", Func: move}
+	if err := st.Run(h); err == nil {
+		t.Fatal("the first run did not fail")
+	}
+	// The first copy's source was dropped by a committed checkpoint of
+	// the second copy.
+	if got := st.Tables(); !slices.Equal(got, []string{"a2", "b", "b2"}) {
+		t.Fatalf("tables after the failed run = %q", got)
+	}
+	fail = false
+	if err := st.Run(h); err != nil {
+		t.Fatalf("the run after the failure: %v", err)
+	}
+	if got := st.Tables(); !slices.Equal(got, []string{"a2", "b2"}) {
+		t.Errorf("tables = %q", got)
+	}
+	for _, tb := range []string{"a2", "b2"} {
+		if got := len(st.RecordsIn(tb)); got != 3 {
+			t.Errorf("%s holds %d records, want 3", tb, got)
+		}
+		if v, _ := st.GetIn([]string{tb, "inner"}, "x"); v != "y" {
+			t.Errorf("%s/inner/x = %q", tb, v)
+		}
+		if s := st.Sequence(tb); s != 7 {
+			t.Errorf("%s's sequence = %d", tb, s)
+		}
+	}
+}
+
+// stopAfter is a context whose Err fails from its n-th call on:
+// EachBatchPath asks it once per batch, so a copy stops between two batches.
+type stopAfter struct {
+	context.Context
+	n *int
+}
+
+func (c stopAfter) Err() error {
+	if *c.n--; *c.n <= 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestCopyTableReplacesATable: a hook that replaces a table in place (copy
+// it out, drop it, copy it back, drop the copy) and stops during the copy
+// back loses nothing when it runs again: the drop runs again too, and the
+// copy back, its destination gone, starts from the first record instead of
+// resuming after its last batch (or skipping its finished first phase when
+// it stopped in a nested table).
+func TestCopyTableReplacesATable(t *testing.T) {
+	// Err's calls: the copy out takes 1-4 (3 batches of records and the
+	// empty one) and 5-6 (inner's 2 batches); the copy back 7-10 and
+	// 11-12. It stops after the copy back's first batch (8), before its
+	// first phase ends (10), before inner's first batch (11) and after it
+	// (12).
+	for _, stop := range []int{8, 10, 11, 12} {
+		t.Run(fmt.Sprint(stop), func(t *testing.T) {
+			st := hooktest.New(t)
+			for i := 1; i <= 6; i++ {
+				st.PutIn([]string{"a"}, fmt.Sprint(i), "v")
+			}
+			for i := 1; i <= 3; i++ {
+				st.PutIn([]string{"a", "inner"}, fmt.Sprint(i), "w")
+			}
+			st.SetSequence([]string{"a"}, 6)
+			calls := 0
+			replace := func(ctx context.Context, tx hook.Tx) error {
+				if calls > 0 {
+					ctx = stopAfter{ctx, &calls}
+				}
+				if err := hook.CopyTable(ctx, tx, "out", []string{"a"}, []string{"tmp"}, 2, nil); err != nil {
+					return err
+				}
+				if err := hook.DropTree(tx, "a"); err != nil {
+					return err
+				}
+				if err := hook.CopyTable(ctx, tx, "back", []string{"tmp"}, []string{"a"}, 2, func(k, v []byte) ([]byte, error) {
+					return []byte(strings.ToUpper(string(v))), nil
+				}); err != nil {
+					return err
+				}
+				return hook.DropTree(tx, "tmp")
+			}
+			h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Replace", Func: replace}
+			calls = stop
+			if err := st.Run(h); !errors.Is(err, context.Canceled) {
+				t.Fatalf("the first run = %v, want it stopped", err)
+			}
+			calls = 0
+			if err := st.Run(h); err != nil {
+				t.Fatalf("the run after the stop: %v", err)
+			}
+			if got := st.Tables(); !slices.Equal(got, []string{"a"}) {
+				t.Errorf("tables = %q", got)
+			}
+			if got := st.RecordsIn("a"); len(got) != 6 || got["1"] != "V" || got["6"] != "V" {
+				t.Errorf("a = %q, want its 6 records", got)
+			}
+			if got := st.RecordsIn("a", "inner"); len(got) != 3 {
+				t.Errorf("a/inner = %q, want its 3 records", got)
+			}
+			if s := st.Sequence("a"); s != 6 {
+				t.Errorf("a's sequence = %d, want 6", s)
+			}
+		})
+	}
+}
+
+// TestGoroutineLeftBehind: a hook that returns while a goroutine it
+// started still writes through a table it kept: every write the goroutine
+// was told succeeded is in the store, and the writes after the hook
+// returned fail, naming it, instead of racing with the commit of its
+// transaction (a store transaction is not safe for concurrent use).
+func TestGoroutineLeftBehind(t *testing.T) {
+	st := hooktest.New(t)
+	st.Put("t", "seed", "x")
+	type result struct {
+		ok  int
+		err error
+	}
+	done := make(chan result, 1)
+	leave := func(ctx context.Context, tx hook.Tx) error {
+		tb, err := tx.Table("t")
+		if err != nil {
+			return err
+		}
+		started := make(chan struct{})
+		go func() {
+			close(started)
+			for i := 0; ; i++ {
+				if err := tb.Put(fmt.Appendf(nil, "k%06d", i), []byte("v")); err != nil {
+					done <- result{i, err}
+					return
+				}
+			}
+		}()
+		<-started
+		return nil
+	}
+	if err := st.Run(hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Leave", Func: leave}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if got := len(st.Records("t")) - 1; got != r.ok {
+		t.Errorf("the goroutine wrote %d records, the store holds %d of them", r.ok, got)
+	}
+	if !strings.Contains(r.err.Error(), "hook 101 (Leave): the hook has returned") {
+		t.Errorf("the goroutine's write after the hook returned = %v", r.err)
+	}
+}
+
+// TestHookValueTooLargeForABackup: a hook cannot write a value that no
+// backup could carry (the archive format's limit; bbolt takes larger
+// ones): online, the upgrade would leave a store that backs up no more,
+// and offline its result would be refused after every hook ran.
+func TestHookValueTooLargeForABackup(t *testing.T) {
+	st := hooktest.New(t)
+	st.Put("t", "a", "x")
+	big := func(ctx context.Context, tx hook.Tx) error {
+		tb, err := tx.Table("t")
+		if err != nil {
+			return err
+		}
+		if err := tb.Put([]byte("fits"), make([]byte, 16<<20)); err != nil {
+			return err
+		}
+		return tb.Put([]byte("big"), make([]byte, 16<<20+1))
+	}
+	err := st.RunOnline(hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Big", AllowOnline: true, Func: big})
+	if err == nil || !strings.Contains(err.Error(), "could no longer be backed up") {
+		t.Fatalf("a value over the archive format's limit = %v", err)
+	}
+	if got := st.Records("t"); len(got) != 1 {
+		t.Errorf("the failed hook left %d records", len(got))
+	}
+}

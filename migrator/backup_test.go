@@ -45,8 +45,8 @@ func init() {
 }
 
 // testRegistry returns the example registry, or with name "fail",
-// "crash" or "slow" the example registry of a release 5.2.0 with a hook
-// 101 that fails, kills its own process, or sleeps.
+// "crash", "slow" or "stuck" the example registry of a release 5.2.0 with a
+// hook 101 that fails, kills its own process, sleeps, or never returns.
 func testRegistry(name string) *hook.Registry {
 	if name == "example" {
 		return generated.Registry
@@ -64,6 +64,13 @@ func testRegistry(name string) *hook.Registry {
 		fn = func(ctx context.Context, tx hook.Tx) error {
 			time.Sleep(100 * time.Millisecond)
 			return nil
+		}
+	case "stuck":
+		// A hook that ignores its context: it tells that it runs by
+		// creating $STUCK_READY, then never returns.
+		fn = func(ctx context.Context, tx hook.Tx) error {
+			os.WriteFile(os.Getenv("STUCK_READY"), nil, 0o600)
+			select {}
 		}
 	case "hold":
 		// An online hook that holds the lock until the run ends.

@@ -213,6 +213,11 @@ func runOffline(e *env, inPath, out string, allowDigestMismatch bool, seal offli
 		if s := strings.TrimSpace(childErr.String()); s != "" {
 			fmt.Fprintf(e.stderr, "%s\n", s)
 		}
+		if last.Event == "start" && e.ctx.Err() != nil {
+			// A hook that does not heed its context keeps the child
+			// running after the interrupt: it is killed WaitDelay later.
+			return res, fmt.Errorf("interrupted while running hook %d (%s): the child process was stopped (%s), the hook not having returned within %s of the interrupt; nothing was written to %s", last.Num, last.Name, why, cmd.WaitDelay, out)
+		}
 		if last.Event == "start" {
 			return res, fmt.Errorf("the child process crashed (%s) while running hook %d (%s); nothing was written to %s", why, last.Num, last.Name, out)
 		}

@@ -154,6 +154,48 @@ func TestOfflineHookFailure(t *testing.T) {
 	}
 }
 
+// TestOfflineStuckHookInterrupted: SIGTERM during a hook that never
+// returns (it ignores its context) ends the offline upgrade when the
+// child's grace period is over, saying it was interrupted, not that the
+// child crashed, and leaving nothing beside the output.
+func TestOfflineStuckHookInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the child's grace period (30 s)")
+	}
+	t.Parallel()
+	in := fixtures(t)[0]
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out", "out.tar.zst")
+	if err := os.Mkdir(filepath.Dir(out), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(dir, "ready")
+	cmd := migratorCmd(t, "stuck", "env:STUCK_READY="+ready, "upgrade", "--offline", "--in", in, "--out", out)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the hook never ran")
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	want := "interrupted while running hook 101 (Upgradestuck): the child process was stopped (signal: killed), the hook not having returned within 30s of the interrupt; nothing was written to"
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", code, stderr.String(), want)
+	}
+	if got := names(t, filepath.Dir(out)); len(got) != 0 {
+		t.Errorf("left %q beside the output", got)
+	}
+}
+
 // TestOfflineCrash kills "upgrade --offline" with SIGKILL: the parent at
 // many moments, and the child at each of its steps (failpoints). The input
 // never changes and there is never a partial output file. A child left without

@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
+	"github.com/hookreg/hookreg/archive"
 	"github.com/hookreg/hookreg/hook"
 	"github.com/hookreg/hookreg/store"
 )
@@ -31,6 +34,42 @@ type hookTx struct {
 	// conflict: a Checkpoint's commit failed with store.ErrConflict, so
 	// the run re-runs the hook whatever the hook made of the error.
 	conflict bool
+	// returned is set when the hook has returned, and inflight counts
+	// the calls of the hook's Tx, tables and configuration in progress:
+	// a goroutine the hook left behind must not touch the transaction
+	// the engine then commits (a store transaction is not safe for
+	// concurrent use), so its calls fail from then on, and the engine
+	// waits for those in progress (see enter and hookReturned).
+	returned atomic.Bool
+	inflight atomic.Int64
+}
+
+// errReturned is what a call of a hook's Tx, tables or configuration
+// fails with after the hook returned.
+var errReturned = errors.New("the hook has returned: its transaction, tables and configuration files are no longer usable (a goroutine it started must finish before it returns)")
+
+// enter begins a call of the hook's Tx, a table or the configuration:
+// it fails once the hook has returned; leave ends a call that began.
+func (h *hookTx) enter() error {
+	h.inflight.Add(1)
+	if h.returned.Load() {
+		h.inflight.Add(-1)
+		return fmt.Errorf("hook %d (%s): %w", h.info.Num, h.name, errReturned)
+	}
+	return nil
+}
+
+func (h *hookTx) leave() { h.inflight.Add(-1) }
+
+// hookReturned is called when the hook has returned: every later call of
+// its Tx, tables and configuration fails, and it waits for the calls in
+// progress (of goroutines the hook left behind) to end, so that none
+// touches the transaction while the engine commits or rolls it back.
+func (h *hookTx) hookReturned() {
+	h.returned.Store(true)
+	for h.inflight.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // roomHookTx is the hook.Tx of a store whose transactions are bounded
@@ -46,6 +85,10 @@ var (
 // Room implements [hook.Roomer]: the room of the current transaction, none
 // after a failed Checkpoint.
 func (h roomHookTx) Room() (writes, bytes int) {
+	if err := h.enter(); err != nil {
+		return 0, 0
+	}
+	defer h.leave()
 	r, ok := h.cur.(store.Roomer)
 	if !ok {
 		return 0, 0
@@ -92,6 +135,10 @@ func checkNewName(path []string) error {
 }
 
 func (h *hookTx) Table(name string) (hook.Table, error) {
+	if err := h.enter(); err != nil {
+		return nil, err
+	}
+	defer h.leave()
 	if err := checkUserTable(name); err != nil {
 		return nil, err
 	}
@@ -107,6 +154,10 @@ func (h *hookTx) Table(name string) (hook.Table, error) {
 }
 
 func (h *hookTx) CreateTable(name string) (hook.Table, error) {
+	if err := h.enter(); err != nil {
+		return nil, err
+	}
+	defer h.leave()
 	if err := checkUserTable(name); err != nil {
 		return nil, err
 	}
@@ -125,6 +176,10 @@ func (h *hookTx) CreateTable(name string) (hook.Table, error) {
 }
 
 func (h *hookTx) DropTable(name string) error {
+	if err := h.enter(); err != nil {
+		return err
+	}
+	defer h.leave()
 	if err := checkUserTable(name); err != nil {
 		return err
 	}
@@ -136,6 +191,10 @@ func (h *hookTx) DropTable(name string) error {
 }
 
 func (h *hookTx) Tables() ([]string, error) {
+	if err := h.enter(); err != nil {
+		return nil, err
+	}
+	defer h.leave()
 	tx, err := h.tx()
 	if err != nil {
 		return nil, err
@@ -153,7 +212,7 @@ func (h *hookTx) Tables() ([]string, error) {
 	return names, nil
 }
 
-func (h *hookTx) Config() hook.Config { return h.config }
+func (h *hookTx) Config() hook.Config { return guardedConfig{h} }
 
 func (h *hookTx) progressKey(key string) ([]byte, error) {
 	if key == "" {
@@ -163,6 +222,10 @@ func (h *hookTx) progressKey(key string) ([]byte, error) {
 }
 
 func (h *hookTx) Checkpoint(key string, progress []byte) error {
+	if err := h.enter(); err != nil {
+		return err
+	}
+	defer h.leave()
 	k, err := h.progressKey(key)
 	if err != nil {
 		return err
@@ -216,6 +279,10 @@ func commitBegin(st store.Store, tx store.Tx) (next store.Tx, committed bool, er
 }
 
 func (h *hookTx) Progress(key string) ([]byte, bool, error) {
+	if err := h.enter(); err != nil {
+		return nil, false, err
+	}
+	defer h.leave()
 	k, err := h.progressKey(key)
 	if err != nil {
 		return nil, false, err
@@ -271,6 +338,10 @@ func (t *hookTable) Name() string   { return t.path[len(t.path)-1] }
 func (t *hookTable) Path() []string { return slices.Clone(t.path) }
 
 func (t *hookTable) Get(key []byte) ([]byte, error) {
+	if err := t.h.enter(); err != nil {
+		return nil, err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -279,6 +350,16 @@ func (t *hookTable) Get(key []byte) ([]byte, error) {
 }
 
 func (t *hookTable) Put(key, value []byte) error {
+	if err := t.h.enter(); err != nil {
+		return err
+	}
+	defer t.h.leave()
+	if len(value) > archive.MaxValueSize {
+		// bbolt takes it, but no backup could carry it: the offline
+		// upgrade's result, and every later backup, would be refused.
+		k := key[:min(len(key), 64)]
+		return fmt.Errorf("table %s: putting key %q: a value of %d bytes: a backup carries values of up to %d bytes (the archive format's limit), so the store could no longer be backed up; split the value over several keys", hook.FormatPath(t.path), k, len(value), archive.MaxValueSize)
+	}
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -287,6 +368,10 @@ func (t *hookTable) Put(key, value []byte) error {
 }
 
 func (t *hookTable) Delete(key []byte) error {
+	if err := t.h.enter(); err != nil {
+		return err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -295,6 +380,10 @@ func (t *hookTable) Delete(key []byte) error {
 }
 
 func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
+	if err := t.h.enter(); err != nil {
+		return err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -307,6 +396,10 @@ func (t *hookTable) Scan(start []byte, fn func(key, value []byte) error) error {
 // nested returns the handle of the table name nested in t, opened (or
 // created) by open in t's current store table.
 func (t *hookTable) nested(name string, open func(store.Table) (store.Table, error)) (hook.Table, error) {
+	if err := t.h.enter(); err != nil {
+		return nil, err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -330,6 +423,10 @@ func (t *hookTable) CreateTable(name string) (hook.Table, error) {
 }
 
 func (t *hookTable) DropTable(name string) error {
+	if err := t.h.enter(); err != nil {
+		return err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -338,6 +435,10 @@ func (t *hookTable) DropTable(name string) error {
 }
 
 func (t *hookTable) Tables() ([]string, error) {
+	if err := t.h.enter(); err != nil {
+		return nil, err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return nil, err
@@ -346,6 +447,10 @@ func (t *hookTable) Tables() ([]string, error) {
 }
 
 func (t *hookTable) Sequence() (uint64, error) {
+	if err := t.h.enter(); err != nil {
+		return 0, err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return 0, err
@@ -354,6 +459,10 @@ func (t *hookTable) Sequence() (uint64, error) {
 }
 
 func (t *hookTable) SetSequence(v uint64) error {
+	if err := t.h.enter(); err != nil {
+		return err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return err
@@ -362,6 +471,10 @@ func (t *hookTable) SetSequence(v uint64) error {
 }
 
 func (t *hookTable) NextSequence() (uint64, error) {
+	if err := t.h.enter(); err != nil {
+		return 0, err
+	}
+	defer t.h.leave()
 	tt, err := t.table()
 	if err != nil {
 		return 0, err
@@ -403,4 +516,40 @@ func (c readOnlyConfig) WriteFile(path string, _ []byte, _ fs.FileMode) error {
 
 func (c readOnlyConfig) Remove(path string) error {
 	return fmt.Errorf("hook %d (%s): removing configuration file %s: %w", c.num, c.name, path, hook.ErrReadOnlyConfig)
+}
+
+// guardedConfig is the hook's configuration view: its calls fail once the
+// hook has returned (see hookTx.enter).
+type guardedConfig struct{ h *hookTx }
+
+func (c guardedConfig) ReadFile(path string) ([]byte, error) {
+	if err := c.h.enter(); err != nil {
+		return nil, err
+	}
+	defer c.h.leave()
+	return c.h.config.ReadFile(path)
+}
+
+func (c guardedConfig) WriteFile(path string, data []byte, perm fs.FileMode) error {
+	if err := c.h.enter(); err != nil {
+		return err
+	}
+	defer c.h.leave()
+	return c.h.config.WriteFile(path, data, perm)
+}
+
+func (c guardedConfig) Remove(path string) error {
+	if err := c.h.enter(); err != nil {
+		return err
+	}
+	defer c.h.leave()
+	return c.h.config.Remove(path)
+}
+
+func (c guardedConfig) List() ([]string, error) {
+	if err := c.h.enter(); err != nil {
+		return nil, err
+	}
+	defer c.h.leave()
+	return c.h.config.List()
 }

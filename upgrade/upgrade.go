@@ -402,7 +402,9 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 		}
 		return wrap(err)
 	}
-	if err := call(ctx, p.fn, hookView(h)); err != nil {
+	err = call(ctx, p.fn, hookView(h))
+	h.hookReturned()
+	if err != nil {
 		return fail(err, func(err error) error { return &HookError{Num: p.Num, Name: p.Name, Err: err} })
 	}
 	if h.cur == nil {
