@@ -176,17 +176,20 @@ func TestOfflineStuckHookInterrupted(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	for {
 		if _, err := os.Stat(ready); err == nil {
 			break
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the hook never ran")
+		select {
+		case <-exited:
+			t.Fatalf("the migrator exited before the hook ran: %v\n%s", cmd.ProcessState, stderr.String())
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+	<-exited
 	want := "interrupted while running hook 101 (Upgradestuck): the child process was stopped (signal: killed), the hook not having returned within 30s of the interrupt; nothing was written to"
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), want) {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", code, stderr.String(), want)
