@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,5 +168,28 @@ func TestSignalStopsCleanly(t *testing.T) {
 				t.Errorf("status after the signal: %d\n%s", code, out)
 			}
 		})
+	}
+}
+
+// TestUpgradeStoppedWithinRelease: an online run that applies a hook of a
+// release and stops at the next one says which hooks it applied and that
+// the data version stays, not that it upgraded from a version to itself.
+func TestUpgradeStoppedWithinRelease(t *testing.T) {
+	reg := &hook.Registry{Product: "p", Release: "1.0.1", Hooks: []hook.Hook{
+		{Num: 1, IntroducedIn: "1.0.1", AllowOnline: true, Name: "First", Func: func(ctx context.Context, tx hook.Tx) error {
+			_, err := tx.CreateTable("t")
+			return err
+		}},
+		{Num: 2, IntroducedIn: "1.0.1", AllowOnline: true, Name: "Second", Func: func(ctx context.Context, tx hook.Tx) error {
+			return errors.New("not yet")
+		}},
+	}}
+	path := filepath.Join(t.TempDir(), "s.db")
+	if code, _, stderr := migratorMain(reg, "init", "--store", path, "--data-version", "1.0.0"); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	code, stdout, stderr := migratorMain(reg, "upgrade", "--online", "--store", path)
+	if want := "applied to " + path + ": hook 1; data version still 1.0.0\n"; code != 1 || stdout != want || !strings.Contains(stderr, "hook 2 (Second)") {
+		t.Errorf("exit %d, stdout %q, want %q; stderr %s", code, stdout, want, stderr)
 	}
 }

@@ -268,8 +268,14 @@ func (o *upgradeOptions) runOnline(e *env) error {
 		h, _ := e.reg.Lookup(a.Num)
 		r.Applied = append(r.Applied, appliedHook{Num: a.Num, Name: h.Name, IntroducedIn: h.IntroducedIn})
 	}
-	if !o.json && (len(res.Applied) > 0 || res.To != res.From) {
+	switch {
+	case o.json:
+	case res.To != res.From:
 		fmt.Fprintf(e.stdout, "upgraded %s from data version %s to %s: %s\n", o.store, res.From, res.To, hookList(res.Applied))
+	case len(res.Applied) > 0:
+		// A run stopped before the last hook of a release: the data
+		// version moves once every hook of its release is applied.
+		fmt.Fprintf(e.stdout, "applied to %s: %s; data version still %s\n", o.store, hookList(res.Applied), res.To)
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
