@@ -108,6 +108,11 @@ var (
 	// failed transaction was not written (or its outcome is unknown),
 	// and running again resumes from the last checkpoint.
 	ErrUnavailable = errors.New("the store is unavailable")
+	// ErrLockLost: a store that holds a lock in the store itself (a
+	// cluster's, with a lease) lost it, so it may no longer write: another
+	// process may hold it now. What is committed stays; the failed
+	// transaction was not written.
+	ErrLockLost = errors.New("the store's lock was lost")
 	// SkipTable is returned by a [WalkTree] table callback to skip the table,
 	// its records and the tables nested in it.
 	SkipTable = errors.New("skip this table")

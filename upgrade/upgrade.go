@@ -138,9 +138,12 @@ type HookError struct {
 }
 
 func (e *HookError) Error() string {
-	if errors.Is(e.Err, store.ErrUnavailable) {
+	switch {
+	case errors.Is(e.Err, store.ErrUnavailable):
 		// Not the hook's fault: say what failed and what to do.
 		return fmt.Sprintf("hook %d (%s) stopped because the store's cluster failed, not the hook: %v; what the hook committed up to its last checkpoint stays, and running the command again resumes from there", e.Num, e.Name, e.Err)
+	case errors.Is(e.Err, store.ErrLockLost):
+		return fmt.Sprintf("hook %d (%s) stopped because this migrator lost its lock on the store (it was paused or cut off longer than the lock's lease), not because of the hook: %v; what the hook committed up to its last checkpoint stays; another migrator may hold the store now: run the command again once none does", e.Num, e.Name, e.Err)
 	}
 	return fmt.Sprintf("hook %d (%s) failed, its transaction was rolled back: %v", e.Num, e.Name, e.Err)
 }

@@ -498,3 +498,18 @@ func TestStartFreshWithEmptyTables(t *testing.T) {
 		})
 	}
 }
+
+// TestHookErrorLockLost: a hook stopped because the store lost its lock
+// (a cluster store's lease expired while the migrator was paused) is not
+// reported as the hook's failure.
+func TestHookErrorLockLost(t *testing.T) {
+	st := newStore(t)
+	initAt(t, st, "1.0.0")
+	_, err := upgrade.Run(context.Background(), st, registry("1.0.1", hook.Hook{Num: 1, IntroducedIn: "1.0.1", Name: "Copy", Func: func(ctx context.Context, tx hook.Tx) error {
+		return fmt.Errorf("checkpoint: %w", store.ErrLockLost)
+	}}), upgrade.Options{})
+	var he *upgrade.HookError
+	if !errors.As(err, &he) || !errors.Is(err, store.ErrLockLost) || !strings.Contains(err.Error(), "hook 1 (Copy) stopped because this migrator lost its lock on the store") || strings.Contains(err.Error(), "failed") {
+		t.Errorf("Run = %v", err)
+	}
+}

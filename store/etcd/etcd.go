@@ -388,7 +388,8 @@ var (
 	ErrConflict = fmt.Errorf("%w: a key of the transaction changed since it began; nothing was written, retry", store.ErrConflict)
 	// ErrLockLost: the store's lock expired or was taken over, so the
 	// store may no longer write. Nothing was written.
-	ErrLockLost = errors.New("the store's lock was lost (its lease expired); nothing was written")
+	// It wraps [store.ErrLockLost].
+	ErrLockLost = fmt.Errorf("%w (its lease expired); nothing was written", store.ErrLockLost)
 	// ErrGenerationChanged: P/current no longer names the generation the
 	// transaction began on (a restore switched it). Nothing was written.
 	ErrGenerationChanged = errors.New("the store's current generation changed (a restore replaced the data); nothing was written")

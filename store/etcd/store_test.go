@@ -400,3 +400,11 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestLockLostIsTheStores: the cluster store's lost lock is the store
+// package's, which the upgrade engine names without importing etcd.
+func TestLockLostIsTheStores(t *testing.T) {
+	if !errors.Is(ErrLockLost, store.ErrLockLost) || ErrLockLost.Error() != "the store's lock was lost (its lease expired); nothing was written" {
+		t.Errorf("ErrLockLost = %v", ErrLockLost)
+	}
+}
