@@ -105,7 +105,7 @@ func RestoreEtcd(ctx context.Context, reg *hook.Registry, archivePath string, st
 // RestoreEtcdFile is [RestoreEtcd] reading the archive, named name in
 // errors, from f, which it reads twice from its start (f is at its start):
 // a pipe goes through [Spool] first.
-func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, name string, st ClusterStore, opts RestoreOptions) (*archive.Manifest, error) {
+func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, name string, st ClusterStore, opts RestoreOptions) (_ *archive.Manifest, err error) {
 	archivePath := name
 	if opts.ConfigDir != "" {
 		return nil, fmt.Errorf("restoring %s into %s: a cluster store keeps its configuration files in table %q: omit the configuration directory %s", archivePath, st.Name(), store.ConfigTable, opts.ConfigDir)
@@ -137,7 +137,14 @@ func RestoreEtcdFile(ctx context.Context, reg *hook.Registry, f io.ReadSeeker, n
 	if err != nil {
 		return nil, err
 	}
-	defer rs.Abort()
+	defer func() {
+		// A failed restore removes its new generation, or says why it
+		// left it (a cluster that did not answer: the next writable
+		// open removes it).
+		if aerr := rs.Abort(); aerr != nil && err != nil {
+			err = fmt.Errorf("%w; %v", err, aerr)
+		}
+	}()
 	if err := loadAgain(ctx, f, archivePath, first, func(r io.Reader) error {
 		plain, err := Decrypt(r, archivePath, opts.Keys.Identities)
 		if err != nil {

@@ -543,3 +543,35 @@ func exampleBoltDB(t testing.TB, path string) *bbolt.DB {
 	}
 	return db
 }
+
+// failingFinish is a cluster store whose restores fail at Finish and
+// cannot remove their generation at Abort, as with a cluster that stopped
+// answering between the two.
+type failingFinish struct{ backup.ClusterStore }
+
+func (s failingFinish) BeginRestore() (backup.ClusterRestore, error) {
+	r, err := s.ClusterStore.BeginRestore()
+	return failingRestore{r}, err
+}
+
+type failingRestore struct{ backup.ClusterRestore }
+
+func (r failingRestore) Finish() error { return errors.New("no answer at Finish") }
+
+func (r failingRestore) Abort() error {
+	r.ClusterRestore.Abort()
+	return errors.New("the unfinished generation stays: no answer at Abort")
+}
+
+// TestRestoreEtcdSaysWhatAbortLeft: a restore that fails says what its
+// Abort could not do (the generation it leaves to the next writable
+// open) rather than drop it.
+func TestRestoreEtcdSaysWhatAbortLeft(t *testing.T) {
+	c := cluster(t)
+	arc, _ := boltArchive(t, t.TempDir(), "a", nil)
+	st := openEtcd(t, c.Endpoints, etcdtest.Prefix(t))
+	_, err := backup.RestoreEtcd(t.Context(), generated.Registry, arc, failingFinish{etcdstore.Target(st)}, backup.RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "no answer at Finish") || !strings.Contains(err.Error(), "the unfinished generation stays: no answer at Abort") {
+		t.Errorf("RestoreEtcd = %v, want Finish's error and Abort's", err)
+	}
+}
