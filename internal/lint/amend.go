@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -191,12 +192,18 @@ func insertAmendment(data []byte, num int, am Amended) ([]byte, error) {
 	}
 	var item *yaml.Node
 	for _, it := range hooks.Content {
-		if n := mapValue(it, "num"); n != nil && n.Value == fmt.Sprint(num) {
-			item = it
+		// the num as the registry reads it (01 is 1)
+		if n := mapValue(it, "num"); n != nil {
+			if v, err := strconv.Atoi(n.Value); err == nil && v == num {
+				item = it
+			}
 		}
 	}
-	if item == nil || item.Style&yaml.FlowStyle != 0 {
-		return nil, fmt.Errorf("hook %d is not a block mapping", num)
+	if item == nil {
+		return nil, fmt.Errorf("hook %d is not in the hooks list", num)
+	}
+	if item.Kind != yaml.MappingNode || item.Style&yaml.FlowStyle != 0 {
+		return nil, fmt.Errorf("hook %d is not a block mapping; rewrite it as one (one key a line)", num)
 	}
 	reason, err := yaml.Marshal(am.Reason)
 	if err != nil {

@@ -333,12 +333,36 @@ func (w *work) landed(ctx context.Context, num int) []diag.Related {
 		if err == nil && len(tags) > 0 {
 			msg += ", first released in " + tags[0].Name
 		} else if err == nil {
-			msg += ", not released yet"
+			// No tag contains the commit, but a release tag of another
+			// branch may hold the hook (a cherry-pick of a maintenance
+			// hook): it is released, from there.
+			if t, ok := w.releasedElsewhere(ctx, num); ok {
+				msg += ", a copy of the hook first released in " + t.Name + " (from another branch)"
+			} else {
+				msg += ", not released yet"
+			}
 		}
 		rel = append(rel, diag.Related{Pos: diag.Position{File: w.opts.Registry}, Message: msg})
 	}
 	w.landedCache[num] = rel
 	return rel
+}
+
+// releasedElsewhere returns the oldest release tag whose registry holds
+// hook num.
+func (w *work) releasedElsewhere(ctx context.Context, num int) (gitx.Tag, bool) {
+	for _, t := range w.tags {
+		reg, _, err := w.read(ctx, t.Name, t.Commit)
+		if err != nil || reg == nil {
+			continue
+		}
+		for _, h := range reg.Hooks {
+			if h.Num == num {
+				return t, true
+			}
+		}
+	}
+	return gitx.Tag{}, false
 }
 
 // landedAt is the commit that first added a hook's num line.
