@@ -50,8 +50,9 @@ landed: the commit that added it and the first release tag containing it.
 
 A shallow clone is an environment error (exit status 2) that says to run
 "git fetch --unshallow --tags"; a clone without its release tags, whose
-registry names a release older than its own, one that says to run
-"git fetch --tags". In a GitHub workflow, check out with fetch-depth: 0.
+registry names a release older than its own (or without the tag of a
+release a hook was introduced in, after its oldest tag), one that says to
+run "git fetch --tags". In a GitHub workflow, check out with fetch-depth: 0.
 A registry.yaml or hooks.sum that does not parse at a reference is an
 environment error too.
 

@@ -70,7 +70,10 @@
 // gitx.ErrIncomplete that says to run "git fetch --unshallow --tags"; a
 // complete clone with a remote and no release tag, whose registry names a
 // release older than its own (a hook's introduced_in, min_data_version),
-// one that says to run "git fetch --tags".
+// or with release tags but none for a hook's release between the oldest
+// of them and the registry's own (a tag deleted or not fetched: a change
+// of that hook could otherwise pass unseen), one that says to run "git
+// fetch --tags".
 //
 // [Amend] appends an amendment {old, new, reason} to a hook in
 // registry.yaml, editing the text so that comments and layout stay.

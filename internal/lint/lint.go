@@ -266,10 +266,8 @@ func (w *work) refs(ctx context.Context, cur *registry.File) ([]ref, error) {
 			refs = append(refs, ref{fmt.Sprintf("%s (merge base %.7s)", short, mb), mb})
 		}
 	}
-	if len(w.tags) == 0 {
-		if err := w.checkTags(ctx, cur); err != nil {
-			return nil, err
-		}
+	if err := w.checkTags(ctx, cur); err != nil {
+		return nil, err
 	}
 	for _, t := range slices.Backward(w.tags) {
 		refs = append(refs, ref{t.Name, t.Commit})
@@ -283,10 +281,19 @@ func (w *work) refs(ctx context.Context, cur *registry.File) ([]ref, error) {
 // their tags are missing.
 // CheckComplete has refused shallow clones already: the advice is "git
 // fetch --tags".
+//
+// With release tags, a release between the oldest of them and the
+// registry's own that a hook was introduced in, and that has no tag, is
+// missing too (a tag deleted or not fetched): without it, a change of the
+// hook since that release could pass unseen. Releases before the oldest
+// tag need none: a product may have adopted hookreg after them.
 func (w *work) checkTags(ctx context.Context, cur *registry.File) error {
 	release, err := parseVersion(cur.Release)
 	if err != nil {
 		return nil
+	}
+	if len(w.tags) > 0 {
+		return w.checkTagGaps(ctx, cur, release)
 	}
 	older := ""
 	if v, err := parseVersion(cur.MinDataVersion); err == nil && v.LessThan(release) {
@@ -306,6 +313,33 @@ func (w *work) checkTags(ctx context.Context, cur *registry.File) error {
 		return err
 	}
 	return fmt.Errorf("%w: no release tags (v*) in %s, although %s, before release %q: run %q, or name the references with --against", gitx.ErrIncomplete, w.repo.Root, older, cur.Release, gitx.FetchTagsAdvice)
+}
+
+// checkTagGaps is checkTags with release tags: a hook's release after the
+// oldest tag and before the registry's own, without a tag of its own.
+func (w *work) checkTagGaps(ctx context.Context, cur *registry.File, release *semver.Version) error {
+	first := w.tags[0]
+	for _, t := range w.tags {
+		if t.Version.LessThan(first.Version) {
+			first = t
+		}
+	}
+	oldest := first.Version
+	for _, h := range cur.Hooks {
+		v := h.Version
+		if v == nil || !v.LessThan(release) || !oldest.LessThan(v) {
+			continue
+		}
+		if slices.ContainsFunc(w.tags, func(t gitx.Tag) bool { return t.Version.Equal(v) }) {
+			continue
+		}
+		remote, err := w.repo.HasRemotes(ctx)
+		if err != nil || !remote {
+			return err
+		}
+		return fmt.Errorf("%w: no release tag for %q in %s, although hook %d was introduced in it, after the release tag %s and before release %q: run %q, or name the references with --against", gitx.ErrIncomplete, h.IntroducedIn, w.repo.Root, h.Num, first.Name, cur.Release, gitx.FetchTagsAdvice)
+	}
+	return nil
 }
 
 // landed says where hook num landed: the first commit that added its num
