@@ -200,8 +200,25 @@ func RemoveStale(path, suffix string) {
 		if err != nil || time.Since(info.ModTime()) < StaleAge || locked(m) {
 			continue
 		}
-		os.RemoveAll(m)
+		removeAll(m)
 	}
+}
+
+// removeAll is os.RemoveAll, which also removes directories without
+// write permission (an old configuration directory made read-only, and
+// its copy a restore builds): when it fails, it makes every directory
+// below path writable by its owner and tries again.
+func removeAll(path string) {
+	if os.RemoveAll(path) == nil {
+		return
+	}
+	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	os.RemoveAll(path)
 }
 
 func escapeGlob(s string) string {

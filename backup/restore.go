@@ -379,6 +379,11 @@ func (l *loading) finish() error {
 				return err
 			}
 		}
+		if b.stage == "" {
+			if err := os.Chmod(b.newConfig, b.configMode); err != nil {
+				return envErrorf("giving the new configuration directory beside %s its mode: %w", b.configDir, err)
+			}
+		}
 		if err := atomicfile.SyncDir(b.newConfig); err != nil {
 			return err
 		}
@@ -623,6 +628,10 @@ type build struct {
 	// name), is the stage ".S.restore-*" inside configDir whose "new"
 	// is newConfig (see storedir.go).
 	stage, storeBase string
+	// configMode is the mode the new configuration directory (beside
+	// configDir) gets once its files are written: the old one's. It is
+	// built 0700, so that a read-only directory can be restored too.
+	configMode fs.FileMode
 }
 
 func newBuild(storePath, configDir, storeBase string) (*build, error) {
@@ -689,12 +698,9 @@ func (b *build) createNewConfig() (lockDir string, err error) {
 	if b.newConfig, err = os.MkdirTemp(parent, "."+base+restoreSuffix+"*"); err != nil {
 		return "", envErrorf("creating the new configuration directory beside %s: %w", b.configDir, err)
 	}
-	mode := fs.FileMode(0o755)
+	b.configMode = 0o755
 	if info, err := os.Stat(b.configDir); err == nil {
-		mode = info.Mode().Perm()
-	}
-	if err := os.Chmod(b.newConfig, mode); err != nil {
-		return "", envErrorf("creating the new configuration directory beside %s: %w", b.configDir, err)
+		b.configMode = info.Mode().Perm()
 	}
 	return b.newConfig, nil
 }
@@ -1062,7 +1068,7 @@ func (b *build) swap() error {
 		os.Remove(oldStore)
 	}
 	if oldConfig != "" {
-		os.RemoveAll(oldConfig)
+		removeAll(oldConfig)
 	}
 	return nil
 }
@@ -1137,7 +1143,7 @@ func (b *build) discard() {
 	if b.stage != "" {
 		os.RemoveAll(b.stage)
 	} else if b.newConfig != "" {
-		os.RemoveAll(b.newConfig)
+		removeAll(b.newConfig)
 	}
 }
 

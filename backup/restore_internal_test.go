@@ -610,3 +610,55 @@ func TestRestoreConfigTree(t *testing.T) {
 		t.Errorf("restored %d files of %d: %v", n, len(files), err)
 	}
 }
+
+// TestRestoreReadOnlyConfigDir: a configuration directory without write
+// permission (an operator's 0555 one) is restored, the new one getting its
+// mode only once its files are written: built with that mode from the
+// start, its files could not be created (but by root), and the restore
+// failed with "writing configuration file broker.json: permission denied";
+// nor is anything left beside it.
+func TestRestoreReadOnlyConfigDir(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "etc")
+	os.Mkdir(src, 0o755)
+	if err := os.WriteFile(filepath.Join(src, "broker.json"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archivePath := exampleBackup(t, src)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "etc")
+	os.Mkdir(cfg, 0o755)
+	if err := os.WriteFile(filepath.Join(cfg, "broker.json"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(cfg, 0o555)
+	t.Cleanup(func() { os.Chmod(cfg, 0o755) })
+
+	b, err := newBuild(filepath.Join(dir, "broker.db"), cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(b.newConfig)
+	b.discard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm()&0o200 == 0 {
+		t.Errorf("the new configuration directory is built with mode %v: its owner cannot write its files", info.Mode().Perm())
+	}
+
+	if _, err := Restore(context.Background(), generated.Registry, archivePath, filepath.Join(dir, "broker.db"), RestoreOptions{ConfigDir: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(cfg, "broker.json")); string(data) != "new" {
+		t.Errorf("broker.json holds %q, want the restored %q", data, "new")
+	}
+	if info, err := os.Stat(cfg); err != nil || info.Mode().Perm() != 0o555 {
+		t.Errorf("the restored directory: %v, %v; want mode 0555", info, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), restoreSuffix) {
+			t.Errorf("left beside the store: %s", e.Name())
+		}
+	}
+}
