@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -659,6 +660,33 @@ func TestRestoreReadOnlyConfigDir(t *testing.T) {
 	for _, e := range entries {
 		if strings.Contains(e.Name(), restoreSuffix) {
 			t.Errorf("left beside the store: %s", e.Name())
+		}
+	}
+}
+
+// TestCheckSpaceHugeTotals: a manifest may declare totals up to the
+// largest int64; the space they need, with its margin, saturates rather
+// than wrapping around to a few bytes that any disk has free (which let an
+// archive declaring 9e18 bytes of records past the check, to fill the
+// disk before its totals were found wrong at its end).
+func TestCheckSpaceHugeTotals(t *testing.T) {
+	real := freeSpace
+	t.Cleanup(func() { freeSpace = real })
+	freeSpace = func(dir string) (uint64, fsID, error) {
+		_, fsid, err := real(dir)
+		return 1 << 50, fsid, err
+	}
+	dir := t.TempDir()
+	const huge = math.MaxInt64
+	for _, sizes := range []archiveSizes{
+		{tables: huge, records: 146, tableCount: 6},
+		{tables: 1 << 20, records: huge / 16, tableCount: 6},
+		{tables: 1 << 20, records: 146, tableCount: huge / 64},
+		{tables: 1 << 20, records: 146, tableCount: 6, config: huge, files: 1},
+		{tables: 1 << 20, records: 146, tableCount: 6, config: 1, files: huge / 4096},
+	} {
+		if err := checkSpace(&sizes, dir, dir); err == nil || !strings.Contains(err.Error(), "not enough free space") {
+			t.Errorf("%+v with 1 PiB free: %v, want not enough free space", sizes, err)
 		}
 	}
 }
