@@ -209,15 +209,23 @@ func RemoveStale(path, suffix string) {
 // removeAll is os.RemoveAll, which also removes directories without
 // write permission (an old configuration directory made read-only, and
 // its copy a restore builds): when it fails, it makes every directory
-// below path writable by its owner and tries again.
+// below path (on its file system) writable by its owner and tries again.
 func removeAll(path string) {
 	if os.RemoveAll(path) == nil {
 		return
 	}
+	root, err := os.Lstat(path)
+	if err != nil {
+		return
+	}
 	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
+		if err != nil || !d.IsDir() {
+			return nil
 		}
+		if info, err := d.Info(); err != nil || !sameDevice(info, root) {
+			return filepath.SkipDir // another file system's mode is not ours to change
+		}
+		os.Chmod(p, 0o700)
 		return nil
 	})
 	os.RemoveAll(path)

@@ -106,8 +106,8 @@ var ErrEmptiesConfig = errors.New("the backup holds no configuration files")
 // Refused before the archive is read: an archive that is not a regular
 // file (a FIFO, a device), a store that is not a regular file, a store in
 // a subdirectory of the configuration directory (see [CheckLayout]), a
-// mount point among the configuration entries beside a store lying in the
-// directory (see [CheckReplaceable]), a store in use by another process
+// configuration directory that is a mount point or holds one (see
+// [CheckReplaceable]: the old configuration is removed once replaced), a store in use by another process
 // (Restore holds the store's exclusive lock, and for a store that does not
 // exist yet the flock of its directory, so two restores of one store never
 // interleave). A symbolic link as storePath or
@@ -192,10 +192,8 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		return nil, fmt.Errorf("restoring %s: %w (it cannot be opened: %v)", storePath, ErrStoreChanged, err)
 	}
 	storeBase, inConfig := StoreInConfig(storePath, configDir)
-	if inConfig {
-		if err := checkMovable(configDir, storeBase); err != nil {
-			return nil, err
-		}
+	if err := CheckReplaceable(storePath, configDir); err != nil {
+		return nil, err
 	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		if inConfig {
