@@ -164,10 +164,18 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 	// old store, the lock of its directory, which restores of a missing
 	// store take. A damaged old store cannot be opened; restoring over it
 	// is what a restore is for.
-	old, err := bolt.Open(storePath, bolt.Options{Context: ctx})
+	old, dir, err, lockErr := lockOld(ctx, storePath)
+	if lockErr != nil {
+		return nil, fmt.Errorf("restoring %s: %w", storePath, lockErr)
+	}
+	if old != nil {
+		defer old.Close()
+	}
+	if dir != nil {
+		defer dir.Close()
+	}
 	switch {
 	case err == nil:
-		defer old.Close()
 		if opts.IfIdentity != "" {
 			id, err := old.Identity()
 			if err != nil {
@@ -181,12 +189,6 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		return nil, fmt.Errorf("restoring %s: %w", storePath, err)
 	case errors.Is(err, fs.ErrNotExist) && opts.IfIdentity != "":
 		return nil, fmt.Errorf("restoring %s: %w (it is gone)", storePath, ErrStoreChanged)
-	case errors.Is(err, fs.ErrNotExist):
-		dir, err := lockDir(parentDir(storePath))
-		if err != nil {
-			return nil, fmt.Errorf("restoring %s: %w", storePath, err)
-		}
-		defer dir.Close()
 	}
 	if err != nil && opts.IfIdentity != "" {
 		return nil, fmt.Errorf("restoring %s: %w (it cannot be opened: %v)", storePath, ErrStoreChanged, err)
@@ -713,6 +715,46 @@ func (b *build) lockNew() error {
 	}
 	b.newLock = st
 	return nil
+}
+
+// lockOld opens the store storePath, holding its exclusive lock (old);
+// err is bolt.Open's error, wrapping fs.ErrNotExist when there is no
+// store: then it locks the store's directory (dir), and lockErr says why
+// it could not. The lock is of the file that storePath names once it is
+// held: a restore that waited for another one to finish would otherwise
+// hold the lock of the store that one replaced, and a third restore, or
+// the product, could open the new one meanwhile; likewise a store created
+// while this one waited for its directory. It tries again then, a few
+// times.
+func lockOld(ctx context.Context, storePath string) (old *bolt.Store, dir *os.File, err, lockErr error) {
+	for attempt := 0; ; attempt++ {
+		before, statErr := os.Stat(storePath)
+		old, err = bolt.Open(storePath, bolt.Options{Context: ctx})
+		switch {
+		case err == nil:
+			if now, err := os.Stat(storePath); err == nil && statErr == nil && os.SameFile(before, now) {
+				return old, nil, nil, nil
+			}
+			old.Close()
+		case errors.Is(err, fs.ErrNotExist):
+			dir, lerr := lockDir(parentDir(storePath))
+			if lerr != nil {
+				return nil, nil, err, lerr
+			}
+			if _, serr := os.Lstat(storePath); errors.Is(serr, fs.ErrNotExist) {
+				return nil, dir, err, nil
+			}
+			dir.Close()
+		case errors.Is(err, store.ErrInUse):
+			return nil, nil, err, err
+		default:
+			return nil, nil, err, nil
+		}
+		if attempt == 10 {
+			err = fmt.Errorf("%w: %s is replaced by another process as it is opened", store.ErrInUse, storePath)
+			return nil, nil, err, err
+		}
+	}
 }
 
 // checkNew checks the new store, written and closed.

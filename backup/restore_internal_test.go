@@ -690,3 +690,48 @@ func TestCheckSpaceHugeTotals(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreLocksTheStoreItNames: a restore that waits for the lock of a
+// store that another process replaces meanwhile (a restore finishing)
+// takes the lock of the store the path names then, not of the replaced
+// one: it waits for the new store's holder, here until it gives up.
+// Before, it held the lock of the replaced file, and replaced the new
+// store under the process that held it (a third restore ran alongside).
+func TestRestoreLocksTheStoreItNames(t *testing.T) {
+	archivePath := exampleBackup(t, "")
+	dir := t.TempDir()
+	db, next := filepath.Join(dir, "broker.db"), filepath.Join(dir, "next.db")
+	for _, p := range []string{db, next} {
+		if _, err := Restore(context.Background(), generated.Registry, archivePath, p, RestoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := bolt.Open(db, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Restore(context.Background(), generated.Registry, archivePath, db, RestoreOptions{})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the restore waits for held's lock
+	// Another process replaces the store, and holds the new one.
+	if err := os.Rename(next, db); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := bolt.Open(db, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	before, _ := os.Stat(db)
+	held.Close()
+	err = <-done
+	if !errors.Is(err, store.ErrInUse) {
+		t.Errorf("a restore of a store another process holds: %v, want %v", err, store.ErrInUse)
+	}
+	if after, _ := os.Stat(db); !os.SameFile(before, after) {
+		t.Errorf("the restore replaced the store another process holds")
+	}
+}
