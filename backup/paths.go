@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,8 +202,33 @@ func RemoveStale(path, suffix string) {
 		if err != nil || time.Since(info.ModTime()) < StaleAge || locked(m) {
 			continue
 		}
-		os.RemoveAll(m)
+		removeAll(m)
 	}
+}
+
+// removeAll is os.RemoveAll, which also removes directories without
+// write permission (an old configuration directory made read-only, and
+// its copy a restore builds): when it fails, it makes every directory
+// below path (on its file system) writable by its owner and tries again.
+func removeAll(path string) {
+	if os.RemoveAll(path) == nil {
+		return
+	}
+	root, err := os.Lstat(path)
+	if err != nil {
+		return
+	}
+	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err != nil || !sameDevice(info, root) {
+			return filepath.SkipDir // another file system's mode is not ours to change
+		}
+		os.Chmod(p, 0o700)
+		return nil
+	})
+	os.RemoveAll(path)
 }
 
 func escapeGlob(s string) string {
@@ -285,15 +312,34 @@ const (
 // records, and neither a small backup nor a large one gets a fixed margin
 // that is wrong for the other.
 func storeSpace(m *archiveSizes) uint64 {
-	need := (m.tables + recordOverhead*m.records + tableOverhead*m.tableCount) * 4 / 3
-	need += storePages
-	return need + need/8 + 1<<20
+	need := addSat(addSat(m.tables, mulSat(recordOverhead, m.records)), mulSat(tableOverhead, m.tableCount))
+	need = addSat(need, need/3)
+	need = addSat(need, storePages)
+	return addSat(addSat(need, need/8), 1<<20)
+}
+
+// addSat and mulSat are a+b and a*b, or the largest uint64 when they
+// overflow: a manifest may declare totals up to the largest int64, and
+// a margin that wrapped around to a small number would pass the free
+// space check of an archive that fills the disk.
+func addSat(a, b uint64) uint64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxUint64
+}
+
+func mulSat(a, b uint64) uint64 {
+	if hi, lo := bits.Mul64(a, b); hi == 0 {
+		return lo
+	}
+	return math.MaxUint64
 }
 
 // configSpace is storeSpace for the configuration files.
 func configSpace(m *archiveSizes) uint64 {
-	need := m.config + fileBlock*m.files
-	return need + need/8 + 1<<20
+	need := addSat(m.config, mulSat(fileBlock, m.files))
+	return addSat(addSat(need, need/8), 1<<20)
 }
 
 // checkSpace refuses a restore of m whose declared data would not fit in
@@ -311,7 +357,7 @@ func checkSpace(m *archiveSizes, storeDir, configParent string) error {
 		if err != nil {
 			return envErrorf("%w", err)
 		}
-		need[id] += configSpace(m)
+		need[id] = addSat(need[id], configSpace(m))
 		avail[id] = a
 		if where[id] == "" {
 			where[id] = configParent

@@ -106,8 +106,8 @@ var ErrEmptiesConfig = errors.New("the backup holds no configuration files")
 // Refused before the archive is read: an archive that is not a regular
 // file (a FIFO, a device), a store that is not a regular file, a store in
 // a subdirectory of the configuration directory (see [CheckLayout]), a
-// mount point among the configuration entries beside a store lying in the
-// directory (see [CheckReplaceable]), a store in use by another process
+// configuration directory that is a mount point or holds one (see
+// [CheckReplaceable]: the old configuration is removed once replaced), a store in use by another process
 // (Restore holds the store's exclusive lock, and for a store that does not
 // exist yet the flock of its directory, so two restores of one store never
 // interleave). A symbolic link as storePath or
@@ -164,10 +164,18 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 	// old store, the lock of its directory, which restores of a missing
 	// store take. A damaged old store cannot be opened; restoring over it
 	// is what a restore is for.
-	old, err := bolt.Open(storePath, bolt.Options{Context: ctx})
+	old, dir, err, lockErr := lockOld(ctx, storePath)
+	if lockErr != nil {
+		return nil, fmt.Errorf("restoring %s: %w", storePath, lockErr)
+	}
+	if old != nil {
+		defer old.Close()
+	}
+	if dir != nil {
+		defer dir.Close()
+	}
 	switch {
 	case err == nil:
-		defer old.Close()
 		if opts.IfIdentity != "" {
 			id, err := old.Identity()
 			if err != nil {
@@ -181,21 +189,13 @@ func RestoreReader(ctx context.Context, reg *hook.Registry, r io.Reader, name, s
 		return nil, fmt.Errorf("restoring %s: %w", storePath, err)
 	case errors.Is(err, fs.ErrNotExist) && opts.IfIdentity != "":
 		return nil, fmt.Errorf("restoring %s: %w (it is gone)", storePath, ErrStoreChanged)
-	case errors.Is(err, fs.ErrNotExist):
-		dir, err := lockDir(parentDir(storePath))
-		if err != nil {
-			return nil, fmt.Errorf("restoring %s: %w", storePath, err)
-		}
-		defer dir.Close()
 	}
 	if err != nil && opts.IfIdentity != "" {
 		return nil, fmt.Errorf("restoring %s: %w (it cannot be opened: %v)", storePath, ErrStoreChanged, err)
 	}
 	storeBase, inConfig := StoreInConfig(storePath, configDir)
-	if inConfig {
-		if err := checkMovable(configDir, storeBase); err != nil {
-			return nil, err
-		}
+	if err := CheckReplaceable(storePath, configDir); err != nil {
+		return nil, err
 	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		if inConfig {
@@ -377,6 +377,11 @@ func (l *loading) finish() error {
 		for i := len(b.dirs) - 1; i >= 0; i-- {
 			if err := atomicfile.SyncDir(filepath.Join(b.newConfig, b.dirs[i])); err != nil {
 				return err
+			}
+		}
+		if b.stage == "" {
+			if err := os.Chmod(b.newConfig, b.configMode); err != nil {
+				return envErrorf("giving the new configuration directory beside %s its mode: %w", b.configDir, err)
 			}
 		}
 		if err := atomicfile.SyncDir(b.newConfig); err != nil {
@@ -623,6 +628,10 @@ type build struct {
 	// name), is the stage ".S.restore-*" inside configDir whose "new"
 	// is newConfig (see storedir.go).
 	stage, storeBase string
+	// configMode is the mode the new configuration directory (beside
+	// configDir) gets once its files are written: the old one's. It is
+	// built 0700, so that a read-only directory can be restored too.
+	configMode fs.FileMode
 }
 
 func newBuild(storePath, configDir, storeBase string) (*build, error) {
@@ -689,12 +698,9 @@ func (b *build) createNewConfig() (lockDir string, err error) {
 	if b.newConfig, err = os.MkdirTemp(parent, "."+base+restoreSuffix+"*"); err != nil {
 		return "", envErrorf("creating the new configuration directory beside %s: %w", b.configDir, err)
 	}
-	mode := fs.FileMode(0o755)
+	b.configMode = 0o755
 	if info, err := os.Stat(b.configDir); err == nil {
-		mode = info.Mode().Perm()
-	}
-	if err := os.Chmod(b.newConfig, mode); err != nil {
-		return "", envErrorf("creating the new configuration directory beside %s: %w", b.configDir, err)
+		b.configMode = info.Mode().Perm()
 	}
 	return b.newConfig, nil
 }
@@ -709,6 +715,46 @@ func (b *build) lockNew() error {
 	}
 	b.newLock = st
 	return nil
+}
+
+// lockOld opens the store storePath, holding its exclusive lock (old);
+// err is bolt.Open's error, wrapping fs.ErrNotExist when there is no
+// store: then it locks the store's directory (dir), and lockErr says why
+// it could not. The lock is of the file that storePath names once it is
+// held: a restore that waited for another one to finish would otherwise
+// hold the lock of the store that one replaced, and a third restore, or
+// the product, could open the new one meanwhile; likewise a store created
+// while this one waited for its directory. It tries again then, a few
+// times.
+func lockOld(ctx context.Context, storePath string) (old *bolt.Store, dir *os.File, err, lockErr error) {
+	for attempt := 0; ; attempt++ {
+		before, statErr := os.Stat(storePath)
+		old, err = bolt.Open(storePath, bolt.Options{Context: ctx})
+		switch {
+		case err == nil:
+			if now, err := os.Stat(storePath); err == nil && statErr == nil && os.SameFile(before, now) {
+				return old, nil, nil, nil
+			}
+			old.Close()
+		case errors.Is(err, fs.ErrNotExist):
+			dir, lerr := lockDir(parentDir(storePath))
+			if lerr != nil {
+				return nil, nil, err, lerr
+			}
+			if _, serr := os.Lstat(storePath); errors.Is(serr, fs.ErrNotExist) {
+				return nil, dir, err, nil
+			}
+			dir.Close()
+		case errors.Is(err, store.ErrInUse):
+			return nil, nil, err, err
+		default:
+			return nil, nil, err, nil
+		}
+		if attempt == 10 {
+			err = fmt.Errorf("%w: %s is replaced by another process as it is opened", store.ErrInUse, storePath)
+			return nil, nil, err, err
+		}
+	}
 }
 
 // checkNew checks the new store, written and closed.
@@ -1062,7 +1108,7 @@ func (b *build) swap() error {
 		os.Remove(oldStore)
 	}
 	if oldConfig != "" {
-		os.RemoveAll(oldConfig)
+		removeAll(oldConfig)
 	}
 	return nil
 }
@@ -1137,7 +1183,7 @@ func (b *build) discard() {
 	if b.stage != "" {
 		os.RemoveAll(b.stage)
 	} else if b.newConfig != "" {
-		os.RemoveAll(b.newConfig)
+		removeAll(b.newConfig)
 	}
 }
 

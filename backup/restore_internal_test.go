@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -608,5 +609,129 @@ func TestRestoreConfigTree(t *testing.T) {
 	})
 	if err != nil || n != len(files) {
 		t.Errorf("restored %d files of %d: %v", n, len(files), err)
+	}
+}
+
+// TestRestoreReadOnlyConfigDir: a configuration directory without write
+// permission (an operator's 0555 one) is restored, the new one getting its
+// mode only once its files are written: built with that mode from the
+// start, its files could not be created (but by root), and the restore
+// failed with "writing configuration file broker.json: permission denied";
+// nor is anything left beside it.
+func TestRestoreReadOnlyConfigDir(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "etc")
+	os.Mkdir(src, 0o755)
+	if err := os.WriteFile(filepath.Join(src, "broker.json"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archivePath := exampleBackup(t, src)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "etc")
+	os.Mkdir(cfg, 0o755)
+	if err := os.WriteFile(filepath.Join(cfg, "broker.json"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(cfg, 0o555)
+	t.Cleanup(func() { os.Chmod(cfg, 0o755) })
+
+	b, err := newBuild(filepath.Join(dir, "broker.db"), cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(b.newConfig)
+	b.discard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm()&0o200 == 0 {
+		t.Errorf("the new configuration directory is built with mode %v: its owner cannot write its files", info.Mode().Perm())
+	}
+
+	if _, err := Restore(context.Background(), generated.Registry, archivePath, filepath.Join(dir, "broker.db"), RestoreOptions{ConfigDir: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(cfg, "broker.json")); string(data) != "new" {
+		t.Errorf("broker.json holds %q, want the restored %q", data, "new")
+	}
+	if info, err := os.Stat(cfg); err != nil || info.Mode().Perm() != 0o555 {
+		t.Errorf("the restored directory: %v, %v; want mode 0555", info, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), restoreSuffix) {
+			t.Errorf("left beside the store: %s", e.Name())
+		}
+	}
+}
+
+// TestCheckSpaceHugeTotals: a manifest may declare totals up to the
+// largest int64; the space they need, with its margin, saturates rather
+// than wrapping around to a few bytes that any disk has free (which let an
+// archive declaring 9e18 bytes of records past the check, to fill the
+// disk before its totals were found wrong at its end).
+func TestCheckSpaceHugeTotals(t *testing.T) {
+	real := freeSpace
+	t.Cleanup(func() { freeSpace = real })
+	freeSpace = func(dir string) (uint64, fsID, error) {
+		_, fsid, err := real(dir)
+		return 1 << 50, fsid, err
+	}
+	dir := t.TempDir()
+	const huge = math.MaxInt64
+	for _, sizes := range []archiveSizes{
+		{tables: huge, records: 146, tableCount: 6},
+		{tables: 1 << 20, records: huge / 16, tableCount: 6},
+		{tables: 1 << 20, records: 146, tableCount: huge / 64},
+		{tables: 1 << 20, records: 146, tableCount: 6, config: huge, files: 1},
+		{tables: 1 << 20, records: 146, tableCount: 6, config: 1, files: huge / 4096},
+	} {
+		if err := checkSpace(&sizes, dir, dir); err == nil || !strings.Contains(err.Error(), "not enough free space") {
+			t.Errorf("%+v with 1 PiB free: %v, want not enough free space", sizes, err)
+		}
+	}
+}
+
+// TestRestoreLocksTheStoreItNames: a restore that waits for the lock of a
+// store that another process replaces meanwhile (a restore finishing)
+// takes the lock of the store the path names then, not of the replaced
+// one: it waits for the new store's holder, here until it gives up.
+// Before, it held the lock of the replaced file, and replaced the new
+// store under the process that held it (a third restore ran alongside).
+func TestRestoreLocksTheStoreItNames(t *testing.T) {
+	archivePath := exampleBackup(t, "")
+	dir := t.TempDir()
+	db, next := filepath.Join(dir, "broker.db"), filepath.Join(dir, "next.db")
+	for _, p := range []string{db, next} {
+		if _, err := Restore(context.Background(), generated.Registry, archivePath, p, RestoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := bolt.Open(db, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Restore(context.Background(), generated.Registry, archivePath, db, RestoreOptions{})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the restore waits for held's lock
+	// Another process replaces the store, and holds the new one.
+	if err := os.Rename(next, db); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := bolt.Open(db, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	before, _ := os.Stat(db)
+	held.Close()
+	err = <-done
+	if !errors.Is(err, store.ErrInUse) {
+		t.Errorf("a restore of a store another process holds: %v, want %v", err, store.ErrInUse)
+	}
+	if after, _ := os.Stat(db); !os.SameFile(before, after) {
+		t.Errorf("the restore replaced the store another process holds")
 	}
 }

@@ -158,14 +158,18 @@ func syncDirs(dirs ...string) error {
 }
 
 // CheckReplaceable returns an error when a restore could not replace the
-// configuration in configDir, the store storePath lying directly in it:
-// an entry of it is a mount point (see checkMovable). [Restore] checks it
-// under the store's lock; the one-command offline upgrade checks it before
-// any work too. Nothing for another layout.
+// configuration in configDir: for the store storePath lying directly in
+// it, an entry of it is a mount point or holds one (see checkMovable);
+// otherwise configDir is a mount point or holds one (see checkWhole).
+// [Restore] checks it under the store's lock; the one-command offline
+// upgrade checks it before any work too. Nothing without configDir.
 func CheckReplaceable(storePath, configDir string) error {
+	if configDir == "" {
+		return nil
+	}
 	base, in := StoreInConfig(storePath, configDir)
 	if !in {
-		return nil
+		return checkWhole(configDir)
 	}
 	return checkMovable(configDir, base)
 }
@@ -173,8 +177,10 @@ func CheckReplaceable(storePath, configDir string) error {
 // checkMovable refuses a configuration directory dir holding the store
 // named base whose configuration entries cannot all be moved by a rename
 // within it (an entry that is a mount point, such as a secret mounted at
-// dir/certs): a restore replaces them entry by entry. Checked before
-// anything is written.
+// dir/certs): a restore replaces them entry by entry. Nor may a mount
+// point lie deeper (dir/sub/certs): the old entries are removed once
+// replaced, and the removal would empty the other file system. Checked
+// before anything is written.
 func checkMovable(dir, base string) error {
 	dinfo, err := os.Stat(dir)
 	if err != nil {
@@ -185,16 +191,75 @@ func checkMovable(dir, base string) error {
 		return err
 	}
 	for _, e := range entries {
-		info, err := e.Info()
+		p := filepath.Join(dir, e.Name())
+		mount, err := mountInside(p, dinfo)
 		if err != nil {
-			return envErrorf("%w", err)
+			return err
 		}
-		if !sameDevice(info, dinfo) {
-			return envErrorf("%s is another file system (a mount point) inside the configuration directory %s, which holds the store %s: a restore replaces the configuration's entries by renames within %s, so it cannot replace that one; restore into another --config, or unmount it first",
-				filepath.Join(dir, e.Name()), dir, base, dir)
+		if mount != "" {
+			return envErrorf("%s is another file system (a mount point) inside the configuration directory %s, which holds the store %s: a restore replaces the configuration's entries by renames within %s, and removes the old ones, so it cannot replace that one; restore into another --config, or unmount it first",
+				mount, dir, base, dir)
 		}
 	}
 	return nil
+}
+
+// checkWhole refuses a configuration directory dir (the store lying
+// elsewhere) that a restore, which builds the new one beside it, swaps
+// it in by a rename and removes the old one, cannot replace: dir is a
+// mount point itself (the rename fails), or one lies inside it (the
+// removal of the old directory would empty that other file system, such
+// as a secret mounted at dir/certs). Checked before anything is written.
+func checkWhole(dir string) error {
+	info, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return envErrorf("%w", err)
+	}
+	parent, err := os.Stat(filepath.Dir(dir))
+	if err != nil {
+		return envErrorf("%w", err)
+	}
+	if !sameDevice(info, parent) {
+		return envErrorf("the configuration directory %s is a mount point: a restore builds the new one beside it and swaps it in by a rename, which cannot replace a mount point; restore into another --config (or keep the files in the store: omit --config)", dir)
+	}
+	mount, err := mountInside(dir, info)
+	if err != nil {
+		return err
+	}
+	if mount != "" {
+		return envErrorf("%s is another file system (a mount point) inside the configuration directory %s: a restore replaces the directory whole and removes the old one, which would empty that file system; restore into another --config, or unmount it first", mount, dir)
+	}
+	return nil
+}
+
+// mountInside returns the first path at or below p (not following
+// symbolic links) on another file system than dinfo, "" when there is none.
+func mountInside(p string, dinfo fs.FileInfo) (string, error) {
+	mount := ""
+	err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !sameDevice(info, dinfo) {
+			mount = path
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return "", envErrorf("%w", err)
+	}
+	return mount, nil
 }
 
 // configEntries returns the entries of the configuration directory dir

@@ -34,7 +34,9 @@ leaves the old store and the old configuration exactly as they were; a
 restore killed between the two swaps leaves the new store with the old
 configuration, and running it again completes it. A store in use by
 another process (or by another restore) is refused, and so are a store
-in a subdirectory of DIR, an archive whose manifest disagrees with its metadata table,
+in a subdirectory of DIR, a DIR that is a mount point or holds one (the
+old files are removed once replaced: a file system mounted inside would
+be emptied), an archive whose manifest disagrees with its metadata table,
 and one whose data would not fit in the free space. So is a store S that
 exists and is not a bbolt store (a restore replaces S whole): --force
 replaces it anyway. So is a backup that holds no configuration files (one

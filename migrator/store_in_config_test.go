@@ -386,6 +386,67 @@ func TestMountPointBesideStore(t *testing.T) {
 	}
 }
 
+// TestMountPointInConfig: a configuration directory that is a mount point
+// cannot be replaced by a rename, and one that holds a mount point (a
+// secret mounted at etc/certs, or deeper beside a store lying in the
+// directory) would have that file system emptied by the removal of the
+// old configuration once replaced: restore and the one-command offline
+// upgrade refuse both before writing anything, naming the mount point,
+// and the mounted file survives. Before, the restore deleted the files
+// of a mount inside the directory, and failed at the swap, after reading
+// the whole archive, with "device or resource busy" for a directory that
+// is one. Skipped where there is no private mount namespace.
+func TestMountPointInConfig(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare")
+	}
+	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
+		t.Skipf("no private mount namespace: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	for _, c := range []struct {
+		name, store, config, mount, want string
+		args                             []string
+	}{
+		{"restore, inside", "app.db", "etc", "etc/certs", "etc/certs is another file system (a mount point) inside the configuration directory", nil},
+		{"restore, deeper beside the store", "data/app.db", "data", "data/sub/certs", "data/sub/certs is another file system (a mount point) inside the configuration directory", nil},
+		{"restore, the directory", "app.db", "etc", "etc", "etc is a mount point", nil},
+		{"offline upgrade, inside", "app.db", "etc", "etc/certs", "etc/certs is another file system (a mount point) inside the configuration directory", []string{"upgrade", "--offline"}},
+	} {
+		root := filepath.Join(t.TempDir(), "x")
+		db, config, mount := filepath.Join(root, c.store), filepath.Join(root, c.config), filepath.Join(root, c.mount)
+		os.MkdirAll(filepath.Dir(db), 0o755)
+		if out, err := migratorCmd(t, "example", "restore", archivePath, "--store", db, "--config", config).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", c.name, err, out)
+		}
+		os.MkdirAll(mount, 0o755)
+		storeBefore, _ := example.Digest(db)
+		args := []string{"restore", archivePath, "--store", db, "--config", config}
+		if c.args != nil {
+			args = append(c.args, "--store", db, "--config", config)
+		}
+		m := migratorCmd(t, "example", args...)
+		// Mount a file system at mount with a file in it, run the
+		// command, and print the file after it.
+		script := `mount -t tmpfs none "$1" && echo secret > "$1/key.pem" && shift && "$@"; rc=$?; cat "$0/key.pem"; exit $rc`
+		cmd := exec.Command("unshare", append([]string{"-rm", "sh", "-c", script, mount, mount, m.Path}, args...)...)
+		cmd.Env = m.Env
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: %v: %s", c.name, err, out)
+		}
+		if !strings.HasSuffix(string(out), "secret\n") {
+			t.Errorf("%s: the file on the mounted file system is gone: %s", c.name, out)
+		}
+		if after, _ := example.Digest(db); after != storeBefore {
+			t.Errorf("%s: the refusal changed the store", c.name)
+		}
+	}
+}
+
 // TestOfflineStoreUpgradeHookWritesStoreName: in "upgrade --offline
 // --store data/app.db --config data", a hook that writes a configuration
 // file named like one of the store's own files fails, naming the store,
