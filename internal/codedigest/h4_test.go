@@ -169,17 +169,7 @@ func TestH4CgoOutside(t *testing.T) {
 	}
 	compute := func(files map[string]string) (h4, h3 codedigest.Result) {
 		t.Helper()
-		s, err := codedigest.NewScope(write(t, files))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h3, err = s.ComputeH3("example.com/p/hooks", "Upgrade"); err != nil {
-			t.Fatal(err)
-		}
-		if h4, err = s.Compute("example.com/p/hooks", "Upgrade"); err != nil {
-			t.Fatal(err)
-		}
-		return h4, h3
+		return computeH4H3(t, write(t, files))
 	}
 	base, baseH3 := compute(files("1", "1", "a"))
 	for _, tc := range []struct {
@@ -228,14 +218,7 @@ func TestH4CgoOutsideModule(t *testing.T) {
 	}
 	compute := func(files map[string]string) codedigest.Result {
 		t.Helper()
-		s, err := codedigest.NewScope(filepath.Join(write(t, files), "m"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h4, err := s.Compute("example.com/p/hooks", "Upgrade")
-		if err != nil {
-			t.Fatal(err)
-		}
+		h4, _ := computeH4H3(t, filepath.Join(write(t, files), "m"))
 		return h4
 	}
 	base := compute(files("1"))
@@ -265,17 +248,7 @@ func TestH4StdlibInitialiser(t *testing.T) {
 	}
 	compute := func(files map[string]string) (h4, h3 codedigest.Result) {
 		t.Helper()
-		s, err := codedigest.NewScope(write(t, files))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h3, err = s.ComputeH3("example.com/p/hooks", "Upgrade"); err != nil {
-			t.Fatal(err)
-		}
-		if h4, err = s.Compute("example.com/p/hooks", "Upgrade"); err != nil {
-			t.Fatal(err)
-		}
-		return h4, h3
+		return computeH4H3(t, write(t, files))
 	}
 	base, baseH3 := compute(files("v1", "a"))
 	h4, h3 := compute(files("v2", "a"))
@@ -288,4 +261,21 @@ func TestH4StdlibInitialiser(t *testing.T) {
 	if h4, _ := compute(files("v1", "b")); h4.Digest != base.Digest {
 		t.Errorf("an unused errors.New changed the digest: %v", changes(base, h4))
 	}
+}
+
+// computeH4H3 computes the h4 and the h3 digest of hook Upgrade of package
+// example.com/p/hooks in the module at dir.
+func computeH4H3(t *testing.T, dir string) (h4, h3 codedigest.Result) {
+	t.Helper()
+	s, err := codedigest.NewScope(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h3, err = s.ComputeH3("example.com/p/hooks", "Upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	if h4, err = s.Compute("example.com/p/hooks", "Upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	return h4, h3
 }

@@ -251,16 +251,7 @@ func TestFaultNoQuorumPaused(t *testing.T) {
 	if err := tb.Put([]byte("k"), []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	l, err := c.Leader(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range []int{l, (l + 1) % 3} {
-		if err := c.Stop(i); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Cont(i) })
-	}
+	pauseQuorum(t, c)
 	start := time.Now()
 	err = tx.Commit()
 	took := time.Since(start)
@@ -299,16 +290,7 @@ func TestFaultRestoreAbortNoQuorumPaused(t *testing.T) {
 			}
 		}
 		time.Sleep(time.Second) // every full batch sent
-		l, err := c.Leader(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		paused := []int{l, (l + 1) % 3}
-		for _, i := range paused {
-			if err := c.Stop(i); err != nil {
-				t.Fatal(err)
-			}
-		}
+		paused := pauseQuorum(t, c)
 		start := time.Now()
 		if finish {
 			if err := r.Finish(); !errors.Is(err, ErrUnavailable) {
@@ -348,16 +330,7 @@ func TestFaultScanNoQuorumPaused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := c.Leader(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range []int{l, (l + 1) % 3} {
-		if err := c.Stop(i); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Cont(i) })
-	}
+	pauseQuorum(t, c)
 	start := time.Now()
 	err = tb.Scan(nil, func(k, v []byte) error { return nil })
 	took := time.Since(start)
@@ -365,4 +338,23 @@ func TestFaultScanNoQuorumPaused(t *testing.T) {
 		t.Errorf("a scan with two of three members paused: %v after %s, want ErrUnavailable within 2 s + 1.5 s", err, took)
 	}
 	t.Logf("a scan with two of three members paused: %v after %s", err, took.Round(time.Millisecond))
+}
+
+// pauseQuorum pauses (SIGSTOP) the leader of the three members of c and
+// the member after it, so that the cluster has no quorum, and returns
+// them; they continue when the test ends.
+func pauseQuorum(t *testing.T, c *etcdtest.Cluster) []int {
+	t.Helper()
+	l, err := c.Leader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := []int{l, (l + 1) % 3}
+	for _, i := range paused {
+		if err := c.Stop(i); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Cont(i) })
+	}
+	return paused
 }
