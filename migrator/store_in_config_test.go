@@ -347,12 +347,7 @@ func TestOfflineStoreUpgradeCrashStoreInConfig(t *testing.T) {
 // before writing anything, naming it. The mount is made in a private
 // mount namespace (unshare); the test is skipped where there is none.
 func TestMountPointBesideStore(t *testing.T) {
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("no unshare")
-	}
-	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
-		t.Skipf("no private mount namespace: %v %s", err, out)
-	}
+	needMountNamespace(t)
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, archivePath, "4.4.0", example.Small)
@@ -397,12 +392,7 @@ func TestMountPointBesideStore(t *testing.T) {
 // the whole archive, with "device or resource busy" for a directory that
 // is one. Skipped where there is no private mount namespace.
 func TestMountPointInConfig(t *testing.T) {
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("no unshare")
-	}
-	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
-		t.Skipf("no private mount namespace: %v %s", err, out)
-	}
+	needMountNamespace(t)
 	dir := t.TempDir()
 	archivePath := filepath.Join(dir, "b.tar.zst")
 	writeBackup(t, archivePath, "4.4.0", example.Small)
@@ -481,5 +471,17 @@ func TestOfflineStoreUpgradeHookWritesStoreName(t *testing.T) {
 				t.Errorf("the configuration changed:\n%s\nwas\n%s", c, oldConfig)
 			}
 		})
+	}
+}
+
+// needMountNamespace skips the test where unshare cannot make a private
+// mount namespace, in which the test mounts file systems.
+func needMountNamespace(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare")
+	}
+	if out, err := exec.Command("unshare", "-rm", "true").CombinedOutput(); err != nil {
+		t.Skipf("no private mount namespace: %v %s", err, out)
 	}
 }
