@@ -256,8 +256,10 @@ func DropTree(p Parent, name string) error {
 // finished phase of EachBatch is, also after the hook dropped its source:
 // a hook may move several tables in a row (CopyTable, DropTree, CopyTable,
 // DropTree), and a run that stops during a later one resumes there. A copy
-// whose destination the hook dropped since (it replaces a table: copies it
-// out, drops it, copies it back) starts again from the first record.
+// whose destination the hook dropped since starts again from the first
+// record. To replace a table in place, use [ReplaceTable], which is done
+// once: written as CopyTable, DropTree, CopyTable, DropTree, a rerun
+// after a later step stopped would copy the replaced table out again.
 func CopyTable(ctx context.Context, tx Tx, phase string, src, dst []string, size int, fn func(key, value []byte) ([]byte, error)) error {
 	if _, err := OpenPath(tx, src...); errors.Is(err, ErrNoTable) {
 		// The source is gone. When a run before this one finished the
@@ -344,6 +346,59 @@ func CopyTable(ctx context.Context, tx Tx, phase string, src, dst []string, size
 		}
 	}
 	return nil
+}
+
+// ReplaceTable replaces the table at path (a top-level table's name, or
+// the names down to a nested one) with its records passed through fn (as
+// CopyTable passes them: nil from fn drops the record), keeping its nested
+// tables and its sequence: it copies the table into a temporary table
+// beside it, drops it, copies the temporary table back and drops that, in
+// batches that resume, as CopyTable and DropTree would. Unlike those
+// steps written one after the other, the replacement is done once: its
+// end is a checkpoint, so a hook that stops at a later step and runs
+// again skips it (fn is never applied twice to a record), and one that
+// stops during it completes it. The temporary table is named after the
+// table and phase ("accounts\x00replace:phase").
+func ReplaceTable(ctx context.Context, tx Tx, phase string, path []string, size int, fn func(key, value []byte) ([]byte, error)) error {
+	if len(path) == 0 {
+		return fmt.Errorf("replacing a table: empty table path")
+	}
+	key := "replace:" + phase
+	state, ok, err := tx.Progress(key)
+	if err != nil {
+		return fmt.Errorf("replacing table %s: reading progress of phase %q: %w", FormatPath(path), phase, err)
+	}
+	if ok && len(state) > 0 && state[0] == batchDone {
+		return nil
+	}
+	last := path[len(path)-1]
+	tmp := append(path[:len(path)-1:len(path)-1], last+"\x00replace:"+phase)
+	// drop drops name in the table above path, opened in the current
+	// transaction (the copies' checkpoints begin new ones).
+	drop := func(name string) error {
+		var parent Parent = tx
+		if len(path) > 1 {
+			if parent, err = OpenPath(tx, path[:len(path)-1]...); err != nil {
+				return err
+			}
+		}
+		return DropTree(parent, name)
+	}
+	if err := CopyTable(ctx, tx, phase+"/out", path, tmp, size, fn); err != nil {
+		return err
+	}
+	// A run that stopped during the copy back finds the table partly
+	// copied: dropped again, the copy back starts from its first record.
+	if err := drop(last); err != nil {
+		return fmt.Errorf("replacing table %s: %w", FormatPath(path), err)
+	}
+	if err := CopyTable(ctx, tx, phase+"/back", tmp, path, size, nil); err != nil {
+		return err
+	}
+	if err := drop(tmp[len(tmp)-1]); err != nil {
+		return fmt.Errorf("replacing table %s: dropping its copy: %w", FormatPath(path), err)
+	}
+	return tx.Checkpoint(key, []byte{batchDone})
 }
 
 // FormatPath returns path as text that tells every path from every other:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -415,5 +416,70 @@ func TestHookValueTooLargeForABackup(t *testing.T) {
 	}
 	if got := st.Records("t"); len(got) != 1 {
 		t.Errorf("the failed hook left %d records", len(got))
+	}
+}
+
+// TestReplaceTable: hook.ReplaceTable replaces a table, nested tables and
+// sequence kept, with fn applied once to every record, whether the hook
+// stops during the replacement (at every batch of its copies) or at a
+// later step, and runs again; no temporary table is left. Steps written
+// one after the other (CopyTable, DropTree, CopyTable, DropTree) apply fn
+// twice when a later step stops: the first copy, its destination dropped,
+// starts again from the table already replaced.
+func TestReplaceTable(t *testing.T) {
+	// Err's calls: the copy out takes 1-4 (3 batches of records and the
+	// empty one) and 5-6 (inner's 2 batches); the copy back 7-10 and
+	// 11-12; the later step's batches 13 on. 0 is no stop.
+	for _, stop := range []int{0, 2, 5, 8, 10, 11, 12, 13, 14} {
+		t.Run(fmt.Sprint(stop), func(t *testing.T) {
+			st := hooktest.New(t)
+			for i := 1; i <= 6; i++ {
+				st.PutIn([]string{"a"}, strconv.Itoa(i), "v")
+			}
+			for i := 1; i <= 3; i++ {
+				st.PutIn([]string{"a", "inner"}, strconv.Itoa(i), "w")
+			}
+			st.SetSequence([]string{"a"}, 6)
+			calls := 0
+			replace := func(ctx context.Context, tx hook.Tx) error {
+				if calls > 0 {
+					ctx = stopAfter{ctx, &calls}
+				}
+				bang := func(k, v []byte) ([]byte, error) { return append(slices.Clone(v), '!'), nil }
+				if err := hook.ReplaceTable(ctx, tx, "bang", []string{"a"}, 2, bang); err != nil {
+					return err
+				}
+				return hook.EachBatch(ctx, tx, "post", "a", 2, func(k, v []byte) error { return nil })
+			}
+			h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Replace", Func: replace}
+			if stop > 0 {
+				calls = stop
+				if err := st.Run(h); !errors.Is(err, context.Canceled) {
+					t.Fatalf("the first run = %v, want it stopped", err)
+				}
+				calls = 0
+			}
+			if err := st.Run(h); err != nil {
+				t.Fatalf("the run after the stop: %v", err)
+			}
+			if got := st.Tables(); !slices.Equal(got, []string{"a"}) {
+				t.Errorf("tables = %q, want the temporary table gone", got)
+			}
+			got := st.RecordsIn("a")
+			for i := 1; i <= 6; i++ {
+				if v := got[strconv.Itoa(i)]; v != "v!" {
+					t.Errorf("a[%d] = %q, want v! (fn applied once)", i, v)
+				}
+			}
+			if len(got) != 6 {
+				t.Errorf("a = %q, want its 6 records", got)
+			}
+			if got := st.RecordsIn("a", "inner"); len(got) != 3 || got["1"] != "w" {
+				t.Errorf("a/inner = %q, want its 3 records as they were", got)
+			}
+			if s := st.Sequence("a"); s != 6 {
+				t.Errorf("a's sequence = %d, want 6", s)
+			}
+		})
 	}
 }
