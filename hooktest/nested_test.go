@@ -483,3 +483,39 @@ func TestReplaceTable(t *testing.T) {
 		})
 	}
 }
+
+// TestProducerLeftBehindStops: a hook that reads a table through a
+// producer goroutine and returns early (an error after the first record)
+// leaves the producer blocked in its Scan callback; the hook's context
+// ends when the hook returns, so a producer that watches it stops, and the
+// run returns the hook's error instead of waiting for that Scan forever.
+func TestProducerLeftBehindStops(t *testing.T) {
+	st := hooktest.New(t)
+	for _, k := range []string{"a", "b", "c"} {
+		st.Put("t", k, "x")
+	}
+	early := func(ctx context.Context, tx hook.Tx) error {
+		tb, err := tx.Table("t")
+		if err != nil {
+			return err
+		}
+		ch := make(chan []byte)
+		go func() {
+			defer close(ch)
+			tb.Scan(nil, func(k, v []byte) error {
+				select {
+				case ch <- k:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		}()
+		<-ch
+		return errors.New("bad record")
+	}
+	err := st.Run(hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Early", Func: early})
+	if err == nil || !strings.Contains(err.Error(), "bad record") {
+		t.Errorf("run = %v, want the hook's error", err)
+	}
+}

@@ -65,9 +65,19 @@ func (h *hookTx) leave() { h.inflight.Add(-1) }
 // its Tx, tables and configuration fails, and it waits for the calls in
 // progress (of goroutines the hook left behind) to end, so that none
 // touches the transaction while the engine commits or rolls it back.
-func (h *hookTx) hookReturned() {
+//
+// A goroutine stuck in a call (blocked in a Scan callback) would keep the
+// run waiting: after a second, warn says so once, and what the operator
+// can do.
+func (h *hookTx) hookReturned(warn io.Writer) {
 	h.returned.Store(true)
+	start := time.Now()
+	warned := false
 	for h.inflight.Load() != 0 {
+		if !warned && warn != nil && time.Since(start) > time.Second {
+			warned = true
+			fmt.Fprintf(warn, "hook %d (%s) returned, but a goroutine it started is still in a call of its transaction: waiting for it to end before the transaction is committed or rolled back (a second interrupt ends the process; nothing of this hook's transaction since its last checkpoint is written then)\n", h.info.Num, h.name)
+		}
 		time.Sleep(time.Millisecond)
 	}
 }

@@ -405,8 +405,13 @@ func runHookOnce(ctx context.Context, st store.Store, p Pending, info hook.Info,
 		}
 		return wrap(err)
 	}
-	err = call(ctx, p.fn, hookView(h))
-	h.hookReturned()
+	// The hook's own context ends when it returns, so that a goroutine
+	// it left behind that watches it stops; hookReturned then waits for
+	// the calls such goroutines are in.
+	hctx, cancel := context.WithCancel(ctx)
+	err = call(hctx, p.fn, hookView(h))
+	cancel()
+	h.hookReturned(opts.Warn)
 	if err != nil {
 		return fail(err, func(err error) error { return &HookError{Num: p.Num, Name: p.Name, Err: err} })
 	}
