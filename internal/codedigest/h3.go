@@ -784,6 +784,26 @@ func (s *Scope) cgoOutside(p *pkg3) *item {
 			}
 		}
 	}
+	// The package's own C sources (its directory's and its
+	// subdirectories', which cgoTree hashes) may include files outside it.
+	_ = filepath.WalkDir(p.dir, func(fp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if fp != p.dir && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || fileExists(filepath.Join(fp, "go.mod"))) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if slices.Contains(nonGo, filepath.Ext(name)) {
+			if data, err := os.ReadFile(fp); err == nil {
+				includes(filepath.Dir(fp), string(data))
+			}
+		}
+		return nil
+	})
 	for _, sf := range p.files {
 		if !slices.ContainsFunc(sf.ast.Imports, func(im *ast.ImportSpec) bool { return im.Path.Value == `"C"` }) {
 			continue

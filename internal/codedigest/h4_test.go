@@ -279,3 +279,27 @@ func computeH4H3(t *testing.T, dir string) (h4, h3 codedigest.Result) {
 	}
 	return h4, h3
 }
+
+// TestH4CgoOutsideFromCFile: a C file of the package that includes a
+// header outside the package's directory counts that header, as the
+// package's preamble does.
+func TestH4CgoOutsideFromCFile(t *testing.T) {
+	t.Setenv("GOWORK", "off")
+	files := func(z string) map[string]string {
+		return map[string]string{
+			"go.mod":           "module example.com/p\n\ngo 1.26\n",
+			"hooks/hooks.go":   "package hooks\n\nimport \"example.com/p/hooks/cg\"\n\nfunc Upgrade() string { return cg.Name() }\n",
+			"hooks/cg/cg.go":   "package cg\n\n// int z(void);\nimport \"C\"\n\nfunc Name() string { return \"\" }\n",
+			"hooks/cg/impl.c":  "#include \"../../cext/z.h\"\nint z(void) { return Z; }\n",
+			"cext/z.h":         "#define Z " + z + "\n",
+			"cext/unrelated.h": "#define U 1\n",
+		}
+	}
+	base, _ := computeH4H3(t, write(t, files("1")))
+	got, _ := computeH4H3(t, write(t, files("2")))
+	if got.Digest == base.Digest || !slices.ContainsFunc(changes(base, got), func(d string) bool {
+		return strings.Contains(d, "hooks/cg: C sources outside the package directory (1)")
+	}) {
+		t.Errorf("a header the package's C file includes changed, the digest did not name it: %v", changes(base, got))
+	}
+}
