@@ -327,7 +327,9 @@ func (w *work) checkTagGaps(ctx context.Context, cur *registry.File, release *se
 	oldest := first.Version
 	for _, h := range cur.Hooks {
 		v := h.Version
-		if v == nil || !v.LessThan(release) || !oldest.LessThan(v) {
+		if v == nil || !v.LessThan(release) || !oldest.LessThan(v) || h.Maintenance {
+			// A maintenance hook is compared with its line's branch,
+			// and main may carry it before its patch release is tagged.
 			continue
 		}
 		if slices.ContainsFunc(w.tags, func(t gitx.Tag) bool { return t.Version.Equal(v) }) {
