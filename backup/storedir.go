@@ -222,7 +222,7 @@ func checkWhole(dir string) error {
 	if err != nil {
 		return envErrorf("%w", err)
 	}
-	if !sameDevice(info, parent) {
+	if !sameDevice(info, parent) || mountUnder(dir) == dir {
 		return envErrorf("the configuration directory %s is a mount point: a restore builds the new one beside it and swaps it in by a rename, which cannot replace a mount point; restore into another --config (or keep the files in the store: omit --config)", dir)
 	}
 	mount, err := mountInside(dir, info)
@@ -236,8 +236,13 @@ func checkWhole(dir string) error {
 }
 
 // mountInside returns the first path at or below p (not following
-// symbolic links) on another file system than dinfo, "" when there is none.
+// symbolic links) on another file system than dinfo, or that the mount
+// table lists as a mount point (a bind mount of the same file system,
+// see mountUnder), "" when there is none.
 func mountInside(p string, dinfo fs.FileInfo) (string, error) {
+	if m := mountUnder(p); m != "" {
+		return m, nil
+	}
 	mount := ""
 	err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {

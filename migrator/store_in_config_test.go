@@ -399,11 +399,15 @@ func TestMountPointInConfig(t *testing.T) {
 	for _, c := range []struct {
 		name, store, config, mount, want string
 		args                             []string
+		bind                             bool // a bind mount of a directory of the same file system
 	}{
-		{"restore, inside", "app.db", "etc", "etc/certs", "etc/certs is another file system (a mount point) inside the configuration directory", nil},
-		{"restore, deeper beside the store", "data/app.db", "data", "data/sub/certs", "data/sub/certs is another file system (a mount point) inside the configuration directory", nil},
-		{"restore, the directory", "app.db", "etc", "etc", "etc is a mount point", nil},
-		{"offline upgrade, inside", "app.db", "etc", "etc/certs", "etc/certs is another file system (a mount point) inside the configuration directory", []string{"upgrade", "--offline"}},
+		{"restore, inside", "app.db", "etc", "etc/certs", "etc/certs is another file system (a mount point) inside the configuration directory", nil, false},
+		{"restore, a bind mount inside", "app.db", "etc", "etc/certs", "etc/certs is another file system (a mount point) inside the configuration directory", nil, true},
+		{"restore, a bind mount beside the store", "data/app.db", "data", "data/certs", "data/certs is another file system (a mount point) inside the configuration directory", nil, true},
+		{"restore, the directory a bind mount", "app.db", "etc", "etc", "etc is a mount point", nil, true},
+		{"restore, deeper beside the store", "data/app.db", "data", "data/sub/certs", "data/sub/certs is another file system (a mount point) inside the configuration directory", nil, false},
+		{"restore, the directory", "app.db", "etc", "etc", "etc is a mount point", nil, false},
+		{"offline upgrade, inside", "app.db", "etc", "etc/certs", "etc/certs is another file system (a mount point) inside the configuration directory", []string{"upgrade", "--offline"}, false},
 	} {
 		root := filepath.Join(t.TempDir(), "x")
 		db, config, mount := filepath.Join(root, c.store), filepath.Join(root, c.config), filepath.Join(root, c.mount)
@@ -421,6 +425,13 @@ func TestMountPointInConfig(t *testing.T) {
 		// Mount a file system at mount with a file in it, run the
 		// command, and print the file after it.
 		script := `mount -t tmpfs none "$1" && echo secret > "$1/key.pem" && shift && "$@"; rc=$?; cat "$0/key.pem"; exit $rc`
+		if c.bind {
+			// The bound directory lies beside root, on the same file
+			// system: only the mount table tells it is mounted.
+			src := filepath.Join(filepath.Dir(root), "secrets")
+			os.MkdirAll(src, 0o755)
+			script = `mount --bind "` + src + `" "$1" && echo secret > "$1/key.pem" && shift && "$@"; rc=$?; cat "$0/key.pem"; exit $rc`
+		}
 		cmd := exec.Command("unshare", append([]string{"-rm", "sh", "-c", script, mount, mount, m.Path}, args...)...)
 		cmd.Env = m.Env
 		out, err := cmd.CombinedOutput()
