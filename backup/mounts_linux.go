@@ -15,12 +15,18 @@ import (
 // the same file system (a secret directory bound into the configuration
 // directory), whose files a removal of the directory would delete at
 // their source.
+//
+// A symbolic link is not followed: removing the directory removes the
+// link, not what it points to (a secret linked from /run/secrets).
 func mountUnder(p string) string {
-	real, err := filepath.EvalSymlinks(p)
+	if info, err := os.Lstat(p); err != nil || info.Mode()&os.ModeSymlink != 0 {
+		return ""
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(p))
 	if err != nil {
 		return ""
 	}
-	real, err = filepath.Abs(real)
+	real, err := filepath.Abs(filepath.Join(dir, filepath.Base(p)))
 	if err != nil {
 		return ""
 	}

@@ -496,3 +496,34 @@ func needMountNamespace(t *testing.T) {
 		t.Skipf("no private mount namespace: %v %s", err, out)
 	}
 }
+
+// TestSymlinkToMountInConfig: a configuration entry that is a symbolic
+// link to a mount point elsewhere (a secret linked from a tmpfs) is not a
+// mount inside the directory: the restore replaces the directory, link
+// included, and the mounted file stays where it is.
+func TestSymlinkToMountInConfig(t *testing.T) {
+	needMountNamespace(t)
+	dir := t.TempDir()
+	archivePath := filepath.Join(dir, "b.tar.zst")
+	writeBackup(t, archivePath, "4.4.0", example.Small)
+	root := filepath.Join(t.TempDir(), "x")
+	// The store in the directory, whose entries a restore checks one
+	// by one.
+	db, config, secrets := filepath.Join(root, "data", "app.db"), filepath.Join(root, "data"), filepath.Join(root, "secrets")
+	os.MkdirAll(config, 0o755)
+	if out, err := migratorCmd(t, "example", "restore", archivePath, "--store", db, "--config", config).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	os.MkdirAll(secrets, 0o755)
+	if err := os.Symlink(secrets, filepath.Join(config, "certs")); err != nil {
+		t.Fatal(err)
+	}
+	m := migratorCmd(t, "example", "restore", archivePath, "--store", db, "--config", config)
+	script := `mount -t tmpfs none "$1" && echo secret > "$1/key.pem" && shift && "$@"; rc=$?; cat "$0/key.pem"; exit $rc`
+	cmd := exec.Command("unshare", append([]string{"-rm", "sh", "-c", script, secrets, secrets, m.Path}, "restore", archivePath, "--store", db, "--config", config)...)
+	cmd.Env = m.Env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasSuffix(string(out), "secret\n") {
+		t.Errorf("restore with a link to a mount in the configuration: %v: %s", err, out)
+	}
+}
