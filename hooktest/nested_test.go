@@ -299,14 +299,7 @@ func TestCopyTableReplacesATable(t *testing.T) {
 	// (12).
 	for _, stop := range []int{8, 10, 11, 12} {
 		t.Run(fmt.Sprint(stop), func(t *testing.T) {
-			st := hooktest.New(t)
-			for i := 1; i <= 6; i++ {
-				st.PutIn([]string{"a"}, fmt.Sprint(i), "v")
-			}
-			for i := 1; i <= 3; i++ {
-				st.PutIn([]string{"a", "inner"}, fmt.Sprint(i), "w")
-			}
-			st.SetSequence([]string{"a"}, 6)
+			st := tableToReplace(t)
 			calls := 0
 			replace := func(ctx context.Context, tx hook.Tx) error {
 				if calls > 0 {
@@ -432,14 +425,7 @@ func TestReplaceTable(t *testing.T) {
 	// 11-12; the later step's batches 13 on. 0 is no stop.
 	for _, stop := range []int{0, 2, 5, 8, 10, 11, 12, 13, 14} {
 		t.Run(fmt.Sprint(stop), func(t *testing.T) {
-			st := hooktest.New(t)
-			for i := 1; i <= 6; i++ {
-				st.PutIn([]string{"a"}, strconv.Itoa(i), "v")
-			}
-			for i := 1; i <= 3; i++ {
-				st.PutIn([]string{"a", "inner"}, strconv.Itoa(i), "w")
-			}
-			st.SetSequence([]string{"a"}, 6)
+			st := tableToReplace(t)
 			calls := 0
 			replace := func(ctx context.Context, tx hook.Tx) error {
 				if calls > 0 {
@@ -518,4 +504,19 @@ func TestProducerLeftBehindStops(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "bad record") {
 		t.Errorf("run = %v, want the hook's error", err)
 	}
+}
+
+// tableToReplace returns a store with table "a": six records "1"-"6" of
+// value "v", a nested table "inner" of three records of value "w", and
+// sequence 6.
+func tableToReplace(t *testing.T) *hooktest.Store {
+	st := hooktest.New(t)
+	for i := 1; i <= 6; i++ {
+		st.PutIn([]string{"a"}, strconv.Itoa(i), "v")
+	}
+	for i := 1; i <= 3; i++ {
+		st.PutIn([]string{"a", "inner"}, strconv.Itoa(i), "w")
+	}
+	st.SetSequence([]string{"a"}, 6)
+	return st
 }
