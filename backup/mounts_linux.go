@@ -3,54 +3,31 @@ package backup
 import (
 	"bufio"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
 
-// mountUnder returns the first mount point at or below p that the
-// process's mount table lists (/proc/self/mountinfo), as a path under p,
-// or "" when there is none or the table cannot be read. It finds what a
-// comparison of device numbers cannot: a bind mount of a directory of
-// the same file system (a secret directory bound into the configuration
-// directory), whose files a removal of the directory would delete at
-// their source.
-//
-// A symbolic link is not followed: removing the directory removes the
-// link, not what it points to (a secret linked from /run/secrets).
-func mountUnder(p string) string {
-	if info, err := os.Lstat(p); err != nil || info.Mode()&os.ModeSymlink != 0 {
-		return ""
-	}
-	dir, err := filepath.EvalSymlinks(filepath.Dir(p))
-	if err != nil {
-		return ""
-	}
-	real, err := filepath.Abs(filepath.Join(dir, filepath.Base(p)))
-	if err != nil {
-		return ""
-	}
+// mountPoints returns the mount points the process's mount table lists
+// (/proc/self/mountinfo), nil when it cannot be read. With them,
+// mountUnder finds what a comparison of device numbers cannot: a bind
+// mount of a directory of the same file system (a secret directory bound
+// into the configuration directory), whose files a removal of the
+// directory would delete at their source.
+func mountPoints() []string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer f.Close()
+	var points []string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if mp == real {
-			return p
-		}
-		if rel, ok := strings.CutPrefix(mp, real+"/"); ok {
-			return filepath.Join(p, rel)
+		if fields := strings.Fields(sc.Text()); len(fields) >= 5 {
+			points = append(points, unescapeMountinfo(fields[4]))
 		}
 	}
-	return ""
+	return points
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space) of a

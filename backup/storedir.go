@@ -190,9 +190,10 @@ func checkMovable(dir, base string) error {
 	if err != nil {
 		return err
 	}
+	points := mountPoints() // read once for every entry
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		mount, err := mountInside(p, dinfo)
+		mount, err := mountInside(p, dinfo, points)
 		if err != nil {
 			return err
 		}
@@ -222,10 +223,11 @@ func checkWhole(dir string) error {
 	if err != nil {
 		return envErrorf("%w", err)
 	}
-	if !sameDevice(info, parent) || mountUnder(dir) == dir {
+	points := mountPoints()
+	if !sameDevice(info, parent) || mountUnder(dir, points) == dir {
 		return envErrorf("the configuration directory %s is a mount point: a restore builds the new one beside it and swaps it in by a rename, which cannot replace a mount point; restore into another --config (or keep the files in the store: omit --config)", dir)
 	}
-	mount, err := mountInside(dir, info)
+	mount, err := mountInside(dir, info, points)
 	if err != nil {
 		return err
 	}
@@ -237,10 +239,10 @@ func checkWhole(dir string) error {
 
 // mountInside returns the first path at or below p (not following
 // symbolic links) on another file system than dinfo, or that the mount
-// table lists as a mount point (a bind mount of the same file system,
-// see mountUnder), "" when there is none.
-func mountInside(p string, dinfo fs.FileInfo) (string, error) {
-	if m := mountUnder(p); m != "" {
+// table's points list as a mount point (a bind mount of the same file
+// system, see mountUnder), "" when there is none.
+func mountInside(p string, dinfo fs.FileInfo, points []string) (string, error) {
+	if m := mountUnder(p, points); m != "" {
 		return m, nil
 	}
 	mount := ""
@@ -320,4 +322,34 @@ func checkCollisions(m *archive.Manifest, base, configDir string) error {
 		}
 	}
 	return nil
+}
+
+// mountUnder returns the first of the mount points at or below p, as a
+// path under p, or "" when there is none. A symbolic link is not
+// followed: removing the directory removes the link, not what it points
+// to (a secret linked from /run/secrets).
+func mountUnder(p string, points []string) string {
+	if len(points) == 0 {
+		return ""
+	}
+	if info, err := os.Lstat(p); err != nil || info.Mode()&os.ModeSymlink != 0 {
+		return ""
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(p))
+	if err != nil {
+		return ""
+	}
+	real, err := filepath.Abs(filepath.Join(dir, filepath.Base(p)))
+	if err != nil {
+		return ""
+	}
+	for _, mp := range points {
+		if mp == real {
+			return p
+		}
+		if rel, ok := strings.CutPrefix(mp, real+"/"); ok {
+			return filepath.Join(p, rel)
+		}
+	}
+	return ""
 }
