@@ -287,18 +287,7 @@ func compressLib(src, dst string) error {
 // buildBig writes records records of 16-byte keys and 200-byte values to
 // a new store, with the metadata of a fresh install.
 func buildBig(b *testing.B, path string, records int) {
-	l, err := bolt.NewLoader(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	value := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 6)[:200]
-	for i := range records {
-		v := append(strconv.AppendInt(nil, int64(i), 10), value...)[:200]
-		if err := l.Put("messages", fmt.Appendf(nil, "msg-%012d", i), v); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := l.Finish(); err != nil {
+	if err := loadRecords(path, records); err != nil {
 		b.Fatal(err)
 	}
 	st, err := bolt.Open(path, bolt.Options{})
