@@ -318,15 +318,7 @@ func TestCopyTableReplacesATable(t *testing.T) {
 				}
 				return hook.DropTree(tx, "tmp")
 			}
-			h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Replace", Func: replace}
-			calls = stop
-			if err := st.Run(h); !errors.Is(err, context.Canceled) {
-				t.Fatalf("the first run = %v, want it stopped", err)
-			}
-			calls = 0
-			if err := st.Run(h); err != nil {
-				t.Fatalf("the run after the stop: %v", err)
-			}
+			runStoppedThenAgain(t, st, hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Replace", Func: replace}, &calls, stop)
 			if got := st.Tables(); !slices.Equal(got, []string{"a"}) {
 				t.Errorf("tables = %q", got)
 			}
@@ -437,17 +429,7 @@ func TestReplaceTable(t *testing.T) {
 				}
 				return hook.EachBatch(ctx, tx, "post", "a", 2, func(k, v []byte) error { return nil })
 			}
-			h := hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Replace", Func: replace}
-			if stop > 0 {
-				calls = stop
-				if err := st.Run(h); !errors.Is(err, context.Canceled) {
-					t.Fatalf("the first run = %v, want it stopped", err)
-				}
-				calls = 0
-			}
-			if err := st.Run(h); err != nil {
-				t.Fatalf("the run after the stop: %v", err)
-			}
+			runStoppedThenAgain(t, st, hook.Hook{Num: 101, IntroducedIn: "2.0.0", Name: "Replace", Func: replace}, &calls, stop)
 			if got := st.Tables(); !slices.Equal(got, []string{"a"}) {
 				t.Errorf("tables = %q, want the temporary table gone", got)
 			}
@@ -519,4 +501,21 @@ func tableToReplace(t *testing.T) *hooktest.Store {
 	}
 	st.SetSequence([]string{"a"}, 6)
 	return st
+}
+
+// runStoppedThenAgain runs h stopped at the stop-th check of its context
+// (its Func wraps the context in stopAfter while *calls > 0), then runs it
+// again to its end; with stop 0, only the second run.
+func runStoppedThenAgain(t *testing.T, st *hooktest.Store, h hook.Hook, calls *int, stop int) {
+	t.Helper()
+	if stop > 0 {
+		*calls = stop
+		if err := st.Run(h); !errors.Is(err, context.Canceled) {
+			t.Fatalf("the first run = %v, want it stopped", err)
+		}
+		*calls = 0
+	}
+	if err := st.Run(h); err != nil {
+		t.Fatalf("the run after the stop: %v", err)
+	}
 }
