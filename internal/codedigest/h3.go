@@ -713,10 +713,7 @@ func (s *Scope) cgoTree(p *pkg3) *item {
 		}
 		name := d.Name()
 		if d.IsDir() {
-			if name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
-				return filepath.SkipDir
-			}
-			if _, err := os.Stat(filepath.Join(fp, "go.mod")); err == nil {
+			if otherTree(fp, name) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -792,7 +789,7 @@ func (s *Scope) cgoOutside(p *pkg3) *item {
 		}
 		name := d.Name()
 		if d.IsDir() {
-			if fp != p.dir && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || fileExists(filepath.Join(fp, "go.mod"))) {
+			if fp != p.dir && otherTree(fp, name) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -830,7 +827,7 @@ func (s *Scope) cgoOutside(p *pkg3) *item {
 							}
 							name := d.Name()
 							if d.IsDir() {
-								if f != fp && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || fileExists(filepath.Join(f, "go.mod"))) {
+								if f != fp && otherTree(f, name) {
 									return filepath.SkipDir
 								}
 								return nil
@@ -870,6 +867,14 @@ func (s *Scope) cgoOutside(p *pkg3) *item {
 		x.write(string(data))
 	}
 	return &item{id: p.id + ": cgo sources outside", name: p.id + ": C sources outside the package directory (" + strconv.Itoa(len(files)) + ")", hash: base64.StdEncoding.EncodeToString(h.Sum(nil)), resolved: true}
+}
+
+// otherTree reports whether the directory dir, named name, below a cgo
+// package's directory (or a directory its #cgo lines name) holds no C
+// source of the package: test data, a vendor tree, a hidden or "_"
+// directory, another module.
+func otherTree(dir, name string) bool {
+	return name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || fileExists(filepath.Join(dir, "go.mod"))
 }
 
 // fileExists reports whether fp names a file or directory.
