@@ -422,12 +422,7 @@ func heldData(st store.Store) []string {
 	if st == nil {
 		return nil
 	}
-	tx, err := st.Begin(false)
-	if err != nil {
-		return nil
-	}
-	defer tx.Rollback()
-	held, err := upgrade.HeldData(tx)
+	held, err := upgrade.HeldDataIn(st)
 	if err != nil {
 		return nil
 	}

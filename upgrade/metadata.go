@@ -406,6 +406,16 @@ var errHeld = errors.New("data found")
 // is none. A store without upgrade metadata whose tables hold no data is
 // a fresh install whose product created its (empty) tables before
 // migrating, not data written before the product adopted hookreg.
+// HeldDataIn is HeldData in a read-only transaction of its own on st.
+func HeldDataIn(st store.Store) ([]string, error) {
+	tx, err := st.Begin(false)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return HeldData(tx)
+}
+
 func HeldData(tx store.Tx) ([]string, error) {
 	var open [][]string // the tables the walk is in
 	var held []string

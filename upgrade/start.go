@@ -88,12 +88,7 @@ func Start(ctx context.Context, st store.Store, reg *hook.Registry, opts StartOp
 // tables the product created before migrating, empty (no record, no
 // sequence, at any depth), are a fresh install's.
 func startFresh(st store.Store, reg *hook.Registry) (Result, error) {
-	tx, err := st.Begin(false)
-	if err != nil {
-		return Result{}, err
-	}
-	held, err := HeldData(tx)
-	tx.Rollback()
+	held, err := HeldDataIn(st)
 	if err != nil {
 		return Result{}, err
 	}
